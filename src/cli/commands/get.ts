@@ -1,0 +1,84 @@
+import type { Command } from 'commander'
+import { CidgetError } from '../../core/errors.js'
+import { MODES, type Mode } from '../../core/types.js'
+import { action, openDownloader, pauseOnSignals, parseIntOption, EXIT } from '../context.js'
+import { exitCodeForRecord } from '../exit.js'
+import { ProgressView } from '../progress.js'
+import { humanBytes } from '../format.js'
+import type { DownloadRecord } from '../../core/types.js'
+
+interface GetFlags {
+  output?: string
+  gateway?: string[]
+  mode?: string
+  sha256?: string
+  state?: string
+  timeout?: number
+  maxResumeAttempts?: number
+  force?: boolean
+  json?: boolean
+  quiet?: boolean
+}
+
+/** The final line(s) of a download for people. */
+export function summary (rec: DownloadRecord): string {
+  switch (rec.status) {
+    case 'success':
+      return `saved ${rec.output} (${humanBytes(rec.size)}, sha256 ${rec.hash ?? '?'}) [download ${rec.id}]`
+    case 'paused':
+      return `paused download ${rec.id} at ${humanBytes(rec.currentSize)} of ${humanBytes(rec.size)}` +
+        (rec.error !== null ? `: ${rec.error}` : '') + `; continue with: cidget resume ${rec.id}`
+    default:
+      return `download ${rec.id} ${rec.status}` + (rec.error !== null ? `: ${rec.error} [${rec.errorCode ?? ''}]` : '')
+  }
+}
+
+export function registerGet (program: Command): void {
+  program.command('get')
+    .description('download a CID, /ipfs/ path, ipfs:// URL or gateway URL (resumes an unfinished download of the same target and output)')
+    .argument('<target>', 'CID, /ipfs/CID[/path], ipfs://CID[/path] or https://gateway/ipfs/CID[/path]')
+    .option('-o, --output <path>', 'output file, or a directory to put it in (default: ./<name>)')
+    .option('-g, --gateway <url>', 'gateway base URL; repeat for several (replaces the default list)', (v: string, prev: string[] | undefined) => [...(prev ?? []), v])
+    .option('--mode <mode>', 'path or verified', 'path')
+    .option('--sha256 <hex>', 'expected SHA-256 of the file')
+    .option('--state <file>', 'SQLite state file (default: $CIDGET_STATE or ~/.cidget/state.db)')
+    .option('--timeout <ms>', 'idle timeout: longest wait without a byte', parseIntOption('--timeout', 1))
+    .option('--max-resume-attempts <n>', 'resumes after interruptions before giving up', parseIntOption('--max-resume-attempts', 0))
+    .option('--force', 'overwrite an existing output file')
+    .option('--json', 'print the final download record as JSON')
+    .option('-q, --quiet', 'print nothing but errors')
+    .action(async (target: string, flags: GetFlags) => {
+      await action(async () => {
+        if (flags.mode !== undefined && !MODES.includes(flags.mode as Mode)) {
+          throw new CidgetError('CIDGET_ERR_BAD_OPTION', `--mode must be path or verified, got "${flags.mode}"`)
+        }
+        const dl = await openDownloader({
+          state: flags.state,
+          ...(flags.timeout === undefined ? {} : { timeoutMs: flags.timeout }),
+          ...(flags.maxResumeAttempts === undefined ? {} : { maxResumeAttempts: flags.maxResumeAttempts })
+        })
+        const unhook = pauseOnSignals(dl)
+        const view = new ProgressView(dl, { tty: process.stderr.isTTY === true && flags.json !== true, quiet: flags.quiet === true || flags.json === true })
+        try {
+          const job = await dl.add(target, {
+            ...(flags.output === undefined ? {} : { output: flags.output }),
+            ...(flags.gateway === undefined ? {} : { gateways: flags.gateway }),
+            mode: flags.mode as Mode,
+            ...(flags.sha256 === undefined ? {} : { sha256: flags.sha256 }),
+            force: flags.force === true
+          })
+          const rec = await job.done
+          view.stop()
+          if (flags.json === true) process.stdout.write(JSON.stringify(rec) + '\n')
+          else if (flags.quiet !== true) process.stderr.write(summary(rec) + '\n')
+          return exitCodeForRecord(rec)
+        } finally {
+          view.stop()
+          unhook()
+          await dl.close()
+        }
+      })
+    })
+}
+
+export { EXIT }

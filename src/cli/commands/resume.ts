@@ -1,0 +1,42 @@
+import type { Command } from 'commander'
+import { CidgetError } from '../../core/errors.js'
+import { action, openDownloader, parseId, pauseOnSignals } from '../context.js'
+import { EXIT, exitCodeForRecord, worstExit } from '../exit.js'
+import { ProgressView } from '../progress.js'
+import { summary } from './get.js'
+
+export function registerResume (program: Command): void {
+  program.command('resume')
+    .description('continue a paused, failed or interrupted download, or all paused ones with --all')
+    .argument('[id]', 'download id')
+    .option('--all', 'resume every paused and pending download (and recover interrupted ones)')
+    .option('--state <file>', 'SQLite state file')
+    .option('--json', 'print the final records as JSON (one per line)')
+    .option('-q, --quiet', 'print nothing but errors')
+    .action(async (idText: string | undefined, flags: { all?: boolean, state?: string, json?: boolean, quiet?: boolean }) => {
+      await action(async () => {
+        if ((idText === undefined) === (flags.all !== true)) {
+          throw new CidgetError('CIDGET_ERR_BAD_OPTION', 'Give either a download id or --all')
+        }
+        const id = idText === undefined ? undefined : parseId(idText)
+        const dl = await openDownloader({ state: flags.state })
+        const unhook = pauseOnSignals(dl)
+        const view = new ProgressView(dl, { tty: process.stderr.isTTY === true && flags.json !== true, quiet: flags.quiet === true || flags.json === true })
+        try {
+          const jobs = id === undefined ? await dl.resumeAll() : [await dl.resume(id)]
+          if (jobs.length === 0 && flags.quiet !== true && flags.json !== true) process.stderr.write('nothing to resume\n')
+          const records = await Promise.all(jobs.map(async j => await j.done))
+          view.stop()
+          for (const rec of records) {
+            if (flags.json === true) process.stdout.write(JSON.stringify(rec) + '\n')
+            else if (flags.quiet !== true) process.stderr.write(summary(rec) + '\n')
+          }
+          return records.length === 0 ? EXIT.SUCCESS : worstExit(records.map(exitCodeForRecord))
+        } finally {
+          view.stop()
+          unhook()
+          await dl.close()
+        }
+      })
+    })
+}

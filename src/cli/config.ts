@@ -1,0 +1,90 @@
+import { readFileSync } from 'node:fs'
+import { homedir } from 'node:os'
+import { join } from 'node:path'
+import { CidgetError } from '../core/errors.js'
+import { DEFAULT_POLICY, type DownloadPolicy } from '../core/policy.js'
+import type { DownloaderInit } from '../engine/downloader.js'
+
+/** The settings a config file or CIDGET_* variables may carry. */
+export type Settings = Partial<DownloadPolicy> & {
+  state?: string
+  gateways?: string[]
+  concurrency?: number
+  leaseMs?: number
+  heartbeatMs?: number
+}
+
+const NUMBER_KEYS = [...Object.keys(DEFAULT_POLICY), 'concurrency', 'leaseMs', 'heartbeatMs'] as const
+const KEYS = new Set<string>([...NUMBER_KEYS, 'state', 'gateways'])
+
+/** `maxResumeAttempts` → `CIDGET_MAX_RESUME_ATTEMPTS`. */
+export function envName (key: string): string {
+  return 'CIDGET_' + key.replace(/[A-Z]/g, c => '_' + c).toUpperCase()
+}
+
+function num (key: string, value: unknown, from: string): number {
+  const n = typeof value === 'string' && value.trim() !== '' ? Number(value) : value
+  if (typeof n !== 'number' || !Number.isFinite(n) || n < 0) {
+    throw new CidgetError('CIDGET_ERR_BAD_OPTION', `${from}: ${key} must be a non-negative number, got ${JSON.stringify(value)}`)
+  }
+  return n
+}
+
+function merge (into: Settings, raw: Record<string, unknown>, from: string): void {
+  for (const [key, value] of Object.entries(raw)) {
+    if (!KEYS.has(key)) throw new CidgetError('CIDGET_ERR_BAD_OPTION', `${from}: unknown setting "${key}"`)
+    if (key === 'state') {
+      if (typeof value !== 'string' || value === '') throw new CidgetError('CIDGET_ERR_BAD_OPTION', `${from}: state must be a path`)
+      into.state = value
+    } else if (key === 'gateways') {
+      const list = typeof value === 'string' ? value.split(',').map(s => s.trim()).filter(s => s !== '') : value
+      if (!Array.isArray(list) || list.length === 0 || !list.every(g => typeof g === 'string')) {
+        throw new CidgetError('CIDGET_ERR_BAD_OPTION', `${from}: gateways must be a non-empty list of URLs`)
+      }
+      into.gateways = list as string[]
+    } else {
+      (into as Record<string, number>)[key] = num(key, value, from)
+    }
+  }
+}
+
+/**
+ * Settings from, in order: `~/.cidget/config.json` (or `CIDGET_CONFIG`), then
+ * `CIDGET_*` variables. Flags are applied by each command on top.
+ */
+export function loadSettings (env: NodeJS.ProcessEnv = process.env): Settings {
+  const out: Settings = {}
+  const file = env.CIDGET_CONFIG ?? join(homedir(), '.cidget', 'config.json')
+  let text: string | undefined
+  try {
+    text = readFileSync(file, 'utf8')
+  } catch (err) {
+    if (env.CIDGET_CONFIG !== undefined) {
+      throw new CidgetError('CIDGET_ERR_BAD_OPTION', `Cannot read config file ${file}: ${(err as Error).message}`)
+    }
+  }
+  if (text !== undefined) {
+    let parsed: unknown
+    try {
+      parsed = JSON.parse(text)
+    } catch (err) {
+      throw new CidgetError('CIDGET_ERR_BAD_OPTION', `Config file ${file} is not valid JSON: ${(err as Error).message}`)
+    }
+    if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
+      throw new CidgetError('CIDGET_ERR_BAD_OPTION', `Config file ${file} must hold a JSON object`)
+    }
+    merge(out, parsed as Record<string, unknown>, file)
+  }
+  const fromEnv: Record<string, unknown> = {}
+  for (const key of KEYS) {
+    const v = env[envName(key)]
+    if (v !== undefined && v !== '') fromEnv[key] = v
+  }
+  merge(out, fromEnv, 'environment')
+  return out
+}
+
+/** Settings as Downloader options. */
+export function toInit (s: Settings): DownloaderInit {
+  return { ...s }
+}

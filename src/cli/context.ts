@@ -1,0 +1,77 @@
+import { InvalidArgumentError } from 'commander'
+import { Downloader, type DownloaderInit } from '../engine/downloader.js'
+import type { DownloadRecord } from '../core/types.js'
+import { CidgetError } from '../core/errors.js'
+import { loadSettings, toInit } from './config.js'
+import { EXIT, errorLine, exitCodeForError, type ExitCode } from './exit.js'
+import { describe } from './format.js'
+
+/** Options every command that touches the state accepts. */
+export interface StateOptions {
+  state?: string
+}
+
+/** Opens a Downloader from config file, environment and flags (flags win). */
+export async function openDownloader (flags: StateOptions & Partial<DownloaderInit>): Promise<Downloader> {
+  const init: DownloaderInit = toInit(loadSettings())
+  for (const [k, v] of Object.entries(flags)) {
+    if (v !== undefined) (init as Record<string, unknown>)[k] = v
+  }
+  return await Downloader.open(init)
+}
+
+/** Runs a command body; errors become one line on stderr and an exit code. */
+export async function action (body: () => Promise<ExitCode>): Promise<void> {
+  try {
+    process.exitCode = await body()
+  } catch (err) {
+    process.stderr.write(errorLine(err) + '\n')
+    if (process.env.CIDGET_DEBUG === '1' && err instanceof Error) process.stderr.write((err.stack ?? '') + '\n')
+    process.exitCode = exitCodeForError(err)
+  }
+}
+
+/**
+ * Ctrl-C (SIGINT) and SIGTERM pause what runs, with progress durable; the
+ * awaited jobs then resolve as `paused`. A second signal exits at once.
+ */
+export function pauseOnSignals (dl: Downloader): () => void {
+  let seen = false
+  const onSignal = (): void => {
+    if (seen) process.exit(130)
+    seen = true
+    process.stderr.write('\ncidget: pausing (progress is kept); press Ctrl-C again to quit at once\n')
+    for (const id of dl.runningIds) void dl.pause(id).catch(() => {})
+  }
+  process.on('SIGINT', onSignal)
+  process.on('SIGTERM', onSignal)
+  return () => {
+    process.off('SIGINT', onSignal)
+    process.off('SIGTERM', onSignal)
+  }
+}
+
+/** Parses a download id argument. */
+export function parseId (text: string): number {
+  if (!/^\d+$/.test(text) || Number(text) < 1 || !Number.isSafeInteger(Number(text))) {
+    throw new CidgetError('CIDGET_ERR_BAD_OPTION', `"${text}" is not a download id (a positive integer)`)
+  }
+  return Number(text)
+}
+
+export function printRecord (rec: DownloadRecord, json: boolean): void {
+  process.stdout.write((json ? JSON.stringify(rec) : describe(rec)) + '\n')
+}
+
+/** A commander option parser for integers ≥ min (a bad value is a usage error, exit 2). */
+export function parseIntOption (name: string, min: number): (value: string) => number {
+  return (value: string): number => {
+    const n = Number(value)
+    if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < min) {
+      throw new InvalidArgumentError(`must be an integer ≥ ${min}, got "${value}"`)
+    }
+    return n
+  }
+}
+
+export { EXIT }

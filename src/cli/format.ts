@@ -1,0 +1,53 @@
+import type { DownloadRecord } from '../core/types.js'
+
+export function humanBytes (n: number | null): string {
+  if (n === null) return '?'
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB']
+  let v = n
+  let u = 0
+  while (v >= 1024 && u < units.length - 1) { v /= 1024; u++ }
+  return u === 0 ? `${v} B` : `${v.toFixed(v >= 100 ? 0 : 1)} ${units[u]}`
+}
+
+export function humanDuration (ms: number): string {
+  if (!Number.isFinite(ms) || ms < 0) return '?'
+  const s = Math.round(ms / 1000)
+  if (s < 60) return `${s}s`
+  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`
+  return `${Math.floor(s / 3600)}h${String(Math.floor(s / 60) % 60).padStart(2, '0')}m`
+}
+
+/** A multi-line description of one download for `cidget status`. */
+export function describe (r: DownloadRecord): string {
+  const pct = r.size !== null && r.size > 0 ? ` (${Math.floor(r.currentSize * 100 / r.size)}%)` : ''
+  const lines = [
+    `id:        ${r.id}`,
+    `status:    ${r.status}`,
+    `target:    ${r.target}`,
+    `cid:       ${r.cid}${r.path}`,
+    `output:    ${r.output}`,
+    `mode:      ${r.mode}`,
+    `progress:  ${humanBytes(r.currentSize)} of ${humanBytes(r.size)}${pct}`,
+    `attempts:  ${r.attempts}${r.lastAttempt !== null ? ` (last ${new Date(r.lastAttempt).toISOString()})` : ''}`,
+    `gateway:   ${r.gateway ?? '-'}`
+  ]
+  if (r.hash !== null) lines.push(`sha256:    ${r.hash}`)
+  if (r.expectedSha256 !== null) lines.push(`expected:  ${r.expectedSha256}`)
+  if (r.error !== null) lines.push(`error:     ${r.error}${r.errorCode !== null ? ` [${r.errorCode}]` : ''}`)
+  return lines.join('\n')
+}
+
+/** A table for `cidget list`. */
+export function table (rows: DownloadRecord[]): string {
+  const head = ['ID', 'STATUS', 'PROGRESS', 'SIZE', 'OUTPUT']
+  const body = rows.map(r => [
+    String(r.id),
+    r.status,
+    r.size !== null && r.size > 0 ? `${Math.floor(r.currentSize * 100 / r.size)}%` : r.status === 'success' ? '100%' : '-',
+    humanBytes(r.size ?? (r.status === 'success' ? r.currentSize : null)),
+    r.output
+  ])
+  const widths = head.map((h, i) => Math.max(h.length, ...body.map(row => (row[i] ?? '').length)))
+  const line = (cols: string[]): string => cols.map((c, i) => i === cols.length - 1 ? c : c.padEnd(widths[i] ?? 0)).join('  ')
+  return [line(head), ...body.map(line)].join('\n')
+}

@@ -1,0 +1,45 @@
+#!/usr/bin/env node
+import { readFileSync } from 'node:fs'
+import { Command, CommanderError } from 'commander'
+import { registerGet } from './commands/get.js'
+import { registerResume } from './commands/resume.js'
+import { registerPause, registerCancel, registerRm } from './commands/control.js'
+import { registerStatus, registerList } from './commands/status.js'
+import { registerDemo } from './commands/demo.js'
+import { EXIT } from './exit.js'
+
+const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
+
+const program = new Command('cidget')
+  .description('Resumable, verifying downloads of IPFS content over HTTP gateways')
+  .version(pkg.version)
+  .showHelpAfterError('(run "cidget help" for usage)')
+  .exitOverride()
+  .configureOutput({ outputError: (str, write) => { write(`cidget: ${str.replace(/^error: /, '')}`) } })
+
+registerGet(program)
+registerResume(program)
+registerPause(program)
+registerCancel(program)
+registerRm(program)
+registerStatus(program)
+registerList(program)
+registerDemo(program)
+
+// Subcommands exit through the same override as the program.
+for (const cmd of program.commands) {
+  cmd.exitOverride()
+  cmd.configureOutput({ outputError: (str, write) => { write(`cidget: ${str.replace(/^error: /, '')}`) } })
+}
+
+try {
+  await program.parseAsync(process.argv)
+} catch (err) {
+  if (err instanceof CommanderError) {
+    const ok = err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help'
+    process.exitCode = ok ? EXIT.SUCCESS : EXIT.USAGE
+  } else {
+    process.stderr.write(`cidget: ${(err as Error).message}\n`)
+    process.exitCode = EXIT.FAILED
+  }
+}

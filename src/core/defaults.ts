@@ -1,0 +1,50 @@
+/**
+ * Every default in one block. The names follow the original specification
+ * (MAX_RESUME_ATTEMPTS, TIMEOUT_MS, …); each is overridable through the
+ * library options, `~/.cidget/config.json`, `CIDGET_*` variables and flags.
+ */
+export const DEFAULTS = {
+  /** Resumes of one download (stream resets, timeouts mid-body) before it is `failed`. */
+  MAX_RESUME_ATTEMPTS: 3,
+  /** Retries per gateway for network errors and timeouts. */
+  MAX_RETRY_ATTEMPTS: 3,
+  /** Gateway switches after a corrupt download (hash mismatch) before `failed`. */
+  MAX_CORRUPTION_SWITCHES: 2,
+  /** Idle timeout: the longest gap without a byte (connect, headers or body), not a total. */
+  TIMEOUT_MS: 30_000,
+  /** First backoff delay; doubles per attempt (1 s, 2 s, 4 s). */
+  INITIAL_BACKOFF_MS: 1_000,
+  BACKOFF_MULTIPLIER: 2,
+  /** No single backoff wait exceeds this. */
+  MAX_BACKOFF_MS: 30_000,
+  /** ± share of each backoff delay drawn at random. */
+  BACKOFF_JITTER: 0.2,
+  /** Longest wait a Retry-After header can impose. */
+  MAX_RETRY_AFTER_MS: 60_000,
+  /** After a stream reset: resume if at least this share is done, else restart from 0. */
+  RESUME_THRESHOLD: 0.5,
+  /** Bytes written between fsyncs; progress is recorded after each fsync. */
+  SYNC_INTERVAL_BYTES: 8 * 1024 * 1024,
+  /** Longest time between fsyncs while bytes arrive. */
+  SYNC_INTERVAL_MS: 1_000,
+  /** A lease lasts this long without a heartbeat. */
+  LEASE_MS: 30_000,
+  /** Heartbeat period (renews the lease). */
+  HEARTBEAT_MS: 10_000,
+  /** Concurrent downloads in one Downloader. */
+  CONCURRENCY: 4,
+  /** Suffix of the partial file next to the output. */
+  PARTIAL_SUFFIX: '.cidget-partial'
+} as const
+
+/**
+ * Public gateways that serve path and trustless responses. Capabilities are
+ * learned at run time; the seed's cloudflare-ipfs.com gateway now forwards to
+ * ipfs.io, so it is not listed twice.
+ */
+export const DEFAULT_GATEWAYS: readonly string[] = [
+  'https://ipfs.io',
+  'https://dweb.link',
+  'https://trustless-gateway.link',
+  'https://4everland.io'
+]

@@ -1,0 +1,260 @@
+/**
+ * Every failure cidget reports is a `CidgetError` with a stable `code`.
+ * The registry below is the single list of codes: each has a kind (how the
+ * retry policy treats it), whether it is retryable, and a "how to solve" line
+ * that the README's error table repeats (a test keeps them in sync).
+ */
+
+export type ErrorKind =
+  | 'input' // bad target, option or usage: never retried
+  | 'timeout' // no bytes for the idle timeout: back off, same gateway
+  | 'network' // connection refused/reset before a body: next gateway, same offset
+  | 'stream' // connection lost mid-body: resume or restart (threshold)
+  | 'http' // an HTTP status that is not a success
+  | 'range' // a Range answer that cannot be spliced
+  | 'corruption' // bytes that do not match the expected hash
+  | 'disk' // disk full: pause, keep the partial
+  | 'fs' // any other file-system failure
+  | 'state' // the store, leases, unknown ids, invalid transitions
+  | 'aborted' // paused or cancelled on request
+
+export interface ErrorSpec {
+  kind: ErrorKind
+  retryable: boolean
+  message: string
+  solve: string
+}
+
+export const ERROR_CODES = {
+  CIDGET_ERR_BAD_TARGET: {
+    kind: 'input',
+    retryable: false,
+    message: 'The target is not a CID, /ipfs/ path, ipfs:// URL or gateway URL',
+    solve: 'Pass a CID (bafy…, Qm…), /ipfs/CID[/path], ipfs://CID[/path] or https://host/ipfs/CID[/path].'
+  },
+  CIDGET_ERR_BAD_OPTION: {
+    kind: 'input',
+    retryable: false,
+    message: 'An option has an invalid value',
+    solve: 'Check the option against `cidget help <command>`; the message names the option.'
+  },
+  CIDGET_ERR_NOT_AVAILABLE: {
+    kind: 'input',
+    retryable: false,
+    message: 'This feature is not available in this version',
+    solve: 'Use the documented alternative named in the message (for example `--mode path`).'
+  },
+  CIDGET_ERR_OUTPUT_EXISTS: {
+    kind: 'input',
+    retryable: false,
+    message: 'The output path already exists and does not belong to this download',
+    solve: 'Choose another path with -o, remove the file, or pass --force to overwrite it.'
+  },
+  CIDGET_ERR_OUTPUT_IN_USE: {
+    kind: 'input',
+    retryable: false,
+    message: 'Another unfinished download writes to the same output path',
+    solve: 'Resume or remove that download (`cidget list`), or choose another path with -o.'
+  },
+  CIDGET_ERR_TIMEOUT: {
+    kind: 'timeout',
+    retryable: true,
+    message: 'The gateway sent no bytes within the idle timeout',
+    solve: 'Raise --timeout, or add faster gateways with -g.'
+  },
+  CIDGET_ERR_NETWORK: {
+    kind: 'network',
+    retryable: true,
+    message: 'The connection to the gateway failed',
+    solve: 'Check the network and the gateway URLs; cidget already tried every gateway it was given.'
+  },
+  CIDGET_ERR_STREAM_RESET: {
+    kind: 'stream',
+    retryable: true,
+    message: 'The connection closed before the whole body arrived',
+    solve: 'Run `cidget resume ID`; the partial data is kept.'
+  },
+  CIDGET_ERR_HTTP_STATUS: {
+    kind: 'http',
+    retryable: true,
+    message: 'The gateway answered with an error status',
+    solve: 'The message names the gateway and status; try other gateways with -g.'
+  },
+  CIDGET_ERR_NOT_FOUND: {
+    kind: 'http',
+    retryable: false,
+    message: 'No gateway has the content',
+    solve: 'Check the CID and path; content that nobody provides cannot be fetched.'
+  },
+  CIDGET_ERR_RANGE_MISMATCH: {
+    kind: 'range',
+    retryable: true,
+    message: 'The gateway answered a Range request with a Content-Range that does not match',
+    solve: 'Nothing to do: the answer is discarded and another gateway is asked.'
+  },
+  CIDGET_ERR_RANGE_NOT_SATISFIABLE: {
+    kind: 'range',
+    retryable: true,
+    message: 'The gateway refused the requested range (HTTP 416)',
+    solve: 'Nothing to do: cidget restarts the download from 0.'
+  },
+  CIDGET_ERR_LENGTH_MISMATCH: {
+    kind: 'corruption',
+    retryable: true,
+    message: 'The body length differs from the declared length',
+    solve: 'Nothing to do: the bad data is discarded and another gateway is asked.'
+  },
+  CIDGET_ERR_HASH_MISMATCH: {
+    kind: 'corruption',
+    retryable: true,
+    message: 'The downloaded bytes do not match the expected SHA-256',
+    solve: 'Check --sha256; if it is right, every gateway tried served corrupt data.'
+  },
+  CIDGET_ERR_DISK_FULL: {
+    kind: 'disk',
+    retryable: false,
+    message: 'Not enough space on the output file system',
+    solve: 'Free space on the output file system, then run `cidget resume ID`; the partial data is kept.'
+  },
+  CIDGET_ERR_FS: {
+    kind: 'fs',
+    retryable: false,
+    message: 'A file-system operation failed',
+    solve: 'Check that the output directory exists and is writable.'
+  },
+  CIDGET_ERR_STATE: {
+    kind: 'state',
+    retryable: false,
+    message: 'The state store cannot be opened or used',
+    solve: 'Check --state / CIDGET_STATE: its directory must exist and be writable.'
+  },
+  CIDGET_ERR_UNKNOWN_DOWNLOAD: {
+    kind: 'state',
+    retryable: false,
+    message: 'No download has this id',
+    solve: 'List downloads with `cidget list`.'
+  },
+  CIDGET_ERR_INVALID_TRANSITION: {
+    kind: 'state',
+    retryable: false,
+    message: 'The download is not in a status that allows this action',
+    solve: 'See `cidget status ID`; finished downloads cannot be resumed or paused.'
+  },
+  CIDGET_ERR_LEASE_HELD: {
+    kind: 'state',
+    retryable: false,
+    message: 'Another process is working on this download',
+    solve: 'Wait for it to finish, or pause it there; a dead owner is detected and taken over.'
+  },
+  CIDGET_ERR_ATTEMPTS_EXHAUSTED: {
+    kind: 'state',
+    retryable: false,
+    message: 'The download gave up after its retry budget',
+    solve: 'Run `cidget resume ID` to try again with a fresh budget, or raise --max-resume-attempts.'
+  },
+  CIDGET_ERR_INTERRUPTED: {
+    kind: 'aborted',
+    retryable: false,
+    message: 'The process working on the download stopped (crash, kill or power loss)',
+    solve: 'Run `cidget resume ID` (or `cidget resume --all`); it continues from the last durable byte.'
+  },
+  CIDGET_ERR_PAUSED: {
+    kind: 'aborted',
+    retryable: false,
+    message: 'The download was paused',
+    solve: 'Run `cidget resume ID` to continue.'
+  },
+  CIDGET_ERR_CANCELLED: {
+    kind: 'aborted',
+    retryable: false,
+    message: 'The download was cancelled',
+    solve: 'Start it again with `cidget get`.'
+  }
+} as const satisfies Record<string, ErrorSpec>
+
+export type ErrorCode = keyof typeof ERROR_CODES
+
+export interface CidgetErrorInit {
+  cause?: unknown
+  /** The gateway the failure came from, when there is one. */
+  gateway?: string
+  /** HTTP status, for CIDGET_ERR_HTTP_STATUS. */
+  status?: number
+  /** Milliseconds the gateway asked to wait (Retry-After). */
+  retryAfterMs?: number
+  /** Which phase timed out: connect, headers or body. */
+  phase?: 'connect' | 'headers' | 'body'
+}
+
+export class CidgetError extends Error {
+  readonly code: ErrorCode
+  readonly gateway?: string
+  readonly status?: number
+  readonly retryAfterMs?: number
+  readonly phase?: 'connect' | 'headers' | 'body'
+
+  constructor (code: ErrorCode, message?: string, init: CidgetErrorInit = {}) {
+    super(message ?? ERROR_CODES[code].message, init.cause === undefined ? undefined : { cause: init.cause })
+    this.name = 'CidgetError'
+    this.code = code
+    if (init.gateway !== undefined) this.gateway = init.gateway
+    if (init.status !== undefined) this.status = init.status
+    if (init.retryAfterMs !== undefined) this.retryAfterMs = init.retryAfterMs
+    if (init.phase !== undefined) this.phase = init.phase
+  }
+
+  get kind (): ErrorKind {
+    return ERROR_CODES[this.code].kind
+  }
+
+  get retryable (): boolean {
+    return ERROR_CODES[this.code].retryable
+  }
+}
+
+export function isCidgetError (err: unknown, code?: ErrorCode): err is CidgetError {
+  return err instanceof CidgetError && (code === undefined || err.code === code)
+}
+
+const NETWORK_CODES = new Set([
+  'ECONNRESET', 'ECONNREFUSED', 'ECONNABORTED', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH',
+  'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_SOCKET', 'UND_ERR_CLOSED', 'UND_ERR_CONNECT_TIMEOUT'
+])
+
+/** The `code` of an error or of any error in its cause chain. */
+export function systemCode (err: unknown): string | undefined {
+  let e: unknown = err
+  for (let i = 0; i < 5 && e !== undefined && e !== null; i++) {
+    const code = (e as { code?: unknown }).code
+    if (typeof code === 'string' && !code.startsWith('CIDGET_')) return code
+    e = (e as { cause?: unknown }).cause
+  }
+  return undefined
+}
+
+export function isNetworkCode (code: string | undefined): boolean {
+  return code !== undefined && NETWORK_CODES.has(code)
+}
+
+/** Turns a file-system error into DISK_FULL or FS, keeping the original as cause. */
+export function fsError (err: unknown, what: string): CidgetError {
+  if (err instanceof CidgetError) return err
+  const code = systemCode(err)
+  if (code === 'ENOSPC' || code === 'EDQUOT') {
+    return new CidgetError('CIDGET_ERR_DISK_FULL', `No space left on device while ${what}`, { cause: err })
+  }
+  const detail = err instanceof Error ? err.message : String(err)
+  return new CidgetError('CIDGET_ERR_FS', `Cannot ${what}: ${detail}`, { cause: err })
+}
+
+/** Any thrown value as a CidgetError (unknown values become CIDGET_ERR_FS/NETWORK where the code says so). */
+export function toCidgetError (err: unknown): CidgetError {
+  if (err instanceof CidgetError) return err
+  const code = systemCode(err)
+  if (isNetworkCode(code)) {
+    return new CidgetError('CIDGET_ERR_NETWORK', `${code}: ${(err as Error).message}`, { cause: err })
+  }
+  if (code !== undefined && /^E[A-Z]+$/.test(code)) return fsError(err, 'write the output')
+  const detail = err instanceof Error ? err.message : String(err)
+  return new CidgetError('CIDGET_ERR_STATE', `Unexpected error: ${detail}`, { cause: err })
+}

@@ -1,0 +1,71 @@
+import { EventEmitter } from 'node:events'
+import type { DownloadRecord, DownloadStatus } from './types.js'
+
+export interface ProgressEvent {
+  id: number
+  /** Bytes received and written so far (not necessarily durable yet). */
+  bytes: number
+  /** Total size, when known. */
+  total: number | null
+  /** Bytes per second, smoothed. */
+  speed: number
+  gateway: string | null
+}
+
+export interface StatusEvent {
+  id: number
+  status: DownloadStatus
+  previous: DownloadStatus | null
+  error: string | null
+  errorCode: string | null
+}
+
+/** A recovery action the engine took after a failure. */
+export interface RetryEvent {
+  id: number
+  /** The error that triggered it. */
+  code: string
+  message: string
+  gateway: string | null
+  /** resume: same offset; restart: from 0; switch: another gateway; wait: backoff or Retry-After. */
+  action: 'resume' | 'restart' | 'switch' | 'wait'
+  /** Offset the next request starts at. */
+  offset: number
+  /** Milliseconds waited before the next request. */
+  delayMs: number
+}
+
+export interface CidgetEvents {
+  'cidget:download:added': [DownloadRecord]
+  'cidget:download:status': [StatusEvent]
+  'cidget:download:progress': [ProgressEvent]
+  'cidget:download:retry': [RetryEvent]
+}
+
+/** A typed EventEmitter: event names and payloads checked at compile time. */
+export class TypedEmitter<E extends { [K in keyof E]: unknown[] }> {
+  readonly #ee = new EventEmitter()
+
+  constructor () {
+    this.#ee.setMaxListeners(0)
+  }
+
+  on<K extends keyof E & string> (event: K, listener: (...args: E[K]) => void): this {
+    this.#ee.on(event, listener as (...args: unknown[]) => void)
+    return this
+  }
+
+  off<K extends keyof E & string> (event: K, listener: (...args: E[K]) => void): this {
+    this.#ee.off(event, listener as (...args: unknown[]) => void)
+    return this
+  }
+
+  once<K extends keyof E & string> (event: K, listener: (...args: E[K]) => void): this {
+    this.#ee.once(event, listener as (...args: unknown[]) => void)
+    return this
+  }
+
+  emit<K extends keyof E & string> (event: K, ...args: E[K]): boolean {
+    return this.#ee.emit(event, ...args)
+  }
+}

@@ -1,0 +1,65 @@
+export const STATUSES = ['pending', 'in_progress', 'resuming', 'paused', 'success', 'failed', 'cancelled'] as const
+export type DownloadStatus = typeof STATUSES[number]
+
+export const MODES = ['path', 'verified'] as const
+export type Mode = typeof MODES[number]
+
+/** Statuses in which a download is being worked on (and holds a lease). */
+export const ACTIVE_STATUSES: readonly DownloadStatus[] = ['in_progress', 'resuming']
+/** Statuses from which `resume` continues the download. */
+export const RESUMABLE_STATUSES: readonly DownloadStatus[] = ['pending', 'paused', 'failed', 'in_progress', 'resuming']
+/** Statuses that end a download. */
+export const FINAL_STATUSES: readonly DownloadStatus[] = ['success', 'failed', 'cancelled']
+
+/** One row of `ipfs_downloads`. Sizes are bytes; times are milliseconds since the epoch. */
+export interface DownloadRecord {
+  id: number
+  /** The CID as given (normalised to its string form). */
+  cid: string
+  /** Path inside the CID, '' for the root ("/a/b.bin" otherwise). */
+  path: string
+  /** The target as the user typed it. */
+  target: string
+  /** Absolute output path (the final name). */
+  output: string
+  mode: Mode
+  /** Gateways for this download, in order of preference (base URLs). */
+  gateways: string[]
+  /** The gateway that served the latest bytes. */
+  gateway: string | null
+  /** Total size once known. */
+  size: number | null
+  /** SHA-256 (hex) the user expects, if given. */
+  expectedSha256: string | null
+  status: DownloadStatus
+  /** Fetch attempts made (each request for the body counts). */
+  attempts: number
+  lastAttempt: number | null
+  /** Bytes durable in the partial file (fsynced), or the final size on success. */
+  currentSize: number
+  /** SHA-256 (hex) of the finished file. */
+  hash: string | null
+  /** Strong ETag of the content, used for If-Range. */
+  etag: string | null
+  error: string | null
+  errorCode: string | null
+  priority: number
+  createdAt: number
+  updatedAt: number
+  completedAt: number | null
+  leaseOwner: string | null
+  leaseExpires: number | null
+}
+
+/** What a caller supplies to create a record. */
+export interface NewDownload {
+  cid: string
+  path: string
+  target: string
+  output: string
+  mode: Mode
+  gateways: string[]
+  expectedSha256?: string | null
+  size?: number | null
+  priority?: number
+}

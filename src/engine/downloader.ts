@@ -1,0 +1,544 @@
+import { homedir } from 'node:os'
+import { join, resolve, dirname } from 'node:path'
+import { mkdir, stat } from 'node:fs/promises'
+import { setTimeout as delay } from 'node:timers/promises'
+import type { Dispatcher } from 'undici'
+import { CidgetError, toCidgetError, systemCode } from '../core/errors.js'
+import { DEFAULTS, DEFAULT_GATEWAYS } from '../core/defaults.js'
+import { DEFAULT_POLICY, type DownloadPolicy } from '../core/policy.js'
+import { TypedEmitter, type CidgetEvents } from '../core/events.js'
+import { ACTIVE_STATUSES, MODES, type DownloadRecord, type DownloadStatus, type Mode } from '../core/types.js'
+import { parseTarget, defaultName, normalizeGateway } from '../target/parse.js'
+import { HttpClient } from '../gateways/http.js'
+import { openStore, makeOwnerId } from '../store/index.js'
+import type { ListOptions, Store } from '../store/store.js'
+import { exists, removePartial } from '../sink/partial.js'
+import { runPathDownload } from '../strategies/path.js'
+import type { StrategyContext } from '../strategies/types.js'
+
+/** Options of `Downloader.open`. Unknown keys are refused. */
+export interface DownloaderInit extends Partial<DownloadPolicy> {
+  /** SQLite file of the state. @default ~/.cidget/state.db */
+  state?: string
+  /** A store to use instead of opening `state` (it is closed by `close()`). */
+  store?: Store
+  /** Gateways (base URLs) for new downloads. @default DEFAULT_GATEWAYS */
+  gateways?: string[]
+  /** Downloads run at once. @default 4 */
+  concurrency?: number
+  /** @default 30000 */
+  leaseMs?: number
+  /** @default 10000 */
+  heartbeatMs?: number
+  /** Lease owner id. @default host:pid:random */
+  owner?: string
+  /** Pause downloads whose process died (`in_progress` with a dead lease) on open. @default true */
+  recover?: boolean
+  /** undici dispatcher for all requests (tests, proxies). */
+  dispatcher?: Dispatcher
+  /** Clock, sleep and randomness, injectable for tests. */
+  now?: () => number
+  sleep?: (ms: number, signal: AbortSignal) => Promise<void>
+  random?: () => number
+}
+
+const INIT_KEYS = new Set<string>([
+  'state', 'store', 'gateways', 'concurrency', 'leaseMs', 'heartbeatMs', 'owner', 'recover', 'dispatcher',
+  'now', 'sleep', 'random', ...Object.keys(DEFAULT_POLICY)
+])
+
+/** Options of `add`. */
+export interface AddOptions {
+  /** Output file path; a directory (existing, or ending in '/') receives the default name. @default ./<name> */
+  output?: string
+  /** @default 'path' */
+  mode?: Mode
+  /** Expected SHA-256 (hex) of the file. */
+  sha256?: string
+  /** Gateways for this download. @default the Downloader's */
+  gateways?: string[]
+  /** Overwrite an existing file at the output path. @default false */
+  force?: boolean
+  /** Higher runs first. @default 0 */
+  priority?: number
+}
+
+/** A download being worked on by this Downloader. */
+export interface DownloadJob {
+  readonly id: number
+  /** The record when the job was queued. */
+  readonly record: DownloadRecord
+  /** Resolves with the final record: success, failed, paused or cancelled. Never rejects. */
+  readonly done: Promise<DownloadRecord>
+}
+
+interface Running {
+  controller: AbortController
+  done: Promise<DownloadRecord>
+  heartbeat: NodeJS.Timeout
+  status: DownloadStatus
+}
+
+/** The default state file. */
+export function defaultStatePath (): string {
+  return join(homedir(), '.cidget', 'state.db')
+}
+
+async function abortableSleep (ms: number, signal: AbortSignal): Promise<void> {
+  try {
+    await delay(ms, undefined, { signal })
+  } catch (err) {
+    if (signal.aborted) throw signal.reason
+    throw err
+  }
+}
+
+/**
+ * The engine: queues downloads, holds their leases, runs a strategy for each,
+ * and maps the outcome onto the record's status. The CLI and the service are
+ * thin layers over it.
+ */
+export class Downloader extends TypedEmitter<CidgetEvents> {
+  readonly store: Store
+  readonly policy: DownloadPolicy
+  readonly owner: string
+  readonly #http: HttpClient
+  readonly #gateways: string[]
+  readonly #concurrency: number
+  readonly #leaseMs: number
+  readonly #heartbeatMs: number
+  readonly #now: () => number
+  readonly #sleep: (ms: number, signal: AbortSignal) => Promise<void>
+  readonly #random: () => number
+  readonly #running = new Map<number, Running>()
+  readonly #queue: Array<{ id: number, priority: number, start: () => void }> = []
+  #active = 0
+  #closed = false
+
+  private constructor (store: Store, init: DownloaderInit) {
+    super()
+    this.store = store
+    const policy: DownloadPolicy = { ...DEFAULT_POLICY }
+    for (const k of Object.keys(DEFAULT_POLICY) as Array<keyof DownloadPolicy>) {
+      const v = init[k]
+      if (v !== undefined) policy[k] = v
+    }
+    this.policy = policy
+    this.owner = init.owner ?? makeOwnerId()
+    this.#gateways = (init.gateways ?? [...DEFAULT_GATEWAYS]).map(normalizeGateway)
+    this.#concurrency = init.concurrency ?? DEFAULTS.CONCURRENCY
+    this.#leaseMs = init.leaseMs ?? DEFAULTS.LEASE_MS
+    this.#heartbeatMs = init.heartbeatMs ?? DEFAULTS.HEARTBEAT_MS
+    this.#now = init.now ?? Date.now
+    this.#sleep = init.sleep ?? abortableSleep
+    this.#random = init.random ?? Math.random
+    this.#http = new HttpClient({ timeoutMs: policy.timeoutMs, ...(init.dispatcher === undefined ? {} : { dispatcher: init.dispatcher }) })
+  }
+
+  /** Opens the state, checks the options, and (by default) recovers downloads of dead processes. */
+  static async open (init: DownloaderInit = {}): Promise<Downloader> {
+    validateInit(init)
+    let store = init.store
+    if (store === undefined) {
+      const location = init.state ?? defaultStatePath()
+      if (init.state === undefined) await mkdir(dirname(location), { recursive: true })
+      store = await openStore(location)
+    }
+    const dl = new Downloader(store, init)
+    if (init.recover !== false) await dl.recover()
+    return dl
+  }
+
+  /**
+   * Crash recovery: an `in_progress`/`resuming` download whose owner is dead or
+   * whose lease expired is marked `paused` (CIDGET_ERR_INTERRUPTED), ready for
+   * `resume`. Returns the recovered ids.
+   */
+  async recover (): Promise<number[]> {
+    const out: number[] = []
+    for (const rec of await this.store.listOrphaned(this.#now())) {
+      if (!await this.store.claimLease(rec.id, this.owner, this.#leaseMs, this.#now())) continue
+      try {
+        const now = await this.store.getDownload(rec.id)
+        if (now !== undefined && ACTIVE_STATUSES.includes(now.status)) {
+          await this.store.markDownloadPaused(rec.id, 'Interrupted: the process working on it stopped', 'CIDGET_ERR_INTERRUPTED')
+          this.#emitStatus(rec.id, 'paused', now.status, 'Interrupted: the process working on it stopped', 'CIDGET_ERR_INTERRUPTED')
+          out.push(rec.id)
+        }
+      } finally {
+        await this.store.releaseLease(rec.id, this.owner)
+      }
+    }
+    return out
+  }
+
+  /**
+   * Starts (or continues) a download. Adding a target whose earlier download to
+   * the same output is unfinished resumes that one; a finished one whose file
+   * is still there is returned as it is.
+   */
+  async add (targetText: string, opts: AddOptions = {}): Promise<DownloadJob> {
+    this.#checkOpen()
+    const target = parseTarget(targetText)
+    const mode = opts.mode ?? 'path'
+    if (!MODES.includes(mode)) throw new CidgetError('CIDGET_ERR_BAD_OPTION', `Unknown mode "${String(mode)}" (path or verified)`)
+    if (mode === 'verified') {
+      throw new CidgetError('CIDGET_ERR_NOT_AVAILABLE', 'Verified mode is not available yet; use --mode path (the default)')
+    }
+    const sha256 = opts.sha256 === undefined ? null : normalizeSha256(opts.sha256)
+    const gateways = opts.gateways !== undefined && opts.gateways.length > 0
+      ? opts.gateways.map(normalizeGateway)
+      : target.gateway !== undefined && opts.gateways === undefined
+        ? dedupe([normalizeGateway(target.gateway), ...this.#gateways])
+        : this.#gateways
+    const output = await resolveOutput(opts.output, defaultName(target))
+
+    const existing = await this.store.findDownload(target.cid, target.path, output)
+    if (existing !== undefined) {
+      if (existing.status === 'success' && await exists(output)) {
+        return { id: existing.id, record: existing, done: Promise.resolve(existing) }
+      }
+      const patch: Parameters<Store['updateDownload']>[1] = { gateways }
+      if (sha256 !== null) patch.expectedSha256 = sha256
+      if (existing.status === 'success') {
+        // the file was removed since: fetch it again
+        Object.assign(patch, { status: 'pending', currentSize: 0, hash: null, completedAt: null })
+      }
+      await this.store.updateDownload(existing.id, patch, this.#now())
+      return await this.#start(existing.id)
+    }
+    for (const other of await this.store.findUnfinishedByOutput(output)) {
+      throw new CidgetError('CIDGET_ERR_OUTPUT_IN_USE', `Download ${other.id} (${other.target}) also writes to ${output}`)
+    }
+    if (opts.force !== true && await exists(output)) {
+      throw new CidgetError('CIDGET_ERR_OUTPUT_EXISTS', `${output} already exists; pass --force to overwrite it or choose another path with -o`)
+    }
+    const record = await this.store.createDownload({
+      cid: target.cid,
+      path: target.path,
+      target: target.input,
+      output,
+      mode,
+      gateways,
+      expectedSha256: sha256,
+      priority: opts.priority ?? 0
+    }, this.#now())
+    this.emit('cidget:download:added', record)
+    return await this.#start(record.id)
+  }
+
+  /** Continues a paused, failed, pending or interrupted download. */
+  async resume (id: number): Promise<DownloadJob> {
+    this.#checkOpen()
+    const rec = await this.#mustGet(id)
+    if (rec.status === 'success' || rec.status === 'cancelled') {
+      throw new CidgetError('CIDGET_ERR_INVALID_TRANSITION', `Download ${id} is ${rec.status}; it cannot be resumed`)
+    }
+    return await this.#start(id)
+  }
+
+  /** Resumes every paused and pending download (after recovering interrupted ones). Skips those another process holds. */
+  async resumeAll (): Promise<DownloadJob[]> {
+    this.#checkOpen()
+    await this.recover()
+    const jobs: DownloadJob[] = []
+    for (const status of ['paused', 'pending'] as const) {
+      for (const rec of await this.store.getDownloadsByStatus(status)) {
+        if (this.#running.has(rec.id)) continue
+        try {
+          jobs.push(await this.#start(rec.id))
+        } catch (err) {
+          if (err instanceof CidgetError && err.code === 'CIDGET_ERR_LEASE_HELD') continue
+          throw err
+        }
+      }
+    }
+    return jobs
+  }
+
+  /** Pauses a download this Downloader runs (progress made durable first) and resolves with its record. */
+  async pause (id: number): Promise<DownloadRecord> {
+    const running = this.#running.get(id)
+    if (running !== undefined) {
+      running.controller.abort(new CidgetError('CIDGET_ERR_PAUSED', `Download ${id} paused`))
+      return await running.done
+    }
+    const rec = await this.#mustGet(id)
+    if (rec.status === 'pending' || (ACTIVE_STATUSES.includes(rec.status) && await this.#claimable(id))) {
+      await this.store.markDownloadPaused(id, null, null)
+      this.#emitStatus(id, 'paused', rec.status, null, null)
+      await this.store.releaseLease(id, this.owner)
+      return await this.#mustGet(id)
+    }
+    if (ACTIVE_STATUSES.includes(rec.status)) {
+      throw new CidgetError('CIDGET_ERR_LEASE_HELD', `Download ${id} is being worked on by another process (${rec.leaseOwner ?? '?'}); pause it there`)
+    }
+    if (rec.status === 'paused') return rec
+    throw new CidgetError('CIDGET_ERR_INVALID_TRANSITION', `Download ${id} is ${rec.status}; it cannot be paused`)
+  }
+
+  /** Cancels a download: status `cancelled`, partial data deleted. */
+  async cancel (id: number): Promise<DownloadRecord> {
+    const running = this.#running.get(id)
+    if (running !== undefined) {
+      running.controller.abort(new CidgetError('CIDGET_ERR_CANCELLED', `Download ${id} cancelled`))
+      return await running.done
+    }
+    const rec = await this.#mustGet(id)
+    if (rec.status === 'success' || rec.status === 'cancelled') {
+      throw new CidgetError('CIDGET_ERR_INVALID_TRANSITION', `Download ${id} is ${rec.status}; it cannot be cancelled`)
+    }
+    if (!await this.store.claimLease(id, this.owner, this.#leaseMs, this.#now())) {
+      throw new CidgetError('CIDGET_ERR_LEASE_HELD', `Download ${id} is being worked on by another process (${rec.leaseOwner ?? '?'}); cancel it there`)
+    }
+    try {
+      await removePartial(rec.output)
+      await this.store.updateDownload(id, { status: 'cancelled', currentSize: 0, error: null, errorCode: null }, this.#now())
+      this.#emitStatus(id, 'cancelled', rec.status, null, null)
+    } finally {
+      await this.store.releaseLease(id, this.owner)
+    }
+    return await this.#mustGet(id)
+  }
+
+  /** Deletes the record and its partial data; `deleteFile` also deletes a finished output. */
+  async remove (id: number, opts: { deleteFile?: boolean } = {}): Promise<void> {
+    const running = this.#running.get(id)
+    if (running !== undefined) {
+      running.controller.abort(new CidgetError('CIDGET_ERR_CANCELLED', `Download ${id} removed`))
+      await running.done
+    }
+    const rec = await this.#mustGet(id)
+    if (!await this.store.claimLease(id, this.owner, this.#leaseMs, this.#now())) {
+      throw new CidgetError('CIDGET_ERR_LEASE_HELD', `Download ${id} is being worked on by another process (${rec.leaseOwner ?? '?'})`)
+    }
+    await removePartial(rec.output)
+    if (opts.deleteFile === true && rec.status === 'success') {
+      const { rm } = await import('node:fs/promises')
+      await rm(rec.output, { force: true })
+    }
+    await this.store.deleteDownload(id)
+  }
+
+  async get (id: number): Promise<DownloadRecord | undefined> {
+    return await this.store.getDownload(id)
+  }
+
+  async list (opts: ListOptions = {}): Promise<DownloadRecord[]> {
+    return await this.store.listDownloads(opts)
+  }
+
+  /** Jobs this Downloader is running or has queued. */
+  get runningIds (): number[] {
+    return [...this.#running.keys()]
+  }
+
+  /** Pauses what runs (progress durable), then closes the store and the HTTP client. */
+  async close (): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    const pending = [...this.#running.entries()].map(async ([id, r]) => {
+      r.controller.abort(new CidgetError('CIDGET_ERR_PAUSED', `Download ${id} paused: shutting down`))
+      await r.done
+    })
+    await Promise.all(pending)
+    await this.#http.close()
+    await this.store.close()
+  }
+
+  #checkOpen (): void {
+    if (this.#closed) throw new CidgetError('CIDGET_ERR_STATE', 'The downloader is closed')
+  }
+
+  async #mustGet (id: number): Promise<DownloadRecord> {
+    const rec = await this.store.getDownload(id)
+    if (rec === undefined) throw new CidgetError('CIDGET_ERR_UNKNOWN_DOWNLOAD', `No download with id ${id}`)
+    return rec
+  }
+
+  async #claimable (id: number): Promise<boolean> {
+    return await this.store.claimLease(id, this.owner, this.#leaseMs, this.#now())
+  }
+
+  #emitStatus (id: number, status: DownloadStatus, previous: DownloadStatus | null, error: string | null, errorCode: string | null): void {
+    this.emit('cidget:download:status', { id, status, previous, error, errorCode })
+  }
+
+  /** Claims the lease (or throws LEASE_HELD), then queues the run. */
+  async #start (id: number): Promise<DownloadJob> {
+    const existing = this.#running.get(id)
+    const record = await this.#mustGet(id)
+    if (existing !== undefined) return { id, record, done: existing.done }
+    if (!await this.store.claimLease(id, this.owner, this.#leaseMs, this.#now())) {
+      throw new CidgetError('CIDGET_ERR_LEASE_HELD', `Download ${id} is being worked on by another process (${record.leaseOwner ?? '?'})`)
+    }
+    const controller = new AbortController()
+    const heartbeat = setInterval(() => {
+      this.store.renewLease(id, this.owner, this.#leaseMs, this.#now()).then(ok => {
+        if (!ok) controller.abort(new CidgetError('CIDGET_ERR_LEASE_HELD', `Lost the lease of download ${id} to another process`))
+      }, () => { /* a transient store error: the next beat tries again */ })
+    }, this.#heartbeatMs)
+    heartbeat.unref()
+    let startRun!: () => void
+    const slot = new Promise<void>(resolve => { startRun = resolve })
+    const running: Running = { controller, heartbeat, status: record.status, done: Promise.resolve(record) }
+    running.done = (async () => {
+      await slot
+      return await this.#run(id, running)
+    })()
+    this.#running.set(id, running)
+    this.#queue.push({ id, priority: record.priority, start: startRun })
+    this.#queue.sort((a, b) => b.priority - a.priority || a.id - b.id)
+    this.#pump()
+    return { id, record, done: running.done }
+  }
+
+  #pump (): void {
+    while (this.#active < this.#concurrency && this.#queue.length > 0) {
+      const next = this.#queue.shift()
+      if (next === undefined) break
+      this.#active++
+      next.start()
+    }
+  }
+
+  async #run (id: number, running: Running): Promise<DownloadRecord> {
+    const { controller } = running
+    let record = await this.#mustGet(id)
+    const previous = record.status
+    try {
+      if (controller.signal.aborted) throw controller.signal.reason
+      const ctx = this.#context(record, running)
+      const result = await runPathDownload(ctx)
+      await this.store.updateDownload(id, { gateway: result.gateway }, this.#now())
+      await this.store.markDownloadSuccess(id, result.hash, result.size, this.#now())
+      this.#emitStatus(id, 'success', running.status, null, null)
+    } catch (thrown) {
+      const err = controller.signal.aborted ? toCidgetError(controller.signal.reason) : toCidgetError(thrown)
+      await this.#settle(id, running, record, err)
+    } finally {
+      clearInterval(running.heartbeat)
+      await this.store.releaseLease(id, this.owner).catch(() => {})
+      this.#running.delete(id)
+      this.#active--
+      this.#pump()
+    }
+    record = await this.#mustGet(id)
+    void previous
+    return record
+  }
+
+  /** Maps a run's failure onto the record's status. */
+  async #settle (id: number, running: Running, record: DownloadRecord, err: CidgetError): Promise<void> {
+    const from = running.status
+    switch (err.code) {
+      case 'CIDGET_ERR_LEASE_HELD':
+        return // another process owns it now: its status is not ours to write
+      case 'CIDGET_ERR_CANCELLED':
+        await removePartial(record.output).catch(() => {})
+        await this.store.updateDownload(id, { status: 'cancelled', currentSize: 0, error: null, errorCode: null }, this.#now())
+        this.#emitStatus(id, 'cancelled', from, null, null)
+        return
+      case 'CIDGET_ERR_PAUSED':
+        await this.store.markDownloadPaused(id, null, null)
+        this.#emitStatus(id, 'paused', from, null, null)
+        return
+      case 'CIDGET_ERR_DISK_FULL':
+        await this.store.markDownloadPaused(id, err.message, err.code)
+        this.#emitStatus(id, 'paused', from, err.message, err.code)
+        return
+      default:
+        await this.store.markDownloadFailed(id, err.message, err.code)
+        this.#emitStatus(id, 'failed', from, err.message, err.code)
+    }
+  }
+
+  #context (record: DownloadRecord, running: Running): StrategyContext {
+    const id = record.id
+    let lastEmit = 0
+    let lastBytes = -1
+    let speed = 0
+    let speedAt = this.#now()
+    let speedBytes = 0
+    return {
+      record,
+      store: this.store,
+      http: this.#http,
+      policy: this.policy,
+      signal: running.controller.signal,
+      now: this.#now,
+      sleep: this.#sleep,
+      random: this.#random,
+      setStatus: async (status) => {
+        if (status === running.status) return
+        const from = running.status
+        running.status = status
+        await this.store.updateDownload(id, { status, error: null, errorCode: null }, this.#now())
+        this.#emitStatus(id, status, from, null, null)
+      },
+      onProgress: (bytes, total, gateway) => {
+        const now = this.#now()
+        if (bytes < speedBytes) { speedBytes = bytes; speedAt = now }
+        const dt = now - speedAt
+        if (dt >= 250) {
+          const inst = (bytes - speedBytes) * 1000 / dt
+          speed = speed === 0 ? inst : speed * 0.7 + inst * 0.3
+          speedAt = now
+          speedBytes = bytes
+        }
+        const done = total !== null && bytes >= total
+        if (bytes === lastBytes || (!done && now - lastEmit < 100)) return
+        lastEmit = now
+        lastBytes = bytes
+        this.emit('cidget:download:progress', { id, bytes, total, speed, gateway })
+      },
+      onRetry: (event) => {
+        this.emit('cidget:download:retry', { id, ...event })
+      }
+    }
+  }
+}
+
+function validateInit (init: DownloaderInit): void {
+  for (const key of Object.keys(init)) {
+    if (!INIT_KEYS.has(key)) throw new CidgetError('CIDGET_ERR_BAD_OPTION', `Unknown Downloader option "${key}"`)
+  }
+  const positive = (name: string, v: number | undefined, min = 0): void => {
+    if (v !== undefined && (!Number.isFinite(v) || v < min)) {
+      throw new CidgetError('CIDGET_ERR_BAD_OPTION', `Option ${name} must be a number ≥ ${min}, got ${String(v)}`)
+    }
+  }
+  for (const k of Object.keys(DEFAULT_POLICY) as Array<keyof DownloadPolicy>) positive(k, init[k])
+  positive('timeoutMs', init.timeoutMs, 1)
+  positive('concurrency', init.concurrency, 1)
+  positive('leaseMs', init.leaseMs, 1)
+  positive('heartbeatMs', init.heartbeatMs, 1)
+  if (init.resumeThreshold !== undefined && init.resumeThreshold > 1) {
+    throw new CidgetError('CIDGET_ERR_BAD_OPTION', 'Option resumeThreshold must be between 0 and 1')
+  }
+  if (init.gateways !== undefined && init.gateways.length === 0) {
+    throw new CidgetError('CIDGET_ERR_BAD_OPTION', 'At least one gateway is needed')
+  }
+}
+
+function normalizeSha256 (hex: string): string {
+  const h = hex.trim().toLowerCase()
+  if (!/^[0-9a-f]{64}$/.test(h)) throw new CidgetError('CIDGET_ERR_BAD_OPTION', `--sha256 must be 64 hex digits, got "${hex}"`)
+  return h
+}
+
+function dedupe (list: string[]): string[] {
+  return [...new Set(list)]
+}
+
+/** The absolute output path: `output` as given, or `name` inside it when it is a directory. */
+async function resolveOutput (output: string | undefined, name: string): Promise<string> {
+  if (output === undefined || output === '') return resolve(name)
+  if (output.endsWith('/')) return resolve(output, name)
+  try {
+    if ((await stat(output)).isDirectory()) return resolve(output, name)
+  } catch (err) {
+    if (systemCode(err) !== 'ENOENT' && systemCode(err) !== 'ENOTDIR') throw toCidgetError(err)
+  }
+  return resolve(output)
+}

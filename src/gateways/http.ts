@@ -1,0 +1,128 @@
+import { Agent, interceptors, request, type Dispatcher } from 'undici'
+import { CidgetError, systemCode, isNetworkCode } from '../core/errors.js'
+import { DEFAULTS } from '../core/defaults.js'
+
+export interface HttpClientInit {
+  /** Idle timeout in ms: for the connection, the headers, and each gap between body chunks. */
+  timeoutMs?: number
+  /** Bring your own undici dispatcher (it is not closed by `close()`). */
+  dispatcher?: Dispatcher
+  /** Redirects followed per request; default 5. */
+  maxRedirections?: number
+  userAgent?: string
+}
+
+export interface HttpResponse {
+  status: number
+  /** Lower-cased header names; repeated headers joined with ", ". */
+  headers: Record<string, string>
+  /** The body; errors are CidgetErrors (CIDGET_ERR_TIMEOUT phase body, CIDGET_ERR_STREAM_RESET). */
+  body: AsyncIterable<Uint8Array>
+  /** Stops reading and frees the connection. */
+  discard: () => void
+}
+
+function flattenHeaders (raw: Record<string, string | string[] | undefined>): Record<string, string> {
+  const out: Record<string, string> = {}
+  for (const [k, v] of Object.entries(raw)) {
+    if (v === undefined) continue
+    out[k.toLowerCase()] = Array.isArray(v) ? v.join(', ') : v
+  }
+  return out
+}
+
+/** Maps an undici/socket error to a CidgetError; rethrows the abort reason when the signal fired. */
+function mapError (err: unknown, gateway: string, phase: 'request' | 'body', signal?: AbortSignal): unknown {
+  if (signal?.aborted === true) return signal.reason
+  if (err instanceof CidgetError) return err
+  const code = systemCode(err)
+  const detail = err instanceof Error ? err.message : String(err)
+  if (code === 'UND_ERR_CONNECT_TIMEOUT') {
+    return new CidgetError('CIDGET_ERR_TIMEOUT', `${gateway}: connect timed out`, { cause: err, gateway, phase: 'connect' })
+  }
+  if (code === 'UND_ERR_HEADERS_TIMEOUT') {
+    return new CidgetError('CIDGET_ERR_TIMEOUT', `${gateway}: no response headers within the timeout`, { cause: err, gateway, phase: 'headers' })
+  }
+  if (code === 'UND_ERR_BODY_TIMEOUT') {
+    return new CidgetError('CIDGET_ERR_TIMEOUT', `${gateway}: no body bytes within the timeout`, { cause: err, gateway, phase: 'body' })
+  }
+  if (phase === 'body') {
+    return new CidgetError('CIDGET_ERR_STREAM_RESET', `${gateway}: connection lost mid-body (${code ?? detail})`, { cause: err, gateway })
+  }
+  if (isNetworkCode(code) || code?.startsWith('UND_ERR') === true) {
+    return new CidgetError('CIDGET_ERR_NETWORK', `${gateway}: ${code ?? ''} ${detail}`.trim(), { cause: err, gateway })
+  }
+  return new CidgetError('CIDGET_ERR_NETWORK', `${gateway}: ${detail}`, { cause: err, gateway })
+}
+
+/**
+ * A small HTTP GET client over undici with idle (not total) timeouts, redirects,
+ * and errors classified into CidgetErrors that name the gateway and the phase.
+ */
+export class HttpClient {
+  readonly #dispatcher: Dispatcher
+  readonly #own: Agent | undefined
+  readonly #timeoutMs: number
+  readonly #userAgent: string
+
+  constructor (init: HttpClientInit = {}) {
+    this.#timeoutMs = init.timeoutMs ?? DEFAULTS.TIMEOUT_MS
+    this.#userAgent = init.userAgent ?? 'cidget'
+    if (init.dispatcher !== undefined) {
+      this.#dispatcher = init.dispatcher
+    } else {
+      this.#own = new Agent({
+        connectTimeout: this.#timeoutMs,
+        headersTimeout: this.#timeoutMs,
+        bodyTimeout: this.#timeoutMs,
+        keepAliveTimeout: 4_000,
+        connections: 16
+      })
+      this.#dispatcher = this.#own.compose(interceptors.redirect({ maxRedirections: init.maxRedirections ?? 5 }))
+    }
+  }
+
+  get timeoutMs (): number {
+    return this.#timeoutMs
+  }
+
+  /**
+   * Sends a request and returns once the headers arrived. `gateway` names the
+   * source in errors. Throws CidgetError (NETWORK, TIMEOUT) or the abort reason.
+   */
+  async request (url: string, opts: { gateway: string, method?: 'GET' | 'HEAD', headers?: Record<string, string>, signal?: AbortSignal }): Promise<HttpResponse> {
+    const { gateway, signal } = opts
+    let res: Dispatcher.ResponseData
+    try {
+      res = await request(url, {
+        method: opts.method ?? 'GET',
+        headers: { 'user-agent': this.#userAgent, ...opts.headers },
+        dispatcher: this.#dispatcher,
+        signal,
+        headersTimeout: this.#timeoutMs,
+        bodyTimeout: this.#timeoutMs
+      })
+    } catch (err) {
+      throw mapError(err, gateway, 'request', signal)
+    }
+    const body = res.body
+    async function * iterate (): AsyncGenerator<Uint8Array> {
+      try {
+        for await (const chunk of body) yield chunk as Uint8Array
+      } catch (err) {
+        throw mapError(err, gateway, 'body', signal)
+      }
+    }
+    return {
+      status: res.statusCode,
+      headers: flattenHeaders(res.headers),
+      body: iterate(),
+      discard: () => { body.destroy() }
+    }
+  }
+
+  async close (): Promise<void> {
+    // destroy, not close: close() would wait for a stalled response that nobody reads any more
+    if (this.#own !== undefined) await this.#own.destroy()
+  }
+}

@@ -1,0 +1,2 @@
+export { HttpClient } from './http.js'
+export type { HttpClientInit, HttpResponse } from './http.js'

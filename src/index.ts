@@ -1,0 +1,19 @@
+/**
+ * cidget: resumable, verifying downloads of IPFS content over HTTP gateways.
+ * The library API; the test gateway is in `cidget/testing`.
+ */
+export { Downloader, defaultStatePath } from './engine/index.js'
+export type { DownloaderInit, AddOptions, DownloadJob } from './engine/index.js'
+export { CidgetError, ERROR_CODES, isCidgetError } from './core/errors.js'
+export type { ErrorCode, ErrorKind } from './core/errors.js'
+export { DEFAULTS, DEFAULT_GATEWAYS } from './core/defaults.js'
+export { DEFAULT_POLICY } from './core/policy.js'
+export type { DownloadPolicy } from './core/policy.js'
+export { retryDelay, parseRetryAfter } from './core/retry.js'
+export type { CidgetEvents, ProgressEvent, StatusEvent, RetryEvent } from './core/events.js'
+export { STATUSES, MODES } from './core/types.js'
+export type { DownloadRecord, DownloadStatus, Mode } from './core/types.js'
+export { parseTarget, defaultName, normalizeGateway } from './target/index.js'
+export type { Target } from './target/index.js'
+export { openStore, SqliteStore } from './store/index.js'
+export type { Store, ListOptions } from './store/index.js'

@@ -1,0 +1,1 @@
+export { PartialFile, partialPath, freeSpace, ensureFreeSpace, removePartial, exists } from './partial.js'

@@ -1,0 +1,153 @@
+import { open, rename, rm, mkdir, statfs, stat, type FileHandle } from 'node:fs/promises'
+import { createReadStream, constants } from 'node:fs'
+import { createHash, type Hash } from 'node:crypto'
+import { dirname } from 'node:path'
+import { CidgetError, fsError, systemCode } from '../core/errors.js'
+import { DEFAULTS } from '../core/defaults.js'
+
+/** The partial file's name for an output path. */
+export function partialPath (output: string, suffix: string = DEFAULTS.PARTIAL_SUFFIX): string {
+  return output + suffix
+}
+
+/** Bytes free for an unprivileged writer on the file system holding `dir`. */
+export async function freeSpace (dir: string): Promise<number> {
+  const s = await statfs(dir)
+  return Number(s.bavail) * Number(s.bsize)
+}
+
+/** Throws CIDGET_ERR_DISK_FULL when fewer than `needed` bytes are free where `file` lives. */
+export async function ensureFreeSpace (file: string, needed: number): Promise<void> {
+  if (needed <= 0) return
+  let free: number
+  try {
+    free = await freeSpace(dirname(file))
+  } catch {
+    return // statfs is unsupported here; the write itself will tell
+  }
+  if (free < needed) {
+    throw new CidgetError('CIDGET_ERR_DISK_FULL',
+      `Not enough space in ${dirname(file)}: ${needed} bytes needed, ${free} free`)
+  }
+}
+
+/** fsyncs a directory so a rename in it is durable. */
+async function syncDir (dir: string): Promise<void> {
+  let fh: FileHandle | undefined
+  try {
+    fh = await open(dir, 'r')
+    await fh.sync()
+  } catch {
+    // some file systems refuse fsync on directories; the rename is still atomic
+  } finally {
+    await fh?.close().catch(() => {})
+  }
+}
+
+/**
+ * The partial file of one download: written at explicit offsets, fsynced on
+ * request, and renamed onto the final name only by `commit()`.
+ */
+export class PartialFile {
+  readonly path: string
+  readonly output: string
+  #fh: FileHandle
+
+  private constructor (output: string, path: string, fh: FileHandle) {
+    this.output = output
+    this.path = path
+    this.#fh = fh
+  }
+
+  /** Opens (creating it and its directory if needed) the partial file for `output`. */
+  static async open (output: string, suffix?: string): Promise<PartialFile> {
+    const path = partialPath(output, suffix)
+    try {
+      await mkdir(dirname(output), { recursive: true })
+      const fh = await open(path, constants.O_RDWR | constants.O_CREAT, 0o644)
+      return new PartialFile(output, path, fh)
+    } catch (err) {
+      throw fsError(err, `open ${path}`)
+    }
+  }
+
+  async size (): Promise<number> {
+    return (await this.#fh.stat()).size
+  }
+
+  async truncate (length: number): Promise<void> {
+    try {
+      await this.#fh.truncate(length)
+    } catch (err) {
+      throw fsError(err, `truncate ${this.path}`)
+    }
+  }
+
+  /** Writes all of `data` at `position`. Throws CIDGET_ERR_DISK_FULL on ENOSPC. */
+  async write (data: Uint8Array, position: number): Promise<void> {
+    let done = 0
+    try {
+      while (done < data.byteLength) {
+        const { bytesWritten } = await this.#fh.write(data, done, data.byteLength - done, position + done)
+        done += bytesWritten
+      }
+    } catch (err) {
+      throw fsError(err, `write ${this.path}`)
+    }
+  }
+
+  async sync (): Promise<void> {
+    try {
+      await this.#fh.sync()
+    } catch (err) {
+      throw fsError(err, `fsync ${this.path}`)
+    }
+  }
+
+  /** SHA-256 state over the first `length` bytes (used to continue hashing after a resume). */
+  async hashPrefix (length: number, signal?: AbortSignal): Promise<Hash> {
+    const hash = createHash('sha256')
+    if (length === 0) return hash
+    const stream = createReadStream(this.path, { start: 0, end: length - 1, highWaterMark: 1 << 20, signal })
+    for await (const chunk of stream) hash.update(chunk as Buffer)
+    return hash
+  }
+
+  async close (): Promise<void> {
+    await this.#fh.close().catch(() => {})
+  }
+
+  /** fsync, close, rename onto the output name, fsync the directory. */
+  async commit (): Promise<void> {
+    await this.sync()
+    await this.close()
+    try {
+      await rename(this.path, this.output)
+    } catch (err) {
+      throw fsError(err, `rename ${this.path} to ${this.output}`)
+    }
+    await syncDir(dirname(this.output))
+  }
+
+  /** Closes and deletes the partial file. */
+  async remove (): Promise<void> {
+    await this.close()
+    await rm(this.path, { force: true })
+  }
+}
+
+/** Deletes the partial file of `output` if there is one. */
+export async function removePartial (output: string, suffix?: string): Promise<void> {
+  await rm(partialPath(output, suffix), { force: true })
+}
+
+/** True when something exists at `p` (file, directory or link). */
+export async function exists (p: string): Promise<boolean> {
+  try {
+    await stat(p)
+    return true
+  } catch (err) {
+    if (systemCode(err) === 'ENOENT') return false
+    throw fsError(err, `inspect ${p}`)
+  }
+}

@@ -1,0 +1,186 @@
+import { CidgetError } from '../core/errors.js'
+import { MODES, STATUSES } from '../core/types.js'
+import type { DownloadRecord, DownloadStatus, Mode, NewDownload } from '../core/types.js'
+import type { DownloadPatch } from './store.js'
+
+/**
+ * The one place where rows of `ipfs_downloads` become `DownloadRecord`s and back.
+ * Shared by every Store, so integers may arrive as bigint or string (PostgreSQL
+ * drivers return BIGINT as strings) as well as numbers.
+ */
+
+type IntValue = number | bigint | string
+
+/** A row of `ipfs_downloads` as a driver returns it (columns named as in `DownloadRecord`). */
+export interface DownloadRow {
+  id: IntValue
+  cid: string
+  path: string
+  target: string
+  output: string
+  mode: string
+  gateways: string
+  gateway: string | null
+  size: IntValue | null
+  expectedSha256: string | null
+  status: string
+  attempts: IntValue
+  lastAttempt: IntValue | null
+  currentSize: IntValue
+  hash: string | null
+  etag: string | null
+  error: string | null
+  errorCode: string | null
+  priority: IntValue
+  createdAt: IntValue
+  updatedAt: IntValue
+  completedAt: IntValue | null
+  leaseOwner: string | null
+  leaseExpires: IntValue | null
+}
+
+function corrupt (id: IntValue, what: string): CidgetError {
+  return new CidgetError('CIDGET_ERR_STATE', `Download ${String(id)} in the state store has ${what}`)
+}
+
+function int (v: IntValue): number {
+  return typeof v === 'number' ? v : Number(v)
+}
+
+function intOrNull (v: IntValue | null): number | null {
+  return v === null ? null : int(v)
+}
+
+export function isStatus (v: unknown): v is DownloadStatus {
+  return typeof v === 'string' && (STATUSES as readonly string[]).includes(v)
+}
+
+export function isMode (v: unknown): v is Mode {
+  return typeof v === 'string' && (MODES as readonly string[]).includes(v)
+}
+
+function parseGateways (id: IntValue, text: string): string[] {
+  let value: unknown
+  try {
+    value = JSON.parse(text)
+  } catch {
+    throw corrupt(id, 'a gateways column that is not JSON')
+  }
+  if (!Array.isArray(value) || !value.every((g): g is string => typeof g === 'string')) {
+    throw corrupt(id, 'a gateways column that is not a list of URLs')
+  }
+  return value
+}
+
+export function rowToRecord (row: DownloadRow): DownloadRecord {
+  if (!isStatus(row.status)) throw corrupt(row.id, `an unknown status '${row.status}'`)
+  if (!isMode(row.mode)) throw corrupt(row.id, `an unknown mode '${row.mode}'`)
+  return {
+    id: int(row.id),
+    cid: row.cid,
+    path: row.path,
+    target: row.target,
+    output: row.output,
+    mode: row.mode,
+    gateways: parseGateways(row.id, row.gateways),
+    gateway: row.gateway,
+    size: intOrNull(row.size),
+    expectedSha256: row.expectedSha256,
+    status: row.status,
+    attempts: int(row.attempts),
+    lastAttempt: intOrNull(row.lastAttempt),
+    currentSize: int(row.currentSize),
+    hash: row.hash,
+    etag: row.etag,
+    error: row.error,
+    errorCode: row.errorCode,
+    priority: int(row.priority),
+    createdAt: int(row.createdAt),
+    updatedAt: int(row.updatedAt),
+    completedAt: intOrNull(row.completedAt),
+    leaseOwner: row.leaseOwner,
+    leaseExpires: intOrNull(row.leaseExpires)
+  }
+}
+
+function badOption (message: string): CidgetError {
+  return new CidgetError('CIDGET_ERR_BAD_OPTION', message)
+}
+
+function checkGateways (gateways: unknown): string[] {
+  if (!Array.isArray(gateways) || !gateways.every((g): g is string => typeof g === 'string')) {
+    throw badOption('gateways must be a list of gateway URLs')
+  }
+  return gateways
+}
+
+/** Values bound when inserting a new download (names match the insert's parameters). */
+export interface NewDownloadParams {
+  cid: string
+  path: string
+  target: string
+  output: string
+  mode: Mode
+  gateways: string
+  size: number | null
+  expectedSha256: string | null
+  priority: number
+  now: number
+}
+
+export function newDownloadParams (init: NewDownload, now: number): NewDownloadParams {
+  if (!isMode(init.mode)) throw badOption(`mode must be one of ${MODES.join(', ')}, not '${String(init.mode)}'`)
+  return {
+    cid: init.cid,
+    path: init.path,
+    target: init.target,
+    output: init.output,
+    mode: init.mode,
+    gateways: JSON.stringify(checkGateways(init.gateways)),
+    size: init.size ?? null,
+    expectedSha256: init.expectedSha256 ?? null,
+    priority: init.priority ?? 0,
+    now
+  }
+}
+
+/** Every field `updateDownload` may set, in a fixed order (the update statement is built from it). */
+export const PATCH_FIELDS = [
+  'status', 'attempts', 'lastAttempt', 'currentSize', 'hash', 'etag', 'error', 'errorCode',
+  'gateway', 'gateways', 'size', 'completedAt', 'expectedSha256', 'priority'
+] as const satisfies ReadonlyArray<keyof DownloadPatch>
+
+// Fails to compile when DownloadPatch gains a field that PATCH_FIELDS does not list.
+type MissingPatchField = Exclude<keyof DownloadPatch, typeof PATCH_FIELDS[number]>
+const _allPatchFieldsListed: [MissingPatchField] extends [never] ? true : MissingPatchField = true
+
+export type PatchField = typeof PATCH_FIELDS[number]
+export type BindValue = string | number | null
+
+/**
+ * A patch as bound values: for each field `f`, `set_f` is 1 when the patch sets it
+ * (a key present with a value other than undefined) and `f` is the value to store.
+ * Keys that are not patchable are refused rather than silently dropped.
+ */
+export function patchParams (patch: DownloadPatch): Record<string, BindValue> {
+  for (const key of Object.keys(patch)) {
+    if (!(PATCH_FIELDS as readonly string[]).includes(key)) {
+      throw badOption(`updateDownload cannot set '${key}'; it sets only ${PATCH_FIELDS.join(', ')}`)
+    }
+  }
+  const params: Record<string, BindValue> = {}
+  for (const field of PATCH_FIELDS) {
+    const value = patch[field]
+    params[`set_${field}`] = value === undefined ? 0 : 1
+    if (value === undefined) {
+      params[field] = null
+    } else if (field === 'gateways') {
+      params[field] = JSON.stringify(checkGateways(value))
+    } else if (field === 'status' && !isStatus(value)) {
+      throw badOption(`status must be one of ${STATUSES.join(', ')}, not '${String(value)}'`)
+    } else {
+      params[field] = value as BindValue
+    }
+  }
+  return params
+}

@@ -1,0 +1,421 @@
+import { accessSync, constants as fsConstants, statSync } from 'node:fs'
+import { dirname, resolve } from 'node:path'
+import Database from 'better-sqlite3'
+import { CidgetError } from '../core/errors.js'
+import { ACTIVE_STATUSES, STATUSES } from '../core/types.js'
+import type { DownloadRecord, DownloadStatus, NewDownload } from '../core/types.js'
+import { LATEST_SCHEMA_VERSION, MIGRATIONS, SCHEMA_MIGRATIONS_SQL } from './migrations.js'
+import { isOwnerDead as defaultIsOwnerDead } from './owner.js'
+import { PATCH_FIELDS, isStatus, newDownloadParams, patchParams, rowToRecord } from './rows.js'
+import type { BindValue, DownloadRow, NewDownloadParams } from './rows.js'
+import type { DownloadPatch, ListOptions, OwnerLiveness, Store } from './store.js'
+
+/** How long a statement waits for another connection's write lock before SQLITE_BUSY. */
+export const DEFAULT_BUSY_TIMEOUT_MS = 5_000
+/** Page size of `listDownloads` when no limit is given. */
+export const DEFAULT_LIST_LIMIT = 100
+
+export interface SqliteStoreOptions {
+  /** Decides whether a lease owner is gone; default: `isOwnerDead` (same host, pid gone). */
+  isOwnerDead?: OwnerLiveness
+  /** @default 5000 */
+  busyTimeoutMs?: number
+  /** The clock for `updatedAt` and for calls that take no `now`; default `Date.now`. */
+  now?: () => number
+}
+
+function stateError (location: string, reason: string, cause?: unknown): CidgetError {
+  return new CidgetError('CIDGET_ERR_STATE', `Cannot open the state database ${location}: ${reason}`,
+    cause === undefined ? {} : { cause })
+}
+
+function errnoOf (err: unknown): string | undefined {
+  const code = (err as { code?: unknown } | null)?.code
+  return typeof code === 'string' ? code : undefined
+}
+
+/**
+ * Checks the file's location with the file system first: SQLite's own errors for a
+ * missing or read-only directory ("unable to open database file") do not say which.
+ */
+function checkLocation (file: string): void {
+  const dir = dirname(file)
+  try {
+    if (!statSync(dir).isDirectory()) throw stateError(file, `${dir} is not a directory`)
+  } catch (err) {
+    if (err instanceof CidgetError) throw err
+    const code = errnoOf(err)
+    if (code === 'ENOENT') throw stateError(file, `the directory ${dir} does not exist`, err)
+    if (code === 'ENOTDIR') throw stateError(file, `a parent of ${dir} is a file, not a directory`, err)
+    throw stateError(file, `cannot access the directory ${dir} (${code ?? String(err)})`, err)
+  }
+  // WAL writes `-wal` and `-shm` files beside the database, so the directory must be writable too.
+  try {
+    accessSync(dir, fsConstants.W_OK)
+  } catch (err) {
+    throw stateError(file, `the directory ${dir} is not writable`, err)
+  }
+  let isFile: boolean
+  try {
+    isFile = statSync(file).isFile()
+  } catch (err) {
+    if (errnoOf(err) === 'ENOENT') return // created on open
+    throw stateError(file, `cannot access it (${errnoOf(err) ?? String(err)})`, err)
+  }
+  if (!isFile) throw stateError(file, 'it is not a regular file')
+  try {
+    accessSync(file, fsConstants.R_OK | fsConstants.W_OK)
+  } catch (err) {
+    throw stateError(file, 'it is not readable and writable', err)
+  }
+}
+
+/** Turns whatever opening or migrating threw into one CIDGET_ERR_STATE line. */
+function openError (file: string, err: unknown, busyTimeoutMs: number): CidgetError {
+  if (err instanceof CidgetError) return err
+  const code = errnoOf(err) ?? ''
+  const detail = err instanceof Error ? err.message : String(err)
+  if (code === 'SQLITE_NOTADB') return stateError(file, 'it is not a SQLite database', err)
+  if (code.startsWith('SQLITE_CORRUPT')) return stateError(file, 'the database is corrupt', err)
+  if (code.startsWith('SQLITE_READONLY')) return stateError(file, 'it is read-only', err)
+  if (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED')) {
+    return stateError(file, `it stayed locked by another process for ${busyTimeoutMs} ms`, err)
+  }
+  if (code.startsWith('SQLITE_CANTOPEN')) return stateError(file, `SQLite cannot open it (${detail})`, err)
+  return stateError(file, detail, err)
+}
+
+/** Applies every migration the database lacks, each in its own IMMEDIATE transaction. */
+function migrate (db: Database.Database, file: string, now: () => number): void {
+  // A database with tables but no schema_migrations belongs to another program: leave it alone.
+  const tables = db.prepare<[], string>(
+    "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name").pluck().all()
+  if (tables.length > 0 && !tables.includes('schema_migrations')) {
+    throw stateError(file, `it is a SQLite database of another program (tables: ${tables.slice(0, 5).join(', ')})`)
+  }
+  db.exec(SCHEMA_MIGRATIONS_SQL)
+  const currentVersion = db.prepare<[], { v: number | null }>('SELECT MAX(version) AS v FROM schema_migrations')
+  const hasVersion = db.prepare<[number], { version: number }>('SELECT version FROM schema_migrations WHERE version = ?')
+  const record = db.prepare<[number, string, number]>(
+    'INSERT INTO schema_migrations (version, name, "appliedAt") VALUES (?, ?, ?)')
+  const refuseNewer = (): void => {
+    const version = currentVersion.get()?.v ?? 0
+    if (version > LATEST_SCHEMA_VERSION) {
+      throw stateError(file, `its schema version ${version} is newer than this cidget understands ` +
+        `(${LATEST_SCHEMA_VERSION}); upgrade cidget or use another state file`)
+    }
+  }
+  refuseNewer()
+  const ordered = [...MIGRATIONS].sort((a, b) => a.version - b.version)
+  for (const migration of ordered) {
+    // Checked again inside the transaction: another process may have migrated meanwhile.
+    db.transaction(() => {
+      refuseNewer()
+      if (hasVersion.get(migration.version) !== undefined) return
+      db.exec(migration.sql)
+      record.run(migration.version, migration.name, now())
+    }).immediate()
+  }
+}
+
+const COLUMNS = 'SELECT * FROM ipfs_downloads'
+const ACTIVE_LIST = ACTIVE_STATUSES.map(s => `'${s}'`).join(', ')
+
+function prepareStatements (db: Database.Database) {
+  const patchAssignments = PATCH_FIELDS
+    .map(f => `"${f}" = CASE WHEN @set_${f} = 1 THEN @${f} ELSE "${f}" END`)
+    .join(',\n  ')
+  return {
+    insert: db.prepare<NewDownloadParams, DownloadRow>(`INSERT INTO ipfs_downloads
+      (cid, path, target, output, mode, gateways, size, "expectedSha256", priority, status, attempts,
+       "currentSize", "createdAt", "updatedAt")
+      VALUES (@cid, @path, @target, @output, @mode, @gateways, @size, @expectedSha256, @priority, 'pending', 0,
+       0, @now, @now)
+      RETURNING *`),
+    get: db.prepare<[number], DownloadRow>(`${COLUMNS} WHERE id = ?`),
+    byStatus: db.prepare<[string], DownloadRow>(`${COLUMNS} WHERE status = ? ORDER BY id`),
+    list: db.prepare<{ status: string | null, afterId: number, limit: number }, DownloadRow>(
+      `${COLUMNS} WHERE id > @afterId AND (@status IS NULL OR status = @status) ORDER BY id LIMIT @limit`),
+    find: db.prepare<[string, string, string], DownloadRow>(
+      `${COLUMNS} WHERE cid = ? AND path = ? AND output = ? AND status <> 'cancelled' ORDER BY id DESC LIMIT 1`),
+    unfinishedByOutput: db.prepare<[string], DownloadRow>(
+      `${COLUMNS} WHERE output = ? AND status NOT IN ('success', 'failed', 'cancelled') ORDER BY id`),
+    active: db.prepare<[], DownloadRow>(`${COLUMNS} WHERE status IN (${ACTIVE_LIST}) ORDER BY id`),
+    updateResume: db.prepare<{
+      id: number, currentSize: number, attempts: number, lastAttempt: number, status: string, now: number
+    }>(`UPDATE ipfs_downloads SET "currentSize" = @currentSize, attempts = @attempts,
+      "lastAttempt" = @lastAttempt, status = @status, "updatedAt" = @now WHERE id = @id`),
+    updateHash: db.prepare<[string, number, number]>(
+      'UPDATE ipfs_downloads SET hash = ?, "updatedAt" = ? WHERE id = ?'),
+    markResuming: db.prepare<[number, number]>(
+      'UPDATE ipfs_downloads SET status = \'resuming\', "updatedAt" = ? WHERE id = ?'),
+    markPaused: db.prepare<[string | null, string | null, number, number]>(
+      'UPDATE ipfs_downloads SET status = \'paused\', error = ?, "errorCode" = ?, "updatedAt" = ? WHERE id = ?'),
+    markFailed: db.prepare<[string, string, number, number]>(
+      'UPDATE ipfs_downloads SET status = \'failed\', error = ?, "errorCode" = ?, "updatedAt" = ? WHERE id = ?'),
+    markSuccess: db.prepare<{ id: number, hash: string, size: number, now: number }>(
+      `UPDATE ipfs_downloads SET status = 'success', hash = @hash, size = @size, "currentSize" = @size,
+      "completedAt" = @now, error = NULL, "errorCode" = NULL, "updatedAt" = @now WHERE id = @id`),
+    // One statement for every patch: a field is written only when its set_ flag is 1.
+    update: db.prepare<Record<string, BindValue>>(
+      `UPDATE ipfs_downloads SET\n  ${patchAssignments},\n  "updatedAt" = @now\nWHERE id = @id`),
+    delete: db.prepare<[number]>('DELETE FROM ipfs_downloads WHERE id = ?'),
+    takeLease: db.prepare<[string, number, number, number]>(
+      'UPDATE ipfs_downloads SET "leaseOwner" = ?, "leaseExpires" = ?, "updatedAt" = ? WHERE id = ?'),
+    renewLease: db.prepare<[number, number, number, string]>(
+      'UPDATE ipfs_downloads SET "leaseExpires" = ?, "updatedAt" = ? WHERE id = ? AND "leaseOwner" = ?'),
+    releaseLease: db.prepare<[number, number, string]>(
+      'UPDATE ipfs_downloads SET "leaseOwner" = NULL, "leaseExpires" = NULL, "updatedAt" = ? ' +
+      'WHERE id = ? AND "leaseOwner" = ?')
+  }
+}
+
+type Statements = ReturnType<typeof prepareStatements>
+
+function unknownDownload (id: number): CidgetError {
+  return new CidgetError('CIDGET_ERR_UNKNOWN_DOWNLOAD', `No download has id ${id}`)
+}
+
+function badOption (message: string): CidgetError {
+  return new CidgetError('CIDGET_ERR_BAD_OPTION', message)
+}
+
+function checkStatus (status: unknown): DownloadStatus {
+  if (!isStatus(status)) throw badOption(`status must be one of ${STATUSES.join(', ')}, not '${String(status)}'`)
+  return status
+}
+
+function checkTtl (ttlMs: number): void {
+  if (!Number.isFinite(ttlMs) || ttlMs <= 0) throw badOption(`ttlMs must be a positive number of milliseconds, not ${ttlMs}`)
+}
+
+/**
+ * The SQLite state store (the default). One connection per instance; several
+ * instances and processes may share a file (WAL, busy timeout, IMMEDIATE lease
+ * transactions). Every method runs synchronously inside its promise, so no
+ * transaction spans an await.
+ *
+ * Beyond the `Store` interface: mutators of one download reject with
+ * CIDGET_ERR_UNKNOWN_DOWNLOAD when the id does not exist, except `deleteDownload`
+ * (false), `renewLease` (false: the lease is gone with the row) and `releaseLease`
+ * (nothing to release). An invalid argument (status, mode, limit, ttlMs, a field
+ * `updateDownload` cannot set) is CIDGET_ERR_BAD_OPTION; any other failure,
+ * SQLITE_BUSY included, is a CIDGET_ERR_STATE naming the call.
+ */
+export class SqliteStore implements Store {
+  readonly location: string
+  readonly #db: Database.Database
+  readonly #stmts: Statements
+  readonly #isOwnerDead: OwnerLiveness
+  readonly #now: () => number
+  readonly #claim: (id: number, owner: string, ttlMs: number, now: number) => boolean
+
+  private constructor (db: Database.Database, location: string, isOwnerDead: OwnerLiveness, now: () => number) {
+    this.location = location
+    this.#db = db
+    this.#stmts = prepareStatements(db)
+    this.#isOwnerDead = isOwnerDead
+    this.#now = now
+    // IMMEDIATE takes the write lock before the read, so two processes cannot both see a free lease.
+    const claim = db.transaction((id: number, owner: string, ttlMs: number, at: number): boolean => {
+      const row = this.#stmts.get.get(id)
+      if (row === undefined) throw unknownDownload(id)
+      const expires = row.leaseExpires === null ? null : Number(row.leaseExpires)
+      if (row.leaseOwner !== owner && !this.#leaseLapsed(row.leaseOwner, expires, at)) return false
+      this.#stmts.takeLease.run(owner, at + ttlMs, at, id)
+      return true
+    })
+    this.#claim = (id, owner, ttlMs, at) => claim.immediate(id, owner, ttlMs, at)
+  }
+
+  /**
+   * Opens (creating if needed) and migrates the database at `file`; ':memory:' for
+   * a private in-memory one. Throws CIDGET_ERR_STATE naming the path and the reason
+   * when the directory is missing or not writable, the file is not a SQLite
+   * database, or its schema is newer than this code.
+   */
+  static open (file: string, opts: SqliteStoreOptions = {}): SqliteStore {
+    const busyTimeoutMs = opts.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS
+    if (!Number.isInteger(busyTimeoutMs) || busyTimeoutMs < 0) {
+      throw badOption(`busyTimeoutMs must be a whole number of milliseconds ≥ 0, not ${busyTimeoutMs}`)
+    }
+    const now = opts.now ?? Date.now
+    const memory = file === ':memory:'
+    const location = memory ? file : resolve(file)
+    if (!memory) checkLocation(location)
+    let db: Database.Database | undefined
+    try {
+      db = new Database(location, { timeout: busyTimeoutMs })
+      db.pragma('journal_mode = WAL')
+      db.pragma('synchronous = NORMAL')
+      db.pragma('foreign_keys = ON')
+      migrate(db, location, now)
+      return new SqliteStore(db, location, opts.isOwnerDead ?? defaultIsOwnerDead, now)
+    } catch (err) {
+      try {
+        db?.close()
+      } catch {
+        // Already failing; the original error is the one to report.
+      }
+      throw openError(location, err, busyTimeoutMs)
+    }
+  }
+
+  /** The connection's settings, for diagnostics and tests. */
+  settings (): { journalMode: string, synchronous: string, foreignKeys: boolean, busyTimeoutMs: number } {
+    return this.#run('settings', () => {
+      const get = (name: string): unknown => this.#db.pragma(name, { simple: true })
+      const synchronous = ['OFF', 'NORMAL', 'FULL', 'EXTRA'][Number(get('synchronous'))] ?? String(get('synchronous'))
+      return {
+        journalMode: String(get('journal_mode')),
+        synchronous,
+        foreignKeys: Number(get('foreign_keys')) === 1,
+        busyTimeoutMs: Number(get('busy_timeout'))
+      }
+    })
+  }
+
+  /** No holder, expired (or without an expiry), or held by a dead owner: anyone may take it. */
+  #leaseLapsed (holder: string | null, expires: number | null, now: number): boolean {
+    return holder === null || expires === null || expires < now || this.#isOwnerDead(holder)
+  }
+
+  /** Runs one call's synchronous work; anything but a CidgetError becomes CIDGET_ERR_STATE. */
+  #run<T>(what: string, fn: () => T): T {
+    try {
+      return fn()
+    } catch (err) {
+      if (err instanceof CidgetError) throw err
+      const detail = err instanceof Error ? err.message : String(err)
+      throw new CidgetError('CIDGET_ERR_STATE', `State store ${this.location}: ${what} failed: ${detail}`, { cause: err })
+    }
+  }
+
+  #changeOne (id: number, changes: number): void {
+    if (changes === 0) throw unknownDownload(id)
+  }
+
+  async createDownload (init: NewDownload, now?: number): Promise<DownloadRecord> {
+    return this.#run('createDownload', () => {
+      const row = this.#stmts.insert.get(newDownloadParams(init, now ?? this.#now()))
+      if (row === undefined) throw new Error('INSERT … RETURNING returned no row')
+      return rowToRecord(row)
+    })
+  }
+
+  async getDownload (id: number): Promise<DownloadRecord | undefined> {
+    return this.#run('getDownload', () => {
+      const row = this.#stmts.get.get(id)
+      return row === undefined ? undefined : rowToRecord(row)
+    })
+  }
+
+  async getDownloadsByStatus (status: DownloadStatus): Promise<DownloadRecord[]> {
+    return this.#run('getDownloadsByStatus', () => this.#stmts.byStatus.all(checkStatus(status)).map(rowToRecord))
+  }
+
+  async listDownloads (opts: ListOptions = {}): Promise<DownloadRecord[]> {
+    return this.#run('listDownloads', () => {
+      const limit = opts.limit ?? DEFAULT_LIST_LIMIT
+      const afterId = opts.afterId ?? 0
+      if (!Number.isInteger(limit) || limit < 1) throw badOption(`limit must be a whole number ≥ 1, not ${limit}`)
+      if (!Number.isInteger(afterId)) throw badOption(`afterId must be a download id, not ${afterId}`)
+      const status = opts.status === undefined ? null : checkStatus(opts.status)
+      return this.#stmts.list.all({ status, afterId, limit }).map(rowToRecord)
+    })
+  }
+
+  async findDownload (cid: string, path: string, output: string): Promise<DownloadRecord | undefined> {
+    return this.#run('findDownload', () => {
+      const row = this.#stmts.find.get(cid, path, output)
+      return row === undefined ? undefined : rowToRecord(row)
+    })
+  }
+
+  async findUnfinishedByOutput (output: string): Promise<DownloadRecord[]> {
+    return this.#run('findUnfinishedByOutput', () => this.#stmts.unfinishedByOutput.all(output).map(rowToRecord))
+  }
+
+  async updateDownloadResume (id: number, currentSize: number, attempts: number, lastAttempt: number,
+    status: DownloadStatus): Promise<void> {
+    this.#run('updateDownloadResume', () => {
+      const params = { id, currentSize, attempts, lastAttempt, status: checkStatus(status), now: this.#now() }
+      this.#changeOne(id, this.#stmts.updateResume.run(params).changes)
+    })
+  }
+
+  async updateDownloadHash (id: number, hash: string): Promise<void> {
+    this.#run('updateDownloadHash', () => {
+      this.#changeOne(id, this.#stmts.updateHash.run(hash, this.#now(), id).changes)
+    })
+  }
+
+  async markDownloadResuming (id: number): Promise<void> {
+    this.#run('markDownloadResuming', () => {
+      this.#changeOne(id, this.#stmts.markResuming.run(this.#now(), id).changes)
+    })
+  }
+
+  async markDownloadPaused (id: number, error: string | null, errorCode?: string | null): Promise<void> {
+    this.#run('markDownloadPaused', () => {
+      this.#changeOne(id, this.#stmts.markPaused.run(error, errorCode ?? null, this.#now(), id).changes)
+    })
+  }
+
+  async markDownloadFailed (id: number, error: string, errorCode: string): Promise<void> {
+    this.#run('markDownloadFailed', () => {
+      this.#changeOne(id, this.#stmts.markFailed.run(error, errorCode, this.#now(), id).changes)
+    })
+  }
+
+  async markDownloadSuccess (id: number, hash: string, size: number, now?: number): Promise<void> {
+    this.#run('markDownloadSuccess', () => {
+      this.#changeOne(id, this.#stmts.markSuccess.run({ id, hash, size, now: now ?? this.#now() }).changes)
+    })
+  }
+
+  async updateDownload (id: number, patch: DownloadPatch, now?: number): Promise<void> {
+    this.#run('updateDownload', () => {
+      const params = { ...patchParams(patch), id, now: now ?? this.#now() }
+      this.#changeOne(id, this.#stmts.update.run(params).changes)
+    })
+  }
+
+  async deleteDownload (id: number): Promise<boolean> {
+    return this.#run('deleteDownload', () => this.#stmts.delete.run(id).changes > 0)
+  }
+
+  async claimLease (id: number, owner: string, ttlMs: number, now?: number): Promise<boolean> {
+    return this.#run('claimLease', () => {
+      checkTtl(ttlMs)
+      return this.#claim(id, owner, ttlMs, now ?? this.#now())
+    })
+  }
+
+  async renewLease (id: number, owner: string, ttlMs: number, now?: number): Promise<boolean> {
+    return this.#run('renewLease', () => {
+      checkTtl(ttlMs)
+      const at = now ?? this.#now()
+      return this.#stmts.renewLease.run(at + ttlMs, at, id, owner).changes > 0
+    })
+  }
+
+  async releaseLease (id: number, owner: string): Promise<void> {
+    this.#run('releaseLease', () => {
+      this.#stmts.releaseLease.run(this.#now(), id, owner)
+    })
+  }
+
+  async listOrphaned (now?: number): Promise<DownloadRecord[]> {
+    return this.#run('listOrphaned', () => {
+      const at = now ?? this.#now()
+      // Active rows are few; the owner check is a JS function, so filter here rather than in SQL.
+      return this.#stmts.active.all().map(rowToRecord)
+        .filter(r => this.#leaseLapsed(r.leaseOwner, r.leaseExpires, at))
+    })
+  }
+
+  async close (): Promise<void> {
+    if (this.#db.open) this.#db.close()
+  }
+}

@@ -1,0 +1,63 @@
+import type { DownloadRecord, DownloadStatus, NewDownload } from '../core/types.js'
+
+/** Fields a caller may change with `updateDownload`. */
+export type DownloadPatch = Partial<Pick<DownloadRecord,
+  'status' | 'attempts' | 'lastAttempt' | 'currentSize' | 'hash' | 'etag' | 'error' | 'errorCode' |
+  'gateway' | 'gateways' | 'size' | 'completedAt' | 'expectedSha256' | 'priority'>>
+
+export interface ListOptions {
+  status?: DownloadStatus
+  /** Page size; default 100. */
+  limit?: number
+  /** Return ids greater than this (pagination by id). */
+  afterId?: number
+}
+
+/**
+ * The state of every download. SQLite implements it now; PostgreSQL later.
+ * Methods are async so that both fit; the SQLite one does its work synchronously
+ * inside, so no transaction ever spans an await.
+ *
+ * Leases: a download is worked on only by the holder of its lease. `claimLease`
+ * succeeds when the row has no owner, its lease expired, the owner is the caller,
+ * or `isOwnerDead(owner)` says the owner process is gone.
+ */
+export interface Store {
+  /** Where the state lives (a file path or a URL without password). */
+  readonly location: string
+
+  createDownload (init: NewDownload, now?: number): Promise<DownloadRecord>
+  getDownload (id: number): Promise<DownloadRecord | undefined>
+  getDownloadsByStatus (status: DownloadStatus): Promise<DownloadRecord[]>
+  listDownloads (opts?: ListOptions): Promise<DownloadRecord[]>
+  /** The newest download for this cid, path and output that is not `cancelled`. */
+  findDownload (cid: string, path: string, output: string): Promise<DownloadRecord | undefined>
+  /** Unfinished downloads (not success/failed/cancelled) writing to this output. */
+  findUnfinishedByOutput (output: string): Promise<DownloadRecord[]>
+
+  /** Seed: records progress after an fsync. */
+  updateDownloadResume (id: number, currentSize: number, attempts: number, lastAttempt: number, status: DownloadStatus): Promise<void>
+  /** Seed: stores the computed SHA-256. */
+  updateDownloadHash (id: number, hash: string): Promise<void>
+  /** Seed: status → resuming. */
+  markDownloadResuming (id: number): Promise<void>
+  /** Seed: status → paused with the error message (and code). */
+  markDownloadPaused (id: number, error: string | null, errorCode?: string | null): Promise<void>
+  markDownloadFailed (id: number, error: string, errorCode: string): Promise<void>
+  markDownloadSuccess (id: number, hash: string, size: number, now?: number): Promise<void>
+  updateDownload (id: number, patch: DownloadPatch, now?: number): Promise<void>
+  deleteDownload (id: number): Promise<boolean>
+
+  /** Takes the lease if free, expired, ours, or held by a dead owner. */
+  claimLease (id: number, owner: string, ttlMs: number, now?: number): Promise<boolean>
+  /** Extends our lease; false if we no longer hold it. */
+  renewLease (id: number, owner: string, ttlMs: number, now?: number): Promise<boolean>
+  releaseLease (id: number, owner: string): Promise<void>
+  /** Active downloads (in_progress/resuming) whose lease expired or whose owner is dead. */
+  listOrphaned (now?: number): Promise<DownloadRecord[]>
+
+  close (): Promise<void>
+}
+
+/** Lease owners look like `host:pid:token`; a local owner whose pid is gone is dead. */
+export type OwnerLiveness = (owner: string) => boolean

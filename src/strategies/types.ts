@@ -1,0 +1,32 @@
+import type { DownloadRecord, DownloadStatus } from '../core/types.js'
+import type { DownloadPolicy } from '../core/policy.js'
+import type { RetryEvent } from '../core/events.js'
+import type { Store } from '../store/store.js'
+import type { HttpClient } from '../gateways/http.js'
+
+/** What the engine hands a strategy for one run of one download. */
+export interface StrategyContext {
+  /** The record as it was when the run started (the strategy owns the lease). */
+  record: DownloadRecord
+  store: Store
+  http: HttpClient
+  policy: DownloadPolicy
+  /** Aborted on pause, cancel or a lost lease; its reason is what to throw. */
+  signal: AbortSignal
+  now: () => number
+  /** Abortable wait. */
+  sleep: (ms: number, signal: AbortSignal) => Promise<void>
+  random: () => number
+  /** Sets in_progress/resuming (written and announced only when it changes). */
+  setStatus: (status: DownloadStatus) => Promise<void>
+  /** Bytes written so far (durable or not), the total when known, the gateway in use. */
+  onProgress: (bytes: number, total: number | null, gateway: string) => void
+  onRetry: (event: Omit<RetryEvent, 'id'>) => void
+}
+
+export interface StrategyResult {
+  /** SHA-256 (hex) of the finished output. */
+  hash: string
+  size: number
+  gateway: string
+}

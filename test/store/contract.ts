@@ -1,0 +1,471 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { isCidgetError } from '../../src/core/errors.js'
+import type { ErrorCode } from '../../src/core/errors.js'
+import type { NewDownload } from '../../src/core/types.js'
+import type { OwnerLiveness, Store } from '../../src/store/store.js'
+
+/** What the contract passes to `open`: every Store must honour these. */
+export interface ContractOpenOptions {
+  /** The lease-owner liveness check the store must use. */
+  isOwnerDead: OwnerLiveness
+}
+
+/** Owners whose id starts with this are dead for every store the contract opens. */
+const DEAD = 'dead-host:'
+const contractIsOwnerDead: OwnerLiveness = owner => owner.startsWith(DEAD)
+
+const TTL = 30_000
+const T0 = 1_000_000
+
+function newDownload (over: Partial<NewDownload> = {}): NewDownload {
+  return {
+    cid: 'bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy',
+    path: '',
+    target: 'ipfs://bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy',
+    output: '/tmp/out/file.bin',
+    mode: 'verified',
+    gateways: ['https://ipfs.io', 'https://dweb.link'],
+    ...over
+  }
+}
+
+async function expectCode (p: Promise<unknown>, code: ErrorCode): Promise<void> {
+  let caught: unknown
+  try {
+    await p
+  } catch (err) {
+    caught = err
+  }
+  expect(caught, `expected a rejection with ${code}`).toBeDefined()
+  expect(isCidgetError(caught, code), `expected ${code}, got ${String(caught)}`).toBe(true)
+}
+
+/**
+ * The behaviour every `Store` must have. `open` returns a new, empty store each
+ * time, using `opts.isOwnerDead` as its liveness check; the contract closes it.
+ */
+export function storeContract (name: string, open: (opts: ContractOpenOptions) => Promise<Store>): void {
+  describe(`Store contract: ${name}`, () => {
+    let store: Store
+
+    beforeEach(async () => {
+      store = await open({ isOwnerDead: contractIsOwnerDead })
+    })
+
+    afterEach(async () => {
+      await store.close()
+    })
+
+    describe('records', () => {
+      it('creates a pending download with defaults and reads every field back', async () => {
+        const created = await store.createDownload(newDownload(), T0)
+        expect(created).toEqual({
+          id: created.id,
+          cid: 'bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy',
+          path: '',
+          target: 'ipfs://bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy',
+          output: '/tmp/out/file.bin',
+          mode: 'verified',
+          gateways: ['https://ipfs.io', 'https://dweb.link'],
+          gateway: null,
+          size: null,
+          expectedSha256: null,
+          status: 'pending',
+          attempts: 0,
+          lastAttempt: null,
+          currentSize: 0,
+          hash: null,
+          etag: null,
+          error: null,
+          errorCode: null,
+          priority: 0,
+          createdAt: T0,
+          updatedAt: T0,
+          completedAt: null,
+          leaseOwner: null,
+          leaseExpires: null
+        })
+        expect(Number.isInteger(created.id) && created.id > 0).toBe(true)
+        expect(await store.getDownload(created.id)).toEqual(created)
+      })
+
+      it('round-trips every field, including large sizes and times', async () => {
+        const big = 2 ** 40 + 7 // beyond 32 bits
+        const created = await store.createDownload(newDownload({
+          path: '/a/b.bin',
+          mode: 'path',
+          gateways: [],
+          size: big,
+          expectedSha256: 'ab'.repeat(32),
+          priority: -3
+        }), T0)
+        await store.updateDownload(created.id, {
+          status: 'in_progress',
+          attempts: 2,
+          lastAttempt: T0 + 1,
+          currentSize: big - 1,
+          hash: 'cd'.repeat(32),
+          etag: '"bafy-etag"',
+          error: 'boom',
+          errorCode: 'CIDGET_ERR_NETWORK',
+          gateway: 'https://dweb.link',
+          gateways: ['https://a.example', 'https://b.example'],
+          completedAt: T0 + 2,
+          priority: 9
+        }, T0 + 3)
+        await store.claimLease(created.id, 'host:1:tok', TTL, T0 + 4)
+        const got = await store.getDownload(created.id)
+        expect(got).toEqual({
+          ...created,
+          path: '/a/b.bin',
+          mode: 'path',
+          size: big,
+          expectedSha256: 'ab'.repeat(32),
+          status: 'in_progress',
+          attempts: 2,
+          lastAttempt: T0 + 1,
+          currentSize: big - 1,
+          hash: 'cd'.repeat(32),
+          etag: '"bafy-etag"',
+          error: 'boom',
+          errorCode: 'CIDGET_ERR_NETWORK',
+          gateway: 'https://dweb.link',
+          gateways: ['https://a.example', 'https://b.example'],
+          completedAt: T0 + 2,
+          priority: 9,
+          updatedAt: T0 + 4,
+          leaseOwner: 'host:1:tok',
+          leaseExpires: T0 + 4 + TTL
+        })
+      })
+
+      it('updateDownload writes only the fields given, and null clears a field', async () => {
+        const { id } = await store.createDownload(newDownload({ size: 10 }), T0)
+        await store.updateDownload(id, { error: 'x', errorCode: 'CIDGET_ERR_TIMEOUT' }, T0 + 1)
+        await store.updateDownload(id, { error: null, attempts: 1 }, T0 + 2)
+        const got = await store.getDownload(id)
+        expect(got).toMatchObject({ error: null, errorCode: 'CIDGET_ERR_TIMEOUT', attempts: 1, size: 10, updatedAt: T0 + 2 })
+      })
+
+      it('getDownload of an unknown id is undefined', async () => {
+        expect(await store.getDownload(987654)).toBeUndefined()
+      })
+
+      it('getDownloadsByStatus returns only that status, by id', async () => {
+        const a = await store.createDownload(newDownload({ output: '/o/a' }), T0)
+        const b = await store.createDownload(newDownload({ output: '/o/b' }), T0)
+        const c = await store.createDownload(newDownload({ output: '/o/c' }), T0)
+        await store.markDownloadResuming(b.id)
+        expect((await store.getDownloadsByStatus('pending')).map(r => r.id)).toEqual([a.id, c.id])
+        expect((await store.getDownloadsByStatus('resuming')).map(r => r.id)).toEqual([b.id])
+        expect(await store.getDownloadsByStatus('success')).toEqual([])
+      })
+
+      it('listDownloads pages by id with afterId and limit, optionally by status', async () => {
+        const ids: number[] = []
+        for (let i = 0; i < 7; i++) ids.push((await store.createDownload(newDownload({ output: `/o/${i}` }), T0)).id)
+        await store.markDownloadFailed(ids[2]!, 'x', 'CIDGET_ERR_NETWORK')
+        await store.markDownloadFailed(ids[5]!, 'x', 'CIDGET_ERR_NETWORK')
+
+        expect((await store.listDownloads()).map(r => r.id)).toEqual(ids)
+        const page1 = await store.listDownloads({ limit: 3 })
+        expect(page1.map(r => r.id)).toEqual(ids.slice(0, 3))
+        const page2 = await store.listDownloads({ limit: 3, afterId: page1.at(-1)!.id })
+        expect(page2.map(r => r.id)).toEqual(ids.slice(3, 6))
+        const page3 = await store.listDownloads({ limit: 3, afterId: page2.at(-1)!.id })
+        expect(page3.map(r => r.id)).toEqual(ids.slice(6))
+        expect(await store.listDownloads({ limit: 3, afterId: ids.at(-1)! })).toEqual([])
+
+        expect((await store.listDownloads({ status: 'failed' })).map(r => r.id)).toEqual([ids[2], ids[5]])
+        expect((await store.listDownloads({ status: 'failed', afterId: ids[2]! })).map(r => r.id)).toEqual([ids[5]])
+        expect((await store.listDownloads({ status: 'pending', limit: 2 })).map(r => r.id)).toEqual([ids[0], ids[1]])
+      })
+
+      it('listDownloads returns at most 100 by default', async () => {
+        for (let i = 0; i < 105; i++) await store.createDownload(newDownload({ output: `/o/${i}` }), T0)
+        expect(await store.listDownloads()).toHaveLength(100)
+      })
+
+      it('findDownload returns the newest that is not cancelled, matching cid, path and output', async () => {
+        const first = await store.createDownload(newDownload(), T0)
+        const second = await store.createDownload(newDownload(), T0 + 1)
+        const third = await store.createDownload(newDownload(), T0 + 2)
+        await store.createDownload(newDownload({ path: '/other' }), T0 + 3)
+        await store.createDownload(newDownload({ output: '/tmp/out/other.bin' }), T0 + 3)
+        await store.createDownload(newDownload({ cid: 'bafyother' }), T0 + 3)
+        await store.updateDownload(third.id, { status: 'cancelled' })
+
+        const c = newDownload()
+        expect((await store.findDownload(c.cid, c.path, c.output))?.id).toBe(second.id)
+        await store.updateDownload(second.id, { status: 'cancelled' })
+        expect((await store.findDownload(c.cid, c.path, c.output))?.id).toBe(first.id)
+        await store.markDownloadSuccess(first.id, 'ab'.repeat(32), 5)
+        expect((await store.findDownload(c.cid, c.path, c.output))?.id).toBe(first.id)
+        await store.updateDownload(first.id, { status: 'cancelled' })
+        expect(await store.findDownload(c.cid, c.path, c.output)).toBeUndefined()
+        expect(await store.findDownload('nope', '', '/x')).toBeUndefined()
+      })
+
+      it('findUnfinishedByOutput lists downloads to that output that are not success, failed or cancelled', async () => {
+        const out = '/tmp/out/shared.bin'
+        const ids: Record<string, number> = {}
+        for (const status of ['pending', 'in_progress', 'resuming', 'paused', 'success', 'failed', 'cancelled'] as const) {
+          const { id } = await store.createDownload(newDownload({ output: out }), T0)
+          await store.updateDownload(id, { status })
+          ids[status] = id
+        }
+        await store.createDownload(newDownload({ output: '/tmp/out/elsewhere.bin' }), T0)
+        expect((await store.findUnfinishedByOutput(out)).map(r => r.id))
+          .toEqual([ids.pending, ids.in_progress, ids.resuming, ids.paused])
+        expect(await store.findUnfinishedByOutput('/nowhere')).toEqual([])
+      })
+
+      it('deleteDownload removes the row and says whether there was one', async () => {
+        const { id } = await store.createDownload(newDownload(), T0)
+        expect(await store.deleteDownload(id)).toBe(true)
+        expect(await store.getDownload(id)).toBeUndefined()
+        expect(await store.deleteDownload(id)).toBe(false)
+      })
+
+      it('ids are never reused after a delete', async () => {
+        const a = await store.createDownload(newDownload(), T0)
+        await store.deleteDownload(a.id)
+        const b = await store.createDownload(newDownload(), T0)
+        expect(b.id).toBeGreaterThan(a.id)
+      })
+    })
+
+    describe('the seed query functions', () => {
+      it('updateDownloadResume sets size, attempts, last attempt and status together', async () => {
+        const { id } = await store.createDownload(newDownload(), T0)
+        await store.updateDownloadResume(id, 4096, 2, T0 + 50, 'resuming')
+        const got = await store.getDownload(id)
+        expect(got).toMatchObject({ currentSize: 4096, attempts: 2, lastAttempt: T0 + 50, status: 'resuming' })
+        expect(got!.updatedAt).toBeGreaterThan(T0)
+      })
+
+      it('updateDownloadHash stores the hash only', async () => {
+        const { id } = await store.createDownload(newDownload(), T0)
+        await store.updateDownloadHash(id, 'ef'.repeat(32))
+        expect(await store.getDownload(id)).toMatchObject({ hash: 'ef'.repeat(32), status: 'pending' })
+      })
+
+      it('markDownloadResuming sets status resuming', async () => {
+        const { id } = await store.createDownload(newDownload(), T0)
+        await store.markDownloadResuming(id)
+        expect((await store.getDownload(id))?.status).toBe('resuming')
+      })
+
+      it('markDownloadPaused sets status paused with the error and its code', async () => {
+        const { id } = await store.createDownload(newDownload(), T0)
+        await store.markDownloadPaused(id, 'No space left on device', 'CIDGET_ERR_DISK_FULL')
+        expect(await store.getDownload(id)).toMatchObject({
+          status: 'paused', error: 'No space left on device', errorCode: 'CIDGET_ERR_DISK_FULL'
+        })
+        await store.markDownloadPaused(id, 'paused by user')
+        expect(await store.getDownload(id)).toMatchObject({ status: 'paused', error: 'paused by user', errorCode: null })
+        await store.markDownloadPaused(id, null)
+        expect(await store.getDownload(id)).toMatchObject({ status: 'paused', error: null, errorCode: null })
+      })
+
+      it('markDownloadFailed sets status failed with the error and its code', async () => {
+        const { id } = await store.createDownload(newDownload(), T0)
+        await store.markDownloadFailed(id, 'gave up', 'CIDGET_ERR_ATTEMPTS_EXHAUSTED')
+        expect(await store.getDownload(id)).toMatchObject({
+          status: 'failed', error: 'gave up', errorCode: 'CIDGET_ERR_ATTEMPTS_EXHAUSTED'
+        })
+      })
+
+      it('markDownloadSuccess sets hash, size, currentSize = size, completedAt, and clears the error', async () => {
+        const { id } = await store.createDownload(newDownload(), T0)
+        await store.updateDownloadResume(id, 10, 1, T0 + 1, 'in_progress')
+        await store.markDownloadPaused(id, 'reset', 'CIDGET_ERR_STREAM_RESET')
+        await store.markDownloadSuccess(id, 'ab'.repeat(32), 12345, T0 + 9)
+        expect(await store.getDownload(id)).toMatchObject({
+          status: 'success',
+          hash: 'ab'.repeat(32),
+          size: 12345,
+          currentSize: 12345,
+          completedAt: T0 + 9,
+          updatedAt: T0 + 9,
+          error: null,
+          errorCode: null,
+          attempts: 1
+        })
+      })
+    })
+
+    describe('status lifecycle', () => {
+      it('pending → in_progress → resuming → paused → resuming → success', async () => {
+        const { id } = await store.createDownload(newDownload(), T0)
+        const statusOf = async (): Promise<string | undefined> => (await store.getDownload(id))?.status
+        expect(await statusOf()).toBe('pending')
+        await store.updateDownloadResume(id, 0, 1, T0 + 1, 'in_progress')
+        expect(await statusOf()).toBe('in_progress')
+        await store.markDownloadResuming(id)
+        expect(await statusOf()).toBe('resuming')
+        await store.markDownloadPaused(id, 'connection reset', 'CIDGET_ERR_STREAM_RESET')
+        expect(await statusOf()).toBe('paused')
+        await store.markDownloadResuming(id)
+        expect(await statusOf()).toBe('resuming')
+        await store.markDownloadSuccess(id, 'ab'.repeat(32), 100)
+        expect(await store.getDownload(id)).toMatchObject({ status: 'success', error: null, currentSize: 100 })
+      })
+
+      it('cancelled is a status of its own', async () => {
+        const { id } = await store.createDownload(newDownload(), T0)
+        await store.updateDownload(id, { status: 'cancelled', error: 'cancelled by user', errorCode: 'CIDGET_ERR_CANCELLED' })
+        expect(await store.getDownload(id)).toMatchObject({ status: 'cancelled', errorCode: 'CIDGET_ERR_CANCELLED' })
+        expect(await store.getDownloadsByStatus('cancelled')).toHaveLength(1)
+      })
+
+      it('refuses a status that does not exist', async () => {
+        const { id } = await store.createDownload(newDownload(), T0)
+        // @ts-expect-error an invalid status, as an untyped caller could pass
+        await expect(store.updateDownload(id, { status: 'done' })).rejects.toThrow()
+        // @ts-expect-error an invalid status
+        await expect(store.updateDownloadResume(id, 1, 1, T0, 'done')).rejects.toThrow()
+        expect((await store.getDownload(id))?.status).toBe('pending')
+      })
+
+      it('updatedAt moves on every write', async () => {
+        const { id } = await store.createDownload(newDownload(), T0)
+        const updatedAt = async (): Promise<number> => (await store.getDownload(id))!.updatedAt
+        expect(await updatedAt()).toBe(T0)
+        await store.updateDownload(id, { priority: 1 }, T0 + 10)
+        expect(await updatedAt()).toBe(T0 + 10)
+        await store.markDownloadSuccess(id, 'ab'.repeat(32), 1, T0 + 20)
+        expect(await updatedAt()).toBe(T0 + 20)
+        // Calls without `now` use the store's clock, which is far past T0.
+        const calls: Array<() => Promise<unknown>> = [
+          async () => await store.updateDownloadResume(id, 1, 1, T0, 'in_progress'),
+          async () => await store.updateDownloadHash(id, 'cd'.repeat(32)),
+          async () => await store.markDownloadResuming(id),
+          async () => await store.markDownloadPaused(id, 'x'),
+          async () => await store.markDownloadFailed(id, 'x', 'CIDGET_ERR_NETWORK')
+        ]
+        for (const call of calls) {
+          await store.updateDownload(id, {}, T0)
+          expect(await updatedAt()).toBe(T0)
+          await call()
+          expect(await updatedAt()).toBeGreaterThan(T0)
+        }
+        await store.claimLease(id, 'me:1:a', TTL, T0 + 30)
+        expect(await updatedAt()).toBe(T0 + 30)
+        await store.renewLease(id, 'me:1:a', TTL, T0 + 40)
+        expect(await updatedAt()).toBe(T0 + 40)
+      })
+    })
+
+    describe('leases', () => {
+      const A = 'host-a:100:aaaa'
+      const B = 'host-b:200:bbbb'
+
+      it('a free lease is claimed, and a second owner is refused while it is valid', async () => {
+        const { id } = await store.createDownload(newDownload(), T0)
+        expect(await store.claimLease(id, A, TTL, T0)).toBe(true)
+        expect(await store.getDownload(id)).toMatchObject({ leaseOwner: A, leaseExpires: T0 + TTL })
+        expect(await store.claimLease(id, B, TTL, T0 + 1)).toBe(false)
+        expect(await store.claimLease(id, B, TTL, T0 + TTL)).toBe(false) // expires at T0 + TTL, not before
+        expect(await store.getDownload(id)).toMatchObject({ leaseOwner: A, leaseExpires: T0 + TTL })
+      })
+
+      it('an expired lease is taken over', async () => {
+        const { id } = await store.createDownload(newDownload(), T0)
+        expect(await store.claimLease(id, A, TTL, T0)).toBe(true)
+        expect(await store.claimLease(id, B, TTL, T0 + TTL + 1)).toBe(true)
+        expect(await store.getDownload(id)).toMatchObject({ leaseOwner: B, leaseExpires: T0 + 2 * TTL + 1 })
+        expect(await store.claimLease(id, A, TTL, T0 + TTL + 2)).toBe(false)
+      })
+
+      it('the owner may claim again, which extends the lease', async () => {
+        const { id } = await store.createDownload(newDownload(), T0)
+        expect(await store.claimLease(id, A, TTL, T0)).toBe(true)
+        expect(await store.claimLease(id, A, TTL, T0 + 5)).toBe(true)
+        expect((await store.getDownload(id))?.leaseExpires).toBe(T0 + 5 + TTL)
+      })
+
+      it('renewLease extends only our own lease', async () => {
+        const { id } = await store.createDownload(newDownload(), T0)
+        expect(await store.renewLease(id, A, TTL, T0)).toBe(false) // nobody holds it
+        await store.claimLease(id, A, TTL, T0)
+        expect(await store.renewLease(id, B, TTL, T0 + 1)).toBe(false)
+        expect((await store.getDownload(id))?.leaseExpires).toBe(T0 + TTL)
+        expect(await store.renewLease(id, A, TTL, T0 + 10)).toBe(true)
+        expect(await store.getDownload(id)).toMatchObject({ leaseOwner: A, leaseExpires: T0 + 10 + TTL })
+        // Taken over after expiry: the old owner can no longer renew.
+        await store.claimLease(id, B, TTL, T0 + 10 + TTL + 1)
+        expect(await store.renewLease(id, A, TTL, T0 + 10 + TTL + 2)).toBe(false)
+        expect((await store.getDownload(id))?.leaseOwner).toBe(B)
+      })
+
+      it('renewLease of a deleted download is false', async () => {
+        const { id } = await store.createDownload(newDownload(), T0)
+        await store.claimLease(id, A, TTL, T0)
+        await store.deleteDownload(id)
+        expect(await store.renewLease(id, A, TTL, T0 + 1)).toBe(false)
+      })
+
+      it('releaseLease clears only our own lease', async () => {
+        const { id } = await store.createDownload(newDownload(), T0)
+        await store.claimLease(id, A, TTL, T0)
+        await store.releaseLease(id, B)
+        expect(await store.getDownload(id)).toMatchObject({ leaseOwner: A, leaseExpires: T0 + TTL })
+        await store.releaseLease(id, A)
+        expect(await store.getDownload(id)).toMatchObject({ leaseOwner: null, leaseExpires: null })
+        expect(await store.claimLease(id, B, TTL, T0 + 1)).toBe(true)
+        await store.releaseLease(id + 1000, A) // unknown id: nothing to release
+      })
+
+      it('a lease held by a dead owner is taken over before it expires', async () => {
+        const { id } = await store.createDownload(newDownload(), T0)
+        const dead = `${DEAD}4242:dddd`
+        expect(await store.claimLease(id, dead, TTL, T0)).toBe(true)
+        expect(await store.claimLease(id, A, TTL, T0 + 1)).toBe(true)
+        expect(await store.getDownload(id)).toMatchObject({ leaseOwner: A, leaseExpires: T0 + 1 + TTL })
+      })
+
+      it('listOrphaned lists active downloads whose lease is missing, expired or held by a dead owner', async () => {
+        const make = async (status: 'pending' | 'in_progress' | 'resuming' | 'paused' | 'success', owner?: string,
+          at = T0): Promise<number> => {
+          const { id } = await store.createDownload(newDownload({ output: `/o/${Math.random()}` }), T0)
+          await store.updateDownload(id, { status })
+          if (owner !== undefined) await store.claimLease(id, owner, TTL, at)
+          return id
+        }
+        const noLease = await make('in_progress')
+        const live = await make('in_progress', A, T0 + 1000)
+        const expired = await make('resuming', A, T0 - TTL - 1)
+        const deadOwner = await make('resuming', `${DEAD}1:x`, T0 + 1000)
+        await make('pending')
+        await make('paused', A, T0 - TTL - 1)
+        await make('success')
+        const justValid = await make('in_progress', B, T0 - TTL) // expires exactly at T0: still valid
+
+        const orphaned = (await store.listOrphaned(T0)).map(r => r.id)
+        expect(orphaned).toEqual([noLease, expired, deadOwner])
+        expect(orphaned).not.toContain(live)
+        expect(orphaned).not.toContain(justValid)
+        expect((await store.listOrphaned(T0 + 1)).map(r => r.id)).toEqual([noLease, expired, deadOwner, justValid])
+      })
+
+      it('claimLease of an unknown id is CIDGET_ERR_UNKNOWN_DOWNLOAD', async () => {
+        await expectCode(store.claimLease(987654, A, TTL, T0), 'CIDGET_ERR_UNKNOWN_DOWNLOAD')
+      })
+    })
+
+    describe('unknown ids', () => {
+      const unknown = 987654
+      it('every single-download mutation rejects with CIDGET_ERR_UNKNOWN_DOWNLOAD', async () => {
+        await expectCode(store.updateDownloadResume(unknown, 1, 1, T0, 'in_progress'), 'CIDGET_ERR_UNKNOWN_DOWNLOAD')
+        await expectCode(store.updateDownloadHash(unknown, 'ab'), 'CIDGET_ERR_UNKNOWN_DOWNLOAD')
+        await expectCode(store.markDownloadResuming(unknown), 'CIDGET_ERR_UNKNOWN_DOWNLOAD')
+        await expectCode(store.markDownloadPaused(unknown, 'x'), 'CIDGET_ERR_UNKNOWN_DOWNLOAD')
+        await expectCode(store.markDownloadFailed(unknown, 'x', 'CIDGET_ERR_NETWORK'), 'CIDGET_ERR_UNKNOWN_DOWNLOAD')
+        await expectCode(store.markDownloadSuccess(unknown, 'ab', 1), 'CIDGET_ERR_UNKNOWN_DOWNLOAD')
+        await expectCode(store.updateDownload(unknown, { priority: 1 }), 'CIDGET_ERR_UNKNOWN_DOWNLOAD')
+        await expectCode(store.claimLease(unknown, 'h:1:t', TTL), 'CIDGET_ERR_UNKNOWN_DOWNLOAD')
+      })
+    })
+  })
+}
