@@ -29,8 +29,8 @@ export const DEFAULTS = {
   SYNC_INTERVAL_MS: 1_000,
   /** A lease lasts this long without a heartbeat. */
   LEASE_MS: 30_000,
-  /** Heartbeat period (renews the lease). */
-  HEARTBEAT_MS: 10_000,
+  /** Heartbeat period: renews the lease and picks up pause/cancel requests from other processes. */
+  HEARTBEAT_MS: 2_000,
   /** Concurrent downloads in one Downloader. */
   CONCURRENCY: 4,
   /** Suffix of the partial file next to the output. */

@@ -49,6 +49,8 @@ export interface DownloadRecord {
   completedAt: number | null
   leaseOwner: string | null
   leaseExpires: number | null
+  /** A pause or cancel requested by another process, acted on by the lease holder. */
+  control: 'pause' | 'cancel' | null
 }
 
 /** What a caller supplies to create a record. */

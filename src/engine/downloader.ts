@@ -6,7 +6,7 @@ import type { Dispatcher } from 'undici'
 import { CidgetError, toCidgetError, systemCode } from '../core/errors.js'
 import { DEFAULTS, DEFAULT_GATEWAYS } from '../core/defaults.js'
 import { DEFAULT_POLICY, type DownloadPolicy } from '../core/policy.js'
-import { TypedEmitter, type CidgetEvents } from '../core/events.js'
+import { TypedEmitter, type CidgetEvents, type ProgressEvent } from '../core/events.js'
 import { ACTIVE_STATUSES, MODES, type DownloadRecord, type DownloadStatus, type Mode } from '../core/types.js'
 import { parseTarget, defaultName, normalizeGateway } from '../target/parse.js'
 import { HttpClient } from '../gateways/http.js'
@@ -28,10 +28,12 @@ export interface DownloaderInit extends Partial<DownloadPolicy> {
   concurrency?: number
   /** @default 30000 */
   leaseMs?: number
-  /** @default 10000 */
+  /** @default 2000 */
   heartbeatMs?: number
   /** Lease owner id. @default host:pid:random */
   owner?: string
+  /** Least time between two progress events of one download. @default 100 */
+  progressIntervalMs?: number
   /** Pause downloads whose process died (`in_progress` with a dead lease) on open. @default true */
   recover?: boolean
   /** undici dispatcher for all requests (tests, proxies). */
@@ -43,7 +45,7 @@ export interface DownloaderInit extends Partial<DownloadPolicy> {
 }
 
 const INIT_KEYS = new Set<string>([
-  'state', 'store', 'gateways', 'concurrency', 'leaseMs', 'heartbeatMs', 'owner', 'recover', 'dispatcher',
+  'state', 'store', 'gateways', 'concurrency', 'leaseMs', 'heartbeatMs', 'owner', 'recover', 'dispatcher', 'progressIntervalMs',
   'now', 'sleep', 'random', ...Object.keys(DEFAULT_POLICY)
 ])
 
@@ -77,6 +79,8 @@ interface Running {
   done: Promise<DownloadRecord>
   heartbeat: NodeJS.Timeout
   status: DownloadStatus
+  progressTimer?: NodeJS.Timeout
+  flushProgress?: () => void
 }
 
 /** The default state file. */
@@ -107,6 +111,7 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
   readonly #concurrency: number
   readonly #leaseMs: number
   readonly #heartbeatMs: number
+  readonly #progressIntervalMs: number
   readonly #now: () => number
   readonly #sleep: (ms: number, signal: AbortSignal) => Promise<void>
   readonly #random: () => number
@@ -129,6 +134,7 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
     this.#concurrency = init.concurrency ?? DEFAULTS.CONCURRENCY
     this.#leaseMs = init.leaseMs ?? DEFAULTS.LEASE_MS
     this.#heartbeatMs = init.heartbeatMs ?? DEFAULTS.HEARTBEAT_MS
+    this.#progressIntervalMs = init.progressIntervalMs ?? 100
     this.#now = init.now ?? Date.now
     this.#sleep = init.sleep ?? abortableSleep
     this.#random = init.random ?? Math.random
@@ -264,14 +270,17 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
       return await running.done
     }
     const rec = await this.#mustGet(id)
-    if (rec.status === 'pending' || (ACTIVE_STATUSES.includes(rec.status) && await this.#claimable(id))) {
-      await this.store.markDownloadPaused(id, null, null)
-      this.#emitStatus(id, 'paused', rec.status, null, null)
-      await this.store.releaseLease(id, this.owner)
-      return await this.#mustGet(id)
-    }
-    if (ACTIVE_STATUSES.includes(rec.status)) {
-      throw new CidgetError('CIDGET_ERR_LEASE_HELD', `Download ${id} is being worked on by another process (${rec.leaseOwner ?? '?'}); pause it there`)
+    if (rec.status === 'pending' || ACTIVE_STATUSES.includes(rec.status)) {
+      if (await this.#claimable(id)) {
+        try {
+          await this.store.markDownloadPaused(id, null, null)
+          this.#emitStatus(id, 'paused', rec.status, null, null)
+        } finally {
+          await this.store.releaseLease(id, this.owner)
+        }
+        return await this.#mustGet(id)
+      }
+      return await this.#ask(id, 'pause')
     }
     if (rec.status === 'paused') return rec
     throw new CidgetError('CIDGET_ERR_INVALID_TRANSITION', `Download ${id} is ${rec.status}; it cannot be paused`)
@@ -289,7 +298,7 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
       throw new CidgetError('CIDGET_ERR_INVALID_TRANSITION', `Download ${id} is ${rec.status}; it cannot be cancelled`)
     }
     if (!await this.store.claimLease(id, this.owner, this.#leaseMs, this.#now())) {
-      throw new CidgetError('CIDGET_ERR_LEASE_HELD', `Download ${id} is being worked on by another process (${rec.leaseOwner ?? '?'}); cancel it there`)
+      return await this.#ask(id, 'cancel')
     }
     try {
       await removePartial(rec.output)
@@ -346,6 +355,29 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
     await this.store.close()
   }
 
+  /**
+   * Asks the process holding the lease to pause or cancel (it acts at its next
+   * heartbeat) and waits until it has. Throws LEASE_HELD if it does not answer.
+   */
+  async #ask (id: number, what: 'pause' | 'cancel'): Promise<DownloadRecord> {
+    await this.store.updateDownload(id, { control: what }, this.#now())
+    const deadline = this.#now() + this.#heartbeatMs * 3 + 10_000
+    const settled: readonly DownloadStatus[] = what === 'pause' ? ['paused', 'success', 'failed', 'cancelled'] : ['cancelled', 'success', 'failed']
+    while (true) {
+      const rec = await this.#mustGet(id)
+      if (settled.includes(rec.status) && rec.control === null) return rec
+      if (rec.leaseOwner === null || rec.leaseExpires === null || rec.leaseExpires < this.#now()) {
+        // the holder is gone: act ourselves
+        await this.store.updateDownload(id, { control: null }, this.#now())
+        return what === 'pause' ? await this.pause(id) : await this.cancel(id)
+      }
+      if (this.#now() > deadline) {
+        throw new CidgetError('CIDGET_ERR_LEASE_HELD', `Download ${id} is held by ${rec.leaseOwner}, which did not act on the ${what} request`)
+      }
+      await delay(100)
+    }
+  }
+
   #checkOpen (): void {
     if (this.#closed) throw new CidgetError('CIDGET_ERR_STATE', 'The downloader is closed')
   }
@@ -373,10 +405,17 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
       throw new CidgetError('CIDGET_ERR_LEASE_HELD', `Download ${id} is being worked on by another process (${record.leaseOwner ?? '?'})`)
     }
     const controller = new AbortController()
+    const beat = async (): Promise<void> => {
+      if (!await this.store.renewLease(id, this.owner, this.#leaseMs, this.#now())) {
+        controller.abort(new CidgetError('CIDGET_ERR_LEASE_HELD', `Lost the lease of download ${id} to another process`))
+        return
+      }
+      const control = (await this.store.getDownload(id))?.control
+      if (control === 'pause') controller.abort(new CidgetError('CIDGET_ERR_PAUSED', `Download ${id} paused by request`))
+      if (control === 'cancel') controller.abort(new CidgetError('CIDGET_ERR_CANCELLED', `Download ${id} cancelled by request`))
+    }
     const heartbeat = setInterval(() => {
-      this.store.renewLease(id, this.owner, this.#leaseMs, this.#now()).then(ok => {
-        if (!ok) controller.abort(new CidgetError('CIDGET_ERR_LEASE_HELD', `Lost the lease of download ${id} to another process`))
-      }, () => { /* a transient store error: the next beat tries again */ })
+      beat().catch(() => { /* a transient store error: the next beat tries again */ })
     }, this.#heartbeatMs)
     heartbeat.unref()
     let startRun!: () => void
@@ -410,13 +449,16 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
       if (controller.signal.aborted) throw controller.signal.reason
       const ctx = this.#context(record, running)
       const result = await runPathDownload(ctx)
-      await this.store.updateDownload(id, { gateway: result.gateway }, this.#now())
+      running.flushProgress?.()
+      await this.store.updateDownload(id, { gateway: result.gateway, control: null }, this.#now())
       await this.store.markDownloadSuccess(id, result.hash, result.size, this.#now())
       this.#emitStatus(id, 'success', running.status, null, null)
     } catch (thrown) {
+      running.flushProgress?.()
       const err = controller.signal.aborted ? toCidgetError(controller.signal.reason) : toCidgetError(thrown)
       await this.#settle(id, running, record, err)
     } finally {
+      running.flushProgress?.()
       clearInterval(running.heartbeat)
       await this.store.releaseLease(id, this.owner).catch(() => {})
       this.#running.delete(id)
@@ -431,6 +473,7 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
   /** Maps a run's failure onto the record's status. */
   async #settle (id: number, running: Running, record: DownloadRecord, err: CidgetError): Promise<void> {
     const from = running.status
+    if (err.code !== 'CIDGET_ERR_LEASE_HELD') await this.store.updateDownload(id, { control: null }, this.#now())
     switch (err.code) {
       case 'CIDGET_ERR_LEASE_HELD':
         return // another process owns it now: its status is not ours to write
@@ -455,11 +498,24 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
 
   #context (record: DownloadRecord, running: Running): StrategyContext {
     const id = record.id
+    // Progress is for people: throttled on the wall clock, with a trailing event so the last value is never lost.
+    const interval = this.#progressIntervalMs
     let lastEmit = 0
     let lastBytes = -1
     let speed = 0
-    let speedAt = this.#now()
+    let speedAt = performance.now()
     let speedBytes = 0
+    let pending: ProgressEvent | undefined
+    const flush = (): void => {
+      if (running.progressTimer !== undefined) clearTimeout(running.progressTimer)
+      running.progressTimer = undefined
+      if (pending === undefined) return
+      const e = pending
+      pending = undefined
+      lastEmit = performance.now()
+      this.emit('cidget:download:progress', e)
+    }
+    running.flushProgress = flush
     return {
       record,
       store: this.store,
@@ -477,7 +533,7 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
         this.#emitStatus(id, status, from, null, null)
       },
       onProgress: (bytes, total, gateway) => {
-        const now = this.#now()
+        const now = performance.now()
         if (bytes < speedBytes) { speedBytes = bytes; speedAt = now }
         const dt = now - speedAt
         if (dt >= 250) {
@@ -486,11 +542,16 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
           speedAt = now
           speedBytes = bytes
         }
-        const done = total !== null && bytes >= total
-        if (bytes === lastBytes || (!done && now - lastEmit < 100)) return
-        lastEmit = now
+        if (bytes === lastBytes) return
         lastBytes = bytes
-        this.emit('cidget:download:progress', { id, bytes, total, speed, gateway })
+        pending = { id, bytes, total, speed, gateway }
+        const done = total !== null && bytes >= total
+        if (done || now - lastEmit >= interval) {
+          flush()
+        } else if (running.progressTimer === undefined) {
+          running.progressTimer = setTimeout(flush, interval - (now - lastEmit))
+          running.progressTimer.unref()
+        }
       },
       onRetry: (event) => {
         this.emit('cidget:download:retry', { id, ...event })

@@ -117,7 +117,11 @@ export class HttpClient {
       status: res.statusCode,
       headers: flattenHeaders(res.headers),
       body: iterate(),
-      discard: () => { body.destroy() }
+      discard: () => {
+        // nobody reads it any more: swallow the abort error that destroying it emits
+        body.on('error', () => {})
+        body.destroy()
+      }
     }
   }
 

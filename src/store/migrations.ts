@@ -71,6 +71,14 @@ CREATE INDEX idx_ipfs_downloads_output ON ipfs_downloads (output);
     sql: `
 CREATE INDEX idx_ipfs_downloads_queue ON ipfs_downloads (status, priority, id);
 `
+  },
+  {
+    version: 3,
+    name: 'control requests',
+    // A pause or cancel asked for by another process; the lease holder acts on it at its next heartbeat.
+    sql: `
+ALTER TABLE ipfs_downloads ADD COLUMN control TEXT CHECK (control IN ('pause', 'cancel'));
+`
   }
 ]
 

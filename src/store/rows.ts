@@ -37,6 +37,7 @@ export interface DownloadRow {
   completedAt: IntValue | null
   leaseOwner: string | null
   leaseExpires: IntValue | null
+  control: string | null
 }
 
 function corrupt (id: IntValue, what: string): CidgetError {
@@ -99,7 +100,8 @@ export function rowToRecord (row: DownloadRow): DownloadRecord {
     updatedAt: int(row.updatedAt),
     completedAt: intOrNull(row.completedAt),
     leaseOwner: row.leaseOwner,
-    leaseExpires: intOrNull(row.leaseExpires)
+    leaseExpires: intOrNull(row.leaseExpires),
+    control: row.control === 'pause' || row.control === 'cancel' ? row.control : null
   }
 }
 
@@ -147,7 +149,7 @@ export function newDownloadParams (init: NewDownload, now: number): NewDownloadP
 /** Every field `updateDownload` may set, in a fixed order (the update statement is built from it). */
 export const PATCH_FIELDS = [
   'status', 'attempts', 'lastAttempt', 'currentSize', 'hash', 'etag', 'error', 'errorCode',
-  'gateway', 'gateways', 'size', 'completedAt', 'expectedSha256', 'priority'
+  'gateway', 'gateways', 'size', 'completedAt', 'expectedSha256', 'priority', 'control'
 ] as const satisfies ReadonlyArray<keyof DownloadPatch>
 
 // Fails to compile when DownloadPatch gains a field that PATCH_FIELDS does not list.

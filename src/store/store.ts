@@ -3,7 +3,7 @@ import type { DownloadRecord, DownloadStatus, NewDownload } from '../core/types.
 /** Fields a caller may change with `updateDownload`. */
 export type DownloadPatch = Partial<Pick<DownloadRecord,
   'status' | 'attempts' | 'lastAttempt' | 'currentSize' | 'hash' | 'etag' | 'error' | 'errorCode' |
-  'gateway' | 'gateways' | 'size' | 'completedAt' | 'expectedSha256' | 'priority'>>
+  'gateway' | 'gateways' | 'size' | 'completedAt' | 'expectedSha256' | 'priority' | 'control'>>
 
 export interface ListOptions {
   status?: DownloadStatus

@@ -209,6 +209,11 @@ export async function runPathDownload (ctx: StrategyContext): Promise<StrategyRe
         const err = toCidgetError(thrown)
         if (err.kind === 'disk' || err.kind === 'fs' || err.kind === 'input' || err.kind === 'state' || err.kind === 'aborted') throw err
         lastError = err
+        if (received > 0) {
+          // it delivered: its failure streak starts over; the resume budget bounds what follows
+          rotation.succeeded(gateway)
+          failStreak = 0
+        }
         failStreak++
 
         if (received > 0 || err.kind === 'stream') {

@@ -83,7 +83,8 @@ export function storeContract (name: string, open: (opts: ContractOpenOptions) =
           updatedAt: T0,
           completedAt: null,
           leaseOwner: null,
-          leaseExpires: null
+          leaseExpires: null,
+          control: null
         })
         expect(Number.isInteger(created.id) && created.id > 0).toBe(true)
         expect(await store.getDownload(created.id)).toEqual(created)

@@ -135,7 +135,7 @@ describe('SqliteStore on a file', () => {
     const check = new Database(file, { readonly: true })
     try {
       expect(check.prepare('SELECT version, "appliedAt" FROM schema_migrations ORDER BY version').all())
-        .toEqual([{ version: 1, appliedAt: 1 }, { version: 2, appliedAt: 7 }])
+        .toEqual([{ version: 1, appliedAt: 1 }, { version: 2, appliedAt: 7 }, { version: 3, appliedAt: 7 }])
     } finally {
       check.close()
     }

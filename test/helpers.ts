@@ -1,0 +1,136 @@
+import { createHash } from 'node:crypto'
+import { mkdtemp, rm, readFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { spawn } from 'node:child_process'
+import { MemoryBlocks, addFile, seededBytes, startTestGateway, type TestGateway } from '../src/testing/index.js'
+import { Downloader, type DownloaderInit } from '../src/engine/downloader.js'
+import type { DownloadRecord, DownloadStatus } from '../src/core/types.js'
+import type { ProgressEvent } from '../src/core/events.js'
+
+export const KiB = 1024
+export const MiB = 1024 * 1024
+
+export function sha256 (data: Uint8Array): string {
+  return createHash('sha256').update(data).digest('hex')
+}
+
+export async function fileSha256 (path: string): Promise<string> {
+  return sha256(await readFile(path))
+}
+
+/** A clock that only sleeps move: backoff and Retry-After cost no real time, and every wait is recorded. */
+export function fakeTime (): { now: () => number, sleep: (ms: number, signal: AbortSignal) => Promise<void>, sleeps: number[] } {
+  let t = Date.parse('2026-01-01T00:00:00Z')
+  const sleeps: number[] = []
+  return {
+    now: () => t,
+    sleep: async (ms: number, signal: AbortSignal) => {
+      if (signal.aborted) throw signal.reason
+      sleeps.push(ms)
+      t += ms
+      await new Promise(resolve => setImmediate(resolve))
+    },
+    sleeps
+  }
+}
+
+export interface World {
+  blocks: MemoryBlocks
+  data: Uint8Array
+  sha: string
+  cid: string
+  gateways: TestGateway[]
+  dir: string
+  state: string
+  time: ReturnType<typeof fakeTime>
+  /** A Downloader on this world's state and gateways, with the fake clock and fast policies. */
+  open: (init?: DownloaderInit) => Promise<Downloader>
+  close: () => Promise<void>
+}
+
+/** Content of `size` seeded bytes, `n` gateways serving it, a temp dir and state file. */
+export async function world (opts: { size: number, gateways?: number, seed?: number, maxBytesPerSecond?: number }): Promise<World> {
+  const blocks = new MemoryBlocks()
+  const data = seededBytes(opts.size, opts.seed ?? 7)
+  const cid = (await addFile(blocks, data)).toString()
+  const gateways: TestGateway[] = []
+  for (let i = 0; i < (opts.gateways ?? 1); i++) {
+    gateways.push(await startTestGateway({ blocks, ...(opts.maxBytesPerSecond === undefined ? {} : { maxBytesPerSecond: opts.maxBytesPerSecond }) }))
+  }
+  const dir = await mkdtemp(join(tmpdir(), 'cidget-test-'))
+  const state = join(dir, 'state.db')
+  const time = fakeTime()
+  const opened: Downloader[] = []
+  return {
+    blocks,
+    data,
+    sha: sha256(data),
+    cid,
+    gateways,
+    dir,
+    state,
+    time,
+    open: async (init: DownloaderInit = {}) => {
+      const dl = await Downloader.open({
+        state,
+        gateways: gateways.map(g => g.url),
+        timeoutMs: 2_000,
+        now: time.now,
+        sleep: time.sleep,
+        random: () => 0.5,
+        syncIntervalBytes: 256 * KiB,
+        ...init
+      })
+      opened.push(dl)
+      return dl
+    },
+    close: async () => {
+      for (const dl of opened) await dl.close().catch(() => {})
+      for (const g of gateways) await g.close()
+      await rm(dir, { recursive: true, force: true })
+    }
+  }
+}
+
+/** Resolves with the first progress event of download `id` that reaches `bytes`. */
+export async function progressReaches (dl: Downloader, id: number | (() => number | undefined), bytes: number): Promise<ProgressEvent> {
+  return await new Promise(resolve => {
+    const on = (e: ProgressEvent): void => {
+      const want = typeof id === 'function' ? id() : id
+      if (e.id === want && e.bytes >= bytes) {
+        dl.off('cidget:download:progress', on)
+        resolve(e)
+      }
+    }
+    dl.on('cidget:download:progress', on)
+  })
+}
+
+/** Collects the status transitions of a Downloader. */
+export function statusLog (dl: Downloader): Array<{ id: number, status: DownloadStatus }> {
+  const log: Array<{ id: number, status: DownloadStatus }> = []
+  dl.on('cidget:download:status', e => log.push({ id: e.id, status: e.status }))
+  return log
+}
+
+export const CLI = new URL('../dist/cli/main.js', import.meta.url).pathname
+
+export interface CliResult { code: number | null, signal: NodeJS.Signals | null, stdout: string, stderr: string }
+
+/** Runs the built CLI as a child process. */
+export async function runCli (args: string[], opts: { env?: NodeJS.ProcessEnv, cwd?: string } = {}): Promise<CliResult> {
+  const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...opts.env }, cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe'] })
+  let stdout = ''
+  let stderr = ''
+  child.stdout.on('data', (d: Buffer) => { stdout += d.toString() })
+  child.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
+  return await new Promise(resolve => {
+    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }))
+  })
+}
+
+export function lastRecord (stdout: string): DownloadRecord {
+  const lines = stdout.trim().split('\n')
+  return JSON.parse(lines[lines.length - 1] ?? '{}') as DownloadRecord
+}
