@@ -50,6 +50,12 @@ export const ERROR_CODES = {
     message: 'The output path already exists and does not belong to this download',
     solve: 'Choose another path with -o, remove the file, or pass --force to overwrite it.'
   },
+  CIDGET_ERR_OUTPUT_NOT_WRITABLE: {
+    kind: 'input',
+    retryable: false,
+    message: 'The output directory cannot be created or written',
+    solve: 'Choose an output path on a writable file system, or fix its permissions.'
+  },
   CIDGET_ERR_OUTPUT_IN_USE: {
     kind: 'input',
     retryable: false,
@@ -91,6 +97,12 @@ export const ERROR_CODES = {
     retryable: true,
     message: 'The gateway answered a Range request with a Content-Range that does not match',
     solve: 'Nothing to do: the answer is discarded and another gateway is asked.'
+  },
+  CIDGET_ERR_RANGE_IGNORED: {
+    kind: 'range',
+    retryable: true,
+    message: 'The gateway ignored the Range request and sent the whole file (HTTP 200)',
+    solve: 'Nothing to do: cidget restarts from 0 with that answer and never appends it.'
   },
   CIDGET_ERR_RANGE_NOT_SATISFIABLE: {
     kind: 'range',

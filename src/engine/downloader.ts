@@ -1,6 +1,7 @@
 import { homedir } from 'node:os'
 import { join, resolve, dirname } from 'node:path'
-import { mkdir, stat } from 'node:fs/promises'
+import { access, mkdir, stat } from 'node:fs/promises'
+import { constants as fsConstants } from 'node:fs'
 import { setTimeout as delay } from 'node:timers/promises'
 import type { Dispatcher } from 'undici'
 import { CidgetError, toCidgetError, systemCode } from '../core/errors.js'
@@ -198,6 +199,7 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
         ? dedupe([normalizeGateway(target.gateway), ...this.#gateways])
         : this.#gateways
     const output = await resolveOutput(opts.output, defaultName(target))
+    await ensureWritableDir(dirname(output))
 
     const existing = await this.store.findDownload(target.cid, target.path, output)
     if (existing !== undefined) {
@@ -213,13 +215,27 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
       await this.store.updateDownload(existing.id, patch, this.#now())
       return await this.#start(existing.id)
     }
-    for (const other of await this.store.findUnfinishedByOutput(output)) {
-      throw new CidgetError('CIDGET_ERR_OUTPUT_IN_USE', `Download ${other.id} (${other.target}) also writes to ${output}`)
-    }
     if (opts.force !== true && await exists(output)) {
       throw new CidgetError('CIDGET_ERR_OUTPUT_EXISTS', `${output} already exists; pass --force to overwrite it or choose another path with -o`)
     }
-    const record = await this.store.createDownload({
+    let record: DownloadRecord
+    try {
+      record = await this.#create(target, output, mode, gateways, sha256, opts.priority ?? 0)
+    } catch (err) {
+      // another process created the same download a moment ago: join it (its lease decides who works)
+      const raced = err instanceof CidgetError && err.code === 'CIDGET_ERR_OUTPUT_IN_USE'
+        ? await this.store.findDownload(target.cid, target.path, output)
+        : undefined
+      if (raced === undefined || raced.status === 'success') throw err
+      return await this.#start(raced.id)
+    }
+    this.emit('cidget:download:added', record)
+    return await this.#start(record.id)
+  }
+
+  async #create (target: { cid: string, path: string, input: string }, output: string, mode: Mode, gateways: string[],
+    sha256: string | null, priority: number): Promise<DownloadRecord> {
+    return await this.store.createDownload({
       cid: target.cid,
       path: target.path,
       target: target.input,
@@ -227,10 +243,8 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
       mode,
       gateways,
       expectedSha256: sha256,
-      priority: opts.priority ?? 0
-    }, this.#now())
-    this.emit('cidget:download:added', record)
-    return await this.#start(record.id)
+      priority
+    }, this.#now(), { exclusiveOutput: true })
   }
 
   /** Continues a paused, failed, pending or interrupted download. */
@@ -590,6 +604,18 @@ function normalizeSha256 (hex: string): string {
 
 function dedupe (list: string[]): string[] {
   return [...new Set(list)]
+}
+
+/** Creates `dir` if needed and checks that files can be created in it. */
+async function ensureWritableDir (dir: string): Promise<void> {
+  try {
+    await mkdir(dir, { recursive: true })
+    await access(dir, fsConstants.W_OK)
+  } catch (err) {
+    const code = systemCode(err)
+    const why = code === 'EROFS' ? 'read-only file system' : code === 'EACCES' || code === 'EPERM' ? 'permission denied' : code === 'ENOTDIR' || code === 'EEXIST' ? 'a parent is not a directory' : (err as Error).message
+    throw new CidgetError('CIDGET_ERR_OUTPUT_NOT_WRITABLE', `Cannot write to ${dir}: ${why}`, { cause: err })
+  }
 }
 
 /** The absolute output path: `output` as given, or `name` inside it when it is a directory. */

@@ -209,6 +209,7 @@ export class SqliteStore implements Store {
   readonly #isOwnerDead: OwnerLiveness
   readonly #now: () => number
   readonly #claim: (id: number, owner: string, ttlMs: number, now: number) => boolean
+  readonly #insertExclusive: (init: NewDownload, now: number) => DownloadRecord
 
   private constructor (db: Database.Database, location: string, isOwnerDead: OwnerLiveness, now: () => number) {
     this.location = location
@@ -226,6 +227,16 @@ export class SqliteStore implements Store {
       return true
     })
     this.#claim = (id, owner, ttlMs, at) => claim.immediate(id, owner, ttlMs, at)
+    const insertExclusive = db.transaction((init: NewDownload, at: number): DownloadRecord => {
+      const clash = this.#stmts.unfinishedByOutput.all(init.output)[0]
+      if (clash !== undefined) {
+        throw new CidgetError('CIDGET_ERR_OUTPUT_IN_USE', `Download ${String(clash.id)} (${clash.target}) also writes to ${init.output}`)
+      }
+      const row = this.#stmts.insert.get(newDownloadParams(init, at))
+      if (row === undefined) throw new Error('INSERT … RETURNING returned no row')
+      return rowToRecord(row)
+    })
+    this.#insertExclusive = (init, at) => insertExclusive.immediate(init, at)
   }
 
   /**
@@ -295,8 +306,9 @@ export class SqliteStore implements Store {
     if (changes === 0) throw unknownDownload(id)
   }
 
-  async createDownload (init: NewDownload, now?: number): Promise<DownloadRecord> {
+  async createDownload (init: NewDownload, now?: number, opts: { exclusiveOutput?: boolean } = {}): Promise<DownloadRecord> {
     return this.#run('createDownload', () => {
+      if (opts.exclusiveOutput === true) return this.#insertExclusive(init, now ?? this.#now())
       const row = this.#stmts.insert.get(newDownloadParams(init, now ?? this.#now()))
       if (row === undefined) throw new Error('INSERT … RETURNING returned no row')
       return rowToRecord(row)

@@ -26,7 +26,12 @@ export interface Store {
   /** Where the state lives (a file path or a URL without password). */
   readonly location: string
 
-  createDownload (init: NewDownload, now?: number): Promise<DownloadRecord>
+  /**
+   * Inserts a `pending` record. With `exclusiveOutput`, the check that no
+   * unfinished download (not success/failed/cancelled) writes to the same output
+   * and the insert are one transaction; a clash throws CIDGET_ERR_OUTPUT_IN_USE.
+   */
+  createDownload (init: NewDownload, now?: number, opts?: { exclusiveOutput?: boolean }): Promise<DownloadRecord>
   getDownload (id: number): Promise<DownloadRecord | undefined>
   getDownloadsByStatus (status: DownloadStatus): Promise<DownloadRecord[]>
   listDownloads (opts?: ListOptions): Promise<DownloadRecord[]>

@@ -128,7 +128,7 @@ export async function runPathDownload (ctx: StrategyContext): Promise<StrategyRe
           const length = parseContentLength(res.headers['content-length'])
           if (offset > 0) {
             // The gateway ignored the range (or the If-Range validator failed): never append.
-            await wait(0, new CidgetError('CIDGET_ERR_RANGE_MISMATCH', `${gateway} answered a Range request with 200; restarting from 0`, { gateway }), gateway, 'restart')
+            await wait(0, new CidgetError('CIDGET_ERR_RANGE_IGNORED', `${gateway} answered a Range request with 200`, { gateway }), gateway, 'restart')
             await restartFromZero()
           }
           expected = length
@@ -152,7 +152,7 @@ export async function runPathDownload (ctx: StrategyContext): Promise<StrategyRe
             size = offset
             finished = true // everything is already here
           } else {
-            await wait(0, new CidgetError('CIDGET_ERR_RANGE_NOT_SATISFIABLE', `${gateway} answered 416 at offset ${offset}; restarting from 0`, { gateway }), gateway, 'restart')
+            await wait(0, new CidgetError('CIDGET_ERR_RANGE_NOT_SATISFIABLE', `${gateway} answered 416 at offset ${offset}`, { gateway }), gateway, 'restart')
             await restartFromZero()
             continue
           }

@@ -105,12 +105,10 @@ export class MemoryBlocks {
    * honours `options.signal`), `put()` accepts bytes or chunk iterables.
    */
   asBlockstore (): UnixFSStorage {
-    const get = (cid: CID, options?: { signal?: AbortSignal }): Generator<Uint8Array> => {
-      const self = this
-      return (function * () {
-        options?.signal?.throwIfAborted()
-        yield self.get(cid)
-      })()
+    const read = (cid: CID): Uint8Array => this.get(cid)
+    const get = function * (cid: CID, options?: { signal?: AbortSignal }): Generator<Uint8Array> {
+      options?.signal?.throwIfAborted()
+      yield read(cid)
     }
     const put = (cid: CID, value: Uint8Array | Iterable<Uint8Array> | AsyncIterable<Uint8Array>): CID | Promise<CID> => {
       if (value instanceof Uint8Array) return this.put(cid, value)

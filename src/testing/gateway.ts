@@ -184,20 +184,25 @@ export interface TestGatewayEvents {
 export interface TestGateway extends EventEmitter<TestGatewayEvents> {
   /** `http://HOST:PORT`, without a trailing slash. */
   readonly url: string
-  /** Every request so far, in arrival order (records are live until their `'response'` event). */
-  readonly requests: readonly RequestRecord[]
+  /**
+   * Every request so far, in arrival order. Records are live: they are
+   * final once their `'response'` event fired. The gateway only appends, so
+   * a test may empty the array (`requests.length = 0`) between phases; ids
+   * keep counting.
+   */
+  readonly requests: RequestRecord[]
   /** Appends a rule (after the existing ones). */
-  addFault: (rule: FaultRule) => void
+  addFault (rule: FaultRule): void
   /** Replaces all rules; budgets and PRNGs start afresh. */
-  setFaults: (rules: FaultRule[]) => void
+  setFaults (rules: FaultRule[]): void
   /** Removes all rules. */
-  clearFaults: () => void
+  clearFaults (): void
   /** Changes the gateway-wide bandwidth cap; `undefined` removes it. */
-  setMaxBytesPerSecond: (bytesPerSecond: number | undefined) => void
-  /** Sum of body bytes sent, over all records or those `filter` accepts. */
-  bytesSent: (filter?: (record: RequestRecord) => boolean) => number
+  setMaxBytesPerSecond (bytesPerSecond: number | undefined): void
+  /** Sum of body bytes sent, over all records in {@link requests} or those `filter` accepts. */
+  bytesSent (filter?: (record: RequestRecord) => boolean): number
   /** Stops listening and destroys every open connection, stalled ones included. Idempotent. */
-  close: () => Promise<void>
+  close (): Promise<void>
 }
 
 /**
@@ -281,6 +286,7 @@ class TestGatewayServer extends EventEmitter<TestGatewayEvents> implements TestG
   readonly #sockets = new Set<Socket>()
   readonly #active = new Set<Ctx>()
   readonly #requests: RequestRecord[] = []
+  #nextId = 1
   #rules: RuleState[] = []
   #url = ''
   #closing: Promise<void> | undefined
@@ -317,7 +323,7 @@ class TestGatewayServer extends EventEmitter<TestGatewayEvents> implements TestG
   }
 
   get url (): string { return this.#url }
-  get requests (): readonly RequestRecord[] { return this.#requests }
+  get requests (): RequestRecord[] { return this.#requests }
 
   addFault (rule: FaultRule): void {
     this.#rules.push(ruleState(rule))
@@ -355,7 +361,13 @@ class TestGatewayServer extends EventEmitter<TestGatewayEvents> implements TestG
 
   #onRequest (req: IncomingMessage, res: ServerResponse): void {
     const target = req.url ?? '/'
-    const url = new URL(target, 'http://gateway.invalid')
+    let url: URL
+    try {
+      // Origin-form ("/ipfs/…") is the norm; concatenating keeps "//x" a path, not a host.
+      url = target.startsWith('/') ? new URL(`http://gateway.invalid${target}`) : new URL(target)
+    } catch {
+      url = new URL('http://gateway.invalid/')
+    }
     let path: string
     try {
       path = decodeURIComponent(url.pathname)
@@ -364,7 +376,7 @@ class TestGatewayServer extends EventEmitter<TestGatewayEvents> implements TestG
     }
     const ipfs = parseIpfsPath(url.pathname)
     const record: RequestRecord = {
-      id: this.#requests.length + 1,
+      id: this.#nextId++,
       method: req.method ?? 'GET',
       url: target,
       path,
@@ -410,8 +422,8 @@ class TestGatewayServer extends EventEmitter<TestGatewayEvents> implements TestG
     const { res } = ctx
     if (ctx.signal.aborted || res.destroyed) return
     if (res.headersSent) {
-      // Too late for a status: end the connection so the client sees a broken body, not a short one.
-      res.socket?.destroy()
+      // Too late for another status: end the connection so the client sees a broken body, not a short one.
+      void this.#cut(ctx, 'reset', ctx.record.bytesSent === 0)
       return
     }
     const status = err instanceof HttpError ? err.status : errorStatus(err)
@@ -501,7 +513,9 @@ class TestGatewayServer extends EventEmitter<TestGatewayEvents> implements TestG
         'Cache-Control': IMMUTABLE,
         'X-Ipfs-Path': ctx.rawPath
       },
-      body: (offset, length) => entry.content({ offset, length, signal })
+      body: entry.type === 'file'
+        ? (offset, length) => windowed(offset, length, (o, l) => entry.content({ offset: o, length: l, signal }))
+        : (offset, length) => entry.content({ offset, length, signal })
     }, fault)
   }
 
@@ -690,7 +704,7 @@ class TestGatewayServer extends EventEmitter<TestGatewayEvents> implements TestG
       while (offset < piece.length) {
         if (signal.aborted) return
         if (cutAt !== undefined && sent >= cutAt) {
-          await this.#cut(ctx, cutMode)
+          await this.#cut(ctx, cutMode, sent === 0)
           return
         }
         let n = Math.min(piece.length - offset, this.#sliceSize(throttle))
@@ -713,11 +727,11 @@ class TestGatewayServer extends EventEmitter<TestGatewayEvents> implements TestG
     }
     if (signal.aborted) return
     if (cutAt !== undefined) {
-      await this.#cut(ctx, cutMode)
+      await this.#cut(ctx, cutMode, sent === 0)
       return
     }
     if (truncated) {
-      await this.#cut(ctx, 'reset')
+      await this.#cut(ctx, 'reset', sent === 0)
       return
     }
     res.end()
@@ -730,10 +744,15 @@ class TestGatewayServer extends EventEmitter<TestGatewayEvents> implements TestG
     return Math.max(1, Math.floor(Math.min(...rates) / 20))
   }
 
-  async #cut (ctx: Ctx, mode: 'reset' | 'stall'): Promise<void> {
+  /**
+   * Closes (`reset`) or freezes (`stall`) the response where it is.
+   * `flushHeaders`: nothing of the body was written, so the headers may still
+   * sit in the response (`headersSent` is true as soon as `writeHead` ran).
+   */
+  async #cut (ctx: Ctx, mode: 'reset' | 'stall', flushHeaders: boolean): Promise<void> {
     const { res, signal } = ctx
     const socket = res.socket
-    if (!res.headersSent) res.flushHeaders()
+    if (flushHeaders) res.flushHeaders()
     if (socket === null) return
     // Let the kernel have every byte written so far, so the client sees exactly them before the cut.
     for (let i = 0; i < 2500 && socket.writableLength > 0 && !socket.destroyed && !signal.aborted; i++) {
@@ -907,6 +926,29 @@ async function waitForDrain (res: ServerResponse, signal: AbortSignal): Promise<
     res.on('close', done)
     signal.addEventListener('abort', done, { once: true })
   })
+}
+
+/** Bytes of file content asked of the exporter at a time; see {@link windowed}. */
+const CONTENT_WINDOW = 1024 * 1024
+
+/**
+ * Reads `[offset, offset + length)` as a series of 1 MiB `content()` calls.
+ *
+ * ipfs-unixfs-exporter 16's `content()` walks the whole requested range
+ * eagerly into an unbounded queue, copying every block, whatever the pace of
+ * its reader: one call for a 512 MiB file grew the RSS by 550 MiB. Asking for
+ * one window at a time keeps what is read ahead to about a window, so a slow
+ * client (or a throttle) holds back the DAG walk as well as the socket.
+ */
+async function * windowed (
+  offset: number,
+  length: number,
+  content: (offset: number, length: number) => AsyncIterable<Uint8Array>
+): AsyncGenerator<Uint8Array> {
+  const end = offset + length
+  for (let at = offset; at < end; at += CONTENT_WINDOW) {
+    yield * content(at, Math.min(CONTENT_WINDOW, end - at))
+  }
 }
 
 /** Regroups a byte stream into pieces of exactly `size` bytes (the last may be shorter). */

@@ -455,6 +455,28 @@ export function storeContract (name: string, open: (opts: ContractOpenOptions) =
       })
     })
 
+    describe('exclusive outputs and control requests', () => {
+      it('createDownload with exclusiveOutput refuses a second unfinished download to the same output', async () => {
+        const a = await store.createDownload(newDownload({ output: '/o/same' }), T0, { exclusiveOutput: true })
+        await expect(store.createDownload(newDownload({ output: '/o/same' }), T0, { exclusiveOutput: true }))
+          .rejects.toMatchObject({ code: 'CIDGET_ERR_OUTPUT_IN_USE' })
+        // a finished one does not block the output
+        await store.markDownloadFailed(a.id, 'gave up', 'CIDGET_ERR_NETWORK')
+        const b = await store.createDownload(newDownload({ output: '/o/same' }), T0, { exclusiveOutput: true })
+        expect(b.id).not.toBe(a.id)
+        expect((await store.listDownloads()).filter(r => r.output === '/o/same')).toHaveLength(2)
+      })
+
+      it('stores and clears a control request', async () => {
+        const { id } = await store.createDownload(newDownload(), T0)
+        expect((await store.getDownload(id))?.control).toBeNull()
+        await store.updateDownload(id, { control: 'pause' }, T0 + 1)
+        expect((await store.getDownload(id))?.control).toBe('pause')
+        await store.updateDownload(id, { control: null }, T0 + 2)
+        expect((await store.getDownload(id))?.control).toBeNull()
+      })
+    })
+
     describe('unknown ids', () => {
       const unknown = 987654
       it('every single-download mutation rejects with CIDGET_ERR_UNKNOWN_DOWNLOAD', async () => {
