@@ -156,7 +156,7 @@ export const ERROR_CODES = {
     kind: 'state',
     retryable: false,
     message: 'Another process is working on this download',
-    solve: 'Wait for it to finish, or pause it there; a dead owner is detected and taken over.'
+    solve: 'Wait for it to finish, or run `cidget pause ID`; a dead owner is detected and taken over.'
   },
   CIDGET_ERR_ATTEMPTS_EXHAUSTED: {
     kind: 'state',
