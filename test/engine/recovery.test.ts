@@ -1,0 +1,180 @@
+/** Engine behaviour beyond the seed's scenarios: Retry-After, bad answers, take-over, control requests. */
+import { describe, it, expect, afterEach } from 'vitest'
+import { join } from 'node:path'
+import { rm } from 'node:fs/promises'
+import { world, progressReaches, fileSha256, MiB, KiB, type World } from '../helpers.js'
+import { Downloader } from '../../src/engine/downloader.js'
+import { SqliteStore } from '../../src/store/sqlite.js'
+import type { RetryEvent } from '../../src/core/events.js'
+import { isCidgetError } from '../../src/core/errors.js'
+
+let w: World
+afterEach(async () => { await w?.close() })
+
+function retries (dl: Downloader): RetryEvent[] {
+  const out: RetryEvent[] = []
+  dl.on('cidget:download:retry', e => out.push(e))
+  return out
+}
+
+describe('recovery', () => {
+  it('honours Retry-After on the only gateway (seconds), then succeeds', async () => {
+    w = await world({ size: MiB })
+    w.gateways[0]!.addFault({ fault: { type: 'status', status: 429, retryAfter: 7 }, times: 1 })
+    const dl = await w.open()
+    const done = await (await dl.add(w.cid, { output: join(w.dir, 'o') })).done
+    expect(done.status).toBe('success')
+    expect(w.time.sleeps).toEqual([7000])
+  })
+
+  it('honours Retry-After given as an HTTP-date, capped at maxRetryAfterMs', async () => {
+    w = await world({ size: MiB })
+    const when = new Date(w.time.now() + 3_600_000).toUTCString()
+    w.gateways[0]!.addFault({ fault: { type: 'status', status: 503, retryAfter: when }, times: 1 })
+    const dl = await w.open({ maxRetryAfterMs: 5_000 })
+    const done = await (await dl.add(w.cid, { output: join(w.dir, 'o') })).done
+    expect(done.status).toBe('success')
+    expect(w.time.sleeps).toEqual([5000])
+  })
+
+  it('a Content-Range that does not match the request is discarded and another gateway asked', async () => {
+    w = await world({ size: 2 * MiB, gateways: 2 })
+    w.gateways[0]!.setFaults([
+      { fault: { type: 'reset', afterBytes: 1536 * KiB }, times: 1 },
+      { fault: { type: 'bad-content-range' }, times: 1 }
+    ])
+    w.gateways[1]!.addFault({ fault: { type: 'reset', afterBytes: 0 }, times: 1 })
+    const dl = await w.open()
+    const events = retries(dl)
+    const done = await (await dl.add(w.cid, { output: join(w.dir, 'o') })).done
+    expect(done.status).toBe('success')
+    expect(events.map(e => e.code)).toContain('CIDGET_ERR_RANGE_MISMATCH')
+    expect(await fileSha256(done.output)).toBe(w.sha)
+  })
+
+  it('content no gateway has fails with CIDGET_ERR_NOT_FOUND after asking each once', async () => {
+    w = await world({ size: 1000, gateways: 2 })
+    const dl = await w.open()
+    const missing = 'bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy'
+    const done = await (await dl.add(missing, { output: join(w.dir, 'o') })).done
+    expect(done.status).toBe('failed')
+    expect(done.errorCode).toBe('CIDGET_ERR_NOT_FOUND')
+    expect(done.error).toMatch(/No gateway has/)
+    expect(w.gateways.map(g => g.requests.length)).toEqual([1, 1])
+  })
+
+  it('the timeout is an idle timeout: a slow, steady download longer than it succeeds', async () => {
+    w = await world({ size: 512 * KiB, maxBytesPerSecond: 512 * KiB })
+    const dl = await w.open({ timeoutMs: 300 })
+    const events = retries(dl)
+    const started = performance.now()
+    const done = await (await dl.add(w.cid, { output: join(w.dir, 'o') })).done
+    expect(performance.now() - started).toBeGreaterThan(600)
+    expect(done.status).toBe('success')
+    expect(events).toEqual([])
+  })
+
+  it('a gateway that sends no Content-Length still completes, and its size is learned', async () => {
+    w = await world({ size: MiB })
+    w.gateways[0]!.addFault({ fault: { type: 'no-length' } })
+    const dl = await w.open()
+    const done = await (await dl.add(w.cid, { output: join(w.dir, 'o'), sha256: w.sha })).done
+    expect(done).toMatchObject({ status: 'success', size: MiB, hash: w.sha })
+  })
+})
+
+describe('records and outputs', () => {
+  it('adding a finished download whose file was deleted fetches it again under the same id', async () => {
+    w = await world({ size: MiB })
+    const dl = await w.open()
+    const first = await (await dl.add(w.cid, { output: join(w.dir, 'o') })).done
+    await rm(first.output)
+    const again = await (await dl.add(w.cid, { output: join(w.dir, 'o') })).done
+    expect(again.id).toBe(first.id)
+    expect(again.status).toBe('success')
+    expect(await fileSha256(again.output)).toBe(w.sha)
+  })
+
+  it('an output used by an unfinished download of another target is refused', async () => {
+    w = await world({ size: MiB })
+    const dl = await w.open()
+    w.gateways[0]!.addFault({ fault: { type: 'stall', afterBytes: 1000 }, times: 1 })
+    const job = await dl.add(w.cid, { output: join(w.dir, 'o') })
+    await progressReaches(dl, job.id, 1000)
+    await dl.pause(job.id)
+    await expect(dl.add('bafkqaaa', { output: join(w.dir, 'o') })).rejects.toMatchObject({ code: 'CIDGET_ERR_OUTPUT_IN_USE' })
+  })
+
+  it('refuses unknown and invalid Downloader options at construction', async () => {
+    w = await world({ size: 1 })
+    await expect(w.open({ timeoutMS: 5 } as never)).rejects.toMatchObject({ code: 'CIDGET_ERR_BAD_OPTION', message: /timeoutMS/ })
+    await expect(w.open({ concurrency: 0 })).rejects.toMatchObject({ code: 'CIDGET_ERR_BAD_OPTION' })
+    await expect(w.open({ resumeThreshold: 2 })).rejects.toMatchObject({ code: 'CIDGET_ERR_BAD_OPTION' })
+  })
+})
+
+describe('leases across owners', () => {
+  it('crash recovery on open: an in_progress download of a dead owner becomes paused (INTERRUPTED) and resumes', async () => {
+    w = await world({ size: MiB })
+    const store = SqliteStore.open(w.state)
+    const rec = await store.createDownload({ cid: w.cid, path: '', target: w.cid, output: join(w.dir, 'o'), mode: 'path', gateways: [w.gateways[0]!.url] })
+    // an owner on this host whose process is gone
+    expect(await store.claimLease(rec.id, 'other-host:1:dead', 60_000)).toBe(true)
+    await store.updateDownload(rec.id, { status: 'in_progress' })
+    await store.close()
+    // a live remote owner's lease is respected until it expires
+    const dl = await w.open({ now: () => Date.now() })
+    expect((await dl.get(rec.id))!.status).toBe('in_progress')
+    await expect(dl.resume(rec.id)).rejects.toMatchObject({ code: 'CIDGET_ERR_LEASE_HELD' })
+    await dl.close()
+    // …and taken over once it has
+    const later = await w.open({ now: () => Date.now() + 120_000 })
+    const recovered = await later.get(rec.id)
+    expect(recovered).toMatchObject({ status: 'paused', errorCode: 'CIDGET_ERR_INTERRUPTED', leaseOwner: null })
+    const done = await (await later.resume(rec.id)).done
+    expect(done.status).toBe('success')
+  })
+
+  it('pause and cancel from another Downloader act through the store at the next heartbeat', async () => {
+    w = await world({ size: 2 * MiB })
+    const a = await w.open({ heartbeatMs: 20, now: () => Date.now() })
+    const b = await w.open({ heartbeatMs: 20, now: () => Date.now() })
+    expect(a.owner).not.toBe(b.owner)
+    w.gateways[0]!.addFault({ fault: { type: 'stall', afterBytes: 512 * KiB }, times: 2 })
+    const job = await a.add(w.cid, { output: join(w.dir, 'o') })
+    await progressReaches(a, job.id, 512 * KiB)
+    const paused = await b.pause(job.id)
+    expect(paused.status).toBe('paused')
+    expect(paused.control).toBeNull()
+    expect((await job.done).status).toBe('paused')
+
+    const again = await a.resume(job.id)
+    await progressReaches(a, job.id, 1024 * KiB)
+    const cancelled = await b.cancel(job.id)
+    expect(cancelled.status).toBe('cancelled')
+    expect((await again.done).status).toBe('cancelled')
+  })
+
+  it('a stolen lease stops the run without writing its status', async () => {
+    w = await world({ size: 2 * MiB })
+    const a = await w.open({ heartbeatMs: 20, now: () => Date.now() })
+    w.gateways[0]!.addFault({ fault: { type: 'stall', afterBytes: 256 * KiB }, times: 1 })
+    const job = await a.add(w.cid, { output: join(w.dir, 'o') })
+    await progressReaches(a, job.id, 256 * KiB)
+    const thief = SqliteStore.open(w.state)
+    await thief.releaseLease(job.id, a.owner)
+    expect(await thief.claimLease(job.id, 'thief:1:x', 60_000)).toBe(true)
+    const rec = await job.done
+    expect(rec.leaseOwner).toBe('thief:1:x')
+    expect(['in_progress', 'resuming']).toContain(rec.status)
+    await thief.close()
+  })
+
+  it('an unknown id is a coded error', async () => {
+    w = await world({ size: 1 })
+    const dl = await w.open()
+    let err: unknown
+    try { await dl.resume(99) } catch (e) { err = e }
+    expect(isCidgetError(err, 'CIDGET_ERR_UNKNOWN_DOWNLOAD')).toBe(true)
+  })
+})
