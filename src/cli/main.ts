@@ -36,8 +36,8 @@ try {
   await program.parseAsync(process.argv)
 } catch (err) {
   if (err instanceof CommanderError) {
-    const ok = err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help'
-    process.exitCode = ok ? EXIT.SUCCESS : EXIT.USAGE
+    // help and --version exit 0; help shown for a missing command, and every parse error, are usage errors
+    process.exitCode = err.exitCode === 0 ? EXIT.SUCCESS : EXIT.USAGE
   } else {
     process.stderr.write(`cidget: ${(err as Error).message}\n`)
     process.exitCode = EXIT.FAILED

@@ -222,6 +222,7 @@ describe('bad input: one clear line and the documented exit code', () => {
     [['get', 'not-a-cid'], 2, /^cidget: Invalid target "not-a-cid".*\[CIDGET_ERR_BAD_TARGET\]$/],
     [['get', '/ipfs/bafy'], 2, /Invalid target.*\[CIDGET_ERR_BAD_TARGET\]$/],
     [['frobnicate'], 2, /unknown command 'frobnicate'/],
+    [[], 2, /^Usage: cidget/],
     [['get'], 2, /missing required argument 'target'/],
     [['get', 'bafkqaaa', '--timeout', 'soon'], 2, /--timeout.*must be an integer/],
     [['get', 'bafkqaaa', '--sha256', 'xyz'], 2, /--sha256 must be 64 hex digits.*\[CIDGET_ERR_BAD_OPTION\]$/],
@@ -292,6 +293,39 @@ describe('bad input: one clear line and the documented exit code', () => {
 })
 
 describe('list, status, pause, cancel, rm', () => {
+  it('cidget pause stops a download another process is running (it exits 3), cancel removes its partial', async () => {
+    w = await world({ size: 4 * MiB })
+    w.gateways[0]!.addFault({ fault: { type: 'stall', afterBytes: MiB }, times: 2 })
+    const out = join(w.dir, 'file.bin')
+    const fast = { ...env(), CIDGET_HEARTBEAT_MS: '50' }
+    const start = (): { closed: Promise<number | null> } => {
+      const child = spawn(process.execPath, [CLI, 'get', w.cid, '-o', out, ...gatewayArgs(), '-q'], { env: { ...process.env, ...fast }, stdio: 'ignore' })
+      return { closed: new Promise(resolve => child.on('close', code => resolve(code))) }
+    }
+    const stalled = async (n: number): Promise<void> => {
+      await new Promise<void>(resolve => {
+        const on = (): void => {
+          if (w.gateways[0]!.bytesSent() >= n * MiB) { w.gateways[0]!.off('progress', on); resolve() }
+        }
+        w.gateways[0]!.on('progress', on)
+      })
+    }
+    const first = start()
+    await stalled(1)
+    const p = await runCli(['pause', '1', '--json'], { env: fast })
+    expect(p.code, p.stderr).toBe(0)
+    expect(lastRecord(p.stdout).status).toBe('paused')
+    expect(await first.closed).toBe(3)
+
+    const second = start()
+    await stalled(2)
+    const c = await runCli(['cancel', '1'], { env: fast })
+    expect(c.code, c.stderr).toBe(0)
+    expect(await second.closed).toBe(1)
+    expect(await exists(partialPath(out))).toBe(false)
+    expect(lastRecord((await runCli(['status', '1', '--json'], { env: fast })).stdout).status).toBe('cancelled')
+  })
+
   it('manage downloads across processes', async () => {
     w = await world({ size: 2 * MiB })
     const out = join(w.dir, 'a.bin')

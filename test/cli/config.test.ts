@@ -1,0 +1,46 @@
+import { describe, it, expect, beforeEach, afterEach } from 'vitest'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { loadSettings, envName } from '../../src/cli/config.js'
+
+let dir: string
+beforeEach(async () => { dir = await mkdtemp(join(tmpdir(), 'cidget-config-')) })
+afterEach(async () => { await rm(dir, { recursive: true, force: true }) })
+
+describe('settings', () => {
+  it('names variables after the settings', () => {
+    expect(envName('maxResumeAttempts')).toBe('CIDGET_MAX_RESUME_ATTEMPTS')
+    expect(envName('state')).toBe('CIDGET_STATE')
+  })
+
+  it('reads the config file, and the environment wins over it', async () => {
+    const file = join(dir, 'config.json')
+    await writeFile(file, JSON.stringify({ timeoutMs: 5000, gateways: ['https://a.example'], maxResumeAttempts: 7 }))
+    const s = loadSettings({ CIDGET_CONFIG: file, CIDGET_TIMEOUT_MS: '900', CIDGET_GATEWAYS: 'https://b.example, https://c.example' })
+    expect(s).toEqual({ timeoutMs: 900, gateways: ['https://b.example', 'https://c.example'], maxResumeAttempts: 7 })
+  })
+
+  it('finds ~/.cidget/config.json through HOME, and is empty without one', async () => {
+    expect(loadSettings({ HOME: dir })).toEqual({})
+  })
+
+  it.each([
+    [{ timeoutMs: 'soon' }, /timeoutMs must be a non-negative number/],
+    [{ timeotMs: 5 }, /unknown setting "timeotMs"/],
+    [{ gateways: [] }, /gateways must be a non-empty list/],
+    [[1, 2], /must hold a JSON object/]
+  ])('refuses %j', async (content, message) => {
+    const file = join(dir, 'config.json')
+    await writeFile(file, JSON.stringify(content))
+    expect(() => loadSettings({ CIDGET_CONFIG: file })).toThrow(message)
+  })
+
+  it('refuses a file that is not JSON, or a named file that is missing', async () => {
+    const file = join(dir, 'config.json')
+    await writeFile(file, '{ nope')
+    expect(() => loadSettings({ CIDGET_CONFIG: file })).toThrow(/not valid JSON/)
+    expect(() => loadSettings({ CIDGET_CONFIG: join(dir, 'missing.json') })).toThrow(/Cannot read config file/)
+    expect(() => loadSettings({ CIDGET_CONFIG: file.replace('config', 'x'), CIDGET_MAX_RESUME_ATTEMPTS: '-1' })).toThrow()
+  })
+})
