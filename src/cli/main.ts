@@ -6,6 +6,7 @@ import { registerResume } from './commands/resume.js'
 import { registerPause, registerCancel, registerRm } from './commands/control.js'
 import { registerStatus, registerList } from './commands/status.js'
 import { registerDemo } from './commands/demo.js'
+import { registerGateways } from './commands/gateways.js'
 import { EXIT } from './exit.js'
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
@@ -24,6 +25,7 @@ registerCancel(program)
 registerRm(program)
 registerStatus(program)
 registerList(program)
+registerGateways(program)
 registerDemo(program)
 
 // Subcommands exit through the same override as the program.

@@ -33,6 +33,14 @@ export const DEFAULTS = {
   HEARTBEAT_MS: 2_000,
   /** Concurrent downloads in one Downloader. */
   CONCURRENCY: 4,
+  /** Verified mode: deepest DAG node below the root. */
+  MAX_DAG_DEPTH: 256,
+  /** Verified mode: files, directories and links in one download. */
+  MAX_DAG_ENTRIES: 1_000_000,
+  /** Verified mode: total size a DAG may declare (16 TiB). */
+  MAX_DAG_SIZE: 16 * 1024 ** 4,
+  /** Verified mode: block requests in flight. */
+  BLOCK_CONCURRENCY: 16,
   /** Suffix of the partial file next to the output. */
   PARTIAL_SUFFIX: '.cidget-partial'
 } as const

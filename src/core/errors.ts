@@ -122,6 +122,48 @@ export const ERROR_CODES = {
     message: 'The downloaded bytes do not match the expected SHA-256',
     solve: 'Check --sha256; if it is right, every gateway tried served corrupt data.'
   },
+  CIDGET_ERR_BLOCK_INVALID: {
+    kind: 'corruption',
+    retryable: true,
+    message: 'A gateway sent a block whose hash does not match its CID',
+    solve: 'Nothing to do: the block is discarded, the gateway dropped for this download, and another asked.'
+  },
+  CIDGET_ERR_BLOCK_TOO_LARGE: {
+    kind: 'corruption',
+    retryable: true,
+    message: 'A gateway sent a block larger than the 2 MiB limit',
+    solve: 'Nothing to do: the answer is cut off and another gateway asked; content with larger blocks cannot be verified.'
+  },
+  CIDGET_ERR_BLOCK_UNAVAILABLE: {
+    kind: 'network',
+    retryable: true,
+    message: 'No gateway delivered a valid copy of a block',
+    solve: 'Run `cidget resume ID` later, or add gateways that have the content with -g.'
+  },
+  CIDGET_ERR_DAG_INVALID: {
+    kind: 'corruption',
+    retryable: false,
+    message: 'The DAG is malformed or uses a format cidget cannot read',
+    solve: 'Check the CID; only UnixFS (dag-pb and raw) content can be written as files.'
+  },
+  CIDGET_ERR_DAG_LIMIT: {
+    kind: 'corruption',
+    retryable: false,
+    message: 'The DAG exceeds a safety limit (declared size, entries or depth)',
+    solve: 'If the content is trusted, raise the limit named in the message.'
+  },
+  CIDGET_ERR_UNSAFE_NAME: {
+    kind: 'corruption',
+    retryable: false,
+    message: 'A name in the DAG would escape the output directory or is not a valid file name',
+    solve: 'Nothing was written outside the output directory; the content is malformed or hostile.'
+  },
+  CIDGET_ERR_UNSAFE_SYMLINK: {
+    kind: 'corruption',
+    retryable: false,
+    message: 'A symlink in the DAG points outside the output directory',
+    solve: 'Pass --skip-symlinks to leave symlinks out.'
+  },
   CIDGET_ERR_DISK_FULL: {
     kind: 'disk',
     retryable: false,

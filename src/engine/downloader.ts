@@ -15,7 +15,9 @@ import { openStore, makeOwnerId } from '../store/index.js'
 import type { ListOptions, Store } from '../store/store.js'
 import { exists, removePartial } from '../sink/partial.js'
 import { runPathDownload } from '../strategies/path.js'
-import type { StrategyContext } from '../strategies/types.js'
+import { runVerifiedDownload, DEFAULT_DAG_LIMITS, type DagLimits } from '../strategies/verified/index.js'
+import { GatewayPool } from '../gateways/pool.js'
+import type { StrategyContext, StrategyResult } from '../strategies/types.js'
 
 /** Options of `Downloader.open`. Unknown keys are refused. */
 export interface DownloaderInit extends Partial<DownloadPolicy> {
@@ -35,6 +37,14 @@ export interface DownloaderInit extends Partial<DownloadPolicy> {
   owner?: string
   /** Least time between two progress events of one download. @default 100 */
   progressIntervalMs?: number
+  /** Verified mode: block requests in flight. @default 16 */
+  blockConcurrency?: number
+  /** Verified mode: hedge a block request after this many ms without an answer (0: never). @default adaptive */
+  hedgeAfterMs?: number
+  /** Verified mode: limits on the DAG. @default DEFAULT_DAG_LIMITS */
+  limits?: Partial<DagLimits>
+  /** Verified mode: leave out symlinks instead of refusing unsafe ones. @default false */
+  skipSymlinks?: boolean
   /** Pause downloads whose process died (`in_progress` with a dead lease) on open. @default true */
   recover?: boolean
   /** undici dispatcher for all requests (tests, proxies). */
@@ -47,6 +57,7 @@ export interface DownloaderInit extends Partial<DownloadPolicy> {
 
 const INIT_KEYS = new Set<string>([
   'state', 'store', 'gateways', 'concurrency', 'leaseMs', 'heartbeatMs', 'owner', 'recover', 'dispatcher', 'progressIntervalMs',
+  'blockConcurrency', 'hedgeAfterMs', 'limits', 'skipSymlinks',
   'now', 'sleep', 'random', ...Object.keys(DEFAULT_POLICY)
 ])
 
@@ -54,7 +65,7 @@ const INIT_KEYS = new Set<string>([
 export interface AddOptions {
   /** Output file path; a directory (existing, or ending in '/') receives the default name. @default ./<name> */
   output?: string
-  /** @default 'path' */
+  /** @default 'verified' */
   mode?: Mode
   /** Expected SHA-256 (hex) of the file. */
   sha256?: string
@@ -113,6 +124,10 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
   readonly #leaseMs: number
   readonly #heartbeatMs: number
   readonly #progressIntervalMs: number
+  readonly #blockConcurrency: number
+  readonly #hedgeAfterMs: number | undefined
+  readonly #limits: DagLimits
+  readonly #skipSymlinks: boolean
   readonly #now: () => number
   readonly #sleep: (ms: number, signal: AbortSignal) => Promise<void>
   readonly #random: () => number
@@ -136,6 +151,10 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
     this.#leaseMs = init.leaseMs ?? DEFAULTS.LEASE_MS
     this.#heartbeatMs = init.heartbeatMs ?? DEFAULTS.HEARTBEAT_MS
     this.#progressIntervalMs = init.progressIntervalMs ?? 100
+    this.#blockConcurrency = init.blockConcurrency ?? DEFAULTS.BLOCK_CONCURRENCY
+    this.#hedgeAfterMs = init.hedgeAfterMs
+    this.#limits = { ...DEFAULT_DAG_LIMITS, ...init.limits }
+    this.#skipSymlinks = init.skipSymlinks ?? false
     this.#now = init.now ?? Date.now
     this.#sleep = init.sleep ?? abortableSleep
     this.#random = init.random ?? Math.random
@@ -187,11 +206,8 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
   async add (targetText: string, opts: AddOptions = {}): Promise<DownloadJob> {
     this.#checkOpen()
     const target = parseTarget(targetText)
-    const mode = opts.mode ?? 'path'
+    const mode = opts.mode ?? 'verified'
     if (!MODES.includes(mode)) throw new CidgetError('CIDGET_ERR_BAD_OPTION', `Unknown mode "${String(mode)}" (path or verified)`)
-    if (mode === 'verified') {
-      throw new CidgetError('CIDGET_ERR_NOT_AVAILABLE', 'Verified mode is not available yet; use --mode path (the default)')
-    }
     const sha256 = opts.sha256 === undefined ? null : normalizeSha256(opts.sha256)
     const gateways = opts.gateways !== undefined && opts.gateways.length > 0
       ? opts.gateways.map(normalizeGateway)
@@ -316,6 +332,7 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
     }
     try {
       await removePartial(rec.output)
+      await this.store.clearProgress(id)
       await this.store.updateDownload(id, { status: 'cancelled', currentSize: 0, error: null, errorCode: null }, this.#now())
       this.#emitStatus(id, 'cancelled', rec.status, null, null)
     } finally {
@@ -462,7 +479,7 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
     try {
       if (controller.signal.aborted) throw controller.signal.reason
       const ctx = this.#context(record, running)
-      const result = await runPathDownload(ctx)
+      const result = record.mode === 'verified' ? await this.#verified(ctx) : await runPathDownload(ctx)
       running.flushProgress?.()
       await this.store.updateDownload(id, { gateway: result.gateway, control: null }, this.#now())
       await this.store.markDownloadSuccess(id, result.hash, result.size, this.#now())
@@ -484,6 +501,42 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
     return record
   }
 
+  /** Runs a verified download with a gateway pool of its own (scores and dropped gateways are per download). */
+  async #verified (ctx: StrategyContext): Promise<StrategyResult> {
+    let lastGateway: string | null = null
+    const pool = new GatewayPool({
+      gateways: ctx.record.gateways,
+      http: this.#http,
+      concurrency: this.#blockConcurrency,
+      ...(this.#hedgeAfterMs === undefined ? {} : { hedgeAfterMs: this.#hedgeAfterMs }),
+      backoff: {
+        initialMs: this.policy.initialBackoffMs,
+        multiplier: this.policy.backoffMultiplier,
+        maxMs: this.policy.maxBackoffMs,
+        jitter: this.policy.backoffJitter,
+        random: this.#random
+      },
+      maxRetryAfterMs: this.policy.maxRetryAfterMs,
+      now: this.#now,
+      sleep: this.#sleep,
+      random: this.#random,
+      onEvent: (e) => {
+        if (e.type === 'block') lastGateway = e.gateway
+        else if (e.type === 'retry') {
+          ctx.onRetry({ code: e.code, message: e.message, gateway: e.gateway, action: 'switch', offset: 0, delayMs: e.delayMs })
+        }
+      }
+    })
+    return await runVerifiedDownload({
+      ...ctx,
+      blocks: pool,
+      limits: this.#limits,
+      skipSymlinks: this.#skipSymlinks,
+      concurrency: this.#blockConcurrency,
+      lastGateway: () => lastGateway
+    })
+  }
+
   /** Maps a run's failure onto the record's status. */
   async #settle (id: number, running: Running, record: DownloadRecord, err: CidgetError): Promise<void> {
     const from = running.status
@@ -493,6 +546,7 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
         return // another process owns it now: its status is not ours to write
       case 'CIDGET_ERR_CANCELLED':
         await removePartial(record.output).catch(() => {})
+        await this.store.clearProgress(id).catch(() => {})
         await this.store.updateDownload(id, { status: 'cancelled', currentSize: 0, error: null, errorCode: null }, this.#now())
         this.#emitStatus(id, 'cancelled', from, null, null)
         return

@@ -138,7 +138,7 @@ export class PartialFile {
 
 /** Deletes the partial file of `output` if there is one. */
 export async function removePartial (output: string, suffix?: string): Promise<void> {
-  await rm(partialPath(output, suffix), { force: true })
+  await rm(partialPath(output, suffix), { force: true, recursive: true })
 }
 
 /** True when something exists at `p` (file, directory or link). */

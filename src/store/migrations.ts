@@ -79,6 +79,25 @@ CREATE INDEX idx_ipfs_downloads_queue ON ipfs_downloads (status, priority, id);
     sql: `
 ALTER TABLE ipfs_downloads ADD COLUMN control TEXT CHECK (control IN ('pause', 'cancel'));
 `
+  },
+  {
+    version: 4,
+    name: 'verified progress',
+    // Verified downloads: the set of durable data blocks as a bitmap, and the DAG's inner blocks,
+    // so that a resume refetches nothing that was verified. dialect: BLOB is BYTEA in PostgreSQL.
+    sql: `
+CREATE TABLE ipfs_download_progress (
+  "downloadId" INTEGER PRIMARY KEY REFERENCES ipfs_downloads (id) ON DELETE CASCADE,
+  bitmap BLOB NOT NULL,
+  "updatedAt" BIGINT NOT NULL
+);
+CREATE TABLE ipfs_download_blocks (
+  "downloadId" INTEGER NOT NULL REFERENCES ipfs_downloads (id) ON DELETE CASCADE,
+  cid TEXT NOT NULL,
+  bytes BLOB NOT NULL,
+  PRIMARY KEY ("downloadId", cid)
+);
+`
   }
 ]
 

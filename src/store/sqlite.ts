@@ -1,6 +1,6 @@
 import { accessSync, constants as fsConstants, statSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
-import Database from 'better-sqlite3'
+import { Database } from './driver.js'
 import { CidgetError } from '../core/errors.js'
 import { ACTIVE_STATUSES, STATUSES } from '../core/types.js'
 import type { DownloadRecord, DownloadStatus, NewDownload } from '../core/types.js'
@@ -153,13 +153,23 @@ function prepareStatements (db: Database.Database) {
       'UPDATE ipfs_downloads SET status = \'paused\', error = ?, "errorCode" = ?, "updatedAt" = ? WHERE id = ?'),
     markFailed: db.prepare<[string, string, number, number]>(
       'UPDATE ipfs_downloads SET status = \'failed\', error = ?, "errorCode" = ?, "updatedAt" = ? WHERE id = ?'),
-    markSuccess: db.prepare<{ id: number, hash: string, size: number, now: number }>(
+    markSuccess: db.prepare<{ id: number, hash: string | null, size: number, now: number }>(
       `UPDATE ipfs_downloads SET status = 'success', hash = @hash, size = @size, "currentSize" = @size,
       "completedAt" = @now, error = NULL, "errorCode" = NULL, "updatedAt" = @now WHERE id = @id`),
     // One statement for every patch: a field is written only when its set_ flag is 1.
     update: db.prepare<Record<string, BindValue>>(
       `UPDATE ipfs_downloads SET\n  ${patchAssignments},\n  "updatedAt" = @now\nWHERE id = @id`),
     delete: db.prepare<[number]>('DELETE FROM ipfs_downloads WHERE id = ?'),
+    saveProgress: db.prepare<[number, Uint8Array, number]>(
+      `INSERT INTO ipfs_download_progress ("downloadId", bitmap, "updatedAt") VALUES (?, ?, ?)
+      ON CONFLICT ("downloadId") DO UPDATE SET bitmap = excluded.bitmap, "updatedAt" = excluded."updatedAt"`),
+    getProgress: db.prepare<[number], { bitmap: Uint8Array }>('SELECT bitmap FROM ipfs_download_progress WHERE "downloadId" = ?'),
+    putBlock: db.prepare<[number, string, Uint8Array]>(
+      'INSERT INTO ipfs_download_blocks ("downloadId", cid, bytes) VALUES (?, ?, ?) ON CONFLICT DO NOTHING'),
+    getBlocks: db.prepare<[number], { cid: string, bytes: Uint8Array }>('SELECT cid, bytes FROM ipfs_download_blocks WHERE "downloadId" = ?'),
+    clearProgress: db.prepare<[number]>('DELETE FROM ipfs_download_progress WHERE "downloadId" = ?'),
+    clearBlocks: db.prepare<[number]>('DELETE FROM ipfs_download_blocks WHERE "downloadId" = ?'),
+    setCurrentSize: db.prepare<[number, number, number]>('UPDATE ipfs_downloads SET "currentSize" = ?, "updatedAt" = ? WHERE id = ?'),
     takeLease: db.prepare<[string, number, number, number]>(
       'UPDATE ipfs_downloads SET "leaseOwner" = ?, "leaseExpires" = ?, "updatedAt" = ? WHERE id = ?'),
     renewLease: db.prepare<[number, number, number, string]>(
@@ -380,7 +390,7 @@ export class SqliteStore implements Store {
     })
   }
 
-  async markDownloadSuccess (id: number, hash: string, size: number, now?: number): Promise<void> {
+  async markDownloadSuccess (id: number, hash: string | null, size: number, now?: number): Promise<void> {
     this.#run('markDownloadSuccess', () => {
       this.#changeOne(id, this.#stmts.markSuccess.run({ id, hash, size, now: now ?? this.#now() }).changes)
     })
@@ -395,6 +405,40 @@ export class SqliteStore implements Store {
 
   async deleteDownload (id: number): Promise<boolean> {
     return this.#run('deleteDownload', () => this.#stmts.delete.run(id).changes > 0)
+  }
+
+  async saveProgress (id: number, bitmap: Uint8Array, currentSize: number): Promise<void> {
+    this.#run('saveProgress', () => {
+      this.#db.transaction(() => {
+        const now = this.#now()
+        this.#changeOne(id, this.#stmts.setCurrentSize.run(currentSize, now, id).changes)
+        this.#stmts.saveProgress.run(id, bitmap, now)
+      }).immediate()
+    })
+  }
+
+  async getProgress (id: number): Promise<Uint8Array | undefined> {
+    return this.#run('getProgress', () => {
+      const row = this.#stmts.getProgress.get(id)
+      return row === undefined ? undefined : new Uint8Array(row.bitmap)
+    })
+  }
+
+  async putBlock (id: number, cid: string, bytes: Uint8Array): Promise<void> {
+    this.#run('putBlock', () => { this.#stmts.putBlock.run(id, cid, bytes) })
+  }
+
+  async getBlocks (id: number): Promise<Map<string, Uint8Array>> {
+    return this.#run('getBlocks', () => new Map(this.#stmts.getBlocks.all(id).map(r => [r.cid, new Uint8Array(r.bytes)])))
+  }
+
+  async clearProgress (id: number): Promise<void> {
+    this.#run('clearProgress', () => {
+      this.#db.transaction(() => {
+        this.#stmts.clearProgress.run(id)
+        this.#stmts.clearBlocks.run(id)
+      }).immediate()
+    })
   }
 
   async claimLease (id: number, owner: string, ttlMs: number, now?: number): Promise<boolean> {

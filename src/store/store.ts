@@ -49,9 +49,19 @@ export interface Store {
   /** Seed: status → paused with the error message (and code). */
   markDownloadPaused (id: number, error: string | null, errorCode?: string | null): Promise<void>
   markDownloadFailed (id: number, error: string, errorCode: string): Promise<void>
-  markDownloadSuccess (id: number, hash: string, size: number, now?: number): Promise<void>
+  /** `hash` is the SHA-256 of a single file, null for a directory. */
+  markDownloadSuccess (id: number, hash: string | null, size: number, now?: number): Promise<void>
   updateDownload (id: number, patch: DownloadPatch, now?: number): Promise<void>
   deleteDownload (id: number): Promise<boolean>
+
+  /** Verified mode: the bitmap of durable data blocks and the bytes they add up to, in one transaction. */
+  saveProgress (id: number, bitmap: Uint8Array, currentSize: number): Promise<void>
+  getProgress (id: number): Promise<Uint8Array | undefined>
+  /** Verified mode: keeps an inner DAG block (verified) so that a resume need not fetch it again. */
+  putBlock (id: number, cid: string, bytes: Uint8Array): Promise<void>
+  getBlocks (id: number): Promise<Map<string, Uint8Array>>
+  /** Forgets the bitmap and blocks of a download (after success, cancel or a restart). */
+  clearProgress (id: number): Promise<void>
 
   /** Takes the lease if free, expired, ours, or held by a dead owner. */
   claimLease (id: number, owner: string, ttlMs: number, now?: number): Promise<boolean>

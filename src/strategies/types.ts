@@ -25,8 +25,8 @@ export interface StrategyContext {
 }
 
 export interface StrategyResult {
-  /** SHA-256 (hex) of the finished output. */
-  hash: string
+  /** SHA-256 (hex) of the finished output; null for a directory. */
+  hash: string | null
   size: number
   gateway: string
 }

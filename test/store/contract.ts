@@ -477,6 +477,40 @@ export function storeContract (name: string, open: (opts: ContractOpenOptions) =
       })
     })
 
+    describe('verified progress', () => {
+      it('saves the bitmap with currentSize, keeps blocks, and clears both', async () => {
+        const { id } = await store.createDownload(newDownload(), T0)
+        expect(await store.getProgress(id)).toBeUndefined()
+        await store.saveProgress(id, new Uint8Array([0b101, 0xff]), 1234)
+        expect(await store.getProgress(id)).toEqual(new Uint8Array([0b101, 0xff]))
+        expect((await store.getDownload(id))?.currentSize).toBe(1234)
+        await store.saveProgress(id, new Uint8Array([0xff, 0xff, 1]), 2000)
+        expect(await store.getProgress(id)).toEqual(new Uint8Array([0xff, 0xff, 1]))
+        await store.putBlock(id, 'bafyA', new Uint8Array([1, 2, 3]))
+        await store.putBlock(id, 'bafyA', new Uint8Array([1, 2, 3]))
+        await store.putBlock(id, 'bafyB', new Uint8Array([4]))
+        const blocks = await store.getBlocks(id)
+        expect([...blocks.keys()].sort()).toEqual(['bafyA', 'bafyB'])
+        expect(blocks.get('bafyA')).toEqual(new Uint8Array([1, 2, 3]))
+        await store.clearProgress(id)
+        expect(await store.getProgress(id)).toBeUndefined()
+        expect((await store.getBlocks(id)).size).toBe(0)
+      })
+
+      it('deleting a download deletes its progress', async () => {
+        const { id } = await store.createDownload(newDownload(), T0)
+        await store.saveProgress(id, new Uint8Array([1]), 1)
+        await store.putBlock(id, 'bafyA', new Uint8Array([1]))
+        await store.deleteDownload(id)
+        expect(await store.getProgress(id)).toBeUndefined()
+        expect((await store.getBlocks(id)).size).toBe(0)
+      })
+
+      it('saving progress for an unknown id is a coded error', async () => {
+        await expect(store.saveProgress(999_999, new Uint8Array([1]), 1)).rejects.toMatchObject({ code: 'CIDGET_ERR_UNKNOWN_DOWNLOAD' })
+      })
+    })
+
     describe('unknown ids', () => {
       const unknown = 987654
       it('every single-download mutation rejects with CIDGET_ERR_UNKNOWN_DOWNLOAD', async () => {

@@ -3,7 +3,7 @@ import { once } from 'node:events'
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { hostname, tmpdir } from 'node:os'
 import { join, relative } from 'node:path'
-import Database from 'better-sqlite3'
+import { Database } from '../../src/store/driver.js'
 import { afterAll, afterEach, describe, expect, it } from 'vitest'
 import { CidgetError, isCidgetError } from '../../src/core/errors.js'
 import type { ErrorCode } from '../../src/core/errors.js'
@@ -135,7 +135,7 @@ describe('SqliteStore on a file', () => {
     const check = new Database(file, { readonly: true })
     try {
       expect(check.prepare('SELECT version, "appliedAt" FROM schema_migrations ORDER BY version').all())
-        .toEqual([{ version: 1, appliedAt: 1 }, { version: 2, appliedAt: 7 }, { version: 3, appliedAt: 7 }])
+        .toEqual([{ version: 1, appliedAt: 1 }, { version: 2, appliedAt: 7 }, { version: 3, appliedAt: 7 }, { version: 4, appliedAt: 7 }])
     } finally {
       check.close()
     }

@@ -1,0 +1,714 @@
+/**
+ * Verified blocks from a set of trustless gateways.
+ *
+ * Gateways are scored the way helia's trustless-gateway client scores them
+ * (reliability = successes / (requests + errors × 3), unused gateways first),
+ * weighted by their measured throughput and divided by their current load so
+ * that every healthy gateway works in parallel. A gateway that sends one
+ * invalid block is dropped for the rest of the pool's life; one that times
+ * out, resets or answers 5xx backs off (exponential, with jitter, on its
+ * consecutive errors); one that answers 429/503 with Retry-After waits as
+ * told. Requests for a block already in flight are shared, a slow request is
+ * hedged on a second gateway, and a FIFO semaphore bounds the requests in
+ * flight (and so the memory: concurrency × maxBlockBytes).
+ *
+ * @module
+ */
+
+import type { CID } from 'multiformats/cid'
+import { CidgetError } from '../core/errors.js'
+import { DEFAULTS } from '../core/defaults.js'
+import { retryDelay, type BackoffOptions } from '../core/retry.js'
+import { MAX_BLOCK_BYTES, checkMultihash, fetchRawBlock, identityBytes } from './block.js'
+import type { HttpClient } from './http.js'
+
+/** Every default of {@link GatewayPool} in one block. */
+export const POOL_DEFAULTS = {
+  /** Block requests in flight over all gateways. */
+  CONCURRENCY: 16,
+  /** Block requests in flight on one gateway. */
+  PER_GATEWAY_CONCURRENCY: 8,
+  /** Failed attempts per block, per gateway in the pool (at least {@link POOL_DEFAULTS.MIN_ATTEMPTS_PER_BLOCK} in all). */
+  ATTEMPTS_PER_GATEWAY: 3,
+  MIN_ATTEMPTS_PER_BLOCK: 3,
+  /** Adaptive hedging: never hedge sooner than this. */
+  HEDGE_MIN_MS: 250,
+  /** Adaptive hedging: hedge after this many times the pool's EWMA block latency. */
+  HEDGE_LATENCY_FACTOR: 4,
+  /** Adaptive hedging before any block has arrived (no latency known yet). */
+  HEDGE_INITIAL_MS: 1_000,
+  /** Weight of the newest sample in the latency and throughput EWMAs. */
+  EWMA_ALPHA: 0.3
+} as const
+
+export interface GatewayStats {
+  url: string
+  /** Requests sent (attempts), including those aborted because another gateway won. */
+  requests: number
+  successes: number
+  /** Failed requests of any kind (404s and invalid blocks included), not counting aborted ones. */
+  errors: number
+  /** 404/410 answers (also counted in `errors`). */
+  notFound: number
+  invalidBlocks: number
+  /** Bytes of verified blocks received. */
+  bytes: number
+  inFlight: number
+  /** EWMA of block bytes per second over whole blocks; 0 until the first block. */
+  throughputBps: number
+  /** EWMA of the time from request to the whole block, in ms; 0 until the first block. */
+  latencyMs: number
+  /** successes / (requests + errors × 3); 1 for an unused gateway, 0 once dropped. */
+  reliability: number
+  /** True for the rest of this pool's life after an invalid (or oversized) block. */
+  dropped: boolean
+  /** `now()` until which the gateway is not asked (Retry-After or backoff); 0 when never blocked. */
+  blockedUntil: number
+}
+
+export type PoolEvent =
+  | { type: 'block', cid: string, gateway: string, bytes: number, ms: number }
+  | { type: 'retry', cid: string, gateway: string, code: string, message: string, delayMs: number }
+  | { type: 'hedge', cid: string, from: string, to: string }
+  | { type: 'gateway', gateway: string, state: 'dropped' | 'blocked' | 'healthy', reason: string }
+
+export interface GatewayPoolInit {
+  /** Base URLs (`https://host`), at least one; trailing slashes are removed, duplicates ignored. */
+  gateways: string[]
+  http: HttpClient
+  /** Block requests in flight over all gateways (hedges included). @default 16 */
+  concurrency?: number
+  /** Block requests in flight on one gateway. @default 8 */
+  perGatewayConcurrency?: number
+  /** Largest block accepted. @default MAX_BLOCK_BYTES (2 MiB) */
+  maxBlockBytes?: number
+  /** Failed attempts per block before CIDGET_ERR_BLOCK_UNAVAILABLE. @default max(3, 3 × gateways.length) */
+  maxAttemptsPerBlock?: number
+  /**
+   * Start a second request on another gateway when the only one in flight for
+   * a block has had no answer for this long. 0 disables hedging.
+   * @default adaptive: max(250 ms, 4 × the pool's EWMA block latency); 1 s before the first block
+   */
+  hedgeAfterMs?: number
+  /** Backoff of a failing gateway, on its consecutive errors. @default the DEFAULTS backoff (1 s, ×2, ≤ 30 s, ±20 %) */
+  backoff?: BackoffOptions
+  /** Longest wait a Retry-After imposes on a gateway. @default DEFAULTS.MAX_RETRY_AFTER_MS (60 s) */
+  maxRetryAfterMs?: number
+  /** Clock for Retry-After and backoff deadlines. @default Date.now */
+  now?: () => number
+  /** Every wait (backoff, Retry-After, hedge delay) goes through this; it must reject with `signal.reason` when aborted. */
+  sleep?: (ms: number, signal: AbortSignal) => Promise<void>
+  /** Randomness for the backoff jitter, unless `backoff.random` is given. @default Math.random */
+  random?: () => number
+  onEvent?: (e: PoolEvent) => void
+}
+
+const INIT_KEYS = new Set<string>([
+  'gateways', 'http', 'concurrency', 'perGatewayConcurrency', 'maxBlockBytes', 'maxAttemptsPerBlock',
+  'hedgeAfterMs', 'backoff', 'maxRetryAfterMs', 'now', 'sleep', 'random', 'onEvent'
+])
+
+interface Gateway {
+  url: string
+  requests: number
+  successes: number
+  errors: number
+  notFound: number
+  invalidBlocks: number
+  bytes: number
+  inFlight: number
+  throughputBps: number | undefined
+  latencyMs: number | undefined
+  dropped: boolean
+  blockedUntil: number
+  /** Errors since the last success: the backoff exponent. */
+  consecutiveErrors: number
+}
+
+/** The state of fetching one block, shared by its attempts. */
+interface BlockFetch {
+  cid: CID
+  id: string
+  signal: AbortSignal
+  /** Gateways that answered 404/410 for this block. */
+  notFound: Set<Gateway>
+  failures: number
+  lastError: CidgetError | undefined
+  running: Set<Attempt>
+}
+
+interface Attempt {
+  gateway: Gateway
+  controller: AbortController
+  startedAt: number
+  /** When to hedge this attempt if it is still the only one in flight. */
+  hedgeAt: number | undefined
+  done: Promise<AttemptResult>
+}
+
+type AttemptResult =
+  | { attempt: Attempt, ok: true, bytes: Uint8Array, ms: number }
+  | { attempt: Attempt, ok: false, aborted: boolean, error: CidgetError }
+
+interface Shared {
+  promise: Promise<Uint8Array>
+  controller: AbortController
+  waiters: number
+  settled: boolean
+}
+
+const HEDGE = 'hedge' as const
+
+/**
+ * A pool of trustless gateways that returns verified blocks.
+ *
+ * @example
+ * ```ts
+ * const pool = new GatewayPool({ gateways: ['https://trustless-gateway.link', 'https://ipfs.io'], http: new HttpClient() })
+ * const bytes = await pool.get(cid, signal) // hashed against cid before it is returned
+ * ```
+ */
+export class GatewayPool {
+  readonly #gateways: Gateway[]
+  readonly #http: HttpClient
+  readonly #perGateway: number
+  readonly #maxBlockBytes: number
+  readonly #maxAttempts: number
+  readonly #hedgeAfterMs: number | undefined
+  readonly #backoff: BackoffOptions
+  readonly #maxRetryAfterMs: number
+  readonly #now: () => number
+  readonly #sleep: (ms: number, signal: AbortSignal) => Promise<void>
+  readonly #onEvent: ((e: PoolEvent) => void) | undefined
+  readonly #permits: Semaphore
+  readonly #pending = new Map<string, Shared>()
+  /** Called when a request ends: capacity, blocks and drops may have changed. */
+  readonly #wakers = new Set<() => void>()
+  #latencyMs: number | undefined
+
+  constructor (init: GatewayPoolInit) {
+    checkInit(init)
+    const urls = [...new Set(init.gateways.map((g) => g.replace(/\/+$/, '')))]
+    this.#gateways = urls.map((url) => ({
+      url,
+      requests: 0,
+      successes: 0,
+      errors: 0,
+      notFound: 0,
+      invalidBlocks: 0,
+      bytes: 0,
+      inFlight: 0,
+      throughputBps: undefined,
+      latencyMs: undefined,
+      dropped: false,
+      blockedUntil: 0,
+      consecutiveErrors: 0
+    }))
+    this.#http = init.http
+    this.#permits = new Semaphore(init.concurrency ?? POOL_DEFAULTS.CONCURRENCY)
+    this.#perGateway = init.perGatewayConcurrency ?? POOL_DEFAULTS.PER_GATEWAY_CONCURRENCY
+    this.#maxBlockBytes = init.maxBlockBytes ?? MAX_BLOCK_BYTES
+    this.#maxAttempts = init.maxAttemptsPerBlock ??
+      Math.max(POOL_DEFAULTS.MIN_ATTEMPTS_PER_BLOCK, POOL_DEFAULTS.ATTEMPTS_PER_GATEWAY * urls.length)
+    this.#hedgeAfterMs = init.hedgeAfterMs
+    const random = init.backoff?.random ?? init.random
+    this.#backoff = { ...init.backoff, ...(random === undefined ? {} : { random }) }
+    this.#maxRetryAfterMs = init.maxRetryAfterMs ?? DEFAULTS.MAX_RETRY_AFTER_MS
+    this.#now = init.now ?? Date.now
+    this.#sleep = init.sleep ?? abortableSleep
+    this.#onEvent = init.onEvent
+  }
+
+  /**
+   * A verified block. Requests for the same block (same multihash) in flight
+   * at once share one fetch; the returned array is shared too, so do not
+   * mutate it. Identity CIDs return their inline bytes without a request.
+   * Aborting `signal` rejects at once with `signal.reason`; the fetch itself
+   * stops when no caller waits for it any more.
+   *
+   * @throws {CidgetError} CIDGET_ERR_BLOCK_UNAVAILABLE after `maxAttemptsPerBlock`
+   *   failed attempts or when every gateway is dropped or answered 404 (the
+   *   last error is the cause); CIDGET_ERR_NOT_FOUND when every gateway
+   *   answered 404; CIDGET_ERR_DAG_INVALID for a hash function cidget cannot verify.
+   */
+  async get (cid: CID, signal?: AbortSignal): Promise<Uint8Array> {
+    signal?.throwIfAborted()
+    const inline = identityBytes(cid)
+    if (inline !== undefined) return inline
+    checkMultihash(cid)
+    const key = Buffer.from(cid.multihash.bytes).toString('base64')
+    let shared = this.#pending.get(key)
+    if (shared === undefined) {
+      const controller = new AbortController()
+      const created: Shared = { promise: this.#fetch(cid, controller.signal), controller, waiters: 0, settled: false }
+      const settle = (): void => {
+        created.settled = true
+        if (this.#pending.get(key) === created) this.#pending.delete(key)
+      }
+      created.promise.then(settle, settle)
+      this.#pending.set(key, created)
+      shared = created
+    }
+    const mine = shared
+    mine.waiters++
+    try {
+      return await raceAbort(mine.promise, signal)
+    } finally {
+      mine.waiters--
+      if (mine.waiters === 0 && !mine.settled) {
+        // Nobody wants this block any more: stop fetching it, and let a later get() start afresh.
+        if (this.#pending.get(key) === mine) this.#pending.delete(key)
+        mine.controller.abort(signal?.reason)
+      }
+    }
+  }
+
+  stats (): GatewayStats[] {
+    return this.#gateways.map((g) => ({
+      url: g.url,
+      requests: g.requests,
+      successes: g.successes,
+      errors: g.errors,
+      notFound: g.notFound,
+      invalidBlocks: g.invalidBlocks,
+      bytes: g.bytes,
+      inFlight: g.inFlight,
+      throughputBps: g.throughputBps ?? 0,
+      latencyMs: g.latencyMs ?? 0,
+      reliability: reliability(g),
+      dropped: g.dropped,
+      blockedUntil: g.blockedUntil
+    }))
+  }
+
+  // --- one block ---------------------------------------------------------------
+
+  async #fetch (cid: CID, signal: AbortSignal): Promise<Uint8Array> {
+    const block: BlockFetch = {
+      cid,
+      id: cid.toString(),
+      signal,
+      notFound: new Set(),
+      failures: 0,
+      lastError: undefined,
+      running: new Set()
+    }
+    const aborted = new Promise<never>((_resolve, reject) => {
+      if (signal.aborted) reject(signal.reason)
+      else signal.addEventListener('abort', () => reject(signal.reason), { once: true })
+    })
+    aborted.catch(() => {})
+    try {
+      for (;;) {
+        if (block.running.size === 0) block.running.add(await this.#start(block))
+        const hedge = this.#armHedge(block)
+        let result: AttemptResult | typeof HEDGE
+        try {
+          result = await Promise.race([aborted, hedge.promise, ...[...block.running].map(async (a) => await a.done)])
+        } finally {
+          hedge.cancel()
+        }
+        if (result === HEDGE) {
+          this.#hedge(block)
+          continue
+        }
+        block.running.delete(result.attempt)
+        if (result.ok) return result.bytes
+        if (result.aborted) {
+          signal.throwIfAborted()
+          continue
+        }
+        this.#failed(block, result.attempt.gateway, result.error)
+      }
+    } finally {
+      for (const attempt of block.running) attempt.controller.abort(signal.aborted ? signal.reason : new Error('another gateway delivered the block first'))
+    }
+  }
+
+  /** Waits for a gateway and a permit, then sends a request. Throws when the block cannot be had. */
+  async #start (block: BlockFetch): Promise<Attempt> {
+    for (;;) {
+      const terminal = this.#terminal(block)
+      if (terminal !== undefined) throw terminal
+      await this.#permits.acquire(block.signal)
+      const gateway = this.#pick(block)
+      if (gateway !== undefined) return this.#launch(block, gateway)
+      this.#permits.release()
+      await this.#waitForChange(this.#earliestUnblock(block), block.signal)
+    }
+  }
+
+  /** A second request on another gateway, if one is free now (never waits, never jumps the permit queue). */
+  #hedge (block: BlockFetch): void {
+    const [lone] = block.running
+    if (lone === undefined || block.running.size !== 1) return
+    if (this.#permits.tryAcquire()) {
+      const gateway = this.#pick(block)
+      if (gateway !== undefined) {
+        const attempt = this.#launch(block, gateway)
+        block.running.add(attempt)
+        this.#emit({ type: 'hedge', cid: block.id, from: lone.gateway.url, to: gateway.url })
+        return
+      }
+      this.#permits.release()
+    }
+    // Nothing free: look again after another hedge delay.
+    const delay = this.#hedgeDelay()
+    lone.hedgeAt = delay === undefined ? undefined : this.#now() + delay
+  }
+
+  #armHedge (block: BlockFetch): { promise: Promise<typeof HEDGE>, cancel: () => void } {
+    const never = { promise: new Promise<typeof HEDGE>(() => {}), cancel: () => {} }
+    const [lone] = block.running
+    if (lone === undefined || block.running.size !== 1) return never
+    if (lone.hedgeAt === undefined) {
+      const delay = this.#hedgeDelay()
+      if (delay === undefined) return never
+      lone.hedgeAt = lone.startedAt + delay
+    }
+    // Another gateway that could take a hedge must exist at all, or the timer would spin.
+    if (!this.#gateways.some((g) => g !== lone.gateway && !g.dropped && !block.notFound.has(g))) return never
+    const controller = new AbortController()
+    const promise = this.#sleep(Math.max(0, lone.hedgeAt - this.#now()), controller.signal)
+      .then(() => HEDGE, async () => await new Promise<typeof HEDGE>(() => {}))
+    return { promise, cancel: () => controller.abort() }
+  }
+
+  #hedgeDelay (): number | undefined {
+    if (this.#hedgeAfterMs !== undefined) return this.#hedgeAfterMs === 0 ? undefined : this.#hedgeAfterMs
+    if (this.#latencyMs === undefined) return POOL_DEFAULTS.HEDGE_INITIAL_MS
+    return Math.max(POOL_DEFAULTS.HEDGE_MIN_MS, POOL_DEFAULTS.HEDGE_LATENCY_FACTOR * this.#latencyMs)
+  }
+
+  /** Sends one request; the attempt owns one permit until it ends. */
+  #launch (block: BlockFetch, gateway: Gateway): Attempt {
+    const controller = new AbortController()
+    const onAbort = (): void => controller.abort(block.signal.reason)
+    if (block.signal.aborted) onAbort()
+    else block.signal.addEventListener('abort', onAbort, { once: true })
+    gateway.inFlight++
+    gateway.requests++
+    // The callbacks below run after `attempt` is assigned: a promise never settles synchronously.
+    const done = fetchRawBlock(this.#http, gateway.url, block.cid, {
+      signal: controller.signal,
+      maxBytes: this.#maxBlockBytes,
+      maxRetryAfterMs: this.#maxRetryAfterMs
+    }).then(
+      ({ bytes, ms }): AttemptResult => {
+        this.#succeeded(block, gateway, bytes, ms)
+        return { attempt, ok: true, bytes, ms }
+      },
+      (err: unknown): AttemptResult => {
+        if (controller.signal.aborted) return { attempt, ok: false, aborted: true, error: asError(err, gateway.url) }
+        const error = asError(err, gateway.url)
+        this.#record(block, gateway, error)
+        return { attempt, ok: false, aborted: false, error }
+      }
+    ).finally(() => {
+      gateway.inFlight--
+      block.signal.removeEventListener('abort', onAbort)
+      this.#permits.release()
+      this.#wake()
+    })
+    const attempt: Attempt = { gateway, controller, startedAt: this.#now(), hedgeAt: undefined, done }
+    return attempt
+  }
+
+  #succeeded (block: BlockFetch, gateway: Gateway, bytes: Uint8Array, ms: number): void {
+    gateway.successes++
+    gateway.bytes += bytes.length
+    const alpha = POOL_DEFAULTS.EWMA_ALPHA
+    const elapsed = Math.max(ms, 0.5)
+    gateway.latencyMs = ewma(gateway.latencyMs, elapsed, alpha)
+    gateway.throughputBps = ewma(gateway.throughputBps, bytes.length * 1000 / elapsed, alpha)
+    this.#latencyMs = ewma(this.#latencyMs, elapsed, alpha)
+    if (gateway.consecutiveErrors > 0) {
+      gateway.consecutiveErrors = 0
+      if (!gateway.dropped) this.#emit({ type: 'gateway', gateway: gateway.url, state: 'healthy', reason: 'served a valid block again' })
+    }
+    this.#emit({ type: 'block', cid: block.id, gateway: gateway.url, bytes: bytes.length, ms: Math.round(ms) })
+  }
+
+  /** Scores a failed request against its gateway (runs even when the block's fetch has moved on). */
+  #record (block: BlockFetch, gateway: Gateway, error: CidgetError): void {
+    switch (error.code) {
+      case 'CIDGET_ERR_DAG_INVALID':
+        return // the CID's fault, not the gateway's
+      case 'CIDGET_ERR_BLOCK_INVALID':
+      case 'CIDGET_ERR_BLOCK_TOO_LARGE':
+        gateway.errors++
+        gateway.invalidBlocks++
+        if (!gateway.dropped) {
+          gateway.dropped = true
+          this.#emit({ type: 'gateway', gateway: gateway.url, state: 'dropped', reason: error.message })
+        }
+        return
+      case 'CIDGET_ERR_NOT_FOUND':
+        // The gateway lacks this block; it may well have the others.
+        gateway.errors++
+        gateway.notFound++
+        block.notFound.add(gateway)
+        return
+      default: {
+        gateway.errors++
+        gateway.consecutiveErrors++
+        const backoff = retryDelay(gateway.consecutiveErrors, this.#backoff)
+        const told = error.retryAfterMs === undefined ? undefined : Math.min(error.retryAfterMs, this.#maxRetryAfterMs)
+        const wait = told !== undefined && told > 0 ? told : backoff
+        const until = this.#now() + wait
+        if (until > gateway.blockedUntil) gateway.blockedUntil = until
+        this.#emit({
+          type: 'gateway',
+          gateway: gateway.url,
+          state: 'blocked',
+          reason: `${told !== undefined && told > 0 ? 'Retry-After' : `backoff after ${gateway.consecutiveErrors} consecutive error(s)`}: ${wait} ms (${error.message})`
+        })
+      }
+    }
+  }
+
+  /** Counts a failed attempt of this block and announces the retry. */
+  #failed (block: BlockFetch, gateway: Gateway, error: CidgetError): void {
+    if (error.code === 'CIDGET_ERR_DAG_INVALID') throw error
+    block.failures++
+    block.lastError = error
+    // The next loop turn either waits on the attempt still running or starts one (#start throws when the budget is spent).
+    if (block.running.size === 0 && this.#terminal(block) !== undefined) return
+    this.#emit({ type: 'retry', cid: block.id, gateway: gateway.url, code: error.code, message: error.message, delayMs: block.running.size > 0 ? 0 : this.#retryDelayEstimate(block) })
+  }
+
+  /** The error that ends this block's fetch, if it is over. */
+  #terminal (block: BlockFetch): CidgetError | undefined {
+    const { id, lastError } = block
+    const last = lastError === undefined ? '' : ` (last error: ${lastError.message})`
+    const cause = lastError === undefined ? {} : { cause: lastError }
+    if (!this.#gateways.some((g) => !g.dropped && !block.notFound.has(g))) {
+      if (block.notFound.size === this.#gateways.length) {
+        return new CidgetError('CIDGET_ERR_NOT_FOUND', `No gateway has block ${id}: all ${this.#gateways.length} answered 404`, { ...cause, status: 404 })
+      }
+      const dropped = this.#gateways.filter((g) => g.dropped).length
+      return new CidgetError('CIDGET_ERR_BLOCK_UNAVAILABLE', `No gateway can deliver block ${id}: ${dropped} dropped for invalid blocks, ${block.notFound.size} answered 404${last}`, cause)
+    }
+    if (block.failures >= this.#maxAttempts) {
+      return new CidgetError('CIDGET_ERR_BLOCK_UNAVAILABLE', `No gateway delivered block ${id} in ${block.failures} attempts${last}`, cause)
+    }
+    return undefined
+  }
+
+  // --- choosing a gateway ----------------------------------------------------------
+
+  /** Not dropped, not known to lack the block, not already asked for it right now. */
+  #candidates (block: BlockFetch): Gateway[] {
+    const busy = new Set([...block.running].map((a) => a.gateway))
+    return this.#gateways.filter((g) => !g.dropped && !block.notFound.has(g) && !busy.has(g))
+  }
+
+  /** The best candidate usable now, or undefined. Load-aware: score / (inFlight + 1). */
+  #pick (block: BlockFetch): Gateway | undefined {
+    const now = this.#now()
+    let fastest = 0
+    for (const g of this.#gateways) if (g.throughputBps !== undefined && g.throughputBps > fastest) fastest = g.throughputBps
+    let best: Gateway | undefined
+    let bestScore = -1
+    for (const g of this.#candidates(block)) {
+      if (g.blockedUntil > now || g.inFlight >= this.#perGateway) continue
+      // An unmeasured gateway counts as fast (like an unused one counts as reliable), so each gets tried.
+      const speed = g.throughputBps === undefined || fastest === 0 ? 1 : g.throughputBps / fastest
+      // The small floor keeps a gateway that has only failed so far ordered by load rather than tied at 0.
+      const score = (reliability(g) + 0.01) * (0.2 + 0.8 * speed) / (g.inFlight + 1)
+      if (score > bestScore) {
+        best = g
+        bestScore = score
+      }
+    }
+    return best
+  }
+
+  /** The earliest `now()` at which a blocked candidate becomes usable; undefined when none is blocked. */
+  #earliestUnblock (block: BlockFetch): number | undefined {
+    const now = this.#now()
+    let earliest: number | undefined
+    for (const g of this.#candidates(block)) {
+      if (g.blockedUntil > now && (earliest === undefined || g.blockedUntil < earliest)) earliest = g.blockedUntil
+    }
+    return earliest
+  }
+
+  #retryDelayEstimate (block: BlockFetch): number {
+    const now = this.#now()
+    const candidates = this.#candidates(block)
+    if (candidates.some((g) => g.blockedUntil <= now)) return 0
+    const earliest = this.#earliestUnblock(block)
+    return earliest === undefined ? 0 : earliest - now
+  }
+
+  /** Waits until `until` (a `now()` time) or until a request ends, whichever is first. */
+  async #waitForChange (until: number | undefined, signal: AbortSignal): Promise<void> {
+    signal.throwIfAborted()
+    const wake = new AbortController()
+    const onAbort = (): void => wake.abort(signal.reason)
+    const waker = (): void => wake.abort()
+    signal.addEventListener('abort', onAbort, { once: true })
+    this.#wakers.add(waker)
+    try {
+      if (until === undefined) {
+        await new Promise<void>((resolve) => wake.signal.addEventListener('abort', () => resolve(), { once: true }))
+      } else {
+        await this.#sleep(Math.max(0, until - this.#now()), wake.signal)
+      }
+    } catch (err) {
+      if (!wake.signal.aborted || signal.aborted) throw err
+    } finally {
+      signal.removeEventListener('abort', onAbort)
+      this.#wakers.delete(waker)
+    }
+    signal.throwIfAborted()
+  }
+
+  #wake (): void {
+    const wakers = [...this.#wakers]
+    this.#wakers.clear()
+    for (const waker of wakers) waker()
+  }
+
+  #emit (event: PoolEvent): void {
+    try {
+      this.#onEvent?.(event)
+    } catch {
+      // A listener's failure must not break a fetch.
+    }
+  }
+}
+
+// --- helpers ---------------------------------------------------------------------
+
+function reliability (g: Gateway): number {
+  if (g.dropped) return 0
+  if (g.requests === 0) return 1
+  return g.successes / (g.requests + g.errors * 3)
+}
+
+function ewma (previous: number | undefined, sample: number, alpha: number): number {
+  return previous === undefined ? sample : previous + alpha * (sample - previous)
+}
+
+function asError (err: unknown, gateway: string): CidgetError {
+  if (err instanceof CidgetError) return err
+  const detail = err instanceof Error ? err.message : String(err)
+  return new CidgetError('CIDGET_ERR_NETWORK', `${gateway}: ${detail}`, { cause: err, gateway })
+}
+
+async function raceAbort<T> (promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (signal === undefined) return await promise
+  signal.throwIfAborted()
+  return await new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(signal.reason)
+    signal.addEventListener('abort', onAbort, { once: true })
+    promise.then(
+      (value) => { signal.removeEventListener('abort', onAbort); resolve(value) },
+      (err: unknown) => { signal.removeEventListener('abort', onAbort); reject(err) }
+    )
+  })
+}
+
+/** Resolves after `ms`; rejects with `signal.reason` as soon as `signal` aborts. */
+export async function abortableSleep (ms: number, signal: AbortSignal): Promise<void> {
+  signal.throwIfAborted()
+  await new Promise<void>((resolve, reject) => {
+    const onAbort = (): void => {
+      clearTimeout(timer)
+      reject(signal.reason)
+    }
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort)
+      resolve()
+    }, ms)
+    signal.addEventListener('abort', onAbort, { once: true })
+  })
+}
+
+/** Counting semaphore with a FIFO queue of abortable waiters. */
+class Semaphore {
+  #free: number
+  readonly #queue: Array<{ grant: () => void }> = []
+
+  constructor (permits: number) {
+    this.#free = permits
+  }
+
+  async acquire (signal: AbortSignal): Promise<void> {
+    signal.throwIfAborted()
+    if (this.#free > 0 && this.#queue.length === 0) {
+      this.#free--
+      return
+    }
+    await new Promise<void>((resolve, reject) => {
+      const entry = {
+        grant: () => {
+          signal.removeEventListener('abort', onAbort)
+          resolve()
+        }
+      }
+      const onAbort = (): void => {
+        const at = this.#queue.indexOf(entry)
+        if (at !== -1) this.#queue.splice(at, 1)
+        reject(signal.reason)
+      }
+      signal.addEventListener('abort', onAbort, { once: true })
+      this.#queue.push(entry)
+    })
+    if (signal.aborted) {
+      // Granted and aborted in the same turn: hand the permit on.
+      this.release()
+      throw signal.reason
+    }
+  }
+
+  tryAcquire (): boolean {
+    if (this.#free > 0 && this.#queue.length === 0) {
+      this.#free--
+      return true
+    }
+    return false
+  }
+
+  release (): void {
+    const next = this.#queue.shift()
+    if (next !== undefined) next.grant()
+    else this.#free++
+  }
+}
+
+function checkInit (init: GatewayPoolInit): void {
+  const bad = (what: string): never => {
+    throw new CidgetError('CIDGET_ERR_BAD_OPTION', `GatewayPool: ${what}`)
+  }
+  for (const key of Object.keys(init)) {
+    if (!INIT_KEYS.has(key)) bad(`unknown option "${key}"`)
+  }
+  if (!Array.isArray(init.gateways) || init.gateways.length === 0) bad('gateways must list at least one gateway URL')
+  for (const g of init.gateways) {
+    let url: URL | undefined
+    try {
+      url = new URL(g)
+    } catch {
+      url = undefined
+    }
+    if (url === undefined || (url.protocol !== 'http:' && url.protocol !== 'https:')) bad(`gateway "${String(g)}" is not an http(s) URL`)
+  }
+  if (init.http === undefined) bad('http (an HttpClient) is required')
+  const positive = (name: keyof GatewayPoolInit): void => {
+    const v = init[name]
+    if (v !== undefined && !(Number.isSafeInteger(v) && (v as number) >= 1)) bad(`${name} must be a positive integer, got ${String(v)}`)
+  }
+  positive('concurrency')
+  positive('perGatewayConcurrency')
+  positive('maxBlockBytes')
+  positive('maxAttemptsPerBlock')
+  const nonNegative = (name: 'hedgeAfterMs' | 'maxRetryAfterMs'): void => {
+    const v = init[name]
+    if (v !== undefined && !(Number.isFinite(v) && v >= 0)) bad(`${name} must be a number >= 0, got ${String(v)}`)
+  }
+  nonNegative('hedgeAfterMs')
+  nonNegative('maxRetryAfterMs')
+}

@@ -1,0 +1,40 @@
+/** A growable set of small non-negative integers, stored as bytes (bit i of byte i>>3). */
+export class Bitmap {
+  #bytes: Uint8Array
+
+  constructor (bytes?: Uint8Array) {
+    this.#bytes = bytes === undefined ? new Uint8Array(0) : new Uint8Array(bytes)
+  }
+
+  has (i: number): boolean {
+    const byte = this.#bytes[i >> 3]
+    return byte !== undefined && (byte & (1 << (i & 7))) !== 0
+  }
+
+  add (i: number): void {
+    const at = i >> 3
+    if (at >= this.#bytes.length) {
+      const grown = new Uint8Array(Math.max(at + 1, this.#bytes.length * 2))
+      grown.set(this.#bytes)
+      this.#bytes = grown
+    }
+    this.#bytes[at] = (this.#bytes[at] as number) | (1 << (i & 7))
+  }
+
+  /** Number of set bits. */
+  get count (): number {
+    let n = 0
+    for (const b of this.#bytes) {
+      let v = b
+      while (v !== 0) { v &= v - 1; n++ }
+    }
+    return n
+  }
+
+  /** The bytes without trailing zero bytes (compact to store). */
+  toBytes (): Uint8Array {
+    let end = this.#bytes.length
+    while (end > 0 && this.#bytes[end - 1] === 0) end--
+    return this.#bytes.slice(0, end)
+  }
+}

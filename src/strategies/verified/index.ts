@@ -1,0 +1,438 @@
+import { createHash } from 'node:crypto'
+import { createReadStream } from 'node:fs'
+import { CID } from 'multiformats/cid'
+import * as dagPb from '@ipld/dag-pb'
+import * as rawCodec from 'multiformats/codecs/raw'
+import { UnixFS } from 'ipfs-unixfs'
+import { exporter, walkPath } from 'ipfs-unixfs-exporter'
+import { CidgetError, toCidgetError } from '../../core/errors.js'
+import { DEFAULTS } from '../../core/defaults.js'
+import { ensureFreeSpace } from '../../sink/partial.js'
+import type { StrategyContext, StrategyResult } from '../types.js'
+import { Bitmap } from './bitmap.js'
+import { OutputTree } from './tree.js'
+import { checkName, checkSymlink, safeJoin } from './names.js'
+
+/** Where verified blocks come from (the gateway pool). Every block it returns matches its CID. */
+export interface BlockSource {
+  get: (cid: CID, signal?: AbortSignal) => Promise<Uint8Array>
+}
+
+/** Limits that keep a hostile DAG from exhausting disk, memory or the stack. */
+export interface DagLimits {
+  /** Deepest node below the root. @default 256 */
+  maxDepth: number
+  /** Files, directories and links in one download. @default 1000000 */
+  maxEntries: number
+  /** Total size the DAG may declare. @default 16 TiB */
+  maxSize: number
+}
+
+export const DEFAULT_DAG_LIMITS: Readonly<DagLimits> = Object.freeze({
+  maxDepth: DEFAULTS.MAX_DAG_DEPTH,
+  maxEntries: DEFAULTS.MAX_DAG_ENTRIES,
+  maxSize: DEFAULTS.MAX_DAG_SIZE
+})
+
+export interface VerifiedContext extends StrategyContext {
+  blocks: BlockSource
+  limits: DagLimits
+  /** Leave symlinks out instead of refusing unsafe ones. */
+  skipSymlinks: boolean
+  /** Blocks fetched in parallel (leaves) and dag-pb blocks read ahead. */
+  concurrency: number
+  /** The gateway that served the latest block, for progress. */
+  lastGateway: () => string | null
+}
+
+const EMPTY = new Uint8Array(0)
+
+function invalid (cid: CID, why: string, cause?: unknown): CidgetError {
+  return new CidgetError('CIDGET_ERR_DAG_INVALID', `Block ${cid.toString()}: ${why}`, cause === undefined ? {} : { cause })
+}
+
+interface Decoded {
+  node: dagPb.PBNode
+  fs: UnixFS
+}
+
+function decode (cid: CID, bytes: Uint8Array): Decoded {
+  let node: dagPb.PBNode
+  try {
+    node = dagPb.decode(bytes)
+  } catch (err) {
+    throw invalid(cid, `not a valid dag-pb node (${(err as Error).message})`, err)
+  }
+  if (node.Data === undefined) throw invalid(cid, 'dag-pb node without UnixFS data')
+  let fs: UnixFS
+  try {
+    fs = UnixFS.unmarshal(node.Data)
+  } catch (err) {
+    throw invalid(cid, `bad UnixFS data (${(err as Error).message})`, err)
+  }
+  return { node, fs }
+}
+
+/** Maps errors of ipfs-unixfs-exporter (path resolution, HAMT listing) onto our codes. */
+function exporterError (err: unknown, what: string): unknown {
+  if (err instanceof CidgetError) return err
+  const name = (err as { name?: string }).name ?? ''
+  const message = (err as Error).message ?? String(err)
+  if (name === 'NotFoundError' || /not found|no link named/i.test(message)) {
+    return new CidgetError('CIDGET_ERR_NOT_FOUND', `${what}: ${message}`, { cause: err })
+  }
+  if (name === 'AbortError') return err
+  return new CidgetError('CIDGET_ERR_DAG_INVALID', `${what}: ${message}`, { cause: err })
+}
+
+/**
+ * Verified mode: every block is checked against its CID (by the block source)
+ * before a byte of it is written. The UnixFS DAG is walked depth-first by one
+ * cursor that reads dag-pb nodes (a few ahead) while raw leaves are fetched in
+ * parallel and written at their offsets. Each data-bearing block gets the next
+ * number in walk order; the numbers of blocks that are written and fsynced go
+ * into a bitmap in the store, and inner nodes are kept there too, so a resume
+ * fetches nothing that was verified.
+ */
+export async function runVerifiedDownload (ctx: VerifiedContext): Promise<StrategyResult> {
+  const { record, store, policy, limits } = ctx
+  const id = record.id
+  const cache = await store.getBlocks(id)
+  const stored = await store.getProgress(id)
+  const done = new Bitmap(stored)
+  let durableBytes = stored === undefined ? 0 : record.currentSize
+  let writtenBytes = durableBytes
+  const internal = new AbortController()
+  const onAbort = (): void => { internal.abort(ctx.signal.reason) }
+  if (ctx.signal.aborted) throw ctx.signal.reason
+  ctx.signal.addEventListener('abort', onAbort, { once: true })
+  const signal = internal.signal
+
+  let resolved: { cid: CID, bytes: Uint8Array } | undefined // the last block path resolution read
+  const getBlock = async (cid: CID): Promise<Uint8Array> => {
+    const local = cache.get(cid.toString())
+    if (local !== undefined) return local
+    if (resolved !== undefined && resolved.cid.equals(cid)) return resolved.bytes
+    return await ctx.blocks.get(cid, signal)
+  }
+  const keep = async (cid: CID, bytes: Uint8Array): Promise<void> => {
+    const key = cid.toString()
+    if (cache.has(key)) return
+    cache.set(key, bytes)
+    await store.putBlock(id, key, bytes)
+  }
+  // ipfs-unixfs-exporter reads blocks through this: verified, and directory nodes kept
+  const storage = {
+    get: async function * (cid: CID): AsyncGenerator<Uint8Array> {
+      const bytes = await getBlock(cid)
+      if (cid.code === dagPb.code) await keep(cid, bytes)
+      resolved = { cid, bytes }
+      yield bytes
+    }
+  }
+
+  // the entity to write: the CID, or what the path names inside it
+  let root = CID.parse(record.cid)
+  if (record.path !== '') {
+    try {
+      let last: CID | undefined
+      for await (const entry of walkPath(`${record.cid}${record.path}`, storage, { signal })) last = entry.cid
+      if (last === undefined) throw new CidgetError('CIDGET_ERR_NOT_FOUND', `${record.path} not found in ${record.cid}`)
+      root = last
+    } catch (err) {
+      if (signal.aborted) throw ctx.signal.reason
+      throw exporterError(err, `Resolving ${record.path} in ${record.cid}`)
+    }
+  }
+  const rootBytes = await getBlock(root)
+  let isDirectory = false
+  if (root.code === dagPb.code) {
+    const { fs } = decode(root, rootBytes)
+    if (fs.type === 'directory' || fs.type === 'hamt-sharded-directory') isDirectory = true
+    else if (fs.type === 'symlink') throw new CidgetError('CIDGET_ERR_UNSAFE_SYMLINK', `${record.cid}${record.path} is a symlink; there is nothing to download`)
+    else if (fs.type !== 'file' && fs.type !== 'raw') throw invalid(root, `UnixFS type ${fs.type} cannot be written`)
+    else {
+      const size = Number(fs.fileSize())
+      if (size > limits.maxSize) throw new CidgetError('CIDGET_ERR_DAG_LIMIT', `The file declares ${size} bytes, over the limit of ${limits.maxSize}`)
+      if (record.size !== size) await store.updateDownload(id, { size })
+      await ensureFreeSpace(record.output + DEFAULTS.PARTIAL_SUFFIX, size - durableBytes)
+    }
+  } else if (root.code === rawCodec.code) {
+    if (record.size !== rootBytes.byteLength) await store.updateDownload(id, { size: rootBytes.byteLength })
+  } else {
+    throw invalid(root, `codec 0x${root.code.toString(16)} is not UnixFS (dag-pb or raw)`)
+  }
+
+  const tree = await OutputTree.open(record.output, isDirectory)
+  let index = 0 // next data-bearing block, in walk order
+  let entries = 0
+  let declaredTotal = 0
+  let total: number | null = isDirectory ? null : (record.size ?? (root.code === rawCodec.code ? rootBytes.byteLength : null))
+  let pending: number[] = []
+  let pendingBytes = 0
+  let lastCheckpoint = ctx.now()
+  let checkpointing: Promise<void> | undefined
+  let failure: unknown
+  const inflight = new Set<Promise<void>>()
+  const ahead = new Map<string, Promise<Uint8Array>>()
+
+  const fail = (err: unknown): void => {
+    if (failure === undefined) failure = err
+    internal.abort(err)
+  }
+  const checkpoint = async (): Promise<void> => {
+    while (checkpointing !== undefined) await checkpointing
+    if (pending.length === 0) return
+    const batch = pending
+    const bytes = pendingBytes
+    pending = []
+    pendingBytes = 0
+    checkpointing = (async () => {
+      await tree.syncAll()
+      for (const i of batch) done.add(i)
+      durableBytes += bytes
+      lastCheckpoint = ctx.now()
+      await store.saveProgress(id, done.toBytes(), durableBytes)
+    })()
+    try { await checkpointing } finally { checkpointing = undefined }
+  }
+  const written = async (i: number, bytes: number): Promise<void> => {
+    pending.push(i)
+    pendingBytes += bytes
+    writtenBytes += bytes
+    ctx.onProgress(writtenBytes, total, ctx.lastGateway() ?? '')
+    if (pendingBytes >= policy.syncIntervalBytes || ctx.now() - lastCheckpoint >= policy.syncIntervalMs) await checkpoint()
+  }
+  const write = async (i: number, path: string, offset: number, data: Uint8Array): Promise<void> => {
+    if (data.byteLength === 0) await tree.touch(path)
+    else await tree.write(path, offset, data)
+    await written(i, data.byteLength)
+  }
+  /** Runs `task` with at most `concurrency` tasks in flight. */
+  const dispatch = async (task: () => Promise<void>): Promise<void> => {
+    while (inflight.size >= ctx.concurrency) await Promise.race(inflight)
+    if (signal.aborted) throw failure ?? ctx.signal.reason
+    const p: Promise<void> = task().catch(fail).finally(() => { inflight.delete(p) })
+    inflight.add(p)
+  }
+  const fetchAhead = (cid: CID): void => {
+    const key = cid.toString()
+    if (ahead.has(key) || cache.has(key) || ahead.size >= ctx.concurrency) return
+    const p = ctx.blocks.get(cid, signal)
+    p.catch(() => {}) // whoever consumes it sees the error
+    ahead.set(key, p)
+  }
+  const dagPbBlock = async (cid: CID): Promise<Uint8Array> => {
+    const key = cid.toString()
+    const early = ahead.get(key)
+    if (early !== undefined) {
+      ahead.delete(key)
+      return await early
+    }
+    return await getBlock(cid)
+  }
+  /**
+   * Reads ahead the uncached dag-pb blocks among `cids` that are not done yet.
+   * Their numbers can be predicted until the first cached (inner) node: an
+   * uncached node is a leaf or was never reached, and in both cases it gets
+   * the next number.
+   */
+  const readAhead = (cids: CID[]): void => {
+    let next = index
+    for (const cid of cids) {
+      if (cache.has(cid.toString())) return
+      if (cid.code === dagPb.code && !done.has(next)) fetchAhead(cid)
+      next++
+    }
+  }
+  const count = (): void => {
+    entries++
+    if (entries > limits.maxEntries) {
+      throw new CidgetError('CIDGET_ERR_DAG_LIMIT', `The DAG has more than ${limits.maxEntries} entries`)
+    }
+  }
+  const deep = (depth: number, cid: CID): void => {
+    if (depth > limits.maxDepth) throw new CidgetError('CIDGET_ERR_DAG_LIMIT', `The DAG is deeper than ${limits.maxDepth} levels at ${cid.toString()}`)
+  }
+  const declare = (size: number): void => {
+    declaredTotal += size
+    if (declaredTotal > limits.maxSize) {
+      throw new CidgetError('CIDGET_ERR_DAG_LIMIT', `The DAG declares more than ${limits.maxSize} bytes`)
+    }
+  }
+
+  /** One node of a file at `offset`; `declared` is the size its parent says it holds. */
+  const fileNode = async (cid: CID, path: string, offset: number, declared: number | undefined, depth: number, given?: Uint8Array): Promise<void> => {
+    deep(depth, cid)
+    if (signal.aborted) throw failure ?? ctx.signal.reason
+    if (cid.code === rawCodec.code) {
+      const i = index++
+      if (done.has(i)) return
+      await dispatch(async () => {
+        const data = given ?? await getBlock(cid)
+        if (declared !== undefined && data.byteLength !== declared) {
+          throw invalid(cid, `holds ${data.byteLength} bytes where its parent declares ${declared}`)
+        }
+        await write(i, path, offset, data)
+      })
+      return
+    }
+    if (cid.code !== dagPb.code) throw invalid(cid, `codec 0x${cid.code.toString(16)} inside a file`)
+    let bytes = given ?? cache.get(cid.toString())
+    if (bytes === undefined) {
+      if (done.has(index)) { index++; return } // a leaf written in an earlier run
+      bytes = await dagPbBlock(cid)
+    }
+    const { node, fs } = decode(cid, bytes)
+    if (fs.type !== 'file' && fs.type !== 'raw') throw invalid(cid, `UnixFS ${fs.type} inside a file`)
+    const data = fs.data ?? EMPTY
+    if (node.Links.length === 0) {
+      if (declared !== undefined && data.byteLength !== declared) {
+        throw invalid(cid, `holds ${data.byteLength} bytes where its parent declares ${declared}`)
+      }
+      const i = index++
+      if (!done.has(i)) await write(i, path, offset, data)
+      return
+    }
+    if (fs.blockSizes.length !== node.Links.length) throw invalid(cid, `${node.Links.length} links but ${fs.blockSizes.length} block sizes`)
+    const size = Number(fs.fileSize())
+    if (declared !== undefined && size !== declared) throw invalid(cid, `declares ${size} bytes where its parent declares ${declared}`)
+    await keep(cid, bytes)
+    let at = offset
+    if (data.byteLength > 0) {
+      const i = index++
+      if (!done.has(i)) await write(i, path, at, data)
+      at += data.byteLength
+    }
+    const children = node.Links.map(l => l.Hash)
+    for (let j = 0; j < children.length; j++) {
+      if (j % ctx.concurrency === 0) readAhead(children.slice(j, j + ctx.concurrency * 2))
+      const len = Number(fs.blockSizes[j])
+      await fileNode(children[j] as CID, path, at, len, depth + 1)
+      at += len
+    }
+  }
+
+  /** A directory entry (or the root) at `path`. */
+  const entry = async (cid: CID, path: string, depth: number, given?: Uint8Array): Promise<void> => {
+    deep(depth, cid)
+    count()
+    if (cid.code === rawCodec.code) {
+      await fileNode(cid, path, 0, undefined, depth)
+      return
+    }
+    if (cid.code !== dagPb.code) throw invalid(cid, `codec 0x${cid.code.toString(16)} in a directory`)
+    let bytes = given ?? cache.get(cid.toString())
+    if (bytes === undefined) {
+      if (done.has(index)) { index++; return } // a one-block file or symlink finished earlier
+      bytes = await dagPbBlock(cid)
+    }
+    const { node, fs } = decode(cid, bytes)
+    switch (fs.type) {
+      case 'directory':
+      case 'hamt-sharded-directory':
+        await keep(cid, bytes)
+        await directory(cid, fs.type, node, path, depth)
+        return
+      case 'file':
+      case 'raw':
+        declare(Number(fs.fileSize()))
+        await fileNode(cid, path, 0, undefined, depth, bytes)
+        return
+      case 'symlink': {
+        const i = index++
+        if (done.has(i)) return
+        const target = new TextDecoder().decode(fs.data ?? EMPTY)
+        try {
+          checkSymlink(tree.root, path, target)
+        } catch (err) {
+          if (!ctx.skipSymlinks) throw err
+          await written(i, 0)
+          return
+        }
+        await tree.symlink(path, target)
+        await written(i, 0)
+        return
+      }
+      default:
+        throw invalid(cid, `UnixFS type ${fs.type} cannot be written`)
+    }
+  }
+
+  const directory = async (cid: CID, type: string, node: dagPb.PBNode, path: string, depth: number): Promise<void> => {
+    await tree.mkdir(path)
+    const listed: Array<{ name: string, cid: CID }> = []
+    if (type === 'directory') {
+      for (const link of node.Links) listed.push({ name: link.Name ?? '', cid: link.Hash })
+    } else {
+      try {
+        const dir = await exporter(cid, storage, { signal })
+        if (dir.type !== 'directory') throw invalid(cid, 'sharded directory did not list as a directory')
+        for await (const e of dir.entries({ signal })) {
+          listed.push({ name: e.name, cid: e.cid })
+          if (listed.length > limits.maxEntries) throw new CidgetError('CIDGET_ERR_DAG_LIMIT', `The directory ${path} has more than ${limits.maxEntries} entries`)
+        }
+      } catch (err) {
+        if (signal.aborted) throw failure ?? ctx.signal.reason
+        throw exporterError(err, `Listing sharded directory ${cid.toString()}`)
+      }
+    }
+    const seen = new Set<string>()
+    for (const e of listed) {
+      checkName(e.name, cid.toString())
+      if (seen.has(e.name)) throw new CidgetError('CIDGET_ERR_UNSAFE_NAME', `Refusing duplicate name ${JSON.stringify(e.name)} in ${cid.toString()}`)
+      seen.add(e.name)
+    }
+    for (let j = 0; j < listed.length; j++) {
+      if (j % ctx.concurrency === 0) readAhead(listed.slice(j, j + ctx.concurrency * 2).map(e => e.cid))
+      const e = listed[j] as { name: string, cid: CID }
+      await entry(e.cid, safeJoin(path, [e.name], cid.toString()), depth + 1)
+    }
+  }
+
+  try {
+    if (isDirectory) {
+      await entry(root, tree.root, 0, rootBytes)
+    } else {
+      declare(total ?? 0)
+      await fileNode(root, tree.root, 0, undefined, 0, rootBytes)
+    }
+    while (inflight.size > 0) await Promise.race(inflight)
+    if (failure !== undefined) throw failure
+    await checkpoint()
+    if (isDirectory) total = writtenBytes
+    ctx.onProgress(writtenBytes, total, ctx.lastGateway() ?? '')
+  } catch (thrown) {
+    internal.abort(thrown)
+    await Promise.allSettled([...inflight])
+    // keep what is already written: durable, and recorded
+    await checkpoint().catch(() => {})
+    await tree.close()
+    ctx.signal.removeEventListener('abort', onAbort)
+    if (ctx.signal.aborted) throw ctx.signal.reason
+    throw toCidgetError(failure ?? thrown)
+  }
+  ctx.signal.removeEventListener('abort', onAbort)
+
+  let hash: string | null = null
+  if (!isDirectory) {
+    await tree.syncAll()
+    hash = await sha256File(tree.root, ctx.signal)
+    if (record.expectedSha256 !== null && hash !== record.expectedSha256.toLowerCase()) {
+      await tree.remove()
+      await store.clearProgress(id)
+      await store.updateDownload(id, { currentSize: 0 })
+      throw new CidgetError('CIDGET_ERR_HASH_MISMATCH',
+        `The content of ${record.cid}${record.path} is verified against its CID, but its SHA-256 is ${hash}, not the expected ${record.expectedSha256}`)
+    }
+  }
+  await tree.commit()
+  await store.clearProgress(id)
+  return { hash, size: writtenBytes, gateway: ctx.lastGateway() ?? record.gateways[0] ?? '' }
+}
+
+async function sha256File (path: string, signal: AbortSignal): Promise<string> {
+  const hash = createHash('sha256')
+  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20, signal })) hash.update(chunk as Buffer)
+  return hash.digest('hex')
+}

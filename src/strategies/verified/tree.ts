@@ -1,0 +1,143 @@
+import { open, mkdir, rename, rm, symlink, lstat, type FileHandle } from 'node:fs/promises'
+import { constants } from 'node:fs'
+import { dirname } from 'node:path'
+import { fsError, systemCode } from '../../core/errors.js'
+import { DEFAULTS } from '../../core/defaults.js'
+
+const MAX_OPEN = 32
+const WRITE_FLAGS = constants.O_WRONLY | constants.O_CREAT | constants.O_NOFOLLOW
+
+/**
+ * Where a verified download writes: one partial file (`<output>.cidget-partial`)
+ * or a staging directory of that name, renamed onto the output only when every
+ * block is verified and durable. Files are opened without following symlinks;
+ * at most 32 stay open (the least recently used is fsynced and closed).
+ */
+export class OutputTree {
+  readonly output: string
+  /** The partial file, or the staging directory. */
+  readonly root: string
+  readonly isDirectory: boolean
+  readonly #open = new Map<string, FileHandle>()
+
+  private constructor (output: string, isDirectory: boolean) {
+    this.output = output
+    this.root = output + DEFAULTS.PARTIAL_SUFFIX
+    this.isDirectory = isDirectory
+  }
+
+  static async open (output: string, isDirectory: boolean): Promise<OutputTree> {
+    const tree = new OutputTree(output, isDirectory)
+    try {
+      if (isDirectory) {
+        await mkdir(tree.root, { recursive: true })
+      } else {
+        await mkdir(dirname(output), { recursive: true })
+        const fh = await open(tree.root, WRITE_FLAGS, 0o644)
+        tree.#open.set(tree.root, fh)
+      }
+    } catch (err) {
+      throw fsError(err, `create ${tree.root}`)
+    }
+    return tree
+  }
+
+  async #handle (path: string): Promise<FileHandle> {
+    let fh = this.#open.get(path)
+    if (fh !== undefined) {
+      // most recently used goes last
+      this.#open.delete(path)
+      this.#open.set(path, fh)
+      return fh
+    }
+    if (this.#open.size >= MAX_OPEN) {
+      const [oldPath, old] = this.#open.entries().next().value as [string, FileHandle]
+      this.#open.delete(oldPath)
+      await old.sync()
+      await old.close()
+    }
+    fh = await open(path, WRITE_FLAGS, 0o644)
+    this.#open.set(path, fh)
+    return fh
+  }
+
+  async mkdir (path: string): Promise<void> {
+    try {
+      await mkdir(path, { recursive: true })
+    } catch (err) {
+      throw fsError(err, `create directory ${path}`)
+    }
+  }
+
+  /** Writes `data` at `offset` of the file at `path` (created if missing). */
+  async write (path: string, offset: number, data: Uint8Array): Promise<void> {
+    try {
+      const fh = await this.#handle(path)
+      let done = 0
+      while (done < data.byteLength) {
+        const { bytesWritten } = await fh.write(data, done, data.byteLength - done, offset + done)
+        done += bytesWritten
+      }
+    } catch (err) {
+      throw fsError(err, `write ${path}`)
+    }
+  }
+
+  /** Makes sure a (possibly empty) file exists at `path`. */
+  async touch (path: string): Promise<void> {
+    try {
+      await this.#handle(path)
+    } catch (err) {
+      throw fsError(err, `create ${path}`)
+    }
+  }
+
+  async symlink (path: string, target: string): Promise<void> {
+    try {
+      await symlink(target, path)
+    } catch (err) {
+      if (systemCode(err) === 'EEXIST' && (await lstat(path)).isSymbolicLink()) return
+      throw fsError(err, `create symlink ${path}`)
+    }
+  }
+
+  /** fsyncs every open file (closed ones were fsynced when closed). */
+  async syncAll (): Promise<void> {
+    try {
+      await Promise.all([...this.#open.values()].map(async fh => { await fh.sync() }))
+    } catch (err) {
+      throw fsError(err, 'fsync the output')
+    }
+  }
+
+  async close (): Promise<void> {
+    const handles = [...this.#open.values()]
+    this.#open.clear()
+    await Promise.all(handles.map(async fh => { await fh.close().catch(() => {}) }))
+  }
+
+  /** Durable, then renamed onto the output, then the parent directory fsynced. */
+  async commit (): Promise<void> {
+    await this.syncAll()
+    await this.close()
+    try {
+      await rename(this.root, this.output)
+    } catch (err) {
+      throw fsError(err, `rename ${this.root} to ${this.output}`)
+    }
+    let dir: FileHandle | undefined
+    try {
+      dir = await open(dirname(this.output), 'r')
+      await dir.sync()
+    } catch {
+      // some file systems refuse fsync on a directory; the rename is atomic regardless
+    } finally {
+      await dir?.close().catch(() => {})
+    }
+  }
+
+  async remove (): Promise<void> {
+    await this.close()
+    await rm(this.root, { recursive: true, force: true })
+  }
+}

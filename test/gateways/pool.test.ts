@@ -1,0 +1,407 @@
+import { once } from 'node:events'
+import * as dagPb from '@ipld/dag-pb'
+import { fixedSize } from 'ipfs-unixfs-importer/chunker'
+import { balanced } from 'ipfs-unixfs-importer/layout'
+import { CID } from 'multiformats/cid'
+import * as raw from 'multiformats/codecs/raw'
+import * as Digest from 'multiformats/hashes/digest'
+import { identity } from 'multiformats/hashes/identity'
+import { sha256 } from 'multiformats/hashes/sha2'
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { CidgetError } from '../../src/core/errors.js'
+import { HttpClient } from '../../src/gateways/http.js'
+import { GatewayPool, type GatewayPoolInit, type GatewayStats, type PoolEvent } from '../../src/gateways/pool.js'
+import { MemoryBlocks, addFile, seededBytes, startTestGateway } from '../../src/testing/index.js'
+import type { Fault, TestGateway } from '../../src/testing/index.js'
+import { fakeTime } from '../helpers.js'
+
+let blocks: MemoryBlocks
+let root: CID
+/** Every block of the file, from the importer's output. */
+let all: Array<[CID, Uint8Array]>
+let http: HttpClient
+let open: TestGateway[] = []
+
+beforeAll(async () => {
+  blocks = new MemoryBlocks()
+  // 24 leaves of 8 KB under a balanced tree of 6 links per node: 24 + 4 + 1 blocks, three levels.
+  root = await addFile(blocks, seededBytes(24 * 8000, 11), { chunker: fixedSize({ chunkSize: 8000 }), layout: balanced({ maxChildrenPerNode: 6 }) })
+  all = [...blocks.entries()]
+  http = new HttpClient({ timeoutMs: 200 })
+})
+
+afterAll(async () => {
+  await http.close()
+})
+
+afterEach(async () => {
+  await Promise.all(open.map(async (g) => { await g.close() }))
+  open = []
+})
+
+/** Starts `faults.length` gateways over `store`; each entry is the fault applied to every request (or none). */
+async function gateways (faults: Array<Fault | null>, store: MemoryBlocks = blocks): Promise<TestGateway[]> {
+  const started = await Promise.all(faults.map(async (fault) => {
+    const gw = await startTestGateway({ blocks: store })
+    if (fault !== null) gw.addFault({ fault })
+    return gw
+  }))
+  open.push(...started)
+  return started
+}
+
+function pool (gws: TestGateway[], init: Partial<GatewayPoolInit> = {}): { pool: GatewayPool, events: PoolEvent[] } {
+  const events: PoolEvent[] = []
+  const p = new GatewayPool({
+    gateways: gws.map((g) => g.url),
+    http,
+    backoff: { initialMs: 20, maxMs: 100 },
+    onEvent: (e) => events.push(e),
+    ...init
+  })
+  return { pool: p, events }
+}
+
+function statsOf (p: GatewayPool, gw: TestGateway): GatewayStats {
+  const s = p.stats().find((x) => x.url === gw.url)
+  if (s === undefined) throw new Error(`no stats for ${gw.url}`)
+  return s
+}
+
+/** Fetches the whole DAG from `root` through the pool, level by level, decoding dag-pb nodes for their links. */
+async function walk (p: GatewayPool, from: CID): Promise<Map<string, Uint8Array>> {
+  const got = new Map<string, Uint8Array>()
+  let level = [from]
+  while (level.length > 0) {
+    const fetched = await Promise.all(level.map(async (cid) => [cid, await p.get(cid)] as const))
+    level = []
+    for (const [cid, bytes] of fetched) {
+      got.set(cid.toString(), bytes)
+      if (cid.code === dagPb.code) level.push(...dagPb.decode(bytes).Links.map((l) => l.Hash))
+    }
+  }
+  return got
+}
+
+async function rejection (promise: Promise<unknown>): Promise<CidgetError> {
+  const err = await promise.then(() => undefined, (e: unknown) => e)
+  expect(err).toBeInstanceOf(CidgetError)
+  return err as CidgetError
+}
+
+/** Highest number of requests open at once over `gws` (and per gateway), from the gateways' own events. */
+function concurrencyProbe (gws: TestGateway[]): { max: () => number, maxPer: () => number } {
+  let now = 0
+  let max = 0
+  let maxPer = 0
+  for (const gw of gws) {
+    let mine = 0
+    gw.on('request', () => {
+      now++
+      mine++
+      max = Math.max(max, now)
+      maxPer = Math.max(maxPer, mine)
+    })
+    gw.on('response', () => {
+      now--
+      mine--
+    })
+  }
+  return { max: () => max, maxPer: () => maxPer }
+}
+
+describe('GatewayPool', () => {
+  it('with a wrong-block, a truncating, a stalling and a good gateway: only verified blocks; the liar dropped for good', async () => {
+    const [wrong, reset, stall, good] = await gateways([
+      { type: 'wrong-block' },
+      { type: 'reset', afterBytes: 100 },
+      { type: 'stall', afterBytes: 0 },
+      null
+    ]) as [TestGateway, TestGateway, TestGateway, TestGateway]
+    const { pool: p, events } = pool([wrong, reset, stall, good], { concurrency: 8, perGatewayConcurrency: 4, hedgeAfterMs: 100 })
+
+    const got = await walk(p, root)
+    expect(got.size).toBe(all.length)
+    for (const [cid, bytes] of all) expect(got.get(cid.toString())).toEqual(bytes)
+
+    const w = statsOf(p, wrong)
+    expect(w.dropped).toBe(true)
+    expect(w.invalidBlocks).toBeGreaterThanOrEqual(1)
+    expect(w.successes).toBe(0)
+    expect(w.reliability).toBe(0)
+    // Asked only in the first wave, before its first invalid block came back.
+    expect(wrong.requests.length).toBeLessThanOrEqual(4)
+    expect(events.filter((e) => e.type === 'gateway' && e.state === 'dropped').map((e) => e.type === 'gateway' && e.gateway)).toEqual([wrong.url])
+
+    expect(statsOf(p, reset).errors).toBeGreaterThan(0)
+    expect(statsOf(p, reset).dropped).toBe(false)
+    expect(statsOf(p, stall).dropped).toBe(false)
+    expect(statsOf(p, good).successes).toBeGreaterThan(0)
+    expect(events.some((e) => e.type === 'retry')).toBe(true)
+
+    // Never asked again: a second pass over every block leaves the dropped gateway alone.
+    wrong.requests.length = 0
+    const again = await Promise.all(all.map(async ([cid]) => await p.get(cid)))
+    expect(again.length).toBe(all.length)
+    expect(wrong.requests.length).toBe(0)
+  })
+
+  it('spreads load over every good gateway', async () => {
+    const [a, b] = await gateways([{ type: 'latency', ms: 20 }, { type: 'latency', ms: 20 }]) as [TestGateway, TestGateway]
+    const { pool: p } = pool([a, b], { hedgeAfterMs: 0 })
+    await Promise.all(all.map(async ([cid]) => await p.get(cid)))
+    expect(a.requests.length).toBeGreaterThanOrEqual(5)
+    expect(b.requests.length).toBeGreaterThanOrEqual(5)
+    expect(a.requests.length + b.requests.length).toBe(all.length)
+    for (const s of p.stats()) {
+      expect(s.reliability).toBe(1)
+      expect(s.latencyMs).toBeGreaterThan(0)
+      expect(s.throughputBps).toBeGreaterThan(0)
+      expect(s.inFlight).toBe(0)
+    }
+    expect(p.stats().reduce((n, s) => n + s.bytes, 0)).toBe(all.reduce((n, [, bytes]) => n + bytes.length, 0))
+  })
+
+  it('shares a fetch between concurrent gets of one block; a waiter that aborts does not cancel it for the others', async () => {
+    const [a, b] = await gateways([{ type: 'latency', ms: 50 }, { type: 'latency', ms: 50 }]) as [TestGateway, TestGateway]
+    const { pool: p } = pool([a, b], { hedgeAfterMs: 0 })
+    const [cid, bytes] = all[3] as [CID, Uint8Array]
+    const quitter = new AbortController()
+    const gets = [p.get(cid), p.get(cid), p.get(cid, quitter.signal)]
+    quitter.abort(new Error('not needed'))
+    await expect(gets[2]).rejects.toThrow('not needed')
+    const [one, two] = await Promise.all(gets.slice(0, 2))
+    expect(one).toEqual(bytes)
+    expect(two).toBe(one)
+    expect(a.requests.length + b.requests.length).toBe(1)
+    // Once settled, a new get fetches again (the pool is not a cache).
+    await p.get(cid)
+    expect(a.requests.length + b.requests.length).toBe(2)
+  })
+
+  it('identity CIDs never touch the network; unverifiable hashes fail before it', async () => {
+    const [a] = await gateways([null]) as [TestGateway]
+    const { pool: p } = pool([a])
+    const data = new TextEncoder().encode('inline block')
+    expect(await p.get(CID.createV1(raw.code, identity.digest(data)))).toEqual(data)
+    const err = await rejection(p.get(CID.createV1(raw.code, Digest.create(0x1e, new Uint8Array(32)))))
+    expect(err.code).toBe('CIDGET_ERR_DAG_INVALID')
+    expect(a.requests.length).toBe(0)
+  })
+
+  it('honours Retry-After: the gateway is blocked while the others serve', async () => {
+    const [a, b] = await gateways([null, null]) as [TestGateway, TestGateway]
+    a.addFault({ fault: { type: 'status', status: 503, retryAfter: 2 }, times: 1 })
+    const { pool: p, events } = pool([a, b], { hedgeAfterMs: 0 })
+    const [first, ...rest] = all.slice(0, 10)
+    const before = Date.now()
+    // The first pick is the first gateway (untried gateways tie, list order decides).
+    expect(await p.get((first as [CID, Uint8Array])[0])).toEqual((first as [CID, Uint8Array])[1])
+    expect(a.requests.map((r) => r.status)).toEqual([503])
+    const blocked = statsOf(p, a).blockedUntil
+    expect(blocked).toBeGreaterThanOrEqual(before + 2000)
+    expect(blocked).toBeLessThanOrEqual(Date.now() + 2000)
+    expect(events).toContainEqual(expect.objectContaining({ type: 'gateway', gateway: a.url, state: 'blocked', reason: expect.stringContaining('Retry-After') as unknown }))
+    expect(events).toContainEqual(expect.objectContaining({ type: 'retry', gateway: a.url, code: 'CIDGET_ERR_HTTP_STATUS', delayMs: 0 }))
+    await Promise.all(rest.map(async ([cid]) => await p.get(cid)))
+    expect(a.requests.length).toBe(1)
+    expect(b.requests.length).toBe(10)
+  })
+
+  it('waits out Retry-After (capped) when no other gateway can serve', async () => {
+    const [a] = await gateways([null]) as [TestGateway]
+    a.addFault({ fault: { type: 'status', status: 429, retryAfter: 3 }, times: 1 })
+    a.addFault({ fault: { type: 'status', status: 503, retryAfter: 3600 }, times: 1 })
+    const time = fakeTime()
+    const { pool: p } = pool([a], { now: time.now, sleep: time.sleep, maxRetryAfterMs: 10_000 })
+    const [cid, bytes] = all[0] as [CID, Uint8Array]
+    expect(await p.get(cid)).toEqual(bytes)
+    expect(time.sleeps).toEqual([3000, 10_000])
+    expect(a.requests.map((r) => r.status)).toEqual([429, 503, 200])
+  })
+
+  it('backs a failing gateway off on its consecutive errors, then reports it healthy', async () => {
+    const [a] = await gateways([null]) as [TestGateway]
+    a.addFault({ fault: { type: 'status', status: 500 }, times: 2 })
+    const time = fakeTime()
+    const { pool: p, events } = pool([a], {
+      now: time.now,
+      sleep: time.sleep,
+      random: () => 0.5, // no jitter
+      backoff: { initialMs: 100, multiplier: 2, maxMs: 1000 }
+    })
+    await p.get((all[1] as [CID, Uint8Array])[0])
+    expect(time.sleeps).toEqual([100, 200])
+    expect(events.filter((e) => e.type === 'retry').map((e) => e.type === 'retry' && e.delayMs)).toEqual([100, 200])
+    expect(events.at(-2)).toEqual({ type: 'gateway', gateway: a.url, state: 'healthy', reason: expect.any(String) as unknown })
+    expect(statsOf(p, a)).toMatchObject({ requests: 3, successes: 1, errors: 2, dropped: false })
+    expect(statsOf(p, a).reliability).toBeCloseTo(1 / (3 + 2 * 3))
+  })
+
+  it('hedges a slow request on another gateway; the first valid block wins and the other request is aborted', async () => {
+    const [slow, fast] = await gateways([{ type: 'latency', ms: 500 }, null]) as [TestGateway, TestGateway]
+    const { pool: p, events } = pool([slow, fast], { hedgeAfterMs: 50 })
+    const [cid, bytes] = all[2] as [CID, Uint8Array]
+    const started = performance.now()
+    expect(await p.get(cid)).toEqual(bytes)
+    expect(performance.now() - started).toBeLessThan(300)
+    expect(events).toContainEqual({ type: 'hedge', cid: cid.toString(), from: slow.url, to: fast.url })
+    expect(events).toContainEqual(expect.objectContaining({ type: 'block', gateway: fast.url }))
+    const loser = slow.requests[0]
+    if (loser !== undefined && loser.endedAt === null) await once(slow, 'response')
+    expect(loser?.aborted).toBe(true)
+    expect(statsOf(p, slow)).toMatchObject({ requests: 1, successes: 0, errors: 0, inFlight: 0 })
+    expect(statsOf(p, slow).reliability).toBe(0) // out-raced: an attempt without a success
+  })
+
+  it('hedgeAfterMs 0 disables hedging', async () => {
+    const [slow, fast] = await gateways([{ type: 'latency', ms: 150 }, null]) as [TestGateway, TestGateway]
+    const { pool: p, events } = pool([slow, fast], { hedgeAfterMs: 0 })
+    await p.get((all[2] as [CID, Uint8Array])[0])
+    expect(events.some((e) => e.type === 'hedge')).toBe(false)
+    expect(fast.requests.length).toBe(0)
+  })
+
+  it('404 on one gateway: the block comes from another, and the gateway keeps serving other blocks', async () => {
+    const [cid, bytes] = all[4] as [CID, Uint8Array]
+    const partial = new MemoryBlocks()
+    for (const [c, b] of all) if (!c.equals(cid)) partial.put(c, b)
+    const [lacking] = await gateways([null], partial) as [TestGateway]
+    const [full] = await gateways([{ type: 'latency', ms: 30 }]) as [TestGateway]
+    const { pool: p } = pool([lacking, full], { hedgeAfterMs: 0, perGatewayConcurrency: 2 })
+    expect(await p.get(cid)).toEqual(bytes)
+    expect(lacking.requests.map((r) => r.status)).toEqual([404])
+    expect(statsOf(p, lacking)).toMatchObject({ notFound: 1, errors: 1, dropped: false, blockedUntil: 0 })
+    // Ranked lower (reliability 0 after its 404), but still used for blocks it has when the other is busy.
+    await Promise.all(all.slice(5, 11).map(async ([c]) => await p.get(c)))
+    expect(lacking.requests.slice(1).map((r) => r.status)).toContain(200)
+    expect(statsOf(p, lacking).successes).toBeGreaterThan(0)
+  })
+
+  it('NOT_FOUND when every gateway answers 404', async () => {
+    const gws = await gateways([null, null, null])
+    const { pool: p, events } = pool(gws)
+    const missing = CID.createV1(raw.code, await sha256.digest(Uint8Array.of(4, 0, 4)))
+    const err = await rejection(p.get(missing))
+    expect(err.code).toBe('CIDGET_ERR_NOT_FOUND')
+    expect(err.message).toContain(missing.toString())
+    for (const gw of gws) expect(gw.requests.map((r) => r.status)).toEqual([404])
+    expect(events.filter((e) => e.type === 'retry')).toHaveLength(2)
+  })
+
+  it('BLOCK_UNAVAILABLE after maxAttemptsPerBlock failed attempts', async () => {
+    const gws = await gateways([{ type: 'status', status: 500 }, { type: 'status', status: 502 }])
+    const time = fakeTime()
+    const { pool: p } = pool(gws, { now: time.now, sleep: time.sleep, hedgeAfterMs: 0 })
+    const [cid] = all[0] as [CID, Uint8Array]
+    const err = await rejection(p.get(cid))
+    expect(err.code).toBe('CIDGET_ERR_BLOCK_UNAVAILABLE')
+    expect(err.message).toContain(cid.toString())
+    expect(err.message).toMatch(/HTTP 50[02]/)
+    expect((err.cause as CidgetError).code).toBe('CIDGET_ERR_HTTP_STATUS')
+    // default budget: 3 per gateway
+    expect(gws.reduce((n, g) => n + g.requests.length, 0)).toBe(6)
+  })
+
+  it('BLOCK_UNAVAILABLE when every gateway is dropped, without asking again', async () => {
+    const gws = await gateways([{ type: 'wrong-block' }, { type: 'wrong-block' }])
+    const { pool: p } = pool(gws)
+    const err = await rejection(p.get((all[0] as [CID, Uint8Array])[0]))
+    expect(err.code).toBe('CIDGET_ERR_BLOCK_UNAVAILABLE')
+    expect(err.message).toContain('2 dropped')
+    expect((err.cause as CidgetError).code).toBe('CIDGET_ERR_BLOCK_INVALID')
+    const next = await rejection(p.get((all[1] as [CID, Uint8Array])[0]))
+    expect(next.code).toBe('CIDGET_ERR_BLOCK_UNAVAILABLE')
+    expect(gws.map((g) => g.requests.length)).toEqual([1, 1])
+  })
+
+  it('an oversized answer drops the gateway like an invalid block', async () => {
+    const [cid, bytes] = all.find(([c]) => c.code === raw.code) as [CID, Uint8Array]
+    // This gateway's store holds 100 kB of garbage under the leaf's CID, sent without a length.
+    const bloated = new MemoryBlocks()
+    bloated.put(cid, seededBytes(100_000, 99))
+    const [big] = await gateways([{ type: 'no-length' }], bloated) as [TestGateway]
+    const [good] = await gateways([null]) as [TestGateway]
+    const { pool: p, events } = pool([big, good], { maxBlockBytes: 10_000, hedgeAfterMs: 0 })
+    expect(await p.get(cid)).toEqual(bytes)
+    expect(statsOf(p, big)).toMatchObject({ dropped: true, invalidBlocks: 1 })
+    expect(events).toContainEqual(expect.objectContaining({ type: 'gateway', gateway: big.url, state: 'dropped', reason: expect.stringContaining('10000-byte limit') as unknown }))
+    expect(statsOf(p, good)).toMatchObject({ dropped: false, successes: 1 })
+  })
+
+  it('abort is prompt while waiting for a blocked gateway, in flight, queued for a permit, or before the call', async () => {
+    const [a] = await gateways([null]) as [TestGateway]
+    a.addFault({ fault: { type: 'status', status: 503, retryAfter: 30 }, times: 1 })
+    const { pool: p } = pool([a], { concurrency: 1, hedgeAfterMs: 0 })
+    const reason = new Error('user pressed pause')
+
+    // waiting out a 30 s Retry-After (real sleep)
+    const c1 = new AbortController()
+    const waiting = p.get((all[0] as [CID, Uint8Array])[0], c1.signal)
+    while (a.requests[0]?.endedAt == null) await new Promise((resolve) => setTimeout(resolve, 5))
+    await new Promise((resolve) => setTimeout(resolve, 20))
+    let at = performance.now()
+    c1.abort(reason)
+    await expect(waiting).rejects.toBe(reason)
+    expect(performance.now() - at).toBeLessThan(20)
+
+    // in flight, and queued behind it for the only permit
+    a.setFaults([{ fault: { type: 'latency', ms: 5000 } }])
+    const p2 = new GatewayPool({ gateways: [a.url], http, concurrency: 1, hedgeAfterMs: 0 })
+    a.requests.length = 0
+    const c2 = new AbortController()
+    const c3 = new AbortController()
+    const inFlight = p2.get((all[1] as [CID, Uint8Array])[0], c2.signal)
+    const queued = p2.get((all[2] as [CID, Uint8Array])[0], c3.signal)
+    while (a.requests.length === 0) await new Promise((resolve) => setTimeout(resolve, 5))
+    at = performance.now()
+    c3.abort(reason)
+    await expect(queued).rejects.toBe(reason)
+    c2.abort(reason)
+    await expect(inFlight).rejects.toBe(reason)
+    expect(performance.now() - at).toBeLessThan(20)
+    // the abandoned request is cancelled at the gateway, and the permit comes back
+    if (a.requests[0]?.endedAt === null) await once(a, 'response')
+    expect(a.requests[0]?.aborted).toBe(true)
+    expect(a.requests.length).toBe(1)
+    a.clearFaults()
+    expect(await p2.get((all[2] as [CID, Uint8Array])[0])).toEqual((all[2] as [CID, Uint8Array])[1])
+
+    // already aborted
+    await expect(p2.get((all[3] as [CID, Uint8Array])[0], AbortSignal.abort(reason))).rejects.toBe(reason)
+  })
+
+  it('never has more than `concurrency` requests in flight, nor more than `perGatewayConcurrency` on one gateway', async () => {
+    const gws = await gateways([{ type: 'latency', ms: 30 }, { type: 'latency', ms: 30 }])
+    const probe = concurrencyProbe(gws)
+    const { pool: p } = pool(gws, { concurrency: 5, perGatewayConcurrency: 4, hedgeAfterMs: 0 })
+    await Promise.all(all.map(async ([cid]) => await p.get(cid)))
+    expect(probe.max()).toBe(5)
+    expect(probe.maxPer()).toBeLessThanOrEqual(4)
+
+    const single = await gateways([{ type: 'latency', ms: 30 }])
+    const probe1 = concurrencyProbe(single)
+    const { pool: p1 } = pool(single, { concurrency: 16, perGatewayConcurrency: 3, hedgeAfterMs: 0 })
+    await Promise.all(all.map(async ([cid]) => await p1.get(cid)))
+    expect(probe1.max()).toBe(3)
+  })
+
+  it('refuses unknown or invalid options', () => {
+    const bad = (init: object): string | undefined => {
+      try {
+        // Deliberately malformed input: the constructor must refuse it at run time.
+        new GatewayPool(init as GatewayPoolInit) // eslint-disable-line no-new
+        return undefined
+      } catch (err) {
+        return (err as CidgetError).code
+      }
+    }
+    expect(bad({ gateways: [], http })).toBe('CIDGET_ERR_BAD_OPTION')
+    expect(bad({ gateways: ['ftp://x'], http })).toBe('CIDGET_ERR_BAD_OPTION')
+    expect(bad({ gateways: ['http://x'], http, concurency: 4 })).toBe('CIDGET_ERR_BAD_OPTION')
+    expect(bad({ gateways: ['http://x'], http, concurrency: 0 })).toBe('CIDGET_ERR_BAD_OPTION')
+    expect(bad({ gateways: ['http://x'], http, hedgeAfterMs: -1 })).toBe('CIDGET_ERR_BAD_OPTION')
+    expect(bad({ gateways: ['http://x/', 'http://x'], http })).toBeUndefined()
+    expect(new GatewayPool({ gateways: ['http://x/', 'http://x'], http }).stats().map((s) => s.url)).toEqual(['http://x'])
+  })
+})
