@@ -341,7 +341,7 @@ export class GatewayPool {
   /** A second request on another gateway, if one is free now (never waits, never jumps the permit queue). */
   #hedge (block: BlockFetch): void {
     const [lone] = block.running
-    if (lone === undefined || block.running.size !== 1) return
+    if (lone === undefined || block.running.size !== 1 || this.#terminal(block) !== undefined) return
     if (this.#permits.tryAcquire()) {
       const gateway = this.#pick(block)
       if (gateway !== undefined) {
@@ -487,6 +487,10 @@ export class GatewayPool {
         return new CidgetError('CIDGET_ERR_NOT_FOUND', `No gateway has block ${id}: all ${this.#gateways.length} answered 404`, { ...cause, status: 404 })
       }
       const dropped = this.#gateways.filter((g) => g.dropped).length
+      // every gateway left sent a block over the limit (or a wrong one): that is the answer, not "unavailable"
+      if (lastError !== undefined && (lastError.code === 'CIDGET_ERR_BLOCK_TOO_LARGE' || lastError.code === 'CIDGET_ERR_BLOCK_INVALID') && block.notFound.size === 0) {
+        return new CidgetError(lastError.code, `No gateway delivered a valid block ${id}: ${dropped} dropped${last}`, cause)
+      }
       return new CidgetError('CIDGET_ERR_BLOCK_UNAVAILABLE', `No gateway can deliver block ${id}: ${dropped} dropped for invalid blocks, ${block.notFound.size} answered 404${last}`, cause)
     }
     if (block.failures >= this.#maxAttempts) {
@@ -612,7 +616,7 @@ async function raceAbort<T> (promise: Promise<T>, signal: AbortSignal | undefine
 }
 
 /** Resolves after `ms`; rejects with `signal.reason` as soon as `signal` aborts. */
-export async function abortableSleep (ms: number, signal: AbortSignal): Promise<void> {
+async function abortableSleep (ms: number, signal: AbortSignal): Promise<void> {
   signal.throwIfAborted()
   await new Promise<void>((resolve, reject) => {
     const onAbort = (): void => {

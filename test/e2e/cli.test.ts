@@ -18,8 +18,9 @@ function env (): NodeJS.ProcessEnv {
   return { HOME: w.dir, CIDGET_STATE: w.state, CIDGET_INITIAL_BACKOFF_MS: '20', CIDGET_TIMEOUT_MS: '1000' }
 }
 
+/** Gateways, and path mode: these tests are about the Range-based strategy. */
 function gatewayArgs (): string[] {
-  return w.gateways.flatMap(g => ['-g', g.url])
+  return [...w.gateways.flatMap(g => ['-g', g.url]), '--mode', 'path']
 }
 
 /** Tries to mount a tmpfs; returns a reason when it cannot. */
@@ -151,7 +152,7 @@ describe('crash and takeover', () => {
     for (let i = 0; i < 4; i++) {
       const out = join(w.dir, `f${i}.bin`)
       outs.push(out)
-      const job = await lib.add(w.cid, { output: out })
+      const job = await lib.add(w.cid, { mode: 'path', output: out })
       await lib.pause(job.id)
     }
     await lib.close()
@@ -227,7 +228,6 @@ describe('bad input: one clear line and the documented exit code', () => {
     [['get', 'bafkqaaa', '--timeout', 'soon'], 2, /--timeout.*must be an integer/],
     [['get', 'bafkqaaa', '--sha256', 'xyz'], 2, /--sha256 must be 64 hex digits.*\[CIDGET_ERR_BAD_OPTION\]$/],
     [['get', 'bafkqaaa', '--mode', 'fast'], 2, /--mode must be path or verified/],
-    [['get', 'bafkqaaa', '--mode', 'verified'], 2, /not available yet.*\[CIDGET_ERR_NOT_AVAILABLE\]$/],
     [['get', 'bafkqaaa', '-g', 'ftp://x'], 2, /must be http or https.*\[CIDGET_ERR_BAD_OPTION\]$/],
     [['status', 'abc'], 2, /not a download id/],
     [['status', '42'], 2, /No download with id 42.*\[CIDGET_ERR_UNKNOWN_DOWNLOAD\]$/],

@@ -22,7 +22,7 @@ describe('recovery', () => {
     w = await world({ size: MiB })
     w.gateways[0]!.addFault({ fault: { type: 'status', status: 429, retryAfter: 7 }, times: 1 })
     const dl = await w.open()
-    const done = await (await dl.add(w.cid, { output: join(w.dir, 'o') })).done
+    const done = await (await dl.add(w.cid, { mode: 'path', output: join(w.dir, 'o') })).done
     expect(done.status).toBe('success')
     expect(w.time.sleeps).toEqual([7000])
   })
@@ -32,7 +32,7 @@ describe('recovery', () => {
     const when = new Date(w.time.now() + 3_600_000).toUTCString()
     w.gateways[0]!.addFault({ fault: { type: 'status', status: 503, retryAfter: when }, times: 1 })
     const dl = await w.open({ maxRetryAfterMs: 5_000 })
-    const done = await (await dl.add(w.cid, { output: join(w.dir, 'o') })).done
+    const done = await (await dl.add(w.cid, { mode: 'path', output: join(w.dir, 'o') })).done
     expect(done.status).toBe('success')
     expect(w.time.sleeps).toEqual([5000])
   })
@@ -46,7 +46,7 @@ describe('recovery', () => {
     w.gateways[1]!.addFault({ fault: { type: 'reset', afterBytes: 0 }, times: 1 })
     const dl = await w.open()
     const events = retries(dl)
-    const done = await (await dl.add(w.cid, { output: join(w.dir, 'o') })).done
+    const done = await (await dl.add(w.cid, { mode: 'path', output: join(w.dir, 'o') })).done
     expect(done.status).toBe('success')
     expect(events.map(e => e.code)).toContain('CIDGET_ERR_RANGE_MISMATCH')
     expect(await fileSha256(done.output)).toBe(w.sha)
@@ -56,7 +56,7 @@ describe('recovery', () => {
     w = await world({ size: 1000, gateways: 2 })
     const dl = await w.open()
     const missing = 'bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy'
-    const done = await (await dl.add(missing, { output: join(w.dir, 'o') })).done
+    const done = await (await dl.add(missing, { mode: 'path', output: join(w.dir, 'o') })).done
     expect(done.status).toBe('failed')
     expect(done.errorCode).toBe('CIDGET_ERR_NOT_FOUND')
     expect(done.error).toMatch(/No gateway has/)
@@ -68,7 +68,7 @@ describe('recovery', () => {
     const dl = await w.open({ timeoutMs: 300 })
     const events = retries(dl)
     const started = performance.now()
-    const done = await (await dl.add(w.cid, { output: join(w.dir, 'o') })).done
+    const done = await (await dl.add(w.cid, { mode: 'path', output: join(w.dir, 'o') })).done
     expect(performance.now() - started).toBeGreaterThan(600)
     expect(done.status).toBe('success')
     expect(events).toEqual([])
@@ -78,7 +78,7 @@ describe('recovery', () => {
     w = await world({ size: MiB })
     w.gateways[0]!.addFault({ fault: { type: 'no-length' } })
     const dl = await w.open()
-    const done = await (await dl.add(w.cid, { output: join(w.dir, 'o'), sha256: w.sha })).done
+    const done = await (await dl.add(w.cid, { mode: 'path', output: join(w.dir, 'o'), sha256: w.sha })).done
     expect(done).toMatchObject({ status: 'success', size: MiB, hash: w.sha })
   })
 })
@@ -87,9 +87,9 @@ describe('records and outputs', () => {
   it('adding a finished download whose file was deleted fetches it again under the same id', async () => {
     w = await world({ size: MiB })
     const dl = await w.open()
-    const first = await (await dl.add(w.cid, { output: join(w.dir, 'o') })).done
+    const first = await (await dl.add(w.cid, { mode: 'path', output: join(w.dir, 'o') })).done
     await rm(first.output)
-    const again = await (await dl.add(w.cid, { output: join(w.dir, 'o') })).done
+    const again = await (await dl.add(w.cid, { mode: 'path', output: join(w.dir, 'o') })).done
     expect(again.id).toBe(first.id)
     expect(again.status).toBe('success')
     expect(await fileSha256(again.output)).toBe(w.sha)
@@ -99,10 +99,10 @@ describe('records and outputs', () => {
     w = await world({ size: MiB })
     const dl = await w.open()
     w.gateways[0]!.addFault({ fault: { type: 'stall', afterBytes: 1000 }, times: 1 })
-    const job = await dl.add(w.cid, { output: join(w.dir, 'o') })
+    const job = await dl.add(w.cid, { mode: 'path', output: join(w.dir, 'o') })
     await progressReaches(dl, job.id, 1000)
     await dl.pause(job.id)
-    await expect(dl.add('bafkqaaa', { output: join(w.dir, 'o') })).rejects.toMatchObject({ code: 'CIDGET_ERR_OUTPUT_IN_USE' })
+    await expect(dl.add('bafkqaaa', { mode: 'path', output: join(w.dir, 'o') })).rejects.toMatchObject({ code: 'CIDGET_ERR_OUTPUT_IN_USE' })
   })
 
   it('refuses unknown and invalid Downloader options at construction', async () => {
@@ -141,7 +141,7 @@ describe('leases across owners', () => {
     const b = await w.open({ heartbeatMs: 20, now: () => Date.now() })
     expect(a.owner).not.toBe(b.owner)
     w.gateways[0]!.addFault({ fault: { type: 'stall', afterBytes: 512 * KiB }, times: 2 })
-    const job = await a.add(w.cid, { output: join(w.dir, 'o') })
+    const job = await a.add(w.cid, { mode: 'path', output: join(w.dir, 'o') })
     await progressReaches(a, job.id, 512 * KiB)
     const paused = await b.pause(job.id)
     expect(paused.status).toBe('paused')
@@ -159,7 +159,7 @@ describe('leases across owners', () => {
     w = await world({ size: 2 * MiB })
     const a = await w.open({ heartbeatMs: 20, now: () => Date.now() })
     w.gateways[0]!.addFault({ fault: { type: 'stall', afterBytes: 256 * KiB }, times: 1 })
-    const job = await a.add(w.cid, { output: join(w.dir, 'o') })
+    const job = await a.add(w.cid, { mode: 'path', output: join(w.dir, 'o') })
     await progressReaches(a, job.id, 256 * KiB)
     const thief = SqliteStore.open(w.state)
     await thief.releaseLease(job.id, a.owner)

@@ -22,7 +22,7 @@ afterEach(async () => { await w?.close() })
 async function pausedAt (dl: Downloader, fraction: number, opts: { sha256?: string } = {}, name = 'out.bin'): Promise<DownloadRecord> {
   const at = Math.floor(SIZE * fraction)
   w.gateways[0]!.addFault({ fault: { type: 'stall', afterBytes: at }, times: 1 })
-  const job = await dl.add(w.cid, { output: join(w.dir, name), ...opts })
+  const job = await dl.add(w.cid, { mode: 'path', output: join(w.dir, name), ...opts })
   await progressReaches(dl, job.id, at)
   return await dl.pause(job.id)
 }
@@ -116,7 +116,7 @@ describe('Hash Verification', () => {
     w = await world({ size: SIZE, gateways: 2 })
     for (const g of w.gateways) g.addFault({ fault: { type: 'flip' } })
     const dl = await w.open()
-    const done = await (await dl.add(w.cid, { output: join(w.dir, 'out.bin'), sha256: w.sha })).done
+    const done = await (await dl.add(w.cid, { mode: 'path', output: join(w.dir, 'out.bin'), sha256: w.sha })).done
     expect(done.status).toBe('failed')
     expect(done.errorCode).toBe('CIDGET_ERR_HASH_MISMATCH')
     expect(await exists(partialPath(done.output))).toBe(false)
@@ -136,7 +136,7 @@ describe('Database Tracking', () => {
       { fault: { type: 'reset', afterBytes: 256 * KiB }, times: 1, match: { ranged: true } }
     ])
     const dl = await w.open()
-    const done = await (await dl.add(w.cid, { output: join(w.dir, 'out.bin') })).done
+    const done = await (await dl.add(w.cid, { mode: 'path', output: join(w.dir, 'out.bin') })).done
     expect(done.status).toBe('success')
     expect(w.gateways[0]!.requests).toHaveLength(3)
     const row = await dl.store.getDownload(done.id)
@@ -154,7 +154,7 @@ describe('Gateway Management', () => {
     const dead = await closedPortUrl()
     const dl = await w.open({ gateways: [dead, w.gateways[0]!.url] })
     const events = retries(dl)
-    const done = await (await dl.add(w.cid, { output: join(w.dir, 'out.bin') })).done
+    const done = await (await dl.add(w.cid, { mode: 'path', output: join(w.dir, 'out.bin') })).done
     expect(done.status).toBe('success')
     expect(done.gateway).toBe(w.gateways[0]!.url)
     expect(events[0]).toMatchObject({ code: 'CIDGET_ERR_NETWORK', gateway: dead, action: 'switch' })
@@ -168,7 +168,7 @@ describe('Error Handling', () => {
     w.gateways[0]!.addFault({ fault: { type: 'stall', afterBytes: 0 }, times: 2 })
     const dl = await w.open({ timeoutMs: 150 })
     const events = retries(dl)
-    const done = await (await dl.add(w.cid, { output: join(w.dir, 'out.bin') })).done
+    const done = await (await dl.add(w.cid, { mode: 'path', output: join(w.dir, 'out.bin') })).done
     expect(done.status).toBe('success')
     expect(events.map(e => e.code)).toEqual(['CIDGET_ERR_TIMEOUT', 'CIDGET_ERR_TIMEOUT'])
     // 1 s, then 2 s (jitter drawn at its midpoint), on the same gateway
@@ -180,7 +180,7 @@ describe('Error Handling', () => {
     w = await world({ size: SIZE })
     w.gateways[0]!.addFault({ fault: { type: 'reset', afterBytes: 256 * KiB } })
     const dl = await w.open({ maxResumeAttempts: 3 })
-    const done = await (await dl.add(w.cid, { output: join(w.dir, 'out.bin') })).done
+    const done = await (await dl.add(w.cid, { mode: 'path', output: join(w.dir, 'out.bin') })).done
     expect(done.status).toBe('failed')
     expect(done.errorCode).toBe('CIDGET_ERR_ATTEMPTS_EXHAUSTED')
     expect(done.error).toMatch(/3 resume attempts/)
@@ -223,7 +223,7 @@ describe('Recovery Strategies', () => {
     w = await world({ size: SIZE })
     w.gateways[0]!.addFault({ fault: { type: 'reset', afterBytes: Math.floor(SIZE * 0.75) }, times: 1 })
     const dl = await w.open()
-    const done = await (await dl.add(w.cid, { output: join(w.dir, 'out.bin') })).done
+    const done = await (await dl.add(w.cid, { mode: 'path', output: join(w.dir, 'out.bin') })).done
     expect(done.status).toBe('success')
     const second = w.gateways[0]!.requests[1]!
     const start = Number(/^bytes=(\d+)-$/.exec(second.range ?? '')?.[1])
@@ -236,7 +236,7 @@ describe('Recovery Strategies', () => {
     w = await world({ size: SIZE })
     w.gateways[0]!.addFault({ fault: { type: 'reset', afterBytes: Math.floor(SIZE * 0.25) }, times: 1 })
     const dl = await w.open()
-    const done = await (await dl.add(w.cid, { output: join(w.dir, 'out.bin') })).done
+    const done = await (await dl.add(w.cid, { mode: 'path', output: join(w.dir, 'out.bin') })).done
     expect(done.status).toBe('success')
     expect(w.gateways[0]!.requests.map(r => r.range)).toEqual([null, null])
     expect(await fileSha256(done.output)).toBe(w.sha)
@@ -257,7 +257,7 @@ describe('Recovery Strategies', () => {
       const dl = await w.open()
       // the gateway sends no length, so the free-space check cannot help: the write itself hits ENOSPC
       w.gateways[0]!.addFault({ fault: { type: 'no-length' }, times: 1 })
-      const first = await (await dl.add(w.cid, { output: join(mnt, 'out.bin') })).done
+      const first = await (await dl.add(w.cid, { mode: 'path', output: join(mnt, 'out.bin') })).done
       expect(first.status).toBe('paused')
       expect(first.errorCode).toBe('CIDGET_ERR_DISK_FULL')
       expect(first.currentSize).toBeGreaterThan(0)

@@ -180,28 +180,39 @@ export async function runVerifiedDownload (ctx: VerifiedContext): Promise<Strate
     if (failure === undefined) failure = err
     internal.abort(err)
   }
-  const checkpoint = async (): Promise<void> => {
-    while (checkpointing !== undefined) await checkpointing
-    if (pending.length === 0) return
+  /** fsync what was written, then record it: only durable blocks enter the bitmap. One at a time. */
+  const startCheckpoint = (): Promise<void> => {
     const batch = pending
     const bytes = pendingBytes
     pending = []
     pendingBytes = 0
-    checkpointing = (async () => {
-      await tree.syncAll()
-      for (const i of batch) done.add(i)
-      durableBytes += bytes
-      lastCheckpoint = ctx.now()
-      await store.saveProgress(id, done.toBytes(), durableBytes)
+    lastCheckpoint = ctx.now()
+    const run = (async () => {
+      try {
+        await tree.syncAll()
+        for (const i of batch) done.add(i)
+        durableBytes += bytes
+        await store.saveProgress(id, done.toBytes(), durableBytes)
+      } finally {
+        checkpointing = undefined
+      }
     })()
-    try { await checkpointing } finally { checkpointing = undefined }
+    checkpointing = run
+    return run
+  }
+  const checkpoint = async (): Promise<void> => {
+    while (checkpointing !== undefined) await checkpointing.catch(() => {})
+    if (pending.length > 0) await startCheckpoint()
   }
   const written = async (i: number, bytes: number): Promise<void> => {
     pending.push(i)
     pendingBytes += bytes
     writtenBytes += bytes
     ctx.onProgress(writtenBytes, total, ctx.lastGateway() ?? '')
-    if (pendingBytes >= policy.syncIntervalBytes || ctx.now() - lastCheckpoint >= policy.syncIntervalMs) await checkpoint()
+    // writers do not wait for the fsyncs: fetching goes on while a checkpoint runs
+    if (checkpointing === undefined && (pendingBytes >= policy.syncIntervalBytes || ctx.now() - lastCheckpoint >= policy.syncIntervalMs)) {
+      startCheckpoint().catch(fail)
+    }
   }
   const write = async (i: number, path: string, offset: number, data: Uint8Array): Promise<void> => {
     if (data.byteLength === 0) await tree.touch(path)

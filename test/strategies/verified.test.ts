@@ -1,0 +1,311 @@
+/**
+ * Verified mode against real test gateways: content built with ipfs-unixfs-importer
+ * in many shapes, hostile gateways, hostile DAGs.
+ */
+import { describe, it, expect, afterEach } from 'vitest'
+import { mkdtemp, readdir, readFile, readlink, rm, stat, lstat } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { CID } from 'multiformats/cid'
+import { sha256 as mhSha256 } from 'multiformats/hashes/sha2'
+import * as rawCodec from 'multiformats/codecs/raw'
+import * as dagPb from '@ipld/dag-pb'
+import { UnixFS } from 'ipfs-unixfs'
+import { fixedSize } from 'ipfs-unixfs-importer/chunker'
+import { balanced, trickle } from 'ipfs-unixfs-importer/layout'
+import { MemoryBlocks, addFile, addDirectory, seededBytes, startTestGateway, type TestGateway, type ImporterOptions } from '../../src/testing/index.js'
+import { Downloader, type DownloaderInit } from '../../src/engine/downloader.js'
+import { sha256, KiB, MiB } from '../helpers.js'
+
+interface Setup {
+  blocks: MemoryBlocks
+  gateways: TestGateway[]
+  dir: string
+  open: (init?: DownloaderInit) => Promise<Downloader>
+}
+
+let cleanups: Array<() => Promise<void>> = []
+afterEach(async () => {
+  for (const c of cleanups.reverse()) await c()
+  cleanups = []
+})
+
+async function setup (blocks: MemoryBlocks, n = 1): Promise<Setup> {
+  const gateways: TestGateway[] = []
+  for (let i = 0; i < n; i++) gateways.push(await startTestGateway({ blocks }))
+  const dir = await mkdtemp(join(tmpdir(), 'cidget-verified-'))
+  const opened: Downloader[] = []
+  cleanups.push(async () => {
+    for (const d of opened) await d.close()
+    for (const g of gateways) await g.close()
+    await rm(dir, { recursive: true, force: true })
+  })
+  return {
+    blocks,
+    gateways,
+    dir,
+    open: async (init = {}) => {
+      const dl = await Downloader.open({
+        state: join(dir, 'state.db'),
+        gateways: gateways.map(g => g.url),
+        hedgeAfterMs: 0,
+        initialBackoffMs: 1,
+        timeoutMs: 2_000,
+        syncIntervalBytes: 64 * KiB,
+        ...init
+      })
+      opened.push(dl)
+      return dl
+    }
+  }
+}
+
+async function put (blocks: MemoryBlocks, bytes: Uint8Array, code: number): Promise<CID> {
+  const cid = CID.createV1(code, await mhSha256.digest(bytes))
+  blocks.put(cid, bytes)
+  return cid
+}
+
+function pbNode (fs: UnixFS, links: dagPb.PBLink[] = []): Uint8Array {
+  return dagPb.encode(dagPb.prepare({ Data: fs.marshal(), Links: links }))
+}
+
+/** Everything under `dir`, as relative paths. */
+async function tree (dir: string): Promise<string[]> {
+  const out: string[] = []
+  for (const e of await readdir(dir, { recursive: true, withFileTypes: true })) {
+    out.push(join(e.parentPath, e.name).slice(dir.length + 1))
+  }
+  return out.sort()
+}
+
+describe('files in every shape', () => {
+  const shapes: Array<[string, number, ImporterOptions]> = [
+    ['1 KiB chunks, balanced, raw leaves, CIDv1', 300 * KiB + 7, { chunker: fixedSize({ chunkSize: 1024 }) }],
+    ['64 KiB chunks, trickle, raw leaves', 2 * MiB + 1, { chunker: fixedSize({ chunkSize: 64 * KiB }), layout: trickle() }],
+    ['256 KiB chunks, dag-pb leaves, CIDv0', 3 * MiB, { cidVersion: 0, rawLeaves: false }],
+    ['1 MiB chunks, balanced', 5 * MiB + 3, { chunker: fixedSize({ chunkSize: MiB }) }],
+    ['deep trickle (1 KiB chunks, 2 links per node)', 200 * KiB, { chunker: fixedSize({ chunkSize: 1024 }), layout: trickle({ maxChildrenPerNode: 2, layerRepeat: 1 }) }],
+    ['narrow balanced tree (3 links per node)', 100 * KiB, { chunker: fixedSize({ chunkSize: 1024 }), layout: balanced({ maxChildrenPerNode: 3 }) }],
+    ['dag-pb leaves of UnixFS type raw', 600 * KiB, { rawLeaves: false, leafType: 'raw', chunker: fixedSize({ chunkSize: 100 * KiB }) }],
+    ['empty file', 0, {}],
+    ['a 1-byte file', 1, {}],
+    ['exactly one chunk', 256 * KiB, {}],
+    ['one chunk and one byte', 256 * KiB + 1, {}],
+    ['one chunk, dag-pb leaf', 1000, { rawLeaves: false }]
+  ]
+  for (const [name, size, opts] of shapes) {
+    it(name, async () => {
+      const blocks = new MemoryBlocks()
+      const data = seededBytes(size, size + 1)
+      const cid = await addFile(blocks, data, opts)
+      const s = await setup(blocks, 2)
+      const dl = await s.open()
+      const done = await (await dl.add(cid.toString(), { output: join(s.dir, 'out') })).done
+      expect(done.status, done.error ?? '').toBe('success')
+      const got = await readFile(done.output)
+      expect(got.byteLength).toBe(size)
+      expect(sha256(got)).toBe(sha256(data))
+      expect(done.hash).toBe(sha256(data))
+      expect(done.size).toBe(size)
+      // only block requests went out, each block at most once
+      const reqs = s.gateways.flatMap(g => g.requests)
+      expect(reqs.every(r => r.format === 'raw')).toBe(true)
+      const paths = reqs.map(r => r.path)
+      expect(new Set(paths).size).toBe(paths.length)
+    })
+  }
+
+  it('an identity CID is written without any request', async () => {
+    const blocks = new MemoryBlocks()
+    const s = await setup(blocks)
+    const dl = await s.open()
+    // bafkqaaa: the empty identity CID; bafkqadlimvwgy3zaj5hhe3lbnruq: identity "hello world"
+    const done = await (await dl.add('bafkqac3imvwgy3zao5xxe3de', { output: join(s.dir, 'id') })).done
+    expect(done.status, done.error ?? '').toBe('success')
+    expect(await readFile(done.output, 'utf8')).toBe('hello world')
+    expect(s.gateways[0]!.requests).toHaveLength(0)
+  })
+
+  it('--sha256 is checked on top of the CID', async () => {
+    const blocks = new MemoryBlocks()
+    const data = seededBytes(100 * KiB)
+    const cid = await addFile(blocks, data)
+    const s = await setup(blocks)
+    const dl = await s.open()
+    const ok = await (await dl.add(cid.toString(), { output: join(s.dir, 'a'), sha256: sha256(data) })).done
+    expect(ok.status).toBe('success')
+    const bad = await (await dl.add(cid.toString(), { output: join(s.dir, 'b'), sha256: 'ab'.repeat(32) })).done
+    expect(bad.status).toBe('failed')
+    expect(bad.errorCode).toBe('CIDGET_ERR_HASH_MISMATCH')
+    await expect(stat(join(s.dir, 'b'))).rejects.toThrow()
+  })
+})
+
+describe('directories', () => {
+  it('writes files, subdirectories, empty files, empty directories and unicode names', async () => {
+    const blocks = new MemoryBlocks()
+    const entries = [
+      { path: 'readme.txt', content: new TextEncoder().encode('hello') },
+      { path: 'data/big.bin', content: seededBytes(700 * KiB, 3) },
+      { path: 'data/nested/deeper/small.bin', content: seededBytes(10, 4) },
+      { path: 'empty.txt', content: new Uint8Array(0) },
+      { path: 'empty-dir' },
+      { path: 'ünïcødé/日本語 ファイル.txt', content: new TextEncoder().encode('こんにちは') }
+    ]
+    const root = await addDirectory(blocks, entries)
+    const s = await setup(blocks, 2)
+    const dl = await s.open()
+    const done = await (await dl.add(root.toString(), { output: join(s.dir, 'out') })).done
+    expect(done.status, done.error ?? '').toBe('success')
+    expect(done.hash).toBeNull()
+    const out = join(s.dir, 'out')
+    expect(await tree(out)).toEqual([
+      'data', 'data/big.bin', 'data/nested', 'data/nested/deeper', 'data/nested/deeper/small.bin',
+      'empty-dir', 'empty.txt', 'readme.txt', 'ünïcødé', 'ünïcødé/日本語 ファイル.txt'
+    ])
+    for (const e of entries) {
+      if (e.content !== undefined) expect(sha256(await readFile(join(out, e.path)))).toBe(sha256(e.content))
+    }
+    expect((await stat(join(out, 'empty-dir'))).isDirectory()).toBe(true)
+    expect(done.size).toBe(700 * KiB + 10 + 5 + 15)
+  })
+
+  it('writes a HAMT-sharded directory of 10,000 entries', async () => {
+    const blocks = new MemoryBlocks()
+    const entries = Array.from({ length: 10_000 }, (_, i) => ({ path: `f${i}.txt`, content: new TextEncoder().encode(`file ${i}\n`) }))
+    const root = await addDirectory(blocks, entries, { shardSplitThresholdBytes: 1 })
+    const s = await setup(blocks, 2)
+    const dl = await s.open({ blockConcurrency: 32 })
+    const done = await (await dl.add(root.toString(), { output: join(s.dir, 'out') })).done
+    expect(done.status, done.error ?? '').toBe('success')
+    const names = await readdir(join(s.dir, 'out'))
+    expect(names).toHaveLength(10_000)
+    expect(await readFile(join(s.dir, 'out', 'f1234.txt'), 'utf8')).toBe('file 1234\n')
+  }, 120_000)
+
+  it('resolves sub-paths through plain and sharded directories', async () => {
+    const blocks = new MemoryBlocks()
+    const big = seededBytes(300 * KiB, 9)
+    const entries = [
+      ...Array.from({ length: 300 }, (_, i) => ({ path: `shard/x${i}`, content: new TextEncoder().encode(String(i)) })),
+      { path: 'shard/target/model.bin', content: big }
+    ]
+    const root = await addDirectory(blocks, entries, { shardSplitThresholdBytes: 1000 })
+    const s = await setup(blocks)
+    const dl = await s.open()
+    const file = await (await dl.add(`/ipfs/${root.toString()}/shard/target/model.bin`, { output: join(s.dir, 'm.bin') })).done
+    expect(file.status, file.error ?? '').toBe('success')
+    expect(sha256(await readFile(file.output))).toBe(sha256(big))
+    const sub = await (await dl.add(`ipfs://${root.toString()}/shard/target`, { output: join(s.dir, 'sub') })).done
+    expect(sub.status, sub.error ?? '').toBe('success')
+    expect(await tree(sub.output)).toEqual(['model.bin'])
+    const missing = await (await dl.add(`${root.toString()}/shard/nope`, { output: join(s.dir, 'n') })).done
+    expect(missing.status).toBe('failed')
+    expect(missing.errorCode).toBe('CIDGET_ERR_NOT_FOUND')
+  })
+})
+
+describe('hostile gateways', () => {
+  it('wrong blocks, truncation, stalls and timeouts: completes from the good gateway, never writes a wrong byte', async () => {
+    const blocks = new MemoryBlocks()
+    const data = seededBytes(4 * MiB, 11)
+    const cid = await addFile(blocks, data, { chunker: fixedSize({ chunkSize: 128 * KiB }) })
+    const s = await setup(blocks, 5)
+    const [wrong, truncating, stalling, slow] = s.gateways as [TestGateway, TestGateway, TestGateway, TestGateway, TestGateway]
+    wrong.addFault({ fault: { type: 'wrong-block' } })
+    truncating.addFault({ fault: { type: 'reset', afterBytes: 1000 } })
+    stalling.addFault({ fault: { type: 'stall', afterBytes: 100 } })
+    slow.addFault({ fault: { type: 'latency', ms: 5_000 } })
+    const dl = await s.open({ timeoutMs: 200, maxRetryAttempts: 100 })
+    const done = await (await dl.add(cid.toString(), { output: join(s.dir, 'out') })).done
+    expect(done.status, done.error ?? '').toBe('success')
+    expect(sha256(await readFile(done.output))).toBe(sha256(data))
+    // the gateway that lied was asked once and then never again
+    expect(wrong.requests.filter(r => r.fault === 'wrong-block').length).toBe(1)
+  })
+})
+
+describe('hostile DAGs', () => {
+  async function dirWith (blocks: MemoryBlocks, links: Array<{ name: string, cid: CID }>): Promise<CID> {
+    return await put(blocks, pbNode(new UnixFS({ type: 'directory' }), links.map(l => ({ Name: l.name, Hash: l.cid, Tsize: 10 }))), dagPb.code)
+  }
+
+  async function expectRefused (blocks: MemoryBlocks, root: CID, code: string, init: DownloaderInit = {}): Promise<string> {
+    const s = await setup(blocks)
+    const dl = await s.open(init)
+    const out = join(s.dir, 'out', 'tree')
+    const done = await (await dl.add(root.toString(), { output: out })).done
+    expect(done.status).toBe('failed')
+    expect(done.errorCode).toBe(code)
+    // nothing outside the output directory, and nothing at the final path
+    expect((await readdir(s.dir)).filter(n => !n.startsWith('state.db'))).toEqual(['out'])
+    expect((await tree(join(s.dir, 'out'))).every(p => p.startsWith('tree.cidget-partial'))).toBe(true)
+    await expect(stat(out)).rejects.toThrow()
+    return done.error ?? ''
+  }
+
+  it.each([['..'], ['../escape'], ['/etc/passwd'], ['a/b'], ['nul\0byte'], ['.']])('refuses the name %j', async (name) => {
+    const blocks = new MemoryBlocks()
+    const file = await put(blocks, new TextEncoder().encode('owned'), rawCodec.code)
+    const root = await dirWith(blocks, [{ name: 'ok.txt', cid: file }, { name, cid: file }])
+    const msg = await expectRefused(blocks, root, 'CIDGET_ERR_UNSAFE_NAME')
+    expect(msg).toMatch(/Refusing name/)
+  })
+
+  it('refuses duplicate names', async () => {
+    const blocks = new MemoryBlocks()
+    const file = await put(blocks, new TextEncoder().encode('x'), rawCodec.code)
+    const root = await dirWith(blocks, [{ name: 'same', cid: file }, { name: 'same', cid: file }])
+    await expectRefused(blocks, root, 'CIDGET_ERR_UNSAFE_NAME')
+  })
+
+  it('refuses a symlink to /etc (or skips it with skipSymlinks), and writes a safe one as a link', async () => {
+    const blocks = new MemoryBlocks()
+    const evil = await put(blocks, pbNode(new UnixFS({ type: 'symlink', data: new TextEncoder().encode('/etc') })), dagPb.code)
+    const up = await put(blocks, pbNode(new UnixFS({ type: 'symlink', data: new TextEncoder().encode('../../..') })), dagPb.code)
+    const safe = await put(blocks, pbNode(new UnixFS({ type: 'symlink', data: new TextEncoder().encode('file.txt') })), dagPb.code)
+    const file = await put(blocks, new TextEncoder().encode('content'), rawCodec.code)
+    await expectRefused(blocks, await dirWith(blocks, [{ name: 'etc', cid: evil }]), 'CIDGET_ERR_UNSAFE_SYMLINK')
+    await expectRefused(blocks, await dirWith(blocks, [{ name: 'up', cid: up }]), 'CIDGET_ERR_UNSAFE_SYMLINK')
+    const root = await dirWith(blocks, [{ name: 'etc', cid: evil }, { name: 'file.txt', cid: file }, { name: 'link', cid: safe }])
+    const s = await setup(blocks)
+    const dl = await s.open({ skipSymlinks: true })
+    const done = await (await dl.add(root.toString(), { output: join(s.dir, 'out') })).done
+    expect(done.status, done.error ?? '').toBe('success')
+    expect(await tree(join(s.dir, 'out'))).toEqual(['file.txt', 'link'])
+    expect((await lstat(join(s.dir, 'out', 'link'))).isSymbolicLink()).toBe(true)
+    expect(await readlink(join(s.dir, 'out', 'link'))).toBe('file.txt')
+  })
+
+  it('refuses a file that declares more than the size limit', async () => {
+    const blocks = new MemoryBlocks()
+    const leaf = await put(blocks, new Uint8Array(10), rawCodec.code)
+    const huge = 2 ** 52
+    const root = await put(blocks, pbNode(new UnixFS({ type: 'file', blockSizes: [BigInt(huge)] }), [{ Hash: leaf, Tsize: 10 }]), dagPb.code)
+    await expectRefused(blocks, root, 'CIDGET_ERR_DAG_LIMIT')
+  })
+
+  it('refuses a leaf whose size differs from what its parent declares', async () => {
+    const blocks = new MemoryBlocks()
+    const leaf = await put(blocks, new Uint8Array(10), rawCodec.code)
+    const root = await put(blocks, pbNode(new UnixFS({ type: 'file', blockSizes: [5n, 5n] }), [{ Hash: leaf, Tsize: 10 }, { Hash: leaf, Tsize: 10 }]), dagPb.code)
+    await expectRefused(blocks, root, 'CIDGET_ERR_DAG_INVALID')
+  })
+
+  it('refuses a DAG deeper than the depth limit', async () => {
+    const blocks = new MemoryBlocks()
+    let cid = await put(blocks, new Uint8Array([1]), rawCodec.code)
+    for (let i = 0; i < 40; i++) {
+      cid = await put(blocks, pbNode(new UnixFS({ type: 'file', blockSizes: [1n] }), [{ Hash: cid, Tsize: 1 }]), dagPb.code)
+    }
+    await expectRefused(blocks, cid, 'CIDGET_ERR_DAG_LIMIT', { limits: { maxDepth: 32 } })
+  })
+
+  it('refuses a block over 2 MiB', async () => {
+    const blocks = new MemoryBlocks()
+    const big = await put(blocks, seededBytes(2 * MiB + 1), rawCodec.code)
+    const msg = await expectRefused(blocks, big, 'CIDGET_ERR_BLOCK_TOO_LARGE')
+    expect(msg).toMatch(/2 MiB|2097152|too large/i)
+  })
+})
