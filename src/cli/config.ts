@@ -12,9 +12,11 @@ export type Settings = Partial<DownloadPolicy> & {
   concurrency?: number
   leaseMs?: number
   heartbeatMs?: number
+  blockConcurrency?: number
+  hedgeAfterMs?: number
 }
 
-const NUMBER_KEYS = [...Object.keys(DEFAULT_POLICY), 'concurrency', 'leaseMs', 'heartbeatMs'] as const
+const NUMBER_KEYS = [...Object.keys(DEFAULT_POLICY), 'concurrency', 'leaseMs', 'heartbeatMs', 'blockConcurrency', 'hedgeAfterMs'] as const
 const KEYS = new Set<string>([...NUMBER_KEYS, 'state', 'gateways'])
 
 /** `maxResumeAttempts` → `CIDGET_MAX_RESUME_ATTEMPTS`. */

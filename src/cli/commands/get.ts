@@ -16,6 +16,7 @@ interface GetFlags {
   timeout?: number
   maxResumeAttempts?: number
   force?: boolean
+  skipSymlinks?: boolean
   json?: boolean
   quiet?: boolean
 }
@@ -24,7 +25,9 @@ interface GetFlags {
 export function summary (rec: DownloadRecord): string {
   switch (rec.status) {
     case 'success':
-      return `saved ${rec.output} (${humanBytes(rec.size)}, sha256 ${rec.hash ?? '?'}) [download ${rec.id}]`
+      return rec.hash === null
+        ? `saved ${rec.output}/ (${humanBytes(rec.size)}, every block verified against ${rec.cid}) [download ${rec.id}]`
+        : `saved ${rec.output} (${humanBytes(rec.size)}, sha256 ${rec.hash}${rec.mode === 'verified' ? ', verified against the CID' : ''}) [download ${rec.id}]`
     case 'paused':
       return `paused download ${rec.id} at ${humanBytes(rec.currentSize)} of ${humanBytes(rec.size)}` +
         (rec.error !== null ? `: ${rec.error}` : '') + `; continue with: cidget resume ${rec.id}`
@@ -39,12 +42,13 @@ export function registerGet (program: Command): void {
     .argument('<target>', 'CID, /ipfs/CID[/path], ipfs://CID[/path] or https://gateway/ipfs/CID[/path]')
     .option('-o, --output <path>', 'output file, or a directory to put it in (default: ./<name>)')
     .option('-g, --gateway <url>', 'gateway base URL; repeat for several (replaces the default list)', (v: string, prev: string[] | undefined) => [...(prev ?? []), v])
-    .option('--mode <mode>', 'path or verified', 'path')
+    .option('--mode <mode>', 'verified: every block checked against the CID, from all gateways at once; path: HTTP Range on one gateway at a time', 'verified')
     .option('--sha256 <hex>', 'expected SHA-256 of the file')
     .option('--state <file>', 'SQLite state file (default: $CIDGET_STATE or ~/.cidget/state.db)')
     .option('--timeout <ms>', 'idle timeout: longest wait without a byte', parseIntOption('--timeout', 1))
     .option('--max-resume-attempts <n>', 'resumes after interruptions before giving up', parseIntOption('--max-resume-attempts', 0))
     .option('--force', 'overwrite an existing output file')
+    .option('--skip-symlinks', 'verified directories: leave symlinks out instead of refusing unsafe ones')
     .option('--json', 'print the final download record as JSON')
     .option('-q, --quiet', 'print nothing but errors')
     .action(async (target: string, flags: GetFlags) => {
@@ -54,6 +58,7 @@ export function registerGet (program: Command): void {
         }
         const dl = await openDownloader({
           state: flags.state,
+          ...(flags.skipSymlinks === true ? { skipSymlinks: true } : {}),
           ...(flags.timeout === undefined ? {} : { timeoutMs: flags.timeout }),
           ...(flags.maxResumeAttempts === undefined ? {} : { maxResumeAttempts: flags.maxResumeAttempts })
         })

@@ -11,15 +11,16 @@ export function registerResume (program: Command): void {
     .argument('[id]', 'download id')
     .option('--all', 'resume every paused and pending download (and recover interrupted ones)')
     .option('--state <file>', 'SQLite state file')
+    .option('--skip-symlinks', 'verified directories: leave symlinks out instead of refusing unsafe ones')
     .option('--json', 'print the final records as JSON (one per line)')
     .option('-q, --quiet', 'print nothing but errors')
-    .action(async (idText: string | undefined, flags: { all?: boolean, state?: string, json?: boolean, quiet?: boolean }) => {
+    .action(async (idText: string | undefined, flags: { all?: boolean, state?: string, skipSymlinks?: boolean, json?: boolean, quiet?: boolean }) => {
       await action(async () => {
         if ((idText === undefined) === (flags.all !== true)) {
           throw new CidgetError('CIDGET_ERR_BAD_OPTION', 'Give either a download id or --all')
         }
         const id = idText === undefined ? undefined : parseId(idText)
-        const dl = await openDownloader({ state: flags.state })
+        const dl = await openDownloader({ state: flags.state, ...(flags.skipSymlinks === true ? { skipSymlinks: true } : {}) })
         const unhook = pauseOnSignals(dl)
         const view = new ProgressView(dl, { tty: process.stderr.isTTY === true && flags.json !== true, quiet: flags.quiet === true || flags.json === true })
         try {

@@ -196,9 +196,23 @@ export async function runVerifiedDownload (ctx: VerifiedContext): Promise<Strate
       } finally {
         checkpointing = undefined
       }
+      // blocks written meanwhile: due now, or within the interval even if no write follows (a stall)
+      if (pending.length > 0 && !signal.aborted) {
+        if (pendingBytes >= policy.syncIntervalBytes) startCheckpoint().catch(fail)
+        else laterCheckpoint()
+      }
     })()
     checkpointing = run
     return run
+  }
+  let timer: NodeJS.Timeout | undefined
+  const laterCheckpoint = (): void => {
+    if (timer !== undefined) return
+    timer = setTimeout(() => {
+      timer = undefined
+      if (checkpointing === undefined && pending.length > 0 && !signal.aborted) startCheckpoint().catch(fail)
+    }, policy.syncIntervalMs)
+    timer.unref()
   }
   const checkpoint = async (): Promise<void> => {
     while (checkpointing !== undefined) await checkpointing.catch(() => {})
@@ -210,8 +224,9 @@ export async function runVerifiedDownload (ctx: VerifiedContext): Promise<Strate
     writtenBytes += bytes
     ctx.onProgress(writtenBytes, total, ctx.lastGateway() ?? '')
     // writers do not wait for the fsyncs: fetching goes on while a checkpoint runs
-    if (checkpointing === undefined && (pendingBytes >= policy.syncIntervalBytes || ctx.now() - lastCheckpoint >= policy.syncIntervalMs)) {
-      startCheckpoint().catch(fail)
+    if (checkpointing === undefined) {
+      if (pendingBytes >= policy.syncIntervalBytes || ctx.now() - lastCheckpoint >= policy.syncIntervalMs) startCheckpoint().catch(fail)
+      else laterCheckpoint()
     }
   }
   const write = async (i: number, path: string, offset: number, data: Uint8Array): Promise<void> => {
@@ -410,11 +425,13 @@ export async function runVerifiedDownload (ctx: VerifiedContext): Promise<Strate
     }
     while (inflight.size > 0) await Promise.race(inflight)
     if (failure !== undefined) throw failure
+    clearTimeout(timer)
     await checkpoint()
     if (isDirectory) total = writtenBytes
     ctx.onProgress(writtenBytes, total, ctx.lastGateway() ?? '')
   } catch (thrown) {
     internal.abort(thrown)
+    clearTimeout(timer)
     await Promise.allSettled([...inflight])
     // keep what is already written: durable, and recorded
     await checkpoint().catch(() => {})
