@@ -4,7 +4,7 @@ import { CID } from 'multiformats/cid'
 import * as dagPb from '@ipld/dag-pb'
 import * as rawCodec from 'multiformats/codecs/raw'
 import { UnixFS } from 'ipfs-unixfs'
-import { exporter, walkPath } from 'ipfs-unixfs-exporter'
+import { exporter } from 'ipfs-unixfs-exporter'
 import { CidgetError, toCidgetError } from '../../core/errors.js'
 import { DEFAULTS } from '../../core/defaults.js'
 import { ensureFreeSpace } from '../../sink/partial.js'
@@ -12,11 +12,9 @@ import type { StrategyContext, StrategyResult } from '../types.js'
 import { Bitmap } from './bitmap.js'
 import { OutputTree } from './tree.js'
 import { checkName, checkSymlink, safeJoin } from './names.js'
+import { DagReader, exporterError, type BlockSource } from './reader.js'
 
-/** Where verified blocks come from (the gateway pool). Every block it returns matches its CID. */
-export interface BlockSource {
-  get: (cid: CID, signal?: AbortSignal) => Promise<Uint8Array>
-}
+export type { BlockSource } from './reader.js'
 
 /** Limits that keep a hostile DAG from exhausting disk, memory or the stack. */
 export interface DagLimits {
@@ -73,18 +71,6 @@ function decode (cid: CID, bytes: Uint8Array): Decoded {
   return { node, fs }
 }
 
-/** Maps errors of ipfs-unixfs-exporter (path resolution, HAMT listing) onto our codes. */
-function exporterError (err: unknown, what: string): unknown {
-  if (err instanceof CidgetError) return err
-  const name = (err as { name?: string }).name ?? ''
-  const message = (err as Error).message ?? String(err)
-  if (name === 'NotFoundError' || /not found|no link named/i.test(message)) {
-    return new CidgetError('CIDGET_ERR_NOT_FOUND', `${what}: ${message}`, { cause: err })
-  }
-  if (name === 'AbortError') return err
-  return new CidgetError('CIDGET_ERR_DAG_INVALID', `${what}: ${message}`, { cause: err })
-}
-
 /**
  * Verified mode: every block is checked against its CID (by the block source)
  * before a byte of it is written. The UnixFS DAG is walked depth-first by one
@@ -97,7 +83,6 @@ function exporterError (err: unknown, what: string): unknown {
 export async function runVerifiedDownload (ctx: VerifiedContext): Promise<StrategyResult> {
   const { record, store, policy, limits } = ctx
   const id = record.id
-  const cache = await store.getBlocks(id)
   const stored = await store.getProgress(id)
   const done = new Bitmap(stored)
   let durableBytes = stored === undefined ? 0 : record.currentSize
@@ -108,42 +93,13 @@ export async function runVerifiedDownload (ctx: VerifiedContext): Promise<Strate
   ctx.signal.addEventListener('abort', onAbort, { once: true })
   const signal = internal.signal
 
-  let resolved: { cid: CID, bytes: Uint8Array } | undefined // the last block path resolution read
-  const getBlock = async (cid: CID): Promise<Uint8Array> => {
-    const local = cache.get(cid.toString())
-    if (local !== undefined) return local
-    if (resolved !== undefined && resolved.cid.equals(cid)) return resolved.bytes
-    return await ctx.blocks.get(cid, signal)
-  }
-  const keep = async (cid: CID, bytes: Uint8Array): Promise<void> => {
-    const key = cid.toString()
-    if (cache.has(key)) return
-    cache.set(key, bytes)
-    await store.putBlock(id, key, bytes)
-  }
-  // ipfs-unixfs-exporter reads blocks through this: verified, and directory nodes kept
-  const storage = {
-    get: async function * (cid: CID): AsyncGenerator<Uint8Array> {
-      const bytes = await getBlock(cid)
-      if (cid.code === dagPb.code) await keep(cid, bytes)
-      resolved = { cid, bytes }
-      yield bytes
-    }
-  }
+  const reader = await DagReader.open(id, store, ctx.blocks, signal, ctx.concurrency)
+  const storage = reader.storage()
+  const getBlock = async (cid: CID): Promise<Uint8Array> => await reader.get(cid)
+  const keep = async (cid: CID, bytes: Uint8Array): Promise<void> => { await reader.keep(cid, bytes) }
 
   // the entity to write: the CID, or what the path names inside it
-  let root = CID.parse(record.cid)
-  if (record.path !== '') {
-    try {
-      let last: CID | undefined
-      for await (const entry of walkPath(`${record.cid}${record.path}`, storage, { signal })) last = entry.cid
-      if (last === undefined) throw new CidgetError('CIDGET_ERR_NOT_FOUND', `${record.path} not found in ${record.cid}`)
-      root = last
-    } catch (err) {
-      if (signal.aborted) throw ctx.signal.reason
-      throw exporterError(err, `Resolving ${record.path} in ${record.cid}`)
-    }
-  }
+  const root = await reader.resolve(record.cid, record.path)
   const rootBytes = await getBlock(root)
   let isDirectory = false
   if (root.code === dagPb.code) {
@@ -174,7 +130,6 @@ export async function runVerifiedDownload (ctx: VerifiedContext): Promise<Strate
   let checkpointing: Promise<void> | undefined
   let failure: unknown
   const inflight = new Set<Promise<void>>()
-  const ahead = new Map<string, Promise<Uint8Array>>()
 
   const fail = (err: unknown): void => {
     if (failure === undefined) failure = err
@@ -241,22 +196,6 @@ export async function runVerifiedDownload (ctx: VerifiedContext): Promise<Strate
     const p: Promise<void> = task().catch(fail).finally(() => { inflight.delete(p) })
     inflight.add(p)
   }
-  const fetchAhead = (cid: CID): void => {
-    const key = cid.toString()
-    if (ahead.has(key) || cache.has(key) || ahead.size >= ctx.concurrency) return
-    const p = ctx.blocks.get(cid, signal)
-    p.catch(() => {}) // whoever consumes it sees the error
-    ahead.set(key, p)
-  }
-  const dagPbBlock = async (cid: CID): Promise<Uint8Array> => {
-    const key = cid.toString()
-    const early = ahead.get(key)
-    if (early !== undefined) {
-      ahead.delete(key)
-      return await early
-    }
-    return await getBlock(cid)
-  }
   /**
    * Reads ahead the uncached dag-pb blocks among `cids` that are not done yet.
    * Their numbers can be predicted until the first cached (inner) node: an
@@ -266,8 +205,8 @@ export async function runVerifiedDownload (ctx: VerifiedContext): Promise<Strate
   const readAhead = (cids: CID[]): void => {
     let next = index
     for (const cid of cids) {
-      if (cache.has(cid.toString())) return
-      if (cid.code === dagPb.code && !done.has(next)) fetchAhead(cid)
+      if (reader.kept(cid)) return
+      if (cid.code === dagPb.code && !done.has(next)) reader.readAhead(cid)
       next++
     }
   }
@@ -304,10 +243,10 @@ export async function runVerifiedDownload (ctx: VerifiedContext): Promise<Strate
       return
     }
     if (cid.code !== dagPb.code) throw invalid(cid, `codec 0x${cid.code.toString(16)} inside a file`)
-    let bytes = given ?? cache.get(cid.toString())
+    let bytes = given ?? reader.cached(cid)
     if (bytes === undefined) {
       if (done.has(index)) { index++; return } // a leaf written in an earlier run
-      bytes = await dagPbBlock(cid)
+      bytes = await getBlock(cid)
     }
     const { node, fs } = decode(cid, bytes)
     if (fs.type !== 'file' && fs.type !== 'raw') throw invalid(cid, `UnixFS ${fs.type} inside a file`)
@@ -348,10 +287,10 @@ export async function runVerifiedDownload (ctx: VerifiedContext): Promise<Strate
       return
     }
     if (cid.code !== dagPb.code) throw invalid(cid, `codec 0x${cid.code.toString(16)} in a directory`)
-    let bytes = given ?? cache.get(cid.toString())
+    let bytes = given ?? reader.cached(cid)
     if (bytes === undefined) {
       if (done.has(index)) { index++; return } // a one-block file or symlink finished earlier
-      bytes = await dagPbBlock(cid)
+      bytes = await getBlock(cid)
     }
     const { node, fs } = decode(cid, bytes)
     switch (fs.type) {

@@ -1,0 +1,116 @@
+/**
+ * A benchmark gateway in its own process: builds a seeded file of `--size`
+ * MiB with the importer's defaults (256 KiB chunks, raw leaves, CIDv1),
+ * serves it from `--count` test gateways (each with its own token bucket of
+ * `--rate` MiB/s, shared by all of that gateway's connections), prints one
+ * JSON line `{ cid, sha256, size, urls, importMs }` on stdout when ready and
+ * exits on SIGTERM or SIGINT.
+ *
+ *   npx tsx bench/gateway-server.ts --size 256 [--count 1] [--rate 32] [--seed 1] [--port 0] [--exit-with-stdin]
+ *
+ * `--rate` is in MiB/s (absent: unlimited); `--port` is the first port
+ * (0: any free ones); `--exit-with-stdin` also exits when stdin closes.
+ *
+ * The content is generated in 1 MiB pieces and streamed into the importer,
+ * so the process holds one copy of it (the blocks) and no more.
+ */
+import { createHash } from 'node:crypto'
+import { parseArgs } from 'node:util'
+import { MemoryBlocks, addFile, startTestGateway } from '../src/testing/index.js'
+import type { TestGateway } from '../src/testing/index.js'
+
+const MiB = 1024 * 1024
+
+const { values } = parseArgs({
+  options: {
+    size: { type: 'string', default: '256' },
+    count: { type: 'string', default: '1' },
+    rate: { type: 'string' },
+    seed: { type: 'string', default: '1' },
+    port: { type: 'string', default: '0' },
+    host: { type: 'string', default: '127.0.0.1' },
+    'exit-with-stdin': { type: 'boolean', default: false }
+  },
+  strict: true
+})
+
+function positive (name: string, text: string | undefined, allowZero = false): number {
+  const n = Number(text)
+  if (!Number.isFinite(n) || n < 0 || (!allowZero && n === 0)) {
+    process.stderr.write(`gateway-server: --${name} must be a ${allowZero ? 'non-negative' : 'positive'} number, got ${String(text)}\n`)
+    process.exit(2)
+  }
+  return n
+}
+
+const size = Math.round(positive('size', values.size) * MiB)
+const count = Math.floor(positive('count', values.count))
+const rate = values.rate === undefined ? undefined : Math.round(positive('rate', values.rate) * MiB)
+const seed = Math.floor(positive('seed', values.seed, true))
+const basePort = Math.floor(positive('port', values.port, true))
+
+/**
+ * Deterministic pseudo-random bytes (xorshift32), generated piece by piece.
+ * Each piece is a fresh buffer: the importer may keep views of it as leaves.
+ */
+function * seededPieces (total: number, seedValue: number, hash: ReturnType<typeof createHash>): Generator<Uint8Array> {
+  let x = Math.imul((seedValue | 0) ^ 0x9e3779b9, 0x85ebca6b) >>> 0
+  x ^= x >>> 13
+  if (x === 0) x = 0x6d2b79f5
+  for (let at = 0; at < total; at += MiB) {
+    const n = Math.min(MiB, total - at)
+    const words = new Uint32Array(Math.ceil(n / 4))
+    for (let i = 0; i < words.length; i++) {
+      x ^= x << 13
+      x ^= x >>> 17
+      x ^= x << 5
+      words[i] = x
+    }
+    const piece = new Uint8Array(words.buffer, 0, n)
+    hash.update(piece)
+    yield piece
+  }
+}
+
+const started = performance.now()
+const blocks = new MemoryBlocks()
+const hash = createHash('sha256')
+const cid = await addFile(blocks, seededPieces(size, seed, hash))
+const sha256 = hash.digest('hex')
+const importMs = Math.round(performance.now() - started)
+
+const gateways: TestGateway[] = []
+for (let i = 0; i < count; i++) {
+  gateways.push(await startTestGateway({
+    blocks,
+    host: values.host,
+    port: basePort === 0 ? 0 : basePort + i,
+    ...(rate === undefined ? {} : { maxBytesPerSecond: rate })
+  }))
+}
+
+let closing = false
+async function shutdown (): Promise<void> {
+  if (closing) return
+  closing = true
+  await Promise.allSettled(gateways.map(async (g) => { await g.close() }))
+  process.exit(0)
+}
+process.on('SIGTERM', () => { void shutdown() })
+process.on('SIGINT', () => { void shutdown() })
+if (values['exit-with-stdin']) {
+  // The benchmarks pass this: the gateway also stops when its parent dies (stdin closes).
+  process.stdin.on('end', () => { void shutdown() })
+  process.stdin.on('error', () => { void shutdown() })
+  process.stdin.resume()
+}
+
+process.stdout.write(JSON.stringify({
+  cid: cid.toString(),
+  sha256,
+  size,
+  urls: gateways.map((g) => g.url),
+  rate: rate ?? null,
+  importMs,
+  pid: process.pid
+}) + '\n')

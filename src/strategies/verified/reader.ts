@@ -1,0 +1,127 @@
+import { CID } from 'multiformats/cid'
+import * as dagPb from '@ipld/dag-pb'
+import { walkPath } from 'ipfs-unixfs-exporter'
+import { CidgetError } from '../../core/errors.js'
+import type { Store } from '../../store/store.js'
+
+/** Where verified blocks come from (the gateway pool). Every block it returns matches its CID. */
+export interface BlockSource {
+  get: (cid: CID, signal?: AbortSignal) => Promise<Uint8Array>
+}
+
+/** The storage interface ipfs-unixfs-exporter reads blocks through. */
+export interface ExporterStorage {
+  get: (cid: CID) => AsyncGenerator<Uint8Array>
+}
+
+/**
+ * Reads the blocks of one download: from the store's copy of its inner blocks
+ * first, else from the block source (verified). Inner blocks are kept in the
+ * store, so a resume never fetches them again; a bounded number of blocks can
+ * be read ahead of the walk.
+ */
+export class DagReader {
+  readonly #id: number
+  readonly #store: Store
+  readonly #source: BlockSource
+  readonly #signal: AbortSignal
+  readonly #cache: Map<string, Uint8Array>
+  readonly #ahead = new Map<string, Promise<Uint8Array>>()
+  readonly #maxAhead: number
+  #resolved: { cid: CID, bytes: Uint8Array } | undefined
+
+  private constructor (id: number, store: Store, source: BlockSource, signal: AbortSignal, cache: Map<string, Uint8Array>, maxAhead: number) {
+    this.#id = id
+    this.#store = store
+    this.#source = source
+    this.#signal = signal
+    this.#cache = cache
+    this.#maxAhead = maxAhead
+  }
+
+  static async open (id: number, store: Store, source: BlockSource, signal: AbortSignal, maxAhead: number): Promise<DagReader> {
+    return new DagReader(id, store, source, signal, await store.getBlocks(id), maxAhead)
+  }
+
+  /** True when the block is one of the kept inner blocks. */
+  kept (cid: CID): boolean {
+    return this.#cache.has(cid.toString())
+  }
+
+  /** A kept block, without any request. */
+  cached (cid: CID): Uint8Array | undefined {
+    return this.#cache.get(cid.toString())
+  }
+
+  /** The block: kept, read ahead, just read by path resolution, or fetched now. */
+  async get (cid: CID): Promise<Uint8Array> {
+    const key = cid.toString()
+    const local = this.#cache.get(key)
+    if (local !== undefined) return local
+    const early = this.#ahead.get(key)
+    if (early !== undefined) {
+      this.#ahead.delete(key)
+      return await early
+    }
+    if (this.#resolved !== undefined && this.#resolved.cid.equals(cid)) return this.#resolved.bytes
+    return await this.#source.get(cid, this.#signal)
+  }
+
+  /** Keeps an inner block in the store (once). */
+  async keep (cid: CID, bytes: Uint8Array): Promise<void> {
+    const key = cid.toString()
+    if (this.#cache.has(key)) return
+    this.#cache.set(key, bytes)
+    await this.#store.putBlock(this.#id, key, bytes)
+  }
+
+  /** Starts fetching a block that the walk will ask for soon (bounded; errors surface at `get`). */
+  readAhead (cid: CID): void {
+    const key = cid.toString()
+    if (this.#ahead.has(key) || this.#cache.has(key) || this.#ahead.size >= this.#maxAhead) return
+    const p = this.#source.get(cid, this.#signal)
+    p.catch(() => {})
+    this.#ahead.set(key, p)
+  }
+
+  /** For ipfs-unixfs-exporter: verified blocks, dag-pb ones kept (directories, shards). */
+  storage (): ExporterStorage {
+    const get = this.get.bind(this)
+    const keep = this.keep.bind(this)
+    const remember = (cid: CID, bytes: Uint8Array): void => { this.#resolved = { cid, bytes } }
+    return {
+      get: async function * (cid: CID): AsyncGenerator<Uint8Array> {
+        const bytes = await get(cid)
+        if (cid.code === dagPb.code) await keep(cid, bytes)
+        remember(cid, bytes)
+        yield bytes
+      }
+    }
+  }
+
+  /** The CID that `path` names inside `root` ('' for the root itself), walking verified blocks. */
+  async resolve (root: string, path: string): Promise<CID> {
+    if (path === '') return CID.parse(root)
+    try {
+      let last: CID | undefined
+      for await (const entry of walkPath(`${root}${path}`, this.storage(), { signal: this.#signal })) last = entry.cid
+      if (last === undefined) throw new CidgetError('CIDGET_ERR_NOT_FOUND', `${path} not found in ${root}`)
+      return last
+    } catch (err) {
+      if (this.#signal.aborted) throw this.#signal.reason
+      throw exporterError(err, `Resolving ${path} in ${root}`)
+    }
+  }
+}
+
+/** Maps errors of ipfs-unixfs-exporter (path resolution, HAMT listing) onto our codes. */
+export function exporterError (err: unknown, what: string): unknown {
+  if (err instanceof CidgetError) return err
+  const name = (err as { name?: string }).name ?? ''
+  const message = (err as Error).message ?? String(err)
+  if (name === 'NotFoundError' || /not found|no link named/i.test(message)) {
+    return new CidgetError('CIDGET_ERR_NOT_FOUND', `${what}: ${message}`, { cause: err })
+  }
+  if (name === 'AbortError') return err
+  return new CidgetError('CIDGET_ERR_DAG_INVALID', `${what}: ${message}`, { cause: err })
+}
