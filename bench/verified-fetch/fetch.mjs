@@ -8,7 +8,9 @@
 // go through helia's trustless-gateway block broker (application/vnd.ipld.raw, each
 // block checked against its CID) into its default in-memory blockstore; the file is
 // the body of `verifiedFetch('ipfs://CID')`, streamed to OUTPUT_FILE.
+/* global AbortSignal */
 import { createWriteStream } from 'node:fs'
+import process from 'node:process'
 import { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { withHTTP } from '@helia/http'

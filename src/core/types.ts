@@ -1,7 +1,8 @@
 export const STATUSES = ['pending', 'in_progress', 'resuming', 'paused', 'success', 'failed', 'cancelled'] as const
 export type DownloadStatus = typeof STATUSES[number]
 
-export const MODES = ['path', 'verified'] as const
+/** path: HTTP Range; verified: CID-checked blocks written as files; car: CID-checked blocks written as a CARv1. */
+export const MODES = ['path', 'verified', 'car'] as const
 export type Mode = typeof MODES[number]
 
 /** Statuses in which a download is being worked on (and holds a lease). */

@@ -16,6 +16,7 @@ import type { ListOptions, Store } from '../store/store.js'
 import { exists, removePartial } from '../sink/partial.js'
 import { runPathDownload } from '../strategies/path.js'
 import { runVerifiedDownload, DEFAULT_DAG_LIMITS, type DagLimits } from '../strategies/verified/index.js'
+import { runCarDownload } from '../strategies/verified/car.js'
 import { GatewayPool } from '../gateways/pool.js'
 import type { StrategyContext, StrategyResult } from '../strategies/types.js'
 
@@ -207,14 +208,14 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
     this.#checkOpen()
     const target = parseTarget(targetText)
     const mode = opts.mode ?? 'verified'
-    if (!MODES.includes(mode)) throw new CidgetError('CIDGET_ERR_BAD_OPTION', `Unknown mode "${String(mode)}" (path or verified)`)
+    if (!MODES.includes(mode)) throw new CidgetError('CIDGET_ERR_BAD_OPTION', `Unknown mode "${String(mode)}" (verified, path or car)`)
     const sha256 = opts.sha256 === undefined ? null : normalizeSha256(opts.sha256)
     const gateways = opts.gateways !== undefined && opts.gateways.length > 0
       ? opts.gateways.map(normalizeGateway)
       : target.gateway !== undefined && opts.gateways === undefined
         ? dedupe([normalizeGateway(target.gateway), ...this.#gateways])
         : this.#gateways
-    const output = await resolveOutput(opts.output, defaultName(target))
+    const output = await resolveOutput(opts.output, mode === 'car' ? `${defaultName(target)}.car` : defaultName(target))
     await ensureWritableDir(dirname(output))
 
     const existing = await this.store.findDownload(target.cid, target.path, output)
@@ -479,7 +480,7 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
     try {
       if (controller.signal.aborted) throw controller.signal.reason
       const ctx = this.#context(record, running)
-      const result = record.mode === 'verified' ? await this.#verified(ctx) : await runPathDownload(ctx)
+      const result = record.mode === 'path' ? await runPathDownload(ctx) : await this.#verified(ctx)
       running.flushProgress?.()
       await this.store.updateDownload(id, { gateway: result.gateway, control: null }, this.#now())
       await this.store.markDownloadSuccess(id, result.hash, result.size, this.#now())
@@ -501,7 +502,7 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
     return record
   }
 
-  /** Runs a verified download with a gateway pool of its own (scores and dropped gateways are per download). */
+  /** Runs a verified (files or CAR) download with a gateway pool of its own: scores and dropped gateways are per download. */
   async #verified (ctx: StrategyContext): Promise<StrategyResult> {
     let lastGateway: string | null = null
     const pool = new GatewayPool({
@@ -527,14 +528,15 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
         }
       }
     })
-    return await runVerifiedDownload({
+    const vctx = {
       ...ctx,
       blocks: pool,
       limits: this.#limits,
       skipSymlinks: this.#skipSymlinks,
       concurrency: this.#blockConcurrency,
       lastGateway: () => lastGateway
-    })
+    }
+    return ctx.record.mode === 'car' ? await runCarDownload(vctx) : await runVerifiedDownload(vctx)
   }
 
   /** Maps a run's failure onto the record's status. */

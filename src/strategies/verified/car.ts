@@ -1,0 +1,142 @@
+import { createHash } from 'node:crypto'
+import { createReadStream } from 'node:fs'
+import type { CID } from 'multiformats/cid'
+import { varint } from 'multiformats'
+import * as dagPb from '@ipld/dag-pb'
+import { createWriter, close as closeWriter, headerLength } from '@ipld/car/buffer-writer'
+import { CidgetError, toCidgetError } from '../../core/errors.js'
+import { PartialFile } from '../../sink/partial.js'
+import type { StrategyResult } from '../types.js'
+import { Bitmap } from './bitmap.js'
+import { DagReader } from './reader.js'
+import type { VerifiedContext } from './index.js'
+
+/** The CARv1 header naming `root`. */
+function carHeader (root: CID): Uint8Array {
+  const size = headerLength({ roots: [root] })
+  return closeWriter(createWriter(new ArrayBuffer(size), { roots: [root], headerSize: size }))
+}
+
+/** One CAR section: varint(length) ‖ CID ‖ bytes. */
+function carSection (cid: CID, bytes: Uint8Array): Uint8Array {
+  const length = cid.bytes.byteLength + bytes.byteLength
+  const prefix = varint.encodingLength(length)
+  const out = new Uint8Array(prefix + length)
+  varint.encodeTo(length, out, 0)
+  out.set(cid.bytes, prefix)
+  out.set(bytes, prefix + cid.bytes.byteLength)
+  return out
+}
+
+/** How many leading bits of the bitmap are set. */
+function prefixLength (bits: Bitmap): number {
+  let n = 0
+  while (bits.has(n)) n++
+  return n
+}
+
+/**
+ * CAR output: the DAG's verified blocks, depth-first, each once, as a CARv1
+ * (`order=dfs`, `dups=n`) rooted at the target. Blocks are appended in walk
+ * order while the next ones are read ahead; the CAR is fsynced and its length
+ * and block count recorded at each checkpoint, so a resume truncates to the
+ * last durable block and walks on from there. dag-pb and raw blocks are
+ * followed; identity blocks are left out, as gateways do.
+ */
+export async function runCarDownload (ctx: VerifiedContext): Promise<StrategyResult> {
+  const { record, store, policy, limits } = ctx
+  const id = record.id
+  const stored = await store.getProgress(id)
+  const doneBits = new Bitmap(stored)
+  const skip = stored === undefined ? 0 : prefixLength(doneBits) // blocks already in the CAR
+  const reader = await DagReader.open(id, store, ctx.blocks, ctx.signal, ctx.concurrency)
+  const root = await reader.resolve(record.cid, record.path)
+  const file = await PartialFile.open(record.output)
+  let offset = skip === 0 ? 0 : record.currentSize
+  let durable = offset
+  let index = 0 // blocks met in walk order
+  let appended = skip // blocks in the CAR file
+  let entries = 0
+  let lastSync = ctx.now()
+  const seen = new Set<string>()
+
+  const checkpoint = async (): Promise<void> => {
+    if (durable === offset) return
+    await file.sync()
+    for (let i = 0; i < appended; i++) doneBits.add(i)
+    durable = offset
+    lastSync = ctx.now()
+    await store.saveProgress(id, doneBits.toBytes(), durable)
+  }
+  /** Appends `data`; `blocks` is how many blocks the CAR then holds (recorded together with its length). */
+  const append = async (data: Uint8Array, blocks: number): Promise<void> => {
+    await file.write(data, offset)
+    offset += data.byteLength
+    appended = blocks
+    ctx.onProgress(offset, null, ctx.lastGateway() ?? '')
+    if (offset - durable >= policy.syncIntervalBytes || ctx.now() - lastSync >= policy.syncIntervalMs) await checkpoint()
+  }
+
+  const visit = async (cid: CID, depth: number): Promise<void> => {
+    if (ctx.signal.aborted) throw ctx.signal.reason
+    if (depth > limits.maxDepth) throw new CidgetError('CIDGET_ERR_DAG_LIMIT', `The DAG is deeper than ${limits.maxDepth} levels at ${cid.toString()}`)
+    if (cid.multihash.code === 0x00) return
+    const key = cid.toString()
+    if (seen.has(key)) return
+    seen.add(key)
+    if (++entries > limits.maxEntries) throw new CidgetError('CIDGET_ERR_DAG_LIMIT', `The DAG has more than ${limits.maxEntries} blocks`)
+    const i = index++
+    let bytes: Uint8Array | undefined
+    if (i < skip) {
+      // in the CAR already: only inner blocks matter now, and those were kept
+      bytes = reader.cached(cid)
+      if (bytes === undefined) return
+    } else {
+      bytes = await reader.get(cid)
+      await append(carSection(cid, bytes), i + 1)
+    }
+    if (cid.code !== dagPb.code) return
+    let links: CID[]
+    try {
+      links = dagPb.decode(bytes).Links.map(l => l.Hash)
+    } catch (err) {
+      throw new CidgetError('CIDGET_ERR_DAG_INVALID', `Block ${key}: not a valid dag-pb node (${(err as Error).message})`, { cause: err })
+    }
+    if (links.length === 0) return
+    await reader.keep(cid, bytes)
+    for (let j = 0; j < links.length; j++) {
+      if (j % ctx.concurrency === 0 && index >= skip) {
+        for (const next of links.slice(j, j + ctx.concurrency * 2)) if (!seen.has(next.toString())) reader.readAhead(next)
+      }
+      await visit(links[j] as CID, depth + 1)
+    }
+  }
+
+  try {
+    if (skip === 0) {
+      await file.truncate(0)
+      await append(carHeader(root), 0)
+    } else {
+      await file.truncate(offset)
+    }
+    await visit(root, 0)
+    await checkpoint()
+  } catch (err) {
+    await checkpoint().catch(() => {})
+    await file.close()
+    if (ctx.signal.aborted) throw ctx.signal.reason
+    throw toCidgetError(err)
+  }
+  const hash = createHash('sha256')
+  for await (const chunk of createReadStream(file.path, { highWaterMark: 1 << 20 })) hash.update(chunk as Buffer)
+  const digest = hash.digest('hex')
+  if (record.expectedSha256 !== null && digest !== record.expectedSha256.toLowerCase()) {
+    await file.remove()
+    await store.clearProgress(id)
+    await store.updateDownload(id, { currentSize: 0 })
+    throw new CidgetError('CIDGET_ERR_HASH_MISMATCH', `The CAR's SHA-256 is ${digest}, not the expected ${record.expectedSha256}`)
+  }
+  await file.commit()
+  await store.clearProgress(id)
+  return { hash: digest, size: offset, gateway: ctx.lastGateway() ?? record.gateways[0] ?? '' }
+}

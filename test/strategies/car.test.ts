@@ -1,0 +1,102 @@
+/** CAR output: a verified CARv1 of the DAG, resumable. */
+import { describe, it, expect, afterEach } from 'vitest'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { CarReader } from '@ipld/car'
+import * as dagPb from '@ipld/dag-pb'
+import type { CID } from 'multiformats/cid'
+import { exporter } from 'ipfs-unixfs-exporter'
+import { MemoryBlocks, addFile, addDirectory, seededBytes, startTestGateway, loadCar, type TestGateway } from '../../src/testing/index.js'
+import { Downloader } from '../../src/engine/downloader.js'
+import { verifyBlock } from '../../src/gateways/block.js'
+import { progressReaches, sha256, KiB, MiB } from '../helpers.js'
+
+let cleanups: Array<() => Promise<void>> = []
+afterEach(async () => {
+  for (const c of cleanups.reverse()) await c()
+  cleanups = []
+})
+
+async function setup (blocks: MemoryBlocks): Promise<{ gw: TestGateway, dir: string, dl: Downloader }> {
+  const gw = await startTestGateway({ blocks })
+  const dir = await mkdtemp(join(tmpdir(), 'cidget-car-'))
+  const dl = await Downloader.open({ state: join(dir, 'state.db'), gateways: [gw.url], hedgeAfterMs: 0, syncIntervalBytes: 1 })
+  cleanups.push(async () => { await dl.close(); await gw.close(); await rm(dir, { recursive: true, force: true }) })
+  return { gw, dir, dl }
+}
+
+/** Every block reachable from root, depth-first, each once. */
+function dfs (blocks: MemoryBlocks, root: CID, seen = new Set<string>(), out: string[] = []): string[] {
+  if (seen.has(root.toString())) return out
+  seen.add(root.toString())
+  out.push(root.toString())
+  if (root.code === dagPb.code) for (const l of dagPb.decode(blocks.get(root)).Links) dfs(blocks, l.Hash, seen, out)
+  return out
+}
+
+async function readCar (path: string): Promise<{ roots: string[], cids: string[], reader: CarReader }> {
+  const reader = await CarReader.fromBytes(await readFile(path))
+  const cids: string[] = []
+  for await (const { cid, bytes } of reader.blocks()) {
+    await verifyBlock(cid, bytes)
+    cids.push(cid.toString())
+  }
+  return { roots: (await reader.getRoots()).map(r => r.toString()), cids, reader }
+}
+
+describe('CAR output', () => {
+  it('writes every block of a file, verified, depth-first, once', async () => {
+    const blocks = new MemoryBlocks()
+    const data = seededBytes(3 * MiB + 5, 21)
+    const root = await addFile(blocks, data, { rawLeaves: false })
+    const s = await setup(blocks)
+    const done = await (await s.dl.add(root.toString(), { mode: 'car', output: join(s.dir, 'out.car') })).done
+    expect(done.status, done.error ?? '').toBe('success')
+    const car = await readCar(done.output)
+    expect(car.roots).toEqual([root.toString()])
+    expect(car.cids).toEqual(dfs(blocks, root))
+    expect(done.hash).toBe(sha256(await readFile(done.output)))
+    // the CAR holds the file: load it and read the file back
+    const copy = new MemoryBlocks()
+    await loadCar(copy, done.output)
+    const entry = await exporter(root, copy.asBlockstore())
+    if (entry.type !== 'file') throw new Error('not a file')
+    const parts: Uint8Array[] = []
+    for await (const chunk of entry.content()) parts.push(chunk)
+    expect(sha256(Buffer.concat(parts))).toBe(sha256(data))
+  })
+
+  it('writes a directory with repeated content once per block', async () => {
+    const blocks = new MemoryBlocks()
+    const same = seededBytes(10 * KiB, 1)
+    const root = await addDirectory(blocks, [{ path: 'a', content: same }, { path: 'b', content: same }, { path: 'c/d', content: seededBytes(300 * KiB, 2) }])
+    const s = await setup(blocks)
+    const done = await (await s.dl.add(root.toString(), { mode: 'car', output: join(s.dir, 'out.car') })).done
+    expect(done.status, done.error ?? '').toBe('success')
+    const car = await readCar(done.output)
+    expect(car.cids).toEqual(dfs(blocks, root))
+    expect(new Set(car.cids).size).toBe(car.cids.length)
+  })
+
+  it('resumes after a pause without fetching a block twice', async () => {
+    const blocks = new MemoryBlocks()
+    const root = await addFile(blocks, seededBytes(2 * MiB, 4))
+    const leaves = dagPb.decode(blocks.get(root)).Links.map(l => l.Hash)
+    const s = await setup(blocks)
+    s.gw.addFault({ fault: { type: 'stall', afterBytes: 0 }, times: 1, match: { path: `/ipfs/${leaves[4]!.toString()}` } })
+    const dl = await Downloader.open({ state: join(s.dir, 'state2.db'), gateways: [s.gw.url], hedgeAfterMs: 0, blockConcurrency: 1, syncIntervalBytes: 1 })
+    cleanups.push(async () => { await dl.close() })
+    const job = await dl.add(root.toString(), { mode: 'car', output: join(s.dir, 'r.car') })
+    await progressReaches(dl, job.id, 4 * 256 * KiB)
+    const paused = await dl.pause(job.id)
+    expect(paused.status).toBe('paused')
+    const done = await (await dl.resume(job.id)).done
+    expect(done.status, done.error ?? '').toBe('success')
+    const car = await readCar(done.output)
+    expect(car.cids).toEqual(dfs(blocks, root))
+    const completed = s.gw.requests.filter(q => q.status === 200 && !q.aborted).map(q => q.path)
+    expect(new Set(completed).size).toBe(completed.length)
+    expect(completed).toHaveLength(9)
+  })
+})
