@@ -134,3 +134,8 @@ export function lastRecord (stdout: string): DownloadRecord {
   const lines = stdout.trim().split('\n')
   return JSON.parse(lines[lines.length - 1] ?? '{}') as DownloadRecord
 }
+
+/** The path-gateway requests a test gateway saw (path mode's downloads; the CID check's block requests left out). */
+export function pathRequests (g: { requests: Array<import('../src/testing/index.js').RequestRecord> }): Array<import('../src/testing/index.js').RequestRecord> {
+  return g.requests.filter(r => r.format === 'path')
+}

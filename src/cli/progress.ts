@@ -1,6 +1,6 @@
 import cliProgress from 'cli-progress'
 import type { Downloader } from '../engine/downloader.js'
-import type { ProgressEvent, RetryEvent, StatusEvent } from '../core/events.js'
+import type { ProgressEvent, RepairEvent, RetryEvent, StatusEvent } from '../core/events.js'
 import { humanBytes, humanDuration } from './format.js'
 
 export interface ProgressViewOptions {
@@ -30,6 +30,10 @@ export class ProgressView {
   readonly #bars = new Map<number, cliProgress.SingleBar>()
   readonly #onProgress = (e: ProgressEvent): void => { this.#progress(e) }
   readonly #onRetry = (e: RetryEvent): void => { this.#log(retryLine(e)) }
+  readonly #onRepair = (e: RepairEvent): void => {
+    this.#log(`download ${e.id}: ${e.blocks} block(s), ${humanBytes(e.bytes)}, did not match the CID and were fetched again`)
+  }
+
   readonly #onStatus = (e: StatusEvent): void => {
     if (e.status === 'paused' && e.error !== null) this.#log(`download ${e.id} paused: ${e.error}`)
   }
@@ -53,6 +57,7 @@ export class ProgressView {
       dl.on('cidget:download:progress', this.#onProgress)
       dl.on('cidget:download:retry', this.#onRetry)
       dl.on('cidget:download:status', this.#onStatus)
+      dl.on('cidget:download:repaired', this.#onRepair)
     }
   }
 
@@ -85,6 +90,7 @@ export class ProgressView {
     this.#dl.off('cidget:download:progress', this.#onProgress)
     this.#dl.off('cidget:download:retry', this.#onRetry)
     this.#dl.off('cidget:download:status', this.#onStatus)
+    this.#dl.off('cidget:download:repaired', this.#onRepair)
     this.#multi?.stop()
   }
 }

@@ -35,11 +35,19 @@ export interface RetryEvent {
   delayMs: number
 }
 
+/** Path mode: ranges of the finished file that did not match the CID and were rewritten from verified blocks. */
+export interface RepairEvent {
+  id: number
+  blocks: number
+  bytes: number
+}
+
 export interface CidgetEvents {
   'cidget:download:added': [DownloadRecord]
   'cidget:download:status': [StatusEvent]
   'cidget:download:progress': [ProgressEvent]
   'cidget:download:retry': [RetryEvent]
+  'cidget:download:repaired': [RepairEvent]
 }
 
 /** A typed EventEmitter: event names and payloads checked at compile time. */

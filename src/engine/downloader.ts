@@ -17,6 +17,7 @@ import { exists, removePartial } from '../sink/partial.js'
 import { runPathDownload } from '../strategies/path.js'
 import { runVerifiedDownload, DEFAULT_DAG_LIMITS, type DagLimits } from '../strategies/verified/index.js'
 import { runCarDownload } from '../strategies/verified/car.js'
+import { checkFileAgainstDag } from '../strategies/verified/check.js'
 import { GatewayPool } from '../gateways/pool.js'
 import type { StrategyContext, StrategyResult } from '../strategies/types.js'
 
@@ -46,6 +47,8 @@ export interface DownloaderInit extends Partial<DownloadPolicy> {
   limits?: Partial<DagLimits>
   /** Verified mode: leave out symlinks instead of refusing unsafe ones. @default false */
   skipSymlinks?: boolean
+  /** Path mode: check the finished file against the CID (inner nodes only) and repair bad ranges. @default true */
+  checkPath?: boolean
   /** Pause downloads whose process died (`in_progress` with a dead lease) on open. @default true */
   recover?: boolean
   /** undici dispatcher for all requests (tests, proxies). */
@@ -58,7 +61,7 @@ export interface DownloaderInit extends Partial<DownloadPolicy> {
 
 const INIT_KEYS = new Set<string>([
   'state', 'store', 'gateways', 'concurrency', 'leaseMs', 'heartbeatMs', 'owner', 'recover', 'dispatcher', 'progressIntervalMs',
-  'blockConcurrency', 'hedgeAfterMs', 'limits', 'skipSymlinks',
+  'blockConcurrency', 'hedgeAfterMs', 'limits', 'skipSymlinks', 'checkPath',
   'now', 'sleep', 'random', ...Object.keys(DEFAULT_POLICY)
 ])
 
@@ -129,6 +132,7 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
   readonly #hedgeAfterMs: number | undefined
   readonly #limits: DagLimits
   readonly #skipSymlinks: boolean
+  readonly #checkPath: boolean
   readonly #now: () => number
   readonly #sleep: (ms: number, signal: AbortSignal) => Promise<void>
   readonly #random: () => number
@@ -156,6 +160,7 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
     this.#hedgeAfterMs = init.hedgeAfterMs
     this.#limits = { ...DEFAULT_DAG_LIMITS, ...init.limits }
     this.#skipSymlinks = init.skipSymlinks ?? false
+    this.#checkPath = init.checkPath ?? true
     this.#now = init.now ?? Date.now
     this.#sleep = init.sleep ?? abortableSleep
     this.#random = init.random ?? Math.random
@@ -480,7 +485,7 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
     try {
       if (controller.signal.aborted) throw controller.signal.reason
       const ctx = this.#context(record, running)
-      const result = record.mode === 'path' ? await runPathDownload(ctx) : await this.#verified(ctx)
+      const result = record.mode === 'path' ? await this.#path(ctx) : await this.#verified(ctx)
       running.flushProgress?.()
       await this.store.updateDownload(id, { gateway: result.gateway, control: null }, this.#now())
       await this.store.markDownloadSuccess(id, result.hash, result.size, this.#now())
@@ -502,10 +507,9 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
     return record
   }
 
-  /** Runs a verified (files or CAR) download with a gateway pool of its own: scores and dropped gateways are per download. */
-  async #verified (ctx: StrategyContext): Promise<StrategyResult> {
-    let lastGateway: string | null = null
-    const pool = new GatewayPool({
+  /** A gateway pool for one download: scores and dropped gateways are per download. */
+  #pool (ctx: StrategyContext, onBlock: (gateway: string) => void): GatewayPool {
+    return new GatewayPool({
       gateways: ctx.record.gateways,
       http: this.#http,
       concurrency: this.#blockConcurrency,
@@ -522,12 +526,38 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
       sleep: this.#sleep,
       random: this.#random,
       onEvent: (e) => {
-        if (e.type === 'block') lastGateway = e.gateway
+        if (e.type === 'block') onBlock(e.gateway)
         else if (e.type === 'retry') {
           ctx.onRetry({ code: e.code, message: e.message, gateway: e.gateway, action: 'switch', offset: 0, delayMs: e.delayMs })
         }
       }
     })
+  }
+
+  /** Path mode; the finished file is checked against the CID through a pool of the same gateways. */
+  async #path (ctx: StrategyContext): Promise<StrategyResult> {
+    if (!this.#checkPath) return await runPathDownload(ctx)
+    const pool = this.#pool(ctx, () => {})
+    return await runPathDownload({
+      ...ctx,
+      checkAgainstCid: async (file, size) => await checkFileAgainstDag(file, size, {
+        id: ctx.record.id,
+        cid: ctx.record.cid,
+        path: ctx.record.path,
+        store: ctx.store,
+        blocks: pool,
+        limits: this.#limits,
+        signal: ctx.signal,
+        concurrency: this.#blockConcurrency
+      }),
+      onRepair: (report) => { this.emit('cidget:download:repaired', { id: ctx.record.id, ...report }) }
+    })
+  }
+
+  /** Verified mode (files or CAR), with a gateway pool of its own. */
+  async #verified (ctx: StrategyContext): Promise<StrategyResult> {
+    let lastGateway: string | null = null
+    const pool = this.#pool(ctx, (gateway) => { lastGateway = gateway })
     const vctx = {
       ...ctx,
       blocks: pool,

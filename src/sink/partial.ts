@@ -104,6 +104,22 @@ export class PartialFile {
     }
   }
 
+  /** Reads `length` bytes at `position` (fewer at the end of the file). */
+  async read (position: number, length: number): Promise<Uint8Array> {
+    const buf = new Uint8Array(length)
+    let done = 0
+    try {
+      while (done < length) {
+        const { bytesRead } = await this.#fh.read(buf, done, length - done, position + done)
+        if (bytesRead === 0) break
+        done += bytesRead
+      }
+    } catch (err) {
+      throw fsError(err, `read ${this.path}`)
+    }
+    return done === length ? buf : buf.subarray(0, done)
+  }
+
   /** SHA-256 state over the first `length` bytes (used to continue hashing after a resume). */
   async hashPrefix (length: number, signal?: AbortSignal): Promise<Hash> {
     const hash = createHash('sha256')

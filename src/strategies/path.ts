@@ -264,23 +264,49 @@ export async function runPathDownload (ctx: StrategyContext): Promise<StrategyRe
 
       // the whole body is here: durable first, then verify, then rename
       await syncNow()
-      const digest = hash.digest('hex')
+      let digest = hash.digest('hex')
       hash = undefined
       hashed = -1
-      if (record.expectedSha256 !== null && digest !== record.expectedSha256.toLowerCase()) {
+      /** Bad data from this gateway: start over from 0 on the next one, within the switch budget. */
+      const corrupt = async (err: CidgetError): Promise<void> => {
         corruptions++
-        const err = new CidgetError('CIDGET_ERR_HASH_MISMATCH',
-          `SHA-256 mismatch from ${gateway}: expected ${record.expectedSha256}, got ${digest}`, { gateway })
         lastError = err
         await restartFromZero()
         if (corruptions > policy.maxCorruptionSwitches) {
           await file.remove()
-          throw new CidgetError('CIDGET_ERR_HASH_MISMATCH',
-            `${err.message}; gave up after ${policy.maxCorruptionSwitches} gateway switches`, { gateway })
+          throw new CidgetError(err.code, `${err.message}; gave up after ${policy.maxCorruptionSwitches} gateway switches`, { gateway })
         }
         rotation.fail(gateway, err)
         rotation.advance()
         await wait(0, err, gateway, 'restart')
+      }
+      let checked = false
+      if (ctx.checkAgainstCid !== undefined) {
+        let report
+        try {
+          report = await ctx.checkAgainstCid(file, offset)
+        } catch (thrown) {
+          if (signal.aborted) throw signal.reason
+          const err = toCidgetError(thrown)
+          if (err.code !== 'CIDGET_ERR_LENGTH_MISMATCH') throw err
+          await corrupt(new CidgetError(err.code, `${gateway}: ${err.message}`, { gateway }))
+          continue
+        }
+        checked = true
+        if (report.bytes > 0) {
+          ctx.onRepair?.(report)
+          digest = (await file.hashPrefix(offset, signal)).digest('hex')
+        }
+      }
+      if (record.expectedSha256 !== null && digest !== record.expectedSha256.toLowerCase()) {
+        if (checked) {
+          // the bytes are the CID's: the expected hash is not this content's
+          await file.remove()
+          throw new CidgetError('CIDGET_ERR_HASH_MISMATCH',
+            `The file matches ${record.cid}${record.path} block by block, but its SHA-256 is ${digest}, not the expected ${record.expectedSha256}`)
+        }
+        await corrupt(new CidgetError('CIDGET_ERR_HASH_MISMATCH',
+          `SHA-256 mismatch from ${gateway}: expected ${record.expectedSha256}, got ${digest}`, { gateway }))
         continue
       }
       await file.commit()

@@ -3,6 +3,8 @@ import type { DownloadPolicy } from '../core/policy.js'
 import type { RetryEvent } from '../core/events.js'
 import type { Store } from '../store/store.js'
 import type { HttpClient } from '../gateways/http.js'
+import type { PartialFile } from '../sink/partial.js'
+import type { RepairReport } from './verified/check.js'
 
 /** What the engine hands a strategy for one run of one download. */
 export interface StrategyContext {
@@ -22,6 +24,13 @@ export interface StrategyContext {
   /** Bytes written so far (durable or not), the total when known, the gateway in use. */
   onProgress: (bytes: number, total: number | null, gateway: string) => void
   onRetry: (event: Omit<RetryEvent, 'id'>) => void
+  /**
+   * Path mode: checks the finished partial file against the CID (fetching only
+   * inner nodes) and rewrites the ranges that do not match. Absent when there
+   * is nothing to check against.
+   */
+  checkAgainstCid?: (file: PartialFile, size: number) => Promise<RepairReport>
+  onRepair?: (report: RepairReport) => void
 }
 
 export interface StrategyResult {

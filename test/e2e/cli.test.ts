@@ -7,6 +7,7 @@ import { spawn, execFileSync } from 'node:child_process'
 import { mkdir, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { world, runCli, lastRecord, fileSha256, MiB, KiB, CLI, type World } from '../helpers.js'
+import { pathRequests } from '../helpers.js'
 import { partialPath, exists } from '../../src/sink/partial.js'
 import type { Fault } from '../../src/testing/index.js'
 import type { DownloadRecord } from '../../src/core/types.js'
@@ -47,7 +48,7 @@ describe('cidget get', () => {
     const again = await runCli(['get', w.cid, '-o', out, ...gatewayArgs(), '--json'], { env: env() })
     expect(again.code).toBe(0)
     expect(lastRecord(again.stdout).id).toBe(rec.id)
-    expect(w.gateways[0]!.requests).toHaveLength(1)
+    expect(pathRequests(w.gateways[0]!)).toHaveLength(1)
   })
 
   const faults: Array<[string, Fault[]]> = [
@@ -67,7 +68,7 @@ describe('cidget get', () => {
       expect(r.code, r.stderr).toBe(0)
       expect(lastRecord(r.stdout).status).toBe('success')
       expect(await fileSha256(out)).toBe(w.sha)
-      expect(w.gateways[0]!.requests[0]!.fault).not.toBeNull()
+      expect(pathRequests(w.gateways[0]!)[0]!.fault).not.toBeNull()
     })
   }
 
@@ -80,7 +81,7 @@ describe('cidget get', () => {
     child.stdout.on('data', (d: Buffer) => { stdout += d.toString() })
     await new Promise<void>(resolve => {
       const on = (): void => {
-        if (w.gateways[0]!.bytesSent() >= MiB) { w.gateways[0]!.off('progress', on); resolve() }
+        if (w.gateways[0]!.bytesSent(r => r.format === 'path') >= MiB) { w.gateways[0]!.off('progress', on); resolve() }
       }
       w.gateways[0]!.on('progress', on)
     })
@@ -97,7 +98,7 @@ describe('cidget get', () => {
     expect(again.code).toBe(0)
     const rec = lastRecord(again.stdout)
     expect(rec.id).toBe(paused.id)
-    expect(w.gateways[0]!.requests.at(-1)!.range).toBe(paused.currentSize > 0 ? `bytes=${paused.currentSize}-` : null)
+    expect(pathRequests(w.gateways[0]!).at(-1)!.range).toBe(paused.currentSize > 0 ? `bytes=${paused.currentSize}-` : null)
     expect(await fileSha256(out)).toBe(w.sha)
   })
 })
@@ -112,7 +113,7 @@ describe('crash and takeover', () => {
     })
     await new Promise<void>(resolve => {
       const on = (): void => {
-        if (w.gateways[0]!.bytesSent() >= 3 * MiB) { w.gateways[0]!.off('progress', on); resolve() }
+        if (w.gateways[0]!.bytesSent(r => r.format === 'path') >= 3 * MiB) { w.gateways[0]!.off('progress', on); resolve() }
       }
       w.gateways[0]!.on('progress', on)
     })
@@ -128,8 +129,8 @@ describe('crash and takeover', () => {
     expect(rec.status).toBe('success')
     expect(await fileSha256(out)).toBe(w.sha)
     // it continued from the durable offset, and the re-sent bytes fit in one write window
-    expect(w.gateways[0]!.requests.at(-1)!.range).toBe(`bytes=${crashed.currentSize}-`)
-    expect(w.gateways[0]!.bytesSent()).toBeLessThanOrEqual(6 * MiB + window + 256 * KiB)
+    expect(pathRequests(w.gateways[0]!).at(-1)!.range).toBe(`bytes=${crashed.currentSize}-`)
+    expect(w.gateways[0]!.bytesSent(r => r.format === 'path')).toBeLessThanOrEqual(6 * MiB + window + 256 * KiB)
   })
 
   it('two processes on one state file never download the same record at once', async () => {
@@ -141,7 +142,7 @@ describe('crash and takeover', () => {
     expect(codes).toEqual([0, 1])
     const loser = a.code === 1 ? a : b
     expect(loser.stderr).toMatch(/another process.*\[CIDGET_ERR_LEASE_HELD\]/)
-    expect(w.gateways[0]!.bytesSent()).toBe(4 * MiB)
+    expect(w.gateways[0]!.bytesSent(r => r.format === 'path')).toBe(4 * MiB)
     expect(await fileSha256(out)).toBe(w.sha)
   })
 
@@ -163,7 +164,7 @@ describe('crash and takeover', () => {
     expect(ids.sort()).toEqual([1, 2, 3, 4])
     for (const out of outs) expect(await fileSha256(out)).toBe(w.sha)
     // each of the four files crossed the wire once
-    expect(w.gateways[0]!.bytesSent()).toBe(4 * 2 * MiB)
+    expect(w.gateways[0]!.bytesSent(r => r.format === 'path')).toBe(4 * 2 * MiB)
   })
 })
 
@@ -244,7 +245,7 @@ describe('bad input: one clear line and the documented exit code', () => {
   it('an unreachable gateway fails with exit 1 and says which', async () => {
     w = await world({ size: 1 })
     await w.gateways[0]!.close()
-    const r = await runCli(['get', w.cid, '-o', join(w.dir, 'x'), '-g', w.gateways[0]!.url, '--json'], { env: env() })
+    const r = await runCli(['get', w.cid, '-o', join(w.dir, 'x'), ...gatewayArgs(), '--json'], { env: env() })
     expect(r.code).toBe(1)
     const rec = lastRecord(r.stdout)
     expect(rec.status).toBe('failed')
@@ -305,7 +306,7 @@ describe('list, status, pause, cancel, rm', () => {
     const stalled = async (n: number): Promise<void> => {
       await new Promise<void>(resolve => {
         const on = (): void => {
-          if (w.gateways[0]!.bytesSent() >= n * MiB) { w.gateways[0]!.off('progress', on); resolve() }
+          if (w.gateways[0]!.bytesSent(r => r.format === 'path') >= n * MiB) { w.gateways[0]!.off('progress', on); resolve() }
         }
         w.gateways[0]!.on('progress', on)
       })

@@ -3,6 +3,7 @@ import { describe, it, expect, afterEach } from 'vitest'
 import { join } from 'node:path'
 import { rm } from 'node:fs/promises'
 import { world, progressReaches, fileSha256, MiB, KiB, type World } from '../helpers.js'
+import { pathRequests } from '../helpers.js'
 import { Downloader } from '../../src/engine/downloader.js'
 import { SqliteStore } from '../../src/store/sqlite.js'
 import type { RetryEvent } from '../../src/core/events.js'
@@ -60,7 +61,7 @@ describe('recovery', () => {
     expect(done.status).toBe('failed')
     expect(done.errorCode).toBe('CIDGET_ERR_NOT_FOUND')
     expect(done.error).toMatch(/No gateway has/)
-    expect(w.gateways.map(g => g.requests.length)).toEqual([1, 1])
+    expect(w.gateways.map(g => pathRequests(g).length)).toEqual([1, 1])
   })
 
   it('the timeout is an idle timeout: a slow, steady download longer than it succeeds', async () => {

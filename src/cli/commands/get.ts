@@ -18,6 +18,7 @@ interface GetFlags {
   maxResumeAttempts?: number
   force?: boolean
   skipSymlinks?: boolean
+  cidCheck?: boolean
   json?: boolean
   quiet?: boolean
 }
@@ -51,6 +52,7 @@ export function registerGet (program: Command): void {
     .option('--max-resume-attempts <n>', 'resumes after interruptions before giving up', parseIntOption('--max-resume-attempts', 0))
     .option('--force', 'overwrite an existing output file')
     .option('--skip-symlinks', 'verified directories: leave symlinks out instead of refusing unsafe ones')
+    .option('--no-cid-check', 'path mode: do not check the finished file against the CID')
     .option('--json', 'print the final download record as JSON')
     .option('-q, --quiet', 'print nothing but errors')
     .action(async (target: string, flags: GetFlags) => {
@@ -66,6 +68,7 @@ export function registerGet (program: Command): void {
         const dl = await openDownloader({
           state: flags.state,
           ...(flags.skipSymlinks === true ? { skipSymlinks: true } : {}),
+          ...(flags.cidCheck === false ? { checkPath: false } : {}),
           ...(flags.timeout === undefined ? {} : { timeoutMs: flags.timeout }),
           ...(flags.maxResumeAttempts === undefined ? {} : { maxResumeAttempts: flags.maxResumeAttempts })
         })

@@ -1,0 +1,120 @@
+import type { CID } from 'multiformats/cid'
+import * as dagPb from '@ipld/dag-pb'
+import * as rawCodec from 'multiformats/codecs/raw'
+import { UnixFS } from 'ipfs-unixfs'
+import { CidgetError } from '../../core/errors.js'
+import { verifyBlock } from '../../gateways/block.js'
+import type { PartialFile } from '../../sink/partial.js'
+import type { Store } from '../../store/store.js'
+import { DagReader, type BlockSource } from './reader.js'
+import type { DagLimits } from './index.js'
+
+export interface RepairReport {
+  /** Data blocks whose bytes on disk did not match the DAG, rewritten from verified blocks. */
+  blocks: number
+  bytes: number
+}
+
+export interface CheckOptions {
+  id: number
+  cid: string
+  path: string
+  store: Store
+  blocks: BlockSource
+  limits: DagLimits
+  signal: AbortSignal
+  concurrency: number
+}
+
+function equal (a: Uint8Array, b: Uint8Array): boolean {
+  return a.byteLength === b.byteLength && Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(b)
+}
+
+/**
+ * Checks a file downloaded in path mode against its CID: fetches only the DAG's
+ * inner nodes, and for each leaf hashes the matching range of the file (raw
+ * leaves) or compares it with the leaf's data (dag-pb leaves, which must be
+ * fetched to be known). A range that does not match is rewritten from the
+ * verified block. Throws CIDGET_ERR_LENGTH_MISMATCH when the file's size is not
+ * the DAG's, CIDGET_ERR_DAG_INVALID when the CID does not name a file.
+ */
+export async function checkFileAgainstDag (file: PartialFile, size: number, opts: CheckOptions): Promise<RepairReport> {
+  const reader = await DagReader.open(opts.id, opts.store, opts.blocks, opts.signal, opts.concurrency)
+  const root = await reader.resolve(opts.cid, opts.path)
+  const report: RepairReport = { blocks: 0, bytes: 0 }
+
+  const repair = async (offset: number, data: Uint8Array): Promise<void> => {
+    await file.write(data, offset)
+    report.blocks++
+    report.bytes += data.byteLength
+  }
+  /** One leaf whose bytes are known (verified) against the file's range. */
+  const compare = async (offset: number, data: Uint8Array): Promise<void> => {
+    if (!equal(await file.read(offset, data.byteLength), data)) await repair(offset, data)
+  }
+
+  const visit = async (cid: CID, offset: number, declared: number | undefined, depth: number, given?: Uint8Array): Promise<number> => {
+    if (opts.signal.aborted) throw opts.signal.reason
+    if (depth > opts.limits.maxDepth) throw new CidgetError('CIDGET_ERR_DAG_LIMIT', `The DAG is deeper than ${opts.limits.maxDepth} levels`)
+    if (cid.code === rawCodec.code && cid.multihash.code !== 0x00 && declared !== undefined) {
+      // a raw leaf: its CID is the hash of the range, so the range is checked without fetching it
+      const local = await file.read(offset, declared)
+      try {
+        await verifyBlock(cid, local)
+      } catch (err) {
+        if (!(err instanceof CidgetError) || err.code !== 'CIDGET_ERR_BLOCK_INVALID') throw err
+        const good = await reader.get(cid)
+        if (good.byteLength !== declared) throw new CidgetError('CIDGET_ERR_DAG_INVALID', `Block ${cid.toString()} holds ${good.byteLength} bytes where its parent declares ${declared}`)
+        await repair(offset, good)
+      }
+      return declared
+    }
+    const bytes = given ?? await reader.get(cid)
+    if (cid.code === rawCodec.code) {
+      await compare(offset, bytes)
+      return bytes.byteLength
+    }
+    if (cid.code !== dagPb.code) throw new CidgetError('CIDGET_ERR_DAG_INVALID', `${cid.toString()}: codec 0x${cid.code.toString(16)} is not a UnixFS file`)
+    let node: dagPb.PBNode
+    let fs: UnixFS
+    try {
+      node = dagPb.decode(bytes)
+      fs = UnixFS.unmarshal(node.Data ?? new Uint8Array(0))
+    } catch (err) {
+      throw new CidgetError('CIDGET_ERR_DAG_INVALID', `${cid.toString()}: not a UnixFS node (${(err as Error).message})`, { cause: err })
+    }
+    if (fs.type !== 'file' && fs.type !== 'raw') throw new CidgetError('CIDGET_ERR_DAG_INVALID', `${opts.cid}${opts.path} is a ${fs.type}, not a file; path mode writes files only`)
+    const data = fs.data ?? new Uint8Array(0)
+    if (data.byteLength > 0) await compare(offset, data)
+    if (node.Links.length > 0) await reader.keep(cid, bytes)
+    if (fs.blockSizes.length !== node.Links.length) throw new CidgetError('CIDGET_ERR_DAG_INVALID', `${cid.toString()}: ${node.Links.length} links but ${fs.blockSizes.length} block sizes`)
+    let at = offset + data.byteLength
+    for (let j = 0; j < node.Links.length; j++) {
+      const link = node.Links[j] as dagPb.PBLink
+      if (j % opts.concurrency === 0) {
+        // dag-pb children are fetched anyway; raw ones only when bad
+        for (const next of node.Links.slice(j, j + opts.concurrency)) if (next.Hash.code === dagPb.code) reader.readAhead(next.Hash)
+      }
+      at += await visit(link.Hash, at, Number(fs.blockSizes[j]), depth + 1)
+    }
+    const total = at - offset
+    if (declared !== undefined && total !== declared) throw new CidgetError('CIDGET_ERR_DAG_INVALID', `${cid.toString()} holds ${total} bytes where its parent declares ${declared}`)
+    return total
+  }
+
+  // the DAG's size first: a file of another size is not this content at all
+  const rootBytes = await reader.get(root)
+  let dagSize = -1
+  try {
+    if (root.code === rawCodec.code) dagSize = rootBytes.byteLength
+    else if (root.code === dagPb.code) dagSize = Number(UnixFS.unmarshal(dagPb.decode(rootBytes).Data ?? new Uint8Array(0)).fileSize())
+  } catch (err) {
+    throw new CidgetError('CIDGET_ERR_DAG_INVALID', `${root.toString()}: not a UnixFS node (${(err as Error).message})`, { cause: err })
+  }
+  if (dagSize !== size) {
+    throw new CidgetError('CIDGET_ERR_LENGTH_MISMATCH', `The file has ${size} bytes but ${opts.cid}${opts.path} has ${dagSize}`)
+  }
+  await visit(root, 0, undefined, 0, rootBytes)
+  await file.sync()
+  return report
+}
