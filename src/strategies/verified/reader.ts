@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events'
 import { CID } from 'multiformats/cid'
 import * as dagPb from '@ipld/dag-pb'
 import { walkPath } from 'ipfs-unixfs-exporter'
@@ -35,6 +36,8 @@ export class DagReader {
     this.#store = store
     this.#source = source
     this.#signal = signal
+    // every block request in flight listens on it: many listeners are expected, not a leak
+    setMaxListeners(0, signal)
     this.#cache = cache
     this.#maxAhead = maxAhead
   }
