@@ -10,6 +10,7 @@
  *
  * `--rate` is in MiB/s (absent: unlimited); `--port` is the first port
  * (0: any free ones); `--exit-with-stdin` also exits when stdin closes.
+ * SIGUSR2 prints a JSON line of request counters (see below).
  *
  * The content is generated in 1 MiB pieces and streamed into the importer,
  * so the process holds one copy of it (the blocks) and no more.
@@ -98,6 +99,29 @@ async function shutdown (): Promise<void> {
 }
 process.on('SIGTERM', () => { void shutdown() })
 process.on('SIGINT', () => { void shutdown() })
+/**
+ * SIGUSR2: print one JSON line of counters for the requests since the
+ * previous SIGUSR2 (all gateways of this process together), then forget them.
+ */
+process.on('SIGUSR2', () => {
+  const stats = { stats: true, requests: 0, raw: 0, car: 0, path: 0, aborted: 0, bytesSent: 0, perGateway: [] as number[] }
+  for (const g of gateways) {
+    let bytes = 0
+    for (const r of g.requests) {
+      stats.requests++
+      if (r.format === 'raw') stats.raw++
+      else if (r.format === 'car') stats.car++
+      else if (r.format === 'path') stats.path++
+      if (r.aborted) stats.aborted++
+      bytes += r.bytesSent
+    }
+    stats.bytesSent += bytes
+    stats.perGateway.push(bytes)
+    g.requests.length = 0
+  }
+  process.stdout.write(JSON.stringify(stats) + '\n')
+})
+
 if (values['exit-with-stdin']) {
   // The benchmarks pass this: the gateway also stops when its parent dies (stdin closes).
   process.stdin.on('end', () => { void shutdown() })

@@ -53,6 +53,9 @@ interface Sample extends Measured {
   run: number
   gatewayCpuSeconds: number
   hashOk: boolean
+  /** Bytes each gateway sent, as a fraction of the file size. */
+  perGateway: number[]
+  requests: number
 }
 const samples: Sample[] = []
 
@@ -72,15 +75,19 @@ try {
       const [cmd, args]: [string, string[]] = client === 'verified'
         ? [process.execPath, [cli.main, 'get', cid, '-o', out, ...urls.flatMap((u) => ['-g', u]), '--mode', 'verified', '--state', join(dir, 'state.db'), '-q']]
         : ['aria2c', ['-x4', '-s4', '-k1M', '--file-allocation=none', '-q', '-d', dir, '-o', 'out.bin', ...urls.map((u) => `${u}/ipfs/${cid}`)]]
+      await Promise.all(gateways.map(async (g) => await g.stats())) // forget earlier requests
       const cpuBefore = gateways.reduce((s, g) => s + g.cpuSeconds(), 0)
       const m = await measure(cmd, args)
       const gatewayCpuSeconds = gateways.reduce((s, g) => s + g.cpuSeconds(), 0) - cpuBefore
+      const served = await Promise.all(gateways.map(async (g) => await g.stats()))
+      const perGateway = served.map((st) => st.bytesSent / size)
+      const requests = served.reduce((n, st) => n + st.requests, 0)
       const hashOk = m.exitCode === 0 && existsSync(out) && await sha256File(out) === sha256
       await rm(dir, { recursive: true, force: true })
       execFileSync('sync')
-      samples.push({ ...m, client, run, gatewayCpuSeconds, hashOk })
+      samples.push({ ...m, client, run, gatewayCpuSeconds, hashOk, perGateway, requests })
       process.stderr.write(`  run ${run} ${LABEL[client]}: ${fmt(mbps(size, m.wallMs))} MB/s, ${fmt(m.peakRssBytes / 1e6, 0)} MB peak RSS, ` +
-        `client CPU ${fmt(m.cpuSeconds, 2)} s` + (hashOk ? '' : `  FAILED (exit ${String(m.exitCode)}): ${m.stderr.trim().split('\n').slice(-3).join(' / ')}`) + '\n')
+        `client CPU ${fmt(m.cpuSeconds, 2)} s, ${requests} requests, share of the file per gateway ${perGateway.map((x) => fmt(x, 2)).join('/')}` + (hashOk ? '' : `  FAILED (exit ${String(m.exitCode)}): ${m.stderr.trim().split('\n').slice(-3).join(' / ')}`) + '\n')
     }
   }
 
@@ -98,12 +105,14 @@ try {
       fmt(speed(c) / aria, 2),
       fmt(median(ok.map((s) => s.peakRssBytes / 1e6)), 0),
       fmt(median(ok.map((s) => s.cpuSeconds)), 2),
+      fmt(median(ok.map((s) => s.requests)), 0),
+      ok.length === 0 ? '–' : (ok[Math.floor(ok.length / 2)] as Sample).perGateway.map((x) => fmt(x, 2)).join(' / '),
       `${ok.length}/${samples.filter((s) => s.client === c).length}`
     ]
   })
   const report = `Gateways: ${count} gateway processes × ${rateMiBps} MiB/s = sum of caps ${fmt(capsMBps)} MB/s; ` +
     `${sizeMiB} MiB; median of ${runs}; ${machine()}; CLI: ${cli.describe}; ${Math.round((Date.now() - started) / 1000)} s in all.\n\n` +
-    table(['client', 'MB/s', 'range', '× sum of caps', '× aria2', 'peak RSS MB', 'client CPU s', 'SHA-256 ok'], rows) + '\n'
+    table(['client', 'MB/s', 'range', '× sum of caps', '× aria2', 'peak RSS MB', 'client CPU s', 'requests', 'bytes per gateway (× size)', 'SHA-256 ok'], rows) + '\n'
   process.stdout.write(report)
   process.stderr.write(`results: ${await saveResults('gateways', { machine: machine(), cli: cli.describe, sizeMiB, rateMiBps, count, samples })}\n`)
 } finally {

@@ -32,9 +32,23 @@ export interface GatewayInfo {
   pid: number
 }
 
+/** Counters a gateway process prints on SIGUSR2, for the requests since the previous call. */
+export interface GatewayStats {
+  requests: number
+  raw: number
+  car: number
+  path: number
+  aborted: number
+  /** Body bytes sent, all gateways of the process. */
+  bytesSent: number
+  perGateway: number[]
+}
+
 export interface GatewayProcess {
   info: GatewayInfo
   child: ChildProcess
+  /** Request counters since the previous call (and forgets them). */
+  stats: () => Promise<GatewayStats>
   /** CPU seconds (user + system) this gateway process has used so far. */
   cpuSeconds: () => number
   stop: () => Promise<void>
@@ -62,9 +76,18 @@ export async function startGatewayProcess (opts: { sizeMiB: number, count?: numb
     })
   })
   const pid = child.pid as number
+  const waiting: Array<(s: GatewayStats) => void> = []
+  lines.on('line', (line) => {
+    if (!line.startsWith('{"stats":true')) return
+    waiting.shift()?.(JSON.parse(line) as GatewayStats)
+  })
   return {
     info,
     child,
+    stats: async () => await new Promise<GatewayStats>((resolve) => {
+      waiting.push(resolve)
+      child.kill('SIGUSR2')
+    }),
     cpuSeconds: () => procCpuSeconds(pid),
     stop: async () => {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM')

@@ -18,7 +18,7 @@ import {
   BENCH_DIR, DEFAULT_NODE24, cliUnderTest, fmt, freshDir, machine, mbps, measure, median,
   parseSizes, positiveInt, saveResults, sha256File, startGatewayProcess, table
 } from './lib.js'
-import type { GatewayInfo, Measured } from './lib.js'
+import type { GatewayInfo, GatewayStats, Measured } from './lib.js'
 
 const CLIENTS = ['curl', 'path', 'verified', 'verified-fetch'] as const
 type Client = typeof CLIENTS[number]
@@ -74,6 +74,7 @@ interface Sample extends Measured {
   run: number
   gatewayCpuSeconds: number
   hashOk: boolean
+  served: GatewayStats
 }
 
 const samples: Sample[] = []
@@ -89,15 +90,18 @@ for (const sizeMiB of sizes) {
         const dir = await freshDir('tp')
         const out = join(dir, 'out.bin')
         const [cmd, args] = command(client, gw.info, dir, out)
+        await gw.stats() // forget earlier requests
         const cpuBefore = gw.cpuSeconds()
         const m = await measure(cmd, args)
         const gatewayCpuSeconds = gw.cpuSeconds() - cpuBefore
+        const served = await gw.stats()
         const hashOk = m.exitCode === 0 && existsSync(out) && await sha256File(out) === gw.info.sha256
         await rm(dir, { recursive: true, force: true })
         execFileSync('sync')
-        samples.push({ ...m, client, sizeMiB, run, gatewayCpuSeconds, hashOk })
+        samples.push({ ...m, client, sizeMiB, run, gatewayCpuSeconds, hashOk, served })
         process.stderr.write(`  run ${run} ${LABEL[client]}: ${fmt(mbps(gw.info.size, m.wallMs))} MB/s, ` +
-          `${fmt(m.peakRssBytes / 1e6, 0)} MB peak RSS, client CPU ${fmt(m.cpuSeconds, 2)} s, gateway CPU ${fmt(gatewayCpuSeconds, 2)} s` +
+          `${fmt(m.peakRssBytes / 1e6, 0)} MB peak RSS, client CPU ${fmt(m.cpuSeconds, 2)} s, gateway CPU ${fmt(gatewayCpuSeconds, 2)} s, ` +
+          `${served.requests} requests, ${fmt(served.bytesSent / gw.info.size, 3)}× the size sent` +
           (hashOk ? '' : `  FAILED (exit ${String(m.exitCode)}): ${m.stderr.trim().split('\n').slice(-3).join(' / ')}`) + '\n')
       }
     }
@@ -122,11 +126,12 @@ for (const sizeMiB of sizes) {
       fmt(median(ok.map((s) => s.peakRssBytes / 1e6)), 0),
       fmt(median(ok.map((s) => s.cpuSeconds)), 2),
       fmt(median(ok.map((s) => s.gatewayCpuSeconds)), 2),
+      fmt(median(ok.map((s) => s.served.requests)), 0),
       `${ok.length}/${ok.length + failed}`
     ]
   })
   sections.push(`**${sizeMiB} MiB** (${gw.info.size} bytes), median of ${runs}\n\n` + table(
-    ['client', 'MB/s', 'range', '× curl', '× verified-fetch', 'peak RSS MB', 'client CPU s', 'gateway CPU s', 'SHA-256 ok'],
+    ['client', 'MB/s', 'range', '× curl', '× verified-fetch', 'peak RSS MB', 'client CPU s', 'gateway CPU s', 'requests', 'SHA-256 ok'],
     rows))
 }
 

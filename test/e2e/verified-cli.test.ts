@@ -5,6 +5,7 @@ import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import * as dagPb from '@ipld/dag-pb'
+import { CarReader } from '@ipld/car'
 import type { CID } from 'multiformats/cid'
 import { MemoryBlocks, addFile, addDirectory, seededBytes, startTestGateway, type TestGateway } from '../../src/testing/index.js'
 import { SqliteStore } from '../../src/store/sqlite.js'
@@ -75,6 +76,24 @@ describe('cidget get (verified, the default)', () => {
     expect(r.code, r.stderr).toBe(0)
     expect(r.stderr).toMatch(/every block verified/)
     expect((await readdir(join(s.dir, 'tree'), { recursive: true })).sort()).toEqual(['a.txt', 'sub', 'sub/b.bin', 'void'])
+  })
+
+  it('--car writes the verified blocks as a CAR file', async () => {
+    const blocks = new MemoryBlocks()
+    const root = await addFile(blocks, seededBytes(MiB, 3))
+    const s = await serve(blocks)
+    const car = join(s.dir, 'out.car')
+    const r = await runCli(['get', root.toString(), '--car', car, ...s.args, '--json'], { env: s.env })
+    expect(r.code, r.stderr).toBe(0)
+    expect(lastRecord(r.stdout)).toMatchObject({ status: 'success', mode: 'car', output: car })
+    const reader = await CarReader.fromBytes(await readFile(car))
+    expect((await reader.getRoots()).map(c => c.toString())).toEqual([root.toString()])
+    let n = 0
+    for await (const block of reader.blocks()) { expect(block.bytes.byteLength).toBeGreaterThan(0); n++ }
+    expect(n).toBe(1 + leaves(blocks, root).length)
+    const both = await runCli(['get', root.toString(), '--car', car, '-o', car], { env: s.env })
+    expect(both.code).toBe(2)
+    expect(both.stderr).toMatch(/--car names the output file/)
   })
 
   it('a download killed with SIGKILL resumes with resume --all, and no durable block is fetched again', async () => {
