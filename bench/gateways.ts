@@ -4,7 +4,8 @@
  * shared by all its connections). cidget verified mode with all four `-g`
  * against `aria2c -x4 -s4 -k1M` with the four path URLs as mirrors. Reports
  * the aggregate MB/s (size / wall time) of each, the sum of the caps and the
- * ratios; every output's SHA-256 is checked.
+ * ratios, and curl on one gateway as a check that one cap is delivered;
+ * every output's SHA-256 is checked.
  *
  *   npm run build && npx tsx bench/gateways.ts [--size 256] [--rate 32] [--count 4] [--runs 3] [--ref HEAD | --cli dist/cli/main.js]
  */
@@ -36,11 +37,12 @@ const rateMiBps = positiveNumber(values.rate, '--rate')
 const count = positiveInt(values.count, '--count')
 const runs = positiveInt(values.runs, '--runs')
 
-const CLIENTS = ['verified', 'aria2'] as const
+const CLIENTS = ['verified', 'aria2', 'curl'] as const
 type Client = typeof CLIENTS[number]
 const LABEL: Record<Client, string> = {
   verified: `cidget verified, ${count} × -g`,
-  aria2: `aria2c -x4 -s4 -k1M, ${count} mirrors`
+  aria2: `aria2c -x4 -s4 -k1M, ${count} mirrors`,
+  curl: 'curl, first gateway only (calibration: one cap)'
 }
 
 const cli = await cliUnderTest(values.cli, values.ref)
@@ -74,7 +76,9 @@ try {
       const out = join(dir, 'out.bin')
       const [cmd, args]: [string, string[]] = client === 'verified'
         ? [process.execPath, [cli.main, 'get', cid, '-o', out, ...urls.flatMap((u) => ['-g', u]), '--mode', 'verified', '--state', join(dir, 'state.db'), '-q']]
-        : ['aria2c', ['-x4', '-s4', '-k1M', '--file-allocation=none', '-q', '-d', dir, '-o', 'out.bin', ...urls.map((u) => `${u}/ipfs/${cid}`)]]
+        : client === 'aria2'
+          ? ['aria2c', ['-x4', '-s4', '-k1M', '--file-allocation=none', '-q', '-d', dir, '-o', 'out.bin', ...urls.map((u) => `${u}/ipfs/${cid}`)]]
+          : ['curl', ['-s', '-o', out, `${urls[0] as string}/ipfs/${cid}`]]
       await Promise.all(gateways.map(async (g) => await g.stats())) // forget earlier requests
       const cpuBefore = gateways.reduce((s, g) => s + g.cpuSeconds(), 0)
       const m = await measure(cmd, args)

@@ -20,6 +20,16 @@ export async function openDownloader (flags: StateOptions & Partial<DownloaderIn
   return await Downloader.open(init)
 }
 
+/** Opens a Downloader for `body` and closes it afterwards, whatever happens. */
+export async function withDownloader<T> (flags: StateOptions & Partial<DownloaderInit>, body: (dl: Downloader) => Promise<T>): Promise<T> {
+  const dl = await openDownloader(flags)
+  try {
+    return await body(dl)
+  } finally {
+    await dl.close()
+  }
+}
+
 /** Runs a command body; errors become one line on stderr and an exit code. */
 export async function action (body: () => Promise<ExitCode>): Promise<void> {
   try {

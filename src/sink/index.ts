@@ -1,1 +1,1 @@
-export { PartialFile, partialPath, freeSpace, ensureFreeSpace, removePartial, exists } from './partial.js'
+export { PartialFile, partialPath, freeSpace, ensureFreeSpace, removePartial, renameIntoPlace, exists } from './partial.js'

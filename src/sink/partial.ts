@@ -31,6 +31,16 @@ export async function ensureFreeSpace (file: string, needed: number): Promise<vo
   }
 }
 
+/** Renames a finished partial (file or directory) onto its final name and makes the rename durable. */
+export async function renameIntoPlace (from: string, to: string): Promise<void> {
+  try {
+    await rename(from, to)
+  } catch (err) {
+    throw fsError(err, `rename ${from} to ${to}`)
+  }
+  await syncDir(dirname(to))
+}
+
 /** fsyncs a directory so a rename in it is durable. */
 async function syncDir (dir: string): Promise<void> {
   let fh: FileHandle | undefined
@@ -137,12 +147,7 @@ export class PartialFile {
   async commit (): Promise<void> {
     await this.sync()
     await this.close()
-    try {
-      await rename(this.path, this.output)
-    } catch (err) {
-      throw fsError(err, `rename ${this.path} to ${this.output}`)
-    }
-    await syncDir(dirname(this.output))
+    await renameIntoPlace(this.path, this.output)
   }
 
   /** Closes and deletes the partial file. */

@@ -1,68 +1,42 @@
 import type { Command } from 'commander'
-import { action, openDownloader, parseId, printRecord } from '../context.js'
+import type { Downloader } from '../../engine/downloader.js'
+import type { DownloadRecord } from '../../core/types.js'
+import { action, parseId, printRecord, withDownloader } from '../context.js'
 import { EXIT } from '../exit.js'
 
-export function registerPause (program: Command): void {
-  program.command('pause')
-    .description('pause a download (its partial data is kept)')
+interface ControlFlags { state?: string, json?: boolean, deleteFile?: boolean }
+
+/** `cidget <name> <id>`: one action on one download, reported in one line (or the record with --json). */
+function registerControl (program: Command, name: string, description: string, done: string,
+  run: (dl: Downloader, id: number, flags: ControlFlags) => Promise<DownloadRecord | undefined>): Command {
+  return program.command(name)
+    .description(description)
     .argument('<id>', 'download id')
     .option('--state <file>', 'SQLite state file')
     .option('--json', 'print the record as JSON')
-    .action(async (idText: string, flags: { state?: string, json?: boolean }) => {
+    .action(async (idText: string, flags: ControlFlags) => {
       await action(async () => {
         const id = parseId(idText)
-        const dl = await openDownloader({ state: flags.state })
-        try {
-          const rec = await dl.pause(id)
-          if (flags.json === true) printRecord(rec, true)
-          else process.stderr.write(`paused download ${id}\n`)
-          return EXIT.SUCCESS
-        } finally {
-          await dl.close()
-        }
+        const rec = await withDownloader({ state: flags.state }, async dl => await run(dl, id, flags))
+        if (flags.json === true && rec !== undefined) printRecord(rec, true)
+        else process.stderr.write(`${done} download ${id}\n`)
+        return EXIT.SUCCESS
       })
     })
+}
+
+export function registerPause (program: Command): void {
+  registerControl(program, 'pause', 'pause a download (its partial data is kept; works on a download another process runs)',
+    'paused', async (dl, id) => await dl.pause(id))
 }
 
 export function registerCancel (program: Command): void {
-  program.command('cancel')
-    .description('cancel a download and delete its partial data')
-    .argument('<id>', 'download id')
-    .option('--state <file>', 'SQLite state file')
-    .option('--json', 'print the record as JSON')
-    .action(async (idText: string, flags: { state?: string, json?: boolean }) => {
-      await action(async () => {
-        const id = parseId(idText)
-        const dl = await openDownloader({ state: flags.state })
-        try {
-          const rec = await dl.cancel(id)
-          if (flags.json === true) printRecord(rec, true)
-          else process.stderr.write(`cancelled download ${id}\n`)
-          return EXIT.SUCCESS
-        } finally {
-          await dl.close()
-        }
-      })
-    })
+  registerControl(program, 'cancel', 'cancel a download and delete its partial data',
+    'cancelled', async (dl, id) => await dl.cancel(id))
 }
 
 export function registerRm (program: Command): void {
-  program.command('rm')
-    .description('remove a download record and its partial data (a finished file stays unless --delete-file)')
-    .argument('<id>', 'download id')
+  registerControl(program, 'rm', 'remove a download record and its partial data (a finished file stays unless --delete-file)',
+    'removed', async (dl, id, flags) => { await dl.remove(id, { deleteFile: flags.deleteFile === true }); return undefined })
     .option('--delete-file', 'also delete the finished output file')
-    .option('--state <file>', 'SQLite state file')
-    .action(async (idText: string, flags: { state?: string, deleteFile?: boolean }) => {
-      await action(async () => {
-        const id = parseId(idText)
-        const dl = await openDownloader({ state: flags.state })
-        try {
-          await dl.remove(id, { deleteFile: flags.deleteFile === true })
-          process.stderr.write(`removed download ${id}\n`)
-          return EXIT.SUCCESS
-        } finally {
-          await dl.close()
-        }
-      })
-    })
 }

@@ -1,7 +1,7 @@
 import type { Command } from 'commander'
 import { CidgetError } from '../../core/errors.js'
 import { STATUSES, type DownloadStatus, type DownloadRecord } from '../../core/types.js'
-import { action, openDownloader, parseId, parseIntOption, printRecord } from '../context.js'
+import { action, parseId, parseIntOption, printRecord, withDownloader } from '../context.js'
 import { EXIT } from '../exit.js'
 import { table } from '../format.js'
 
@@ -14,15 +14,10 @@ export function registerStatus (program: Command): void {
     .action(async (idText: string, flags: { state?: string, json?: boolean }) => {
       await action(async () => {
         const id = parseId(idText)
-        const dl = await openDownloader({ state: flags.state, recover: false })
-        try {
-          const rec = await dl.get(id)
-          if (rec === undefined) throw new CidgetError('CIDGET_ERR_UNKNOWN_DOWNLOAD', `No download with id ${id}`)
-          printRecord(rec, flags.json === true)
-          return EXIT.SUCCESS
-        } finally {
-          await dl.close()
-        }
+        const rec = await withDownloader({ state: flags.state, recover: false }, async dl => await dl.get(id))
+        if (rec === undefined) throw new CidgetError('CIDGET_ERR_UNKNOWN_DOWNLOAD', `No download with id ${id}`)
+        printRecord(rec, flags.json === true)
+        return EXIT.SUCCESS
       })
     })
 }
@@ -39,8 +34,7 @@ export function registerList (program: Command): void {
         if (flags.status !== undefined && !STATUSES.includes(flags.status as DownloadStatus)) {
           throw new CidgetError('CIDGET_ERR_BAD_OPTION', `--status must be one of ${STATUSES.join(', ')}, got "${flags.status}"`)
         }
-        const dl = await openDownloader({ state: flags.state, recover: false })
-        try {
+        const rows = await withDownloader({ state: flags.state, recover: false }, async dl => {
           const rows: DownloadRecord[] = []
           let afterId = 0
           const want = flags.limit ?? Number.MAX_SAFE_INTEGER
@@ -50,15 +44,14 @@ export function registerList (program: Command): void {
             rows.push(...page)
             afterId = page[page.length - 1]?.id ?? afterId
           }
-          if (flags.json === true) {
-            for (const r of rows) process.stdout.write(JSON.stringify(r) + '\n')
-          } else {
-            process.stdout.write((rows.length === 0 ? 'no downloads' : table(rows)) + '\n')
-          }
-          return EXIT.SUCCESS
-        } finally {
-          await dl.close()
+          return rows
+        })
+        if (flags.json === true) {
+          for (const r of rows) process.stdout.write(JSON.stringify(r) + '\n')
+        } else {
+          process.stdout.write((rows.length === 0 ? 'no downloads' : table(rows)) + '\n')
         }
+        return EXIT.SUCCESS
       })
     })
 }

@@ -1,6 +1,7 @@
-import { open, mkdir, rename, rm, symlink, lstat, type FileHandle } from 'node:fs/promises'
+import { open, mkdir, rm, symlink, lstat, type FileHandle } from 'node:fs/promises'
 import { constants } from 'node:fs'
 import { dirname } from 'node:path'
+import { renameIntoPlace } from '../../sink/partial.js'
 import { fsError, systemCode } from '../../core/errors.js'
 import { DEFAULTS } from '../../core/defaults.js'
 
@@ -137,20 +138,7 @@ export class OutputTree {
   async commit (): Promise<void> {
     await this.syncAll()
     await this.close()
-    try {
-      await rename(this.root, this.output)
-    } catch (err) {
-      throw fsError(err, `rename ${this.root} to ${this.output}`)
-    }
-    let dir: FileHandle | undefined
-    try {
-      dir = await open(dirname(this.output), 'r')
-      await dir.sync()
-    } catch {
-      // some file systems refuse fsync on a directory; the rename is atomic regardless
-    } finally {
-      await dir?.close().catch(() => {})
-    }
+    await renameIntoPlace(this.root, this.output)
   }
 
   async remove (): Promise<void> {
