@@ -7,7 +7,7 @@
  * ratios, and curl on one gateway as a check that one cap is delivered;
  * every output's SHA-256 is checked.
  *
- *   npm run build && npx tsx bench/gateways.ts [--size 256] [--rate 32] [--count 4] [--runs 3] [--ref HEAD | --cli dist/cli/main.js]
+ *   npm run build && npx tsx bench/gateways.ts [--size 256] [--rate 32] [--count 4] [--runs 3] [--quiet-wait 30] [--ref HEAD | --cli dist/cli/main.js]
  */
 import { execFileSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
@@ -15,8 +15,8 @@ import { rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import {
-  MiB, cliUnderTest, fmt, freshDir, machine, mbps, measure, median, positiveInt, positiveNumber,
-  saveResults, sha256File, startGatewayProcess, table
+  MiB, cliUnderTest, fmt, freshDir, machine, mbps, measure, median, otherCores, positiveInt, positiveNumber,
+  saveResults, sha256File, startGatewayProcess, table, waitForQuiet
 } from './lib.js'
 import type { GatewayProcess, Measured } from './lib.js'
 
@@ -26,6 +26,7 @@ const { values } = parseArgs({
     rate: { type: 'string', default: '32' },
     count: { type: 'string', default: '4' },
     runs: { type: 'string', default: '3' },
+    'quiet-wait': { type: 'string', default: '30' },
     cli: { type: 'string' },
     ref: { type: 'string' }
   },
@@ -36,13 +37,27 @@ const sizeMiB = positiveNumber(values.size, '--size')
 const rateMiBps = positiveNumber(values.rate, '--rate')
 const count = positiveInt(values.count, '--count')
 const runs = positiveInt(values.runs, '--runs')
+const quietWaitMs = Number(values['quiet-wait']) * 1000
 
-const CLIENTS = ['verified', 'aria2', 'curl'] as const
+const CLIENTS = ['verified', 'aria2', 'curl', 'curl-ranges'] as const
 type Client = typeof CLIENTS[number]
 const LABEL: Record<Client, string> = {
   verified: `cidget verified, ${count} × -g`,
   aria2: `aria2c -x4 -s4 -k1M, ${count} mirrors`,
-  curl: 'curl, first gateway only (calibration: one cap)'
+  curl: 'curl, first gateway only (calibration: one cap)',
+  'curl-ranges': `${count} curl in parallel, one range of 1/${count} per gateway (calibration: all caps)`
+}
+
+/** `sh -c` script: one curl per gateway for its share of the bytes, in parallel, then the parts joined. */
+function rangesScript (urls: string[], cid: string, size: number, dir: string, out: string): string {
+  const part = Math.ceil(size / urls.length)
+  const q = (x: string): string => `'${x.replace(/'/g, "'\\''")}'`
+  const parts = urls.map((u, i) => {
+    const from = i * part
+    const to = Math.min(size, from + part) - 1
+    return `curl -s -r ${from}-${to} -o ${q(join(dir, `part${i}`))} ${q(`${u}/ipfs/${cid}`)} &`
+  })
+  return `${parts.join(' ')} wait && cat ${urls.map((_, i) => q(join(dir, `part${i}`))).join(' ')} > ${q(out)}`
 }
 
 const cli = await cliUnderTest(values.cli, values.ref)
@@ -58,6 +73,8 @@ interface Sample extends Measured {
   /** Bytes each gateway sent, as a fraction of the file size. */
   perGateway: number[]
   requests: number
+  quietBefore: number
+  otherCores: number
 }
 const samples: Sample[] = []
 
@@ -78,7 +95,11 @@ try {
         ? [process.execPath, [cli.main, 'get', cid, '-o', out, ...urls.flatMap((u) => ['-g', u]), '--mode', 'verified', '--state', join(dir, 'state.db'), '-q']]
         : client === 'aria2'
           ? ['aria2c', ['-x4', '-s4', '-k1M', '--file-allocation=none', '-q', '-d', dir, '-o', 'out.bin', ...urls.map((u) => `${u}/ipfs/${cid}`)]]
-          : ['curl', ['-s', '-o', out, `${urls[0] as string}/ipfs/${cid}`]]
+          : client === 'curl'
+            ? ['curl', ['-s', '-o', out, `${urls[0] as string}/ipfs/${cid}`]]
+            : ['sh', ['-c', rangesScript(urls, cid, size, dir, out)]]
+      const gatewaysCpu = (): number => gateways.reduce((s, g) => s + g.cpuSeconds(), 0)
+      const quietBefore = await waitForQuiet({ maxWaitMs: quietWaitMs, ownCpuSeconds: gatewaysCpu })
       await Promise.all(gateways.map(async (g) => await g.stats())) // forget earlier requests
       const cpuBefore = gateways.reduce((s, g) => s + g.cpuSeconds(), 0)
       const m = await measure(cmd, args)
@@ -89,9 +110,10 @@ try {
       const hashOk = m.exitCode === 0 && existsSync(out) && await sha256File(out) === sha256
       await rm(dir, { recursive: true, force: true })
       execFileSync('sync')
-      samples.push({ ...m, client, run, gatewayCpuSeconds, hashOk, perGateway, requests })
+      samples.push({ ...m, client, run, gatewayCpuSeconds, hashOk, perGateway, requests, quietBefore, otherCores: otherCores(m, gatewayCpuSeconds) })
       process.stderr.write(`  run ${run} ${LABEL[client]}: ${fmt(mbps(size, m.wallMs))} MB/s, ${fmt(m.peakRssBytes / 1e6, 0)} MB peak RSS, ` +
-        `client CPU ${fmt(m.cpuSeconds, 2)} s, ${requests} requests, share of the file per gateway ${perGateway.map((x) => fmt(x, 2)).join('/')}` + (hashOk ? '' : `  FAILED (exit ${String(m.exitCode)}): ${m.stderr.trim().split('\n').slice(-3).join(' / ')}`) + '\n')
+        `client CPU ${fmt(m.cpuSeconds, 2)} s, ${requests} requests, share of the file per gateway ${perGateway.map((x) => fmt(x, 2)).join('/')}, ` +
+        `other load ${fmt(otherCores(m, gatewayCpuSeconds), 2)} cores` + (hashOk ? '' : `  FAILED (exit ${String(m.exitCode)}): ${m.stderr.trim().split('\n').slice(-3).join(' / ')}`) + '\n')
     }
   }
 
@@ -107,16 +129,17 @@ try {
       speeds.length === 0 ? '–' : `${fmt(Math.min(...speeds))}–${fmt(Math.max(...speeds))}`,
       fmt(speed(c) / capsMBps, 2),
       fmt(speed(c) / aria, 2),
-      fmt(median(ok.map((s) => s.peakRssBytes / 1e6)), 0),
-      fmt(median(ok.map((s) => s.cpuSeconds)), 2),
+      c === 'curl-ranges' ? '–' : fmt(median(ok.map((s) => s.peakRssBytes / 1e6)), 0),
+      c === 'curl-ranges' ? '–' : fmt(median(ok.map((s) => s.cpuSeconds)), 2),
       fmt(median(ok.map((s) => s.requests)), 0),
       ok.length === 0 ? '–' : (ok[Math.floor(ok.length / 2)] as Sample).perGateway.map((x) => fmt(x, 2)).join(' / '),
+      fmt(median(ok.map((s) => s.otherCores)), 2),
       `${ok.length}/${samples.filter((s) => s.client === c).length}`
     ]
   })
   const report = `Gateways: ${count} gateway processes × ${rateMiBps} MiB/s = sum of caps ${fmt(capsMBps)} MB/s; ` +
     `${sizeMiB} MiB; median of ${runs}; ${machine()}; CLI: ${cli.describe}; ${Math.round((Date.now() - started) / 1000)} s in all.\n\n` +
-    table(['client', 'MB/s', 'range', '× sum of caps', '× aria2', 'peak RSS MB', 'client CPU s', 'requests', 'bytes per gateway (× size)', 'SHA-256 ok'], rows) + '\n'
+    table(['client', 'MB/s', 'range', '× sum of caps', '× aria2', 'peak RSS MB', 'client CPU s', 'requests', 'bytes per gateway (× size)', 'other load (cores)', 'SHA-256 ok'], rows) + '\n'
   process.stdout.write(report)
   process.stderr.write(`results: ${await saveResults('gateways', { machine: machine(), cli: cli.describe, sizeMiB, rateMiBps, count, samples })}\n`)
 } finally {

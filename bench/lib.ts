@@ -110,6 +110,36 @@ export function procCpuSeconds (pid: number): number {
 }
 
 // ---------------------------------------------------------------------------
+// other load on the machine
+
+/** CPU seconds the whole machine has spent busy (all cores; /proc/stat, not idle or iowait). */
+export function systemBusySeconds (): number {
+  const [, ...fields] = (readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '').trim().split(/\s+/)
+  const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0, steal = 0] = fields.map(Number)
+  return (user + nice + system + irq + softirq + steal) / 100
+}
+
+/**
+ * Waits (at most `maxWaitMs`) until the machine is quiet: less than
+ * `maxCores` cores busy over one second, apart from `ownCpuSeconds()` (the
+ * benchmark's own idle gateways). Returns the busy cores last seen. Other
+ * work on this 2-core machine (test suites) would otherwise be measured too.
+ */
+export async function waitForQuiet (opts: { maxCores?: number, maxWaitMs?: number, ownCpuSeconds?: () => number } = {}): Promise<number> {
+  const maxCores = opts.maxCores ?? 0.3
+  const deadline = Date.now() + (opts.maxWaitMs ?? 30_000)
+  const own = opts.ownCpuSeconds ?? (() => 0)
+  for (;;) {
+    const busy0 = systemBusySeconds()
+    const own0 = own()
+    const t0 = performance.now()
+    await new Promise((resolve) => setTimeout(resolve, 1000))
+    const cores = ((systemBusySeconds() - busy0) - (own() - own0)) / ((performance.now() - t0) / 1000)
+    if (cores < maxCores || Date.now() >= deadline) return cores
+  }
+}
+
+// ---------------------------------------------------------------------------
 // measured clients
 
 export interface Measured {
@@ -121,6 +151,8 @@ export interface Measured {
   cpuSeconds: number
   exitCode: number | null
   stderr: string
+  /** CPU seconds the whole machine was busy during the run (all processes, this one included). */
+  systemBusySeconds: number
 }
 
 /**
@@ -132,6 +164,7 @@ export async function measure (command: string, args: string[], opts: { cwd?: st
   const dir = await mkdtemp(join(tmpdir(), 'cidget-bench-time-'))
   const timeFile = join(dir, 'time.txt')
   try {
+    const busyBefore = systemBusySeconds()
     const started = performance.now()
     const child = spawn(TIME_BIN, ['-f', '%M %U %S', '-o', timeFile, command, ...args], {
       cwd: opts.cwd ?? ROOT,
@@ -144,6 +177,7 @@ export async function measure (command: string, args: string[], opts: { cwd?: st
     const timer = setTimeout(() => { child.kill('SIGKILL') }, opts.timeoutMs ?? 15 * 60_000)
     const exitCode = await new Promise<number | null>((resolve) => { child.once('exit', (code) => { resolve(code) }) })
     const wallMs = performance.now() - started
+    const systemBusy = systemBusySeconds() - busyBefore
     clearTimeout(timer)
     const text = existsSync(timeFile) ? await readFile(timeFile, 'utf8') : ''
     // `time` writes "Command exited with non-zero status N" first when the command fails
@@ -154,7 +188,8 @@ export async function measure (command: string, args: string[], opts: { cwd?: st
       peakRssBytes: (kb ?? Number.NaN) * 1024,
       cpuSeconds: (user ?? Number.NaN) + (sys ?? Number.NaN),
       exitCode,
-      stderr
+      stderr,
+      systemBusySeconds: systemBusy
     }
   } finally {
     await rm(dir, { recursive: true, force: true })
@@ -247,6 +282,14 @@ export function machine (): string {
   const model = cpus()[0]?.model ?? 'unknown CPU'
   return `${cpus().length} cores (${model}), Node ${process.version} (baseline: Node 24 where noted), ` +
     `${new Date().toISOString().slice(0, 10)}, commit ${gitHead()}`
+}
+
+/**
+ * Cores busy with other work during a run, on average: the machine's busy
+ * CPU time less the client's and the gateways', over the wall time.
+ */
+export function otherCores (m: Measured, gatewayCpuSeconds: number): number {
+  return Math.max(0, m.systemBusySeconds - m.cpuSeconds - gatewayCpuSeconds) / (m.wallMs / 1000)
 }
 
 /** Writes `bench/results/NAME-DATE.json` (gitignored) and returns its path. */

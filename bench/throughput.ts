@@ -16,7 +16,7 @@ import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import {
   BENCH_DIR, DEFAULT_NODE24, cliUnderTest, fmt, freshDir, machine, mbps, measure, median,
-  parseSizes, positiveInt, saveResults, sha256File, startGatewayProcess, table
+  otherCores, parseSizes, positiveInt, saveResults, sha256File, startGatewayProcess, table, waitForQuiet
 } from './lib.js'
 import type { GatewayInfo, GatewayStats, Measured } from './lib.js'
 
@@ -37,13 +37,15 @@ const { values } = parseArgs({
     clients: { type: 'string', default: CLIENTS.join(',') },
     cli: { type: 'string' },
     ref: { type: 'string' },
-    node24: { type: 'string', default: process.env.CIDGET_BENCH_NODE24 ?? DEFAULT_NODE24 }
+    node24: { type: 'string', default: process.env.CIDGET_BENCH_NODE24 ?? DEFAULT_NODE24 },
+    'quiet-wait': { type: 'string', default: '30' }
   },
   strict: true
 })
 
 const sizes = parseSizes(values.sizes, '--sizes')
 const runs = positiveInt(values.runs, '--runs')
+const quietWaitMs = Number(values['quiet-wait']) * 1000
 const clients = values.clients.split(',').map((c) => c.trim()) as Client[]
 for (const c of clients) if (!CLIENTS.includes(c)) throw new Error(`--clients: unknown client ${c} (known: ${CLIENTS.join(', ')})`)
 
@@ -75,6 +77,9 @@ interface Sample extends Measured {
   gatewayCpuSeconds: number
   hashOk: boolean
   served: GatewayStats
+  /** Cores busy with other work before (after waiting for quiet) and during the run. */
+  quietBefore: number
+  otherCores: number
 }
 
 const samples: Sample[] = []
@@ -90,6 +95,7 @@ for (const sizeMiB of sizes) {
         const dir = await freshDir('tp')
         const out = join(dir, 'out.bin')
         const [cmd, args] = command(client, gw.info, dir, out)
+        const quietBefore = await waitForQuiet({ maxWaitMs: quietWaitMs, ownCpuSeconds: gw.cpuSeconds })
         await gw.stats() // forget earlier requests
         const cpuBefore = gw.cpuSeconds()
         const m = await measure(cmd, args)
@@ -98,10 +104,10 @@ for (const sizeMiB of sizes) {
         const hashOk = m.exitCode === 0 && existsSync(out) && await sha256File(out) === gw.info.sha256
         await rm(dir, { recursive: true, force: true })
         execFileSync('sync')
-        samples.push({ ...m, client, sizeMiB, run, gatewayCpuSeconds, hashOk, served })
+        samples.push({ ...m, client, sizeMiB, run, gatewayCpuSeconds, hashOk, served, quietBefore, otherCores: otherCores(m, gatewayCpuSeconds) })
         process.stderr.write(`  run ${run} ${LABEL[client]}: ${fmt(mbps(gw.info.size, m.wallMs))} MB/s, ` +
           `${fmt(m.peakRssBytes / 1e6, 0)} MB peak RSS, client CPU ${fmt(m.cpuSeconds, 2)} s, gateway CPU ${fmt(gatewayCpuSeconds, 2)} s, ` +
-          `${served.requests} requests, ${fmt(served.bytesSent / gw.info.size, 3)}× the size sent` +
+          `${served.requests} requests, ${fmt(served.bytesSent / gw.info.size, 3)}× the size sent, other load ${fmt(otherCores(m, gatewayCpuSeconds), 2)} cores` +
           (hashOk ? '' : `  FAILED (exit ${String(m.exitCode)}): ${m.stderr.trim().split('\n').slice(-3).join(' / ')}`) + '\n')
       }
     }
@@ -127,11 +133,12 @@ for (const sizeMiB of sizes) {
       fmt(median(ok.map((s) => s.cpuSeconds)), 2),
       fmt(median(ok.map((s) => s.gatewayCpuSeconds)), 2),
       fmt(median(ok.map((s) => s.served.requests)), 0),
+      fmt(median(ok.map((s) => s.otherCores)), 2),
       `${ok.length}/${ok.length + failed}`
     ]
   })
   sections.push(`**${sizeMiB} MiB** (${gw.info.size} bytes), median of ${runs}\n\n` + table(
-    ['client', 'MB/s', 'range', '× curl', '× verified-fetch', 'peak RSS MB', 'client CPU s', 'gateway CPU s', 'requests', 'SHA-256 ok'],
+    ['client', 'MB/s', 'range', '× curl', '× verified-fetch', 'peak RSS MB', 'client CPU s', 'gateway CPU s', 'requests', 'other load (cores)', 'SHA-256 ok'],
     rows))
 }
 

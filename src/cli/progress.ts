@@ -44,7 +44,7 @@ export class ProgressView {
     if (opts.tty && !opts.quiet) {
       this.#multi = new cliProgress.MultiBar({
         stream: opts.stream ?? process.stderr,
-        format: ' {bar} {percentage}% | {done} of {size} | {speed} | ETA {etaText} | {gateway}',
+        format: ' {bar} {percentage}% | {done} of {size}{filesText} | {speed} | ETA {etaText} | {gateway}',
         barCompleteChar: '█',
         barIncompleteChar: '░',
         hideCursor: true,
@@ -75,7 +75,8 @@ export class ProgressView {
       size: humanBytes(e.total),
       speed: `${humanBytes(Math.round(e.speed))}/s`,
       etaText: e.total !== null && e.speed > 0 ? humanDuration((e.total - e.bytes) * 1000 / e.speed) : '?',
-      gateway: e.gateway ?? '-'
+      gateway: e.gateway ?? '-',
+      filesText: e.files === null ? '' : `, ${e.files} files`
     }
     let bar = this.#bars.get(e.id)
     if (bar === undefined) {

@@ -10,6 +10,8 @@ export interface ProgressEvent {
   /** Bytes per second, smoothed. */
   speed: number
   gateway: string | null
+  /** Directories: files (and symlinks) complete so far; null for a single file. */
+  files: number | null
 }
 
 export interface StatusEvent {

@@ -602,6 +602,7 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
     const interval = this.#progressIntervalMs
     let lastEmit = 0
     let lastBytes = -1
+    let lastFiles: number | null = null
     let speed = 0
     let speedAt = performance.now()
     let speedBytes = 0
@@ -632,7 +633,7 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
         await this.store.updateDownload(id, { status, error: null, errorCode: null }, this.#now())
         this.#emitStatus(id, status, from, null, null)
       },
-      onProgress: (bytes, total, gateway) => {
+      onProgress: (bytes, total, gateway, files) => {
         const now = performance.now()
         if (bytes < speedBytes) { speedBytes = bytes; speedAt = now }
         const dt = now - speedAt
@@ -642,9 +643,10 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
           speedAt = now
           speedBytes = bytes
         }
-        if (bytes === lastBytes) return
+        if (bytes === lastBytes && (files ?? null) === lastFiles) return
         lastBytes = bytes
-        pending = { id, bytes, total, speed, gateway }
+        lastFiles = files ?? null
+        pending = { id, bytes, total, speed, gateway, files: files ?? null }
         const done = total !== null && bytes >= total
         if (done || now - lastEmit >= interval) {
           flush()

@@ -156,9 +156,13 @@ describe('directories', () => {
     const root = await addDirectory(blocks, entries)
     const s = await setup(blocks, 2)
     const dl = await s.open()
+    const progress: Array<{ bytes: number, files: number | null }> = []
+    dl.on('cidget:download:progress', e => progress.push({ bytes: e.bytes, files: e.files }))
     const done = await (await dl.add(root.toString(), { output: join(s.dir, 'out') })).done
     expect(done.status, done.error ?? '').toBe('success')
     expect(done.hash).toBeNull()
+    // progress counts bytes and files
+    expect(progress.at(-1)).toEqual({ bytes: 700 * KiB + 10 + 5 + 15, files: 5 })
     const out = join(s.dir, 'out')
     expect(await tree(out)).toEqual([
       'data', 'data/big.bin', 'data/nested', 'data/nested/deeper', 'data/nested/deeper/small.bin',

@@ -173,11 +173,31 @@ export async function runVerifiedDownload (ctx: VerifiedContext): Promise<Strate
     while (checkpointing !== undefined) await checkpointing.catch(() => {})
     if (pending.length > 0) await startCheckpoint()
   }
+  // directories count finished files: a file is finished once walked and all its blocks written
+  let filesDone = 0
+  const openFiles = new Map<string, { blocks: number, walked: boolean }>()
+  const progress = (): void => {
+    if (isDirectory) ctx.onProgress(writtenBytes, total, ctx.lastGateway() ?? '', filesDone)
+    else ctx.onProgress(writtenBytes, total, ctx.lastGateway() ?? '')
+  }
+  const fileEvent = (path: string, change: 'block' | 'written' | 'walked'): void => {
+    const f = openFiles.get(path) ?? { blocks: 0, walked: false }
+    if (change === 'block') f.blocks++
+    else if (change === 'written') f.blocks--
+    else f.walked = true
+    if (f.walked && f.blocks === 0) {
+      openFiles.delete(path)
+      filesDone++
+      progress()
+    } else {
+      openFiles.set(path, f)
+    }
+  }
   const written = async (i: number, bytes: number): Promise<void> => {
     pending.push(i)
     pendingBytes += bytes
     writtenBytes += bytes
-    ctx.onProgress(writtenBytes, total, ctx.lastGateway() ?? '')
+    progress()
     // writers do not wait for the fsyncs: fetching goes on while a checkpoint runs
     if (checkpointing === undefined) {
       if (pendingBytes >= policy.syncIntervalBytes || ctx.now() - lastCheckpoint >= policy.syncIntervalMs) startCheckpoint().catch(fail)
@@ -233,12 +253,14 @@ export async function runVerifiedDownload (ctx: VerifiedContext): Promise<Strate
     if (cid.code === rawCodec.code) {
       const i = index++
       if (done.has(i)) return
+      fileEvent(path, 'block')
       await dispatch(async () => {
         const data = given ?? await getBlock(cid)
         if (declared !== undefined && data.byteLength !== declared) {
           throw invalid(cid, `holds ${data.byteLength} bytes where its parent declares ${declared}`)
         }
         await write(i, path, offset, data)
+        fileEvent(path, 'written')
       })
       return
     }
@@ -284,12 +306,17 @@ export async function runVerifiedDownload (ctx: VerifiedContext): Promise<Strate
     count()
     if (cid.code === rawCodec.code) {
       await fileNode(cid, path, 0, undefined, depth)
+      fileEvent(path, 'walked')
       return
     }
     if (cid.code !== dagPb.code) throw invalid(cid, `codec 0x${cid.code.toString(16)} in a directory`)
     let bytes = given ?? reader.cached(cid)
     if (bytes === undefined) {
-      if (done.has(index)) { index++; return } // a one-block file or symlink finished earlier
+      if (done.has(index)) { // a one-block file or symlink finished earlier
+        index++
+        fileEvent(path, 'walked')
+        return
+      }
       bytes = await getBlock(cid)
     }
     const { node, fs } = decode(cid, bytes)
@@ -303,9 +330,11 @@ export async function runVerifiedDownload (ctx: VerifiedContext): Promise<Strate
       case 'raw':
         declare(Number(fs.fileSize()))
         await fileNode(cid, path, 0, undefined, depth, bytes)
+        fileEvent(path, 'walked')
         return
       case 'symlink': {
         const i = index++
+        fileEvent(path, 'walked')
         if (done.has(i)) return
         const target = new TextDecoder().decode(fs.data ?? EMPTY)
         try {
@@ -367,7 +396,7 @@ export async function runVerifiedDownload (ctx: VerifiedContext): Promise<Strate
     clearTimeout(timer)
     await checkpoint()
     if (isDirectory) total = writtenBytes
-    ctx.onProgress(writtenBytes, total, ctx.lastGateway() ?? '')
+    progress()
   } catch (thrown) {
     internal.abort(thrown)
     clearTimeout(timer)
