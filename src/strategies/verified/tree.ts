@@ -22,7 +22,8 @@ export class OutputTree {
   /** The partial file, or the staging directory. */
   readonly root: string
   readonly isDirectory: boolean
-  readonly #open = new Map<string, FileHandle>()
+  /** Open files, least recently used first; `users` are writes in progress, which keep it open. */
+  readonly #open = new Map<string, { fh: Promise<FileHandle>, users: number }>()
   /** Files closed since the last syncAll, whose data is not known to be durable. */
   #unsynced = new Set<string>()
 
@@ -40,7 +41,7 @@ export class OutputTree {
       } else {
         await mkdir(dirname(output), { recursive: true })
         const fh = await open(tree.root, WRITE_FLAGS, 0o644)
-        tree.#open.set(tree.root, fh)
+        tree.#open.set(tree.root, { fh: Promise.resolve(fh), users: 0 })
       }
     } catch (err) {
       throw fsError(err, `create ${tree.root}`)
@@ -48,23 +49,40 @@ export class OutputTree {
     return tree
   }
 
-  async #handle (path: string): Promise<FileHandle> {
-    let fh = this.#open.get(path)
-    if (fh !== undefined) {
+  /**
+   * Runs `fn` with the file at `path` open. Concurrent writes to one file share
+   * one handle (opened once); a handle in use is never closed under a writer.
+   */
+  async #use<T> (path: string, fn: (fh: FileHandle) => Promise<T>): Promise<T> {
+    let entry = this.#open.get(path)
+    if (entry !== undefined) {
       // most recently used goes last
       this.#open.delete(path)
-      this.#open.set(path, fh)
-      return fh
+      this.#open.set(path, entry)
+      entry.users++
+    } else {
+      const opened = { fh: open(path, WRITE_FLAGS, 0o644), users: 1 }
+      entry = opened
+      this.#open.set(path, opened)
+      opened.fh.catch(() => { if (this.#open.get(path) === opened) this.#open.delete(path) })
+      await this.#evict()
     }
-    if (this.#open.size >= MAX_OPEN) {
-      const [oldPath, old] = this.#open.entries().next().value as [string, FileHandle]
-      this.#open.delete(oldPath)
-      this.#unsynced.add(oldPath)
-      await old.close()
+    try {
+      return await fn(await entry.fh)
+    } finally {
+      entry.users--
     }
-    fh = await open(path, WRITE_FLAGS, 0o644)
-    this.#open.set(path, fh)
-    return fh
+  }
+
+  /** Closes the least recently used idle files while more than MAX_OPEN are open; they are fsynced at the next syncAll. */
+  async #evict (): Promise<void> {
+    for (const [path, entry] of this.#open) {
+      if (this.#open.size <= MAX_OPEN) return
+      if (entry.users > 0) continue
+      this.#open.delete(path)
+      this.#unsynced.add(path)
+      await entry.fh.then(async fh => { await fh.close() }, () => {})
+    }
   }
 
   async mkdir (path: string): Promise<void> {
@@ -78,12 +96,13 @@ export class OutputTree {
   /** Writes `data` at `offset` of the file at `path` (created if missing). */
   async write (path: string, offset: number, data: Uint8Array): Promise<void> {
     try {
-      const fh = await this.#handle(path)
-      let done = 0
-      while (done < data.byteLength) {
-        const { bytesWritten } = await fh.write(data, done, data.byteLength - done, offset + done)
-        done += bytesWritten
-      }
+      await this.#use(path, async fh => {
+        let done = 0
+        while (done < data.byteLength) {
+          const { bytesWritten } = await fh.write(data, done, data.byteLength - done, offset + done)
+          done += bytesWritten
+        }
+      })
     } catch (err) {
       throw fsError(err, `write ${path}`)
     }
@@ -92,7 +111,7 @@ export class OutputTree {
   /** Makes sure a (possibly empty) file exists at `path`. */
   async touch (path: string): Promise<void> {
     try {
-      await this.#handle(path)
+      await this.#use(path, async () => {})
     } catch (err) {
       throw fsError(err, `create ${path}`)
     }
@@ -112,7 +131,7 @@ export class OutputTree {
     const closed = [...this.#unsynced]
     this.#unsynced = new Set()
     const jobs: Array<() => Promise<void>> = [
-      ...[...this.#open.values()].map(fh => async () => { await fh.sync() }),
+      ...[...this.#open.values()].map(entry => async () => { await (await entry.fh).sync() }),
       ...closed.filter(p => !this.#open.has(p)).map(p => async () => {
         const fh = await open(p, constants.O_RDONLY | constants.O_NOFOLLOW)
         try { await fh.sync() } finally { await fh.close() }
@@ -129,9 +148,9 @@ export class OutputTree {
   }
 
   async close (): Promise<void> {
-    const handles = [...this.#open.values()]
+    const entries = [...this.#open.values()]
     this.#open.clear()
-    await Promise.all(handles.map(async fh => { await fh.close().catch(() => {}) }))
+    await Promise.all(entries.map(async entry => { await entry.fh.then(async fh => { await fh.close() }).catch(() => {}) }))
   }
 
   /** Durable, then renamed onto the output, then the parent directory fsynced. */
