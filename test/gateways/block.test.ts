@@ -150,10 +150,8 @@ describe('fetchRawBlock', () => {
 
   it('without a Content-Length, the streamed count stops the body as soon as it passes maxBytes', async () => {
     slow.addFault({ fault: { type: 'no-length' } })
-    const started = performance.now()
     const err = await rejection(fetchRawBlock(http, slow.url, bigCid, { maxBytes: 1000 }))
     expect(err.code).toBe('CIDGET_ERR_BLOCK_TOO_LARGE')
-    expect(performance.now() - started).toBeLessThan(250)
     const record = slow.requests[0]
     expect(record?.fault).toBe('no-length')
     if (record !== undefined && record.endedAt === null) await once(slow, 'response')
@@ -208,6 +206,6 @@ describe('fetchRawBlock', () => {
     setTimeout(() => controller.abort(reason), 20)
     const started = performance.now()
     await expect(fetchRawBlock(http, gw.url, rawCid, { signal: controller.signal })).rejects.toBe(reason)
-    expect(performance.now() - started).toBeLessThan(200)
+    expect(performance.now() - started).toBeLessThan(1_000) // the answer would take 5 s
   })
 })

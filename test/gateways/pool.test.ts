@@ -239,12 +239,13 @@ describe('GatewayPool', () => {
   })
 
   it('hedges a slow request on another gateway; the first valid block wins and the other request is aborted', async () => {
-    const [slow, fast] = await gateways([{ type: 'latency', ms: 500 }, null]) as [TestGateway, TestGateway]
+    // a wide margin between the slow answer and the hedge: the suite runs on two busy cores
+    const [slow, fast] = await gateways([{ type: 'latency', ms: 3_000 }, null]) as [TestGateway, TestGateway]
     const { pool: p, events } = pool([slow, fast], { hedgeAfterMs: 50 })
     const [cid, bytes] = all[2] as [CID, Uint8Array]
     const started = performance.now()
     expect(await p.get(cid)).toEqual(bytes)
-    expect(performance.now() - started).toBeLessThan(300)
+    expect(performance.now() - started).toBeLessThan(2_000)
     expect(events).toContainEqual({ type: 'hedge', cid: cid.toString(), from: slow.url, to: fast.url })
     expect(events).toContainEqual(expect.objectContaining({ type: 'block', gateway: fast.url }))
     const loser = slow.requests[0]
@@ -368,12 +369,12 @@ describe('GatewayPool', () => {
     // waiting out a 30 s Retry-After (real sleep)
     const c1 = new AbortController()
     const waiting = p.get((all[0] as [CID, Uint8Array])[0], c1.signal)
-    while (a.requests[0]?.endedAt == null) await new Promise((resolve) => setTimeout(resolve, 5))
+    if (a.requests[0]?.endedAt == null) await once(a, 'response')
     await new Promise((resolve) => setTimeout(resolve, 20))
     let at = performance.now()
     c1.abort(reason)
     await expect(waiting).rejects.toBe(reason)
-    expect(performance.now() - at).toBeLessThan(50)
+    expect(performance.now() - at).toBeLessThan(500) // the request would take 5 s
 
     // in flight, and queued behind it for the only permit
     a.setFaults([{ fault: { type: 'latency', ms: 5000 } }])
@@ -383,13 +384,13 @@ describe('GatewayPool', () => {
     const c3 = new AbortController()
     const inFlight = p2.get((all[1] as [CID, Uint8Array])[0], c2.signal)
     const queued = p2.get((all[2] as [CID, Uint8Array])[0], c3.signal)
-    while (a.requests.length === 0) await new Promise((resolve) => setTimeout(resolve, 5))
+    if (a.requests.length === 0) await once(a, 'request')
     at = performance.now()
     c3.abort(reason)
     await expect(queued).rejects.toBe(reason)
     c2.abort(reason)
     await expect(inFlight).rejects.toBe(reason)
-    expect(performance.now() - at).toBeLessThan(50)
+    expect(performance.now() - at).toBeLessThan(500) // the request would take 5 s
     // the abandoned request is cancelled at the gateway, and the permit comes back
     if (a.requests[0]?.endedAt === null) await once(a, 'response')
     expect(a.requests[0]?.aborted).toBe(true)
