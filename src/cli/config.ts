@@ -3,7 +3,6 @@ import { homedir } from 'node:os'
 import { join } from 'node:path'
 import { CidgetError } from '../core/errors.js'
 import { DEFAULT_POLICY, type DownloadPolicy } from '../core/policy.js'
-import type { DownloaderInit } from '../engine/downloader.js'
 
 /** The settings a config file or CIDGET_* variables may carry. */
 export type Settings = Partial<DownloadPolicy> & {
@@ -84,9 +83,4 @@ export function loadSettings (env: NodeJS.ProcessEnv = process.env): Settings {
   }
   merge(out, fromEnv, 'environment')
   return out
-}
-
-/** Settings as Downloader options. */
-export function toInit (s: Settings): DownloaderInit {
-  return { ...s }
 }

@@ -2,7 +2,7 @@ import { InvalidArgumentError } from 'commander'
 import { Downloader, type DownloaderInit } from '../engine/downloader.js'
 import type { DownloadRecord } from '../core/types.js'
 import { CidgetError } from '../core/errors.js'
-import { loadSettings, toInit } from './config.js'
+import { loadSettings } from './config.js'
 import { EXIT, errorLine, exitCodeForError, type ExitCode } from './exit.js'
 import { describe } from './format.js'
 
@@ -13,7 +13,7 @@ export interface StateOptions {
 
 /** Opens a Downloader from config file, environment and flags (flags win). */
 export async function openDownloader (flags: StateOptions & Partial<DownloaderInit>): Promise<Downloader> {
-  const init: DownloaderInit = toInit(loadSettings())
+  const init: DownloaderInit = { ...loadSettings() }
   for (const [k, v] of Object.entries(flags)) {
     if (v !== undefined) (init as Record<string, unknown>)[k] = v
   }

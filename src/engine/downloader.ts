@@ -1,6 +1,6 @@
 import { homedir } from 'node:os'
 import { join, resolve, dirname } from 'node:path'
-import { access, mkdir, stat } from 'node:fs/promises'
+import { access, mkdir, rm, stat } from 'node:fs/promises'
 import { constants as fsConstants } from 'node:fs'
 import { setTimeout as delay } from 'node:timers/promises'
 import type { Dispatcher } from 'undici'
@@ -360,7 +360,6 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
     }
     await removePartial(rec.output)
     if (opts.deleteFile === true && rec.status === 'success') {
-      const { rm } = await import('node:fs/promises')
       await rm(rec.output, { force: true })
     }
     await this.store.deleteDownload(id)
@@ -480,8 +479,7 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
 
   async #run (id: number, running: Running): Promise<DownloadRecord> {
     const { controller } = running
-    let record = await this.#mustGet(id)
-    const previous = record.status
+    const record = await this.#mustGet(id)
     try {
       if (controller.signal.aborted) throw controller.signal.reason
       const ctx = this.#context(record, running)
@@ -502,9 +500,7 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
       this.#active--
       this.#pump()
     }
-    record = await this.#mustGet(id)
-    void previous
-    return record
+    return await this.#mustGet(id)
   }
 
   /** A gateway pool for one download: scores and dropped gateways are per download. */

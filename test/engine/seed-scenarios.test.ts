@@ -7,13 +7,11 @@ import { createServer } from 'node:net'
 import { execFileSync } from 'node:child_process'
 import { mkdir, open, stat } from 'node:fs/promises'
 import { join } from 'node:path'
-import { world, progressReaches, statusLog, fileSha256, MiB, KiB, type World } from '../helpers.js'
-import { pathRequests } from '../helpers.js'
+import { world, progressReaches, statusLog, fileSha256, MiB, KiB, type World, pathRequests } from '../helpers.js'
 import type { Downloader } from '../../src/engine/downloader.js'
 import type { DownloadRecord } from '../../src/core/types.js'
 import type { RetryEvent } from '../../src/core/events.js'
-import { partialPath } from '../../src/sink/partial.js'
-import { exists } from '../../src/sink/partial.js'
+import { partialPath, exists } from '../../src/sink/partial.js'
 
 const SIZE = 4 * MiB
 let w: World
