@@ -44,12 +44,21 @@ export interface RepairEvent {
   bytes: number
 }
 
+/** A gateway's health changed for a download: dropped (invalid block), blocked (Retry-After, backoff), healthy again. */
+export interface GatewayEvent {
+  id: number
+  gateway: string
+  state: 'dropped' | 'blocked' | 'healthy'
+  reason: string
+}
+
 export interface CidgetEvents {
   'cidget:download:added': [DownloadRecord]
   'cidget:download:status': [StatusEvent]
   'cidget:download:progress': [ProgressEvent]
   'cidget:download:retry': [RetryEvent]
   'cidget:download:repaired': [RepairEvent]
+  'cidget:gateway': [GatewayEvent]
 }
 
 /** A typed EventEmitter: event names and payloads checked at compile time. */

@@ -18,7 +18,7 @@ import { runPathDownload } from '../strategies/path.js'
 import { runVerifiedDownload, DEFAULT_DAG_LIMITS, type DagLimits } from '../strategies/verified/index.js'
 import { runCarDownload } from '../strategies/verified/car.js'
 import { checkFileAgainstDag } from '../strategies/verified/check.js'
-import { GatewayPool } from '../gateways/pool.js'
+import { GatewayPool, type GatewayStats } from '../gateways/pool.js'
 import type { StrategyContext, StrategyResult } from '../strategies/types.js'
 
 /** Options of `Downloader.open`. Unknown keys are refused. */
@@ -137,6 +137,10 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
   readonly #sleep: (ms: number, signal: AbortSignal) => Promise<void>
   readonly #random: () => number
   readonly #running = new Map<number, Running>()
+  /** Pools of the verified downloads running now, for gatewayStats(). */
+  readonly #pools = new Set<GatewayPool>()
+  /** Totals of the pools of finished runs, per gateway. */
+  readonly #pastStats = new Map<string, GatewayTotals>()
   readonly #queue: Array<{ id: number, priority: number, start: () => void }> = []
   #active = 0
   #closed = false
@@ -279,14 +283,20 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
     return await this.#start(id)
   }
 
-  /** Resumes every paused and pending download (after recovering interrupted ones). Skips those another process holds. */
-  async resumeAll (): Promise<DownloadJob[]> {
+  /**
+   * Resumes every paused and pending download (after recovering interrupted
+   * ones), or with `interruptedOnly` only those a crash or a shutdown stopped
+   * (and pending ones), leaving what a person paused alone. Skips downloads
+   * another process holds.
+   */
+  async resumeAll (opts: { interruptedOnly?: boolean } = {}): Promise<DownloadJob[]> {
     this.#checkOpen()
     await this.recover()
     const jobs: DownloadJob[] = []
     for (const status of ['paused', 'pending'] as const) {
       for (const rec of await this.store.getDownloadsByStatus(status)) {
         if (this.#running.has(rec.id)) continue
+        if (opts.interruptedOnly === true && status === 'paused' && rec.errorCode !== 'CIDGET_ERR_INTERRUPTED') continue
         try {
           jobs.push(await this.#start(rec.id))
         } catch (err) {
@@ -383,7 +393,7 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
     if (this.#closed) return
     this.#closed = true
     const pending = [...this.#running.entries()].map(async ([id, r]) => {
-      r.controller.abort(new CidgetError('CIDGET_ERR_PAUSED', `Download ${id} paused: shutting down`))
+      r.controller.abort(new CidgetError('CIDGET_ERR_INTERRUPTED', `Download ${id} paused: the process shut down`))
       await r.done
     })
     await Promise.all(pending)
@@ -503,6 +513,33 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
     return await this.#mustGet(id)
   }
 
+  /**
+   * Health of every gateway this Downloader knows (its list and those of running
+   * downloads): request, error and byte totals over all downloads so far, and
+   * the latency, throughput and state seen by the downloads running now.
+   */
+  gatewayStats (): GatewayTotals[] {
+    const out = new Map<string, GatewayTotals>()
+    const add = (t: GatewayTotals): void => {
+      const o = out.get(t.url)
+      if (o === undefined) { out.set(t.url, { ...t }); return }
+      o.requests += t.requests
+      o.successes += t.successes
+      o.errors += t.errors
+      o.invalidBlocks += t.invalidBlocks
+      o.bytes += t.bytes
+      o.inFlight += t.inFlight
+      if (t.latencyMs > 0) o.latencyMs = o.latencyMs === 0 ? t.latencyMs : (o.latencyMs + t.latencyMs) / 2
+      o.throughputBps = Math.max(o.throughputBps, t.throughputBps)
+      o.dropped ||= t.dropped
+      o.blockedUntil = Math.max(o.blockedUntil, t.blockedUntil)
+    }
+    for (const url of this.#gateways) add(emptyTotals(url))
+    for (const t of this.#pastStats.values()) add({ ...t, inFlight: 0, dropped: false, blockedUntil: 0 })
+    for (const pool of this.#pools) for (const s of pool.stats()) add(totalsOf(s))
+    return [...out.values()]
+  }
+
   /** A gateway pool for one download: scores and dropped gateways are per download. */
   #pool (ctx: StrategyContext, onBlock: (gateway: string) => void): GatewayPool {
     return new GatewayPool({
@@ -525,16 +562,40 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
         if (e.type === 'block') onBlock(e.gateway)
         else if (e.type === 'retry') {
           ctx.onRetry({ code: e.code, message: e.message, gateway: e.gateway, action: 'switch', offset: 0, delayMs: e.delayMs })
+        } else if (e.type === 'gateway') {
+          this.emit('cidget:gateway', { id: ctx.record.id, gateway: e.gateway, state: e.state, reason: e.reason })
         }
       }
     })
+  }
+
+  /** Runs `fn` with `pool` counted in gatewayStats(); its totals are kept when it is done. */
+  async #withPool<T> (pool: GatewayPool, fn: () => Promise<T>): Promise<T> {
+    this.#pools.add(pool)
+    try {
+      return await fn()
+    } finally {
+      this.#pools.delete(pool)
+      for (const s of pool.stats()) {
+        const t = totalsOf(s)
+        const past = this.#pastStats.get(t.url) ?? emptyTotals(t.url)
+        past.requests += t.requests
+        past.successes += t.successes
+        past.errors += t.errors
+        past.invalidBlocks += t.invalidBlocks
+        past.bytes += t.bytes
+        if (t.latencyMs > 0) past.latencyMs = t.latencyMs
+        if (t.throughputBps > 0) past.throughputBps = t.throughputBps
+        this.#pastStats.set(t.url, past)
+      }
+    }
   }
 
   /** Path mode; the finished file is checked against the CID through a pool of the same gateways. */
   async #path (ctx: StrategyContext): Promise<StrategyResult> {
     if (!this.#checkPath) return await runPathDownload(ctx)
     const pool = this.#pool(ctx, () => {})
-    return await runPathDownload({
+    return await this.#withPool(pool, async () => await runPathDownload({
       ...ctx,
       checkAgainstCid: async (file, size) => await checkFileAgainstDag(file, size, {
         id: ctx.record.id,
@@ -547,7 +608,7 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
         concurrency: this.#blockConcurrency
       }),
       onRepair: (report) => { this.emit('cidget:download:repaired', { id: ctx.record.id, ...report }) }
-    })
+    }))
   }
 
   /** Verified mode (files or CAR), with a gateway pool of its own. */
@@ -562,7 +623,7 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
       concurrency: this.#blockConcurrency,
       lastGateway: () => lastGateway
     }
-    return ctx.record.mode === 'car' ? await runCarDownload(vctx) : await runVerifiedDownload(vctx)
+    return await this.#withPool(pool, async () => ctx.record.mode === 'car' ? await runCarDownload(vctx) : await runVerifiedDownload(vctx))
   }
 
   /** Maps a run's failure onto the record's status. */
@@ -581,6 +642,11 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
       case 'CIDGET_ERR_PAUSED':
         await this.store.markDownloadPaused(id, null, null)
         this.#emitStatus(id, 'paused', from, null, null)
+        return
+      case 'CIDGET_ERR_INTERRUPTED':
+        // paused by a shutdown, not by a person: `resumeAll({ interruptedOnly: true })` picks it up
+        await this.store.markDownloadPaused(id, err.message, err.code)
+        this.#emitStatus(id, 'paused', from, err.message, err.code)
         return
       case 'CIDGET_ERR_DISK_FULL':
         await this.store.markDownloadPaused(id, err.message, err.code)
@@ -655,6 +721,46 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
         this.emit('cidget:download:retry', { id, ...event })
       }
     }
+  }
+}
+
+/** One gateway's health as `gatewayStats()` reports it. */
+export interface GatewayTotals {
+  url: string
+  requests: number
+  successes: number
+  errors: number
+  /** Blocks that did not match their CID (or were too large). */
+  invalidBlocks: number
+  bytes: number
+  inFlight: number
+  /** EWMA time per block, ms (0: not measured yet). */
+  latencyMs: number
+  /** EWMA bytes per second (0: not measured yet). */
+  throughputBps: number
+  /** Dropped by a running download after an invalid block. */
+  dropped: boolean
+  /** Until when a running download keeps it aside (Retry-After, backoff); 0 when not. */
+  blockedUntil: number
+}
+
+function emptyTotals (url: string): GatewayTotals {
+  return { url, requests: 0, successes: 0, errors: 0, invalidBlocks: 0, bytes: 0, inFlight: 0, latencyMs: 0, throughputBps: 0, dropped: false, blockedUntil: 0 }
+}
+
+function totalsOf (s: GatewayStats): GatewayTotals {
+  return {
+    url: s.url,
+    requests: s.requests,
+    successes: s.successes,
+    errors: s.errors,
+    invalidBlocks: s.invalidBlocks,
+    bytes: s.bytes,
+    inFlight: s.inFlight,
+    latencyMs: s.latencyMs,
+    throughputBps: s.throughputBps,
+    dropped: s.dropped,
+    blockedUntil: s.blockedUntil
   }
 }
 

@@ -1,2 +1,2 @@
 export { Downloader, defaultStatePath } from './downloader.js'
-export type { DownloaderInit, AddOptions, DownloadJob } from './downloader.js'
+export type { DownloaderInit, AddOptions, DownloadJob, GatewayTotals } from './downloader.js'

@@ -160,6 +160,7 @@ function prepareStatements (db: Database.Database) {
     update: db.prepare<Record<string, BindValue>>(
       `UPDATE ipfs_downloads SET\n  ${patchAssignments},\n  "updatedAt" = @now\nWHERE id = @id`),
     delete: db.prepare<[number]>('DELETE FROM ipfs_downloads WHERE id = ?'),
+    countByStatus: db.prepare<[], { status: string, n: number }>('SELECT status, COUNT(*) AS n FROM ipfs_downloads GROUP BY status'),
     saveProgress: db.prepare<[number, Uint8Array, number]>(
       `INSERT INTO ipfs_download_progress ("downloadId", bitmap, "updatedAt") VALUES (?, ?, ?)
       ON CONFLICT ("downloadId") DO UPDATE SET bitmap = excluded.bitmap, "updatedAt" = excluded."updatedAt"`),
@@ -351,6 +352,16 @@ export class SqliteStore implements Store {
     return this.#run('findDownload', () => {
       const row = this.#stmts.find.get(cid, path, output)
       return row === undefined ? undefined : rowToRecord(row)
+    })
+  }
+
+  async countByStatus (): Promise<Record<DownloadStatus, number>> {
+    return this.#run('countByStatus', () => {
+      const out = Object.fromEntries(STATUSES.map(s => [s, 0])) as Record<DownloadStatus, number>
+      for (const row of this.#stmts.countByStatus.all()) {
+        if (isStatus(row.status)) out[row.status] = Number(row.n)
+      }
+      return out
     })
   }
 

@@ -37,6 +37,8 @@ export interface Store {
   listDownloads (opts?: ListOptions): Promise<DownloadRecord[]>
   /** The newest download for this cid, path and output that is not `cancelled`. */
   findDownload (cid: string, path: string, output: string): Promise<DownloadRecord | undefined>
+  /** How many downloads have each status (every status present, 0 when none). */
+  countByStatus (): Promise<Record<DownloadStatus, number>>
   /** Unfinished downloads (not success/failed/cancelled) writing to this output. */
   findUnfinishedByOutput (output: string): Promise<DownloadRecord[]>
 

@@ -477,6 +477,15 @@ export function storeContract (name: string, open: (opts: ContractOpenOptions) =
       })
     })
 
+    describe('counts', () => {
+      it('counts downloads by status, every status present', async () => {
+        const a = await store.createDownload(newDownload({ output: '/o/1' }), T0)
+        await store.createDownload(newDownload({ output: '/o/2' }), T0)
+        await store.markDownloadFailed(a.id, 'x', 'CIDGET_ERR_NETWORK')
+        expect(await store.countByStatus()).toEqual({ pending: 1, in_progress: 0, resuming: 0, paused: 0, success: 0, failed: 1, cancelled: 0 })
+      })
+    })
+
     describe('verified progress', () => {
       it('saves the bitmap with currentSize, keeps blocks, and clears both', async () => {
         const { id } = await store.createDownload(newDownload(), T0)
