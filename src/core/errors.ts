@@ -62,6 +62,18 @@ export const ERROR_CODES = {
     message: 'Another unfinished download writes to the same output path',
     solve: 'Resume or remove that download (`cidget list`), or choose another path with -o.'
   },
+  CIDGET_ERR_OUTSIDE_DIR: {
+    kind: 'input',
+    retryable: false,
+    message: 'The output path is outside the directory the service writes to',
+    solve: 'Give a path relative to the service\'s --dir, without "..".'
+  },
+  CIDGET_ERR_UNAUTHORIZED: {
+    kind: 'input',
+    retryable: false,
+    message: 'The request has no valid token',
+    solve: 'Send "Authorization: Bearer <token>" (the token is printed by `cidget serve` and stored next to its state), or set CIDGET_TOKEN.'
+  },
   CIDGET_ERR_TIMEOUT: {
     kind: 'timeout',
     retryable: true,
