@@ -170,6 +170,41 @@ describe('leases across owners', () => {
     await thief.close()
   })
 
+  it('close() pauses what runs as interrupted; resumeAll({ interruptedOnly }) resumes that and leaves a user pause alone', async () => {
+    w = await world({ size: 2 * MiB })
+    w.gateways[0]!.addFault({ fault: { type: 'stall', afterBytes: 256 * KiB }, times: 2 })
+    const a = await w.open({ concurrency: 2 })
+    const shut = await a.add(w.cid, { mode: 'path', output: join(w.dir, 'shut') })
+    const mine = await a.add(w.cid, { mode: 'path', output: join(w.dir, 'mine') })
+    await progressReaches(a, shut.id, 256 * KiB)
+    await progressReaches(a, mine.id, 256 * KiB)
+    await a.pause(mine.id)
+    await a.close()
+    expect(await shut.done).toMatchObject({ status: 'paused', errorCode: 'CIDGET_ERR_INTERRUPTED' })
+    expect(await mine.done).toMatchObject({ status: 'paused', errorCode: null })
+    const b = await w.open()
+    const jobs = await b.resumeAll({ interruptedOnly: true })
+    expect(jobs.map(j => j.id)).toEqual([shut.id])
+    expect((await jobs[0]!.done).status).toBe('success')
+    expect((await b.get(mine.id))!.status).toBe('paused')
+  })
+
+  it('gatewayStats() adds up the pools of finished and running downloads', async () => {
+    w = await world({ size: MiB, gateways: 2 })
+    w.gateways[1]!.addFault({ fault: { type: 'wrong-block' }, times: 1 })
+    const dl = await w.open({ hedgeAfterMs: 0 })
+    const events: string[] = []
+    dl.on('cidget:gateway', e => events.push(`${e.state}`))
+    expect(dl.gatewayStats().map(g => g.requests)).toEqual([0, 0])
+    const done = await (await dl.add(w.cid, { output: join(w.dir, 'o') })).done
+    expect(done.status).toBe('success')
+    const stats = dl.gatewayStats()
+    expect(stats.map(g => g.url)).toEqual(w.gateways.map(g => g.url))
+    expect(stats.reduce((n, g) => n + g.bytes, 0)).toBeGreaterThanOrEqual(MiB)
+    expect(stats[1]!.invalidBlocks).toBe(1)
+    expect(events).toContain('dropped')
+  })
+
   it('an unknown id is a coded error', async () => {
     w = await world({ size: 1 })
     const dl = await w.open()
