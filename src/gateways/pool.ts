@@ -293,9 +293,13 @@ export class GatewayPool {
       lastError: undefined,
       running: new Set()
     }
+    let onAbort: (() => void) | undefined
     const aborted = new Promise<never>((_resolve, reject) => {
       if (signal.aborted) reject(signal.reason)
-      else signal.addEventListener('abort', () => reject(signal.reason), { once: true })
+      else {
+        onAbort = () => reject(signal.reason)
+        signal.addEventListener('abort', onAbort, { once: true })
+      }
     })
     aborted.catch(() => {})
     try {
@@ -321,6 +325,8 @@ export class GatewayPool {
         this.#failed(block, result.attempt.gateway, result.error)
       }
     } finally {
+      // one listener per block on a signal shared by the whole download: remove it, or they pile up
+      if (onAbort !== undefined) signal.removeEventListener('abort', onAbort)
       for (const attempt of block.running) attempt.controller.abort(signal.aborted ? signal.reason : new Error('another gateway delivered the block first'))
     }
   }

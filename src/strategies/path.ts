@@ -8,6 +8,9 @@ import { PartialFile, ensureFreeSpace } from '../sink/partial.js'
 import type { HttpResponse } from '../gateways/http.js'
 import type { StrategyContext, StrategyResult } from './types.js'
 
+/** Path mode writes received bytes in batches of this size. */
+const WRITE_BYTES = 1024 * 1024
+
 /** The error for an HTTP answer that is not 200/206/416. */
 function statusError (res: HttpResponse, gateway: string, now: number, maxRetryAfterMs: number): CidgetError {
   const status = res.status
@@ -77,7 +80,20 @@ export async function runPathDownload (ctx: StrategyContext): Promise<StrategyRe
       lastSync = ctx.now()
       await store.updateDownload(id, { currentSize: durable })
     }
+    // chunks are written in batches of WRITE_BYTES: fewer, larger writes
+    let buffered: Uint8Array[] = []
+    let bufferedBytes = 0
+    const flush = async (): Promise<void> => {
+      if (bufferedBytes === 0) return
+      const data = buffered.length === 1 ? buffered[0] as Uint8Array : Buffer.concat(buffered, bufferedBytes)
+      buffered = []
+      bufferedBytes = 0
+      await file.write(data, offset)
+      offset += data.byteLength
+    }
     const restartFromZero = async (): Promise<void> => {
+      buffered = []
+      bufferedBytes = 0
       await file.truncate(0)
       offset = 0
       durable = 0
@@ -179,14 +195,20 @@ export async function runPathDownload (ctx: StrategyContext): Promise<StrategyRe
               res.discard()
               throw new CidgetError('CIDGET_ERR_LENGTH_MISMATCH', `${gateway}: sent more than the ${expected} bytes it declared`, { gateway })
             }
-            await file.write(chunk, offset)
             hash.update(chunk)
-            offset += chunk.byteLength
-            hashed = offset
             received += chunk.byteLength
-            if (offset - durable >= policy.syncIntervalBytes || ctx.now() - lastSync >= policy.syncIntervalMs) await syncNow()
-            ctx.onProgress(offset, size, gateway)
+            hashed = offset + bufferedBytes + chunk.byteLength
+            buffered.push(chunk)
+            bufferedBytes += chunk.byteLength
+            if (bufferedBytes >= WRITE_BYTES) await flush()
+            // the window a kill can lose counts what arrived, written or still in the batch
+            if (offset + bufferedBytes - durable >= policy.syncIntervalBytes || ctx.now() - lastSync >= policy.syncIntervalMs) {
+              await flush()
+              await syncNow()
+            }
+            ctx.onProgress(offset + bufferedBytes, size, gateway)
           }
+          await flush()
           if (expected !== undefined && received < expected) {
             throw new CidgetError('CIDGET_ERR_STREAM_RESET', `${gateway}: body ended after ${received} of ${expected} bytes`, { gateway })
           }
@@ -201,6 +223,8 @@ export async function runPathDownload (ctx: StrategyContext): Promise<StrategyRe
           }
         }
       } catch (thrown) {
+        // what arrived intact is kept; if this write fails too, the hash is redone from disk next time
+        try { await flush() } catch { buffered = []; bufferedBytes = 0 }
         if (received > 0 || offset !== durable) {
           // keep what arrived: make it durable and record it before deciding anything
           try { await syncNow() } catch { /* the original error matters more */ }
