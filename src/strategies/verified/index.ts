@@ -1,5 +1,3 @@
-import { createHash } from 'node:crypto'
-import { createReadStream } from 'node:fs'
 import { CID } from 'multiformats/cid'
 import * as dagPb from '@ipld/dag-pb'
 import * as rawCodec from 'multiformats/codecs/raw'
@@ -10,6 +8,10 @@ import { DEFAULTS } from '../../core/defaults.js'
 import { ensureFreeSpace } from '../../sink/partial.js'
 import type { StrategyContext, StrategyResult } from '../types.js'
 import { Bitmap } from './bitmap.js'
+import { PrefixHasher } from './prefix-hash.js'
+
+/** Blocks that arrive ahead of the hashed prefix may wait in memory up to this many bytes. */
+const HASH_WAIT_BYTES = 32 * 1024 * 1024
 import { OutputTree } from './tree.js'
 import { checkName, checkSymlink, safeJoin } from './names.js'
 import { DagReader, exporterError, type BlockSource } from './reader.js'
@@ -102,6 +104,7 @@ export async function runVerifiedDownload (ctx: VerifiedContext): Promise<Strate
   const root = await reader.resolve(record.cid, record.path)
   const rootBytes = await getBlock(root)
   let isDirectory = false
+  let fileSize: number | null = null
   if (root.code === dagPb.code) {
     const { fs } = decode(root, rootBytes)
     if (fs.type === 'directory' || fs.type === 'hamt-sharded-directory') isDirectory = true
@@ -109,6 +112,7 @@ export async function runVerifiedDownload (ctx: VerifiedContext): Promise<Strate
     else if (fs.type !== 'file' && fs.type !== 'raw') throw invalid(root, `UnixFS type ${fs.type} cannot be written`)
     else {
       const size = Number(fs.fileSize())
+      fileSize = size
       if (size > limits.maxSize) throw new CidgetError('CIDGET_ERR_DAG_LIMIT', `The file declares ${size} bytes, over the limit of ${limits.maxSize}`)
       if (record.size !== size) await store.updateDownload(id, { size })
       await ensureFreeSpace(record.output + DEFAULTS.PARTIAL_SUFFIX, size - durableBytes)
@@ -123,7 +127,8 @@ export async function runVerifiedDownload (ctx: VerifiedContext): Promise<Strate
   let index = 0 // next data-bearing block, in walk order
   let entries = 0
   let declaredTotal = 0
-  let total: number | null = isDirectory ? null : (record.size ?? (root.code === rawCodec.code ? rootBytes.byteLength : null))
+  // the size just learned from the root, not the record's (null on a first run)
+  let total: number | null = isDirectory ? null : (fileSize ?? (root.code === rawCodec.code ? rootBytes.byteLength : record.size))
   let pending: number[] = []
   let pendingBytes = 0
   let lastCheckpoint = ctx.now()
@@ -204,9 +209,12 @@ export async function runVerifiedDownload (ctx: VerifiedContext): Promise<Strate
       else laterCheckpoint()
     }
   }
+  // a single file's SHA-256 is computed as its blocks arrive, mostly in order
+  const hasher = isDirectory ? undefined : new PrefixHasher(HASH_WAIT_BYTES)
   const write = async (i: number, path: string, offset: number, data: Uint8Array): Promise<void> => {
     if (data.byteLength === 0) await tree.touch(path)
     else await tree.write(path, offset, data)
+    hasher?.add(offset, data)
     await written(i, data.byteLength)
   }
   /** Runs `task` with at most `concurrency` tasks in flight. */
@@ -413,7 +421,7 @@ export async function runVerifiedDownload (ctx: VerifiedContext): Promise<Strate
   let hash: string | null = null
   if (!isDirectory) {
     await tree.syncAll()
-    hash = await sha256File(tree.root, ctx.signal)
+    hash = await (hasher as PrefixHasher).digest(tree.root, writtenBytes, ctx.signal)
     if (record.expectedSha256 !== null && hash !== record.expectedSha256.toLowerCase()) {
       await tree.remove()
       await store.clearProgress(id)
@@ -425,10 +433,4 @@ export async function runVerifiedDownload (ctx: VerifiedContext): Promise<Strate
   await tree.commit()
   await store.clearProgress(id)
   return { hash, size: writtenBytes, gateway: ctx.lastGateway() ?? record.gateways[0] ?? '' }
-}
-
-async function sha256File (path: string, signal: AbortSignal): Promise<string> {
-  const hash = createHash('sha256')
-  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20, signal })) hash.update(chunk as Buffer)
-  return hash.digest('hex')
 }
