@@ -22,6 +22,9 @@ import { retryDelay, type BackoffOptions } from '../core/retry.js'
 import { MAX_BLOCK_BYTES, checkMultihash, fetchRawBlock, identityBytes } from './block.js'
 import type { HttpClient } from './http.js'
 
+/** The abort reason of a wake-up (something changed: a permit, a gateway); not an error. */
+const WOKEN: unique symbol = Symbol('woken')
+
 /** Every default of {@link GatewayPool} in one block. */
 export const POOL_DEFAULTS = {
   /** Block requests in flight over all gateways. */
@@ -557,7 +560,8 @@ export class GatewayPool {
     signal.throwIfAborted()
     const wake = new AbortController()
     const onAbort = (): void => wake.abort(signal.reason)
-    const waker = (): void => wake.abort()
+    // a plain value as the reason: abort() without one builds a DOMException (and its stack) per wake-up
+    const waker = (): void => wake.abort(WOKEN)
     signal.addEventListener('abort', onAbort, { once: true })
     this.#wakers.add(waker)
     try {
