@@ -380,7 +380,7 @@ export class GatewayPool {
     const controller = new AbortController()
     const promise = this.#sleep(Math.max(0, lone.hedgeAt - this.#now()), controller.signal)
       .then(() => HEDGE, async () => await new Promise<typeof HEDGE>(() => {}))
-    return { promise, cancel: () => controller.abort() }
+    return { promise, cancel: () => controller.abort(WOKEN) }
   }
 
   #hedgeDelay (): number | undefined {
