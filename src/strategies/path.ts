@@ -74,11 +74,37 @@ export async function runPathDownload (ctx: StrategyContext): Promise<StrategyRe
     const record_ = async (status: 'in_progress' | 'resuming'): Promise<void> => {
       await store.updateDownloadResume(id, durable, attempts, ctx.now(), status)
     }
-    const syncNow = async (): Promise<void> => {
-      await file.sync()
-      durable = offset
-      lastSync = ctx.now()
+    // fsyncs while streaming run in the background: the socket keeps being read meanwhile
+    let syncing: Promise<void> | undefined
+    let epoch = 0 // bumped by a restart from 0: a sync started before it must not record anything
+    const recordDurable = async (target: number, at: number): Promise<void> => {
+      if (at !== epoch || target <= durable) return
+      durable = target
       await store.updateDownload(id, { currentSize: durable })
+    }
+    let syncMark = offset // where the latest fsync started
+    const syncSoon = (): void => {
+      if (syncing !== undefined) return
+      const target = offset
+      const at = epoch
+      syncMark = target
+      lastSync = ctx.now()
+      syncing = (async () => {
+        try {
+          await file.sync()
+          await recordDurable(target, at)
+        } finally {
+          syncing = undefined
+        }
+      })()
+      syncing.catch(() => {}) // a failing fsync fails the next syncNow too
+    }
+    const syncNow = async (): Promise<void> => {
+      if (syncing !== undefined) await syncing.catch(() => {})
+      await file.sync()
+      syncMark = offset
+      lastSync = ctx.now()
+      await recordDurable(offset, epoch)
     }
     // chunks are written in batches of WRITE_BYTES: fewer, larger writes
     let buffered: Uint8Array[] = []
@@ -92,11 +118,14 @@ export async function runPathDownload (ctx: StrategyContext): Promise<StrategyRe
       offset += data.byteLength
     }
     const restartFromZero = async (): Promise<void> => {
+      epoch++
+      if (syncing !== undefined) await syncing.catch(() => {})
       buffered = []
       bufferedBytes = 0
       await file.truncate(0)
       offset = 0
       durable = 0
+      syncMark = 0
       hash = createHash('sha256')
       hashed = 0
       await store.updateDownload(id, { currentSize: 0, hash: null })
@@ -202,9 +231,9 @@ export async function runPathDownload (ctx: StrategyContext): Promise<StrategyRe
             bufferedBytes += chunk.byteLength
             if (bufferedBytes >= WRITE_BYTES) await flush()
             // the window a kill can lose counts what arrived, written or still in the batch
-            if (offset + bufferedBytes - durable >= policy.syncIntervalBytes || ctx.now() - lastSync >= policy.syncIntervalMs) {
+            if (offset + bufferedBytes - syncMark >= policy.syncIntervalBytes || ctx.now() - lastSync >= policy.syncIntervalMs) {
               await flush()
-              await syncNow()
+              syncSoon()
             }
             ctx.onProgress(offset + bufferedBytes, size, gateway)
           }

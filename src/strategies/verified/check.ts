@@ -53,6 +53,8 @@ export async function checkFileAgainstDag (file: PartialFile, size: number, opts
     if (!equal(await file.read(offset, data.byteLength), data)) await repair(offset, data)
   }
 
+  let running = 0
+  const slots = new Set<Promise<number>>()
   const visit = async (cid: CID, offset: number, declared: number | undefined, depth: number, given?: Uint8Array): Promise<number> => {
     if (opts.signal.aborted) throw opts.signal.reason
     if (depth > opts.limits.maxDepth) throw new CidgetError('CIDGET_ERR_DAG_LIMIT', `The DAG is deeper than ${opts.limits.maxDepth} levels`)
@@ -89,14 +91,28 @@ export async function checkFileAgainstDag (file: PartialFile, size: number, opts
     if (node.Links.length > 0) await reader.keep(cid, bytes)
     if (fs.blockSizes.length !== node.Links.length) throw new CidgetError('CIDGET_ERR_DAG_INVALID', `${cid.toString()}: ${node.Links.length} links but ${fs.blockSizes.length} block sizes`)
     let at = offset + data.byteLength
+    const leaves: Array<Promise<number>> = []
     for (let j = 0; j < node.Links.length; j++) {
       const link = node.Links[j] as dagPb.PBLink
       if (j % opts.concurrency === 0) {
         // dag-pb children are fetched anyway; raw ones only when bad
         for (const next of node.Links.slice(j, j + opts.concurrency)) if (next.Hash.code === dagPb.code) reader.readAhead(next.Hash)
       }
-      at += await visit(link.Hash, at, Number(fs.blockSizes[j]), depth + 1)
+      const size = Number(fs.blockSizes[j])
+      if (link.Hash.code === rawCodec.code) {
+        // raw leaves are checked several at a time (a read and a hash each); their offsets are known
+        while (running >= opts.concurrency) await Promise.race(slots)
+        const slot = visit(link.Hash, at, size, depth + 1).finally(() => { running--; slots.delete(slot) })
+        running++
+        slots.add(slot)
+        slot.catch(() => {})
+        leaves.push(slot)
+      } else {
+        await visit(link.Hash, at, size, depth + 1)
+      }
+      at += size
     }
+    await Promise.all(leaves)
     const total = at - offset
     if (declared !== undefined && total !== declared) throw new CidgetError('CIDGET_ERR_DAG_INVALID', `${cid.toString()} holds ${total} bytes where its parent declares ${declared}`)
     return total
