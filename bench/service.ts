@@ -26,7 +26,7 @@ import { MemoryBlocks, addFile, seededBytes, startTestGateway } from '../src/tes
 import type { ServiceEvent } from '../src/server/events.js'
 import type { StatusEvent } from '../src/core/events.js'
 import type { DownloadRecord } from '../src/core/types.js'
-import { BENCH_DIR, ROOT, cliUnderTest, fmt, freshDir, machine, positiveInt, procCpuSeconds, saveResults, table, waitForQuiet } from './lib.js'
+import { BENCH_DIR, ROOT, cliUnderTest, fmt, freshDir, machine, positiveInt, procCpuSeconds, saveResults, systemBusySeconds, table, waitForQuiet } from './lib.js'
 
 const { values } = parseArgs({
   options: {
@@ -145,6 +145,9 @@ async function main (): Promise<void> {
     let rssPeak = 0
     const sampler = setInterval(() => { rssPeak = Math.max(rssPeak, rssBytes(pid, 'VmRSS')) }, 50)
     const cpu0 = procCpuSeconds(pid)
+    const gatewayCpu0 = procCpuSeconds(gateway.pid ?? 0)
+    const ownCpu0 = process.cpuUsage()
+    const busy0 = systemBusySeconds()
     const started = performance.now()
     // queue them all, 32 requests in flight
     const postMs: number[] = []
@@ -169,6 +172,11 @@ async function main (): Promise<void> {
     await done
     const elapsedMs = performance.now() - started
     const cpuSeconds = procCpuSeconds(pid) - cpu0
+    const gatewayCpuSeconds = procCpuSeconds(gateway.pid ?? 0) - gatewayCpu0
+    const own = process.cpuUsage(ownCpu0)
+    const clientCpuSeconds = (own.user + own.system) / 1e6
+    // cores busy with work other than the server, the gateway and these clients (other test suites on this machine)
+    const otherLoad = Math.max(0, systemBusySeconds() - busy0 - cpuSeconds - gatewayCpuSeconds - clientCpuSeconds) / (elapsedMs / 1000)
     clearInterval(sampler)
     const rssAfter = rssBytes(pid, 'VmRSS')
     const rssHwm = rssBytes(pid, 'VmHWM')
@@ -196,15 +204,18 @@ async function main (): Promise<void> {
       messages,
       eventLatencyMs: { p50: percentile(latencies, 50), p99: percentile(latencies, 99), max: latencies.reduce((m, x) => Math.max(m, x), 0) },
       serverCpuSeconds: cpuSeconds,
+      gatewayCpuSeconds,
+      clientCpuSeconds,
+      otherLoadCores: otherLoad,
       rss: { idle: rssIdle, connected: rssConnected, peak: Math.max(rssPeak, rssAfter), after: rssAfter, hwm: rssHwm }
     }
     const file = await saveResults('service', result)
     const mb = (b: number): string => fmt(b / 1e6, 0)
     process.stdout.write(`\n${result.machine}; ${cli.describe}\n\n` + table(
-      ['downloads', 'concurrency', 'WS clients', 'downloads/s', 'POST p50 / p99 (ms)', 'event latency p50 / p99 (ms)', 'events received', 'server CPU (s)', 'server RSS idle / 50 clients / peak (MB)', 'failed / wrong'],
+      ['downloads', 'concurrency', 'WS clients', 'downloads/s', 'POST p50 / p99 (ms)', 'event latency p50 / p99 (ms)', 'events received', 'CPU s: server / gateway / clients', 'other load (cores)', `server RSS idle / ${clients} clients / peak (MB)`, 'failed / wrong'],
       [[`${count} × ${fileSize} B`, String(concurrency), String(clients), fmt(result.downloadsPerSecond, 0),
         `${fmt(result.postMs.p50)} / ${fmt(result.postMs.p99)}`, `${fmt(result.eventLatencyMs.p50, 0)} / ${fmt(result.eventLatencyMs.p99, 0)}`,
-        String(messages), fmt(cpuSeconds), `${mb(rssIdle)} / ${mb(rssConnected)} / ${mb(Math.max(result.rss.peak, rssHwm))}`, `${failed} / ${wrong}`]]
+        String(messages), `${fmt(cpuSeconds)} / ${fmt(gatewayCpuSeconds)} / ${fmt(clientCpuSeconds)}`, fmt(otherLoad, 2), `${mb(rssIdle)} / ${mb(rssConnected)} / ${mb(Math.max(result.rss.peak, rssHwm))}`, `${failed} / ${wrong}`]]
     ) + `\n\nsaved ${file}\n`)
     if (failed > 0 || wrong > 0) process.exitCode = 1
   } finally {

@@ -7,6 +7,8 @@ import { registerPause, registerCancel, registerRm } from './commands/control.js
 import { registerStatus, registerList } from './commands/status.js'
 import { registerDemo } from './commands/demo.js'
 import { registerGateways } from './commands/gateways.js'
+import { registerServe } from './commands/serve.js'
+import { registerAdd } from './commands/add.js'
 import { EXIT } from './exit.js'
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
@@ -26,6 +28,8 @@ registerRm(program)
 registerStatus(program)
 registerList(program)
 registerGateways(program)
+registerServe(program)
+registerAdd(program)
 registerDemo(program)
 
 // Subcommands exit through the same override as the program.

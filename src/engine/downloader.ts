@@ -613,6 +613,8 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
 
   /** Verified mode (files or CAR), with a gateway pool of its own. */
   async #verified (ctx: StrategyContext): Promise<StrategyResult> {
+    // the status lifecycle (pending → in_progress | resuming) holds for verified runs too; path mode sets it per request
+    await ctx.setStatus(ctx.record.currentSize > 0 ? 'resuming' : 'in_progress')
     let lastGateway: string | null = null
     const pool = this.#pool(ctx, (gateway) => { lastGateway = gateway })
     const vctx = {

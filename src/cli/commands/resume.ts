@@ -4,6 +4,8 @@ import { action, openDownloader, parseId, pauseOnSignals } from '../context.js'
 import { EXIT, exitCodeForRecord, worstExit } from '../exit.js'
 import { ProgressView } from '../progress.js'
 import { summary } from './get.js'
+import { RemoteClient, type RemoteFlags } from '../remote.js'
+import type { DownloadRecord } from '../../core/types.js'
 
 export function registerResume (program: Command): void {
   program.command('resume')
@@ -14,12 +16,29 @@ export function registerResume (program: Command): void {
     .option('--skip-symlinks', 'verified directories: leave symlinks out instead of refusing unsafe ones')
     .option('--json', 'print the final records as JSON (one per line)')
     .option('-q, --quiet', 'print nothing but errors')
-    .action(async (idText: string | undefined, flags: { all?: boolean, state?: string, skipSymlinks?: boolean, json?: boolean, quiet?: boolean }) => {
+    .option('--server <url>', 'act through a running `cidget serve` (waits for the downloads as a local resume does)')
+    .option('--token <token>', 'API token for --server (default: $CIDGET_TOKEN, else the token file next to the default state)')
+    .action(async (idText: string | undefined, flags: { all?: boolean, state?: string, skipSymlinks?: boolean, json?: boolean, quiet?: boolean } & RemoteFlags) => {
       await action(async () => {
         if ((idText === undefined) === (flags.all !== true)) {
           throw new CidgetError('CIDGET_ERR_BAD_OPTION', 'Give either a download id or --all')
         }
         const id = idText === undefined ? undefined : parseId(idText)
+        const report = (records: DownloadRecord[]): ReturnType<typeof worstExit> => {
+          for (const rec of records) {
+            if (flags.json === true) process.stdout.write(JSON.stringify(rec) + '\n')
+            else if (flags.quiet !== true) process.stderr.write(summary(rec) + '\n')
+          }
+          return records.length === 0 ? EXIT.SUCCESS : worstExit(records.map(exitCodeForRecord))
+        }
+        if (flags.server !== undefined) {
+          const client = await RemoteClient.from(flags)
+          const ids = id !== undefined
+            ? [id]
+            : [...await client.listAll({ status: 'paused' }), ...await client.listAll({ status: 'pending' })].map(r => r.id)
+          if (ids.length === 0 && flags.quiet !== true && flags.json !== true) process.stderr.write('nothing to resume\n')
+          return report(await client.resumeAndWait(ids, id === undefined))
+        }
         const dl = await openDownloader({ state: flags.state, ...(flags.skipSymlinks === true ? { skipSymlinks: true } : {}) })
         const unhook = pauseOnSignals(dl)
         const view = new ProgressView(dl, { tty: process.stderr.isTTY === true && flags.json !== true, quiet: flags.quiet === true || flags.json === true })
@@ -28,11 +47,7 @@ export function registerResume (program: Command): void {
           if (jobs.length === 0 && flags.quiet !== true && flags.json !== true) process.stderr.write('nothing to resume\n')
           const records = await Promise.all(jobs.map(async j => await j.done))
           view.stop()
-          for (const rec of records) {
-            if (flags.json === true) process.stdout.write(JSON.stringify(rec) + '\n')
-            else if (flags.quiet !== true) process.stderr.write(summary(rec) + '\n')
-          }
-          return records.length === 0 ? EXIT.SUCCESS : worstExit(records.map(exitCodeForRecord))
+          return report(records)
         } finally {
           view.stop()
           unhook()

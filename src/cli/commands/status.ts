@@ -4,6 +4,7 @@ import { STATUSES, type DownloadStatus, type DownloadRecord } from '../../core/t
 import { action, parseId, parseIntOption, printRecord, withDownloader } from '../context.js'
 import { EXIT } from '../exit.js'
 import { table } from '../format.js'
+import { RemoteClient, type RemoteFlags } from '../remote.js'
 
 export function registerStatus (program: Command): void {
   program.command('status')
@@ -11,10 +12,14 @@ export function registerStatus (program: Command): void {
     .argument('<id>', 'download id')
     .option('--state <file>', 'SQLite state file')
     .option('--json', 'print the record as JSON')
-    .action(async (idText: string, flags: { state?: string, json?: boolean }) => {
+    .option('--server <url>', 'ask a running `cidget serve` instead of the state file')
+    .option('--token <token>', 'API token for --server (default: $CIDGET_TOKEN, else the token file next to the default state)')
+    .action(async (idText: string, flags: { state?: string, json?: boolean } & RemoteFlags) => {
       await action(async () => {
         const id = parseId(idText)
-        const rec = await withDownloader({ state: flags.state, recover: false }, async dl => await dl.get(id))
+        const rec = flags.server !== undefined
+          ? await (await RemoteClient.from(flags)).get(id)
+          : await withDownloader({ state: flags.state, recover: false }, async dl => await dl.get(id))
         if (rec === undefined) throw new CidgetError('CIDGET_ERR_UNKNOWN_DOWNLOAD', `No download with id ${id}`)
         printRecord(rec, flags.json === true)
         return EXIT.SUCCESS
@@ -29,23 +34,28 @@ export function registerList (program: Command): void {
     .option('--limit <n>', 'at most this many', parseIntOption('--limit', 1))
     .option('--state <file>', 'SQLite state file')
     .option('--json', 'print records as JSON (one per line)')
-    .action(async (flags: { status?: string, limit?: number, state?: string, json?: boolean }) => {
+    .option('--server <url>', 'ask a running `cidget serve` instead of the state file')
+    .option('--token <token>', 'API token for --server (default: $CIDGET_TOKEN, else the token file next to the default state)')
+    .action(async (flags: { status?: string, limit?: number, state?: string, json?: boolean } & RemoteFlags) => {
       await action(async () => {
         if (flags.status !== undefined && !STATUSES.includes(flags.status as DownloadStatus)) {
           throw new CidgetError('CIDGET_ERR_BAD_OPTION', `--status must be one of ${STATUSES.join(', ')}, got "${flags.status}"`)
         }
-        const rows = await withDownloader({ state: flags.state, recover: false }, async dl => {
-          const rows: DownloadRecord[] = []
-          let afterId = 0
-          const want = flags.limit ?? Number.MAX_SAFE_INTEGER
-          while (rows.length < want) {
-            const page = await dl.list({ ...(flags.status === undefined ? {} : { status: flags.status as DownloadStatus }), afterId, limit: Math.min(500, want - rows.length) })
-            if (page.length === 0) break
-            rows.push(...page)
-            afterId = page[page.length - 1]?.id ?? afterId
-          }
-          return rows
-        })
+        const status = flags.status as DownloadStatus | undefined
+        const rows = flags.server !== undefined
+          ? await (await RemoteClient.from(flags)).listAll({ ...(status === undefined ? {} : { status }), ...(flags.limit === undefined ? {} : { limit: flags.limit }) })
+          : await withDownloader({ state: flags.state, recover: false }, async dl => {
+            const rows: DownloadRecord[] = []
+            let afterId = 0
+            const want = flags.limit ?? Number.MAX_SAFE_INTEGER
+            while (rows.length < want) {
+              const page = await dl.list({ ...(flags.status === undefined ? {} : { status: flags.status as DownloadStatus }), afterId, limit: Math.min(500, want - rows.length) })
+              if (page.length === 0) break
+              rows.push(...page)
+              afterId = page[page.length - 1]?.id ?? afterId
+            }
+            return rows
+          })
         if (flags.json === true) {
           for (const r of rows) process.stdout.write(JSON.stringify(r) + '\n')
         } else {

@@ -1,0 +1,102 @@
+/**
+ * The REST API (`/api/downloads…`, `/api/gateways`) and `/metrics`. Each
+ * route is one engine call; errors go to the app's one error handler.
+ */
+import { resolve } from 'node:path'
+import type { FastifyInstance } from 'fastify'
+import { CidgetError } from '../core/errors.js'
+import type { DownloadRecord } from '../core/types.js'
+import type { Downloader } from '../engine/downloader.js'
+import { authenticate } from './auth.js'
+import { renderMetrics, type MetricsCollector } from './metrics.js'
+import { isWithin, serviceOutput } from './output.js'
+import {
+  LIST_LIMIT, addBodySchema, deleteQuerySchema, idParamsSchema, listQuerySchema, noQuerySchema,
+  type AddBody, type DeleteQuery, type IdParams, type ListQuery
+} from './schemas.js'
+
+/** A page of `GET /api/downloads`: `nextCursor` is null on the last page. */
+export interface DownloadPage {
+  items: DownloadRecord[]
+  nextCursor: string | null
+}
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** The route also takes its token as `?token=` (browsers cannot set headers on WebSocket and EventSource). */
+    tokenInQuery?: boolean
+  }
+}
+
+/**
+ * Every route registered in `api` (an encapsulated context) needs the token;
+ * `/healthz` and the dashboard live outside it.
+ */
+export function requireToken (api: FastifyInstance, token: string | null): void {
+  api.addHook('onRequest', async (request) => {
+    authenticate(request, token, request.routeOptions.config.tokenInQuery === true)
+  })
+}
+
+export function registerApi (api: FastifyInstance, opts: { downloader: Downloader, dir: string, metrics: MetricsCollector }): void {
+  const { downloader: dl, dir, metrics } = opts
+
+  const mustGet = async (id: number): Promise<DownloadRecord> => {
+    const rec = await dl.get(id)
+    if (rec === undefined) throw new CidgetError('CIDGET_ERR_UNKNOWN_DOWNLOAD', `No download with id ${id}`)
+    return rec
+  }
+
+  api.post<{ Body: AddBody }>('/api/downloads', { schema: { body: addBodySchema, querystring: noQuerySchema } }, async (request, reply) => {
+    const b = request.body
+    const output = await serviceOutput(dir, b.output)
+    const job = await dl.add(b.target, {
+      output,
+      ...(b.mode === undefined ? {} : { mode: b.mode }),
+      ...(b.sha256 === undefined ? {} : { sha256: b.sha256 }),
+      ...(b.gateways === undefined ? {} : { gateways: b.gateways }),
+      ...(b.priority === undefined ? {} : { priority: b.priority })
+    })
+    return await reply.code(201).send(job.record)
+  })
+
+  api.get<{ Querystring: ListQuery }>('/api/downloads', { schema: { querystring: listQuerySchema } }, async (request): Promise<DownloadPage> => {
+    const { status, cursor } = request.query
+    const limit = request.query.limit ?? LIST_LIMIT.default
+    // one more than asked: whether there is a next page, without an empty last one
+    const rows = await dl.list({ ...(status === undefined ? {} : { status }), limit: limit + 1, afterId: cursor === undefined ? 0 : Number(cursor) })
+    const items = rows.slice(0, limit)
+    const last = items[items.length - 1]
+    return { items, nextCursor: rows.length > limit && last !== undefined ? String(last.id) : null }
+  })
+
+  api.get<{ Params: IdParams }>('/api/downloads/:id', { schema: { params: idParamsSchema, querystring: noQuerySchema } }, async (request) => {
+    return await mustGet(request.params.id)
+  })
+
+  const action = { schema: { params: idParamsSchema, querystring: noQuerySchema } }
+  api.post<{ Params: IdParams }>('/api/downloads/:id/pause', action, async (request) => await dl.pause(request.params.id))
+  api.post<{ Params: IdParams }>('/api/downloads/:id/cancel', action, async (request) => await dl.cancel(request.params.id))
+  // answers once the download is queued; its status changes when the run starts (watch /api/events)
+  api.post<{ Params: IdParams }>('/api/downloads/:id/resume', action, async (request) => (await dl.resume(request.params.id)).record)
+
+  api.delete<{ Params: IdParams, Querystring: DeleteQuery }>('/api/downloads/:id', { schema: { params: idParamsSchema, querystring: deleteQuerySchema } }, async (request, reply) => {
+    const { id } = request.params
+    const deleteFile = request.query.deleteFile === true
+    if (deleteFile) {
+      // a record the local CLI made can name a file anywhere: the API deletes files inside --dir only
+      const rec = await mustGet(id)
+      if (!isWithin(resolve(dir), rec.output)) {
+        throw new CidgetError('CIDGET_ERR_OUTSIDE_DIR', `Download ${id} writes to ${rec.output}, outside the service's directory; its file is not deleted through the API`)
+      }
+    }
+    await dl.remove(id, { deleteFile })
+    return await reply.code(204).send()
+  })
+
+  api.get('/api/gateways', { schema: { querystring: noQuerySchema } }, async () => ({ gateways: dl.gatewayStats() }))
+
+  api.get('/metrics', { schema: { querystring: noQuerySchema } }, async (_request, reply) => {
+    return await reply.type('text/plain; version=0.0.4; charset=utf-8').send(await renderMetrics(dl, metrics))
+  })
+}

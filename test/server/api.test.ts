@@ -1,0 +1,354 @@
+/**
+ * The service's REST API in process (`app.inject()`), over a real Downloader,
+ * a real SQLite state and the local test gateway.
+ */
+import { describe, it, expect, beforeAll, afterAll } from 'vitest'
+import { mkdir, mkdtemp, rm, stat, symlink, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { FastifyInstance, InjectOptions } from 'fastify'
+import { buildServer } from '../../src/server/app.js'
+import type { Downloader } from '../../src/engine/downloader.js'
+import type { DownloadRecord, DownloadStatus } from '../../src/core/types.js'
+import type { GatewayTotals } from '../../src/engine/downloader.js'
+import { startTestGateway } from '../../src/testing/index.js'
+import { world, fileSha256, progressReaches, KiB, type World } from '../helpers.js'
+
+const TOKEN = 'test-token-0123456789'
+const AUTH = { authorization: `Bearer ${TOKEN}` }
+
+let w: World
+let dl: Downloader
+let app: FastifyInstance
+let dir: string
+
+beforeAll(async () => {
+  w = await world({ size: 512 * KiB })
+  dl = await w.open({ now: () => Date.now(), concurrency: 8 })
+  dir = join(w.dir, 'downloads')
+  app = await buildServer({ downloader: dl, dir, token: TOKEN })
+})
+afterAll(async () => {
+  await app.close()
+  await w.close()
+})
+
+async function call (opts: InjectOptions & { auth?: boolean }): Promise<{ status: number, body: unknown, headers: Record<string, unknown> }> {
+  const { auth, ...rest } = opts
+  const res = await app.inject({ ...rest, headers: { ...(auth === false ? {} : AUTH), ...rest.headers } })
+  const type = String(res.headers['content-type'] ?? '')
+  return { status: res.statusCode, body: type.startsWith('application/json') ? res.json() : res.body, headers: res.headers }
+}
+
+async function add (body: Record<string, unknown>): Promise<DownloadRecord> {
+  const r = await call({ method: 'POST', url: '/api/downloads', payload: { gateways: [w.gateways[0]!.url], ...body } })
+  expect(r.status, JSON.stringify(r.body)).toBe(201)
+  return r.body as DownloadRecord
+}
+
+/** Polls the API until the download has one of `statuses`. */
+async function until (id: number, statuses: DownloadStatus[]): Promise<DownloadRecord> {
+  for (let i = 0; i < 500; i++) {
+    const r = await call({ url: `/api/downloads/${id}` })
+    const rec = r.body as DownloadRecord
+    if (statuses.includes(rec.status)) return rec
+    await new Promise(resolve => setTimeout(resolve, 20))
+  }
+  throw new Error(`download ${id} never reached ${statuses.join('/')}`)
+}
+
+function errorOf (body: unknown): { code: string, message: string } {
+  return (body as { error: { code: string, message: string } }).error
+}
+
+describe('auth', () => {
+  it('/healthz is open and tells the version', async () => {
+    const r = await call({ url: '/healthz', auth: false })
+    expect(r.status).toBe(200)
+    expect(r.body).toEqual({ ok: true, version: expect.stringMatching(/^\d+\.\d+\.\d+/) })
+  })
+
+  it('every API route and /metrics answer 401 without the token or with a wrong one', async () => {
+    const routes: Array<[InjectOptions['method'], string]> = [
+      ['GET', '/api/downloads'], ['POST', '/api/downloads'], ['GET', '/api/downloads/1'],
+      ['POST', '/api/downloads/1/pause'], ['POST', '/api/downloads/1/resume'], ['POST', '/api/downloads/1/cancel'],
+      ['DELETE', '/api/downloads/1'], ['GET', '/api/gateways'], ['GET', '/metrics'], ['GET', '/api/events']
+    ]
+    for (const [method, url] of routes) {
+      for (const headers of [{}, { authorization: 'Bearer wrong' }, { authorization: `Basic ${TOKEN}` }, { authorization: `Bearer ${TOKEN}x` }]) {
+        const r = await call({ method, url, headers, auth: false })
+        expect(r.status, `${String(method)} ${url} ${JSON.stringify(headers)}`).toBe(401)
+        expect(errorOf(r.body).code).toBe('CIDGET_ERR_UNAUTHORIZED')
+        expect(r.headers['www-authenticate']).toBe('Bearer realm="cidget"')
+      }
+    }
+  })
+
+  it('?token= is taken on the events endpoint only', async () => {
+    const r = await call({ url: `/api/downloads?token=${TOKEN}`, auth: false })
+    expect(r.status).toBe(401)
+  })
+
+  it('without a token (--no-auth) only loopback Host names are served', async () => {
+    const open = await buildServer({ downloader: dl, dir, token: null })
+    try {
+      expect((await open.inject({ url: '/api/downloads', headers: { host: '127.0.0.1:7690' } })).statusCode).toBe(200)
+      expect((await open.inject({ url: '/api/downloads', headers: { host: 'localhost' } })).statusCode).toBe(200)
+      expect((await open.inject({ url: '/api/downloads', headers: { host: '[::1]:7690' } })).statusCode).toBe(200)
+      const rebound = await open.inject({ url: '/api/downloads', headers: { host: 'evil.example:7690' } })
+      expect(rebound.statusCode).toBe(401)
+      expect(errorOf(rebound.json()).code).toBe('CIDGET_ERR_UNAUTHORIZED')
+    } finally {
+      await open.close()
+    }
+  })
+
+  it('sends no CORS headers', async () => {
+    const r = await call({ url: '/api/downloads', headers: { origin: 'https://elsewhere.example' } })
+    expect(r.status).toBe(200)
+    expect(Object.keys(r.headers).filter(h => h.startsWith('access-control-'))).toEqual([])
+  })
+})
+
+describe('downloads', () => {
+  it('POST /api/downloads queues a verified and a path download; both land inside --dir with the right bytes', async () => {
+    const verified = await add({ target: w.cid, output: 'v/file.bin' })
+    expect(verified).toMatchObject({ cid: w.cid, mode: 'verified', output: join(dir, 'v', 'file.bin') })
+    expect(['pending', 'in_progress']).toContain(verified.status)
+    const path = await add({ target: `/ipfs/${w.cid}`, output: 'p.bin', mode: 'path', sha256: w.sha.toUpperCase(), priority: 5 })
+    expect(path).toMatchObject({ mode: 'path', output: join(dir, 'p.bin'), expectedSha256: w.sha, priority: 5 })
+    for (const rec of [verified, path]) {
+      const done = await until(rec.id, ['success', 'failed'])
+      expect(done).toMatchObject({ status: 'success', hash: w.sha, size: 512 * KiB })
+      expect(await fileSha256(done.output)).toBe(w.sha)
+    }
+  })
+
+  it('without an output the target\'s default name goes inside --dir; car mode gets .car', async () => {
+    const rec = await add({ target: w.cid })
+    expect(rec.output).toBe(join(dir, w.cid))
+    const car = await add({ target: w.cid, mode: 'car' })
+    expect(car.output).toBe(join(dir, `${w.cid}.car`))
+    expect((await until(rec.id, ['success', 'failed'])).status).toBe('success')
+    expect((await until(car.id, ['success', 'failed'])).status).toBe('success')
+    const sub = await add({ target: w.cid, output: 'deep/er/' })
+    expect(sub.output).toBe(join(dir, 'deep', 'er', w.cid))
+    expect((await until(sub.id, ['success', 'failed'])).status).toBe('success')
+  })
+
+  it('refuses outputs outside --dir: "..", absolute paths, and a symlink leading out', async () => {
+    const elsewhere = await mkdtemp(join(tmpdir(), 'cidget-elsewhere-'))
+    await mkdir(dir, { recursive: true })
+    await symlink(elsewhere, join(dir, 'link'))
+    try {
+      for (const output of ['../x', '/etc/x', 'a/../../x', '..', 'link/x', 'link']) {
+        const r = await call({ method: 'POST', url: '/api/downloads', payload: { target: w.cid, output } })
+        expect(r.status, output).toBe(400)
+        expect(errorOf(r.body).code, output).toBe('CIDGET_ERR_OUTSIDE_DIR')
+      }
+      // a ".." that stays inside is only a longer name for a path inside
+      const inside = await add({ target: w.cid, output: 'x/../inside.bin' })
+      expect(inside.output).toBe(join(dir, 'inside.bin'))
+      await until(inside.id, ['success', 'failed'])
+    } finally {
+      await rm(join(dir, 'link'))
+      await rm(elsewhere, { recursive: true, force: true })
+    }
+  })
+
+  it('an existing file is not overwritten (409 OUTPUT_EXISTS)', async () => {
+    await mkdir(dir, { recursive: true })
+    await writeFile(join(dir, 'taken.bin'), 'mine')
+    const r = await call({ method: 'POST', url: '/api/downloads', payload: { target: w.cid, output: 'taken.bin' } })
+    expect(r.status).toBe(409)
+    expect(errorOf(r.body).code).toBe('CIDGET_ERR_OUTPUT_EXISTS')
+  })
+
+  it('validates requests: unknown fields, bad mode, bad sha256, bad target, bad JSON, limit out of range, bad ids', async () => {
+    const cases: Array<[InjectOptions, string, RegExp]> = [
+      [{ method: 'POST', url: '/api/downloads', payload: { target: w.cid, force: true } }, 'CIDGET_ERR_BAD_OPTION', /unknown field "force"/],
+      [{ method: 'POST', url: '/api/downloads', payload: { output: 'x' } }, 'CIDGET_ERR_BAD_OPTION', /needs the field "target"/],
+      [{ method: 'POST', url: '/api/downloads', payload: { target: w.cid, mode: 'fast' } }, 'CIDGET_ERR_BAD_OPTION', /body\.mode must be one of/],
+      [{ method: 'POST', url: '/api/downloads', payload: { target: w.cid, sha256: 'abc' } }, 'CIDGET_ERR_BAD_OPTION', /sha256 must be 64 hex digits/],
+      [{ method: 'POST', url: '/api/downloads', payload: { target: w.cid, priority: 1.5 } }, 'CIDGET_ERR_BAD_OPTION', /priority/],
+      [{ method: 'POST', url: '/api/downloads', payload: { target: w.cid, gateways: ['ftp://x'] } }, 'CIDGET_ERR_BAD_OPTION', /ftp:\/\/x/],
+      [{ method: 'POST', url: '/api/downloads', payload: { target: 'not a cid' } }, 'CIDGET_ERR_BAD_TARGET', /not a cid/],
+      [{ method: 'POST', url: '/api/downloads', payload: '{"target":', headers: { 'content-type': 'application/json' } }, 'CIDGET_ERR_BAD_OPTION', /not valid JSON/],
+      [{ method: 'POST', url: '/api/downloads' }, 'CIDGET_ERR_BAD_OPTION', /body/],
+      [{ method: 'POST', url: '/api/downloads', payload: 'target=x', headers: { 'content-type': 'text/plain' } }, 'CIDGET_ERR_BAD_OPTION', /body must be object/],
+      [{ method: 'GET', url: '/api/downloads?limit=0' }, 'CIDGET_ERR_BAD_OPTION', /query\.limit must be >= 1/],
+      [{ method: 'GET', url: '/api/downloads?limit=1001' }, 'CIDGET_ERR_BAD_OPTION', /query\.limit must be <= 1000/],
+      [{ method: 'GET', url: '/api/downloads?limit=ten' }, 'CIDGET_ERR_BAD_OPTION', /limit/],
+      [{ method: 'GET', url: '/api/downloads?status=done' }, 'CIDGET_ERR_BAD_OPTION', /status must be one of/],
+      [{ method: 'GET', url: '/api/downloads?cursor=-1' }, 'CIDGET_ERR_BAD_OPTION', /cursor/],
+      [{ method: 'GET', url: '/api/downloads?page=2' }, 'CIDGET_ERR_BAD_OPTION', /unknown field "page"/],
+      [{ method: 'GET', url: '/api/downloads/abc' }, 'CIDGET_ERR_BAD_OPTION', /path\.id must be integer/],
+      [{ method: 'GET', url: '/api/downloads/0' }, 'CIDGET_ERR_BAD_OPTION', /path\.id/],
+      [{ method: 'DELETE', url: '/api/downloads/1?deleteFile=maybe' }, 'CIDGET_ERR_BAD_OPTION', /deleteFile/]
+    ]
+    for (const [opts, code, message] of cases) {
+      const r = await call(opts)
+      expect(r.status, `${String(opts.method)} ${String(opts.url)}`).toBe(400)
+      expect(errorOf(r.body).code, `${String(opts.method)} ${String(opts.url)}`).toBe(code)
+      expect(errorOf(r.body).message, `${String(opts.method)} ${String(opts.url)}`).toMatch(message)
+    }
+  })
+
+  it('answers 404 for unknown ids and unknown routes, in the same error shape', async () => {
+    for (const [method, url] of [['GET', '/api/downloads/9999'], ['POST', '/api/downloads/9999/pause'], ['POST', '/api/downloads/9999/resume'],
+      ['POST', '/api/downloads/9999/cancel'], ['DELETE', '/api/downloads/9999']] as const) {
+      const r = await call({ method, url })
+      expect(r.status, `${method} ${url}`).toBe(404)
+      expect(errorOf(r.body)).toEqual({ code: 'CIDGET_ERR_UNKNOWN_DOWNLOAD', message: 'No download with id 9999' })
+    }
+    for (const [method, url] of [['GET', '/api/nothing'], ['PUT', '/api/downloads/1'], ['GET', '/nothing/at/all']] as const) {
+      const r = await call({ method, url })
+      expect(r.status, `${method} ${url}`).toBe(404)
+      expect(errorOf(r.body).code).toBe('CIDGET_ERR_NOT_FOUND')
+    }
+  })
+
+  it('pause, resume, cancel and delete move a download through its statuses; finished ones refuse with 409', async () => {
+    // the gateway stalls once after 128 KiB: the download is caught running
+    w.gateways[0]!.addFault({ fault: { type: 'stall', afterBytes: 128 * KiB }, times: 1, match: { format: 'path' } })
+    const rec = await add({ target: w.cid, output: 'ctl.bin', mode: 'path' })
+    await progressReaches(dl, rec.id, 128 * KiB)
+    const paused = await call({ method: 'POST', url: `/api/downloads/${rec.id}/pause` })
+    expect(paused.status).toBe(200)
+    expect(paused.body).toMatchObject({ id: rec.id, status: 'paused', error: null })
+    // pausing a paused download is a no-op
+    expect((await call({ method: 'POST', url: `/api/downloads/${rec.id}/pause` })).body).toMatchObject({ status: 'paused' })
+
+    const resumed = await call({ method: 'POST', url: `/api/downloads/${rec.id}/resume` })
+    expect(resumed.status).toBe(200)
+    expect(resumed.body).toMatchObject({ id: rec.id })
+    const done = await until(rec.id, ['success', 'failed'])
+    expect(done).toMatchObject({ status: 'success', hash: w.sha })
+    expect(await fileSha256(join(dir, 'ctl.bin'))).toBe(w.sha)
+
+    for (const what of ['pause', 'resume', 'cancel']) {
+      const r = await call({ method: 'POST', url: `/api/downloads/${rec.id}/${what}` })
+      expect(r.status, what).toBe(409)
+      expect(errorOf(r.body).code).toBe('CIDGET_ERR_INVALID_TRANSITION')
+    }
+
+    // DELETE keeps the finished file unless asked; with deleteFile=true it goes too
+    const kept = await add({ target: w.cid, output: 'kept.bin' })
+    await until(kept.id, ['success'])
+    expect((await call({ method: 'DELETE', url: `/api/downloads/${kept.id}` })).status).toBe(204)
+    expect((await call({ url: `/api/downloads/${kept.id}` })).status).toBe(404)
+    expect((await stat(join(dir, 'kept.bin'))).size).toBe(512 * KiB)
+    const r = await call({ method: 'DELETE', url: `/api/downloads/${rec.id}?deleteFile=true` })
+    expect(r.status).toBe(204)
+    expect(r.body).toBe('')
+    await expect(stat(join(dir, 'ctl.bin'))).rejects.toMatchObject({ code: 'ENOENT' })
+  })
+
+  it('cancel stops a running download and deletes its partial data; a cancelled one cannot be resumed', async () => {
+    w.gateways[0]!.addFault({ fault: { type: 'stall', afterBytes: 64 * KiB }, times: 1, match: { format: 'path' } })
+    const rec = await add({ target: w.cid, output: 'cancel.bin', mode: 'path' })
+    await progressReaches(dl, rec.id, 64 * KiB)
+    const r = await call({ method: 'POST', url: `/api/downloads/${rec.id}/cancel` })
+    expect(r.status).toBe(200)
+    expect(r.body).toMatchObject({ status: 'cancelled', currentSize: 0 })
+    await expect(stat(join(dir, 'cancel.bin.cidget-partial'))).rejects.toMatchObject({ code: 'ENOENT' })
+    const again = await call({ method: 'POST', url: `/api/downloads/${rec.id}/resume` })
+    expect(again.status).toBe(409)
+    expect(errorOf(again.body).code).toBe('CIDGET_ERR_INVALID_TRANSITION')
+  })
+
+  it('deleteFile refuses a record whose output is outside --dir (made by the local CLI)', async () => {
+    const outside = join(w.dir, 'local.bin')
+    const job = await dl.add(w.cid, { output: outside, gateways: [w.gateways[0]!.url] })
+    expect((await job.done).status).toBe('success')
+    const r = await call({ method: 'DELETE', url: `/api/downloads/${job.id}?deleteFile=true` })
+    expect(r.status).toBe(400)
+    expect(errorOf(r.body).code).toBe('CIDGET_ERR_OUTSIDE_DIR')
+    expect((await stat(outside)).size).toBe(512 * KiB)
+  })
+})
+
+describe('listing', () => {
+  it('pages over 25 downloads 10 at a time with an opaque cursor, and filters by status', async () => {
+    const before = (await call({ url: '/api/downloads?limit=1000' })).body as { items: DownloadRecord[] }
+    const ids: number[] = []
+    for (let i = 0; i < 25; i++) ids.push((await add({ target: w.cid, output: `page/${i}.bin` })).id)
+    for (const id of ids) await until(id, ['success', 'failed'])
+
+    const seen: number[] = []
+    let cursor: string | null = null
+    const sizes: number[] = []
+    do {
+      const r = await call({ url: `/api/downloads?limit=10${cursor === null ? '' : `&cursor=${cursor}`}` })
+      expect(r.status).toBe(200)
+      const page = r.body as { items: DownloadRecord[], nextCursor: string | null }
+      sizes.push(page.items.length)
+      seen.push(...page.items.map(i => i.id))
+      cursor = page.nextCursor
+    } while (cursor !== null)
+    expect(seen).toEqual([...before.items.map(i => i.id), ...ids])
+    expect(seen).toEqual([...seen].sort((a, b) => a - b))
+    expect(sizes.slice(0, -1).every(n => n === 10)).toBe(true)
+    expect(sizes[sizes.length - 1]).toBe(seen.length % 10 === 0 ? 10 : seen.length % 10)
+
+    const success = (await call({ url: '/api/downloads?status=success&limit=1000' })).body as { items: DownloadRecord[], nextCursor: null }
+    expect(success.nextCursor).toBeNull()
+    expect(success.items.every(i => i.status === 'success')).toBe(true)
+    expect(success.items.map(i => i.id)).toEqual(expect.arrayContaining(ids))
+    const none = (await call({ url: '/api/downloads?status=resuming' })).body
+    expect(none).toEqual({ items: [], nextCursor: null })
+    // the default page is 100
+    const all = (await call({ url: '/api/downloads' })).body as { items: DownloadRecord[] }
+    expect(all.items.length).toBe(Math.min(100, seen.length))
+  })
+})
+
+describe('gateways and metrics', () => {
+  it('GET /api/gateways gives each gateway\'s totals', async () => {
+    const r = await call({ url: '/api/gateways' })
+    expect(r.status).toBe(200)
+    const { gateways } = r.body as { gateways: GatewayTotals[] }
+    const g = gateways.find(x => x.url === w.gateways[0]!.url)
+    expect(g).toBeDefined()
+    expect(g!.requests).toBeGreaterThan(0)
+    expect(g!.successes).toBeGreaterThan(0)
+    expect(g!.bytes).toBeGreaterThan(0)
+  })
+
+  it('GET /metrics is Prometheus text with every series, HELP and TYPE', async () => {
+    const r = await call({ url: '/metrics' })
+    expect(r.status).toBe(200)
+    expect(r.headers['content-type']).toBe('text/plain; version=0.0.4; charset=utf-8')
+    const text = r.body as string
+    const counts = await dl.store.countByStatus()
+    for (const [name, type] of [['cidget_bytes_downloaded_total', 'counter'], ['cidget_downloads', 'gauge'], ['cidget_gateway_requests_total', 'counter'],
+      ['cidget_gateway_errors_total', 'counter'], ['cidget_gateway_latency_ms', 'gauge'], ['cidget_verification_failures_total', 'counter']]) {
+      expect(text).toContain(`# HELP ${name} `)
+      expect(text).toContain(`# TYPE ${name} ${type}\n`)
+    }
+    expect(text).toContain(`cidget_downloads{status="success"} ${counts.success}\n`)
+    expect(text).toContain('cidget_downloads{status="cancelled"} 1\n')
+    expect(text).toMatch(new RegExp(`cidget_gateway_requests_total\\{gateway="${w.gateways[0]!.url}"\\} [1-9]\\d*\\n`))
+    expect(text).toContain('cidget_verification_failures_total 0\n')
+    // every download here was 512 KiB; a resumed one counts only what it fetched after the pause
+    const bytes = Number(/cidget_bytes_downloaded_total (\d+)/.exec(text)?.[1])
+    expect(bytes).toBeGreaterThanOrEqual(counts.success * 512 * KiB)
+    // every sample line is `name{labels} number`
+    for (const line of text.trim().split('\n').filter(l => !l.startsWith('#'))) {
+      expect(line).toMatch(/^[a-z_]+(\{[a-z]+="[^"]*"\})? [0-9.e+-]+$/)
+    }
+  })
+
+  it('counts a block that failed verification', async () => {
+    const liar = await startTestGateway({ blocks: w.blocks })
+    try {
+      liar.addFault({ fault: { type: 'wrong-block' } })
+      const rec = await add({ target: w.cid, output: 'liar.bin', gateways: [liar.url] })
+      expect((await until(rec.id, ['success', 'failed'])).status).toBe('failed')
+      const text = (await call({ url: '/metrics' })).body as string
+      expect(text).toMatch(/cidget_verification_failures_total [1-9]/)
+    } finally {
+      await liar.close()
+    }
+  })
+})
