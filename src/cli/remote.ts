@@ -7,12 +7,13 @@
 import { request } from 'undici'
 import { CidgetError, ERROR_CODES, type ErrorCode } from '../core/errors.js'
 import type { StatusEvent } from '../core/events.js'
-import { FINAL_STATUSES, type DownloadRecord, type DownloadStatus, type Mode } from '../core/types.js'
+import { FINAL_STATUSES, type DownloadRecord, type DownloadStatus } from '../core/types.js'
 import { defaultStatePath } from '../engine/downloader.js'
 import type { ServiceEvent } from '../server/events.js'
 import type { DownloadPage } from '../server/routes.js'
 import { readTokenFile, tokenFile, checkToken } from '../server/token.js'
 import { loadSettings } from './config.js'
+import type { AddBody } from '../server/schemas.js'
 
 /** Where `cidget add` looks for the service when neither `--server` nor `CIDGET_SERVER` says. */
 export const DEFAULT_SERVER = 'http://127.0.0.1:7690'
@@ -23,14 +24,8 @@ export interface RemoteFlags {
   token?: string
 }
 
-export interface AddRequest {
-  target: string
-  output?: string
-  mode?: Mode
-  sha256?: string
-  gateways?: string[]
-  priority?: number
-}
+/** The body of `POST /api/downloads`, as the service validates it. */
+export type AddRequest = AddBody
 
 function normalizeServer (url: string): string {
   let u: URL
