@@ -3,6 +3,7 @@ import { mkdtemp, rm, readFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { spawn } from 'node:child_process'
+import { createServer } from 'node:net'
 import { MemoryBlocks, addFile, seededBytes, startTestGateway, type TestGateway } from '../src/testing/index.js'
 import { Downloader, type DownloaderInit } from '../src/engine/downloader.js'
 import type { DownloadRecord, DownloadStatus } from '../src/core/types.js'
@@ -138,4 +139,14 @@ export function lastRecord (stdout: string): DownloadRecord {
 /** The path-gateway requests a test gateway saw (path mode's downloads; the CID check's block requests left out). */
 export function pathRequests (g: { requests: Array<import('../src/testing/index.js').RequestRecord> }): Array<import('../src/testing/index.js').RequestRecord> {
   return g.requests.filter(r => r.format === 'path')
+}
+
+/** A loopback URL where nothing listens (a port bound, then released): connections are refused. */
+export async function closedUrl (): Promise<string> {
+  const server = createServer()
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  const address = server.address()
+  await new Promise<void>(resolve => server.close(() => resolve()))
+  if (address === null || typeof address === 'string') throw new Error('no TCP address')
+  return `http://127.0.0.1:${address.port}`
 }

@@ -523,14 +523,8 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
     const add = (t: GatewayTotals): void => {
       const o = out.get(t.url)
       if (o === undefined) { out.set(t.url, { ...t }); return }
-      o.requests += t.requests
-      o.successes += t.successes
-      o.errors += t.errors
-      o.invalidBlocks += t.invalidBlocks
-      o.bytes += t.bytes
+      addCounts(o, t)
       o.inFlight += t.inFlight
-      if (t.latencyMs > 0) o.latencyMs = o.latencyMs === 0 ? t.latencyMs : (o.latencyMs + t.latencyMs) / 2
-      o.throughputBps = Math.max(o.throughputBps, t.throughputBps)
       o.dropped ||= t.dropped
       o.blockedUntil = Math.max(o.blockedUntil, t.blockedUntil)
     }
@@ -577,16 +571,9 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
     } finally {
       this.#pools.delete(pool)
       for (const s of pool.stats()) {
-        const t = totalsOf(s)
-        const past = this.#pastStats.get(t.url) ?? emptyTotals(t.url)
-        past.requests += t.requests
-        past.successes += t.successes
-        past.errors += t.errors
-        past.invalidBlocks += t.invalidBlocks
-        past.bytes += t.bytes
-        if (t.latencyMs > 0) past.latencyMs = t.latencyMs
-        if (t.throughputBps > 0) past.throughputBps = t.throughputBps
-        this.#pastStats.set(t.url, past)
+        const past = this.#pastStats.get(s.url) ?? emptyTotals(s.url)
+        addCounts(past, totalsOf(s))
+        this.#pastStats.set(s.url, past)
       }
     }
   }
@@ -726,44 +713,29 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
   }
 }
 
-/** One gateway's health as `gatewayStats()` reports it. */
-export interface GatewayTotals {
-  url: string
-  requests: number
-  successes: number
-  errors: number
-  /** Blocks that did not match their CID (or were too large). */
-  invalidBlocks: number
-  bytes: number
-  inFlight: number
-  /** EWMA time per block, ms (0: not measured yet). */
-  latencyMs: number
-  /** EWMA bytes per second (0: not measured yet). */
-  throughputBps: number
-  /** Dropped by a running download after an invalid block. */
-  dropped: boolean
-  /** Until when a running download keeps it aside (Retry-After, backoff); 0 when not. */
-  blockedUntil: number
-}
+/**
+ * One gateway's health as `gatewayStats()` reports it: the pool's stats without
+ * the per-download ranking fields.
+ */
+export type GatewayTotals = Omit<GatewayStats, 'notFound' | 'reliability'>
 
 function emptyTotals (url: string): GatewayTotals {
   return { url, requests: 0, successes: 0, errors: 0, invalidBlocks: 0, bytes: 0, inFlight: 0, latencyMs: 0, throughputBps: 0, dropped: false, blockedUntil: 0 }
 }
 
-function totalsOf (s: GatewayStats): GatewayTotals {
-  return {
-    url: s.url,
-    requests: s.requests,
-    successes: s.successes,
-    errors: s.errors,
-    invalidBlocks: s.invalidBlocks,
-    bytes: s.bytes,
-    inFlight: s.inFlight,
-    latencyMs: s.latencyMs,
-    throughputBps: s.throughputBps,
-    dropped: s.dropped,
-    blockedUntil: s.blockedUntil
-  }
+function totalsOf ({ notFound: _n, reliability: _r, ...totals }: GatewayStats): GatewayTotals {
+  return totals
+}
+
+/** Adds `from`'s counts to `into`; latency and throughput take the newest measurement. */
+function addCounts (into: GatewayTotals, from: GatewayTotals): void {
+  into.requests += from.requests
+  into.successes += from.successes
+  into.errors += from.errors
+  into.invalidBlocks += from.invalidBlocks
+  into.bytes += from.bytes
+  if (from.latencyMs > 0) into.latencyMs = from.latencyMs
+  if (from.throughputBps > 0) into.throughputBps = from.throughputBps
 }
 
 function validateInit (init: DownloaderInit): void {

@@ -3,8 +3,7 @@
  * probing gateways on loopback. Run `npm run build` first.
  */
 import { describe, it, expect, afterEach } from 'vitest'
-import { createServer } from 'node:net'
-import { runCli } from '../helpers.js'
+import { runCli, closedUrl } from '../helpers.js'
 import { MemoryBlocks, addFile, seededBytes, startTestGateway, type TestGateway } from '../../src/testing/index.js'
 import type { GatewayProbe } from '../../src/gateways/probe.js'
 
@@ -13,15 +12,6 @@ afterEach(async () => {
   for (const g of gateways) await g.close()
   gateways = []
 })
-
-async function closedPort (): Promise<number> {
-  const server = createServer()
-  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
-  const address = server.address()
-  await new Promise<void>(resolve => server.close(() => resolve()))
-  if (address === null || typeof address === 'string') throw new Error('no TCP address')
-  return address.port
-}
 
 /** No config file from the user's home, no CIDGET_GATEWAYS from the environment. */
 const env: NodeJS.ProcessEnv = { HOME: '/nonexistent-cidget-home', CIDGET_GATEWAYS: '', CIDGET_CONFIG: undefined }
@@ -49,7 +39,7 @@ describe('cidget gateways', () => {
   it('prints a table without --json, and says what a sample would add', async () => {
     const blocks = new MemoryBlocks()
     gateways = [await startTestGateway({ blocks })]
-    const down = `http://127.0.0.1:${await closedPort()}`
+    const down = await closedUrl()
     const r = await runCli(['gateways', '-g', gateways[0]!.url, '-g', down], { env })
     expect(r.code).toBe(0)
     const lines = r.stdout.trim().split('\n')
@@ -60,8 +50,8 @@ describe('cidget gateways', () => {
   })
 
   it('exits 1 when no gateway is reachable', async () => {
-    const a = `http://127.0.0.1:${await closedPort()}`
-    const b = `http://127.0.0.1:${await closedPort()}`
+    const a = await closedUrl()
+    const b = await closedUrl()
     const r = await runCli(['gateways', '-g', a, '-g', b, '--json', '--timeout', '2000'], { env })
     expect(r.code).toBe(1)
     const probes = JSON.parse(r.stdout) as GatewayProbe[]

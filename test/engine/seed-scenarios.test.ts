@@ -3,11 +3,10 @@
  * against real test gateways on loopback, a real SQLite file and real files.
  */
 import { describe, it, expect, afterEach } from 'vitest'
-import { createServer } from 'node:net'
 import { execFileSync } from 'node:child_process'
 import { mkdir, open, stat } from 'node:fs/promises'
 import { join } from 'node:path'
-import { world, progressReaches, statusLog, fileSha256, MiB, KiB, type World, pathRequests } from '../helpers.js'
+import { world, progressReaches, statusLog, fileSha256, MiB, KiB, type World, pathRequests, closedUrl } from '../helpers.js'
 import type { Downloader } from '../../src/engine/downloader.js'
 import type { DownloadRecord } from '../../src/core/types.js'
 import type { RetryEvent } from '../../src/core/events.js'
@@ -30,14 +29,6 @@ function retries (dl: Downloader): RetryEvent[] {
   const out: RetryEvent[] = []
   dl.on('cidget:download:retry', e => out.push(e))
   return out
-}
-
-async function closedPortUrl (): Promise<string> {
-  const srv = createServer()
-  await new Promise<void>(resolve => srv.listen(0, '127.0.0.1', resolve))
-  const port = (srv.address() as { port: number }).port
-  await new Promise(resolve => srv.close(resolve))
-  return `http://127.0.0.1:${port}`
 }
 
 describe('Partial Download Detection', () => {
@@ -215,7 +206,7 @@ describe('Database Tracking', () => {
 describe('Gateway Management', () => {
   it('9. Gateway fallback on unavailability', async () => {
     w = await world({ size: SIZE })
-    const dead = await closedPortUrl()
+    const dead = await closedUrl()
     const dl = await w.open({ gateways: [dead, w.gateways[0]!.url] })
     const events = retries(dl)
     const done = await (await dl.add(w.cid, { mode: 'path', output: join(w.dir, 'out.bin') })).done

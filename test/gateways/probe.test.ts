@@ -2,23 +2,13 @@
  * probeGateways against real loopback gateways that misbehave on purpose.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
-import { createServer } from 'node:net'
 import { HttpClient } from '../../src/gateways/http.js'
 import { probeGateways, probeGateway, EMPTY_CID } from '../../src/gateways/probe.js'
 import { CidgetError } from '../../src/core/errors.js'
 import { MemoryBlocks, addFile, seededBytes, startTestGateway, type TestGateway } from '../../src/testing/index.js'
+import { closedUrl } from '../helpers.js'
 
 const MiB = 1024 * 1024
-
-/** A port nothing listens on: bound, then released. */
-async function closedPort (): Promise<number> {
-  const server = createServer()
-  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
-  const address = server.address()
-  await new Promise<void>(resolve => server.close(() => resolve()))
-  if (address === null || typeof address === 'string') throw new Error('no TCP address')
-  return address.port
-}
 
 let blocks: MemoryBlocks
 let sample: string
@@ -100,7 +90,7 @@ describe('probeGateways', () => {
   })
 
   it('a closed port: unreachable with CIDGET_ERR_NETWORK, nothing else claimed', async () => {
-    const url = `http://127.0.0.1:${await closedPort()}`
+    const url = await closedUrl()
     const [probe] = await probeGateways([url], { http, sample })
     expect(probe).toEqual({
       gateway: url,
@@ -119,7 +109,7 @@ describe('probeGateways', () => {
     const alsoSlow = await gateway()
     const fast = await gateway()
     for (const gw of [slow, alsoSlow]) gw.addFault({ fault: { type: 'latency', ms: 150 } })
-    const down = `http://127.0.0.1:${await closedPort()}`
+    const down = await closedUrl()
     const probes = await probeGateways([slow.url, down, fast.url, alsoSlow.url, slow.url + '/'], { http })
     expect(probes.map(p => [p.gateway, p.reachable])).toEqual([[slow.url, true], [down, false], [fast.url, true], [alsoSlow.url, true]])
     // the second slow gateway was asked before the first one had answered its first request
