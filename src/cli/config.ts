@@ -12,10 +12,11 @@ export type Settings = Partial<DownloadPolicy> & {
   leaseMs?: number
   heartbeatMs?: number
   blockConcurrency?: number
+  runBlocks?: number
   hedgeAfterMs?: number
 }
 
-const NUMBER_KEYS = [...Object.keys(DEFAULT_POLICY), 'concurrency', 'leaseMs', 'heartbeatMs', 'blockConcurrency', 'hedgeAfterMs'] as const
+const NUMBER_KEYS = [...Object.keys(DEFAULT_POLICY), 'concurrency', 'leaseMs', 'heartbeatMs', 'blockConcurrency', 'runBlocks', 'hedgeAfterMs'] as const
 const KEYS = new Set<string>([...NUMBER_KEYS, 'state', 'gateways'])
 
 /** `maxResumeAttempts` → `CIDGET_MAX_RESUME_ATTEMPTS`. */

@@ -41,6 +41,12 @@ export interface DownloaderInit extends Partial<DownloadPolicy> {
   progressIntervalMs?: number
   /** Verified mode: block requests in flight. @default 16 */
   blockConcurrency?: number
+  /**
+   * Verified mode: consecutive raw leaves asked for in one CAR request
+   * (IPIP-402 entity bytes) from gateways that serve them; 0 or 1: one
+   * request per block. @default 16
+   */
+  runBlocks?: number
   /** Verified mode: hedge a block request after this many ms without an answer (0: never). @default adaptive */
   hedgeAfterMs?: number
   /** Verified mode: limits on the DAG. @default DEFAULT_DAG_LIMITS */
@@ -61,7 +67,7 @@ export interface DownloaderInit extends Partial<DownloadPolicy> {
 
 const INIT_KEYS = new Set<string>([
   'state', 'store', 'gateways', 'concurrency', 'leaseMs', 'heartbeatMs', 'owner', 'recover', 'dispatcher', 'progressIntervalMs',
-  'blockConcurrency', 'hedgeAfterMs', 'limits', 'skipSymlinks', 'checkPath',
+  'blockConcurrency', 'runBlocks', 'hedgeAfterMs', 'limits', 'skipSymlinks', 'checkPath',
   'now', 'sleep', 'random', ...Object.keys(DEFAULT_POLICY)
 ])
 
@@ -129,6 +135,7 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
   readonly #heartbeatMs: number
   readonly #progressIntervalMs: number
   readonly #blockConcurrency: number
+  readonly #runBlocks: number | undefined
   readonly #hedgeAfterMs: number | undefined
   readonly #limits: DagLimits
   readonly #skipSymlinks: boolean
@@ -161,6 +168,7 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
     this.#heartbeatMs = init.heartbeatMs ?? DEFAULTS.HEARTBEAT_MS
     this.#progressIntervalMs = init.progressIntervalMs ?? 100
     this.#blockConcurrency = init.blockConcurrency ?? DEFAULTS.BLOCK_CONCURRENCY
+    this.#runBlocks = init.runBlocks
     this.#hedgeAfterMs = init.hedgeAfterMs
     this.#limits = { ...DEFAULT_DAG_LIMITS, ...init.limits }
     this.#skipSymlinks = init.skipSymlinks ?? false
@@ -610,6 +618,7 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
       limits: this.#limits,
       skipSymlinks: this.#skipSymlinks,
       concurrency: this.#blockConcurrency,
+      ...(this.#runBlocks === undefined ? {} : { runBlocks: this.#runBlocks }),
       lastGateway: () => lastGateway
     }
     return await this.#withPool(pool, async () => ctx.record.mode === 'car' ? await runCarDownload(vctx) : await runVerifiedDownload(vctx))
@@ -752,6 +761,9 @@ function validateInit (init: DownloaderInit): void {
   positive('concurrency', init.concurrency, 1)
   positive('leaseMs', init.leaseMs, 1)
   positive('heartbeatMs', init.heartbeatMs, 1)
+  if (init.runBlocks !== undefined && !(Number.isSafeInteger(init.runBlocks) && init.runBlocks >= 0)) {
+    throw new CidgetError('CIDGET_ERR_BAD_OPTION', `Option runBlocks must be a whole number ≥ 0, got ${String(init.runBlocks)}`)
+  }
   if (init.resumeThreshold !== undefined && init.resumeThreshold > 1) {
     throw new CidgetError('CIDGET_ERR_BAD_OPTION', 'Option resumeThreshold must be between 0 and 1')
   }

@@ -83,10 +83,11 @@ export function identityBytes (cid: CID): Uint8Array | undefined {
  *   (see {@link checkMultihash}).
  */
 export async function verifyBlock (cid: CID, bytes: Uint8Array): Promise<void> {
-  await verify(cid, bytes, undefined)
+  await verifyBlockFrom(cid, bytes, undefined)
 }
 
-async function verify (cid: CID, bytes: Uint8Array, gateway: string | undefined): Promise<void> {
+/** {@link verifyBlock} for bytes that `gateway` sent: the error names it (and its `gateway` detail is set). */
+export async function verifyBlockFrom (cid: CID, bytes: Uint8Array, gateway: string | undefined): Promise<void> {
   const from = gateway === undefined ? '' : `${gateway}: `
   const inline = identityBytes(cid)
   if (inline !== undefined) {
@@ -153,7 +154,7 @@ export async function fetchRawBlock (
   })
   let bytes: Uint8Array
   try {
-    if (res.status !== 200) throw statusError(res.status, res.headers, gateway, id, opts.maxRetryAfterMs)
+    if (res.status !== 200) throw statusError(res.status, res.headers, gateway, `block ${id}`, opts.maxRetryAfterMs)
     const declared = parseContentLength(res.headers['content-length'])
     if (declared !== undefined && declared > maxBytes) {
       throw new CidgetError('CIDGET_ERR_BLOCK_TOO_LARGE', `${gateway}: block ${id} is declared as ${declared} bytes, over the ${maxBytes}-byte limit`, { gateway })
@@ -184,19 +185,20 @@ export async function fetchRawBlock (
     throw err
   }
   const ms = performance.now() - started
-  await verify(cid, bytes, gateway)
+  await verifyBlockFrom(cid, bytes, gateway)
   return { bytes, ms }
 }
 
-function statusError (status: number, headers: Record<string, string>, gateway: string, id: string, maxRetryAfterMs: number | undefined): CidgetError {
+/** The error for a trustless request's non-200 answer; `what` names what was asked for ("block bafy…"). */
+export function statusError (status: number, headers: Record<string, string>, gateway: string, what: string, maxRetryAfterMs: number | undefined): CidgetError {
   if (status === 404 || status === 410) {
-    return new CidgetError('CIDGET_ERR_NOT_FOUND', `${gateway}: block ${id} not found (HTTP ${status})`, { gateway, status })
+    return new CidgetError('CIDGET_ERR_NOT_FOUND', `${gateway}: ${what} not found (HTTP ${status})`, { gateway, status })
   }
   if (status === 429 || status === 503) {
     const retryAfterMs = parseRetryAfter(headers['retry-after'], Date.now(), maxRetryAfterMs ?? DEFAULTS.MAX_RETRY_AFTER_MS)
     if (retryAfterMs !== undefined) {
-      return new CidgetError('CIDGET_ERR_HTTP_STATUS', `${gateway}: HTTP ${status} for block ${id}, retry after ${retryAfterMs} ms`, { gateway, status, retryAfterMs })
+      return new CidgetError('CIDGET_ERR_HTTP_STATUS', `${gateway}: HTTP ${status} for ${what}, retry after ${retryAfterMs} ms`, { gateway, status, retryAfterMs })
     }
   }
-  return new CidgetError('CIDGET_ERR_HTTP_STATUS', `${gateway}: HTTP ${status} for block ${id}`, { gateway, status })
+  return new CidgetError('CIDGET_ERR_HTTP_STATUS', `${gateway}: HTTP ${status} for ${what}`, { gateway, status })
 }

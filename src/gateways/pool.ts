@@ -20,6 +20,7 @@ import { CidgetError } from '../core/errors.js'
 import { DEFAULTS } from '../core/defaults.js'
 import { retryDelay, type BackoffOptions } from '../core/retry.js'
 import { MAX_BLOCK_BYTES, checkMultihash, fetchRawBlock, identityBytes } from './block.js'
+import { CarUnsupportedError, fetchCarRun } from './car.js'
 import type { HttpClient } from './http.js'
 
 /** The abort reason of a wake-up (something changed: a permit, a gateway); not an error. */
@@ -46,7 +47,7 @@ export const POOL_DEFAULTS = {
 
 export interface GatewayStats {
   url: string
-  /** Requests sent (attempts), including those aborted because another gateway won. */
+  /** Requests sent (attempts), including those aborted because another gateway won; a CAR run counts once per block it delivers. */
   requests: number
   successes: number
   /** Failed requests of any kind (404s and invalid blocks included), not counting aborted ones. */
@@ -126,6 +127,23 @@ interface Gateway {
   blockedUntil: number
   /** Errors since the last success: the backoff exponent. */
   consecutiveErrors: number
+  /** Serves CAR entity ranges: learned from its first run (undefined until then). */
+  car: boolean | undefined
+}
+
+/** A block a run fetches (or has fetched) ahead of its `get()`. */
+interface Prefetched {
+  promise: Promise<Uint8Array>
+  /** The `get()` calls still expected (a leaf can appear more than once in a file). */
+  uses: number
+  signal: AbortSignal
+}
+
+/** One leaf of a run, until the stream delivers it or it is handed to a normal fetch. */
+interface RunLeaf {
+  cid: CID
+  resolve: (bytes: Uint8Array | Promise<Uint8Array>) => void
+  reject: (err: unknown) => void
 }
 
 /** The state of fetching one block, shared by its attempts. */
@@ -185,6 +203,7 @@ export class GatewayPool {
   readonly #onEvent: ((e: PoolEvent) => void) | undefined
   readonly #permits: Semaphore
   readonly #pending = new Map<string, Shared>()
+  readonly #prefetched = new Map<string, Prefetched>()
   /** Called when a request ends: capacity, blocks and drops may have changed. */
   readonly #wakers = new Set<() => void>()
   #latencyMs: number | undefined
@@ -205,7 +224,8 @@ export class GatewayPool {
       latencyMs: undefined,
       dropped: false,
       blockedUntil: 0,
-      consecutiveErrors: 0
+      consecutiveErrors: 0,
+      car: undefined
     }))
     this.#http = init.http
     this.#permits = new Semaphore(init.concurrency ?? POOL_DEFAULTS.CONCURRENCY)
@@ -239,7 +259,12 @@ export class GatewayPool {
     const inline = identityBytes(cid)
     if (inline !== undefined) return inline
     checkMultihash(cid)
-    const key = Buffer.from(cid.multihash.bytes).toString('base64')
+    const key = blockKey(cid)
+    const early = this.#prefetched.get(key)
+    if (early !== undefined) {
+      if (--early.uses <= 0 || early.signal.aborted) this.#prefetched.delete(key)
+      if (!early.signal.aborted) return await raceAbort(early.promise, signal)
+    }
     let shared = this.#pending.get(key)
     if (shared === undefined) {
       const controller = new AbortController()
@@ -266,6 +291,43 @@ export class GatewayPool {
     }
   }
 
+  /**
+   * Starts fetching `leaves`, consecutive leaves of the file node `entity`
+   * that make up its bytes `range` (inclusive), as one CAR stream from one
+   * gateway; each leaf's `get()` then takes its block from that stream. A leaf
+   * the stream does not deliver (an error, a cut, a gateway without CAR
+   * ranges) is fetched alone the usual way, so a run never costs more than
+   * the blocks it saves. Aborting `signal` ends the run.
+   *
+   * @returns false, and nothing starts, when no gateway left can serve CAR ranges
+   */
+  prefetchRun (entity: CID, range: { from: number, to: number }, leaves: CID[], signal: AbortSignal): boolean {
+    if (signal.aborted || !this.#gateways.some((g) => !g.dropped && g.car !== false)) return false
+    const run = new Map<string, RunLeaf>()
+    for (const cid of leaves) {
+      if (identityBytes(cid) !== undefined) continue
+      checkMultihash(cid)
+      const key = blockKey(cid)
+      const known = this.#prefetched.get(key)
+      if (known !== undefined && !known.signal.aborted) {
+        known.uses++
+        continue
+      }
+      let resolve!: RunLeaf['resolve']
+      let reject!: RunLeaf['reject']
+      const promise = new Promise<Uint8Array>((res, rej) => { resolve = res; reject = rej })
+      promise.catch(() => {}) // read by get(); a run nobody reads must not be an unhandled rejection
+      this.#prefetched.set(key, { promise, uses: 1, signal })
+      run.set(key, { cid, resolve, reject })
+    }
+    if (run.size > 0) {
+      this.#run(entity, range, run, signal).catch((err: unknown) => {
+        for (const leaf of run.values()) leaf.reject(err)
+      })
+    }
+    return true
+  }
+
   stats (): GatewayStats[] {
     return this.#gateways.map((g) => ({
       url: g.url,
@@ -282,6 +344,81 @@ export class GatewayPool {
       dropped: g.dropped,
       blockedUntil: g.blockedUntil
     }))
+  }
+
+  // --- a run of leaves -------------------------------------------------------------
+
+  async #run (entity: CID, range: { from: number, to: number }, run: Map<string, RunLeaf>, signal: AbortSignal): Promise<void> {
+    try {
+      const gateway = await this.#startRun(signal)
+      if (gateway !== undefined) await this.#stream(gateway, entity, range, run, signal)
+    } finally {
+      // what the stream did not deliver: fetched alone, with the pool's retries and hedging
+      for (const leaf of run.values()) {
+        if (signal.aborted) leaf.reject(signal.reason)
+        else leaf.resolve(this.#fetch(leaf.cid, signal))
+      }
+      run.clear()
+    }
+  }
+
+  /** A gateway for a run and a permit, or undefined when no gateway left serves CAR ranges. */
+  async #startRun (signal: AbortSignal): Promise<Gateway | undefined> {
+    const capable = (): Gateway[] => this.#gateways.filter((g) => !g.dropped && g.car !== false)
+    for (;;) {
+      if (capable().length === 0) return undefined
+      await this.#permits.acquire(signal)
+      const gateway = this.#best(capable())
+      if (gateway !== undefined) return gateway
+      this.#permits.release()
+      let earliest: number | undefined
+      for (const g of capable()) if (g.blockedUntil > this.#now() && (earliest === undefined || g.blockedUntil < earliest)) earliest = g.blockedUntil
+      await this.#waitForChange(earliest, signal)
+    }
+  }
+
+  /** Streams the run from `gateway`, which holds a permit until the stream ends. */
+  async #stream (gateway: Gateway, entity: CID, range: { from: number, to: number }, run: Map<string, RunLeaf>, signal: AbortSignal): Promise<void> {
+    const expected = new Map<string, CID>()
+    for (const [key, leaf] of run) expected.set(key, leaf.cid)
+    gateway.inFlight++
+    gateway.requests++
+    const started = performance.now()
+    let last = started
+    try {
+      await fetchCarRun(this.#http, gateway.url, entity, range, expected, (key, bytes) => {
+        const leaf = run.get(key)
+        if (leaf === undefined) return
+        run.delete(key)
+        leaf.resolve(bytes)
+        if (run.size + 1 < expected.size) gateway.requests++ // a run counts as one request per block it delivers
+        const now = performance.now()
+        this.#delivered(gateway, leaf.cid.toString(), bytes, now - last)
+        last = now
+      }, { signal, maxBlockBytes: this.#maxBlockBytes, maxRetryAfterMs: this.#maxRetryAfterMs })
+      gateway.car = true
+    } catch (err) {
+      if (signal.aborted) return
+      if (err instanceof CarUnsupportedError) {
+        if (gateway.car !== false) {
+          gateway.car = false
+          this.#emit({ type: 'gateway', gateway: gateway.url, state: 'healthy', reason: `does not serve CAR entity ranges; asked for single blocks (${err.message})` })
+        }
+        return
+      }
+      const error = asError(err, gateway.url)
+      if (error.code === 'CIDGET_ERR_NOT_FOUND') {
+        // it may still have single blocks: let the per-block fetches find out
+        gateway.errors++
+        gateway.notFound++
+        return
+      }
+      this.#penalize(gateway, error)
+    } finally {
+      gateway.inFlight--
+      this.#permits.release()
+      this.#wake()
+    }
   }
 
   // --- one block ---------------------------------------------------------------
@@ -424,6 +561,11 @@ export class GatewayPool {
   }
 
   #succeeded (block: BlockFetch, gateway: Gateway, bytes: Uint8Array, ms: number): void {
+    this.#delivered(gateway, block.id, bytes, ms)
+  }
+
+  /** Scores a verified block that `gateway` delivered in `ms` (for a run: since the previous block). */
+  #delivered (gateway: Gateway, id: string, bytes: Uint8Array, ms: number): void {
     gateway.successes++
     gateway.bytes += bytes.length
     const alpha = POOL_DEFAULTS.EWMA_ALPHA
@@ -435,7 +577,7 @@ export class GatewayPool {
       gateway.consecutiveErrors = 0
       if (!gateway.dropped) this.#emit({ type: 'gateway', gateway: gateway.url, state: 'healthy', reason: 'served a valid block again' })
     }
-    this.#emit({ type: 'block', cid: block.id, gateway: gateway.url, bytes: bytes.length, ms: Math.round(ms) })
+    this.#emit({ type: 'block', cid: id, gateway: gateway.url, bytes: bytes.length, ms: Math.round(ms) })
   }
 
   /** Scores a failed request against its gateway (runs even when the block's fetch has moved on). */
@@ -443,6 +585,23 @@ export class GatewayPool {
     switch (error.code) {
       case 'CIDGET_ERR_DAG_INVALID':
         return // the CID's fault, not the gateway's
+      case 'CIDGET_ERR_NOT_FOUND':
+        // The gateway lacks this block; it may well have the others.
+        gateway.errors++
+        gateway.notFound++
+        block.notFound.add(gateway)
+        return
+      default:
+        this.#penalize(gateway, error)
+    }
+  }
+
+  /**
+   * An invalid block drops the gateway; any other failure (timeout, reset,
+   * 5xx, 429) blocks it for a backoff or the Retry-After it sent.
+   */
+  #penalize (gateway: Gateway, error: CidgetError): void {
+    switch (error.code) {
       case 'CIDGET_ERR_BLOCK_INVALID':
       case 'CIDGET_ERR_BLOCK_TOO_LARGE':
         gateway.errors++
@@ -451,12 +610,6 @@ export class GatewayPool {
           gateway.dropped = true
           this.#emit({ type: 'gateway', gateway: gateway.url, state: 'dropped', reason: error.message })
         }
-        return
-      case 'CIDGET_ERR_NOT_FOUND':
-        // The gateway lacks this block; it may well have the others.
-        gateway.errors++
-        gateway.notFound++
-        block.notFound.add(gateway)
         return
       default: {
         gateway.errors++
@@ -518,12 +671,17 @@ export class GatewayPool {
 
   /** The best candidate usable now, or undefined. Load-aware: score / (inFlight + 1). */
   #pick (block: BlockFetch): Gateway | undefined {
+    return this.#best(this.#candidates(block))
+  }
+
+  /** The best of `candidates` usable now (not blocked, below its request limit), or undefined. */
+  #best (candidates: Gateway[]): Gateway | undefined {
     const now = this.#now()
     let fastest = 0
     for (const g of this.#gateways) if (g.throughputBps !== undefined && g.throughputBps > fastest) fastest = g.throughputBps
     let best: Gateway | undefined
     let bestScore = -1
-    for (const g of this.#candidates(block)) {
+    for (const g of candidates) {
       if (g.blockedUntil > now || g.inFlight >= this.#perGateway) continue
       // An unmeasured gateway counts as fast (like an unused one counts as reliable), so each gets tried.
       const speed = g.throughputBps === undefined || fastest === 0 ? 1 : g.throughputBps / fastest
@@ -595,6 +753,11 @@ export class GatewayPool {
 }
 
 // --- helpers ---------------------------------------------------------------------
+
+/** Blocks are shared by multihash: the same bytes under a CIDv0 and a CIDv1 are one block. */
+function blockKey (cid: CID): string {
+  return Buffer.from(cid.multihash.bytes).toString('base64')
+}
 
 function reliability (g: Gateway): number {
   if (g.dropped) return 0

@@ -92,6 +92,8 @@ export interface RequestRecord {
   status: number
   /** Body bytes written so far (headers excluded). */
   bytesSent: number
+  /** For a CAR answer: the CIDs of the blocks its body carries, in order (a fault may cut it short); otherwise `null`. */
+  carBlocks: string[] | null
   /** The type of the fault applied to this request, or `null`. */
   fault: Fault['type'] | null
   /** `true` when the response did not end normally: the client went away, or the gateway reset or refused it. */
@@ -385,6 +387,7 @@ class TestGatewayServer extends EventEmitter<TestGatewayEvents> implements TestG
       ifRange: headerValue(req.headers['if-range']),
       status: 0,
       bytesSent: 0,
+      carBlocks: null,
       fault: null,
       aborted: false,
       startedAt: Date.now(),
@@ -557,6 +560,7 @@ class TestGatewayServer extends EventEmitter<TestGatewayEvents> implements TestG
       const first = plan.blocks[0]
       plan.blocks[0] = { cid: first.cid, bytes: this.#wrongBytes(first.cid, first.bytes) }
     }
+    record.carBlocks = plan.blocks.map((b) => b.cid.toString())
     const layout = carLayout(cid, plan.blocks)
     const tag = fnv1a(`${ctx.ipfs?.segments.join('/') ?? ''}|${scopeParam}|${bytesParam ?? ''}`)
     const headers: Record<string, string> = {

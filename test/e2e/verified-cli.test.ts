@@ -61,7 +61,7 @@ describe('cidget get (verified, the default)', () => {
     const rec = lastRecord(r.stdout)
     expect(rec).toMatchObject({ status: 'success', mode: 'verified', size: 3 * MiB, hash: sha256(data) })
     expect(sha256(await readFile(out))).toBe(sha256(data))
-    expect(s.gateways.flatMap(g => g.requests).every(q => q.format === 'raw')).toBe(true)
+    expect(s.gateways.flatMap(g => g.requests).every(q => q.format === 'raw' || q.format === 'car')).toBe(true)
   })
 
   it('writes a directory tree', async () => {
@@ -103,10 +103,10 @@ describe('cidget get (verified, the default)', () => {
     const leafCids = leaves(blocks, root)
     expect(leafCids).toHaveLength(16)
     const s = await serve(blocks)
-    // one block at a time, and the 11th block stalls: ten are written and recorded when the process dies
+    // one block request at a time, and the 11th block stalls: ten are written and recorded when the process dies
     const stalled = `/ipfs/${leafCids[10]!.toString()}`
     s.gateways[0]!.addFault({ fault: { type: 'stall', afterBytes: 0 }, times: 1, match: { path: stalled } })
-    const env = { ...s.env, CIDGET_BLOCK_CONCURRENCY: '1', CIDGET_SYNC_INTERVAL_BYTES: '1' }
+    const env = { ...s.env, CIDGET_BLOCK_CONCURRENCY: '1', CIDGET_RUN_BLOCKS: '0', CIDGET_SYNC_INTERVAL_BYTES: '1' }
     const out = join(s.dir, 'file.bin')
     const child = spawn(process.execPath, [CLI, 'get', root.toString(), '-o', out, ...s.args, '-q'], { env: { ...process.env, ...env }, stdio: 'ignore' })
     const closed = new Promise(resolve => child.on('close', resolve))
@@ -123,6 +123,32 @@ describe('cidget get (verified, the default)', () => {
     expect(s.gateways[0]!.requests.filter(q => q.path === stalled)).toHaveLength(2)
   })
 
+  it('killed with SIGKILL in the middle of a CAR run: resume --all asks only for the leaves not yet durable', async () => {
+    const blocks = new MemoryBlocks()
+    const data = seededBytes(4 * MiB, 9)
+    const root = await addFile(blocks, data)
+    const leafCids = leaves(blocks, root)
+    const s = await serve(blocks)
+    // the one run of 16 leaves stalls after ten whole leaves (and its own node, and the CAR framing)
+    s.gateways[0]!.addFault({ fault: { type: 'stall', afterBytes: 10 * 256 * KiB + 2000 }, times: 1, match: { format: 'car' } })
+    const env = { ...s.env, CIDGET_SYNC_INTERVAL_BYTES: '1' }
+    const out = join(s.dir, 'file.bin')
+    const child = spawn(process.execPath, [CLI, 'get', root.toString(), '-o', out, ...s.args, '-q'], { env: { ...process.env, ...env }, stdio: 'ignore' })
+    const closed = new Promise(resolve => child.on('close', resolve))
+    await durable(s.env.CIDGET_STATE as string, 10 * 256 * KiB)
+    child.kill('SIGKILL')
+    await closed
+    const before = s.gateways[0]!.requests.length
+    const r = await runCli(['resume', '--all', '--json'], { env })
+    expect(r.code, r.stderr).toBe(0)
+    expect(lastRecord(r.stdout).status).toBe('success')
+    expect(sha256(await readFile(out))).toBe(sha256(data))
+    const after = s.gateways[0]!.requests.slice(before).filter(q => q.status === 200)
+    // one CAR of the six leaves left, by their byte range; the root was kept in the state, so it travels only as that CAR's own node
+    expect(after.map(q => q.url.replace(/^.*\?/, ''))).toEqual([`format=car&dag-scope=entity&entity-bytes=${10 * 256 * KiB}:${4 * MiB - 1}`])
+    expect(after[0]!.carBlocks).toEqual([root, ...leafCids.slice(10)].map(c => c.toString()))
+  })
+
   it('Ctrl-C pauses (exit 3); get again continues without refetching what was written', async () => {
     const blocks = new MemoryBlocks()
     const data = seededBytes(2 * MiB, 12)
@@ -130,7 +156,7 @@ describe('cidget get (verified, the default)', () => {
     const leafCids = leaves(blocks, root)
     const s = await serve(blocks)
     s.gateways[0]!.addFault({ fault: { type: 'stall', afterBytes: 0 }, times: 1, match: { path: `/ipfs/${leafCids[5]!.toString()}` } })
-    const env = { ...s.env, CIDGET_BLOCK_CONCURRENCY: '1' }
+    const env = { ...s.env, CIDGET_BLOCK_CONCURRENCY: '1', CIDGET_RUN_BLOCKS: '0' }
     const out = join(s.dir, 'file.bin')
     const args = ['get', root.toString(), '-o', out, ...s.args, '--json']
     const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'ignore'] })

@@ -192,7 +192,8 @@ describe('leases across owners', () => {
   it('gatewayStats() adds up the pools of finished and running downloads', async () => {
     w = await world({ size: MiB, gateways: 2 })
     w.gateways[1]!.addFault({ fault: { type: 'wrong-block' }, times: 1 })
-    const dl = await w.open({ hedgeAfterMs: 0 })
+    // block by block, so that both gateways are asked (one CAR run would go to one of them)
+    const dl = await w.open({ hedgeAfterMs: 0, runBlocks: 0 })
     const events: string[] = []
     dl.on('cidget:gateway', e => events.push(`${e.state}`))
     expect(dl.gatewayStats().map(g => g.requests)).toEqual([0, 0])

@@ -70,6 +70,20 @@ function pbNode (fs: UnixFS, links: dagPb.PBLink[] = []): Uint8Array {
   return dagPb.encode(dagPb.prepare({ Data: fs.marshal(), Links: links }))
 }
 
+/** The blocks the gateways sent: raw answers by the CID they were asked for, CAR answers by the blocks they carry. */
+function sentBlocks (gateways: TestGateway[]): { raw: CID[], car: CID[] } {
+  const reqs = gateways.flatMap(g => g.requests).filter(r => r.status === 200)
+  return {
+    raw: reqs.filter(r => r.format === 'raw').map(r => CID.parse(r.path.split('/')[2]!)),
+    car: reqs.filter(r => r.format === 'car').flatMap(r => (r.carBlocks ?? []).map(c => CID.parse(c)))
+  }
+}
+
+/** A block's identity whatever the CID version: its multihash. */
+function key (cid: CID): string {
+  return Buffer.from(cid.multihash.bytes).toString('hex')
+}
+
 /** Everything under `dir`, as relative paths. */
 async function tree (dir: string): Promise<string[]> {
   const out: string[] = []
@@ -108,13 +122,30 @@ describe('files in every shape', () => {
       expect(sha256(got)).toBe(sha256(data))
       expect(done.hash).toBe(sha256(data))
       expect(done.size).toBe(size)
-      // only block requests went out, each block at most once
+      // only trustless requests went out, and no block was sent twice but a run's own node
       const reqs = s.gateways.flatMap(g => g.requests)
-      expect(reqs.every(r => r.format === 'raw')).toBe(true)
-      const paths = reqs.map(r => r.path)
-      expect(new Set(paths).size).toBe(paths.length)
+      expect(reqs.every(r => r.format === 'raw' || r.format === 'car')).toBe(true)
+      const { raw, car } = sentBlocks(s.gateways)
+      const leaves = [...raw, ...car].filter(c => c.code === rawCodec.code).map(key)
+      expect(new Set(leaves).size).toBe(leaves.length)
+      expect(new Set(raw.map(key)).size).toBe(raw.length)
     })
   }
+
+  it('one request per block when runs are off', async () => {
+    const blocks = new MemoryBlocks()
+    const data = seededBytes(2 * MiB + 5, 3)
+    const cid = await addFile(blocks, data, { chunker: fixedSize({ chunkSize: 64 * KiB }) })
+    const s = await setup(blocks)
+    const dl = await s.open({ runBlocks: 0 })
+    const done = await (await dl.add(cid.toString(), { output: join(s.dir, 'out') })).done
+    expect(done.status, done.error ?? '').toBe('success')
+    expect(sha256(await readFile(done.output))).toBe(sha256(data))
+    const reqs = s.gateways[0]!.requests
+    expect(reqs.every(r => r.format === 'raw')).toBe(true)
+    expect(new Set(reqs.map(r => r.path)).size).toBe(reqs.length)
+    expect(reqs.length).toBe(blocks.size)
+  })
 
   it('an identity CID is written without any request', async () => {
     const blocks = new MemoryBlocks()
@@ -227,6 +258,88 @@ describe('hostile gateways', () => {
     expect(sha256(await readFile(done.output))).toBe(sha256(data))
     // the gateway that lied was asked once and then never again
     expect(wrong.requests.filter(r => r.fault === 'wrong-block').length).toBe(1)
+  })
+})
+
+describe('CAR runs of leaves', () => {
+  /** 4 MiB in 16 raw leaves of 256 KiB under one node: one run by default. */
+  async function sixteenLeaves (blocks: MemoryBlocks): Promise<{ cid: CID, data: Uint8Array, leaves: CID[] }> {
+    const data = seededBytes(4 * MiB, 21)
+    const cid = await addFile(blocks, data)
+    const leaves = dagPb.decode(blocks.get(cid)).Links.map(l => l.Hash)
+    expect(leaves).toHaveLength(16)
+    return { cid, data, leaves }
+  }
+
+  it('asks for consecutive leaves in one CAR request with entity-bytes', async () => {
+    const blocks = new MemoryBlocks()
+    const { cid, data } = await sixteenLeaves(blocks)
+    const s = await setup(blocks)
+    const dl = await s.open()
+    const done = await (await dl.add(cid.toString(), { output: join(s.dir, 'out') })).done
+    expect(done.status, done.error ?? '').toBe('success')
+    expect(sha256(await readFile(done.output))).toBe(sha256(data))
+    const reqs = s.gateways[0]!.requests
+    // the root (raw), then its leaves as one CAR of the root's byte range
+    expect(reqs.map(r => [r.format, r.url.replace(/^.*\?/, '')])).toEqual([
+      ['raw', 'format=raw'],
+      ['car', `format=car&dag-scope=entity&entity-bytes=0:${4 * MiB - 1}`]
+    ])
+  })
+
+  it('a gateway that does not serve CAR ranges is asked for single blocks, and once only for a CAR', async () => {
+    const blocks = new MemoryBlocks()
+    const data = seededBytes(3 * MiB, 22)
+    const cid = await addFile(blocks, data, { chunker: fixedSize({ chunkSize: 64 * KiB }) })
+    const s = await setup(blocks)
+    s.gateways[0]!.addFault({ fault: { type: 'status', status: 501 }, match: { format: 'car' } })
+    // 48 leaves in runs of 4: 12 runs if every one were asked for
+    const dl = await s.open({ runBlocks: 4 })
+    const done = await (await dl.add(cid.toString(), { output: join(s.dir, 'out') })).done
+    expect(done.status, done.error ?? '').toBe('success')
+    expect(sha256(await readFile(done.output))).toBe(sha256(data))
+    const reqs = s.gateways[0]!.requests
+    // the runs started before the first 501 came back fail too; after it no more are started
+    const cars = reqs.filter(r => r.format === 'car').length
+    expect(cars).toBeGreaterThanOrEqual(1)
+    expect(cars).toBeLessThan(12)
+    expect(new Set(reqs.filter(r => r.format === 'raw').map(r => r.path)).size).toBe(reqs.filter(r => r.format === 'raw').length)
+  })
+
+  it('a corrupt block in a CAR drops that gateway; the other gateway delivers the rest and no wrong byte is written', async () => {
+    const blocks = new MemoryBlocks()
+    const data = seededBytes(8 * MiB, 23)
+    const cid = await addFile(blocks, data)
+    const s = await setup(blocks, 2)
+    const [liar, good] = s.gateways as [TestGateway, TestGateway]
+    liar.addFault({ fault: { type: 'flip' }, match: { format: 'car' } })
+    const dl = await s.open()
+    const events: string[] = []
+    dl.on('cidget:gateway', e => events.push(`${e.state} ${e.gateway}`))
+    const done = await (await dl.add(cid.toString(), { output: join(s.dir, 'out') })).done
+    expect(done.status, done.error ?? '').toBe('success')
+    expect(sha256(await readFile(done.output))).toBe(sha256(data))
+    expect(events).toContain(`dropped ${liar.url}`)
+    const firstBad = liar.requests.find(r => r.fault === 'flip')!
+    expect(liar.requests.filter(r => r.startedAt > firstBad.endedAt!)).toEqual([])
+    expect(good.requests.length).toBeGreaterThan(0)
+  })
+
+  it('a CAR cut off mid-way: the leaves it delivered are kept, the rest are fetched one by one', async () => {
+    const blocks = new MemoryBlocks()
+    const { cid, data, leaves } = await sixteenLeaves(blocks)
+    const s = await setup(blocks)
+    const g = s.gateways[0]!
+    // the root's node, two leaves and a bit: leaves 0 and 1 arrive whole, leaf 3 on cannot
+    g.addFault({ fault: { type: 'reset', afterBytes: 600 * KiB }, match: { format: 'car' }, times: 1 })
+    const dl = await s.open()
+    const done = await (await dl.add(cid.toString(), { output: join(s.dir, 'out') })).done
+    expect(done.status, done.error ?? '').toBe('success')
+    expect(sha256(await readFile(done.output))).toBe(sha256(data))
+    const raw = sentBlocks([g]).raw.map(key)
+    expect(raw).not.toContain(key(leaves[0]!))
+    expect(raw).not.toContain(key(leaves[1]!))
+    for (const leaf of leaves.slice(3)) expect(raw.filter(k => k === key(leaf))).toHaveLength(1)
   })
 })
 

@@ -12,6 +12,10 @@ import { PrefixHasher } from './prefix-hash.js'
 
 /** Blocks that arrive ahead of the hashed prefix may wait in memory up to this many bytes. */
 const HASH_WAIT_BYTES = 32 * 1024 * 1024
+/** Leaves per CAR request. */
+const DEFAULT_RUN_BLOCKS = 16
+/** CAR requests started ahead of the walk. */
+const DEFAULT_RUNS_AHEAD = 6
 import { OutputTree } from './tree.js'
 import { checkName, checkSymlink, safeJoin } from './names.js'
 import { DagReader, exporterError, type BlockSource } from './reader.js'
@@ -41,6 +45,13 @@ export interface VerifiedContext extends StrategyContext {
   skipSymlinks: boolean
   /** Blocks fetched in parallel (leaves) and dag-pb blocks read ahead. */
   concurrency: number
+  /**
+   * Consecutive raw leaves asked for in one CAR request (IPIP-402 entity
+   * bytes) where the block source can; 0 or 1: block by block. @default 16
+   */
+  runBlocks?: number
+  /** Runs started ahead of the leaf being written. @default 6 */
+  runsAhead?: number
   /** The gateway that served the latest block, for progress. */
   lastGateway: () => string | null
 }
@@ -121,6 +132,36 @@ export async function runVerifiedDownload (ctx: VerifiedContext): Promise<Strate
     if (record.size !== rootBytes.byteLength) await store.updateDownload(id, { size: rootBytes.byteLength })
   } else {
     throw invalid(root, `codec 0x${root.code.toString(16)} is not UnixFS (dag-pb or raw)`)
+  }
+
+  const runBlocks = ctx.runBlocks ?? DEFAULT_RUN_BLOCKS
+  let runs = runBlocks > 1
+  const runWindow = runBlocks * (ctx.runsAhead ?? DEFAULT_RUNS_AHEAD)
+  const runRefill = Math.floor(runWindow / 2)
+  /**
+   * Asks for the leaves of `node` from child `from` on, up to the window past
+   * child `current` (the one the walk is at), in runs: consecutive raw leaves
+   * not done yet. Returns the first child not covered. Only raw leaves are
+   * looked at: each takes exactly one block number, so whether one is done can
+   * be told before the walk gets there.
+   */
+  const startRuns = (node: CID, children: CID[], starts: number[], sizes: number[], current: number, from: number): number => {
+    const end = Math.min(children.length, current + runWindow)
+    let j = from
+    while (j < end && runs) {
+      const first = j
+      while (j < end && j - first < runBlocks && (children[j] as CID).code === rawCodec.code && !done.has(index + j - current)) j++
+      if (j - first > 1) {
+        const last = j - 1
+        const range = { from: starts[first] as number, to: (starts[last] as number) + (sizes[last] as number) - 1 }
+        if (!reader.prefetchRun(node, range, children.slice(first, j))) runs = false
+      }
+      if (j === first) {
+        if ((children[j] as CID).code !== rawCodec.code) return j // the block numbers after it are not known yet
+        j++ // done already
+      }
+    }
+    return j
   }
 
   const tree = await OutputTree.open(record.output, isDirectory)
@@ -300,9 +341,17 @@ export async function runVerifiedDownload (ctx: VerifiedContext): Promise<Strate
       at += data.byteLength
     }
     const children = node.Links.map(l => l.Hash)
+    const sizes = fs.blockSizes.map(Number)
+    const starts: number[] = []
+    for (let j = 0, s = at - offset; j < sizes.length; s += sizes[j] as number, j++) starts.push(s)
+    let covered = 0 // children below this one are in a run already, or not for runs
     for (let j = 0; j < children.length; j++) {
       if (j % ctx.concurrency === 0) readAhead(children.slice(j, j + ctx.concurrency * 2))
-      const len = Number(fs.blockSizes[j])
+      if (runs && j >= covered - runRefill) {
+        covered = Math.max(covered, j)
+        covered = startRuns(cid, children, starts, sizes, j, covered)
+      }
+      const len = sizes[j] as number
       await fileNode(children[j] as CID, path, at, len, depth + 1)
       at += len
     }

@@ -8,6 +8,12 @@ import type { Store } from '../../store/store.js'
 /** Where verified blocks come from (the gateway pool). Every block it returns matches its CID. */
 export interface BlockSource {
   get: (cid: CID, signal?: AbortSignal) => Promise<Uint8Array>
+  /**
+   * Optional: starts fetching consecutive leaves of the file node `entity`,
+   * which fill its bytes `range`, in one request; their `get()` calls then
+   * take them from it. False when the source cannot (the caller asks block by block).
+   */
+  prefetchRun?: (entity: CID, range: { from: number, to: number }, leaves: CID[], signal: AbortSignal) => boolean
 }
 
 /** The storage interface ipfs-unixfs-exporter reads blocks through. */
@@ -85,6 +91,11 @@ export class DagReader {
     const p = this.#source.get(cid, this.#signal)
     p.catch(() => {})
     this.#ahead.set(key, p)
+  }
+
+  /** Asks the source for a run of leaves in one request (see {@link BlockSource.prefetchRun}); false when it cannot. */
+  prefetchRun (entity: CID, range: { from: number, to: number }, leaves: CID[]): boolean {
+    return this.#source.prefetchRun?.(entity, range, leaves, this.#signal) ?? false
   }
 
   /** For ipfs-unixfs-exporter: verified blocks, dag-pb ones kept (directories, shards). */
