@@ -2,20 +2,17 @@ import { CID } from 'multiformats/cid'
 import * as dagPb from '@ipld/dag-pb'
 import * as rawCodec from 'multiformats/codecs/raw'
 import { UnixFS } from 'ipfs-unixfs'
-import { exporter } from 'ipfs-unixfs-exporter'
 import { CidgetError, toCidgetError } from '../../core/errors.js'
 import { DEFAULTS } from '../../core/defaults.js'
 import { ensureFreeSpace } from '../../sink/partial.js'
 import type { StrategyContext, StrategyResult } from '../types.js'
 import { Bitmap } from './bitmap.js'
-import { PrefixHasher } from './prefix-hash.js'
+import { FileHasher } from './prefix-hash.js'
 
-/** Blocks that arrive ahead of the hashed prefix may wait in memory up to this many bytes. */
-const HASH_WAIT_BYTES = 32 * 1024 * 1024
 /** Leaves per CAR request. */
 const DEFAULT_RUN_BLOCKS = 16
 /** CAR requests started ahead of the walk. */
-const DEFAULT_RUNS_AHEAD = 6
+const DEFAULT_RUNS_AHEAD = 4
 import { OutputTree } from './tree.js'
 import { checkName, checkSymlink, safeJoin } from './names.js'
 import { DagReader, exporterError, type BlockSource } from './reader.js'
@@ -50,7 +47,7 @@ export interface VerifiedContext extends StrategyContext {
    * bytes) where the block source can; 0 or 1: block by block. @default 16
    */
   runBlocks?: number
-  /** Runs started ahead of the leaf being written. @default 6 */
+  /** Runs started ahead of the leaf being written. @default 4 */
   runsAhead?: number
   /** The gateway that served the latest block, for progress. */
   lastGateway: () => string | null
@@ -251,11 +248,11 @@ export async function runVerifiedDownload (ctx: VerifiedContext): Promise<Strate
     }
   }
   // a single file's SHA-256 is computed as its blocks arrive, mostly in order
-  const hasher = isDirectory ? undefined : new PrefixHasher(HASH_WAIT_BYTES)
+  const hasher = isDirectory ? undefined : new FileHasher(tree.root, total ?? 0)
   const write = async (i: number, path: string, offset: number, data: Uint8Array): Promise<void> => {
     if (data.byteLength === 0) await tree.touch(path)
     else await tree.write(path, offset, data)
-    hasher?.add(offset, data)
+    hasher?.written(offset, data.byteLength)
     await written(i, data.byteLength)
   }
   /** Runs `task` with at most `concurrency` tasks in flight. */
@@ -301,7 +298,10 @@ export async function runVerifiedDownload (ctx: VerifiedContext): Promise<Strate
     if (signal.aborted) throw failure ?? ctx.signal.reason
     if (cid.code === rawCodec.code) {
       const i = index++
-      if (done.has(i)) return
+      if (done.has(i)) {
+        hasher?.written(offset, declared ?? 0) // on disk since an earlier run
+        return
+      }
       fileEvent(path, 'block')
       await dispatch(async () => {
         const data = given ?? await getBlock(cid)
@@ -316,7 +316,11 @@ export async function runVerifiedDownload (ctx: VerifiedContext): Promise<Strate
     if (cid.code !== dagPb.code) throw invalid(cid, `codec 0x${cid.code.toString(16)} inside a file`)
     let bytes = given ?? reader.cached(cid)
     if (bytes === undefined) {
-      if (done.has(index)) { index++; return } // a leaf written in an earlier run
+      if (done.has(index)) { // a leaf written in an earlier run
+        index++
+        hasher?.written(offset, declared ?? 0)
+        return
+      }
       bytes = await getBlock(cid)
     }
     const { node, fs } = decode(cid, bytes)
@@ -328,6 +332,7 @@ export async function runVerifiedDownload (ctx: VerifiedContext): Promise<Strate
       }
       const i = index++
       if (!done.has(i)) await write(i, path, offset, data)
+      else hasher?.written(offset, data.byteLength)
       return
     }
     if (fs.blockSizes.length !== node.Links.length) throw invalid(cid, `${node.Links.length} links but ${fs.blockSizes.length} block sizes`)
@@ -338,6 +343,7 @@ export async function runVerifiedDownload (ctx: VerifiedContext): Promise<Strate
     if (data.byteLength > 0) {
       const i = index++
       if (!done.has(i)) await write(i, path, at, data)
+      else hasher?.written(at, data.byteLength)
       at += data.byteLength
     }
     const children = node.Links.map(l => l.Hash)
@@ -417,6 +423,8 @@ export async function runVerifiedDownload (ctx: VerifiedContext): Promise<Strate
       for (const link of node.Links) listed.push({ name: link.Name ?? '', cid: link.Hash })
     } else {
       try {
+        // loaded when needed: most downloads never list a sharded directory
+        const { exporter } = await import('ipfs-unixfs-exporter')
         const dir = await exporter(cid, storage, { signal })
         if (dir.type !== 'directory') throw invalid(cid, 'sharded directory did not list as a directory')
         for await (const e of dir.entries({ signal })) {
@@ -460,6 +468,7 @@ export async function runVerifiedDownload (ctx: VerifiedContext): Promise<Strate
     await Promise.allSettled([...inflight])
     // keep what is already written: durable, and recorded
     await checkpoint().catch(() => {})
+    hasher?.close()
     await tree.close()
     ctx.signal.removeEventListener('abort', onAbort)
     if (ctx.signal.aborted) throw ctx.signal.reason
@@ -470,7 +479,7 @@ export async function runVerifiedDownload (ctx: VerifiedContext): Promise<Strate
   let hash: string | null = null
   if (!isDirectory) {
     await tree.syncAll()
-    hash = await (hasher as PrefixHasher).digest(tree.root, writtenBytes, ctx.signal)
+    hash = await (hasher as FileHasher).digest(writtenBytes, ctx.signal)
     if (record.expectedSha256 !== null && hash !== record.expectedSha256.toLowerCase()) {
       await tree.remove()
       await store.clearProgress(id)

@@ -1,58 +1,153 @@
-import { createHash, type Hash } from 'node:crypto'
+import { createHash } from 'node:crypto'
 import { createReadStream } from 'node:fs'
+import { Worker } from 'node:worker_threads'
+import { CidgetError, fsError } from '../../core/errors.js'
+
+/** From this size on, a file is hashed on a worker thread while it downloads. */
+export const HASH_WORKER_BYTES = 16 * 1024 * 1024
+/** The worker is told to read on once the written prefix grew by this much. */
+const HASH_STEP_BYTES = 4 * 1024 * 1024
 
 /**
- * SHA-256 of a file whose pieces arrive out of order: pieces are hashed as soon
- * as they extend the hashed prefix; later ones wait in memory up to `budget`
- * bytes. What could not wait (over budget, or written by an earlier run) is read
- * back from disk at the end, from the first gap on. A download that arrives
- * roughly in order is hashed without reading the file again.
+ * The worker of {@link FileHasher}: plain CommonJS, evaluated from a string so
+ * that it runs the same from the build and from the TypeScript sources. It
+ * reads the file from where it stopped up to the offset it is given (the
+ * bytes are on disk, most likely still in the page cache) and hashes them.
  */
-export class PrefixHasher {
-  readonly #hash: Hash = createHash('sha256')
-  readonly #waiting = new Map<number, Uint8Array>()
-  readonly #budget: number
-  #next = 0
-  #waitingBytes = 0
-  #gap = false // a piece was dropped: the rest comes from disk
+const WORKER_SOURCE = `
+const { parentPort, workerData } = require('node:worker_threads')
+const { createHash } = require('node:crypto')
+const { openSync, readSync, closeSync } = require('node:fs')
+const hash = createHash('sha256')
+const buffer = Buffer.allocUnsafe(1 << 20)
+let fd
+let at = 0
+const readTo = (end) => {
+  if (fd === undefined) fd = openSync(workerData.path, 'r')
+  while (at < end) {
+    const n = readSync(fd, buffer, 0, Math.min(buffer.length, end - at), at)
+    if (n === 0) throw Object.assign(new Error('the file ended at ' + at + ' of ' + end + ' bytes'), { code: 'ESHORT' })
+    hash.update(buffer.subarray(0, n))
+    at += n
+  }
+}
+parentPort.on('message', (m) => {
+  try {
+    readTo(m.upTo)
+    if (m.end) {
+      if (fd !== undefined) closeSync(fd)
+      parentPort.postMessage({ type: 'digest', hex: hash.digest('hex') })
+    }
+  } catch (err) {
+    parentPort.postMessage({ type: 'error', message: String((err && err.message) || err), code: err && err.code })
+  }
+})
+`
 
-  constructor (budget: number) {
-    this.#budget = budget
+type WorkerReply = { type: 'digest', hex: string } | { type: 'error', message: string, code?: string }
+
+/**
+ * The SHA-256 of a file that is written in pieces, in any order. The caller
+ * says which byte ranges are on disk (`written`, also for ranges an earlier
+ * run wrote); a large file is hashed on a worker thread that reads the file's
+ * contiguous written prefix as it grows, so neither the hashing nor any copy
+ * of the data costs the thread that receives and writes the blocks, and no
+ * piece is held in memory for it. A small file is read once at the end.
+ */
+export class FileHasher {
+  readonly #path: string
+  readonly #worker: Worker | undefined
+  /** End of the contiguous prefix known to be on disk. */
+  #next = 0
+  /** Pieces beyond the prefix: start → end. */
+  readonly #ahead = new Map<number, number>()
+  #posted = 0
+  #failure: Error | undefined
+  #closed = false
+
+  /** `worker`: hash on a worker thread as the file grows; default: for files of 16 MiB and more. */
+  constructor (path: string, expectedSize: number, worker = expectedSize >= HASH_WORKER_BYTES) {
+    this.#path = path
+    if (worker) {
+      this.#worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { path } })
+      this.#worker.unref()
+      this.#worker.on('error', (err) => { this.#failure = err })
+      this.#worker.on('message', (m: WorkerReply) => {
+        if (m.type === 'error') this.#failure = this.#readError(m)
+      })
+    }
   }
 
-  /** A piece of the file at `offset` (already written there). */
-  add (offset: number, data: Uint8Array): void {
-    if (this.#gap || data.byteLength === 0 || offset < this.#next) return
+  /** Bytes [offset, offset + length) of the file are on disk. */
+  written (offset: number, length: number): void {
+    if (length <= 0) return
+    const end = offset + length
     if (offset > this.#next) {
-      if (this.#waitingBytes + data.byteLength > this.#budget) {
-        this.#gap = true
-        return
-      }
-      this.#waiting.set(offset, data)
-      this.#waitingBytes += data.byteLength
+      if ((this.#ahead.get(offset) ?? 0) < end) this.#ahead.set(offset, end)
       return
     }
-    this.#hash.update(data)
-    this.#next += data.byteLength
-    for (let piece = this.#waiting.get(this.#next); piece !== undefined; piece = this.#waiting.get(this.#next)) {
-      this.#waiting.delete(this.#next)
-      this.#waitingBytes -= piece.byteLength
-      this.#hash.update(piece)
-      this.#next += piece.byteLength
+    if (end <= this.#next) return
+    this.#next = end
+    for (let more = this.#ahead.get(this.#next); more !== undefined; more = this.#ahead.get(this.#next)) {
+      this.#ahead.delete(this.#next)
+      if (more > this.#next) this.#next = more
+    }
+    if (this.#worker !== undefined && this.#next - this.#posted >= HASH_STEP_BYTES) {
+      this.#posted = this.#next
+      this.#worker.postMessage({ upTo: this.#next })
     }
   }
 
-  /** Bytes hashed without reading the file. */
-  get hashedInMemory (): number {
+  /** How much of the file the hash has been told is on disk, from its start. */
+  get prefix (): number {
     return this.#next
   }
 
-  /** The hex digest of the file at `path` of `size` bytes, reading from disk what was not hashed yet. */
-  async digest (path: string, size: number, signal: AbortSignal): Promise<string> {
-    this.#waiting.clear()
-    if (this.#next < size) {
-      for await (const chunk of createReadStream(path, { start: this.#next, highWaterMark: 1 << 20, signal })) this.#hash.update(chunk as Buffer)
+  /** The hex SHA-256 of the file's first `size` bytes (all written and synced by now). */
+  async digest (size: number, signal: AbortSignal): Promise<string> {
+    signal.throwIfAborted()
+    const worker = this.#worker
+    if (worker === undefined) return await this.#readAll(size, signal)
+    try {
+      if (this.#failure !== undefined) throw this.#failure
+      return await new Promise<string>((resolve, reject) => {
+        const onAbort = (): void => reject(signal.reason)
+        signal.addEventListener('abort', onAbort, { once: true })
+        worker.once('error', reject)
+        worker.on('message', (m: WorkerReply) => {
+          signal.removeEventListener('abort', onAbort)
+          if (m.type === 'digest') resolve(m.hex)
+          else reject(this.#readError(m))
+        })
+        worker.postMessage({ upTo: size, end: true })
+      })
+    } finally {
+      this.close()
     }
-    return this.#hash.digest('hex')
+  }
+
+  /** Stops the worker, if any (the download ended without a digest, or with one). */
+  close (): void {
+    if (this.#closed) return
+    this.#closed = true
+    this.#ahead.clear()
+    if (this.#worker !== undefined) void this.#worker.terminate()
+  }
+
+  async #readAll (size: number, signal: AbortSignal): Promise<string> {
+    const hash = createHash('sha256')
+    if (size > 0) {
+      try {
+        for await (const chunk of createReadStream(this.#path, { end: size - 1, highWaterMark: 1 << 20, signal })) hash.update(chunk as Buffer)
+      } catch (err) {
+        if (signal.aborted) throw signal.reason
+        throw fsError(err, `read ${this.#path} to hash it`)
+      }
+    }
+    return hash.digest('hex')
+  }
+
+  #readError (m: { message: string, code?: string }): CidgetError {
+    return fsError(Object.assign(new Error(m.message), { code: m.code }), `read ${this.#path} to hash it`)
   }
 }

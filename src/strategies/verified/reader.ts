@@ -1,7 +1,6 @@
 import { setMaxListeners } from 'node:events'
 import { CID } from 'multiformats/cid'
 import * as dagPb from '@ipld/dag-pb'
-import { walkPath } from 'ipfs-unixfs-exporter'
 import { CidgetError } from '../../core/errors.js'
 import type { Store } from '../../store/store.js'
 
@@ -118,6 +117,8 @@ export class DagReader {
     if (path === '') return CID.parse(root)
     try {
       let last: CID | undefined
+      // loaded when needed: a CID without a path never walks one
+      const { walkPath } = await import('ipfs-unixfs-exporter')
       for await (const entry of walkPath(`${root}${path}`, this.storage(), { signal: this.#signal })) last = entry.cid
       if (last === undefined) throw new CidgetError('CIDGET_ERR_NOT_FOUND', `${path} not found in ${root}`)
       return last
