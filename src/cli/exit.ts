@@ -19,7 +19,9 @@ export function exitCodeForError (err: unknown): ExitCode {
     case 'input':
       return EXIT.USAGE
     case 'state':
-      return e.code === 'CIDGET_ERR_ATTEMPTS_EXHAUSTED' || e.code === 'CIDGET_ERR_LEASE_HELD' ? EXIT.FAILED : EXIT.USAGE
+      return e.code === 'CIDGET_ERR_ATTEMPTS_EXHAUSTED' || e.code === 'CIDGET_ERR_LEASE_HELD' || e.code === 'CIDGET_ERR_STATE_UNAVAILABLE'
+        ? EXIT.FAILED
+        : EXIT.USAGE
     default:
       return EXIT.FAILED
   }

@@ -194,6 +194,12 @@ export const ERROR_CODES = {
     message: 'The state store cannot be opened or used',
     solve: 'Check --state / CIDGET_STATE: its directory must exist and be writable.'
   },
+  CIDGET_ERR_STATE_UNAVAILABLE: {
+    kind: 'state',
+    retryable: true,
+    message: 'The connection to the state database was lost or could not be made',
+    solve: 'Check that the PostgreSQL server named by --state / CIDGET_STATE is up and reachable, then retry; downloads continue from their last recorded progress.'
+  },
   CIDGET_ERR_UNKNOWN_DOWNLOAD: {
     kind: 'state',
     retryable: false,

@@ -22,6 +22,8 @@ export function httpStatusForCode (code: ErrorCode): number {
     case 'CIDGET_ERR_OUTPUT_EXISTS':
     case 'CIDGET_ERR_OUTPUT_IN_USE':
       return 409
+    case 'CIDGET_ERR_STATE_UNAVAILABLE':
+      return 503
     default:
       return ERROR_CODES[code].kind === 'input' ? 400 : 500
   }

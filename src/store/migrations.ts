@@ -6,7 +6,9 @@
  *   lower case and the rows must come back with `DownloadRecord`'s names;
  * - times and sizes are BIGINT (milliseconds overflow a 32-bit INTEGER in PostgreSQL;
  *   SQLite gives BIGINT the same INTEGER affinity);
- * - the one SQLite-only construct is marked `-- dialect:` below: the auto-increment id.
+ * - SQLite-only lines are marked `-- dialect: SQLite. PostgreSQL: <line>`, and the next line is
+ *   replaced by `<line>` there (the auto-increment id); BLOB is BYTEA in PostgreSQL. The
+ *   PostgreSQL store translates both mechanically (`postgresDialect` in postgres.ts).
  *
  * Rules: never edit a migration that has shipped; append a new one with the next version.
  * Each migration runs in its own transaction together with its `schema_migrations` row.
@@ -97,6 +99,19 @@ CREATE TABLE ipfs_download_blocks (
   bytes BLOB NOT NULL,
   PRIMARY KEY ("downloadId", cid)
 );
+`
+  },
+  {
+    version: 5,
+    name: 'index the claim order and the lease holders',
+    // `claimNext` takes the claimable download with the highest priority, then the oldest id: the
+    // first index gives that order directly, so a claim does not sort the whole queue. The second
+    // finds the rows that hold a lease (a few per worker) without reading every pending row.
+    sql: `
+CREATE INDEX idx_ipfs_downloads_claim ON ipfs_downloads (priority DESC, id)
+  WHERE status IN ('pending', 'in_progress', 'resuming');
+CREATE INDEX idx_ipfs_downloads_lease_owner ON ipfs_downloads ("leaseOwner")
+  WHERE "leaseOwner" IS NOT NULL;
 `
   }
 ]

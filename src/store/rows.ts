@@ -1,7 +1,7 @@
 import { CidgetError } from '../core/errors.js'
 import { MODES, STATUSES } from '../core/types.js'
 import type { DownloadRecord, DownloadStatus, Mode, NewDownload } from '../core/types.js'
-import type { DownloadPatch } from './store.js'
+import type { DownloadPatch, ListOptions } from './store.js'
 
 /**
  * The one place where rows of `ipfs_downloads` become `DownloadRecord`s and back.
@@ -105,8 +105,39 @@ export function rowToRecord (row: DownloadRow): DownloadRecord {
   }
 }
 
-function badOption (message: string): CidgetError {
+export function badOption (message: string): CidgetError {
   return new CidgetError('CIDGET_ERR_BAD_OPTION', message)
+}
+
+export function unknownDownload (id: number): CidgetError {
+  return new CidgetError('CIDGET_ERR_UNKNOWN_DOWNLOAD', `No download has id ${id}`)
+}
+
+export function checkStatus (status: unknown): DownloadStatus {
+  if (!isStatus(status)) throw badOption(`status must be one of ${STATUSES.join(', ')}, not '${String(status)}'`)
+  return status
+}
+
+export function checkTtl (ttlMs: number): void {
+  if (!Number.isFinite(ttlMs) || ttlMs <= 0) throw badOption(`ttlMs must be a positive number of milliseconds, not ${ttlMs}`)
+}
+
+/** Page size of `listDownloads` when no limit is given. */
+export const DEFAULT_LIST_LIMIT = 100
+
+/** `listDownloads` options, checked, with defaults filled in. */
+export function listParams (opts: ListOptions): { status: DownloadStatus | null, afterId: number, limit: number } {
+  const limit = opts.limit ?? DEFAULT_LIST_LIMIT
+  const afterId = opts.afterId ?? 0
+  if (!Number.isInteger(limit) || limit < 1) throw badOption(`limit must be a whole number ≥ 1, not ${limit}`)
+  if (!Number.isInteger(afterId)) throw badOption(`afterId must be a download id, not ${afterId}`)
+  return { status: opts.status === undefined ? null : checkStatus(opts.status), afterId, limit }
+}
+
+/** The argument of `createDownloads`: a list, or CIDGET_ERR_BAD_OPTION. */
+export function checkList (inits: readonly NewDownload[]): readonly NewDownload[] {
+  if (!Array.isArray(inits)) throw badOption('createDownloads takes a list of downloads')
+  return inits
 }
 
 function checkGateways (gateways: unknown): string[] {

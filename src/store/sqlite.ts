@@ -6,22 +6,20 @@ import { ACTIVE_STATUSES, STATUSES } from '../core/types.js'
 import type { DownloadRecord, DownloadStatus, NewDownload } from '../core/types.js'
 import { LATEST_SCHEMA_VERSION, MIGRATIONS, SCHEMA_MIGRATIONS_SQL } from './migrations.js'
 import { isOwnerDead as defaultIsOwnerDead } from './owner.js'
-import { PATCH_FIELDS, isStatus, newDownloadParams, patchParams, rowToRecord } from './rows.js'
+import {
+  PATCH_FIELDS, badOption, checkList, checkStatus, checkTtl, isStatus, listParams, newDownloadParams, patchParams,
+  rowToRecord, unknownDownload
+} from './rows.js'
 import type { BindValue, DownloadRow, NewDownloadParams } from './rows.js'
-import type { DownloadPatch, ListOptions, OwnerLiveness, Store } from './store.js'
+import type { DownloadPatch, ListOptions, OwnerLiveness, Store, StoreOptions } from './store.js'
 
 /** How long a statement waits for another connection's write lock before SQLITE_BUSY. */
 export const DEFAULT_BUSY_TIMEOUT_MS = 5_000
-/** Page size of `listDownloads` when no limit is given. */
-export const DEFAULT_LIST_LIMIT = 100
+export { DEFAULT_LIST_LIMIT } from './rows.js'
 
-export interface SqliteStoreOptions {
-  /** Decides whether a lease owner is gone; default: `isOwnerDead` (same host, pid gone). */
-  isOwnerDead?: OwnerLiveness
+export interface SqliteStoreOptions extends StoreOptions {
   /** @default 5000 */
   busyTimeoutMs?: number
-  /** The clock for `updatedAt` and for calls that take no `now`; default `Date.now`. */
-  now?: () => number
 }
 
 function stateError (location: string, reason: string, cause?: unknown): CidgetError {
@@ -120,6 +118,8 @@ function migrate (db: Database.Database, file: string, now: () => number): void 
 
 const COLUMNS = 'SELECT * FROM ipfs_downloads'
 const ACTIVE_LIST = ACTIVE_STATUSES.map(s => `'${s}'`).join(', ')
+/** Statuses `claimNext` picks from (as in the claim-order index of migration 5). */
+const CLAIMABLE_LIST = ['pending', ...ACTIVE_STATUSES].map(s => `'${s}'`).join(', ')
 
 function prepareStatements (db: Database.Database) {
   const patchAssignments = PATCH_FIELDS
@@ -141,6 +141,13 @@ function prepareStatements (db: Database.Database) {
     unfinishedByOutput: db.prepare<[string], DownloadRow>(
       `${COLUMNS} WHERE output = ? AND status NOT IN ('success', 'failed', 'cancelled') ORDER BY id`),
     active: db.prepare<[], DownloadRow>(`${COLUMNS} WHERE status IN (${ACTIVE_LIST}) ORDER BY id`),
+    // Candidates in claim order; a lease held by another owner is judged in JS (isOwnerDead).
+    // INDEXED BY: without ANALYZE statistics SQLite would rather sort the rows of the status index.
+    claimable: db.prepare<{ owner: string, now: number }, DownloadRow>(`SELECT * FROM ipfs_downloads
+      INDEXED BY idx_ipfs_downloads_claim
+      WHERE status IN (${CLAIMABLE_LIST})
+        AND ("leaseOwner" IS NULL OR "leaseExpires" IS NULL OR "leaseExpires" < @now OR "leaseOwner" <> @owner)
+      ORDER BY priority DESC, id`),
     updateResume: db.prepare<{
       id: number, currentSize: number, attempts: number, lastAttempt: number, status: string, now: number
     }>(`UPDATE ipfs_downloads SET "currentSize" = @currentSize, attempts = @attempts,
@@ -183,23 +190,6 @@ function prepareStatements (db: Database.Database) {
 
 type Statements = ReturnType<typeof prepareStatements>
 
-function unknownDownload (id: number): CidgetError {
-  return new CidgetError('CIDGET_ERR_UNKNOWN_DOWNLOAD', `No download has id ${id}`)
-}
-
-function badOption (message: string): CidgetError {
-  return new CidgetError('CIDGET_ERR_BAD_OPTION', message)
-}
-
-function checkStatus (status: unknown): DownloadStatus {
-  if (!isStatus(status)) throw badOption(`status must be one of ${STATUSES.join(', ')}, not '${String(status)}'`)
-  return status
-}
-
-function checkTtl (ttlMs: number): void {
-  if (!Number.isFinite(ttlMs) || ttlMs <= 0) throw badOption(`ttlMs must be a positive number of milliseconds, not ${ttlMs}`)
-}
-
 /**
  * The SQLite state store (the default). One connection per instance; several
  * instances and processes may share a file (WAL, busy timeout, IMMEDIATE lease
@@ -221,6 +211,8 @@ export class SqliteStore implements Store {
   readonly #now: () => number
   readonly #claim: (id: number, owner: string, ttlMs: number, now: number) => boolean
   readonly #insertExclusive: (init: NewDownload, now: number) => DownloadRecord
+  readonly #insertMany: (params: NewDownloadParams[]) => DownloadRecord[]
+  readonly #claimNext: (owner: string, ttlMs: number, now: number) => DownloadRecord | undefined
 
   private constructor (db: Database.Database, location: string, isOwnerDead: OwnerLiveness, now: () => number) {
     this.location = location
@@ -248,6 +240,26 @@ export class SqliteStore implements Store {
       return rowToRecord(row)
     })
     this.#insertExclusive = (init, at) => insertExclusive.immediate(init, at)
+    const insertMany = db.transaction((params: NewDownloadParams[]): DownloadRecord[] => params.map(p => {
+      const row = this.#stmts.insert.get(p)
+      if (row === undefined) throw new Error('INSERT … RETURNING returned no row')
+      return rowToRecord(row)
+    }))
+    this.#insertMany = params => insertMany.immediate(params)
+    const claimNext = db.transaction((owner: string, ttlMs: number, at: number): DownloadRecord | undefined => {
+      let next: DownloadRow | undefined
+      for (const row of this.#stmts.claimable.iterate({ owner, now: at })) {
+        const expires = row.leaseExpires === null ? null : Number(row.leaseExpires)
+        if (this.#leaseLapsed(row.leaseOwner, expires, at)) {
+          next = row
+          break // ends the iteration, so the connection is free for the update
+        }
+      }
+      if (next === undefined) return undefined
+      this.#stmts.takeLease.run(owner, at + ttlMs, at, Number(next.id))
+      return rowToRecord({ ...next, leaseOwner: owner, leaseExpires: at + ttlMs, updatedAt: at })
+    })
+    this.#claimNext = (owner, ttlMs, at) => claimNext.immediate(owner, ttlMs, at)
   }
 
   /**
@@ -326,6 +338,14 @@ export class SqliteStore implements Store {
     })
   }
 
+  async createDownloads (inits: readonly NewDownload[], now?: number): Promise<DownloadRecord[]> {
+    return this.#run('createDownloads', () => {
+      const at = now ?? this.#now()
+      const params = checkList(inits).map(init => newDownloadParams(init, at))
+      return params.length === 0 ? [] : this.#insertMany(params)
+    })
+  }
+
   async getDownload (id: number): Promise<DownloadRecord | undefined> {
     return this.#run('getDownload', () => {
       const row = this.#stmts.get.get(id)
@@ -339,12 +359,7 @@ export class SqliteStore implements Store {
 
   async listDownloads (opts: ListOptions = {}): Promise<DownloadRecord[]> {
     return this.#run('listDownloads', () => {
-      const limit = opts.limit ?? DEFAULT_LIST_LIMIT
-      const afterId = opts.afterId ?? 0
-      if (!Number.isInteger(limit) || limit < 1) throw badOption(`limit must be a whole number ≥ 1, not ${limit}`)
-      if (!Number.isInteger(afterId)) throw badOption(`afterId must be a download id, not ${afterId}`)
-      const status = opts.status === undefined ? null : checkStatus(opts.status)
-      return this.#stmts.list.all({ status, afterId, limit }).map(rowToRecord)
+      return this.#stmts.list.all(listParams(opts)).map(rowToRecord)
     })
   }
 
@@ -479,6 +494,13 @@ export class SqliteStore implements Store {
       // Active rows are few; the owner check is a JS function, so filter here rather than in SQL.
       return this.#stmts.active.all().map(rowToRecord)
         .filter(r => this.#leaseLapsed(r.leaseOwner, r.leaseExpires, at))
+    })
+  }
+
+  async claimNext (owner: string, ttlMs: number, now?: number): Promise<DownloadRecord | undefined> {
+    return this.#run('claimNext', () => {
+      checkTtl(ttlMs)
+      return this.#claimNext(owner, ttlMs, now ?? this.#now())
     })
   }
 

@@ -14,13 +14,19 @@ export interface ListOptions {
 }
 
 /**
- * The state of every download. SQLite implements it now; PostgreSQL later.
- * Methods are async so that both fit; the SQLite one does its work synchronously
- * inside, so no transaction ever spans an await.
+ * The state of every download. Two implementations pass one contract suite:
+ * `SqliteStore` (a file, the default) and `PostgresStore` (a server shared by a
+ * fleet of workers). Methods are async so that both fit; the SQLite one does its
+ * work synchronously inside, so no transaction ever spans an await.
  *
  * Leases: a download is worked on only by the holder of its lease. `claimLease`
  * succeeds when the row has no owner, its lease expired, the owner is the caller,
  * or `isOwnerDead(owner)` says the owner process is gone.
+ *
+ * Errors: an invalid argument is CIDGET_ERR_BAD_OPTION, a missing id (where a
+ * method says so) CIDGET_ERR_UNKNOWN_DOWNLOAD, a lost or refused connection to a
+ * database server CIDGET_ERR_STATE_UNAVAILABLE (retryable: the call may be made
+ * again), anything else CIDGET_ERR_STATE.
  */
 export interface Store {
   /** Where the state lives (a file path or a URL without password). */
@@ -32,6 +38,12 @@ export interface Store {
    * and the insert are one transaction; a clash throws CIDGET_ERR_OUTPUT_IN_USE.
    */
   createDownload (init: NewDownload, now?: number, opts?: { exclusiveOutput?: boolean }): Promise<DownloadRecord>
+  /**
+   * Inserts many `pending` records in one transaction (all or none; an invalid
+   * one refuses the whole list before anything is written) and returns them in
+   * input order, their ids ascending in that order. Meant for thousands at once.
+   */
+  createDownloads (inits: readonly NewDownload[], now?: number): Promise<DownloadRecord[]>
   getDownload (id: number): Promise<DownloadRecord | undefined>
   getDownloadsByStatus (status: DownloadStatus): Promise<DownloadRecord[]>
   listDownloads (opts?: ListOptions): Promise<DownloadRecord[]>
@@ -72,9 +84,27 @@ export interface Store {
   releaseLease (id: number, owner: string): Promise<void>
   /** Active downloads (in_progress/resuming) whose lease expired or whose owner is dead. */
   listOrphaned (now?: number): Promise<DownloadRecord[]>
+  /**
+   * The work queue: atomically picks the next claimable download, takes its lease
+   * for `owner` until `now + ttlMs`, and returns it with the new lease (undefined
+   * when none is claimable). Claimable: status `pending`, `in_progress` or
+   * `resuming` with a lease that is free, expired or held by a dead owner (never a
+   * valid lease, even the caller's own). Order: highest `priority` first, then
+   * oldest id. Concurrent callers, in this process or others, never get the same
+   * download. The status is left as it is: the caller moves it on.
+   */
+  claimNext (owner: string, ttlMs: number, now?: number): Promise<DownloadRecord | undefined>
 
   close (): Promise<void>
 }
 
 /** Lease owners look like `host:pid:token`; a local owner whose pid is gone is dead. */
 export type OwnerLiveness = (owner: string) => boolean
+
+/** Options every Store takes. */
+export interface StoreOptions {
+  /** Decides whether a lease owner is gone; default: `isOwnerDead` (same host, pid gone). */
+  isOwnerDead?: OwnerLiveness
+  /** The clock for `updatedAt` and for calls that take no `now`; default `Date.now`. */
+  now?: () => number
+}

@@ -1,8 +1,10 @@
 /** Engine behaviour beyond the seed's scenarios: Retry-After, bad answers, take-over, control requests. */
 import { describe, it, expect, afterEach } from 'vitest'
 import { join } from 'node:path'
-import { rm } from 'node:fs/promises'
-import { world, progressReaches, fileSha256, MiB, KiB, type World, pathRequests } from '../helpers.js'
+import { readFile, rm } from 'node:fs/promises'
+import { CID } from 'multiformats/cid'
+import * as dagPb from '@ipld/dag-pb'
+import { world, progressReaches, fileSha256, sha256, MiB, KiB, type World, pathRequests } from '../helpers.js'
 import { Downloader } from '../../src/engine/downloader.js'
 import { SqliteStore } from '../../src/store/sqlite.js'
 import type { RetryEvent } from '../../src/core/events.js'
@@ -133,6 +135,30 @@ describe('leases across owners', () => {
     expect(recovered).toMatchObject({ status: 'paused', errorCode: 'CIDGET_ERR_INTERRUPTED', leaseOwner: null })
     const done = await (await later.resume(rec.id)).done
     expect(done.status).toBe('success')
+  })
+
+  it('verified progress whose partial data is gone (another machine, or deleted) restarts from the beginning and says so', async () => {
+    w = await world({ size: 2 * MiB })
+    // block by block; the 5th leaf stalls, so four are durable when the download is paused
+    const leaves = dagPb.decode(w.blocks.get(CID.parse(w.cid))).Links.map(l => l.Hash.toString())
+    w.gateways[0]!.addFault({ fault: { type: 'stall', afterBytes: 0 }, times: 1, match: { path: `/ipfs/${leaves[4]!}` } })
+    const dl = await w.open({ runBlocks: 0, blockConcurrency: 1, timeoutMs: 200 })
+    const job = await dl.add(w.cid, { output: join(w.dir, 'o') })
+    await progressReaches(dl, job.id, 4 * 256 * KiB)
+    await dl.pause(job.id)
+    expect((await job.done).status).toBe('paused')
+    await rm(join(w.dir, 'o.cidget-partial'))
+    // the 6th leaf stalls once after the restart, to look at the record meanwhile
+    w.gateways[0]!.addFault({ fault: { type: 'stall', afterBytes: 0 }, times: 1, match: { path: `/ipfs/${leaves[5]!}` } })
+    const resumed = await dl.resume(job.id)
+    await progressReaches(dl, job.id, 5 * 256 * KiB)
+    expect((await dl.get(job.id))!.error).toMatch(/^Restarted from the beginning: the partial data .*o\.cidget-partial recorded by an earlier run is not on this machine$/)
+    const done = await resumed.done
+    expect(done.status, done.error ?? '').toBe('success')
+    expect(sha256(await readFile(done.output))).toBe(w.sha)
+    // every leaf crossed the wire again after the resume
+    const fetched = w.gateways[0]!.requests.filter(r => r.status === 200 && !r.aborted).map(r => r.path.slice(6))
+    for (const leaf of leaves.slice(0, 4)) expect(fetched.filter(p => p === leaf)).toHaveLength(2)
   })
 
   it('pause and cancel from another Downloader act through the store at the next heartbeat', async () => {

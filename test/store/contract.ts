@@ -520,6 +520,139 @@ export function storeContract (name: string, open: (opts: ContractOpenOptions) =
       })
     })
 
+    describe('the queue: claimNext', () => {
+      const A = 'host-a:100:aaaa'
+      const B = 'host-b:200:bbbb'
+
+      it('returns undefined when no download is claimable', async () => {
+        expect(await store.claimNext(A, TTL, T0)).toBeUndefined()
+        for (const status of ['paused', 'success', 'failed', 'cancelled'] as const) {
+          const { id } = await store.createDownload(newDownload({ output: `/o/${status}` }), T0)
+          await store.updateDownload(id, { status }, T0)
+        }
+        expect(await store.claimNext(A, TTL, T0)).toBeUndefined()
+      })
+
+      it('takes the highest priority first, then the oldest, and returns the record with its new lease', async () => {
+        const made: Record<string, number> = {}
+        for (const [name, priority] of [['a', 0], ['b', 5], ['c', 0], ['d', 5], ['e', -1]] as const) {
+          made[name] = (await store.createDownload(newDownload({ output: `/o/${name}`, priority }), T0)).id
+        }
+        const order: number[] = []
+        for (let i = 0; i < 5; i++) {
+          const at = T0 + 10 + i
+          const got = await store.claimNext(A, TTL, at)
+          expect(got).toBeDefined()
+          expect(got).toMatchObject({ status: 'pending', leaseOwner: A, leaseExpires: at + TTL, updatedAt: at })
+          expect(await store.getDownload(got!.id)).toEqual(got)
+          order.push(got!.id)
+        }
+        expect(order).toEqual([made.b, made.d, made.a, made.c, made.e])
+        expect(await store.claimNext(A, TTL, T0 + 20)).toBeUndefined()
+        expect(await store.claimNext(B, TTL, T0 + 20)).toBeUndefined()
+      })
+
+      it('takes lapsed leases (none, expired, dead owner) and never a valid one, even the caller\'s own', async () => {
+        const make = async (status: 'pending' | 'in_progress' | 'resuming' | 'paused', owner?: string, at = T0): Promise<number> => {
+          const { id } = await store.createDownload(newDownload({ output: `/o/${Math.random()}` }), T0)
+          await store.updateDownload(id, { status }, T0)
+          if (owner !== undefined) expect(await store.claimLease(id, owner, TTL, at)).toBe(true)
+          return id
+        }
+        await make('pending', B, T0 + 1000) // held by a live owner
+        await make('pending', A, T0 + 1000) // held by the caller: already its own
+        const noLease = await make('in_progress')
+        const expired = await make('resuming', B, T0 - TTL - 1)
+        const deadOwner = await make('in_progress', `${DEAD}7:x`, T0 + 1000)
+        await make('in_progress', B, T0 + 1000) // live
+        const justValid = await make('resuming', B, T0 - TTL) // expires exactly at T0: still valid
+        await make('paused')
+        const expiredPending = await make('pending', B, T0 - TTL - 5)
+
+        const claimed: number[] = []
+        for (let r = await store.claimNext(A, TTL, T0); r !== undefined; r = await store.claimNext(A, TTL, T0)) {
+          claimed.push(r.id)
+          expect(r.leaseOwner).toBe(A)
+        }
+        expect(claimed).toEqual([noLease, expired, deadOwner, expiredPending])
+        // One millisecond later the lease that expired exactly at T0 has lapsed too.
+        expect((await store.claimNext(A, TTL, T0 + 1))?.id).toBe(justValid)
+        expect(await store.claimNext(A, TTL, T0 + 1)).toBeUndefined()
+      })
+
+      it('a claimed download is refused to other owners until its lease expires', async () => {
+        const { id } = await store.createDownload(newDownload(), T0)
+        expect((await store.claimNext(A, TTL, T0))?.id).toBe(id)
+        expect(await store.claimLease(id, B, TTL, T0 + 1)).toBe(false)
+        expect(await store.claimNext(B, TTL, T0 + 1)).toBeUndefined()
+        expect((await store.claimNext(B, TTL, T0 + TTL + 1))?.id).toBe(id)
+        expect(await store.renewLease(id, A, TTL, T0 + TTL + 2)).toBe(false)
+      })
+
+      it('concurrent callers never get the same download', async () => {
+        const ids = (await store.createDownloads(Array.from({ length: 12 }, (_, i) =>
+          newDownload({ output: `/o/${i}`, priority: i % 3 })), T0)).map(r => r.id)
+        const results = await Promise.all(Array.from({ length: 30 }, async (_, i) => await store.claimNext(`host:${i}:t`, TTL, T0)))
+        const claimed = results.filter(r => r !== undefined).map(r => r.id)
+        expect(claimed).toHaveLength(12)
+        expect([...claimed].sort((x, y) => x - y)).toEqual(ids)
+        for (const r of results) {
+          if (r !== undefined) expect((await store.getDownload(r.id))?.leaseOwner).toBe(r.leaseOwner)
+        }
+      })
+
+      it('refuses a ttl that is not a positive number of milliseconds', async () => {
+        await store.createDownload(newDownload(), T0)
+        await expectCode(store.claimNext(A, 0, T0), 'CIDGET_ERR_BAD_OPTION')
+        await expectCode(store.claimNext(A, Number.NaN, T0), 'CIDGET_ERR_BAD_OPTION')
+        expect((await store.listDownloads())[0]?.leaseOwner).toBeNull()
+      })
+    })
+
+    describe('createDownloads', () => {
+      it('inserts thousands in one call and returns them in input order', async () => {
+        const inits = Array.from({ length: 2500 }, (_, i) => newDownload({
+          output: `/o/many/${i}`,
+          priority: (i * 7) % 5,
+          size: i % 2 === 0 ? null : 2 ** 33 + i,
+          expectedSha256: i % 3 === 0 ? 'ab'.repeat(32) : null,
+          gateways: i % 4 === 0 ? [] : [`https://g${i % 4}.example`]
+        }))
+        const records = await store.createDownloads(inits, T0)
+        expect(records.map(r => r.output)).toEqual(inits.map(i => i.output))
+        for (let i = 1; i < records.length; i++) expect(records[i]!.id).toBeGreaterThan(records[i - 1]!.id)
+        for (const k of [0, 1, 2, 3, 1234, 2499]) {
+          const init = inits[k]!
+          expect(records[k]).toMatchObject({
+            output: init.output,
+            priority: init.priority,
+            size: init.size,
+            expectedSha256: init.expectedSha256,
+            gateways: init.gateways,
+            status: 'pending',
+            attempts: 0,
+            currentSize: 0,
+            createdAt: T0,
+            updatedAt: T0,
+            leaseOwner: null
+          })
+          expect(await store.getDownload(records[k]!.id)).toEqual(records[k])
+        }
+        expect((await store.countByStatus()).pending).toBe(2500)
+      })
+
+      it('an empty list inserts nothing', async () => {
+        expect(await store.createDownloads([], T0)).toEqual([])
+        expect((await store.countByStatus()).pending).toBe(0)
+      })
+
+      it('an invalid download refuses the whole list', async () => {
+        const inits = [newDownload({ output: '/o/1' }), newDownload({ output: '/o/2', mode: 'bogus' as 'path' }), newDownload({ output: '/o/3' })]
+        await expectCode(store.createDownloads(inits, T0), 'CIDGET_ERR_BAD_OPTION')
+        expect(await store.listDownloads()).toEqual([])
+      })
+    })
+
     describe('unknown ids', () => {
       const unknown = 987654
       it('every single-download mutation rejects with CIDGET_ERR_UNKNOWN_DOWNLOAD', async () => {

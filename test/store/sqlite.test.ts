@@ -115,7 +115,7 @@ describe('SqliteStore on a file', () => {
         .all().map(r => (r as { name: string }).name)
       expect(indexes).toEqual(expect.arrayContaining([
         'idx_ipfs_downloads_status', 'idx_ipfs_downloads_cid_path_output', 'idx_ipfs_downloads_output',
-        'idx_ipfs_downloads_queue'
+        'idx_ipfs_downloads_queue', 'idx_ipfs_downloads_claim', 'idx_ipfs_downloads_lease_owner'
       ]))
     } finally {
       db.close()
@@ -136,7 +136,7 @@ describe('SqliteStore on a file', () => {
     const check = new Database(file, { readonly: true })
     try {
       expect(check.prepare('SELECT version, "appliedAt" FROM schema_migrations ORDER BY version').all())
-        .toEqual([{ version: 1, appliedAt: 1 }, { version: 2, appliedAt: 7 }, { version: 3, appliedAt: 7 }, { version: 4, appliedAt: 7 }])
+        .toEqual([{ version: 1, appliedAt: 1 }, ...MIGRATIONS.slice(1).map(m => ({ version: m.version, appliedAt: 7 }))])
     } finally {
       check.close()
     }
@@ -287,11 +287,14 @@ describe('openStore', () => {
     expect(store.location).toBe(file)
   })
 
-  it('refuses PostgreSQL URLs with CIDGET_ERR_NOT_AVAILABLE', async () => {
-    for (const url of ['postgres://u@h/db', 'postgresql://u:pw@h:5432/db']) {
-      const err = await openStore(url).then(() => undefined, (e: unknown) => e)
-      expect(isCidgetError(err, 'CIDGET_ERR_NOT_AVAILABLE')).toBe(true)
-      expect((err as Error).message).toBe('PostgreSQL state is not available yet; use a SQLite file')
+  it('opens PostgreSQL for postgres:// and postgresql:// URLs (here a port nobody listens on)', async () => {
+    for (const scheme of ['postgres', 'postgresql', 'POSTGRES']) {
+      const err = await openStore(`${scheme}://u:secret@127.0.0.1:1/db`, { connectTimeoutMs: 2000 })
+        .then(() => undefined, (e: unknown) => e)
+      expect(isCidgetError(err, 'CIDGET_ERR_STATE_UNAVAILABLE'), String(err)).toBe(true)
+      expect((err as CidgetError).retryable).toBe(true)
+      expect((err as Error).message).toContain('@127.0.0.1:1/db')
+      expect((err as Error).message).not.toContain('secret')
     }
   })
 })

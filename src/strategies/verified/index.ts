@@ -2,7 +2,8 @@ import { CID } from 'multiformats/cid'
 import * as dagPb from '@ipld/dag-pb'
 import * as rawCodec from 'multiformats/codecs/raw'
 import { UnixFS } from 'ipfs-unixfs'
-import { CidgetError, toCidgetError } from '../../core/errors.js'
+import { lstat } from 'node:fs/promises'
+import { CidgetError, fsError, systemCode, toCidgetError } from '../../core/errors.js'
 import { DEFAULTS } from '../../core/defaults.js'
 import { ensureFreeSpace } from '../../sink/partial.js'
 import type { StrategyContext, StrategyResult } from '../types.js'
@@ -81,6 +82,17 @@ function decode (cid: CID, bytes: Uint8Array): Decoded {
   return { node, fs }
 }
 
+/** True when the partial file or staging directory is there (it is never a symlink). */
+async function partialExists (path: string): Promise<boolean> {
+  try {
+    await lstat(path)
+    return true
+  } catch (err) {
+    if (systemCode(err) === 'ENOENT') return false
+    throw fsError(err, `look for ${path}`)
+  }
+}
+
 /**
  * Verified mode: every block is checked against its CID (by the block source)
  * before a byte of it is written. The UnixFS DAG is walked depth-first by one
@@ -93,7 +105,17 @@ function decode (cid: CID, bytes: Uint8Array): Decoded {
 export async function runVerifiedDownload (ctx: VerifiedContext): Promise<StrategyResult> {
   const { record, store, policy, limits } = ctx
   const id = record.id
-  const stored = await store.getProgress(id)
+  let stored = await store.getProgress(id)
+  if (stored !== undefined && !await partialExists(record.output + DEFAULTS.PARTIAL_SUFFIX)) {
+    // progress without its data (deleted, or recorded on another machine): the blocks it counts are not here
+    stored = undefined
+    await store.clearProgress(id)
+    await store.updateDownload(id, {
+      currentSize: 0,
+      error: `Restarted from the beginning: the partial data ${record.output}${DEFAULTS.PARTIAL_SUFFIX} recorded by an earlier run is not on this machine`,
+      errorCode: null
+    })
+  }
   const done = new Bitmap(stored)
   let durableBytes = stored === undefined ? 0 : record.currentSize
   let writtenBytes = durableBytes

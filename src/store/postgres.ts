@@ -1,0 +1,595 @@
+import type { Pool, PoolClient, QueryResult, QueryResultRow } from 'pg'
+import { CidgetError, isNetworkCode, systemCode } from '../core/errors.js'
+import { ACTIVE_STATUSES, STATUSES } from '../core/types.js'
+import type { DownloadRecord, DownloadStatus, NewDownload } from '../core/types.js'
+import { LATEST_SCHEMA_VERSION, MIGRATIONS, SCHEMA_MIGRATIONS_SQL } from './migrations.js'
+import { isOwnerDead as defaultIsOwnerDead } from './owner.js'
+import {
+  PATCH_FIELDS, badOption, checkList, checkStatus, checkTtl, isStatus, listParams, newDownloadParams, patchParams,
+  rowToRecord, unknownDownload
+} from './rows.js'
+import type { BindValue, DownloadRow, NewDownloadParams } from './rows.js'
+import type { DownloadPatch, ListOptions, OwnerLiveness, Store, StoreOptions } from './store.js'
+
+/** Connections the store keeps open at most. */
+export const DEFAULT_POOL_SIZE = 10
+/** How long opening a connection may take before the call fails with CIDGET_ERR_STATE_UNAVAILABLE. */
+export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000
+
+export interface PostgresStoreOptions extends StoreOptions {
+  /** Connections kept open at most; @default 10 */
+  poolSize?: number
+  /** Time allowed to open a connection; @default 10000 */
+  connectTimeoutMs?: number
+}
+
+/** The session advisory lock that serializes migrations: "cidget" in ASCII. */
+const MIGRATION_LOCK = '109270236373364'
+/** First key of the transaction advisory locks taken per output path ("cidg"), the second being hashtext(output). */
+const OUTPUT_LOCK_CLASS = 1667851367
+/** Rows per INSERT statement in `createDownloads` (each column travels as one array parameter). */
+export const INSERT_BATCH = 1000
+
+const COLUMNS = 'SELECT * FROM ipfs_downloads'
+const sqlList = (values: readonly string[]): string => values.map(v => `'${v}'`).join(', ')
+const ACTIVE_LIST = sqlList(ACTIVE_STATUSES)
+const CLAIMABLE_LIST = sqlList(['pending', ...ACTIVE_STATUSES])
+const FINISHED_LIST = sqlList(['success', 'failed', 'cancelled'])
+
+const DIALECT_LINE = /^(\s*)-- dialect: SQLite\. PostgreSQL: (.+?)\s*$/
+
+/**
+ * The PostgreSQL text of a migration written for SQLite: a line
+ * `-- dialect: SQLite. PostgreSQL: <line>` replaces the line after it by `<line>`
+ * (keeping that line's trailing `,` or `;`), and BLOB becomes BYTEA.
+ */
+export function postgresDialect (sql: string): string {
+  const lines = sql.split('\n')
+  const out: string[] = []
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i] ?? ''
+    const marker = DIALECT_LINE.exec(line)
+    if (marker === null) {
+      out.push(line)
+      continue
+    }
+    const next = lines[i + 1]
+    if (next === undefined || next.trim() === '') throw new Error(`"${line.trim()}" has no line after it to replace`)
+    const separator = /[,;]\s*$/.exec(next)?.[0].trim() ?? ''
+    out.push(`${marker[1] ?? ''}${marker[2] ?? ''}${separator}`)
+    i++
+  }
+  return out.join('\n').replace(/\bBLOB\b/g, 'BYTEA')
+}
+
+/** The URL without its password (in the authority or as a `password` parameter). */
+export function redactUrl (url: string): string {
+  let parsed: URL
+  try {
+    parsed = new URL(url)
+  } catch {
+    throw new CidgetError('CIDGET_ERR_STATE', 'The state location is not a valid postgres:// URL')
+  }
+  parsed.password = ''
+  for (const key of ['password', 'sslpassword']) {
+    if (parsed.searchParams.has(key)) parsed.searchParams.delete(key)
+  }
+  return parsed.toString()
+}
+
+/** SQLSTATEs of a connection that is gone or refused: the server shut it down, restarts, or is full. */
+const CONNECTION_SQLSTATES = new Set(['57P01', '57P02', '57P03', '57P05', '53300'])
+const CONNECTION_MESSAGES = /Connection terminated|not queryable|timeout exceeded when trying to connect|connection timeout/i
+
+/** True when the failure is a lost, refused or timed-out connection rather than a refused statement. */
+export function isConnectionError (err: unknown): boolean {
+  const errors = err instanceof AggregateError ? [err, ...(err.errors as unknown[])] : [err]
+  return errors.some(e => {
+    const code = systemCode(e)
+    if (code !== undefined && (code.startsWith('08') || CONNECTION_SQLSTATES.has(code) || isNetworkCode(code))) return true
+    return e instanceof Error && CONNECTION_MESSAGES.test(e.message)
+  })
+}
+
+function detailOf (err: unknown): string {
+  if (err instanceof Error) return err.message !== '' ? err.message : systemCode(err) ?? err.name
+  return String(err)
+}
+
+/** What opening threw, as one coded line naming the location. */
+function openError (location: string, err: unknown): CidgetError {
+  if (err instanceof CidgetError) return err
+  if (isConnectionError(err)) {
+    return new CidgetError('CIDGET_ERR_STATE_UNAVAILABLE', `Cannot reach the state database ${location}: ${detailOf(err)}`, { cause: err })
+  }
+  return new CidgetError('CIDGET_ERR_STATE', `Cannot open the state database ${location}: ${detailOf(err)}`, { cause: err })
+}
+
+/** Runs `fn` on one connection of the pool, dropping the connection if it broke meanwhile. */
+async function withClient<T> (pool: Pool, fn: (client: PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect()
+  let broken: Error | undefined
+  // While checked out, a client's 'error' (its backend killed, the socket reset) is ours to take:
+  // unhandled, it would end the process. The failing query rejects as well.
+  const onError = (err: Error): void => { broken ??= err }
+  client.on('error', onError)
+  try {
+    return await fn(client)
+  } catch (err) {
+    if (isConnectionError(err)) broken ??= err instanceof Error ? err : new Error(String(err))
+    throw err
+  } finally {
+    client.off('error', onError)
+    client.release(broken)
+  }
+}
+
+/** Runs `fn` in a transaction on one connection: COMMIT when it returns, ROLLBACK when it throws. */
+async function inTransaction<T> (pool: Pool, fn: (client: PoolClient) => Promise<T>): Promise<T> {
+  return withClient(pool, async client => {
+    await client.query('BEGIN')
+    let result: T
+    try {
+      result = await fn(client)
+    } catch (err) {
+      try {
+        await client.query('ROLLBACK')
+      } catch {
+        // The connection is gone (and is dropped): the server rolls back on its own.
+      }
+      throw err
+    }
+    await client.query('COMMIT')
+    return result
+  })
+}
+
+/**
+ * Applies every migration the database lacks. A session advisory lock makes
+ * workers that start at once take turns: the first migrates, the others find
+ * the versions recorded. Each migration runs in its own transaction together
+ * with its `schema_migrations` row.
+ */
+async function migrate (pool: Pool, location: string, now: () => number): Promise<void> {
+  await withClient(pool, async client => {
+    await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK])
+    try {
+      // A schema with tables but no schema_migrations belongs to another program: leave it alone.
+      const tables = (await client.query<{ name: string }>(
+        `SELECT table_name AS name FROM information_schema.tables
+        WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' ORDER BY table_name`)).rows.map(r => r.name)
+      if (tables.length > 0 && !tables.includes('schema_migrations')) {
+        throw new CidgetError('CIDGET_ERR_STATE', `Cannot open the state database ${location}: ` +
+          `it holds the tables of another program (${tables.slice(0, 5).join(', ')})`)
+      }
+      await client.query(SCHEMA_MIGRATIONS_SQL)
+      const applied = new Set((await client.query<{ version: number }>('SELECT version FROM schema_migrations')).rows
+        .map(r => r.version))
+      const newest = Math.max(0, ...applied)
+      if (newest > LATEST_SCHEMA_VERSION) {
+        throw new CidgetError('CIDGET_ERR_STATE', `Cannot open the state database ${location}: its schema version ` +
+          `${newest} is newer than this cidget understands (${LATEST_SCHEMA_VERSION}); upgrade cidget or use another database`)
+      }
+      for (const migration of [...MIGRATIONS].sort((a, b) => a.version - b.version)) {
+        if (applied.has(migration.version)) continue
+        await client.query('BEGIN')
+        try {
+          await client.query(postgresDialect(migration.sql))
+          await client.query('INSERT INTO schema_migrations (version, name, "appliedAt") VALUES ($1, $2, $3)',
+            [migration.version, migration.name, now()])
+          await client.query('COMMIT')
+        } catch (err) {
+          await client.query('ROLLBACK').catch(() => undefined)
+          throw err
+        }
+      }
+    } finally {
+      // Also released by the server when the session ends, should this fail.
+      await client.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK]).catch(() => undefined)
+    }
+  })
+}
+
+function insertValues (p: NewDownloadParams): BindValue[] {
+  return [p.cid, p.path, p.target, p.output, p.mode, p.gateways, p.size, p.expectedSha256, p.priority, p.now]
+}
+
+const INSERT_COLUMNS = `(cid, path, target, output, mode, gateways, size, "expectedSha256", priority, status, attempts,
+  "currentSize", "createdAt", "updatedAt")`
+const INSERT_ONE = `INSERT INTO ipfs_downloads ${INSERT_COLUMNS}
+  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', 0, 0, $10, $10)
+  RETURNING *`
+// Many rows in one statement: each column is one array, unnested in input order. The ids are
+// drawn as the sorted rows are inserted, so they ascend in input order.
+const INSERT_MANY = `INSERT INTO ipfs_downloads ${INSERT_COLUMNS}
+  SELECT t.cid, t.path, t.target, t.output, t.mode, t.gateways, t.size, t.sha256, t.priority, 'pending', 0, 0, $10, $10
+  FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::text[],
+    $9::integer[]) WITH ORDINALITY AS t (cid, path, target, output, mode, gateways, size, sha256, priority, ord)
+  ORDER BY t.ord
+  RETURNING *`
+
+/**
+ * The PostgreSQL state store, for a fleet of workers sharing one queue. It runs
+ * the same migrations as SQLite (translated by `postgresDialect`), returns the
+ * same records (BIGINT columns as numbers, through a type parser on this store's
+ * own connections only), and keeps the same contract: mutators of one download
+ * reject with CIDGET_ERR_UNKNOWN_DOWNLOAD when the id does not exist, except
+ * `deleteDownload`, `renewLease` and `releaseLease`; invalid arguments are
+ * CIDGET_ERR_BAD_OPTION.
+ *
+ * Connections come from a pool. One whose backend dies while idle is dropped
+ * and replaced on the next call; a call whose connection is lost, or that cannot
+ * connect, rejects with CIDGET_ERR_STATE_UNAVAILABLE (retryable); any other
+ * failure is CIDGET_ERR_STATE naming the call.
+ */
+export class PostgresStore implements Store {
+  readonly location: string
+  readonly #pool: Pool
+  readonly #isOwnerDead: OwnerLiveness
+  readonly #now: () => number
+  #closed = false
+
+  private constructor (pool: Pool, location: string, isOwnerDead: OwnerLiveness, now: () => number) {
+    this.#pool = pool
+    this.location = location
+    this.#isOwnerDead = isOwnerDead
+    this.#now = now
+  }
+
+  /**
+   * Connects to the database at `url` (postgres:// or postgresql://) and applies
+   * the migrations it lacks. The database must exist; the user needs to create
+   * tables in its current schema on the first run. Throws
+   * CIDGET_ERR_STATE_UNAVAILABLE when the server cannot be reached, and
+   * CIDGET_ERR_STATE for anything else (authentication, a missing database, a
+   * newer schema, another program's tables), naming the URL without its password.
+   */
+  static async open (url: string, opts: PostgresStoreOptions = {}): Promise<PostgresStore> {
+    const location = redactUrl(url)
+    const poolSize = opts.poolSize ?? DEFAULT_POOL_SIZE
+    const connectTimeoutMs = opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS
+    if (!Number.isInteger(poolSize) || poolSize < 1) throw badOption(`poolSize must be a whole number ≥ 1, not ${poolSize}`)
+    if (!Number.isInteger(connectTimeoutMs) || connectTimeoutMs < 1) {
+      throw badOption(`connectTimeoutMs must be a whole number of milliseconds ≥ 1, not ${connectTimeoutMs}`)
+    }
+    const now = opts.now ?? Date.now
+    // Loaded here, so that programs on SQLite never load the driver.
+    const pg = await import('pg')
+    // BIGINT (times, sizes, ids, counts) as numbers: JavaScript numbers hold them exactly up to 2^53.
+    // Set on this pool's connections only; the driver's global parsers stay as they are.
+    const types = new pg.TypeOverrides()
+    types.setTypeParser(pg.types.builtins.INT8, (text: string) => Number(text))
+    const pool = new pg.Pool({
+      connectionString: url,
+      types,
+      max: poolSize,
+      connectionTimeoutMillis: connectTimeoutMs,
+      keepAlive: true,
+      allowExitOnIdle: true,
+      application_name: 'cidget'
+    })
+    // An idle connection whose backend ends (server restart, pg_terminate_backend, network loss) is
+    // reported here after the pool dropped it; the next call opens a new one. Without a listener
+    // the 'error' event would end the process.
+    pool.on('error', () => undefined)
+    try {
+      await migrate(pool, location, now)
+    } catch (err) {
+      await pool.end().catch(() => undefined)
+      throw openError(location, err)
+    }
+    return new PostgresStore(pool, location, opts.isOwnerDead ?? defaultIsOwnerDead, now)
+  }
+
+  /** No holder, expired (or without an expiry), or held by a dead owner: anyone may take it. */
+  #leaseLapsed (holder: string | null, expires: number | null, now: number): boolean {
+    return holder === null || expires === null || expires < now || this.#isOwnerDead(holder)
+  }
+
+  /** Runs one call; its failures become coded errors naming the call. */
+  async #run<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn()
+    } catch (err) {
+      if (err instanceof CidgetError) throw err
+      const detail = detailOf(err)
+      if (this.#closed) {
+        throw new CidgetError('CIDGET_ERR_STATE', `State store ${this.location}: ${what} failed: the store is closed`, { cause: err })
+      }
+      if (isConnectionError(err)) {
+        throw new CidgetError('CIDGET_ERR_STATE_UNAVAILABLE',
+          `State store ${this.location}: ${what} failed: the connection was lost (${detail})`, { cause: err })
+      }
+      throw new CidgetError('CIDGET_ERR_STATE', `State store ${this.location}: ${what} failed: ${detail}`, { cause: err })
+    }
+  }
+
+  async #query<R extends QueryResultRow = DownloadRow>(text: string, values?: unknown[]): Promise<QueryResult<R>> {
+    return this.#pool.query<R>(text, values)
+  }
+
+  /** Runs an UPDATE of one download; CIDGET_ERR_UNKNOWN_DOWNLOAD when no row has the id. */
+  async #updateOne (id: number, text: string, values: unknown[], client?: PoolClient): Promise<void> {
+    const res = client === undefined ? await this.#query(text, values) : await client.query(text, values)
+    if ((res.rowCount ?? 0) === 0) throw unknownDownload(id)
+  }
+
+  async createDownload (init: NewDownload, now?: number, opts: { exclusiveOutput?: boolean } = {}): Promise<DownloadRecord> {
+    return this.#run('createDownload', async () => {
+      const params = newDownloadParams(init, now ?? this.#now())
+      if (opts.exclusiveOutput !== true) return rowToRecord(oneRow(await this.#query(INSERT_ONE, insertValues(params))))
+      return inTransaction(this.#pool, async client => {
+        // Two creators of the same output take turns, so both cannot see it free.
+        await client.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [OUTPUT_LOCK_CLASS, params.output])
+        const clash = (await client.query<DownloadRow>(
+          `${COLUMNS} WHERE output = $1 AND status NOT IN (${FINISHED_LIST}) ORDER BY id LIMIT 1`, [params.output])).rows[0]
+        if (clash !== undefined) {
+          throw new CidgetError('CIDGET_ERR_OUTPUT_IN_USE', `Download ${String(clash.id)} (${clash.target}) also writes to ${params.output}`)
+        }
+        return rowToRecord(oneRow(await client.query<DownloadRow>(INSERT_ONE, insertValues(params))))
+      })
+    })
+  }
+
+  async createDownloads (inits: readonly NewDownload[], now?: number): Promise<DownloadRecord[]> {
+    return this.#run('createDownloads', async () => {
+      const at = now ?? this.#now()
+      const params = checkList(inits).map(init => newDownloadParams(init, at))
+      if (params.length === 0) return []
+      return inTransaction(this.#pool, async client => {
+        const out: DownloadRecord[] = []
+        for (let start = 0; start < params.length; start += INSERT_BATCH) {
+          const batch = params.slice(start, start + INSERT_BATCH)
+          const column = <K extends keyof NewDownloadParams>(key: K): Array<NewDownloadParams[K]> => batch.map(p => p[key])
+          const res = await client.query<DownloadRow>(INSERT_MANY, [
+            column('cid'), column('path'), column('target'), column('output'), column('mode'), column('gateways'),
+            column('size'), column('expectedSha256'), column('priority'), at
+          ])
+          if (res.rows.length !== batch.length) throw new Error(`inserted ${res.rows.length} rows of ${batch.length}`)
+          out.push(...res.rows.map(rowToRecord).sort((a, b) => a.id - b.id))
+        }
+        return out
+      })
+    })
+  }
+
+  async getDownload (id: number): Promise<DownloadRecord | undefined> {
+    return this.#run('getDownload', async () => {
+      const row = (await this.#query(`${COLUMNS} WHERE id = $1`, [id])).rows[0]
+      return row === undefined ? undefined : rowToRecord(row)
+    })
+  }
+
+  async getDownloadsByStatus (status: DownloadStatus): Promise<DownloadRecord[]> {
+    return this.#run('getDownloadsByStatus', async () =>
+      (await this.#query(`${COLUMNS} WHERE status = $1 ORDER BY id`, [checkStatus(status)])).rows.map(rowToRecord))
+  }
+
+  async listDownloads (opts: ListOptions = {}): Promise<DownloadRecord[]> {
+    return this.#run('listDownloads', async () => {
+      const { status, afterId, limit } = listParams(opts)
+      const res = await this.#query(
+        `${COLUMNS} WHERE id > $1 AND ($2::text IS NULL OR status = $2) ORDER BY id LIMIT $3`, [afterId, status, limit])
+      return res.rows.map(rowToRecord)
+    })
+  }
+
+  async findDownload (cid: string, path: string, output: string): Promise<DownloadRecord | undefined> {
+    return this.#run('findDownload', async () => {
+      const row = (await this.#query(
+        `${COLUMNS} WHERE cid = $1 AND path = $2 AND output = $3 AND status <> 'cancelled' ORDER BY id DESC LIMIT 1`,
+        [cid, path, output])).rows[0]
+      return row === undefined ? undefined : rowToRecord(row)
+    })
+  }
+
+  async countByStatus (): Promise<Record<DownloadStatus, number>> {
+    return this.#run('countByStatus', async () => {
+      const out = Object.fromEntries(STATUSES.map(s => [s, 0])) as Record<DownloadStatus, number>
+      const res = await this.#query<{ status: string, n: number }>('SELECT status, COUNT(*) AS n FROM ipfs_downloads GROUP BY status')
+      for (const row of res.rows) {
+        if (isStatus(row.status)) out[row.status] = Number(row.n)
+      }
+      return out
+    })
+  }
+
+  async findUnfinishedByOutput (output: string): Promise<DownloadRecord[]> {
+    return this.#run('findUnfinishedByOutput', async () =>
+      (await this.#query(`${COLUMNS} WHERE output = $1 AND status NOT IN (${FINISHED_LIST}) ORDER BY id`, [output]))
+        .rows.map(rowToRecord))
+  }
+
+  async updateDownloadResume (id: number, currentSize: number, attempts: number, lastAttempt: number,
+    status: DownloadStatus): Promise<void> {
+    await this.#run('updateDownloadResume', async () => {
+      await this.#updateOne(id, `UPDATE ipfs_downloads SET "currentSize" = $1, attempts = $2, "lastAttempt" = $3,
+        status = $4, "updatedAt" = $5 WHERE id = $6`, [currentSize, attempts, lastAttempt, checkStatus(status), this.#now(), id])
+    })
+  }
+
+  async updateDownloadHash (id: number, hash: string): Promise<void> {
+    await this.#run('updateDownloadHash', async () => {
+      await this.#updateOne(id, 'UPDATE ipfs_downloads SET hash = $1, "updatedAt" = $2 WHERE id = $3', [hash, this.#now(), id])
+    })
+  }
+
+  async markDownloadResuming (id: number): Promise<void> {
+    await this.#run('markDownloadResuming', async () => {
+      await this.#updateOne(id, 'UPDATE ipfs_downloads SET status = \'resuming\', "updatedAt" = $1 WHERE id = $2', [this.#now(), id])
+    })
+  }
+
+  async markDownloadPaused (id: number, error: string | null, errorCode?: string | null): Promise<void> {
+    await this.#run('markDownloadPaused', async () => {
+      await this.#updateOne(id, 'UPDATE ipfs_downloads SET status = \'paused\', error = $1, "errorCode" = $2, "updatedAt" = $3 WHERE id = $4',
+        [error, errorCode ?? null, this.#now(), id])
+    })
+  }
+
+  async markDownloadFailed (id: number, error: string, errorCode: string): Promise<void> {
+    await this.#run('markDownloadFailed', async () => {
+      await this.#updateOne(id, 'UPDATE ipfs_downloads SET status = \'failed\', error = $1, "errorCode" = $2, "updatedAt" = $3 WHERE id = $4',
+        [error, errorCode, this.#now(), id])
+    })
+  }
+
+  async markDownloadSuccess (id: number, hash: string | null, size: number, now?: number): Promise<void> {
+    await this.#run('markDownloadSuccess', async () => {
+      await this.#updateOne(id, `UPDATE ipfs_downloads SET status = 'success', hash = $1, size = $2, "currentSize" = $2,
+        "completedAt" = $3, error = NULL, "errorCode" = NULL, "updatedAt" = $3 WHERE id = $4`, [hash, size, now ?? this.#now(), id])
+    })
+  }
+
+  async updateDownload (id: number, patch: DownloadPatch, now?: number): Promise<void> {
+    await this.#run('updateDownload', async () => {
+      const params = patchParams(patch)
+      const values: unknown[] = []
+      const assignments: string[] = []
+      for (const field of PATCH_FIELDS) {
+        if (params[`set_${field}`] !== 1) continue
+        values.push(params[field])
+        assignments.push(`"${field}" = $${values.length}`)
+      }
+      values.push(now ?? this.#now(), id)
+      assignments.push(`"updatedAt" = $${values.length - 1}`)
+      await this.#updateOne(id, `UPDATE ipfs_downloads SET ${assignments.join(', ')} WHERE id = $${values.length}`, values)
+    })
+  }
+
+  async deleteDownload (id: number): Promise<boolean> {
+    return this.#run('deleteDownload', async () =>
+      ((await this.#query('DELETE FROM ipfs_downloads WHERE id = $1', [id])).rowCount ?? 0) > 0)
+  }
+
+  async saveProgress (id: number, bitmap: Uint8Array, currentSize: number): Promise<void> {
+    await this.#run('saveProgress', async () => {
+      const now = this.#now()
+      await inTransaction(this.#pool, async client => {
+        await this.#updateOne(id, 'UPDATE ipfs_downloads SET "currentSize" = $1, "updatedAt" = $2 WHERE id = $3',
+          [currentSize, now, id], client)
+        await client.query(`INSERT INTO ipfs_download_progress ("downloadId", bitmap, "updatedAt") VALUES ($1, $2, $3)
+          ON CONFLICT ("downloadId") DO UPDATE SET bitmap = excluded.bitmap, "updatedAt" = excluded."updatedAt"`,
+        [id, toBuffer(bitmap), now])
+      })
+    })
+  }
+
+  async getProgress (id: number): Promise<Uint8Array | undefined> {
+    return this.#run('getProgress', async () => {
+      const row = (await this.#query<{ bitmap: Buffer }>(
+        'SELECT bitmap FROM ipfs_download_progress WHERE "downloadId" = $1', [id])).rows[0]
+      return row === undefined ? undefined : new Uint8Array(row.bitmap)
+    })
+  }
+
+  async putBlock (id: number, cid: string, bytes: Uint8Array): Promise<void> {
+    await this.#run('putBlock', async () => {
+      await this.#query('INSERT INTO ipfs_download_blocks ("downloadId", cid, bytes) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING',
+        [id, cid, toBuffer(bytes)])
+    })
+  }
+
+  async getBlocks (id: number): Promise<Map<string, Uint8Array>> {
+    return this.#run('getBlocks', async () => {
+      const res = await this.#query<{ cid: string, bytes: Buffer }>(
+        'SELECT cid, bytes FROM ipfs_download_blocks WHERE "downloadId" = $1', [id])
+      return new Map(res.rows.map(r => [r.cid, new Uint8Array(r.bytes)]))
+    })
+  }
+
+  async clearProgress (id: number): Promise<void> {
+    await this.#run('clearProgress', async () => {
+      // One statement, so both deletes commit together.
+      await this.#query(`WITH progress AS (DELETE FROM ipfs_download_progress WHERE "downloadId" = $1)
+        DELETE FROM ipfs_download_blocks WHERE "downloadId" = $1`, [id])
+    })
+  }
+
+  async claimLease (id: number, owner: string, ttlMs: number, now?: number): Promise<boolean> {
+    return this.#run('claimLease', async () => {
+      checkTtl(ttlMs)
+      const at = now ?? this.#now()
+      return inTransaction(this.#pool, async client => {
+        // FOR UPDATE: a second claimer waits here and then sees the first one's lease.
+        const row = (await client.query<{ leaseOwner: string | null, leaseExpires: number | null }>(
+          'SELECT "leaseOwner", "leaseExpires" FROM ipfs_downloads WHERE id = $1 FOR UPDATE', [id])).rows[0]
+        if (row === undefined) throw unknownDownload(id)
+        if (row.leaseOwner !== owner && !this.#leaseLapsed(row.leaseOwner, row.leaseExpires, at)) return false
+        await client.query('UPDATE ipfs_downloads SET "leaseOwner" = $1, "leaseExpires" = $2, "updatedAt" = $3 WHERE id = $4',
+          [owner, at + ttlMs, at, id])
+        return true
+      })
+    })
+  }
+
+  async renewLease (id: number, owner: string, ttlMs: number, now?: number): Promise<boolean> {
+    return this.#run('renewLease', async () => {
+      checkTtl(ttlMs)
+      const at = now ?? this.#now()
+      const res = await this.#query('UPDATE ipfs_downloads SET "leaseExpires" = $1, "updatedAt" = $2 WHERE id = $3 AND "leaseOwner" = $4',
+        [at + ttlMs, at, id, owner])
+      return (res.rowCount ?? 0) > 0
+    })
+  }
+
+  async releaseLease (id: number, owner: string): Promise<void> {
+    await this.#run('releaseLease', async () => {
+      await this.#query('UPDATE ipfs_downloads SET "leaseOwner" = NULL, "leaseExpires" = NULL, "updatedAt" = $1 ' +
+        'WHERE id = $2 AND "leaseOwner" = $3', [this.#now(), id, owner])
+    })
+  }
+
+  async listOrphaned (now?: number): Promise<DownloadRecord[]> {
+    return this.#run('listOrphaned', async () => {
+      const at = now ?? this.#now()
+      // Active rows are few; the owner check is a JS function, so filter here rather than in SQL.
+      return (await this.#query(`${COLUMNS} WHERE status IN (${ACTIVE_LIST}) ORDER BY id`)).rows.map(rowToRecord)
+        .filter(r => this.#leaseLapsed(r.leaseOwner, r.leaseExpires, at))
+    })
+  }
+
+  async claimNext (owner: string, ttlMs: number, now?: number): Promise<DownloadRecord | undefined> {
+    return this.#run('claimNext', async () => {
+      checkTtl(ttlMs)
+      const at = now ?? this.#now()
+      // Owner liveness is a JS function: ask it about the few owners that hold a valid lease on a
+      // claimable row, and let the claim take the rows of those that are dead.
+      const holders = await this.#query<{ owner: string }>(`SELECT DISTINCT "leaseOwner" AS owner FROM ipfs_downloads
+        WHERE "leaseOwner" IS NOT NULL AND "leaseOwner" <> $1 AND "leaseExpires" >= $2 AND status IN (${CLAIMABLE_LIST})`,
+      [owner, at])
+      const dead = holders.rows.map(r => r.owner).filter(o => this.#isOwnerDead(o))
+      // One statement, so one transaction: lock the first claimable row that no other claimer has
+      // locked (SKIP LOCKED: concurrent claimers pass over each other's row instead of waiting
+      // for it), and take its lease.
+      const res = await this.#query(`WITH next AS (
+          SELECT id FROM ipfs_downloads
+          WHERE status IN (${CLAIMABLE_LIST})
+            AND ("leaseOwner" IS NULL OR "leaseExpires" IS NULL OR "leaseExpires" < $3 OR "leaseOwner" = ANY($4::text[]))
+          ORDER BY priority DESC, id
+          LIMIT 1
+          FOR UPDATE SKIP LOCKED)
+        UPDATE ipfs_downloads AS d SET "leaseOwner" = $1, "leaseExpires" = $2, "updatedAt" = $3
+        FROM next WHERE d.id = next.id
+        RETURNING d.*`, [owner, at + ttlMs, at, dead])
+      const row = res.rows[0]
+      return row === undefined ? undefined : rowToRecord(row)
+    })
+  }
+
+  async close (): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    await this.#pool.end()
+  }
+}
+
+function oneRow (res: QueryResult<DownloadRow>): DownloadRow {
+  const row = res.rows[0]
+  if (row === undefined) throw new Error('INSERT … RETURNING returned no row')
+  return row
+}
+
+function toBuffer (bytes: Uint8Array): Buffer {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+}
