@@ -2,7 +2,7 @@
  * Verified blocks from a set of trustless gateways.
  *
  * Gateways are scored the way helia's trustless-gateway client scores them
- * (reliability = successes / (requests + errors × 3), unused gateways first),
+ * (reliability = successes / (answered requests + errors × 3), unused gateways first),
  * weighted by their measured throughput and divided by their current load so
  * that every healthy gateway works in parallel. A gateway that sends one
  * invalid block is dropped for the rest of the pool's life; one that times
@@ -42,7 +42,9 @@ export const POOL_DEFAULTS = {
   /** Adaptive hedging before any block has arrived (no latency known yet). */
   HEDGE_INITIAL_MS: 1_000,
   /** Weight of the newest sample in the latency and throughput EWMAs. */
-  EWMA_ALPHA: 0.3
+  EWMA_ALPHA: 0.3,
+  /** Blocks smaller than this do not count towards a gateway's throughput. */
+  MIN_THROUGHPUT_SAMPLE_BYTES: 64 * 1024
 } as const
 
 export interface GatewayStats {
@@ -58,11 +60,11 @@ export interface GatewayStats {
   /** Bytes of verified blocks received. */
   bytes: number
   inFlight: number
-  /** EWMA of block bytes per second over whole blocks; 0 until the first block. */
+  /** EWMA of block bytes per second over whole blocks of 64 KiB or more; 0 until the first. */
   throughputBps: number
   /** EWMA of the time from request to the whole block, in ms; 0 until the first block. */
   latencyMs: number
-  /** successes / (requests + errors × 3); 1 for an unused gateway, 0 once dropped. */
+  /** successes / (answered requests + errors × 3), at most 1; 1 for a gateway with no answer yet, 0 once dropped. */
   reliability: number
   /** True for the rest of this pool's life after an invalid (or oversized) block. */
   dropped: boolean
@@ -129,6 +131,8 @@ interface Gateway {
   consecutiveErrors: number
   /** Serves CAR entity ranges: learned from its first run (undefined until then). */
   car: boolean | undefined
+  /** CAR runs in flight (also counted in `inFlight`). */
+  runs: number
 }
 
 /** A block a run fetches (or has fetched) ahead of its `get()`. */
@@ -225,7 +229,8 @@ export class GatewayPool {
       dropped: false,
       blockedUntil: 0,
       consecutiveErrors: 0,
-      car: undefined
+      car: undefined,
+      runs: 0
     }))
     this.#http = init.http
     this.#permits = new Semaphore(init.concurrency ?? POOL_DEFAULTS.CONCURRENCY)
@@ -362,14 +367,21 @@ export class GatewayPool {
     }
   }
 
-  /** A gateway for a run and a permit, or undefined when no gateway left serves CAR ranges. */
+  /** A gateway for a run (its request counted) and a permit, or undefined when no gateway left serves CAR ranges. */
   async #startRun (signal: AbortSignal): Promise<Gateway | undefined> {
     const capable = (): Gateway[] => this.#gateways.filter((g) => !g.dropped && g.car !== false)
     for (;;) {
       if (capable().length === 0) return undefined
       await this.#permits.acquire(signal)
-      const gateway = this.#best(capable())
-      if (gateway !== undefined) return gateway
+      // runs are spread by the runs each gateway has in flight (its block requests are small beside them)
+      const gateway = this.#best(capable(), (g) => g.runs)
+      if (gateway !== undefined) {
+        // counted at once: runs choosing in the same turn must see each other's load
+        gateway.inFlight++
+        gateway.runs++
+        gateway.requests++
+        return gateway
+      }
       this.#permits.release()
       let earliest: number | undefined
       for (const g of capable()) if (g.blockedUntil > this.#now() && (earliest === undefined || g.blockedUntil < earliest)) earliest = g.blockedUntil
@@ -377,12 +389,10 @@ export class GatewayPool {
     }
   }
 
-  /** Streams the run from `gateway`, which holds a permit until the stream ends. */
+  /** Streams the run from `gateway`, which holds a permit (and counts the request in flight) until the stream ends. */
   async #stream (gateway: Gateway, entity: CID, range: { from: number, to: number }, run: Map<string, RunLeaf>, signal: AbortSignal): Promise<void> {
     const expected = new Map<string, CID>()
     for (const [key, leaf] of run) expected.set(key, leaf.cid)
-    gateway.inFlight++
-    gateway.requests++
     const started = performance.now()
     let last = started
     try {
@@ -416,6 +426,7 @@ export class GatewayPool {
       this.#penalize(gateway, error)
     } finally {
       gateway.inFlight--
+      gateway.runs--
       this.#permits.release()
       this.#wake()
     }
@@ -571,7 +582,8 @@ export class GatewayPool {
     const alpha = POOL_DEFAULTS.EWMA_ALPHA
     const elapsed = Math.max(ms, 0.5)
     gateway.latencyMs = ewma(gateway.latencyMs, elapsed, alpha)
-    gateway.throughputBps = ewma(gateway.throughputBps, bytes.length * 1000 / elapsed, alpha)
+    // a small block measures the round trip, not the bandwidth: it would rank a fast gateway as slow
+    if (bytes.length >= POOL_DEFAULTS.MIN_THROUGHPUT_SAMPLE_BYTES) gateway.throughputBps = ewma(gateway.throughputBps, bytes.length * 1000 / elapsed, alpha)
     this.#latencyMs = ewma(this.#latencyMs, elapsed, alpha)
     if (gateway.consecutiveErrors > 0) {
       gateway.consecutiveErrors = 0
@@ -674,8 +686,12 @@ export class GatewayPool {
     return this.#best(this.#candidates(block))
   }
 
-  /** The best of `candidates` usable now (not blocked, below its request limit), or undefined. */
-  #best (candidates: Gateway[]): Gateway | undefined {
+  /**
+   * The best of `candidates` usable now (not blocked, below its request
+   * limit), or undefined. `load` is what the score is divided by (plus one):
+   * by default the requests in flight.
+   */
+  #best (candidates: Gateway[], load: (g: Gateway) => number = (g) => g.inFlight): Gateway | undefined {
     const now = this.#now()
     let fastest = 0
     for (const g of this.#gateways) if (g.throughputBps !== undefined && g.throughputBps > fastest) fastest = g.throughputBps
@@ -686,7 +702,7 @@ export class GatewayPool {
       // An unmeasured gateway counts as fast (like an unused one counts as reliable), so each gets tried.
       const speed = g.throughputBps === undefined || fastest === 0 ? 1 : g.throughputBps / fastest
       // The small floor keeps a gateway that has only failed so far ordered by load rather than tied at 0.
-      const score = (reliability(g) + 0.01) * (0.2 + 0.8 * speed) / (g.inFlight + 1)
+      const score = (reliability(g) + 0.01) * (0.2 + 0.8 * speed) / (load(g) + 1)
       if (score > bestScore) {
         best = g
         bestScore = score
@@ -761,8 +777,10 @@ function blockKey (cid: CID): string {
 
 function reliability (g: Gateway): number {
   if (g.dropped) return 0
-  if (g.requests === 0) return 1
-  return g.successes / (g.requests + g.errors * 3)
+  // requests still in flight have not failed: counting them would rank a gateway down for being busy
+  const answered = g.requests - g.inFlight
+  if (answered <= 0) return 1
+  return Math.min(1, g.successes / (answered + g.errors * 3))
 }
 
 function ewma (previous: number | undefined, sample: number, alpha: number): number {

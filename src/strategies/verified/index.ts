@@ -156,7 +156,8 @@ export async function runVerifiedDownload (ctx: VerifiedContext): Promise<Strate
   const runBlocks = ctx.runBlocks ?? DEFAULT_RUN_BLOCKS
   let runs = runBlocks > 1
   const runWindow = runBlocks * (ctx.runsAhead ?? DEFAULT_RUNS_AHEAD)
-  const runRefill = Math.floor(runWindow / 2)
+  // the window is topped up as soon as a whole run fits in it again
+  const runRefill = runWindow - runBlocks
   /**
    * Asks for the leaves of `node` from child `from` on, up to the window past
    * child `current` (the one the walk is at), in runs: consecutive raw leaves
