@@ -5,11 +5,11 @@ import type { DownloadRecord, DownloadStatus, NewDownload } from '../core/types.
 import { LATEST_SCHEMA_VERSION, MIGRATIONS, SCHEMA_MIGRATIONS_SQL } from './migrations.js'
 import { isOwnerDead as defaultIsOwnerDead } from './owner.js'
 import {
-  PATCH_FIELDS, badOption, checkList, checkStatus, checkTtl, isStatus, listParams, newDownloadParams, patchParams,
+  PATCH_FIELDS, badOption, checkList, checkStatus, checkTtl, checkUnder, isStatus, listParams, newDownloadParams, patchParams,
   rowToRecord, unknownDownload
 } from './rows.js'
 import type { BindValue, DownloadRow, NewDownloadParams } from './rows.js'
-import type { DownloadPatch, ListOptions, OwnerLiveness, Store, StoreOptions } from './store.js'
+import type { ClaimOptions, DownloadPatch, ListOptions, OwnerLiveness, Store, StoreOptions } from './store.js'
 
 /** Connections the store keeps open at most. */
 export const DEFAULT_POOL_SIZE = 10
@@ -549,9 +549,10 @@ export class PostgresStore implements Store {
     })
   }
 
-  async claimNext (owner: string, ttlMs: number, now?: number): Promise<DownloadRecord | undefined> {
+  async claimNext (owner: string, ttlMs: number, now?: number, opts: ClaimOptions = {}): Promise<DownloadRecord | undefined> {
     return this.#run('claimNext', async () => {
       checkTtl(ttlMs)
+      const under = checkUnder(opts.under)
       const at = now ?? this.#now()
       // Owner liveness is a JS function: ask it about the few owners that hold a valid lease on a
       // claimable row, and let the claim take the rows of those that are dead.
@@ -566,12 +567,13 @@ export class PostgresStore implements Store {
           SELECT id FROM ipfs_downloads
           WHERE status IN (${CLAIMABLE_LIST})
             AND ("leaseOwner" IS NULL OR "leaseExpires" IS NULL OR "leaseExpires" < $3 OR "leaseOwner" = ANY($4::text[]))
+            AND ($5::text IS NULL OR left(output, length($5::text)) = $5::text)
           ORDER BY priority DESC, id
           LIMIT 1
           FOR UPDATE SKIP LOCKED)
         UPDATE ipfs_downloads AS d SET "leaseOwner" = $1, "leaseExpires" = $2, "updatedAt" = $3
         FROM next WHERE d.id = next.id
-        RETURNING d.*`, [owner, at + ttlMs, at, dead])
+        RETURNING d.*`, [owner, at + ttlMs, at, dead, under])
       const row = res.rows[0]
       return row === undefined ? undefined : rowToRecord(row)
     })

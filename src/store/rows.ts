@@ -122,6 +122,13 @@ export function checkTtl (ttlMs: number): void {
   if (!Number.isFinite(ttlMs) || ttlMs <= 0) throw badOption(`ttlMs must be a positive number of milliseconds, not ${ttlMs}`)
 }
 
+/** The `under` of `claimNext`: a non-empty string, or null for none. */
+export function checkUnder (under: string | undefined): string | null {
+  if (under === undefined) return null
+  if (typeof under !== 'string' || under === '' || under.includes('\0')) throw badOption(`under must be a non-empty path, not ${JSON.stringify(under)}`)
+  return under
+}
+
 /** Page size of `listDownloads` when no limit is given. */
 export const DEFAULT_LIST_LIMIT = 100
 

@@ -7,11 +7,11 @@ import type { DownloadRecord, DownloadStatus, NewDownload } from '../core/types.
 import { LATEST_SCHEMA_VERSION, MIGRATIONS, SCHEMA_MIGRATIONS_SQL } from './migrations.js'
 import { isOwnerDead as defaultIsOwnerDead } from './owner.js'
 import {
-  PATCH_FIELDS, badOption, checkList, checkStatus, checkTtl, isStatus, listParams, newDownloadParams, patchParams,
+  PATCH_FIELDS, badOption, checkList, checkStatus, checkTtl, checkUnder, isStatus, listParams, newDownloadParams, patchParams,
   rowToRecord, unknownDownload
 } from './rows.js'
 import type { BindValue, DownloadRow, NewDownloadParams } from './rows.js'
-import type { DownloadPatch, ListOptions, OwnerLiveness, Store, StoreOptions } from './store.js'
+import type { ClaimOptions, DownloadPatch, ListOptions, OwnerLiveness, Store, StoreOptions } from './store.js'
 
 /** How long a statement waits for another connection's write lock before SQLITE_BUSY. */
 export const DEFAULT_BUSY_TIMEOUT_MS = 5_000
@@ -143,10 +143,11 @@ function prepareStatements (db: Database.Database) {
     active: db.prepare<[], DownloadRow>(`${COLUMNS} WHERE status IN (${ACTIVE_LIST}) ORDER BY id`),
     // Candidates in claim order; a lease held by another owner is judged in JS (isOwnerDead).
     // INDEXED BY: without ANALYZE statistics SQLite would rather sort the rows of the status index.
-    claimable: db.prepare<{ owner: string, now: number }, DownloadRow>(`SELECT * FROM ipfs_downloads
+    claimable: db.prepare<{ owner: string, now: number, under: string | null }, DownloadRow>(`SELECT * FROM ipfs_downloads
       INDEXED BY idx_ipfs_downloads_claim
       WHERE status IN (${CLAIMABLE_LIST})
         AND ("leaseOwner" IS NULL OR "leaseExpires" IS NULL OR "leaseExpires" < @now OR "leaseOwner" <> @owner)
+        AND (@under IS NULL OR substr(output, 1, length(@under)) = @under)
       ORDER BY priority DESC, id`),
     updateResume: db.prepare<{
       id: number, currentSize: number, attempts: number, lastAttempt: number, status: string, now: number
@@ -212,7 +213,7 @@ export class SqliteStore implements Store {
   readonly #claim: (id: number, owner: string, ttlMs: number, now: number) => boolean
   readonly #insertExclusive: (init: NewDownload, now: number) => DownloadRecord
   readonly #insertMany: (params: NewDownloadParams[]) => DownloadRecord[]
-  readonly #claimNext: (owner: string, ttlMs: number, now: number) => DownloadRecord | undefined
+  readonly #claimNext: (owner: string, ttlMs: number, now: number, under: string | null) => DownloadRecord | undefined
 
   private constructor (db: Database.Database, location: string, isOwnerDead: OwnerLiveness, now: () => number) {
     this.location = location
@@ -246,9 +247,9 @@ export class SqliteStore implements Store {
       return rowToRecord(row)
     }))
     this.#insertMany = params => insertMany.immediate(params)
-    const claimNext = db.transaction((owner: string, ttlMs: number, at: number): DownloadRecord | undefined => {
+    const claimNext = db.transaction((owner: string, ttlMs: number, at: number, under: string | null): DownloadRecord | undefined => {
       let next: DownloadRow | undefined
-      for (const row of this.#stmts.claimable.iterate({ owner, now: at })) {
+      for (const row of this.#stmts.claimable.iterate({ owner, now: at, under })) {
         const expires = row.leaseExpires === null ? null : Number(row.leaseExpires)
         if (this.#leaseLapsed(row.leaseOwner, expires, at)) {
           next = row
@@ -259,7 +260,7 @@ export class SqliteStore implements Store {
       this.#stmts.takeLease.run(owner, at + ttlMs, at, Number(next.id))
       return rowToRecord({ ...next, leaseOwner: owner, leaseExpires: at + ttlMs, updatedAt: at })
     })
-    this.#claimNext = (owner, ttlMs, at) => claimNext.immediate(owner, ttlMs, at)
+    this.#claimNext = (owner, ttlMs, at, under) => claimNext.immediate(owner, ttlMs, at, under)
   }
 
   /**
@@ -497,10 +498,10 @@ export class SqliteStore implements Store {
     })
   }
 
-  async claimNext (owner: string, ttlMs: number, now?: number): Promise<DownloadRecord | undefined> {
+  async claimNext (owner: string, ttlMs: number, now?: number, opts: ClaimOptions = {}): Promise<DownloadRecord | undefined> {
     return this.#run('claimNext', () => {
       checkTtl(ttlMs)
-      return this.#claimNext(owner, ttlMs, now ?? this.#now())
+      return this.#claimNext(owner, ttlMs, now ?? this.#now(), checkUnder(opts.under))
     })
   }
 

@@ -91,15 +91,21 @@ export interface Store {
    * `resuming` with a lease that is free, expired or held by a dead owner (never a
    * valid lease, even the caller's own). Order: highest `priority` first, then
    * oldest id. Concurrent callers, in this process or others, never get the same
-   * download. The status is left as it is: the caller moves it on.
+   * download. The status is left as it is: the caller moves it on. With
+   * `under`, only downloads whose output starts with that string.
    */
-  claimNext (owner: string, ttlMs: number, now?: number): Promise<DownloadRecord | undefined>
+  claimNext (owner: string, ttlMs: number, now?: number, opts?: ClaimOptions): Promise<DownloadRecord | undefined>
 
   close (): Promise<void>
 }
 
 /** Lease owners look like `host:pid:token`; a local owner whose pid is gone is dead. */
 export type OwnerLiveness = (owner: string) => boolean
+
+export interface ClaimOptions {
+  /** Only downloads whose `output` starts with this (a directory path ending in a separator). */
+  under?: string
+}
 
 /** Options every Store takes. */
 export interface StoreOptions {

@@ -589,6 +589,16 @@ export function storeContract (name: string, open: (opts: ContractOpenOptions) =
         expect(await store.renewLease(id, A, TTL, T0 + TTL + 2)).toBe(false)
       })
 
+      it('with `under`, only downloads whose output starts with it (a worker\'s own directory)', async () => {
+        const mine = await store.createDownload(newDownload({ output: '/fleet/a/x.bin' }), T0)
+        await store.createDownload(newDownload({ output: '/fleet/ab/y.bin' }), T0)
+        await store.createDownload(newDownload({ output: '/elsewhere/z.bin' }), T0)
+        expect((await store.claimNext(A, TTL, T0, { under: '/fleet/a/' }))?.id).toBe(mine.id)
+        expect(await store.claimNext(A, TTL, T0, { under: '/fleet/a/' })).toBeUndefined()
+        expect((await store.claimNext(A, TTL, T0, { under: '/fleet/' }))?.output).toBe('/fleet/ab/y.bin')
+        await expect(store.claimNext(A, TTL, T0, { under: '' })).rejects.toMatchObject({ code: 'CIDGET_ERR_BAD_OPTION' })
+      })
+
       it('concurrent callers never get the same download', async () => {
         const ids = (await store.createDownloads(Array.from({ length: 12 }, (_, i) =>
           newDownload({ output: `/o/${i}`, priority: i % 3 })), T0)).map(r => r.id)
