@@ -28,6 +28,13 @@ export const SCHEMA_MIGRATIONS_SQL = `CREATE TABLE IF NOT EXISTS schema_migratio
   "appliedAt" BIGINT NOT NULL
 )`
 
+/**
+ * Which downloads `claimNext` may take, as SQL (the claim-order index is limited to them, and
+ * the claim queries use this same text so that the index applies): waiting, running (whether
+ * the lease lapsed is judged at claim time), or paused by a shutdown or a crash (not by a person).
+ */
+export const CLAIMABLE_SQL = `(status IN ('pending', 'in_progress', 'resuming') OR (status = 'paused' AND "errorCode" = 'CIDGET_ERR_INTERRUPTED'))`
+
 export const MIGRATIONS: readonly Migration[] = [
   {
     version: 1,
@@ -107,9 +114,11 @@ CREATE TABLE ipfs_download_blocks (
     // `claimNext` takes the claimable download with the highest priority, then the oldest id: the
     // first index gives that order directly, so a claim does not sort the whole queue. The second
     // finds the rows that hold a lease (a few per worker) without reading every pending row.
+    // Claimable: waiting, running (a lapsed lease is judged at claim time), or paused by a
+    // shutdown or a crash rather than by a person.
     sql: `
 CREATE INDEX idx_ipfs_downloads_claim ON ipfs_downloads (priority DESC, id)
-  WHERE status IN ('pending', 'in_progress', 'resuming');
+  WHERE ${CLAIMABLE_SQL};
 CREATE INDEX idx_ipfs_downloads_lease_owner ON ipfs_downloads ("leaseOwner")
   WHERE "leaseOwner" IS NOT NULL;
 `

@@ -2,7 +2,7 @@ import type { Pool, PoolClient, QueryResult, QueryResultRow } from 'pg'
 import { CidgetError, isNetworkCode, systemCode } from '../core/errors.js'
 import { ACTIVE_STATUSES, STATUSES } from '../core/types.js'
 import type { DownloadRecord, DownloadStatus, NewDownload } from '../core/types.js'
-import { LATEST_SCHEMA_VERSION, MIGRATIONS, SCHEMA_MIGRATIONS_SQL } from './migrations.js'
+import { CLAIMABLE_SQL, LATEST_SCHEMA_VERSION, MIGRATIONS, SCHEMA_MIGRATIONS_SQL } from './migrations.js'
 import { isOwnerDead as defaultIsOwnerDead } from './owner.js'
 import {
   PATCH_FIELDS, badOption, checkList, checkStatus, checkTtl, checkUnder, isStatus, listParams, newDownloadParams, patchParams,
@@ -33,7 +33,6 @@ export const INSERT_BATCH = 1000
 const COLUMNS = 'SELECT * FROM ipfs_downloads'
 const sqlList = (values: readonly string[]): string => values.map(v => `'${v}'`).join(', ')
 const ACTIVE_LIST = sqlList(ACTIVE_STATUSES)
-const CLAIMABLE_LIST = sqlList(['pending', ...ACTIVE_STATUSES])
 const FINISHED_LIST = sqlList(['success', 'failed', 'cancelled'])
 
 const DIALECT_LINE = /^(\s*)-- dialect: SQLite\. PostgreSQL: (.+?)\s*$/
@@ -557,7 +556,7 @@ export class PostgresStore implements Store {
       // Owner liveness is a JS function: ask it about the few owners that hold a valid lease on a
       // claimable row, and let the claim take the rows of those that are dead.
       const holders = await this.#query<{ owner: string }>(`SELECT DISTINCT "leaseOwner" AS owner FROM ipfs_downloads
-        WHERE "leaseOwner" IS NOT NULL AND "leaseOwner" <> $1 AND "leaseExpires" >= $2 AND status IN (${CLAIMABLE_LIST})`,
+        WHERE "leaseOwner" IS NOT NULL AND "leaseOwner" <> $1 AND "leaseExpires" >= $2 AND ${CLAIMABLE_SQL}`,
       [owner, at])
       const dead = holders.rows.map(r => r.owner).filter(o => this.#isOwnerDead(o))
       // One statement, so one transaction: lock the first claimable row that no other claimer has
@@ -565,7 +564,7 @@ export class PostgresStore implements Store {
       // for it), and take its lease.
       const res = await this.#query(`WITH next AS (
           SELECT id FROM ipfs_downloads
-          WHERE status IN (${CLAIMABLE_LIST})
+          WHERE ${CLAIMABLE_SQL}
             AND ("leaseOwner" IS NULL OR "leaseExpires" IS NULL OR "leaseExpires" < $3 OR "leaseOwner" = ANY($4::text[]))
             AND ($5::text IS NULL OR left(output, length($5::text)) = $5::text)
           ORDER BY priority DESC, id

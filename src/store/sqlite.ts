@@ -4,7 +4,7 @@ import { Database } from './driver.js'
 import { CidgetError } from '../core/errors.js'
 import { ACTIVE_STATUSES, STATUSES } from '../core/types.js'
 import type { DownloadRecord, DownloadStatus, NewDownload } from '../core/types.js'
-import { LATEST_SCHEMA_VERSION, MIGRATIONS, SCHEMA_MIGRATIONS_SQL } from './migrations.js'
+import { CLAIMABLE_SQL, LATEST_SCHEMA_VERSION, MIGRATIONS, SCHEMA_MIGRATIONS_SQL } from './migrations.js'
 import { isOwnerDead as defaultIsOwnerDead } from './owner.js'
 import {
   PATCH_FIELDS, badOption, checkList, checkStatus, checkTtl, checkUnder, isStatus, listParams, newDownloadParams, patchParams,
@@ -118,8 +118,6 @@ function migrate (db: Database.Database, file: string, now: () => number): void 
 
 const COLUMNS = 'SELECT * FROM ipfs_downloads'
 const ACTIVE_LIST = ACTIVE_STATUSES.map(s => `'${s}'`).join(', ')
-/** Statuses `claimNext` picks from (as in the claim-order index of migration 5). */
-const CLAIMABLE_LIST = ['pending', ...ACTIVE_STATUSES].map(s => `'${s}'`).join(', ')
 
 function prepareStatements (db: Database.Database) {
   const patchAssignments = PATCH_FIELDS
@@ -145,7 +143,7 @@ function prepareStatements (db: Database.Database) {
     // INDEXED BY: without ANALYZE statistics SQLite would rather sort the rows of the status index.
     claimable: db.prepare<{ owner: string, now: number, under: string | null }, DownloadRow>(`SELECT * FROM ipfs_downloads
       INDEXED BY idx_ipfs_downloads_claim
-      WHERE status IN (${CLAIMABLE_LIST})
+      WHERE ${CLAIMABLE_SQL}
         AND ("leaseOwner" IS NULL OR "leaseExpires" IS NULL OR "leaseExpires" < @now OR "leaseOwner" <> @owner)
         AND (@under IS NULL OR substr(output, 1, length(@under)) = @under)
       ORDER BY priority DESC, id`),

@@ -88,8 +88,9 @@ export interface Store {
    * The work queue: atomically picks the next claimable download, takes its lease
    * for `owner` until `now + ttlMs`, and returns it with the new lease (undefined
    * when none is claimable). Claimable: status `pending`, `in_progress` or
-   * `resuming` with a lease that is free, expired or held by a dead owner (never a
-   * valid lease, even the caller's own). Order: highest `priority` first, then
+   * `resuming`, or `paused` with CIDGET_ERR_INTERRUPTED (a shutdown or a crash
+   * stopped it, not a person), with a lease that is free, expired or held by a
+   * dead owner (never a valid lease, even the caller's own). Order: highest `priority` first, then
    * oldest id. Concurrent callers, in this process or others, never get the same
    * download. The status is left as it is: the caller moves it on. With
    * `under`, only downloads whose output starts with that string.

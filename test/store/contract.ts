@@ -589,6 +589,17 @@ export function storeContract (name: string, open: (opts: ContractOpenOptions) =
         expect(await store.renewLease(id, A, TTL, T0 + TTL + 2)).toBe(false)
       })
 
+      it('takes a download a shutdown or a crash paused, never one a person paused or a full disk stopped', async () => {
+        const byPerson = await store.createDownload(newDownload({ output: '/o/person' }), T0)
+        await store.markDownloadPaused(byPerson.id, null, null)
+        const diskFull = await store.createDownload(newDownload({ output: '/o/disk' }), T0)
+        await store.markDownloadPaused(diskFull.id, 'No space left', 'CIDGET_ERR_DISK_FULL')
+        const interrupted = await store.createDownload(newDownload({ output: '/o/interrupted' }), T0)
+        await store.markDownloadPaused(interrupted.id, 'Interrupted: the process working on it stopped', 'CIDGET_ERR_INTERRUPTED')
+        expect((await store.claimNext(A, TTL, T0))?.id).toBe(interrupted.id)
+        expect(await store.claimNext(A, TTL, T0)).toBeUndefined()
+      })
+
       it('with `under`, only downloads whose output starts with it (a worker\'s own directory)', async () => {
         const mine = await store.createDownload(newDownload({ output: '/fleet/a/x.bin' }), T0)
         await store.createDownload(newDownload({ output: '/fleet/ab/y.bin' }), T0)
