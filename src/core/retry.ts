@@ -21,7 +21,10 @@ export function retryDelay (attempt: number, opts: BackoffOptions = {}): number 
   const jitter = opts.jitter ?? DEFAULTS.BACKOFF_JITTER
   const random = opts.random ?? Math.random
   const n = Math.max(1, Math.floor(attempt))
-  const base = Math.min(max, initial * Math.pow(multiplier, n - 1))
+  const growth = Math.pow(multiplier, n - 1)
+  // 0 × ∞ (a zero initial delay after very many attempts) and 1^∞ are NaN in JS: neither grows
+  const grown = initial === 0 ? 0 : initial * (Number.isNaN(growth) ? 1 : growth)
+  const base = Math.min(max, grown)
   const spread = base * jitter * (2 * random() - 1)
   return Math.max(0, Math.min(max, Math.round(base + spread)))
 }

@@ -3,7 +3,7 @@ import * as dagPb from '@ipld/dag-pb'
 import * as rawCodec from 'multiformats/codecs/raw'
 import { UnixFS } from 'ipfs-unixfs'
 import { CidgetError } from '../../core/errors.js'
-import { verifyBlock } from '../../gateways/block.js'
+import { MAX_BLOCK_BYTES, verifyBlock } from '../../gateways/block.js'
 import type { PartialFile } from '../../sink/partial.js'
 import type { Store } from '../../store/store.js'
 import { DagReader, type BlockSource } from './reader.js'
@@ -59,6 +59,10 @@ export async function checkFileAgainstDag (file: PartialFile, size: number, opts
     if (opts.signal.aborted) throw opts.signal.reason
     if (depth > opts.limits.maxDepth) throw new CidgetError('CIDGET_ERR_DAG_LIMIT', `The DAG is deeper than ${opts.limits.maxDepth} levels`)
     if (cid.code === rawCodec.code && cid.multihash.code !== 0x00 && declared !== undefined) {
+      // what a parent declares is read into memory below: no block can be larger than the limit
+      if (declared > MAX_BLOCK_BYTES) {
+        throw new CidgetError('CIDGET_ERR_DAG_INVALID', `Block ${cid.toString()} is declared as ${declared} bytes, over the ${MAX_BLOCK_BYTES}-byte block limit`)
+      }
       // a raw leaf: its CID is the hash of the range, so the range is checked without fetching it
       const local = await file.read(offset, declared)
       try {
@@ -90,6 +94,11 @@ export async function checkFileAgainstDag (file: PartialFile, size: number, opts
     if (data.byteLength > 0) await compare(offset, data)
     if (node.Links.length > 0) await reader.keep(cid, bytes)
     if (fs.blockSizes.length !== node.Links.length) throw new CidgetError('CIDGET_ERR_DAG_INVALID', `${cid.toString()}: ${node.Links.length} links but ${fs.blockSizes.length} block sizes`)
+    // checked before the children are visited, so that no child is read with a size its parent made up
+    const sum = fs.blockSizes.reduce((a, b) => a + b, BigInt(data.byteLength))
+    if (declared !== undefined && sum !== BigInt(declared)) {
+      throw new CidgetError('CIDGET_ERR_DAG_INVALID', `${cid.toString()} holds ${sum} bytes where its parent declares ${declared}`)
+    }
     let at = offset + data.byteLength
     const leaves: Array<Promise<number>> = []
     for (let j = 0; j < node.Links.length; j++) {
