@@ -65,8 +65,8 @@ export const ERROR_CODES = {
   CIDGET_ERR_OUTSIDE_DIR: {
     kind: 'input',
     retryable: false,
-    message: 'The output path is outside the directory the service writes to',
-    solve: 'Give a path relative to the service\'s --dir, without "..".'
+    message: 'The output path is outside the directory downloads are written to',
+    solve: 'Give a path relative to that directory (the service\'s or the queue\'s --dir), without "..".'
   },
   CIDGET_ERR_UNAUTHORIZED: {
     kind: 'input',

@@ -1,5 +1,5 @@
 import { homedir } from 'node:os'
-import { join, resolve, dirname } from 'node:path'
+import { join, resolve, dirname, sep } from 'node:path'
 import { access, mkdir, rm, stat } from 'node:fs/promises'
 import { constants as fsConstants } from 'node:fs'
 import { setTimeout as delay } from 'node:timers/promises'
@@ -8,12 +8,13 @@ import { CidgetError, toCidgetError, systemCode } from '../core/errors.js'
 import { DEFAULTS, DEFAULT_GATEWAYS } from '../core/defaults.js'
 import { DEFAULT_POLICY, type DownloadPolicy } from '../core/policy.js'
 import { TypedEmitter, type CidgetEvents, type ProgressEvent } from '../core/events.js'
-import { ACTIVE_STATUSES, MODES, type DownloadRecord, type DownloadStatus, type Mode } from '../core/types.js'
+import { ACTIVE_STATUSES, MODES, type DownloadRecord, type DownloadStatus, type Mode, type NewDownload } from '../core/types.js'
 import { parseTarget, defaultName, normalizeGateway } from '../target/parse.js'
 import { HttpClient } from '../gateways/http.js'
 import { openStore, makeOwnerId } from '../store/index.js'
 import type { ListOptions, Store } from '../store/store.js'
 import { exists, removePartial } from '../sink/partial.js'
+import { confinedOutput } from '../sink/confine.js'
 import { runPathDownload } from '../strategies/path.js'
 import { runVerifiedDownload, DEFAULT_DAG_LIMITS, type DagLimits } from '../strategies/verified/index.js'
 import { runCarDownload } from '../strategies/verified/car.js'
@@ -83,6 +84,20 @@ export interface AddOptions {
   gateways?: string[]
   /** Overwrite an existing file at the output path. @default false */
   force?: boolean
+  /** Higher runs first. @default 0 */
+  priority?: number
+}
+
+/** One download of `enqueue`. */
+export interface QueueItem {
+  /** CID, /ipfs/ path, ipfs:// URL or gateway URL. */
+  target: string
+  /** Relative to the queue's directory; ending in '/': a directory that receives the target's name. @default the target's name */
+  output?: string
+  /** @default 'verified' */
+  mode?: Mode
+  sha256?: string
+  gateways?: string[]
   /** Higher runs first. @default 0 */
   priority?: number
 }
@@ -316,6 +331,66 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
     return jobs
   }
 
+  /**
+   * Queues downloads without starting them (status `pending`), all in one
+   * transaction: for a queue that workers drain (`claimNext`). Each output is
+   * relative to `dir` (default: the current directory) and must stay inside it;
+   * none given: the target's name. Nothing is queued if one item is invalid
+   * (CIDGET_ERR_BAD_TARGET, CIDGET_ERR_BAD_OPTION, CIDGET_ERR_OUTSIDE_DIR name
+   * the item by its 1-based number).
+   */
+  async enqueue (items: readonly QueueItem[], opts: { dir?: string } = {}): Promise<DownloadRecord[]> {
+    this.#checkOpen()
+    const dir = resolve(opts.dir ?? '.')
+    const inits: NewDownload[] = []
+    for (const [n, item] of items.entries()) {
+      try {
+        const target = parseTarget(item.target)
+        const mode = item.mode ?? 'verified'
+        if (!MODES.includes(mode)) throw new CidgetError('CIDGET_ERR_BAD_OPTION', `Unknown mode "${String(mode)}" (verified, path or car)`)
+        const name = mode === 'car' ? `${defaultName(target)}.car` : defaultName(target)
+        const output = await confinedOutput(dir, item.output)
+        inits.push({
+          cid: target.cid,
+          path: target.path,
+          target: target.input,
+          output: output.endsWith(sep) ? join(output, name) : output,
+          mode,
+          gateways: item.gateways !== undefined && item.gateways.length > 0
+            ? item.gateways.map(normalizeGateway)
+            : target.gateway !== undefined ? dedupe([normalizeGateway(target.gateway), ...this.#gateways]) : this.#gateways,
+          expectedSha256: item.sha256 === undefined ? null : normalizeSha256(item.sha256),
+          priority: item.priority ?? 0
+        })
+      } catch (err) {
+        const e = toCidgetError(err)
+        throw new CidgetError(e.code, `Item ${n + 1} (${JSON.stringify(item.target)}): ${e.message}`, { cause: err })
+      }
+    }
+    const records = await this.store.createDownloads(inits, this.#now())
+    for (const r of records) this.emit('cidget:download:added', r)
+    return records
+  }
+
+  /**
+   * Takes the next download of the shared queue (highest priority, then the
+   * oldest; see `Store.claimNext`) and starts it here; undefined when nothing
+   * is claimable now. With `under`, only downloads whose output is inside that
+   * directory. A fleet worker calls this whenever it has room.
+   */
+  async claimNext (opts: { under?: string } = {}): Promise<DownloadJob | undefined> {
+    this.#checkOpen()
+    const under = opts.under === undefined ? undefined : resolve(opts.under) + sep
+    const rec = await this.store.claimNext(this.owner, this.#leaseMs, this.#now(), under === undefined ? {} : { under })
+    if (rec === undefined) return undefined
+    return await this.#start(rec.id)
+  }
+
+  /** Downloads this Downloader runs at once. */
+  get concurrency (): number {
+    return this.#concurrency
+  }
+
   /** Pauses a download this Downloader runs (progress made durable first) and resolves with its record. */
   async pause (id: number): Promise<DownloadRecord> {
     const running = this.#running.get(id)
@@ -459,8 +534,23 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
       throw new CidgetError('CIDGET_ERR_LEASE_HELD', `Download ${id} is being worked on by another process (${record.leaseOwner ?? '?'})`)
     }
     const controller = new AbortController()
+    let renewed = this.#now()
     const beat = async (): Promise<void> => {
-      if (!await this.store.renewLease(id, this.owner, this.#leaseMs, this.#now())) {
+      let held: boolean
+      try {
+        held = await this.store.renewLease(id, this.owner, this.#leaseMs, this.#now())
+      } catch (err) {
+        // The state cannot be reached. Our lease runs out at renewed + leaseMs; past that another
+        // process may take the download over, so stop one heartbeat before it (progress is durable).
+        if (this.#now() + this.#heartbeatMs >= renewed + this.#leaseMs) {
+          const e = toCidgetError(err)
+          controller.abort(new CidgetError('CIDGET_ERR_STATE_UNAVAILABLE',
+            `Download ${id} stopped: its lease could not be renewed before it runs out (${e.message})`, { cause: err }))
+        }
+        throw err
+      }
+      if (held) renewed = this.#now()
+      if (!held) {
         controller.abort(new CidgetError('CIDGET_ERR_LEASE_HELD', `Lost the lease of download ${id} to another process`))
         return
       }
@@ -509,7 +599,9 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
     } catch (thrown) {
       running.flushProgress?.()
       const err = controller.signal.aborted ? toCidgetError(controller.signal.reason) : toCidgetError(thrown)
-      await this.#settle(id, running, record, err)
+      // without the state (PostgreSQL unreachable), the status cannot be written: the lease then
+      // lapses and the download is claimed again, from its durable progress
+      await this.#settle(id, running, record, err).catch(() => {})
     } finally {
       running.flushProgress?.()
       clearInterval(running.heartbeat)
@@ -518,7 +610,12 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
       this.#active--
       this.#pump()
     }
-    return await this.#mustGet(id)
+    try {
+      return await this.#mustGet(id)
+    } catch {
+      // the state cannot be read just now: the record as this run last knew it
+      return { ...record, status: running.status }
+    }
   }
 
   /**

@@ -9,7 +9,7 @@ import type { DownloadRecord } from '../core/types.js'
 import type { Downloader } from '../engine/downloader.js'
 import { authenticate } from './auth.js'
 import { renderMetrics, type MetricsCollector } from './metrics.js'
-import { isWithin, serviceOutput } from './output.js'
+import { isWithin, confinedOutput } from '../sink/confine.js'
 import {
   LIST_LIMIT, addBodySchema, deleteQuerySchema, idParamsSchema, listQuerySchema, noQuerySchema,
   type AddBody, type DeleteQuery, type IdParams, type ListQuery
@@ -49,7 +49,7 @@ export function registerApi (api: FastifyInstance, opts: { downloader: Downloade
 
   api.post<{ Body: AddBody }>('/api/downloads', { schema: { body: addBodySchema, querystring: noQuerySchema } }, async (request, reply) => {
     const b = request.body
-    const output = await serviceOutput(dir, b.output)
+    const output = await confinedOutput(dir, b.output)
     const job = await dl.add(b.target, {
       output,
       ...(b.mode === undefined ? {} : { mode: b.mode }),

@@ -1,12 +1,13 @@
 /**
- * Outputs of downloads added through the service stay inside its `--dir`.
+ * Outputs that must stay inside one directory: those of downloads added
+ * through the service (its `--dir`) or queued for fleet workers.
  */
 import { realpath } from 'node:fs/promises'
 import { dirname, isAbsolute, relative, resolve, sep } from 'node:path'
 import { CidgetError, systemCode } from '../core/errors.js'
 
 function outside (output: string, dir: string, why: string): CidgetError {
-  return new CidgetError('CIDGET_ERR_OUTSIDE_DIR', `Output "${output}" is outside the service's directory ${dir}: ${why}`)
+  return new CidgetError('CIDGET_ERR_OUTSIDE_DIR', `Output "${output}" is outside the directory ${dir}: ${why}`)
 }
 
 /** True when `path` is `dir` or below it (both absolute and normalized). */
@@ -39,7 +40,7 @@ async function realAncestor (path: string): Promise<{ real: string, rest: string
  * through a symlink already on disk. A trailing `/` is kept: the engine puts
  * the default name inside such a directory.
  */
-export async function serviceOutput (dir: string, output: string | undefined): Promise<string> {
+export async function confinedOutput (dir: string, output: string | undefined): Promise<string> {
   const root = resolve(dir)
   if (output === undefined) return root + sep
   if (output.includes('\0')) throw new CidgetError('CIDGET_ERR_BAD_OPTION', 'The output path contains a NUL byte')
