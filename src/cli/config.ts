@@ -8,6 +8,7 @@ import { DEFAULT_POLICY, type DownloadPolicy } from '../core/policy.js'
 export type Settings = Partial<DownloadPolicy> & {
   state?: string
   gateways?: string[]
+  userAgent?: string
   concurrency?: number
   leaseMs?: number
   heartbeatMs?: number
@@ -17,7 +18,7 @@ export type Settings = Partial<DownloadPolicy> & {
 }
 
 const NUMBER_KEYS = [...Object.keys(DEFAULT_POLICY), 'concurrency', 'leaseMs', 'heartbeatMs', 'blockConcurrency', 'runBlocks', 'hedgeAfterMs'] as const
-const KEYS = new Set<string>([...NUMBER_KEYS, 'state', 'gateways'])
+const KEYS = new Set<string>([...NUMBER_KEYS, 'state', 'gateways', 'userAgent'])
 
 /** `maxResumeAttempts` → `CIDGET_MAX_RESUME_ATTEMPTS`. */
 export function envName (key: string): string {
@@ -35,7 +36,10 @@ function num (key: string, value: unknown, from: string): number {
 function merge (into: Settings, raw: Record<string, unknown>, from: string): void {
   for (const [key, value] of Object.entries(raw)) {
     if (!KEYS.has(key)) throw new CidgetError('CIDGET_ERR_BAD_OPTION', `${from}: unknown setting "${key}"`)
-    if (key === 'state') {
+    if (key === 'userAgent') {
+      if (typeof value !== 'string' || value.trim() === '' || /[\r\n\0]/.test(value)) throw new CidgetError('CIDGET_ERR_BAD_OPTION', `${from}: userAgent must be one line of text`)
+      into.userAgent = value
+    } else if (key === 'state') {
       if (typeof value !== 'string' || value === '') throw new CidgetError('CIDGET_ERR_BAD_OPTION', `${from}: state must be a path`)
       into.state = value
     } else if (key === 'gateways') {

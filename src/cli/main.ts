@@ -9,6 +9,7 @@ import { registerDemo } from './commands/demo.js'
 import { registerGateways } from './commands/gateways.js'
 import { registerServe } from './commands/serve.js'
 import { registerAdd } from './commands/add.js'
+import { registerWorker } from './commands/worker.js'
 import { EXIT } from './exit.js'
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
@@ -30,6 +31,7 @@ registerList(program)
 registerGateways(program)
 registerServe(program)
 registerAdd(program)
+registerWorker(program)
 registerDemo(program)
 
 // Subcommands exit through the same override as the program.

@@ -58,6 +58,8 @@ export interface DownloaderInit extends Partial<DownloadPolicy> {
   checkPath?: boolean
   /** Pause downloads whose process died (`in_progress` with a dead lease) on open. @default true */
   recover?: boolean
+  /** The User-Agent of every request. @default "cidget" */
+  userAgent?: string
   /** undici dispatcher for all requests (tests, proxies). */
   dispatcher?: Dispatcher
   /** Clock, sleep and randomness, injectable for tests. */
@@ -67,7 +69,7 @@ export interface DownloaderInit extends Partial<DownloadPolicy> {
 }
 
 const INIT_KEYS = new Set<string>([
-  'state', 'store', 'gateways', 'concurrency', 'leaseMs', 'heartbeatMs', 'owner', 'recover', 'dispatcher', 'progressIntervalMs',
+  'state', 'store', 'gateways', 'concurrency', 'leaseMs', 'heartbeatMs', 'owner', 'recover', 'dispatcher', 'userAgent', 'progressIntervalMs',
   'blockConcurrency', 'runBlocks', 'hedgeAfterMs', 'limits', 'skipSymlinks', 'checkPath',
   'now', 'sleep', 'random', ...Object.keys(DEFAULT_POLICY)
 ])
@@ -191,7 +193,11 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
     this.#now = init.now ?? Date.now
     this.#sleep = init.sleep ?? abortableSleep
     this.#random = init.random ?? Math.random
-    this.#http = new HttpClient({ timeoutMs: policy.timeoutMs, ...(init.dispatcher === undefined ? {} : { dispatcher: init.dispatcher }) })
+    this.#http = new HttpClient({
+      timeoutMs: policy.timeoutMs,
+      ...(init.dispatcher === undefined ? {} : { dispatcher: init.dispatcher }),
+      ...(init.userAgent === undefined ? {} : { userAgent: init.userAgent })
+    })
   }
 
   /** Opens the state, checks the options, and (by default) recovers downloads of dead processes. */
@@ -567,7 +573,7 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
     const running: Running = { controller, heartbeat, status: record.status, done: Promise.resolve(record) }
     running.done = (async () => {
       await slot
-      return await this.#run(id, running)
+      return await this.#run(id, running, record)
     })()
     this.#running.set(id, running)
     this.#queue.push({ id, priority: record.priority, start: startRun })
@@ -585,10 +591,11 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
     }
   }
 
-  async #run (id: number, running: Running): Promise<DownloadRecord> {
+  async #run (id: number, running: Running, queued: DownloadRecord): Promise<DownloadRecord> {
     const { controller } = running
-    const record = await this.#mustGet(id)
+    let record = queued
     try {
+      record = await this.#mustGet(id)
       if (controller.signal.aborted) throw controller.signal.reason
       const ctx = this.#context(record, running)
       const result = record.mode === 'path' ? await this.#path(ctx) : await this.#verified(ctx)
@@ -596,6 +603,7 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
       await this.store.updateDownload(id, { gateway: result.gateway, control: null }, this.#now())
       await this.store.markDownloadSuccess(id, result.hash, result.size, this.#now())
       this.#emitStatus(id, 'success', running.status, null, null)
+      running.status = 'success'
     } catch (thrown) {
       running.flushProgress?.()
       const err = controller.signal.aborted ? toCidgetError(controller.signal.reason) : toCidgetError(thrown)
@@ -605,7 +613,8 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
     } finally {
       running.flushProgress?.()
       clearInterval(running.heartbeat)
-      await this.store.releaseLease(id, this.owner).catch(() => {})
+      // once more if the first try fails (a dropped connection is replaced by then); else the lease runs out
+      await this.store.releaseLease(id, this.owner).catch(async () => { await this.store.releaseLease(id, this.owner) }).catch(() => {})
       this.#running.delete(id)
       this.#active--
       this.#pump()
@@ -730,28 +739,33 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
     switch (err.code) {
       case 'CIDGET_ERR_LEASE_HELD':
         return // another process owns it now: its status is not ours to write
+      case 'CIDGET_ERR_STATE_UNAVAILABLE':
+        // not the download's fault: it stays as it is (its progress is durable), and once the lease
+        // is released here, or has run out, the queue hands it out again
+        return
       case 'CIDGET_ERR_CANCELLED':
         await removePartial(record.output).catch(() => {})
         await this.store.clearProgress(id).catch(() => {})
         await this.store.updateDownload(id, { status: 'cancelled', currentSize: 0, error: null, errorCode: null }, this.#now())
         this.#emitStatus(id, 'cancelled', from, null, null)
+        running.status = 'cancelled'
         return
       case 'CIDGET_ERR_PAUSED':
         await this.store.markDownloadPaused(id, null, null)
         this.#emitStatus(id, 'paused', from, null, null)
+        running.status = 'paused'
         return
       case 'CIDGET_ERR_INTERRUPTED':
-        // paused by a shutdown, not by a person: `resumeAll({ interruptedOnly: true })` picks it up
-        await this.store.markDownloadPaused(id, err.message, err.code)
-        this.#emitStatus(id, 'paused', from, err.message, err.code)
-        return
       case 'CIDGET_ERR_DISK_FULL':
+        // INTERRUPTED: paused by a shutdown, not by a person (`resumeAll({ interruptedOnly: true })` and the queue pick it up)
         await this.store.markDownloadPaused(id, err.message, err.code)
         this.#emitStatus(id, 'paused', from, err.message, err.code)
+        running.status = 'paused'
         return
       default:
         await this.store.markDownloadFailed(id, err.message, err.code)
         this.#emitStatus(id, 'failed', from, err.message, err.code)
+        running.status = 'failed'
     }
   }
 

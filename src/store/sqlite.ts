@@ -161,7 +161,8 @@ function prepareStatements (db: Database.Database) {
       'UPDATE ipfs_downloads SET status = \'failed\', error = ?, "errorCode" = ?, "updatedAt" = ? WHERE id = ?'),
     markSuccess: db.prepare<{ id: number, hash: string | null, size: number, now: number }>(
       `UPDATE ipfs_downloads SET status = 'success', hash = @hash, size = @size, "currentSize" = @size,
-      "completedAt" = @now, error = NULL, "errorCode" = NULL, "updatedAt" = @now WHERE id = @id`),
+      "completedAt" = @now, error = NULL, "errorCode" = NULL, "leaseOwner" = NULL, "leaseExpires" = NULL,
+      "updatedAt" = @now WHERE id = @id`),
     // One statement for every patch: a field is written only when its set_ flag is 1.
     update: db.prepare<Record<string, BindValue>>(
       `UPDATE ipfs_downloads SET\n  ${patchAssignments},\n  "updatedAt" = @now\nWHERE id = @id`),

@@ -63,7 +63,7 @@ export interface Store {
   /** Seed: status → paused with the error message (and code). */
   markDownloadPaused (id: number, error: string | null, errorCode?: string | null): Promise<void>
   markDownloadFailed (id: number, error: string, errorCode: string): Promise<void>
-  /** `hash` is the SHA-256 of a single file, null for a directory. */
+  /** `hash` is the SHA-256 of a single file, null for a directory. The lease is released in the same write. */
   markDownloadSuccess (id: number, hash: string | null, size: number, now?: number): Promise<void>
   updateDownload (id: number, patch: DownloadPatch, now?: number): Promise<void>
   deleteDownload (id: number): Promise<boolean>

@@ -92,6 +92,8 @@ export interface RequestRecord {
   status: number
   /** Body bytes written so far (headers excluded). */
   bytesSent: number
+  /** The `User-Agent` request header, or `null`. */
+  userAgent: string | null
   /** For a CAR answer: the CIDs of the blocks its body carries, in order (a fault may cut it short); otherwise `null`. */
   carBlocks: string[] | null
   /** The type of the fault applied to this request, or `null`. */
@@ -385,6 +387,7 @@ class TestGatewayServer extends EventEmitter<TestGatewayEvents> implements TestG
       format: ipfs === null ? null : detectFormat(url.searchParams, req.headers.accept),
       range: req.headers.range ?? null,
       ifRange: headerValue(req.headers['if-range']),
+      userAgent: req.headers['user-agent'] ?? null,
       status: 0,
       bytesSent: 0,
       carBlocks: null,

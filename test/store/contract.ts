@@ -589,6 +589,13 @@ export function storeContract (name: string, open: (opts: ContractOpenOptions) =
         expect(await store.renewLease(id, A, TTL, T0 + TTL + 2)).toBe(false)
       })
 
+      it('markDownloadSuccess releases the lease in the same write', async () => {
+        const { id } = await store.createDownload(newDownload(), T0)
+        expect(await store.claimLease(id, A, TTL, T0)).toBe(true)
+        await store.markDownloadSuccess(id, null, 10, T0 + 1)
+        expect(await store.getDownload(id)).toMatchObject({ status: 'success', leaseOwner: null, leaseExpires: null })
+      })
+
       it('takes a download a shutdown or a crash paused, never one a person paused or a full disk stopped', async () => {
         const byPerson = await store.createDownload(newDownload({ output: '/o/person' }), T0)
         await store.markDownloadPaused(byPerson.id, null, null)
