@@ -40,7 +40,7 @@ function merge (into: Settings, raw: Record<string, unknown>, from: string): voi
       if (typeof value !== 'string' || value.trim() === '' || /[\r\n\0]/.test(value)) throw new CidgetError('CIDGET_ERR_BAD_OPTION', `${from}: userAgent must be one line of text`)
       into.userAgent = value
     } else if (key === 'state') {
-      if (typeof value !== 'string' || value === '') throw new CidgetError('CIDGET_ERR_BAD_OPTION', `${from}: state must be a path`)
+      if (typeof value !== 'string' || value === '') throw new CidgetError('CIDGET_ERR_BAD_OPTION', `${from}: state must be a file path or a postgres:// URL`)
       into.state = value
     } else if (key === 'gateways') {
       const list = typeof value === 'string' ? value.split(',').map(s => s.trim()).filter(s => s !== '') : value

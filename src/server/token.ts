@@ -1,15 +1,21 @@
 /**
  * The service's API token: given (`--token`, `CIDGET_TOKEN`), or generated on
- * first start and kept next to the state file (`<state dir>/token`, mode 0600).
+ * first start and kept next to the state file (`<state dir>/token`, mode 0600;
+ * `~/.cidget/token` for a PostgreSQL state).
  */
 import { randomBytes } from 'node:crypto'
 import { chmod, readFile, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { CidgetError, systemCode } from '../core/errors.js'
+import { isPostgresUrl } from '../store/index.js'
+import { defaultStatePath } from '../engine/downloader.js'
 
-/** Where the token of a service with this state file is kept. */
-export function tokenFile (statePath: string): string {
-  return join(dirname(statePath), 'token')
+/**
+ * Where the token of a service with this state is kept: next to a SQLite file;
+ * for a PostgreSQL state, in the directory of the default state (~/.cidget).
+ */
+export function tokenFile (state: string): string {
+  return join(dirname(isPostgresUrl(state) ? defaultStatePath() : state), 'token')
 }
 
 /** Checks a token given by a person: printable ASCII without spaces (it travels in a header and a URL). */

@@ -170,6 +170,52 @@ describe.skipIf(!available)('cidget worker: a fleet on one PostgreSQL queue', ()
     }
   }
 
+  it('cidget serve on the PostgreSQL state pages through the whole queue, runs what is added through it, and leaves the queue to the workers', async () => {
+    await setup(64 * 1024 * 1024)
+    const child = spawn(process.execPath, [CLI, 'serve', '--state', db.url, '--port', '0', '--dir', dir, '--no-auth', '-g', gateway.url], {
+      env: { ...process.env, HOME: dir, CIDGET_TOKEN: '', CIDGET_LEASE_MS: '1500', CIDGET_HEARTBEAT_MS: '150' },
+      stdio: ['ignore', 'ignore', 'pipe']
+    })
+    const exited = new Promise<{ code: number | null }>(resolve => child.on('close', code => resolve({ code })))
+    workers.push({ name: 'serve', child, events: [], exited: exited.then(e => ({ ...e, signal: null })) })
+    let stderr = ''
+    const base = await new Promise<string>((resolve, reject) => {
+      child.stderr!.on('data', (d: Buffer) => {
+        stderr += d.toString()
+        const m = /cidget serving (http:\/\/127\.0\.0\.1:\d+)\//.exec(stderr)
+        if (m !== null) resolve(m[1]!)
+      })
+      void exited.then(({ code }) => reject(new Error(`serve exited ${String(code)}: ${stderr}`)))
+    })
+    const get = async <T>(path: string): Promise<T> => await (await fetch(base + path)).json() as T
+    // every queued download, page by page
+    const seen: number[] = []
+    for (let cursor: string | null = ''; cursor !== null;) {
+      const page: { items: DownloadRecord[], nextCursor: string | null } = await get(`/api/downloads?limit=100${cursor === '' ? '' : `&cursor=${cursor}`}`)
+      seen.push(...page.items.map(r => r.id))
+      cursor = page.nextCursor
+    }
+    expect(seen).toHaveLength(COUNT)
+    // a download added through the service runs in the service
+    const extra = seededBytes(300 * KiB, 77)
+    const extraCid = (await addFile(blocks, extra)).toString()
+    const added = await (await fetch(base + '/api/downloads', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ target: extraCid, output: 'extra.bin' }) })).json() as DownloadRecord
+    for (let r = added; r.status !== 'success'; r = await get<DownloadRecord>(`/api/downloads/${added.id}`)) {
+      expect(['pending', 'in_progress', 'resuming']).toContain(r.status)
+      await new Promise(resolve => setTimeout(resolve, 50))
+    }
+    expect(sha256(await readFile(join(dir, 'extra.bin')))).toBe(sha256(extra))
+    // the queue itself was left alone: nothing claimed it
+    const store = await PostgresStore.open(db.url)
+    try {
+      expect((await store.countByStatus()).pending).toBe(COUNT)
+    } finally {
+      await store.close()
+    }
+    child.kill('SIGTERM')
+    expect((await exited).code).toBe(0)
+  }, 60_000)
+
   it('four workers drain 300 downloads: every file right, none worked by two workers at once', async () => {
     await setup(24 * 1024 * 1024)
     for (let i = 0; i < 4; i++) startWorker(`w${i}`)

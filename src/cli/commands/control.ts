@@ -14,7 +14,7 @@ function registerControl (program: Command, name: string, description: string, d
   return program.command(name)
     .description(description)
     .argument('<id>', 'download id')
-    .option('--state <file>', 'SQLite state file')
+    .option('--state <location>', 'state: a SQLite file or a postgres:// URL (default: $CIDGET_STATE or ~/.cidget/state.db)')
     .option('--json', 'print the record as JSON')
     .option('--server <url>', 'act through a running `cidget serve` instead of the state file')
     .option('--token <token>', 'API token for --server (default: $CIDGET_TOKEN, else the token file next to the default state)')

@@ -47,7 +47,7 @@ export function registerGet (program: Command): void {
     .option('-g, --gateway <url>', 'gateway base URL; repeat for several (replaces the default list)', (v: string, prev: string[] | undefined) => [...(prev ?? []), v])
     .option('--mode <mode>', 'verified: every block checked against the CID, from all gateways at once; path: HTTP Range on one gateway at a time; car: verified blocks as a CAR file', 'verified')
     .option('--sha256 <hex>', 'expected SHA-256 of the file')
-    .option('--state <file>', 'SQLite state file (default: $CIDGET_STATE or ~/.cidget/state.db)')
+    .option('--state <location>', 'state: a SQLite file or a postgres:// URL (default: $CIDGET_STATE or ~/.cidget/state.db)')
     .option('--timeout <ms>', 'idle timeout: longest wait without a byte', parseIntOption('--timeout', 1))
     .option('--max-resume-attempts <n>', 'resumes after interruptions before giving up', parseIntOption('--max-resume-attempts', 0))
     .option('--force', 'overwrite an existing output file')

@@ -12,7 +12,7 @@ export function registerResume (program: Command): void {
     .description('continue a paused, failed or interrupted download, or all paused ones with --all')
     .argument('[id]', 'download id')
     .option('--all', 'resume every paused and pending download (and recover interrupted ones)')
-    .option('--state <file>', 'SQLite state file')
+    .option('--state <location>', 'state: a SQLite file or a postgres:// URL (default: $CIDGET_STATE or ~/.cidget/state.db)')
     .option('--skip-symlinks', 'verified directories: leave symlinks out instead of refusing unsafe ones')
     .option('--json', 'print the final records as JSON (one per line)')
     .option('-q, --quiet', 'print nothing but errors')

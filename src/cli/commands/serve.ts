@@ -6,6 +6,7 @@ import { defaultStatePath } from '../../engine/downloader.js'
 import { isLoopbackHost } from '../../server/auth.js'
 import { checkToken, loadOrCreateToken, tokenFile } from '../../server/token.js'
 import { loadSettings } from '../config.js'
+import { isPostgresUrl } from '../../store/index.js'
 import { action, openDownloader, parseIntOption, EXIT } from '../context.js'
 import { errorLine } from '../exit.js'
 
@@ -34,7 +35,7 @@ export function registerServe (program: Command): void {
     .description('run the service: HTTP API, live events (WebSocket, SSE), metrics and the web dashboard')
     .option('--host <host>', 'address to listen on', '127.0.0.1')
     .option('--port <port>', `port to listen on (0: any free one, printed) (default: ${DEFAULT_PORT})`, parseIntOption('--port', 0), DEFAULT_PORT)
-    .option('--state <file>', 'SQLite state file (default: $CIDGET_STATE or ~/.cidget/state.db)')
+    .option('--state <location>', 'state: a SQLite file or a postgres:// URL (default: $CIDGET_STATE or ~/.cidget/state.db)')
     .option('--dir <dir>', 'directory the downloads are written to (default: ~/.cidget/downloads)')
     .option('--concurrency <n>', 'downloads at once (default: 4)', parseIntOption('--concurrency', 1))
     .option('-g, --gateway <url>', 'gateway base URL for downloads that name none; repeat for several', (v: string, prev: string[] | undefined) => [...(prev ?? []), v])
@@ -56,7 +57,10 @@ async function serve (flags: ServeFlags): Promise<ServeExit> {
       throw new CidgetError('CIDGET_ERR_BAD_OPTION', `--no-auth is only allowed with a loopback --host (127.0.0.1, ::1, localhost), not "${flags.host}"`)
     }
   }
-  const statePath = resolve(flags.state ?? loadSettings().state ?? defaultStatePath())
+  const state = flags.state ?? loadSettings().state ?? defaultStatePath()
+  // a PostgreSQL URL is used as it is; a file path is made absolute (the token is kept next to it)
+  const fleet = isPostgresUrl(state)
+  const statePath = fleet ? state : resolve(state)
   const dir = resolve(flags.dir ?? join(homedir(), '.cidget', 'downloads'))
   const dl = await openDownloader({
     state: statePath,
@@ -139,9 +143,11 @@ async function serve (flags: ServeFlags): Promise<ServeExit> {
   const base = `http://${urlHost(flags.host)}:${port}/`
   process.stderr.write(`cidget serving ${base} (dashboard: ${base}${token === null ? '' : `#token=${encodeURIComponent(token)}`})\n`)
 
-  // what a crash or the last shutdown stopped goes on; what a person paused stays paused
+  // what a crash or the last shutdown stopped goes on; what a person paused stays paused.
+  // On a shared PostgreSQL queue that is the workers' job (`cidget worker`): the service shows
+  // the whole queue and runs what is added through it.
   try {
-    if (!stopping) await dl.resumeAll({ interruptedOnly: true })
+    if (!stopping && !fleet) await dl.resumeAll({ interruptedOnly: true })
   } catch (err) {
     if (!stopping) process.stderr.write(errorLine(err) + '\n')
   }
