@@ -2,8 +2,8 @@
  * cidget: resumable, verifying downloads of IPFS content over HTTP gateways.
  * The library API; the test gateway is in `cidget/testing`.
  */
-export { Downloader, defaultStatePath } from './engine/index.js'
-export type { DownloaderInit, AddOptions, DownloadJob } from './engine/index.js'
+export { Downloader, defaultStatePath, runWorker } from './engine/index.js'
+export type { DownloaderInit, AddOptions, DownloadJob, QueueItem, WorkerOptions, WorkerEvent, WorkerSummary } from './engine/index.js'
 export { CidgetError, ERROR_CODES, isCidgetError } from './core/errors.js'
 export type { ErrorCode, ErrorKind } from './core/errors.js'
 export { DEFAULTS, DEFAULT_GATEWAYS } from './core/defaults.js'
@@ -15,5 +15,5 @@ export { STATUSES, MODES } from './core/types.js'
 export type { DownloadRecord, DownloadStatus, Mode } from './core/types.js'
 export { parseTarget, defaultName, normalizeGateway } from './target/index.js'
 export type { Target } from './target/index.js'
-export { openStore, SqliteStore } from './store/index.js'
+export { openStore, SqliteStore, PostgresStore } from './store/index.js'
 export type { Store, ListOptions } from './store/index.js'
