@@ -99,11 +99,12 @@ export class RemoteClient {
     return await this.#call('GET', `/api/downloads${qs === '' ? '' : `?${qs}`}`)
   }
 
-  /** Every download (with this status), page by page, at most `limit`. */
-  async listAll (opts: { status?: DownloadStatus, limit?: number } = {}): Promise<DownloadRecord[]> {
+  /** Every download (with this status, and an id above `afterId`), page by page, at most `limit`. */
+  async listAll (opts: { status?: DownloadStatus, limit?: number, afterId?: number } = {}): Promise<DownloadRecord[]> {
     const out: DownloadRecord[] = []
     const want = opts.limit ?? Number.MAX_SAFE_INTEGER
-    let cursor: string | null = null
+    // the service's cursor is the last id of the page before
+    let cursor: string | null = opts.afterId === undefined || opts.afterId <= 0 ? null : String(opts.afterId)
     do {
       const page: DownloadPage = await this.list({ ...(opts.status === undefined ? {} : { status: opts.status }), limit: Math.min(1000, want - out.length), cursor })
       out.push(...page.items)

@@ -373,6 +373,14 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
         throw new CidgetError(e.code, `Item ${n + 1} (${JSON.stringify(item.target)}): ${e.message}`, { cause: err })
       }
     }
+    const seen = new Map<string, number>()
+    for (const [n, init] of inits.entries()) {
+      const first = seen.get(init.output)
+      if (first !== undefined) {
+        throw new CidgetError('CIDGET_ERR_OUTPUT_IN_USE', `Item ${n + 1} (${JSON.stringify(items[n]?.target)}): item ${first + 1} writes to ${init.output} too`)
+      }
+      seen.set(init.output, n)
+    }
     const records = await this.store.createDownloads(inits, this.#now())
     for (const r of records) this.emit('cidget:download:added', r)
     return records
