@@ -1,4 +1,5 @@
 import { createHash, type Hash } from 'node:crypto'
+import { DEFAULTS } from '../core/defaults.js'
 import { CidgetError, toCidgetError } from '../core/errors.js'
 import { parseRetryAfter, retryDelay } from '../core/retry.js'
 import { gatewayUrl } from '../target/parse.js'
@@ -60,6 +61,10 @@ export async function runPathDownload (ctx: StrategyContext): Promise<StrategyRe
     const onDisk = await file.size()
     let offset = Math.min(onDisk, record.currentSize)
     if (onDisk !== offset) await file.truncate(offset)
+    // progress without its data (deleted, or recorded on another machine): said in the record once the run has its status
+    let restartNote = offset === 0 && record.currentSize > 0
+      ? `Restarted from the beginning: the partial data ${record.output}${DEFAULTS.PARTIAL_SUFFIX} holds none of the ${record.currentSize} bytes an earlier run recorded (deleted, or written on another machine)`
+      : undefined
     if (offset !== record.currentSize) await store.updateDownload(id, { currentSize: offset })
     let durable = offset
     let lastSync = ctx.now()
@@ -157,6 +162,10 @@ export async function runPathDownload (ctx: StrategyContext): Promise<StrategyRe
       attempts++
       const status = offset > 0 ? 'resuming' : 'in_progress'
       await ctx.setStatus(status)
+      if (restartNote !== undefined) {
+        await store.updateDownload(id, { error: restartNote, errorCode: null })
+        restartNote = undefined
+      }
       await record_(status)
 
       const headers: Record<string, string> = {}

@@ -161,6 +161,24 @@ describe('leases across owners', () => {
     for (const leaf of leaves.slice(0, 4)) expect(fetched.filter(p => p === leaf)).toHaveLength(2)
   })
 
+  it('path mode: progress whose partial file is gone restarts from the beginning and says so', async () => {
+    w = await world({ size: 2 * MiB })
+    w.gateways[0]!.addFault({ fault: { type: 'stall', afterBytes: 600 * KiB }, times: 1, match: { format: 'path' } })
+    const dl = await w.open({ timeoutMs: 200 })
+    const job = await dl.add(w.cid, { mode: 'path', output: join(w.dir, 'p') })
+    await progressReaches(dl, job.id, 512 * KiB)
+    await dl.pause(job.id)
+    expect((await dl.get(job.id))!.currentSize).toBeGreaterThan(0)
+    await rm(join(w.dir, 'p.cidget-partial'))
+    w.gateways[0]!.addFault({ fault: { type: 'stall', afterBytes: 300 * KiB }, times: 1, match: { format: 'path' } })
+    const resumed = await dl.resume(job.id)
+    await progressReaches(dl, job.id, 256 * KiB)
+    expect((await dl.get(job.id))!.error).toMatch(/^Restarted from the beginning: the partial data .*p\.cidget-partial holds none of the \d+ bytes an earlier run recorded/)
+    const done = await resumed.done
+    expect(done.status, done.error ?? '').toBe('success')
+    expect(sha256(await readFile(done.output))).toBe(w.sha)
+  })
+
   it('pause and cancel from another Downloader act through the store at the next heartbeat', async () => {
     w = await world({ size: 2 * MiB })
     const a = await w.open({ heartbeatMs: 20, now: () => Date.now() })
