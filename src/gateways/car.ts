@@ -25,6 +25,14 @@ export const CAR_MEDIA_TYPE = 'application/vnd.ipld.car; version=1; order=dfs; d
 /** Statuses by which a gateway says it does not serve CAR entity ranges (rather than that it failed). */
 const UNSUPPORTED_STATUSES = new Set([400, 406, 415, 501])
 
+/** The bytes of a run: `from` to `to` (inclusive) of the entity; `nodes` inner nodes may come with the leaves. */
+export interface RunRange {
+  from: number
+  to: number
+  /** Inner nodes the CAR may carry besides the leaves, the entity's own included. @default 1 */
+  nodes?: number
+}
+
 export interface CarRunOptions {
   signal?: AbortSignal
   /** Largest block accepted, in bytes. */
@@ -62,7 +70,7 @@ export async function fetchCarRun (
   http: HttpClient,
   gateway: string,
   entity: CID,
-  range: { from: number, to: number },
+  range: RunRange,
   expected: ReadonlyMap<string, CID>,
   onBlock: (key: string, bytes: Uint8Array) => Promise<void> | void,
   opts: CarRunOptions
@@ -85,8 +93,9 @@ export async function fetchCarRun (
     res.discard()
     throw new CarUnsupportedError(`${gateway}: answered ${type === '' ? 'without a content type' : type} for ${what}, not a CAR`, gateway, res.status)
   }
-  // the range's leaves, the entity's own node, and each section's length and CID
-  const allowance = (range.to - range.from + 1) + opts.maxBlockBytes + (expected.size + 2) * 128
+  // the range's leaves, the inner nodes on the way to them, and each section's length and CID
+  const nodes = range.nodes ?? 1
+  const allowance = (range.to - range.from + 1) + nodes * opts.maxBlockBytes + (expected.size + nodes + 1) * 128
   let received = 0
   async function * counted (): AsyncGenerator<Uint8Array> {
     for await (const chunk of res.body) {

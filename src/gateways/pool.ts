@@ -20,7 +20,7 @@ import { CidgetError } from '../core/errors.js'
 import { DEFAULTS } from '../core/defaults.js'
 import { retryDelay, type BackoffOptions } from '../core/retry.js'
 import { MAX_BLOCK_BYTES, checkMultihash, fetchRawBlock, identityBytes } from './block.js'
-import { CarUnsupportedError, fetchCarRun } from './car.js'
+import { CarUnsupportedError, fetchCarRun, type RunRange } from './car.js'
 import type { HttpClient } from './http.js'
 
 /** The abort reason of a wake-up (something changed: a permit, a gateway); not an error. */
@@ -306,7 +306,7 @@ export class GatewayPool {
    *
    * @returns false, and nothing starts, when no gateway left can serve CAR ranges
    */
-  prefetchRun (entity: CID, range: { from: number, to: number }, leaves: CID[], signal: AbortSignal): boolean {
+  prefetchRun (entity: CID, range: RunRange, leaves: CID[], signal: AbortSignal): boolean {
     if (signal.aborted || !this.#gateways.some((g) => !g.dropped && g.car !== false)) return false
     const run = new Map<string, RunLeaf>()
     for (const cid of leaves) {
@@ -353,7 +353,7 @@ export class GatewayPool {
 
   // --- a run of leaves -------------------------------------------------------------
 
-  async #run (entity: CID, range: { from: number, to: number }, run: Map<string, RunLeaf>, signal: AbortSignal): Promise<void> {
+  async #run (entity: CID, range: RunRange, run: Map<string, RunLeaf>, signal: AbortSignal): Promise<void> {
     try {
       const gateway = await this.#startRun(signal)
       if (gateway !== undefined) await this.#stream(gateway, entity, range, run, signal)
@@ -390,7 +390,7 @@ export class GatewayPool {
   }
 
   /** Streams the run from `gateway`, which holds a permit (and counts the request in flight) until the stream ends. */
-  async #stream (gateway: Gateway, entity: CID, range: { from: number, to: number }, run: Map<string, RunLeaf>, signal: AbortSignal): Promise<void> {
+  async #stream (gateway: Gateway, entity: CID, range: RunRange, run: Map<string, RunLeaf>, signal: AbortSignal): Promise<void> {
     const expected = new Map<string, CID>()
     for (const [key, leaf] of run) expected.set(key, leaf.cid)
     const started = performance.now()

@@ -287,6 +287,28 @@ describe('CAR runs of leaves', () => {
     ])
   })
 
+  it('runs go on across the boundaries of inner nodes: the next node\'s leaves are planned before the walk gets there', async () => {
+    const blocks = new MemoryBlocks()
+    // 40 leaves of 256 KiB under 4 inner nodes of 10 (2.5 MiB each) under the root
+    const data = seededBytes(10 * MiB, 24)
+    const cid = await addFile(blocks, data, { layout: balanced({ maxChildrenPerNode: 10 }) })
+    const inner = dagPb.decode(blocks.get(cid)).Links.map(l => l.Hash.toString())
+    expect(inner).toHaveLength(4)
+    const s = await setup(blocks)
+    const dl = await s.open({ runBlocks: 8 })
+    const done = await (await dl.add(cid.toString(), { output: join(s.dir, 'out') })).done
+    expect(done.status, done.error ?? '').toBe('success')
+    expect(sha256(await readFile(done.output))).toBe(sha256(data))
+    const cars = s.gateways[0]!.requests.filter(r => r.format === 'car')
+    // runs of the root's bytes, one of them spanning two inner nodes (it carries both)
+    expect(cars.every(r => r.path === `/ipfs/${cid.toString()}`)).toBe(true)
+    expect(cars.some(r => (r.carBlocks ?? []).filter(c => inner.includes(c)).length === 2)).toBe(true)
+    const { raw, car } = sentBlocks(s.gateways)
+    const leaves = [...raw, ...car].filter(c => c.code === rawCodec.code).map(key)
+    expect(leaves).toHaveLength(40)
+    expect(new Set(leaves).size).toBe(40)
+  })
+
   it('a gateway that does not serve CAR ranges is asked for single blocks, and once only for a CAR', async () => {
     const blocks = new MemoryBlocks()
     const data = seededBytes(3 * MiB, 22)

@@ -9,6 +9,8 @@ import { ensureFreeSpace } from '../../sink/partial.js'
 import type { StrategyContext, StrategyResult } from '../types.js'
 import { Bitmap } from './bitmap.js'
 import { FileHasher } from './prefix-hash.js'
+import { RunPlanner, type PlannedLeaf } from './runs.js'
+import { MAX_BLOCK_BYTES } from '../../gateways/block.js'
 
 /** Leaves per CAR request. */
 const DEFAULT_RUN_BLOCKS = 16
@@ -182,6 +184,38 @@ export async function runVerifiedDownload (ctx: VerifiedContext): Promise<Strate
       }
     }
     return j
+  }
+  const planner = new RunPlanner({
+    runBlocks,
+    window: runWindow,
+    isDone: (i) => done.has(i),
+    start: (entity, range, leaves) => reader.prefetchRun(entity, range, leaves)
+  })
+  /** Inner nodes whose leaves the planner has: their own walk leaves the runs to it. */
+  const plannedNodes = new Set<string>()
+  /**
+   * Registers the raw leaves of child `k` of `node` (an inner node of a file:
+   * more than a block's worth of bytes) with the planner, their first block
+   * number being `base`. Returns the block number after them, or undefined
+   * when the child is not a node of raw leaves only (then it plans its own runs).
+   */
+  const plan = async (node: CID, child: CID, size: number, start: number, k: number, base: number): Promise<number | undefined> => {
+    if (size <= MAX_BLOCK_BYTES) return undefined
+    const bytes = reader.cached(child) ?? await getBlock(child)
+    await keep(child, bytes)
+    const { node: pb, fs } = decode(child, bytes)
+    const sizes = fs.blockSizes.map(Number)
+    if ((fs.type !== 'file' && fs.type !== 'raw') || (fs.data?.byteLength ?? 0) > 0 || pb.Links.length === 0 ||
+      sizes.length !== pb.Links.length || sizes.reduce((a, b) => a + b, 0) !== size || pb.Links.some(l => l.Hash.code !== rawCodec.code)) return undefined
+    const leaves: PlannedLeaf[] = []
+    let at = start
+    for (const [i, link] of pb.Links.entries()) {
+      leaves.push({ index: base + i, cid: link.Hash, offset: at, size: sizes[i] as number, parent: k })
+      at += sizes[i] as number
+    }
+    planner.add(node, leaves)
+    plannedNodes.add(child.toString())
+    return base + leaves.length
   }
 
   const tree = await OutputTree.open(record.output, isDirectory)
@@ -374,9 +408,27 @@ export async function runVerifiedDownload (ctx: VerifiedContext): Promise<Strate
     const starts: number[] = []
     for (let j = 0, s = at - offset; j < sizes.length; s += sizes[j] as number, j++) starts.push(s)
     let covered = 0 // children below this one are in a run already, or not for runs
+    // a node of inner nodes: the leaves of the next child are planned while the walk is in this one,
+    // so that runs keep going across the children's boundaries
+    const twoLevels = runs && planner.enabled && children.length > 0 && children.every(c => c.code === dagPb.code)
+    const plannedLeaves = plannedNodes.has(cid.toString())
+    let planned = -1 // children up to this one are registered, or could not be
+    let nextBase: number | undefined // the first block number of child planned + 1, when known now
     for (let j = 0; j < children.length; j++) {
       if (j % ctx.concurrency === 0) readAhead(children.slice(j, j + ctx.concurrency * 2))
-      if (runs && j >= covered - runRefill) {
+      if (twoLevels && planner.enabled) {
+        if (planned < j) {
+          nextBase = await plan(cid, children[j] as CID, sizes[j] as number, starts[j] as number, j, index)
+          planned = j
+        }
+        if (planned === j && j + 1 < children.length && nextBase !== undefined) {
+          nextBase = await plan(cid, children[j + 1] as CID, sizes[j + 1] as number, starts[j + 1] as number, j + 1, nextBase)
+          planned = j + 1
+        }
+        planner.advance(index)
+      } else if (plannedLeaves) {
+        planner.advance(index)
+      } else if (runs && j >= covered - runRefill) {
         covered = Math.max(covered, j)
         covered = startRuns(cid, children, starts, sizes, j, covered)
       }

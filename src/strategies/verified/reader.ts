@@ -3,6 +3,7 @@ import { CID } from 'multiformats/cid'
 import * as dagPb from '@ipld/dag-pb'
 import { CidgetError } from '../../core/errors.js'
 import type { Store } from '../../store/store.js'
+import type { RunRange } from '../../gateways/car.js'
 
 /** Where verified blocks come from (the gateway pool). Every block it returns matches its CID. */
 export interface BlockSource {
@@ -12,7 +13,7 @@ export interface BlockSource {
    * which fill its bytes `range`, in one request; their `get()` calls then
    * take them from it. False when the source cannot (the caller asks block by block).
    */
-  prefetchRun?: (entity: CID, range: { from: number, to: number }, leaves: CID[], signal: AbortSignal) => boolean
+  prefetchRun?: (entity: CID, range: RunRange, leaves: CID[], signal: AbortSignal) => boolean
 }
 
 /** The storage interface ipfs-unixfs-exporter reads blocks through. */
@@ -93,7 +94,7 @@ export class DagReader {
   }
 
   /** Asks the source for a run of leaves in one request (see {@link BlockSource.prefetchRun}); false when it cannot. */
-  prefetchRun (entity: CID, range: { from: number, to: number }, leaves: CID[]): boolean {
+  prefetchRun (entity: CID, range: RunRange, leaves: CID[]): boolean {
     return this.#source.prefetchRun?.(entity, range, leaves, this.#signal) ?? false
   }
 

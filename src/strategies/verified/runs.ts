@@ -1,0 +1,86 @@
+import type { CID } from 'multiformats/cid'
+import type { RunRange } from '../../gateways/car.js'
+
+/** A raw leaf known ahead of the walk: its block number, and where it lies in `entity`'s bytes. */
+export interface PlannedLeaf {
+  index: number
+  cid: CID
+  /** Offset in the entity's bytes. */
+  offset: number
+  size: number
+  /** Which inner node (below the entity) holds it: a run that spans several carries each of them. */
+  parent: number
+}
+
+/**
+ * Raw leaves registered ahead of the walk (those of the next inner nodes, not
+ * only of the current one), asked for in CAR runs as the walk nears them: a
+ * run is up to `runBlocks` leaves that follow each other in the file and in
+ * block numbers, none of them done. So the runs in flight do not drain at the
+ * end of every inner node. A leaf left alone (no neighbour to run with) is
+ * fetched by the walk as a single block.
+ */
+export class RunPlanner {
+  readonly #queue: Array<PlannedLeaf & { entity: CID }> = []
+  readonly #runBlocks: number
+  readonly #window: number
+  readonly #isDone: (index: number) => boolean
+  readonly #start: (entity: CID, range: RunRange, leaves: CID[]) => boolean
+  #enabled = true
+  /** Block numbers below this are in a run already, or left to the walk. */
+  #next = 0
+
+  constructor (init: {
+    runBlocks: number
+    /** Leaves ahead of the walk that may be asked for. */
+    window: number
+    isDone: (index: number) => boolean
+    /** Starts one run; false when the source cannot (runs stop for the rest of the download). */
+    start: (entity: CID, range: RunRange, leaves: CID[]) => boolean
+  }) {
+    this.#runBlocks = init.runBlocks
+    this.#window = init.window
+    this.#isDone = init.isDone
+    this.#start = init.start
+  }
+
+  get enabled (): boolean {
+    return this.#enabled
+  }
+
+  /** Registers leaves of `entity`, in walk order, after those registered before. */
+  add (entity: CID, leaves: readonly PlannedLeaf[]): void {
+    for (const leaf of leaves) {
+      if (leaf.index < this.#next) continue
+      this.#queue.push({ ...leaf, entity })
+      this.#next = leaf.index + 1
+    }
+  }
+
+  /** True when block `index` was registered (the walk must not start runs of its own for it). */
+  covers (index: number): boolean {
+    return index < this.#next
+  }
+
+  /** The walk is at block `current`: starts the runs of the registered leaves within the window. */
+  advance (current: number): void {
+    const limit = current + this.#window
+    while (this.#enabled && this.#queue.length > 0 && (this.#queue[0] as PlannedLeaf).index < limit) {
+      const first = this.#queue.shift() as PlannedLeaf & { entity: CID }
+      if (first.index < current || this.#isDone(first.index)) continue
+      const run = [first]
+      for (;;) {
+        const last = run[run.length - 1] as PlannedLeaf & { entity: CID }
+        const next = this.#queue[0]
+        if (next === undefined || run.length >= this.#runBlocks || next.entity !== first.entity ||
+          next.index !== last.index + 1 || next.offset !== last.offset + last.size || this.#isDone(next.index)) break
+        run.push(this.#queue.shift() as PlannedLeaf & { entity: CID })
+      }
+      if (run.length < 2) continue // one leaf: the walk asks for it alone
+      const last = run[run.length - 1] as PlannedLeaf
+      const parents = new Set(run.map((l) => l.parent)).size
+      const range = { from: first.offset, to: last.offset + last.size - 1, nodes: 1 + parents }
+      if (!this.#start(first.entity, range, run.map((l) => l.cid))) this.#enabled = false
+    }
+  }
+}
