@@ -5,8 +5,9 @@
  *
  * 1. Store throughput, at `--sizes` records (default 10,000 and 100,000):
  *    `Downloader.enqueue` of all of them in one call (one transaction), then
- *    `claimNext` until the queue is empty, by one claimer and by four at once
- *    (four store connections in this process).
+ *    a worker's cycle (`claimNext`, then `markDownloadSuccess`) until the
+ *    queue is empty: half by one claimer, the rest by four at once (four
+ *    store connections in this process).
  * 2. End to end: `--files` small files (`--file-size` bytes) served by a test
  *    gateway in its own process, queued on a fresh PostgreSQL database, then
  *    1, 2 and 4 worker processes (`--concurrency` each) started together;
@@ -85,18 +86,26 @@ async function storeThroughput (kind: 'sqlite' | 'postgres', n: number): Promise
     await dl.enqueue(items, { dir })
     const enqueueMs = performance.now() - t
     await dl.close()
+    // a worker's cycle: claim, then record the outcome (which takes it out of the claimable set);
     // one claimer takes half, then four at once take the rest
     const half = Math.floor(n / 2)
     const one = await open()
     t = performance.now()
-    for (let i = 0; i < half; i++) if (await one.claimNext('bench:1:one', 3_600_000) === undefined) throw new Error('queue ran dry')
+    for (let i = 0; i < half; i++) {
+      const rec = await one.claimNext('bench:1:one', 3_600_000)
+      if (rec === undefined) throw new Error('queue ran dry')
+      await one.markDownloadSuccess(rec.id, null, 0)
+    }
     const oneMs = performance.now() - t
     await one.close()
     const four = await Promise.all([1, 2, 3, 4].map(async () => await open()))
     let claimed = 0
     t = performance.now()
     await Promise.all(four.map(async (s, k) => {
-      while (await s.claimNext(`bench:1:four${k}`, 3_600_000) !== undefined) claimed++
+      for (let rec = await s.claimNext(`bench:1:four${k}`, 3_600_000); rec !== undefined; rec = await s.claimNext(`bench:1:four${k}`, 3_600_000)) {
+        await s.markDownloadSuccess(rec.id, null, 0)
+        claimed++
+      }
     }))
     const fourMs = performance.now() - t
     for (const s of four) await s.close()
@@ -178,7 +187,7 @@ try {
 const out = [
   `Queue throughput, ${machine()}; CLI: ${describe}; ${fmt((performance.now() - started) / 1000, 0)} s in all.`,
   '',
-  table(['store', 'records', 'enqueue (one transaction), records/s', 'claim, one claimer, /s', 'claim, four claimers at once, /s'],
+  table(['store', 'records', 'enqueue (one transaction), records/s', 'claim + finish, one claimer, /s', 'claim + finish, four claimers at once, /s'],
     storeRows.map(r => [r.store, r.records.toLocaleString('en'), fmt(r.enqueuePerS, 0), fmt(r.claimOnePerS, 0), fmt(r.claimFourPerS, 0)])),
   '',
   `End to end on PostgreSQL: ${files} files of ${fileSize} bytes, one test gateway (own process), workers with --concurrency ${concurrency}.`,

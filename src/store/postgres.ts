@@ -27,6 +27,8 @@ export interface PostgresStoreOptions extends StoreOptions {
 const MIGRATION_LOCK = '109270236373364'
 /** First key of the transaction advisory locks taken per output path ("cidg"), the second being hashtext(output). */
 const OUTPUT_LOCK_CLASS = 1667851367
+/** `createDownloads` of at least this many rows refreshes the table's statistics. */
+const ANALYZE_AFTER_ROWS = 1000
 /** Rows per INSERT statement in `createDownloads` (each column travels as one array parameter). */
 export const INSERT_BATCH = 1000
 
@@ -348,6 +350,10 @@ export class PostgresStore implements Store {
           out.push(...res.rows.map(rowToRecord).sort((a, b) => a.id - b.id))
         }
         return out
+      }).then(async (out) => {
+        // a queue that grew by thousands at once: fresh statistics, or the planner may not use the claim index
+        if (out.length >= ANALYZE_AFTER_ROWS) await this.#query('ANALYZE ipfs_downloads')
+        return out
       })
     })
   }
@@ -556,8 +562,10 @@ export class PostgresStore implements Store {
       const at = now ?? this.#now()
       // Owner liveness is a JS function: ask it about the few owners that hold a valid lease on a
       // claimable row, and let the claim take the rows of those that are dead.
+      // Only the lease-holder index: it holds the few rows being worked on, however long the queue
+      // (a status condition here lets the planner scan the whole queue instead).
       const holders = await this.#query<{ owner: string }>(`SELECT DISTINCT "leaseOwner" AS owner FROM ipfs_downloads
-        WHERE "leaseOwner" IS NOT NULL AND "leaseOwner" <> $1 AND "leaseExpires" >= $2 AND ${CLAIMABLE_SQL}`,
+        WHERE "leaseOwner" IS NOT NULL AND "leaseOwner" <> $1 AND "leaseExpires" >= $2`,
       [owner, at])
       const dead = holders.rows.map(r => r.owner).filter(o => this.#isOwnerDead(o))
       // One statement, so one transaction: lock the first claimable row that no other claimer has
