@@ -560,18 +560,10 @@ export class PostgresStore implements Store {
       checkTtl(ttlMs)
       const under = checkUnder(opts.under)
       const at = now ?? this.#now()
-      // Owner liveness is a JS function: ask it about the few owners that hold a valid lease on a
-      // claimable row, and let the claim take the rows of those that are dead.
-      // Only the lease-holder index: it holds the few rows being worked on, however long the queue
-      // (a status condition here lets the planner scan the whole queue instead).
-      const holders = await this.#query<{ owner: string }>(`SELECT DISTINCT "leaseOwner" AS owner FROM ipfs_downloads
-        WHERE "leaseOwner" IS NOT NULL AND "leaseOwner" <> $1 AND "leaseExpires" >= $2`,
-      [owner, at])
-      const dead = holders.rows.map(r => r.owner).filter(o => this.#isOwnerDead(o))
       // One statement, so one transaction: lock the first claimable row that no other claimer has
       // locked (SKIP LOCKED: concurrent claimers pass over each other's row instead of waiting
       // for it), and take its lease.
-      const res = await this.#query(`WITH next AS (
+      const claim = async (dead: string[]): Promise<DownloadRow | undefined> => (await this.#query(`WITH next AS (
           SELECT id FROM ipfs_downloads
           WHERE ${CLAIMABLE_SQL}
             AND ("leaseOwner" IS NULL OR "leaseExpires" IS NULL OR "leaseExpires" < $3 OR "leaseOwner" = ANY($4::text[]))
@@ -581,8 +573,18 @@ export class PostgresStore implements Store {
           FOR UPDATE SKIP LOCKED)
         UPDATE ipfs_downloads AS d SET "leaseOwner" = $1, "leaseExpires" = $2, "updatedAt" = $3
         FROM next WHERE d.id = next.id
-        RETURNING d.*`, [owner, at + ttlMs, at, dead, under])
-      const row = res.rows[0]
+        RETURNING d.*`, [owner, at + ttlMs, at, dead, under])).rows[0]
+      // A free or lapsed lease first, in one round trip. Only when there is none: owner liveness is
+      // a JS function, so ask it about the owners holding valid leases (a few rows, however long the
+      // queue) and take a row of one that is dead.
+      let row = await claim([])
+      if (row === undefined) {
+        const holders = await this.#query<{ owner: string }>(`SELECT DISTINCT "leaseOwner" AS owner FROM ipfs_downloads
+          WHERE "leaseOwner" IS NOT NULL AND "leaseOwner" <> $1 AND "leaseExpires" >= $2 AND ${CLAIMABLE_SQL}`,
+        [owner, at])
+        const dead = holders.rows.map(r => r.owner).filter(o => this.#isOwnerDead(o))
+        if (dead.length > 0) row = await claim(dead)
+      }
       return row === undefined ? undefined : rowToRecord(row)
     })
   }

@@ -91,7 +91,8 @@ export interface Store {
    * `resuming`, or `paused` with CIDGET_ERR_INTERRUPTED (a shutdown or a crash
    * stopped it, not a person), with a lease that is free, expired or held by a
    * dead owner (never a valid lease, even the caller's own). Order: highest `priority` first, then
-   * oldest id. Concurrent callers, in this process or others, never get the same
+   * oldest id; a store may take the rows of dead owners only once no other row is claimable
+   * (PostgreSQL does, to claim in one round trip). Concurrent callers, in this process or others, never get the same
    * download. The status is left as it is: the caller moves it on. With
    * `under`, only downloads whose output starts with that string.
    */

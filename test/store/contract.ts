@@ -574,7 +574,10 @@ export function storeContract (name: string, open: (opts: ContractOpenOptions) =
           claimed.push(r.id)
           expect(r.leaseOwner).toBe(A)
         }
-        expect(claimed).toEqual([noLease, expired, deadOwner, expiredPending])
+        // in claim order; the dead owner's row may come last (a store may look for dead owners only when nothing else is left)
+        const inOrder = [noLease, expired, deadOwner, expiredPending]
+        const deadLast = [noLease, expired, expiredPending, deadOwner]
+        expect([inOrder, deadLast]).toContainEqual(claimed)
         // One millisecond later the lease that expired exactly at T0 has lapsed too.
         expect((await store.claimNext(A, TTL, T0 + 1))?.id).toBe(justValid)
         expect(await store.claimNext(A, TTL, T0 + 1)).toBeUndefined()
