@@ -273,6 +273,11 @@ export class PostgresStore implements Store {
     // reported here after the pool dropped it; the next call opens a new one. Without a listener
     // the 'error' event would end the process.
     pool.on('error', () => undefined)
+    // …and every connection keeps a listener of its own for its whole life: pg emits 'error' on a
+    // connection in the short moments when neither the pool nor a caller listens (a backend killed
+    // as it is handed out, a second error after the first), and an unheard 'error' ends the process.
+    // The call that was running fails on its own, with the error mapped by #run.
+    pool.on('connect', (client) => { client.on('error', () => undefined) })
     try {
       await migrate(pool, location, now)
     } catch (err) {
