@@ -172,3 +172,21 @@ export async function exists (p: string): Promise<boolean> {
     throw fsError(err, `inspect ${p}`)
   }
 }
+
+/**
+ * A finished file already in place: no partial file next to `output`, and `output`
+ * has `size` bytes whose SHA-256 is `hash`. A run killed between the rename onto the
+ * output and the success record left it so.
+ */
+export async function committedAlready (output: string, size: number | null, hash: string | null): Promise<boolean> {
+  if (hash === null || size === null) return false
+  if (await exists(partialPath(output))) return false
+  try {
+    if ((await stat(output)).size !== size) return false
+  } catch {
+    return false
+  }
+  const h = createHash('sha256')
+  for await (const chunk of createReadStream(output, { highWaterMark: 1 << 20 })) h.update(chunk as Buffer)
+  return h.digest('hex') === hash
+}

@@ -5,7 +5,7 @@ import { parseRetryAfter, retryDelay } from '../core/retry.js'
 import { gatewayUrl } from '../target/parse.js'
 import { GatewayRotation } from '../gateways/rotation.js'
 import { isStrongEtag, parseContentLength, parseContentRange, parseUnsatisfiedRange } from '../gateways/headers.js'
-import { PartialFile, ensureFreeSpace } from '../sink/partial.js'
+import { PartialFile, ensureFreeSpace, committedAlready } from '../sink/partial.js'
 import type { HttpResponse } from '../gateways/http.js'
 import type { StrategyContext, StrategyResult } from './types.js'
 
@@ -45,6 +45,9 @@ function transientStatus (status: number | undefined): boolean {
 export async function runPathDownload (ctx: StrategyContext): Promise<StrategyResult> {
   const { record, store, http, policy, signal } = ctx
   const id = record.id
+  if (await committedAlready(record.output, record.size, record.hash)) {
+    return { hash: record.hash as string, size: record.size as number, gateway: record.gateway ?? record.gateways[0] ?? '' }
+  }
   const file = await PartialFile.open(record.output)
   const backoff = {
     initialMs: policy.initialBackoffMs,
@@ -371,6 +374,8 @@ export async function runPathDownload (ctx: StrategyContext): Promise<StrategyRe
           `SHA-256 mismatch from ${gateway}: expected ${record.expectedSha256}, got ${digest}`, { gateway }))
         continue
       }
+      // the hash first: a kill after the rename leaves a record that says what the output must hold
+      await store.updateDownload(id, { hash: digest, size: offset })
       await file.commit()
       return { hash: digest, size: offset, gateway }
     }

@@ -780,7 +780,7 @@ class TestGatewayServer extends EventEmitter<TestGatewayEvents> implements TestG
 
 function ruleState (rule: FaultRule): RuleState {
   validateRule(rule)
-  return { rule, applied: 0, random: mulberry32(rule.seed ?? 1) }
+  return { rule, applied: 0, random: seededRandom(rule.seed ?? 1) }
 }
 
 function validateRule (rule: FaultRule): void {
@@ -854,8 +854,11 @@ function faultApplies (fault: Fault, record: RequestRecord): boolean {
   }
 }
 
-/** A small seeded PRNG (mulberry32): deterministic fault draws. */
-function mulberry32 (seed: number): () => number {
+/**
+ * A small seeded PRNG (mulberry32), uniform in [0, 1): the fault draws of the
+ * test gateway, and any test that must replay the same random choices.
+ */
+export function seededRandom (seed: number): () => number {
   let a = seed >>> 0
   return () => {
     a = (a + 0x6d2b79f5) >>> 0

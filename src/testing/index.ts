@@ -30,6 +30,7 @@ export type { ImporterOptions, UnixFSStorage } from './blocks.js'
 
 export {
   startTestGateway,
+  seededRandom,
   DEFAULT_TEST_GATEWAY_CHUNK_SIZE,
   DEFAULT_TEST_GATEWAY_HOST
 } from './gateway.js'

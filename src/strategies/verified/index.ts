@@ -5,7 +5,7 @@ import { UnixFS } from 'ipfs-unixfs'
 import { lstat } from 'node:fs/promises'
 import { CidgetError, fsError, systemCode, toCidgetError } from '../../core/errors.js'
 import { DEFAULTS } from '../../core/defaults.js'
-import { ensureFreeSpace } from '../../sink/partial.js'
+import { ensureFreeSpace, committedAlready } from '../../sink/partial.js'
 import type { StrategyContext, StrategyResult } from '../types.js'
 import { Bitmap } from './bitmap.js'
 import { FileHasher } from './prefix-hash.js'
@@ -107,6 +107,10 @@ async function partialExists (path: string): Promise<boolean> {
 export async function runVerifiedDownload (ctx: VerifiedContext): Promise<StrategyResult> {
   const { record, store, policy, limits } = ctx
   const id = record.id
+  if (await committedAlready(record.output, record.size, record.hash)) {
+    await store.clearProgress(id)
+    return { hash: record.hash, size: record.size as number, gateway: record.gateway ?? record.gateways[0] ?? '' }
+  }
   let stored = await store.getProgress(id)
   if (stored !== undefined && !await partialExists(record.output + DEFAULTS.PARTIAL_SUFFIX)) {
     // progress without its data (deleted, or recorded on another machine): the blocks it counts are not here
@@ -563,6 +567,8 @@ export async function runVerifiedDownload (ctx: VerifiedContext): Promise<Strate
         `The content of ${record.cid}${record.path} is verified against its CID, but its SHA-256 is ${hash}, not the expected ${record.expectedSha256}`)
     }
   }
+  // the hash first: a kill after the rename leaves a record that says what the output must hold
+  if (hash !== null) await store.updateDownload(id, { hash })
   await tree.commit()
   await store.clearProgress(id)
   return { hash, size: writtenBytes, gateway: ctx.lastGateway() ?? record.gateways[0] ?? '' }

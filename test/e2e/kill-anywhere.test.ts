@@ -1,0 +1,574 @@
+/**
+ * Kill at every point: the same 4 MiB download, as a real `cidget get` child
+ * process on a local (throttled) test gateway, is SIGKILLed after a random
+ * delay, again and again, and continued with `cidget resume --all` or `get`
+ * until it completes; in verified mode (the default) and in path mode.
+ *
+ * The delays come from a seeded PRNG (the seed is printed; `CIDGET_KILL_SEED`
+ * replays the same draws) and are spread over each run's expected life, as
+ * the runs so far have shown it: the very first kill at 0 ms, then in every
+ * six draws one in the start-up (state, recovery, lease, before any request),
+ * four spread over the transfer of what is left, and one up to 20 % past the
+ * expected end (checks, rename, closing; or the run outlives it). A
+ * run that outlives its delay ends the round, and the next round downloads the
+ * same content again into a new output, until `CIDGET_KILL_RUNS` kills per mode
+ * (default 12, or 25 with `CI=true`) have happened; `CIDGET_KILL_VERBOSE=1`
+ * prints every run.
+ *
+ * After every killed run, the durable progress recorded in the state must not
+ * have gone back; a run that completes must fetch only what was not durable.
+ * The bytes the gateway sent minus the durable progress a killed run added is
+ * what the kill lost: over all kills, it must stay within the bound below per
+ * kill. At the end: every output's SHA-256 is right, every record is
+ * `success` with no lease held, no partial file is left, and (when strace
+ * works here, unless `CIDGET_KILL_STRACE=0`) no child process opened a file
+ * for writing, created, renamed or removed anything outside the test's
+ * temporary directory.
+ *
+ * The last two tests kill at one precise instant, which random delays hit
+ * only by chance: right after the finished file is renamed onto the output
+ * and before the success is recorded (strace holds the rename's return for
+ * 2 s). The next run must find the work done and fetch nothing again.
+ */
+import { describe, it, expect, beforeAll, afterAll } from 'vitest'
+import { spawn, spawnSync } from 'node:child_process'
+import { once } from 'node:events'
+import { existsSync, watch } from 'node:fs'
+import { mkdir, mkdtemp, readFile, readdir, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { fixedSize } from 'ipfs-unixfs-importer/chunker'
+import { MemoryBlocks, addFile, seededBytes, seededRandom, startTestGateway, type TestGateway } from '../../src/testing/index.js'
+import { SqliteStore } from '../../src/store/sqlite.js'
+import type { DownloadRecord } from '../../src/core/types.js'
+import { CLI, KiB, MiB, fileSha256, sha256 } from '../helpers.js'
+
+const SIZE = 4 * MiB
+/** Leaf size of the DAG: 64 leaves under one root node. */
+const LEAF = 64 * KiB
+/** The gateway's bandwidth cap: the transfer takes about half a second, longer than the start-up of a run. */
+const RATE = 8 * MiB
+/** `CIDGET_SYNC_INTERVAL_BYTES`: bytes between fsyncs (each followed by a progress record). */
+const SYNC_WINDOW = 256 * KiB
+/** `CIDGET_RUN_BLOCKS`: leaves per CAR request in verified mode. */
+const RUN_BLOCKS = 2
+/** `CIDGET_BLOCK_CONCURRENCY`: block requests (and CAR runs) in flight, and leaves being written. */
+const BLOCK_CONCURRENCY = 2
+/** Runs the verified walk starts ahead of the leaf it is at (the engine's minimum, for one gateway). */
+const RUNS_AHEAD = 4
+/** The test gateway writes a body in chunks of 64 KiB (its default), throttled ones in slices of a twentieth of its rate at most. */
+const GATEWAY_SLICE = Math.min(64 * KiB, Math.ceil(RATE / 20))
+/** Its token bucket holds 100 ms of its rate: a response that starts after a pause gets that much at once. */
+const GATEWAY_BURST = RATE * 100 / 1000
+/** Largest single read of a socket (what the client may hold beyond a sync threshold). */
+const READ = 64 * KiB
+
+/**
+ * The sync window starts an fsync; it does not stop the transfer. Bytes keep
+ * arriving while an fsync and the progress record after it are under way, so
+ * a kill may also lose what arrives in that time: allow this long of the
+ * gateway's rate for it. An fsync takes well under a millisecond on an idle
+ * disk; with the rest of the suite on two cores, fsync and record together
+ * were seen to take about 30 ms.
+ */
+const FSYNC_LATENCY_MS = 100
+
+/**
+ * What one kill may cost, in bytes the gateway sends again (besides
+ * REQUEST_OVERHEAD per request). It bounds the sum over all kills: a single
+ * kill may cost more when the killed process had fallen behind the gateway
+ * (a starved CPU), since what the kernel's socket buffers held, sent and not
+ * yet read, is lost with it.
+ *
+ * Verified mode: a block counts as done once it is written, fsynced and then
+ * recorded. At a kill, what was sent and is not recorded is (a) leaves the
+ * walk asked for and has not written yet: at most the CAR runs started ahead
+ * of it (RUNS_AHEAD × RUN_BLOCKS leaves; socket buffers included, since a
+ * run's answer carries nothing else) and the BLOCK_CONCURRENCY leaves being
+ * written; (b) leaves written and not recorded: the batch an fsync is working
+ * on (at most a sync window plus the leaf that crossed it) and those written
+ * meanwhile (as much again, or what arrives during FSYNC_LATENCY_MS).
+ *
+ * Path mode: one stream. Not recorded are the bytes an fsync is working on (a
+ * sync window plus the socket read that crossed it) and those read since (as
+ * much again, or what arrives during FSYNC_LATENCY_MS); not even read is what
+ * sits in the socket: the gateway's burst and one write at most (a kill just
+ * after a response starts finds the burst there, unread).
+ */
+const PER_KILL = {
+  verified: (RUNS_AHEAD * RUN_BLOCKS + BLOCK_CONCURRENCY) * LEAF +
+    (SYNC_WINDOW + LEAF) + Math.max(SYNC_WINDOW + LEAF, RATE * FSYNC_LATENCY_MS / 1000),
+  path: (SYNC_WINDOW + READ) + Math.max(SYNC_WINDOW + READ, RATE * FSYNC_LATENCY_MS / 1000) + GATEWAY_BURST + GATEWAY_SLICE
+} as const
+/**
+ * What a request may carry besides file bytes, killed or not: the root node
+ * (about 3 KiB for 64 links): a CAR answer to an entity-bytes request starts
+ * with it, and the raw requests for it (a verified run that has not kept it
+ * yet, path mode's check of the file against the CID) are nothing else; plus
+ * under 512 bytes of CAR header and block framing. Set once the content exists.
+ */
+let REQUEST_OVERHEAD = 0
+
+type Mode = 'verified' | 'path'
+const MODES: Mode[] = ['verified', 'path']
+
+function envInt (name: string, fallback: number): number {
+  const raw = process.env[name]?.trim()
+  if (raw === undefined || raw === '') return fallback
+  const n = Number(raw)
+  if (!Number.isSafeInteger(n) || n < 1) throw new Error(`${name} must be a positive integer, got "${raw}"`)
+  return n
+}
+
+/** Kills per mode. */
+const KILLS = envInt('CIDGET_KILL_RUNS', process.env.CI === 'true' ? 25 : 12)
+const SEED = envInt('CIDGET_KILL_SEED', ((Date.now() ^ (Math.random() * 0x7fffffff)) >>> 0) % 0x7fffffff || 1)
+/** `CIDGET_KILL_VERBOSE=1` prints every run. */
+const VERBOSE = process.env.CIDGET_KILL_VERBOSE === '1'
+
+
+type Phase = 'start-up' | 'transfer' | 'end'
+
+/** How long the phases of a run are expected to take. */
+interface Life {
+  /** Before the first byte: start-up, state, recovery, lease, DAG root. */
+  startupMs: number
+  /** Fetching what is left. */
+  transferMs: number
+  /** After the last byte: hash, CID check, rename, success record, closing. */
+  finishMs: number
+}
+
+/**
+ * Where the next kill lands in a run expected to live `life`. Every six draws,
+ * in a shuffled order: one in the start-up, four over the transfer (one in
+ * each quarter; over the finish when less is left to fetch than it takes),
+ * one from the last byte to 20 % past the expected end.
+ */
+function killPoints (random: () => number): (life: Life) => { phase: Phase, delayMs: number } {
+  let order: number[] = []
+  return ({ startupMs, transferMs, finishMs }) => {
+    if (order.length === 0) {
+      order = [0, 1, 2, 3, 4, 5]
+      for (let i = order.length - 1; i > 0; i--) {
+        const j = Math.floor(random() * (i + 1))
+        ;[order[i], order[j]] = [order[j] as number, order[i] as number]
+      }
+    }
+    const k = order.pop() as number
+    const u = random()
+    if (k === 0) return { phase: 'start-up', delayMs: Math.round(u * startupMs) }
+    if (k === 5) return { phase: 'end', delayMs: Math.round(startupMs + transferMs + u * (finishMs + 0.2 * (startupMs + transferMs + finishMs))) }
+    // with (almost) nothing left to fetch, the transfer draws go to the finish
+    return { phase: 'transfer', delayMs: Math.round(startupMs + Math.max(transferMs, finishMs) * (k - 1 + u) / 4) }
+  }
+}
+
+// --- strace: what the children write, and where --------------------------------------------------
+
+/** Syscalls that create, write, rename or remove a file system entry. */
+const WRITE_SYSCALLS = [
+  'open', 'openat', 'openat2', 'creat', 'mkdir', 'mkdirat', 'rename', 'renameat', 'renameat2', 'unlink', 'unlinkat',
+  'rmdir', 'link', 'linkat', 'symlink', 'symlinkat', 'truncate', 'chmod', 'fchmodat', 'chown', 'fchownat', 'lchown',
+  'utimes', 'utimensat', 'mknod', 'mknodat', 'setxattr', 'lsetxattr', 'removexattr', 'lremovexattr'
+]
+const RENAMES = ['rename', 'renameat', 'renameat2']
+
+/** Why strace cannot watch the children here (or `CIDGET_KILL_STRACE=0` says not to), or undefined when it can. */
+function straceProblem (): string | undefined {
+  if (process.env.CIDGET_KILL_STRACE === '0') return 'CIDGET_KILL_STRACE=0'
+  const r = spawnSync('strace', ['-f', '--seccomp-bpf', '-qq', '-e', 'trace=openat', '-o', '/dev/null', process.execPath, '-e', '0'], { stdio: 'pipe', timeout: 20_000 })
+  if (r.error !== undefined) return `strace is not available (${r.error.message})`
+  if (r.status !== 0) return `strace does not work here: ${r.stderr.toString().trim().split('\n')[0] ?? `exit ${String(r.status)}`}`
+  return undefined
+}
+const STRACE_PROBLEM = straceProblem()
+if (STRACE_PROBLEM !== undefined) {
+  console.log(`kill-anywhere: ${STRACE_PROBLEM}; writes outside the temporary directory are checked by its contents only, and the rename-instant kills are skipped`)
+}
+
+/** Where a strace log (`-f -y -s 4096`) shows a child creating, writing, renaming or removing something outside `root`. */
+function writesOutside (log: string, root: string, cwd: string): string[] {
+  const out: string[] = []
+  for (const line of log.split('\n')) {
+    const m = /^\d+\s+([a-z0-9_]+)\((.*)$/.exec(line)
+    if (m === null) continue
+    const [, name = '', rest = ''] = m
+    if (!WRITE_SYSCALLS.includes(name)) continue
+    if (name.startsWith('open') && !/O_WRONLY|O_RDWR|O_CREAT|O_TRUNC|O_APPEND/.test(rest)) continue
+    // `-y` shows a directory fd's path as `AT_FDCWD</dir>` or `5</dir>`: relative names are relative to it
+    const base = /^(?:AT_FDCWD|\d+)<([^>]*)>/.exec(rest)?.[1] ?? cwd
+    const paths = [...rest.matchAll(/"((?:[^"\\]|\\.)*)"/g)].map(p => p[1] ?? '')
+    if (name === 'symlink' || name === 'symlinkat') paths.shift() // a link's target is text, not a place written
+    for (const p of paths) {
+      const abs = resolve(base, p)
+      if (abs !== root && !abs.startsWith(root + '/')) out.push(line)
+    }
+  }
+  return out
+}
+
+// --- one child run --------------------------------------------------------------------------------
+
+interface Run {
+  /** True when the process was still running at its delay and died of the SIGKILL. */
+  killed: boolean
+  code: number | null
+  stderr: string
+  /** `Date.now()` when the cidget process started, and when it ended. */
+  startedAt: number
+  endedAt: number
+}
+
+interface RunOptions {
+  env: NodeJS.ProcessEnv
+  cwd: string
+  /** Kill after this many ms; undefined: let it finish. */
+  delayMs?: number
+  /** Record the child's file system writes into this file (strace). */
+  straceLog?: string
+  /** Extra strace arguments (fault injection). */
+  straceArgs?: string[]
+  /** Called with the cidget process id as soon as it exists. */
+  onPid?: (pid: number) => void
+}
+
+async function sleep (ms: number): Promise<void> {
+  await new Promise(resolve => setTimeout(resolve, ms))
+}
+
+/** The process under strace `tracer` that has exec'd the CLI (polls /proc); `tracer` when it ended first. */
+async function tracee (tracer: number, ended: () => boolean): Promise<number> {
+  while (!ended()) {
+    const children = (await readFile(`/proc/${tracer}/task/${tracer}/children`, 'utf8').catch(() => '')).trim().split(/\s+/)
+    for (const p of children.filter(c => c !== '')) {
+      // strace's own forks carry its command line (which names the CLI too): wait for the exec
+      const argv = (await readFile(`/proc/${p}/cmdline`, 'utf8').catch(() => '')).split('\0')
+      if (argv[0] === process.execPath && argv[1] === CLI) return Number(p)
+    }
+    await sleep(1)
+  }
+  return tracer
+}
+
+/** Runs the CLI (under strace when asked), killing it with SIGKILL at `delayMs`. */
+async function run (args: string[], opts: RunOptions): Promise<Run> {
+  const argv = [CLI, ...args]
+  const child = opts.straceLog === undefined
+    ? spawn(process.execPath, argv, { env: opts.env, cwd: opts.cwd, stdio: ['ignore', 'ignore', 'pipe'] })
+    : spawn('strace', ['-f', '--seccomp-bpf', '-qq', '-y', '-s', '4096', '-e', `trace=${WRITE_SYSCALLS.join(',')}`, '-e', 'signal=none',
+      ...(opts.straceArgs ?? []), '-o', opts.straceLog, '--', process.execPath, ...argv], { env: opts.env, cwd: opts.cwd, stdio: ['ignore', 'ignore', 'pipe'] })
+  let stderr = ''
+  child.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
+  const closed = new Promise<{ code: number | null, signal: NodeJS.Signals | null }>(resolve => {
+    child.on('close', (code, signal) => resolve({ code, signal }))
+  })
+  let ended = false
+  void closed.then(() => { ended = true })
+  // the cidget process: the child itself, or the child of strace that runs the CLI (strace may
+  // fork a short-lived probe of its own first)
+  let pid = child.pid as number
+  if (opts.straceLog !== undefined) pid = await tracee(pid, () => ended)
+  const startedAt = Date.now()
+  if (!ended) opts.onPid?.(pid)
+  let timer: NodeJS.Timeout | undefined
+  if (opts.delayMs !== undefined && !ended) {
+    timer = setTimeout(() => {
+      try { process.kill(pid, 'SIGKILL') } catch { /* it ended just now */ }
+    }, opts.delayMs)
+  }
+  const { code, signal } = await closed
+  clearTimeout(timer)
+  // strace ends the way its tracee did: with SIGKILL when the cidget process was killed
+  return { killed: signal === 'SIGKILL', code, stderr, startedAt, endedAt: Date.now() }
+}
+
+/** Resolves once every request the gateway has seen has ended (the killed client's included). */
+async function quiet (gw: TestGateway): Promise<void> {
+  while (gw.requests.some(r => r.endedAt === null)) await once(gw, 'response')
+}
+
+/** The record of the download into `output`, straight from the state file; undefined before the child created it. */
+async function recordOf (state: string, cid: string, output: string): Promise<DownloadRecord | undefined> {
+  if (!existsSync(state)) return undefined
+  const store = SqliteStore.open(state)
+  try {
+    return await store.findDownload(cid, '', output)
+  } finally {
+    await store.close()
+  }
+}
+
+function kib (bytes: number): string {
+  return `${Math.round(bytes / KiB)} KiB`
+}
+
+// --- the test ---------------------------------------------------------------------------------------
+
+let blocks: MemoryBlocks
+let data: Uint8Array
+let cid: string
+const cleanups: Array<() => Promise<void>> = []
+
+beforeAll(async () => {
+  console.log(`kill-anywhere: CIDGET_KILL_SEED=${SEED} CIDGET_KILL_RUNS=${KILLS} (kills per mode)`)
+  blocks = new MemoryBlocks()
+  data = seededBytes(SIZE, 11)
+  const root = await addFile(blocks, data, { chunker: fixedSize({ chunkSize: LEAF }) })
+  cid = root.toString()
+  REQUEST_OVERHEAD = blocks.get(root).byteLength + 512
+})
+
+afterAll(async () => {
+  for (const c of cleanups.reverse()) await c()
+})
+
+interface Setup {
+  gw: TestGateway
+  dir: string
+  work: string
+  state: string
+  env: NodeJS.ProcessEnv
+  logs: string
+  straceLogs: string[]
+}
+
+async function setup (maxBytesPerSecond?: number): Promise<Setup> {
+  const gw = await startTestGateway({ blocks, ...(maxBytesPerSecond === undefined ? {} : { maxBytesPerSecond }) })
+  const dir = await mkdtemp(join(tmpdir(), 'cidget-kill-'))
+  const logs = await mkdtemp(join(tmpdir(), 'cidget-kill-logs-'))
+  cleanups.push(async () => {
+    await gw.close()
+    await rm(dir, { recursive: true, force: true })
+    await rm(logs, { recursive: true, force: true })
+  })
+  const work = join(dir, 'work')
+  for (const d of ['home', 'tmp', 'work']) await mkdir(join(dir, d))
+  const state = join(dir, 'state.db')
+  // the children see none of the caller's CIDGET_* settings, and a home, cwd and TMPDIR inside `dir`
+  const env: NodeJS.ProcessEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('CIDGET_')))
+  Object.assign(env, {
+    HOME: join(dir, 'home'),
+    TMPDIR: join(dir, 'tmp'),
+    CIDGET_STATE: state,
+    CIDGET_SYNC_INTERVAL_BYTES: String(SYNC_WINDOW),
+    CIDGET_RUN_BLOCKS: String(RUN_BLOCKS),
+    CIDGET_BLOCK_CONCURRENCY: String(BLOCK_CONCURRENCY),
+    CIDGET_INITIAL_BACKOFF_MS: '20',
+    CIDGET_TIMEOUT_MS: '5000'
+  })
+  return { gw, dir, work, state, env, logs, straceLogs: [] }
+}
+
+function getArgs (s: Setup, mode: Mode, output: string): string[] {
+  return ['get', cid, '-o', output, '-g', s.gw.url, '--mode', mode, '-q']
+}
+
+/** Every entry under `dir`, relative, directories with a trailing '/'. */
+async function listTree (dir: string): Promise<string[]> {
+  const out: string[] = []
+  for (const e of await readdir(dir, { withFileTypes: true, recursive: true })) {
+    const rel = join(e.parentPath, e.name).slice(dir.length + 1)
+    out.push(e.isDirectory() ? rel + '/' : rel)
+  }
+  return out.sort()
+}
+
+/** One kill: where it was aimed, what the gateway sent in that run, and what of it was not durable afterwards. */
+interface KillNote { phase: Phase, sent: number, lost: number }
+
+describe('kill at every point', () => {
+  for (const mode of MODES) {
+    it(`${mode} mode: SIGKILL at random points, then resume --all or get until done`, async () => {
+      const s = await setup(RATE)
+      const random = seededRandom(SEED ^ (mode === 'path' ? 0x5bd1e995 : 0))
+      const nextKill = killPoints(random)
+      const strace = STRACE_PROBLEM === undefined
+      let logNo = 0
+      const runOpts = (delayMs?: number): RunOptions => {
+        const o: RunOptions = { env: s.env, cwd: s.work, ...(delayMs === undefined ? {} : { delayMs }) }
+        if (strace) {
+          const log = join(s.logs, `run-${++logNo}.log`)
+          s.straceLogs.push(log)
+          o.straceLog = log
+        }
+        return o
+      }
+
+      // the expected life of a run, learnt from the runs so far (the machine's load changes):
+      // start-up, from the process start to its first request; finish, from the end of the
+      // last response of a run that completes to its exit; the transfer goes at the gateway's rate
+      const startups: number[] = []
+      const finishes: number[] = []
+      const observe = (r: Run, mark: number, completed: boolean): void => {
+        const seen = s.gw.requests.slice(mark)
+        if (seen[0] !== undefined) startups.push(Math.max(0, seen[0].startedAt - r.startedAt))
+        if (completed && seen.length > 0) finishes.push(Math.max(0, r.endedAt - Math.max(...seen.map(q => q.endedAt ?? q.startedAt))))
+      }
+      const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0
+      const life = (remaining: number): Life => ({ startupMs: median(startups), transferMs: remaining * 1000 / RATE, finishMs: median(finishes) })
+
+      // one whole run first: the baseline
+      const calibrationOut = join(s.work, 'calibration.bin')
+      const calibration = await run(getArgs(s, mode, calibrationOut), runOpts())
+      await quiet(s.gw)
+      expect(calibration.code, calibration.stderr).toBe(0)
+      expect(await fileSha256(calibrationOut)).toBe(sha256(data))
+      expect(s.gw.bytesSent() - SIZE, 'an uninterrupted run sends the file and little else')
+        .toBeLessThanOrEqual(s.gw.requests.length * REQUEST_OVERHEAD)
+      observe(calibration, 0, true)
+
+      let kills = 0
+      let runs = 1
+      let rounds = 0
+      let requests = s.gw.requests.length
+      const notes: KillNote[] = []
+      const outputs = [calibrationOut]
+      let sentTotal = s.gw.bytesSent()
+      const began = performance.now()
+      while (kills < KILLS) {
+        rounds++
+        const output = join(s.work, `file-${rounds}.bin`)
+        outputs.push(output)
+        for (let i = 0; ; i++) {
+          expect(i, `round ${rounds} does not finish`).toBeLessThan(200)
+          const before = await recordOf(s.state, cid, output)
+          const durableBefore = before?.currentSize ?? 0
+          const expected = life(SIZE - durableBefore)
+          // the first kill of all lands before the process has done anything
+          const point = kills === 0 && i === 0 ? { phase: 'start-up' as const, delayMs: 0 } : nextKill(expected)
+          const delayMs = kills >= KILLS ? undefined : point.delayMs
+          const args = before !== undefined && i % 2 === 1 ? ['resume', '--all', '-q'] : getArgs(s, mode, output)
+          const mark = s.gw.requests.length
+          const r = await run(args, runOpts(delayMs))
+          runs++
+          await quiet(s.gw)
+          observe(r, mark, !r.killed)
+          const sent = s.gw.requests.slice(mark).reduce((n, q) => n + q.bytesSent, 0)
+          const overhead = (s.gw.requests.length - mark) * REQUEST_OVERHEAD
+          sentTotal += sent
+          requests += s.gw.requests.length - mark
+          const after = await recordOf(s.state, cid, output)
+          const gained = (after?.status === 'success' ? SIZE : after?.currentSize ?? 0) - durableBefore
+          const where = `${mode}, seed ${SEED}, round ${rounds}, run ${i + 1} (${args[0] ?? ''}), kill at ${String(delayMs)} ms ` +
+            `(${point.phase}; expected ${Object.values(expected).map(Math.round).join(' + ')} ms): durable ${durableBefore} → ${after?.currentSize ?? 0} ` +
+            `(${after?.status ?? 'no record'}${(after?.currentSize ?? 0) < durableBefore ? '; progress went back' : ''}), ` +
+            `gateway sent ${sent} in ${s.gw.requests.length - mark} requests` +
+            (r.killed ? ', killed' : `, exit ${String(r.code)}`)
+          if (VERBOSE) console.log(where)
+          if (r.killed) {
+            kills++
+            notes.push({ phase: point.phase, sent, lost: sent - gained })
+            // unless it was killed while it closed the state, after the success was recorded
+            if (after?.status !== 'success') {
+              // soft: the rounds go on, so that the checks at the end still tell what state they left
+              expect.soft(after?.currentSize ?? 0, `durable progress went back after a kill: ${where}`).toBeGreaterThanOrEqual(durableBefore)
+              continue
+            }
+          } else {
+            expect(r.code, `${where}\n${r.stderr}`).toBe(0)
+          }
+          if (after?.status !== 'success') {
+            // `resume --all` before the first run created the record: nothing to resume
+            expect(before, where).toBeUndefined()
+            continue
+          }
+          // a run that completes fetches what was not durable, and nothing that was
+          expect.soft(sent - gained, `a completing run re-sent bytes: ${where}`).toBeLessThanOrEqual(overhead)
+          expect(await fileSha256(output), where).toBe(sha256(data))
+          break
+        }
+      }
+      const seconds = ((performance.now() - began) / 1000).toFixed(1)
+
+      // the re-sent bytes: all sent, minus one file per round (the calibration run is round 0)
+      const resent = sentTotal - (rounds + 1) * SIZE
+      const bound = kills * PER_KILL[mode] + requests * REQUEST_OVERHEAD
+      const lost = notes.map(n => n.lost)
+      const midTransfer = notes.filter(n => n.sent > 0).length
+      console.log(`kill-anywhere ${mode}: ${kills} kills in ${rounds} rounds, ${runs} runs, ${seconds} s; ` +
+        `a whole run: ${Object.values(life(SIZE)).map(Math.round).join(' + ')} ms (start-up, transfer, finish); kills aimed at ` +
+        (['start-up', 'transfer', 'end'] as const).map(p => `${p} ${notes.filter(n => n.phase === p).length}`).join(', ') +
+        `; ${midTransfer} landed mid-transfer, ${notes.filter(n => n.sent === 0).length} before any byte; lost per kill: max ${kib(Math.max(...lost))}, ` +
+        `mean ${kib(lost.reduce((a, b) => a + b, 0) / lost.length)} (bound ${kib(PER_KILL[mode])}); ` +
+        `re-sent in all ${kib(resent)} (bound ${kib(bound)}: ${kills} × ${kib(PER_KILL[mode])} + ${requests} requests × ${kib(REQUEST_OVERHEAD)})`)
+      expect(kills).toBe(KILLS)
+      expect(notes.filter(n => n.sent === 0).length, 'kills before any byte').toBeGreaterThan(0)
+      expect(midTransfer, 'kills mid-transfer').toBeGreaterThanOrEqual(Math.floor(KILLS / 5))
+      expect(resent, 're-sent bytes').toBeLessThanOrEqual(bound)
+
+      // every record: success, no lease held
+      const store = SqliteStore.open(s.state)
+      let records: DownloadRecord[]
+      try {
+        records = await store.listDownloads({ limit: 1000 })
+      } finally {
+        await store.close()
+      }
+      expect(records.map(r => r.output).sort()).toEqual([...outputs].sort())
+      for (const rec of records) {
+        expect(rec, `download ${rec.id}`).toMatchObject({ status: 'success', size: SIZE, currentSize: SIZE, hash: sha256(data), leaseOwner: null, leaseExpires: null, control: null })
+      }
+      for (const out of outputs) expect(await fileSha256(out)).toBe(sha256(data))
+
+      // nothing but the outputs and the state in the temporary directory, no partial file left
+      const names = outputs.map(o => 'work/' + o.slice(s.work.length + 1))
+      expect((await listTree(s.dir)).filter(n => !/^state\.db(-wal|-shm)?$/.test(n))).toEqual(['home/', 'tmp/', 'work/', ...names].sort())
+      // and no child wrote outside it
+      if (strace) {
+        const outside: string[] = []
+        for (const log of s.straceLogs) outside.push(...writesOutside(await readFile(log, 'utf8'), s.dir, s.work))
+        expect(outside).toEqual([])
+      }
+    }, Math.max(60_000, KILLS * 4_000))
+  }
+
+  for (const mode of MODES) {
+    it.skipIf(STRACE_PROBLEM !== undefined)(`${mode} mode: SIGKILL right after the output is renamed into place, before success is recorded`, async () => {
+      const s = await setup()
+      const output = join(s.work, 'file.bin')
+      // the rename onto the output is held at its return for 2 s: the kill lands right after it
+      const log = join(s.logs, 'rename.log')
+      s.straceLogs.push(log)
+      let pid = 0
+      const watcher = watch(s.work)
+      const renamed = new Promise<void>((resolve, reject) => {
+        watcher.on('change', () => { if (existsSync(output)) resolve() })
+        watcher.on('error', reject)
+      })
+      const first = run(getArgs(s, mode, output), {
+        env: s.env,
+        cwd: s.work,
+        straceLog: log,
+        straceArgs: ['-e', `inject=${RENAMES.join(',')}:delay_exit=2000000`],
+        onPid: (p) => { pid = p }
+      })
+      const endedFirst = first.then(r => { throw new Error(`the first run ended before the rename: exit ${String(r.code)}\n${r.stderr}`) })
+      endedFirst.catch(() => {}) // read only if it ends first
+      try {
+        await Promise.race([renamed, endedFirst])
+      } finally {
+        watcher.close()
+      }
+      process.kill(pid, 'SIGKILL')
+      const killed = await first
+      await quiet(s.gw)
+      expect(killed.killed).toBe(true)
+      const crashed = await recordOf(s.state, cid, output)
+      // the bytes are all durable and in place; only the success is not recorded
+      expect(crashed).toMatchObject({ currentSize: SIZE })
+      expect(['in_progress', 'resuming']).toContain(crashed?.status)
+      expect(await fileSha256(output)).toBe(sha256(data))
+      expect(writesOutside(await readFile(log, 'utf8'), s.dir, s.work)).toEqual([])
+
+      const mark = s.gw.requests.length
+      const r = await run(['resume', '--all', '-q'], { env: s.env, cwd: s.work })
+      await quiet(s.gw)
+      expect(r.code, r.stderr).toBe(0)
+      expect(await recordOf(s.state, cid, output)).toMatchObject({ status: 'success', hash: sha256(data), leaseOwner: null })
+      expect(await fileSha256(output)).toBe(sha256(data))
+      const sent = s.gw.requests.slice(mark).reduce((n, q) => n + q.bytesSent, 0)
+      expect(sent, 'bytes sent again for a file that was complete and in place').toBeLessThanOrEqual(REQUEST_OVERHEAD)
+    })
+  }
+})
