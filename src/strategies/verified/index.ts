@@ -8,7 +8,7 @@ import { DEFAULTS } from '../../core/defaults.js'
 import { ensureFreeSpace, committedAlready } from '../../sink/partial.js'
 import type { StrategyContext, StrategyResult } from '../types.js'
 import { Bitmap } from './bitmap.js'
-import { FileHasher } from './prefix-hash.js'
+import { FileHasher } from './file-hash.js'
 import { RunPlanner, type PlannedLeaf } from './runs.js'
 import { MAX_BLOCK_BYTES } from '../../gateways/block.js'
 
