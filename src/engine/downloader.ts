@@ -355,12 +355,15 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
         const mode = item.mode ?? 'verified'
         if (!MODES.includes(mode)) throw new CidgetError('CIDGET_ERR_BAD_OPTION', `Unknown mode "${String(mode)}" (verified, path or car)`)
         const name = mode === 'car' ? `${defaultName(target)}.car` : defaultName(target)
-        const output = await confinedOutput(dir, item.output)
+        const confined = await confinedOutput(dir, item.output)
+        const output = confined.endsWith(sep) ? join(confined, name) : confined
+        // a queue never overwrites: a file already there is the user's, or another download's
+        if (await exists(output)) throw new CidgetError('CIDGET_ERR_OUTPUT_EXISTS', `${output} already exists`)
         inits.push({
           cid: target.cid,
           path: target.path,
           target: target.input,
-          output: output.endsWith(sep) ? join(output, name) : output,
+          output,
           mode,
           gateways: item.gateways !== undefined && item.gateways.length > 0
             ? item.gateways.map(normalizeGateway)
@@ -549,21 +552,26 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
     }
     const controller = new AbortController()
     let renewed = this.#now()
+    let lastError = 'no answer from the state'
     const beat = async (): Promise<void> => {
+      // Our lease runs out at renewed + leaseMs; past that another process may take the download
+      // over. Checked at every beat, also while an earlier renewal still hangs: stop one heartbeat
+      // before it (progress is durable).
+      if (this.#now() + this.#heartbeatMs >= renewed + this.#leaseMs) {
+        controller.abort(new CidgetError('CIDGET_ERR_STATE_UNAVAILABLE',
+          `Download ${id} stopped: its lease could not be renewed before it runs out (${lastError})`))
+        return
+      }
+      const at = this.#now()
       let held: boolean
       try {
-        held = await this.store.renewLease(id, this.owner, this.#leaseMs, this.#now())
+        held = await this.store.renewLease(id, this.owner, this.#leaseMs, at)
       } catch (err) {
-        // The state cannot be reached. Our lease runs out at renewed + leaseMs; past that another
-        // process may take the download over, so stop one heartbeat before it (progress is durable).
-        if (this.#now() + this.#heartbeatMs >= renewed + this.#leaseMs) {
-          const e = toCidgetError(err)
-          controller.abort(new CidgetError('CIDGET_ERR_STATE_UNAVAILABLE',
-            `Download ${id} stopped: its lease could not be renewed before it runs out (${e.message})`, { cause: err }))
-        }
+        lastError = toCidgetError(err).message
         throw err
       }
-      if (held) renewed = this.#now()
+      // the lease lasts from the time the renewal asked for, not from when the answer came
+      if (held) renewed = at
       if (!held) {
         controller.abort(new CidgetError('CIDGET_ERR_LEASE_HELD', `Lost the lease of download ${id} to another process`))
         return
@@ -743,7 +751,8 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
   /** Maps a run's failure onto the record's status. */
   async #settle (id: number, running: Running, record: DownloadRecord, err: CidgetError): Promise<void> {
     const from = running.status
-    if (err.code !== 'CIDGET_ERR_LEASE_HELD') await this.store.updateDownload(id, { control: null }, this.#now())
+    // a pause or cancel asked for stays asked while the lease is not ours or the state cannot be written
+    if (err.code !== 'CIDGET_ERR_LEASE_HELD' && err.code !== 'CIDGET_ERR_STATE_UNAVAILABLE') await this.store.updateDownload(id, { control: null }, this.#now())
     switch (err.code) {
       case 'CIDGET_ERR_LEASE_HELD':
         return // another process owns it now: its status is not ours to write

@@ -109,6 +109,8 @@ export async function runWorker (dl: Downloader, opts: WorkerOptions): Promise<W
       const tracked: Promise<void> = job.done.then((record) => {
         summary.finished[record.status] = (summary.finished[record.status] ?? 0) + 1
         emit({ type: 'finished', record })
+      }).catch(() => {
+        // done never rejects; should it, the slot is still freed below
       }).finally(() => {
         running.delete(tracked)
         ended?.()

@@ -61,8 +61,8 @@ export class CarUnsupportedError extends CidgetError {
  *
  * @throws {CidgetError} CIDGET_ERR_BLOCK_INVALID for a block that does not hash
  *   to its CID or a malformed CAR; CIDGET_ERR_BLOCK_TOO_LARGE for a block over
- *   the limit or a stream longer than the allowance; CIDGET_ERR_HTTP_STATUS
- *   ({@link CarUnsupportedError} for 400/406/415/501 or a body that is not a CAR),
+ *   the limit; CIDGET_ERR_HTTP_STATUS ({@link CarUnsupportedError} for
+ *   400/406/415/501, a body that is not a CAR, or a stream longer than the range can be),
  *   CIDGET_ERR_NOT_FOUND, and the HTTP client's TIMEOUT / NETWORK /
  *   STREAM_RESET. Blocks delivered before an error stay delivered.
  */
@@ -101,7 +101,8 @@ export async function fetchCarRun (
     for await (const chunk of res.body) {
       received += chunk.length
       if (received > allowance) {
-        throw new CidgetError('CIDGET_ERR_BLOCK_TOO_LARGE', `${gateway}: ${what} is over ${allowance} bytes, more than its blocks can hold`, { gateway })
+        // more than the range can hold: a gateway that ignores entity-bytes (it may still serve single blocks well)
+        throw new CarUnsupportedError(`${gateway}: ${what} is over ${allowance} bytes, more than its blocks can hold`, gateway, res.status)
       }
       yield chunk
     }

@@ -394,7 +394,7 @@ export class GatewayPool {
     const expected = new Map<string, CID>()
     for (const [key, leaf] of run) expected.set(key, leaf.cid)
     const started = performance.now()
-    let last = started
+    let received = 0
     try {
       await fetchCarRun(this.#http, gateway.url, entity, range, expected, (key, bytes) => {
         const leaf = run.get(key)
@@ -402,11 +402,12 @@ export class GatewayPool {
         run.delete(key)
         leaf.resolve(bytes)
         if (run.size + 1 < expected.size) gateway.requests++ // a run counts as one request per block it delivers
-        const now = performance.now()
-        this.#delivered(gateway, leaf.cid.toString(), bytes, now - last)
-        last = now
+        received += bytes.length
+        this.#delivered(gateway, leaf.cid.toString(), bytes, performance.now() - started, false)
       }, { signal, maxBlockBytes: this.#maxBlockBytes, maxRetryAfterMs: this.#maxRetryAfterMs })
       gateway.car = true
+      // the whole run is one throughput sample
+      this.#measure(gateway, received, performance.now() - started, false)
     } catch (err) {
       if (signal.aborted) return
       if (err instanceof CarUnsupportedError) {
@@ -576,20 +577,31 @@ export class GatewayPool {
   }
 
   /** Scores a verified block that `gateway` delivered in `ms` (for a run: since the previous block). */
-  #delivered (gateway: Gateway, id: string, bytes: Uint8Array, ms: number): void {
+  #delivered (gateway: Gateway, id: string, bytes: Uint8Array, ms: number, measure = true): void {
     gateway.successes++
     gateway.bytes += bytes.length
-    const alpha = POOL_DEFAULTS.EWMA_ALPHA
-    const elapsed = Math.max(ms, 0.5)
-    gateway.latencyMs = ewma(gateway.latencyMs, elapsed, alpha)
-    // a small block measures the round trip, not the bandwidth: it would rank a fast gateway as slow
-    if (bytes.length >= POOL_DEFAULTS.MIN_THROUGHPUT_SAMPLE_BYTES) gateway.throughputBps = ewma(gateway.throughputBps, bytes.length * 1000 / elapsed, alpha)
-    this.#latencyMs = ewma(this.#latencyMs, elapsed, alpha)
+    if (measure) this.#measure(gateway, bytes.length, ms, true)
     if (gateway.consecutiveErrors > 0) {
       gateway.consecutiveErrors = 0
       if (!gateway.dropped) this.#emit({ type: 'gateway', gateway: gateway.url, state: 'healthy', reason: 'served a valid block again' })
     }
     this.#emit({ type: 'block', cid: id, gateway: gateway.url, bytes: bytes.length, ms: Math.round(ms) })
+  }
+
+  /**
+   * Feeds one transfer into the gateway's EWMAs: `bytes` in `ms` from the
+   * request. A block's time is also a latency sample (hedging waits on it); a
+   * run's is not (its blocks stream back to back).
+   */
+  #measure (gateway: Gateway, bytes: number, ms: number, latency: boolean): void {
+    const alpha = POOL_DEFAULTS.EWMA_ALPHA
+    const elapsed = Math.max(ms, 0.5)
+    if (latency) {
+      gateway.latencyMs = ewma(gateway.latencyMs, elapsed, alpha)
+      this.#latencyMs = ewma(this.#latencyMs, elapsed, alpha)
+    }
+    // a small block measures the round trip, not the bandwidth: it would rank a fast gateway as slow
+    if (bytes >= POOL_DEFAULTS.MIN_THROUGHPUT_SAMPLE_BYTES) gateway.throughputBps = ewma(gateway.throughputBps, bytes * 1000 / elapsed, alpha)
   }
 
   /** Scores a failed request against its gateway (runs even when the block's fetch has moved on). */

@@ -27,6 +27,8 @@ export interface PostgresStoreOptions extends StoreOptions {
 const MIGRATION_LOCK = '109270236373364'
 /** First key of the transaction advisory locks taken per output path ("cidg"), the second being hashtext(output). */
 const OUTPUT_LOCK_CLASS = 1667851367
+/** A call without an answer for this long fails (CIDGET_ERR_STATE_UNAVAILABLE) instead of waiting. */
+const QUERY_TIMEOUT_MS = 30_000
 /** `createDownloads` of at least this many rows refreshes the table's statistics. */
 const ANALYZE_AFTER_ROWS = 1000
 /** Rows per INSERT statement in `createDownloads` (each column travels as one array parameter). */
@@ -80,7 +82,7 @@ export function redactUrl (url: string): string {
 
 /** SQLSTATEs of a connection that is gone or refused: the server shut it down, restarts, or is full. */
 const CONNECTION_SQLSTATES = new Set(['57P01', '57P02', '57P03', '57P05', '53300'])
-const CONNECTION_MESSAGES = /Connection terminated|not queryable|timeout exceeded when trying to connect|connection timeout/i
+const CONNECTION_MESSAGES = /Connection terminated|not queryable|timeout exceeded when trying to connect|connection timeout|Query read timeout/i
 
 /** True when the failure is a lost, refused or timed-out connection rather than a refused statement. */
 export function isConnectionError (err: unknown): boolean {
@@ -265,6 +267,8 @@ export class PostgresStore implements Store {
       types,
       max: poolSize,
       connectionTimeoutMillis: connectTimeoutMs,
+      // a connection that stops answering without closing fails the call instead of hanging it
+      query_timeout: QUERY_TIMEOUT_MS,
       keepAlive: true,
       allowExitOnIdle: true,
       application_name: 'cidget'

@@ -1,6 +1,6 @@
 /** The queue in the library: enqueue, claimNext and runWorker on one SQLite file shared by two Downloaders. */
 import { describe, it, expect, afterEach } from 'vitest'
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { MemoryBlocks, addFile, seededBytes, startTestGateway, type TestGateway } from '../../src/testing/index.js'
@@ -33,6 +33,9 @@ describe('the queue', () => {
       .rejects.toMatchObject({ code: 'CIDGET_ERR_OUTPUT_IN_USE', message: expect.stringMatching(/^Item 3 .*item 1 writes to/) as unknown })
     await expect(dl.enqueue([{ target: cid, output: '../x' }], { dir })).rejects.toMatchObject({ code: 'CIDGET_ERR_OUTSIDE_DIR' })
     await expect(dl.enqueue([{ target: 'not a cid' }], { dir })).rejects.toMatchObject({ code: 'CIDGET_ERR_BAD_TARGET' })
+    await writeFile(join(dir, 'taken'), 'mine')
+    await expect(dl.enqueue([{ target: cid, output: 'taken' }], { dir })).rejects.toMatchObject({ code: 'CIDGET_ERR_OUTPUT_EXISTS' })
+    expect(await readFile(join(dir, 'taken'), 'utf8')).toBe('mine')
     expect(await dl.list()).toEqual([])
     const queued = await dl.enqueue([{ target: cid, output: 'a' }, { target: cid, output: 'sub/', priority: 2 }], { dir })
     expect(queued.map(r => [r.status, r.output, r.priority])).toEqual([['pending', join(dir, 'a'), 0], ['pending', join(dir, 'sub', cid), 2]])

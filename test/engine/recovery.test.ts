@@ -6,6 +6,7 @@ import { CID } from 'multiformats/cid'
 import * as dagPb from '@ipld/dag-pb'
 import { world, progressReaches, fileSha256, sha256, MiB, KiB, type World, pathRequests } from '../helpers.js'
 import { Downloader } from '../../src/engine/downloader.js'
+import { addDirectory, seededBytes } from '../../src/testing/index.js'
 import { SqliteStore } from '../../src/store/sqlite.js'
 import type { RetryEvent } from '../../src/core/events.js'
 import { isCidgetError } from '../../src/core/errors.js'
@@ -159,6 +160,37 @@ describe('leases across owners', () => {
     // every leaf crossed the wire again after the resume
     const fetched = w.gateways[0]!.requests.filter(r => r.status === 200 && !r.aborted).map(r => r.path.slice(6))
     for (const leaf of leaves.slice(0, 4)) expect(fetched.filter(p => p === leaf)).toHaveLength(2)
+  })
+
+  it('a directory renamed into place by a run that stopped before recording success is taken as it is, not fetched again', async () => {
+    w = await world({ size: 1 })
+    const root = await addDirectory(w.blocks, [
+      { path: 'a.bin', content: seededBytes(600 * KiB, 41) },
+      { path: 'sub/b.txt', content: new TextEncoder().encode('b') }
+    ])
+    // the run stops right after the rename: its next store call (clearing the progress) fails
+    const real = await SqliteStore.open(w.state)
+    let armed = true
+    const store = new Proxy(real, {
+      get (target, key) {
+        if (key === 'clearProgress' && armed) {
+          armed = false
+          return async () => { throw new Error('the process stopped here') }
+        }
+        const v = Reflect.get(target, key, target) as unknown
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v
+      }
+    })
+    const dl = await w.open({ store })
+    const out = join(w.dir, 'tree')
+    const first = await (await dl.add(root.toString(), { output: out })).done
+    expect(first.status).toBe('failed')
+    const before = w.gateways[0]!.requests.length
+    const done = await (await dl.resume(first.id)).done
+    expect(done.status, done.error ?? '').toBe('success')
+    expect(w.gateways[0]!.requests.length).toBe(before)
+    expect(sha256(await readFile(join(out, 'a.bin')))).toBe(sha256(seededBytes(600 * KiB, 41)))
+    expect(await readFile(join(out, 'sub/b.txt'), 'utf8')).toBe('b')
   })
 
   it('path mode: progress whose partial file is gone restarts from the beginning and says so', async () => {

@@ -110,10 +110,13 @@ export class FileHasher {
     if (worker === undefined) return await this.#readAll(size, signal)
     try {
       if (this.#failure !== undefined) throw this.#failure
+      // the answer must keep the process alive (the timers of a download are unref'd)
+      worker.ref()
       return await new Promise<string>((resolve, reject) => {
         const onAbort = (): void => reject(signal.reason)
         signal.addEventListener('abort', onAbort, { once: true })
         worker.once('error', reject)
+        worker.once('exit', (code) => { reject(this.#readError({ message: `the hashing thread ended (exit code ${code}) before its answer` })) })
         worker.on('message', (m: WorkerReply) => {
           signal.removeEventListener('abort', onAbort)
           if (m.type === 'digest') resolve(m.hex)

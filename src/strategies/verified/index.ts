@@ -2,7 +2,7 @@ import { CID } from 'multiformats/cid'
 import * as dagPb from '@ipld/dag-pb'
 import * as rawCodec from 'multiformats/codecs/raw'
 import { UnixFS } from 'ipfs-unixfs'
-import { lstat } from 'node:fs/promises'
+import { lstat, rename } from 'node:fs/promises'
 import { CidgetError, fsError, systemCode, toCidgetError } from '../../core/errors.js'
 import { DEFAULTS } from '../../core/defaults.js'
 import { ensureFreeSpace, committedAlready } from '../../sink/partial.js'
@@ -84,6 +84,15 @@ function decode (cid: CID, bytes: Uint8Array): Decoded {
   return { node, fs }
 }
 
+/** True when `path` is a directory (not through a symlink). */
+async function isDirectoryPath (path: string): Promise<boolean> {
+  try {
+    return (await lstat(path)).isDirectory()
+  } catch {
+    return false
+  }
+}
+
 /** True when the partial file or staging directory is there (it is never a symlink). */
 async function partialExists (path: string): Promise<boolean> {
   try {
@@ -112,7 +121,15 @@ export async function runVerifiedDownload (ctx: VerifiedContext): Promise<Strate
     return { hash: record.hash, size: record.size as number, gateway: record.gateway ?? record.gateways[0] ?? '' }
   }
   let stored = await store.getProgress(id)
-  if (stored !== undefined && !await partialExists(record.output + DEFAULTS.PARTIAL_SUFFIX)) {
+  const partial = record.output + DEFAULTS.PARTIAL_SUFFIX
+  if (stored !== undefined && !await partialExists(partial) && await isDirectoryPath(record.output)) {
+    // A directory is renamed into place only when every block is written and fsynced, and its
+    // progress is cleared just after: progress, no staging directory and the directory in place
+    // mean a run stopped between the two. Moved back, it is resumed (nothing is left to fetch) and
+    // renamed again.
+    await rename(record.output, partial).catch((err: unknown) => { throw fsError(err, `move ${record.output} back to ${partial}`) })
+  }
+  if (stored !== undefined && !await partialExists(partial)) {
     // progress without its data (deleted, or recorded on another machine): the blocks it counts are not here
     stored = undefined
     await store.clearProgress(id)
