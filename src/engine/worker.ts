@@ -14,6 +14,7 @@
  * @module
  */
 
+import { setTimeout as delay } from 'node:timers/promises'
 import { toCidgetError } from '../core/errors.js'
 import { retryDelay, type BackoffOptions } from '../core/retry.js'
 import type { DownloadRecord } from '../core/types.js'
@@ -53,7 +54,7 @@ export async function runWorker (dl: Downloader, opts: WorkerOptions): Promise<W
   const { signal } = opts
   const pollMs = opts.pollMs ?? 1000
   const backoff = { ...DEFAULT_BACKOFF, ...opts.backoff }
-  const sleep = opts.sleep ?? abortableSleep
+  const sleep = opts.sleep ?? (async (ms: number, signal: AbortSignal) => { await delay(ms, undefined, { signal }) })
   const emit = (e: WorkerEvent): void => {
     try {
       opts.onEvent?.(e)
@@ -121,19 +122,4 @@ export async function runWorker (dl: Downloader, opts: WorkerOptions): Promise<W
     signal.removeEventListener('abort', onAbort)
   }
   return summary
-}
-
-async function abortableSleep (ms: number, signal: AbortSignal): Promise<void> {
-  signal.throwIfAborted()
-  await new Promise<void>((resolve, reject) => {
-    const onAbort = (): void => {
-      clearTimeout(timer)
-      reject(signal.reason)
-    }
-    const timer = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort)
-      resolve()
-    }, ms)
-    signal.addEventListener('abort', onAbort, { once: true })
-  })
 }

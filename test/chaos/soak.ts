@@ -57,7 +57,7 @@ import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { fixedSize } from 'ipfs-unixfs-importer/chunker'
 import { balanced, trickle } from 'ipfs-unixfs-importer/layout'
-import { MemoryBlocks, addDirectory, addFile, seededBytes, startTestGateway } from '../../src/testing/index.js'
+import { MemoryBlocks, addDirectory, addFile, seededBytes, seededRandom, startTestGateway } from '../../src/testing/index.js'
 import type { Fault, FaultRule, ImporterOptions, RequestFormat, RequestRecord, TestGateway } from '../../src/testing/index.js'
 import { ERROR_CODES, type ErrorKind } from '../../src/core/errors.js'
 import { SqliteStore } from '../../src/store/sqlite.js'
@@ -102,24 +102,13 @@ const UNFINISHED: readonly DownloadStatus[] = ['pending', 'paused', 'in_progress
 // ---------------------------------------------------------------------------
 // randomness
 
-/** mulberry32: a small seeded PRNG, uniform in [0, 1). */
-function mulberry32 (seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 /** A seeded random stream with the draws the soak needs. */
 export class Rng {
   readonly next: () => number
 
   constructor (seed: number) {
-    this.next = mulberry32(seed)
+    this.next = seededRandom(seed)
   }
 
   /** An independent stream for one concern, derived from the soak's seed and a label (FNV-1a). */

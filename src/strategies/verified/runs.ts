@@ -57,11 +57,6 @@ export class RunPlanner {
     }
   }
 
-  /** True when block `index` was registered (the walk must not start runs of its own for it). */
-  covers (index: number): boolean {
-    return index < this.#next
-  }
-
   /** The walk is at block `current`: starts the runs of the registered leaves within the window. */
   advance (current: number): void {
     const limit = current + this.#window
