@@ -12,7 +12,7 @@
  * expected end (checks, rename, closing; or the run outlives it). A
  * run that outlives its delay ends the round, and the next round downloads the
  * same content again into a new output, until `CIDGET_KILL_RUNS` kills per mode
- * (default 12, or 25 with `CI=true`) have happened; `CIDGET_KILL_VERBOSE=1`
+ * (default 12, or 50 with `CI=true`) have happened; `CIDGET_KILL_VERBOSE=1`
  * prints every run.
  *
  * After every killed run, the durable progress recorded in the state must not
@@ -121,7 +121,7 @@ function envInt (name: string, fallback: number): number {
 }
 
 /** Kills per mode. */
-const KILLS = envInt('CIDGET_KILL_RUNS', process.env.CI === 'true' ? 25 : 12)
+const KILLS = envInt('CIDGET_KILL_RUNS', process.env.CI === 'true' ? 50 : 12)
 const SEED = envInt('CIDGET_KILL_SEED', ((Date.now() ^ (Math.random() * 0x7fffffff)) >>> 0) % 0x7fffffff || 1)
 /** `CIDGET_KILL_VERBOSE=1` prints every run. */
 const VERBOSE = process.env.CIDGET_KILL_VERBOSE === '1'

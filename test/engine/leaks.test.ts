@@ -12,7 +12,9 @@
  *
  * After a warm-up of 20 downloads and after 1,000 more, with the Downloader
  * open, the counts must be equal, the heap must not have grown by more than
- * 10 MB and the RSS by more than 30 MB (from 250 downloads in, see RSS_FROM);
+ * 10 MB and the RSS by more than 30 MB (from 250 downloads in, see RSS_FROM;
+ * the test runs with V8's young generation held at one size, see
+ * youngGeneration);
  * once the Downloader is closed, the counts must be those from before it was
  * opened. Node must not have warned (a FileHandle closed by the garbage
  * collector, too many listeners on an emitter or a signal). The gateway's
@@ -33,7 +35,7 @@ import { mkdir, mkdtemp, rm } from 'node:fs/promises'
 import type { Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { setFlagsFromString } from 'node:v8'
+import { getHeapSpaceStatistics, setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import { fixedSize } from 'ipfs-unixfs-importer/chunker'
 import { MemoryBlocks, addFile, seededBytes, startTestGateway, type TestGateway } from '../../src/testing/index.js'
@@ -49,8 +51,6 @@ const AT_ONCE = 4
  * committed) and the allocator's pools reach their working size.
  */
 const RSS_FROM = 250
-/** The RSS bound holds on Node 20; on Node 22+ the growth is printed only (see the test). */
-const RSS_ASSERTED = Number(process.versions.node.split('.')[0]) < 22
 const RSS_GROWTH_LIMIT = 30 * 1024 * 1024
 /** The heap after garbage collection is the finer measure: 10 MB is 10 KB per download. */
 const HEAP_GROWTH_LIMIT = 10 * 1024 * 1024
@@ -65,6 +65,24 @@ function gcFunction (): () => void {
   return runInNewContext('gc') as () => void
 }
 
+/**
+ * Bytes V8 has committed to its young generation. V8 grows it under allocation
+ * pressure up to its own cap (`--max-semi-space-size`): with Node 20's default
+ * it stays at 32 MB here, while Node 24 (V8 13) doubles it to 64 and then
+ * 128 MB within a thousand downloads, and the pages it touches show in the RSS
+ * (about 85 MB of it) although nothing leaks. So this file runs with
+ * `--max-semi-space-size=16` (vitest.config.ts), Node 20's default, and the
+ * test checks that the young generation kept its size, so that the RSS
+ * compares like for like on every Node version.
+ */
+function youngGeneration (): number {
+  let bytes = 0
+  for (const space of getHeapSpaceStatistics()) {
+    if (space.space_name === 'new_space' || space.space_name === 'new_large_object_space') bytes += space.space_size
+  }
+  return bytes
+}
+
 interface Snapshot {
   fds: number
   sockets: number
@@ -74,6 +92,8 @@ interface Snapshot {
   timers: number
   rss: number
   heapUsed: number
+  /** See youngGeneration. */
+  young: number
 }
 
 const liveTimers = new Set<number>()
@@ -143,7 +163,7 @@ function snapshot (): Snapshot {
   const resources: Record<string, number> = {}
   for (const type of process.getActiveResourcesInfo()) resources[type] = (resources[type] ?? 0) + 1
   const mem = process.memoryUsage()
-  return { fds: fds.length, sockets, resources, timers: liveTimers.size, rss: mem.rss, heapUsed: mem.heapUsed }
+  return { fds: fds.length, sockets, resources, timers: liveTimers.size, rss: mem.rss, heapUsed: mem.heapUsed, young: youngGeneration() }
 }
 
 function mb (bytes: number): string {
@@ -151,7 +171,7 @@ function mb (bytes: number): string {
 }
 
 function show (name: string, s: Snapshot): string {
-  return `${name}: ${s.fds} fds (${s.sockets} sockets), ${s.timers} timers, resources ${JSON.stringify(s.resources)}, rss ${mb(s.rss)}, heap ${mb(s.heapUsed)}`
+  return `${name}: ${s.fds} fds (${s.sockets} sockets), ${s.timers} timers, resources ${JSON.stringify(s.resources)}, rss ${mb(s.rss)}, heap ${mb(s.heapUsed)}, young generation ${mb(s.young)}`
 }
 
 /**
@@ -159,7 +179,7 @@ function show (name: string, s: Snapshot): string {
  * the hook's count (all timers since the test began); active resources without
  * their 'Timeout' entry, which also counts the test runner's own report timer.
  */
-function counts (s: Snapshot): Omit<Snapshot, 'rss' | 'heapUsed'> {
+function counts (s: Snapshot): Omit<Snapshot, 'rss' | 'heapUsed' | 'young'> {
   const { Timeout: _runner, ...resources } = s.resources
   return { fds: s.fds, sockets: s.sockets, resources, timers: s.timers }
 }
@@ -231,6 +251,7 @@ describe('leaks', () => {
       gc()
       gc()
       const rssFrom = process.memoryUsage().rss
+      const youngFrom = youngGeneration()
       await downloads(dl, WARM_UP + DOWNLOADS)
       const seconds = (performance.now() - started) / 1000
       gw.off('request', onRequest)
@@ -248,19 +269,14 @@ describe('leaks', () => {
         show(`  after ${WARM_UP} + ${DOWNLOADS}     `, after),
         show('  after close          ', afterClose),
         `  growth over the ${DOWNLOADS}: heap ${mb(after.heapUsed - warm.heapUsed)} (limit ${mb(HEAP_GROWTH_LIMIT)}), RSS ${mb(after.rss - warm.rss)}, ` +
-        `RSS from ${RSS_FROM} in ${mb(after.rss - rssFrom)} (limit ${mb(RSS_GROWTH_LIMIT)})`
+        `RSS from ${RSS_FROM} in ${mb(after.rss - rssFrom)} (limit ${mb(RSS_GROWTH_LIMIT)}), young generation ${mb(youngFrom)} → ${mb(after.young)}`
       ].join('\n'))
 
       expect(failures).toEqual([])
       expect(counts(after), 'after the downloads, as after the warm-up').toEqual(counts(warm))
       expect(after.heapUsed - warm.heapUsed, 'heap growth').toBeLessThanOrEqual(HEAP_GROWTH_LIMIT)
-      if (RSS_ASSERTED) {
-        expect(after.rss - rssFrom, 'RSS growth').toBeLessThanOrEqual(RSS_GROWTH_LIMIT)
-      } else {
-        // Node 24 (V8 13) grows RSS by 75–120 MB over the 1,000 downloads while the heap, the
-        // handles and the descriptors stay flat: not yet explained, so reported, not asserted
-        console.warn(`leaks: RSS growth not asserted on Node ${process.versions.node} (an open investigation): ${mb(after.rss - rssFrom)}`)
-      }
+      expect(after.young, 'V8 young generation (run with --max-semi-space-size=16, see youngGeneration)').toBe(youngFrom)
+      expect(after.rss - rssFrom, 'RSS growth').toBeLessThanOrEqual(RSS_GROWTH_LIMIT)
       expect(counts(afterClose), 'after close, as before open').toEqual(counts(beforeOpen))
       expect(warnings).toEqual([])
     } finally {
