@@ -1,3 +1,4 @@
+import type { Readable } from 'node:stream'
 import { Agent, interceptors, request, type Dispatcher } from 'undici'
 import { CidgetError, systemCode, isNetworkCode } from '../core/errors.js'
 import { DEFAULTS } from '../core/defaults.js'
@@ -55,6 +56,60 @@ function mapError (err: unknown, gateway: string, phase: 'request' | 'body', sig
   return new CidgetError('CIDGET_ERR_NETWORK', `${gateway}: ${detail}`, { cause: err, gateway })
 }
 
+/** Chunks held before the body is paused (what the socket delivered while the reader was busy). */
+const BODY_QUEUE_CHUNKS = 4
+
+/**
+ * The body's chunks one by one, as the socket delivered them. A `for await`
+ * over the stream itself would hand over everything buffered at each step,
+ * copied into one new buffer: a copy of most of the bytes when the reader is
+ * the slower side, and more garbage for the collector. Here a busy reader
+ * pauses the stream after a few chunks instead (the same backpressure).
+ */
+async function * chunksOf (body: Readable): AsyncGenerator<Uint8Array> {
+  const queue: Uint8Array[] = []
+  let ended = false
+  let failure: { err: unknown } | undefined
+  let wake: (() => void) | undefined
+  const notify = (): void => {
+    const w = wake
+    wake = undefined
+    w?.()
+  }
+  const onData = (chunk: Uint8Array): void => {
+    queue.push(chunk)
+    if (queue.length >= BODY_QUEUE_CHUNKS) body.pause()
+    notify()
+  }
+  const onEnd = (): void => { ended = true; notify() }
+  const onError = (err: unknown): void => { failure = { err }; notify() }
+  body.on('data', onData)
+  body.once('end', onEnd)
+  body.once('error', onError)
+  try {
+    for (;;) {
+      const chunk = queue.shift()
+      if (chunk !== undefined) {
+        if (queue.length === 0 && body.isPaused() && !ended) body.resume()
+        yield chunk
+        continue
+      }
+      if (failure !== undefined) throw failure.err
+      if (ended) return
+      await new Promise<void>((resolve) => { wake = resolve })
+    }
+  } finally {
+    body.off('data', onData)
+    body.off('end', onEnd)
+    body.off('error', onError)
+    // a reader that stopped early: free the connection (an error after this is nobody's)
+    if (!ended) {
+      body.on('error', () => {})
+      body.destroy()
+    }
+  }
+}
+
 /**
  * A small HTTP GET client over undici with idle (not total) timeouts, redirects,
  * and errors classified into CidgetErrors that name the gateway and the phase.
@@ -108,7 +163,7 @@ export class HttpClient {
     const body = res.body
     async function * iterate (): AsyncGenerator<Uint8Array> {
       try {
-        for await (const chunk of body) yield chunk as Uint8Array
+        yield * chunksOf(body)
       } catch (err) {
         throw mapError(err, gateway, 'body', signal)
       }
