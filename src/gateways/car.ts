@@ -13,7 +13,7 @@
  * @module
  */
 
-import { CarBlockIterator } from '@ipld/car/iterator'
+import { createDecoder } from '@ipld/car/decoder'
 import type { CID } from 'multiformats/cid'
 import { CidgetError, isCidgetError } from '../core/errors.js'
 import { statusError, verifyBlockFrom } from './block.js'
@@ -109,13 +109,13 @@ export async function fetchCarRun (
   }
   const seen = new Set<string>()
   try {
-    let blocks: AsyncIterable<{ cid: CID, bytes: Uint8Array }>
+    const decoder = createDecoder(new ChunkReader(counted()))
     try {
-      blocks = await CarBlockIterator.fromIterable(counted())
+      await decoder.header()
     } catch (err) {
       throw carError(err, gateway, what)
     }
-    const iterator = blocks[Symbol.asyncIterator]()
+    const iterator = decoder.blocks()
     for (;;) {
       let next: IteratorResult<{ cid: CID, bytes: Uint8Array }>
       try {
@@ -145,6 +145,104 @@ export async function fetchCarRun (
     throw err
   }
   return received
+}
+
+/**
+ * The reading interface of `@ipld/car`'s decoder (`BytesReader`) over a
+ * stream of chunks, copying as little as it can. The decoder asks for a few
+ * bytes at a time (lengths, CIDs), then for each block's bytes at once. A read
+ * that lies within one chunk is a view of it; one that spans chunks is copied
+ * once into a buffer of its own size. (The library's own stream reader copies
+ * every read into a buffer holding all it has, the remainder included, so
+ * bytes that straddle a block boundary are copied again and again, and every
+ * block allocates twice.)
+ */
+export class ChunkReader {
+  readonly #source: AsyncIterator<Uint8Array>
+  /** Chunks not read yet, the first one from #offset on. */
+  readonly #chunks: Uint8Array[] = []
+  #offset = 0
+  /** Bytes in #chunks from #offset on. */
+  #buffered = 0
+  /** Bytes a seek went past the end of what had arrived: dropped as they come. */
+  #skip = 0
+  #done = false
+  /** Bytes read (or sought past) so far. */
+  pos = 0
+
+  constructor (source: AsyncIterable<Uint8Array>) {
+    this.#source = source[Symbol.asyncIterator]()
+  }
+
+  /** Up to `length` bytes from the current position (fewer at the end of the stream), without moving it. */
+  async upTo (length: number): Promise<Uint8Array> {
+    await this.#fill(length)
+    return this.#view(Math.min(length, this.#buffered))
+  }
+
+  /** Exactly `length` bytes from the current position, moving past them when `seek` is true. */
+  async exactly (length: number, seek = false): Promise<Uint8Array> {
+    await this.#fill(length)
+    if (this.#buffered < length) throw new Error('Unexpected end of data')
+    const bytes = this.#view(length)
+    if (seek) this.seek(length)
+    return bytes
+  }
+
+  seek (length: number): void {
+    this.pos += length
+    if (length > this.#buffered) {
+      this.#skip += length - this.#buffered
+      this.#chunks.length = 0
+      this.#offset = 0
+      this.#buffered = 0
+      return
+    }
+    this.#buffered -= length
+    let offset = this.#offset + length
+    for (let first = this.#chunks[0]; first !== undefined && offset >= first.length; first = this.#chunks[0]) {
+      offset -= first.length
+      this.#chunks.shift()
+    }
+    this.#offset = offset
+  }
+
+  async #fill (length: number): Promise<void> {
+    while (this.#buffered < length && !this.#done) {
+      const next = await this.#source.next()
+      if (next.done === true) {
+        this.#done = true
+        return
+      }
+      let chunk = next.value
+      if (this.#skip > 0) {
+        const dropped = Math.min(this.#skip, chunk.length)
+        this.#skip -= dropped
+        chunk = chunk.subarray(dropped)
+      }
+      if (chunk.length === 0) continue
+      this.#chunks.push(chunk)
+      this.#buffered += chunk.length
+    }
+  }
+
+  /** The next `length` bytes (at most #buffered): a view when one chunk holds them, else one copy. */
+  #view (length: number): Uint8Array {
+    const first = this.#chunks[0]
+    if (first === undefined || length === 0) return new Uint8Array(0)
+    if (first.length - this.#offset >= length) return first.subarray(this.#offset, this.#offset + length)
+    const out = Buffer.allocUnsafe(length) // filled whole below
+    let at = 0
+    let offset = this.#offset
+    for (const chunk of this.#chunks) {
+      const n = Math.min(chunk.length - offset, length - at)
+      out.set(chunk.subarray(offset, offset + n), at)
+      at += n
+      offset = 0
+      if (at === length) break
+    }
+    return out
+  }
 }
 
 /** A CAR that cannot be decoded is the gateway's fault, unless the body was cut off. */

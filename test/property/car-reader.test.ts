@@ -1,0 +1,105 @@
+/**
+ * The CAR stream reader (`ChunkReader` in src/gateways/car.ts) against the
+ * reader of `@ipld/car` itself: the same CAR bytes, cut into chunks at random
+ * places (one-byte and empty chunks included) and possibly cut off early, must
+ * give the same blocks, byte for byte, and fail where the library's reader
+ * fails. The library's decoder does the parsing in both; what differs is only
+ * how bytes are gathered from the chunks.
+ */
+import { describe, it, expect } from 'vitest'
+import fc from 'fast-check'
+import { CarWriter } from '@ipld/car/writer'
+import { CarBlockIterator } from '@ipld/car/iterator'
+import { createDecoder } from '@ipld/car/decoder'
+import { CID } from 'multiformats/cid'
+import * as rawCodec from 'multiformats/codecs/raw'
+import { sha256 } from 'multiformats/hashes/sha2'
+import { ChunkReader } from '../../src/gateways/car.js'
+import { params } from './fc.js'
+
+interface Block { cid: CID, bytes: Uint8Array }
+
+async function carOf (blocks: Uint8Array[]): Promise<{ car: Uint8Array, blocks: Block[] }> {
+  const made: Block[] = []
+  for (const bytes of blocks) made.push({ cid: CID.createV1(rawCodec.code, await sha256.digest(bytes)), bytes })
+  const { writer, out } = CarWriter.create(made[0] === undefined ? [] : [made[0].cid])
+  const parts: Uint8Array[] = []
+  const collected = (async () => { for await (const part of out) parts.push(part) })()
+  for (const block of made) await writer.put(block)
+  await writer.close()
+  await collected
+  return { car: Buffer.concat(parts), blocks: made }
+}
+
+/** `bytes` cut at `cuts` (positions, any order, repeats make empty chunks), as a stream. */
+async function * chunked (bytes: Uint8Array, cuts: number[]): AsyncGenerator<Uint8Array> {
+  let at = 0
+  for (const cut of [...cuts].sort((a, b) => a - b)) {
+    yield bytes.subarray(at, Math.max(at, cut))
+    at = Math.max(at, cut)
+  }
+  yield bytes.subarray(at)
+}
+
+/** What a reader made of a stream: the blocks it yielded, then whether it threw. */
+async function outcome (blocks: AsyncIterable<Block>): Promise<{ blocks: Array<{ cid: string, bytes: string }>, failed: boolean }> {
+  const out: Array<{ cid: string, bytes: string }> = []
+  try {
+    for await (const b of blocks) out.push({ cid: b.cid.toString(), bytes: Buffer.from(b.bytes).toString('hex') })
+    return { blocks: out, failed: false }
+  } catch {
+    return { blocks: out, failed: true }
+  }
+}
+
+async function * ours (stream: AsyncIterable<Uint8Array>): AsyncGenerator<Block> {
+  const decoder = createDecoder(new ChunkReader(stream))
+  await decoder.header()
+  yield * decoder.blocks()
+}
+
+async function * theirs (stream: AsyncIterable<Uint8Array>): AsyncGenerator<Block> {
+  yield * await CarBlockIterator.fromIterable(stream)
+}
+
+const blockBytes = fc.oneof(
+  fc.uint8Array({ minLength: 1, maxLength: 64 }),
+  fc.uint8Array({ minLength: 1, maxLength: 3000 }),
+  fc.integer({ min: 1, max: 70_000 }).map(n => Uint8Array.from({ length: n }, (_, i) => (i * 31 + n) & 0xff))
+)
+
+describe('CAR stream reader', () => {
+  it('gives the blocks the library reader gives, wherever the chunks are cut and the stream ends', async () => {
+    await fc.assert(fc.asyncProperty(
+      fc.array(blockBytes, { minLength: 1, maxLength: 8 }),
+      fc.array(fc.double({ min: 0, max: 1, noNaN: true }), { maxLength: 40 }),
+      fc.option(fc.double({ min: 0, max: 1, noNaN: true, maxExcluded: true })),
+      async (contents, cutsAt, endAt) => {
+        const { car, blocks } = await carOf(contents)
+        const bytes = endAt === null ? car : car.subarray(0, Math.floor(endAt * car.length))
+        const cuts = cutsAt.map(c => Math.floor(c * bytes.length))
+        const mine = await outcome(ours(chunked(bytes, cuts)))
+        expect(mine).toEqual(await outcome(theirs(chunked(bytes, cuts))))
+        if (endAt === null) {
+          expect(mine.failed).toBe(false)
+          expect(mine.blocks.map(b => b.cid)).toEqual(blocks.map(b => b.cid.toString()))
+        }
+        for (const b of mine.blocks) {
+          const block = blocks.find(x => x.cid.toString() === b.cid)
+          expect(b.bytes).toBe(Buffer.from(block?.bytes ?? []).toString('hex'))
+        }
+      }
+    ), params(0.5))
+  })
+
+  it('seeks past what has arrived and goes on from there', async () => {
+    const bytes = Uint8Array.from({ length: 100 }, (_, i) => i)
+    const reader = new ChunkReader(chunked(bytes, [3, 10, 10, 40, 41]))
+    expect([...await reader.upTo(2)]).toEqual([0, 1])
+    reader.seek(50) // only 3 bytes have arrived
+    expect(reader.pos).toBe(50)
+    expect([...await reader.exactly(5, true)]).toEqual([50, 51, 52, 53, 54])
+    expect([...await reader.upTo(100)]).toEqual(Array.from({ length: 45 }, (_, i) => 55 + i))
+    await expect(reader.exactly(46)).rejects.toThrow(/Unexpected end of data/)
+  })
+})
