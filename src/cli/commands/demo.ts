@@ -4,7 +4,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Downloader } from '../../engine/downloader.js'
-import { MemoryBlocks, addFile, seededBytes, startTestGateway, type TestGateway } from '../../testing/index.js'
+import type { TestGateway } from '../../testing/index.js'
 import type { DownloadRecord, Mode } from '../../core/types.js'
 import { action, parseIntOption } from '../context.js'
 import { EXIT } from '../exit.js'
@@ -63,6 +63,8 @@ export function registerDemo (program: Command): void {
       await action(async () => {
         const size = flags.size * MiB
         out.write(`cidget demo: building a ${humanBytes(size)} file and local gateways that misbehave\n`)
+        // the test gateway and the content builder are loaded by this command only: every other command starts faster without them
+        const { MemoryBlocks, addFile, seededBytes, startTestGateway } = await import('../../testing/index.js')
         const blocks = new MemoryBlocks()
         const data = seededBytes(size, 42)
         const expected = createHash('sha256').update(data).digest('hex')
