@@ -68,6 +68,26 @@ function checkLocation (file: string): void {
   }
 }
 
+/**
+ * `PRAGMA journal_mode = WAL`, retried for up to the busy timeout: while
+ * another connection switches the same new database to WAL, SQLite answers
+ * SQLITE_BUSY at once instead of waiting through its busy handler (two
+ * `cidget get` started together on a new state file failed so, one time in
+ * ten). The open is synchronous, so the waits between tries block too.
+ */
+function enableWal (db: Database.Database, busyTimeoutMs: number): void {
+  const deadline = Date.now() + busyTimeoutMs
+  for (let waitMs = 1; ; waitMs = Math.min(waitMs * 2, 50)) {
+    try {
+      db.pragma('journal_mode = WAL')
+      return
+    } catch (err) {
+      if (errnoOf(err)?.startsWith('SQLITE_BUSY') !== true || Date.now() >= deadline) throw err
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, waitMs)
+    }
+  }
+}
+
 /** Turns whatever opening or migrating threw into one CIDGET_ERR_STATE line. */
 function openError (file: string, err: unknown, busyTimeoutMs: number): CidgetError {
   if (err instanceof CidgetError) return err
@@ -280,7 +300,7 @@ export class SqliteStore implements Store {
     let db: Database.Database | undefined
     try {
       db = new Database(location, { timeout: busyTimeoutMs })
-      db.pragma('journal_mode = WAL')
+      enableWal(db, busyTimeoutMs)
       db.pragma('synchronous = NORMAL')
       db.pragma('foreign_keys = ON')
       migrate(db, location, now)

@@ -138,7 +138,7 @@ describe('crash and takeover', () => {
     const args = ['get', w.cid, '-o', out, ...gatewayArgs(), '--json']
     const [a, b] = await Promise.all([runCli(args, { env: env() }), runCli(args, { env: env() })])
     const codes = [a.code, b.code].sort()
-    expect(codes).toEqual([0, 1])
+    expect(codes, a.stderr + b.stderr).toEqual([0, 1])
     const loser = a.code === 1 ? a : b
     expect(loser.stderr).toMatch(/another process.*\[CIDGET_ERR_LEASE_HELD\]/)
     expect(w.gateways[0]!.bytesSent(r => r.format === 'path')).toBe(4 * MiB)

@@ -227,6 +227,28 @@ describe('SqliteStore on a file', () => {
     expect(await a.renewLease(id, ownerA, 30_000, now + 30_002)).toBe(false)
   })
 
+  it('processes that open one new file at the same moment all succeed', async () => {
+    // each child waits for a common start time, then opens (and so creates, switches to WAL and migrates) the file
+    const store = new URL('../../dist/store/sqlite.js', import.meta.url).href
+    const script = `const { SqliteStore } = await import(${JSON.stringify(store)})
+      const startAt = Number(process.argv[2]); while (Date.now() < startAt) {}
+      try { SqliteStore.open(process.argv[1]).close(); console.log('ok') } catch (err) { console.log(err.message) }`
+    const outcomes: string[] = []
+    for (let round = 0; round < 12; round++) {
+      const file = tempFile()
+      const startAt = Date.now() + 300
+      outcomes.push(...await Promise.all(Array.from({ length: 3 }, async () => {
+        const child = spawn(process.execPath, ['--input-type=module', '-e', script, file, String(startAt)], { stdio: ['ignore', 'pipe', 'inherit'] })
+        let out = ''
+        child.stdout.on('data', (d: Buffer) => { out += d.toString() })
+        await once(child, 'close')
+        return out.trim()
+      })))
+    }
+    expect(outcomes.filter(o => o !== 'ok')).toEqual([])
+    expect(outcomes).toHaveLength(36)
+  })
+
   it('a write lock held by another connection makes a claim wait for the busy timeout', async () => {
     const file = tempFile()
     const store = track(SqliteStore.open(file, { busyTimeoutMs: 50 }))
