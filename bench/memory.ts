@@ -4,7 +4,7 @@
  * gateway in its own process. Bounded memory means the peak does not grow
  * with the file size. Also reports MB/s; every output's SHA-256 is checked.
  *
- *   npm run build && npx tsx bench/memory.ts [--sizes 256,1024,4096] [--runs 1] [--mode verified] [--quiet-wait 30] [--ref HEAD | --cli dist/cli/main.js]
+ *   npm run build && npx tsx bench/memory.ts [--sizes 256,1024,4096] [--runs 1] [--mode verified] [--quiet-wait 30] [--ref HEAD | --cli dist/bin/cidget.mjs]
  */
 import { execFileSync } from 'node:child_process'
 import { existsSync } from 'node:fs'

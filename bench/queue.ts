@@ -15,7 +15,7 @@
  *    state. Every output is checked against its SHA-256.
  *
  *   npm run build && npx tsx bench/queue.ts [--sizes 10000,100000] [--files 1000] [--file-size 4096]
- *     [--concurrency 8] [--pg postgres://postgres@127.0.0.1:5432/postgres] [--cli dist/cli/main.js]
+ *     [--concurrency 8] [--pg postgres://postgres@127.0.0.1:5432/postgres] [--cli dist/bin/cidget.mjs]
  *
  * PostgreSQL: a server where the user may create databases (each run makes
  * and drops its own, `cidget_bench_*`).

@@ -9,7 +9,7 @@
  * from /proc every 50 ms, and its peak, VmHWM). Every output is checked
  * against its SHA-256.
  *
- *   npm run build && npx tsx bench/service.ts [--count 1000] [--file-size 4096] [--concurrency 16] [--clients 50] [--quiet-wait 30] [--cli dist/cli/main.js]
+ *   npm run build && npx tsx bench/service.ts [--count 1000] [--file-size 4096] [--concurrency 16] [--clients 50] [--quiet-wait 30] [--cli dist/bin/cidget.mjs]
  *
  * With `--gateway-process` it is the gateway instead (started by the benchmark itself).
  */

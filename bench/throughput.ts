@@ -7,7 +7,7 @@
  * gateway's CPU time, and ratios to curl.
  *
  *   npm run build && npx tsx bench/throughput.ts [--sizes 256,1024] [--runs 3]
- *     [--clients curl,path,verified,verified-fetch] [--ref HEAD | --cli dist/cli/main.js] [--node24 PATH]
+ *     [--clients curl,path,verified,verified-fetch] [--ref HEAD | --cli dist/bin/cidget.mjs] [--node24 PATH]
  */
 import { execFileSync } from 'node:child_process'
 import { existsSync } from 'node:fs'

@@ -115,7 +115,8 @@ export function statusLog (dl: Downloader): Array<{ id: number, status: Download
   return log
 }
 
-export const CLI = new URL('../dist/cli/main.js', import.meta.url).pathname
+/** The `cidget` command as installed: the bundle that package.json's `bin` names (built by `npm run build`). */
+export const CLI = new URL('../dist/bin/cidget.mjs', import.meta.url).pathname
 
 export interface CliResult { code: number | null, signal: NodeJS.Signals | null, stdout: string, stderr: string }
 

@@ -69,8 +69,8 @@ const MiB = 1024 * 1024
 const PARTIAL = '.cidget-partial'
 const FILLER = '.chaos-filler'
 
-/** The built CLI that runs as the downloading process. */
-export const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url))
+/** The built CLI (the bundle package.json's `bin` names) that runs as the downloading process. */
+export const CLI = fileURLToPath(new URL('../../dist/bin/cidget.mjs', import.meta.url))
 
 /** Settings of the downloading processes: short timeouts and backoffs, budgets that faults do not exhaust. */
 const CHILD_ENV: Record<string, string> = {
