@@ -743,6 +743,7 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
       ...(this.#runBlocks === undefined ? {} : { runBlocks: this.#runBlocks }),
       // two runs per gateway keep every gateway busy while each run's last bytes arrive
       runsAhead: Math.max(4, 2 * ctx.record.gateways.length),
+      runSpread: ctx.record.gateways.length,
       lastGateway: () => lastGateway
     }
     return await this.#withPool(pool, async () => ctx.record.mode === 'car' ? await runCarDownload(vctx) : await runVerifiedDownload(vctx))

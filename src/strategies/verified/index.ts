@@ -52,6 +52,8 @@ export interface VerifiedContext extends StrategyContext {
   runBlocks?: number
   /** Runs started ahead of the leaf being written. @default 4 */
   runsAhead?: number
+  /** Gateways the runs are spread over: the file's last leaves are split into as many runs. @default 1 */
+  runSpread?: number
   /** The gateway that served the latest block, for progress. */
   lastGateway: () => string | null
 }
@@ -208,6 +210,7 @@ export async function runVerifiedDownload (ctx: VerifiedContext): Promise<Strate
   }
   const planner = new RunPlanner({
     runBlocks,
+    spread: ctx.runSpread ?? 1,
     window: runWindow,
     isDone: (i) => done.has(i),
     start: (entity, range, leaves) => reader.prefetchRun(entity, range, leaves)

@@ -19,10 +19,15 @@ export interface PlannedLeaf {
  * block numbers, none of them done. So the runs in flight do not drain at the
  * end of every inner node. A leaf left alone (no neighbour to run with) is
  * fetched by the walk as a single block.
+ *
+ * Near the end, runs get shorter: the leaves left are shared among the
+ * gateways (`spread`), so that they all finish about together instead of one
+ * still sending a whole run while the others are idle.
  */
 export class RunPlanner {
   readonly #queue: Array<PlannedLeaf & { entity: CID }> = []
   readonly #runBlocks: number
+  readonly #spread: number
   readonly #window: number
   readonly #isDone: (index: number) => boolean
   readonly #start: (entity: CID, range: RunRange, leaves: CID[]) => boolean
@@ -32,6 +37,8 @@ export class RunPlanner {
 
   constructor (init: {
     runBlocks: number
+    /** Gateways the runs go to. @default 1 */
+    spread?: number
     /** Leaves ahead of the walk that may be asked for. */
     window: number
     isDone: (index: number) => boolean
@@ -39,6 +46,7 @@ export class RunPlanner {
     start: (entity: CID, range: RunRange, leaves: CID[]) => boolean
   }) {
     this.#runBlocks = init.runBlocks
+    this.#spread = Math.max(1, init.spread ?? 1)
     this.#window = init.window
     this.#isDone = init.isDone
     this.#start = init.start
@@ -64,10 +72,12 @@ export class RunPlanner {
       const first = this.#queue.shift() as PlannedLeaf & { entity: CID }
       if (first.index < current || this.#isDone(first.index)) continue
       const run = [first]
+      // the leaves registered and not asked for yet: at the end of the file, all that is left
+      const size = Math.min(this.#runBlocks, Math.max(2, Math.ceil((this.#queue.length + 1) / this.#spread)))
       for (;;) {
         const last = run[run.length - 1] as PlannedLeaf & { entity: CID }
         const next = this.#queue[0]
-        if (next === undefined || run.length >= this.#runBlocks || next.entity !== first.entity ||
+        if (next === undefined || run.length >= size || next.entity !== first.entity ||
           next.index !== last.index + 1 || next.offset !== last.offset + last.size || this.#isDone(next.index)) break
         run.push(this.#queue.shift() as PlannedLeaf & { entity: CID })
       }
