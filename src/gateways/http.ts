@@ -56,6 +56,10 @@ function mapError (err: unknown, gateway: string, phase: 'request' | 'body', sig
   return new CidgetError('CIDGET_ERR_NETWORK', `${gateway}: ${detail}`, { cause: err, gateway })
 }
 
+function prematureClose (): Error {
+  return Object.assign(new Error('the response body closed before its end'), { code: 'ERR_STREAM_PREMATURE_CLOSE' })
+}
+
 /** Chunks held before the body is paused (what the socket delivered while the reader was busy). */
 const BODY_QUEUE_CHUNKS = 4
 
@@ -65,8 +69,10 @@ const BODY_QUEUE_CHUNKS = 4
  * copied into one new buffer: a copy of most of the bytes when the reader is
  * the slower side, and more garbage for the collector. Here a busy reader
  * pauses the stream after a few chunks instead (the same backpressure).
+ * Listens from the moment it is called, before the first read: a body that
+ * fails before it is read (a reset right after the headers) fails the read.
  */
-async function * chunksOf (body: Readable): AsyncGenerator<Uint8Array> {
+function chunksOf (body: Readable): AsyncGenerator<Uint8Array> {
   const queue: Uint8Array[] = []
   let ended = false
   let failure: { err: unknown } | undefined
@@ -83,31 +89,41 @@ async function * chunksOf (body: Readable): AsyncGenerator<Uint8Array> {
   }
   const onEnd = (): void => { ended = true; notify() }
   const onError = (err: unknown): void => { failure = { err }; notify() }
+  // destroyed without an error: the body ended short
+  const onClose = (): void => {
+    if (!ended && failure === undefined) failure = { err: prematureClose() }
+    notify()
+  }
   body.on('data', onData)
   body.once('end', onEnd)
   body.once('error', onError)
-  try {
-    for (;;) {
-      const chunk = queue.shift()
-      if (chunk !== undefined) {
-        if (queue.length === 0 && body.isPaused() && !ended) body.resume()
-        yield chunk
-        continue
+  body.once('close', onClose)
+  async function * read (): AsyncGenerator<Uint8Array> {
+    try {
+      for (;;) {
+        const chunk = queue.shift()
+        if (chunk !== undefined) {
+          if (queue.length === 0 && body.isPaused() && !ended) body.resume()
+          yield chunk
+          continue
+        }
+        if (failure !== undefined) throw failure.err
+        if (ended) return
+        await new Promise<void>((resolve) => { wake = resolve })
       }
-      if (failure !== undefined) throw failure.err
-      if (ended) return
-      await new Promise<void>((resolve) => { wake = resolve })
-    }
-  } finally {
-    body.off('data', onData)
-    body.off('end', onEnd)
-    body.off('error', onError)
-    // a reader that stopped early: free the connection (an error after this is nobody's)
-    if (!ended) {
-      body.on('error', () => {})
-      body.destroy()
+    } finally {
+      body.off('data', onData)
+      body.off('end', onEnd)
+      body.off('error', onError)
+      body.off('close', onClose)
+      // a reader that stopped early: free the connection (an error after this is nobody's)
+      if (!ended) {
+        body.on('error', () => {})
+        body.destroy()
+      }
     }
   }
+  return read()
 }
 
 /**
@@ -161,9 +177,10 @@ export class HttpClient {
       throw mapError(err, gateway, 'request', signal)
     }
     const body = res.body
+    const chunks = chunksOf(body)
     async function * iterate (): AsyncGenerator<Uint8Array> {
       try {
-        yield * chunksOf(body)
+        yield * chunks
       } catch (err) {
         throw mapError(err, gateway, 'body', signal)
       }

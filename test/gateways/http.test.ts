@@ -1,6 +1,7 @@
 import { describe, it, expect, afterEach } from 'vitest'
 import { createServer, type Server } from 'node:http'
-import type { AddressInfo } from 'node:net'
+import type { AddressInfo, Socket } from 'node:net'
+import { subscribe, unsubscribe } from 'node:diagnostics_channel'
 import { createHash } from 'node:crypto'
 import { HttpClient } from '../../src/gateways/http.js'
 import { isCidgetError } from '../../src/core/errors.js'
@@ -38,6 +39,30 @@ async function serve (body: Uint8Array, write: number, hang = false): Promise<st
 const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex')
 
 describe('HttpClient body', () => {
+  it('a body that failed before the first read (a reset right after the headers) fails the reading instead of leaving it waiting', async () => {
+    server = createServer((_req, res) => {
+      res.writeHead(200, { 'content-length': String(1024 * 1024) })
+      res.write(seededBytes(64 * 1024, 7), () => res.destroy())
+    })
+    await new Promise<void>(resolve => server?.listen(0, '127.0.0.1', resolve))
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+    // the client's socket, to know when the reset has reached it
+    const sockets: Socket[] = []
+    const onSocket = (m: unknown): void => { sockets.push((m as { socket: Socket }).socket) }
+    subscribe('net.client.socket', onSocket)
+    client = new HttpClient({ timeoutMs: 5_000 })
+    try {
+      const res = await client.request(url, { gateway: url })
+      const socket = sockets[0] as Socket
+      if (!socket.destroyed) await new Promise(resolve => socket.once('close', resolve)) // (undici destroys it with an error)
+      for (let i = 0; i < 3; i++) await new Promise(resolve => setImmediate(resolve)) // undici errors the body
+      const err = await (async () => { for await (const _chunk of res.body) { /* what arrived before the reset */ } })().then(() => undefined, (e: unknown) => e)
+      expect(isCidgetError(err, 'CIDGET_ERR_STREAM_RESET'), String(err)).toBe(true)
+    } finally {
+      unsubscribe('net.client.socket', onSocket)
+    }
+  }, 10_000)
+
   it('hands over every byte in order to a reader slower than the socket', async () => {
     const body = seededBytes(8 * 1024 * 1024, 5)
     const url = await serve(body, 100_000)
