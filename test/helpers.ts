@@ -12,6 +12,15 @@ import type { ProgressEvent } from '../src/core/events.js'
 export const KiB = 1024
 export const MiB = 1024 * 1024
 
+/** A positive integer from the environment variable `name` (a test's knob), or `fallback` when it is unset or empty. */
+export function envInt (name: string, fallback: number): number {
+  const raw = process.env[name]?.trim()
+  if (raw === undefined || raw === '') return fallback
+  const n = Number(raw)
+  if (!Number.isSafeInteger(n) || n < 1) throw new Error(`${name} must be a positive integer, got "${raw}"`)
+  return n
+}
+
 export function sha256 (data: Uint8Array): string {
   return createHash('sha256').update(data).digest('hex')
 }

@@ -6,14 +6,7 @@
  */
 import { it, expect } from 'vitest'
 import { runSoak } from './soak.js'
-
-function envInt (name: string, fallback: number): number {
-  const raw = process.env[name]?.trim()
-  if (raw === undefined || raw === '') return fallback
-  const n = Number(raw)
-  if (!Number.isSafeInteger(n) || n < 1) throw new Error(`${name} must be a positive integer, got "${raw}"`)
-  return n
-}
+import { envInt } from '../helpers.js'
 
 const SEED = envInt('CIDGET_CHAOS_SEED', 20261126)
 const SECONDS = envInt('CIDGET_CHAOS_SECONDS', 45)

@@ -41,7 +41,7 @@ import { fixedSize } from 'ipfs-unixfs-importer/chunker'
 import { MemoryBlocks, addFile, seededBytes, seededRandom, startTestGateway, type TestGateway } from '../../src/testing/index.js'
 import { SqliteStore } from '../../src/store/sqlite.js'
 import type { DownloadRecord } from '../../src/core/types.js'
-import { CLI, KiB, MiB, fileSha256, sha256 } from '../helpers.js'
+import { CLI, KiB, MiB, envInt, fileSha256, sha256 } from '../helpers.js'
 
 const SIZE = 4 * MiB
 /** Leaf size of the DAG: 64 leaves under one root node. */
@@ -111,14 +111,6 @@ let REQUEST_OVERHEAD = 0
 
 type Mode = 'verified' | 'path'
 const MODES: Mode[] = ['verified', 'path']
-
-function envInt (name: string, fallback: number): number {
-  const raw = process.env[name]?.trim()
-  if (raw === undefined || raw === '') return fallback
-  const n = Number(raw)
-  if (!Number.isSafeInteger(n) || n < 1) throw new Error(`${name} must be a positive integer, got "${raw}"`)
-  return n
-}
 
 /** Kills per mode. */
 const KILLS = envInt('CIDGET_KILL_RUNS', process.env.CI === 'true' ? 50 : 12)
