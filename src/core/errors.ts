@@ -256,6 +256,8 @@ export interface CidgetErrorInit {
   retryAfterMs?: number
   /** Which phase timed out: connect, headers or body. */
   phase?: 'connect' | 'headers' | 'body'
+  /** The output path that two downloads would write to (CIDGET_ERR_OUTPUT_IN_USE). */
+  output?: string
 }
 
 export class CidgetError extends Error {
@@ -264,6 +266,7 @@ export class CidgetError extends Error {
   readonly status?: number
   readonly retryAfterMs?: number
   readonly phase?: 'connect' | 'headers' | 'body'
+  readonly output?: string
 
   constructor (code: ErrorCode, message?: string, init: CidgetErrorInit = {}) {
     super(message ?? ERROR_CODES[code].message, init.cause === undefined ? undefined : { cause: init.cause })
@@ -273,6 +276,7 @@ export class CidgetError extends Error {
     if (init.status !== undefined) this.status = init.status
     if (init.retryAfterMs !== undefined) this.retryAfterMs = init.retryAfterMs
     if (init.phase !== undefined) this.phase = init.phase
+    if (init.output !== undefined) this.output = init.output
   }
 
   get kind (): ErrorKind {

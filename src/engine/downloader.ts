@@ -4,7 +4,7 @@ import { access, mkdir, rm, stat } from 'node:fs/promises'
 import { constants as fsConstants } from 'node:fs'
 import { setTimeout as delay } from 'node:timers/promises'
 import type { Dispatcher } from 'undici'
-import { CidgetError, toCidgetError, systemCode } from '../core/errors.js'
+import { CidgetError, isCidgetError, toCidgetError, systemCode } from '../core/errors.js'
 import { DEFAULTS, DEFAULT_GATEWAYS } from '../core/defaults.js'
 import { DEFAULT_POLICY, type DownloadPolicy } from '../core/policy.js'
 import { TypedEmitter, type CidgetEvents, type ProgressEvent } from '../core/events.js'
@@ -384,7 +384,16 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
       }
       seen.set(init.output, n)
     }
-    const records = await this.store.createDownloads(inits, this.#now())
+    let records: DownloadRecord[]
+    try {
+      // an unfinished download of the state (queued, running, paused) that writes there already refuses the list
+      records = await this.store.createDownloads(inits, this.#now(), { exclusiveOutput: true })
+    } catch (err) {
+      if (!isCidgetError(err, 'CIDGET_ERR_OUTPUT_IN_USE') || err.output === undefined) throw err
+      const n = seen.get(err.output)
+      if (n === undefined) throw err
+      throw new CidgetError('CIDGET_ERR_OUTPUT_IN_USE', `Item ${n + 1} (${JSON.stringify(items[n]?.target)}): ${err.message}`, { cause: err, output: err.output })
+    }
     for (const r of records) this.emit('cidget:download:added', r)
     return records
   }

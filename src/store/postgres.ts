@@ -5,7 +5,7 @@ import type { DownloadRecord, DownloadStatus, NewDownload } from '../core/types.
 import { CLAIMABLE_SQL, LATEST_SCHEMA_VERSION, MIGRATIONS, SCHEMA_MIGRATIONS_SQL } from './migrations.js'
 import { isOwnerDead as defaultIsOwnerDead } from './owner.js'
 import {
-  PATCH_FIELDS, badOption, checkList, checkStatus, checkTtl, checkUnder, isStatus, listParams, newDownloadParams, patchParams,
+  PATCH_FIELDS, badOption, checkList, outputInUse, checkStatus, checkTtl, checkUnder, isStatus, listParams, newDownloadParams, patchParams,
   rowToRecord, unknownDownload
 } from './rows.js'
 import type { BindValue, DownloadRow, NewDownloadParams } from './rows.js'
@@ -25,8 +25,15 @@ export interface PostgresStoreOptions extends StoreOptions {
 
 /** The session advisory lock that serializes migrations: "cidget" in ASCII. */
 const MIGRATION_LOCK = '109270236373364'
-/** First key of the transaction advisory locks taken per output path ("cidg"), the second being hashtext(output). */
+/**
+ * First key of the transaction advisory locks that make "no unfinished
+ * download writes there" and the insert one step ("cidg"); the second key is
+ * one of OUTPUT_LOCK_BUCKETS buckets of the output's hash, so that a list of
+ * thousands takes at most that many locks (PostgreSQL's lock table is shared
+ * and small), and a single insert one of them.
+ */
 const OUTPUT_LOCK_CLASS = 1667851367
+const OUTPUT_LOCK_BUCKETS = 256
 /** A call without an answer for this long fails (CIDGET_ERR_STATE_UNAVAILABLE) instead of waiting. */
 const QUERY_TIMEOUT_MS = 30_000
 /** `createDownloads` of at least this many rows refreshes the table's statistics. */
@@ -38,6 +45,21 @@ const COLUMNS = 'SELECT * FROM ipfs_downloads'
 const sqlList = (values: readonly string[]): string => values.map(v => `'${v}'`).join(', ')
 const ACTIVE_LIST = sqlList(ACTIVE_STATUSES)
 const FINISHED_LIST = sqlList(['success', 'failed', 'cancelled'])
+
+/**
+ * Within the transaction of `client`: takes the output locks of `outputs`
+ * (their buckets in ascending order, so that two lists cannot deadlock), then
+ * throws CIDGET_ERR_OUTPUT_IN_USE if an unfinished download writes to one of
+ * them. Creators of the same output so take turns and cannot both see it free.
+ */
+async function lockOutputs (client: PoolClient, outputs: string[]): Promise<void> {
+  await client.query(
+    `SELECT pg_advisory_xact_lock($1, b) FROM (SELECT DISTINCT abs(hashtext(o) % $2) AS b FROM unnest($3::text[]) AS o) AS buckets ORDER BY b`,
+    [OUTPUT_LOCK_CLASS, OUTPUT_LOCK_BUCKETS, outputs])
+  const clash = (await client.query<DownloadRow>(
+    `${COLUMNS} WHERE output = ANY($1::text[]) AND status NOT IN (${FINISHED_LIST}) ORDER BY id LIMIT 1`, [outputs])).rows[0]
+  if (clash !== undefined) throw outputInUse(clash, clash.output)
+}
 
 const DIALECT_LINE = /^(\s*)-- dialect: SQLite\. PostgreSQL: (.+?)\s*$/
 
@@ -329,24 +351,20 @@ export class PostgresStore implements Store {
       const params = newDownloadParams(init, now ?? this.#now())
       if (opts.exclusiveOutput !== true) return rowToRecord(oneRow(await this.#query(INSERT_ONE, insertValues(params))))
       return inTransaction(this.#pool, async client => {
-        // Two creators of the same output take turns, so both cannot see it free.
-        await client.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [OUTPUT_LOCK_CLASS, params.output])
-        const clash = (await client.query<DownloadRow>(
-          `${COLUMNS} WHERE output = $1 AND status NOT IN (${FINISHED_LIST}) ORDER BY id LIMIT 1`, [params.output])).rows[0]
-        if (clash !== undefined) {
-          throw new CidgetError('CIDGET_ERR_OUTPUT_IN_USE', `Download ${String(clash.id)} (${clash.target}) also writes to ${params.output}`)
-        }
+        await lockOutputs(client, [params.output])
         return rowToRecord(oneRow(await client.query<DownloadRow>(INSERT_ONE, insertValues(params))))
       })
     })
   }
 
-  async createDownloads (inits: readonly NewDownload[], now?: number): Promise<DownloadRecord[]> {
+  async createDownloads (inits: readonly NewDownload[], now?: number, opts: { exclusiveOutput?: boolean } = {}): Promise<DownloadRecord[]> {
     return this.#run('createDownloads', async () => {
       const at = now ?? this.#now()
-      const params = checkList(inits).map(init => newDownloadParams(init, at))
+      const exclusive = opts.exclusiveOutput === true
+      const params = checkList(inits, exclusive).map(init => newDownloadParams(init, at))
       if (params.length === 0) return []
       return inTransaction(this.#pool, async client => {
+        if (exclusive) await lockOutputs(client, params.map(p => p.output))
         const out: DownloadRecord[] = []
         for (let start = 0; start < params.length; start += INSERT_BATCH) {
           const batch = params.slice(start, start + INSERT_BATCH)

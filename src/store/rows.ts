@@ -141,10 +141,25 @@ export function listParams (opts: ListOptions): { status: DownloadStatus | null,
   return { status: opts.status === undefined ? null : checkStatus(opts.status), afterId, limit }
 }
 
-/** The argument of `createDownloads`: a list, or CIDGET_ERR_BAD_OPTION. */
-export function checkList (inits: readonly NewDownload[]): readonly NewDownload[] {
+/**
+ * The argument of `createDownloads`: a list, or CIDGET_ERR_BAD_OPTION; with
+ * `exclusive`, two entries with one output are CIDGET_ERR_OUTPUT_IN_USE.
+ */
+export function checkList (inits: readonly NewDownload[], exclusive = false): readonly NewDownload[] {
   if (!Array.isArray(inits)) throw badOption('createDownloads takes a list of downloads')
+  if (exclusive) {
+    const seen = new Set<string>()
+    for (const init of inits) {
+      if (seen.has(init.output)) throw new CidgetError('CIDGET_ERR_OUTPUT_IN_USE', `Two downloads of the list write to ${init.output}`, { output: init.output })
+      seen.add(init.output)
+    }
+  }
   return inits
+}
+
+/** CIDGET_ERR_OUTPUT_IN_USE: the unfinished download `clash` writes to `output` already. */
+export function outputInUse (clash: { id: IntValue, target: string }, output: string): CidgetError {
+  return new CidgetError('CIDGET_ERR_OUTPUT_IN_USE', `Download ${String(clash.id)} (${clash.target}) also writes to ${output}`, { output })
 }
 
 function checkGateways (gateways: unknown): string[] {

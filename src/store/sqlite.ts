@@ -7,7 +7,7 @@ import type { DownloadRecord, DownloadStatus, NewDownload } from '../core/types.
 import { CLAIMABLE_SQL, LATEST_SCHEMA_VERSION, MIGRATIONS, SCHEMA_MIGRATIONS_SQL } from './migrations.js'
 import { isOwnerDead as defaultIsOwnerDead } from './owner.js'
 import {
-  PATCH_FIELDS, badOption, checkList, checkStatus, checkTtl, checkUnder, isStatus, listParams, newDownloadParams, patchParams,
+  PATCH_FIELDS, badOption, checkList, outputInUse, checkStatus, checkTtl, checkUnder, isStatus, listParams, newDownloadParams, patchParams,
   rowToRecord, unknownDownload
 } from './rows.js'
 import type { BindValue, DownloadRow, NewDownloadParams } from './rows.js'
@@ -231,7 +231,7 @@ export class SqliteStore implements Store {
   readonly #now: () => number
   readonly #claim: (id: number, owner: string, ttlMs: number, now: number) => boolean
   readonly #insertExclusive: (init: NewDownload, now: number) => DownloadRecord
-  readonly #insertMany: (params: NewDownloadParams[]) => DownloadRecord[]
+  readonly #insertMany: (params: NewDownloadParams[], exclusive: boolean) => DownloadRecord[]
   readonly #claimNext: (owner: string, ttlMs: number, now: number, under: string | null) => DownloadRecord | undefined
 
   private constructor (db: Database.Database, location: string, isOwnerDead: OwnerLiveness, now: () => number) {
@@ -253,19 +253,27 @@ export class SqliteStore implements Store {
     const insertExclusive = db.transaction((init: NewDownload, at: number): DownloadRecord => {
       const clash = this.#stmts.unfinishedByOutput.all(init.output)[0]
       if (clash !== undefined) {
-        throw new CidgetError('CIDGET_ERR_OUTPUT_IN_USE', `Download ${String(clash.id)} (${clash.target}) also writes to ${init.output}`)
+        throw outputInUse(clash, init.output)
       }
       const row = this.#stmts.insert.get(newDownloadParams(init, at))
       if (row === undefined) throw new Error('INSERT … RETURNING returned no row')
       return rowToRecord(row)
     })
     this.#insertExclusive = (init, at) => insertExclusive.immediate(init, at)
-    const insertMany = db.transaction((params: NewDownloadParams[]): DownloadRecord[] => params.map(p => {
-      const row = this.#stmts.insert.get(p)
-      if (row === undefined) throw new Error('INSERT … RETURNING returned no row')
-      return rowToRecord(row)
-    }))
-    this.#insertMany = params => insertMany.immediate(params)
+    const insertMany = db.transaction((params: NewDownloadParams[], exclusive: boolean): DownloadRecord[] => {
+      if (exclusive) {
+        for (const p of params) {
+          const clash = this.#stmts.unfinishedByOutput.all(p.output)[0]
+          if (clash !== undefined) throw outputInUse(clash, p.output)
+        }
+      }
+      return params.map(p => {
+        const row = this.#stmts.insert.get(p)
+        if (row === undefined) throw new Error('INSERT … RETURNING returned no row')
+        return rowToRecord(row)
+      })
+    })
+    this.#insertMany = (params, exclusive) => insertMany.immediate(params, exclusive)
     const claimNext = db.transaction((owner: string, ttlMs: number, at: number, under: string | null): DownloadRecord | undefined => {
       let next: DownloadRow | undefined
       for (const row of this.#stmts.claimable.iterate({ owner, now: at, under })) {
@@ -358,11 +366,12 @@ export class SqliteStore implements Store {
     })
   }
 
-  async createDownloads (inits: readonly NewDownload[], now?: number): Promise<DownloadRecord[]> {
+  async createDownloads (inits: readonly NewDownload[], now?: number, opts: { exclusiveOutput?: boolean } = {}): Promise<DownloadRecord[]> {
     return this.#run('createDownloads', () => {
       const at = now ?? this.#now()
-      const params = checkList(inits).map(init => newDownloadParams(init, at))
-      return params.length === 0 ? [] : this.#insertMany(params)
+      const exclusive = opts.exclusiveOutput === true
+      const params = checkList(inits, exclusive).map(init => newDownloadParams(init, at))
+      return params.length === 0 ? [] : this.#insertMany(params, exclusive)
     })
   }
 

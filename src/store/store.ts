@@ -42,8 +42,11 @@ export interface Store {
    * Inserts many `pending` records in one transaction (all or none; an invalid
    * one refuses the whole list before anything is written) and returns them in
    * input order, their ids ascending in that order. Meant for thousands at once.
+   * With `exclusiveOutput`, as for `createDownload`, in the same transaction:
+   * an output that an unfinished download writes to, or that two of the list
+   * share, refuses the whole list with CIDGET_ERR_OUTPUT_IN_USE.
    */
-  createDownloads (inits: readonly NewDownload[], now?: number): Promise<DownloadRecord[]>
+  createDownloads (inits: readonly NewDownload[], now?: number, opts?: { exclusiveOutput?: boolean }): Promise<DownloadRecord[]>
   getDownload (id: number): Promise<DownloadRecord | undefined>
   getDownloadsByStatus (status: DownloadStatus): Promise<DownloadRecord[]>
   listDownloads (opts?: ListOptions): Promise<DownloadRecord[]>

@@ -39,6 +39,13 @@ describe('the queue', () => {
     expect(await dl.list()).toEqual([])
     const queued = await dl.enqueue([{ target: cid, output: 'a' }, { target: cid, output: 'sub/', priority: 2 }], { dir })
     expect(queued.map(r => [r.status, r.output, r.priority])).toEqual([['pending', join(dir, 'a'), 0], ['pending', join(dir, 'sub', cid), 2]])
+    // a download of the state that has not finished writes to `a`: a second list naming it is refused whole
+    await expect(dl.enqueue([{ target: cid, output: 'c' }, { target: cid, output: 'a' }], { dir }))
+      .rejects.toMatchObject({ code: 'CIDGET_ERR_OUTPUT_IN_USE', message: expect.stringMatching(new RegExp(`^Item 2 .*Download ${queued[0]!.id} .*also writes to`)) as unknown })
+    expect((await dl.list()).map(r => r.output)).toEqual([join(dir, 'a'), join(dir, 'sub', cid)])
+    // once it is cancelled, the output is free again
+    await dl.cancel(queued[0]!.id)
+    expect((await dl.enqueue([{ target: cid, output: 'a' }], { dir })).map(r => r.status)).toEqual(['pending'])
   })
 
   it('two workers on one state drain 30 downloads, each once, and stop when told', async () => {

@@ -677,6 +677,32 @@ export function storeContract (name: string, open: (opts: ContractOpenOptions) =
         expect((await store.countByStatus()).pending).toBe(0)
       })
 
+      it('with exclusiveOutput, an output an unfinished download writes to refuses the whole list', async () => {
+        const running = await store.createDownload(newDownload({ output: '/o/taken' }), T0)
+        const inits = [newDownload({ output: '/o/free-1' }), newDownload({ output: '/o/taken' }), newDownload({ output: '/o/free-2' })]
+        await expect(store.createDownloads(inits, T0, { exclusiveOutput: true }))
+          .rejects.toMatchObject({ code: 'CIDGET_ERR_OUTPUT_IN_USE', output: '/o/taken', message: expect.stringContaining(`Download ${running.id} `) })
+        expect((await store.listDownloads()).map(r => r.output)).toEqual(['/o/taken'])
+        // two of the list on one output
+        await expect(store.createDownloads([newDownload({ output: '/o/twice' }), newDownload({ output: '/o/twice' })], T0, { exclusiveOutput: true }))
+          .rejects.toMatchObject({ code: 'CIDGET_ERR_OUTPUT_IN_USE', output: '/o/twice' })
+        // once the download has finished its output is free; without the option nothing is checked
+        await store.markDownloadFailed(running.id, 'gave up', 'CIDGET_ERR_NETWORK')
+        expect(await store.createDownloads(inits, T0, { exclusiveOutput: true })).toHaveLength(3)
+        expect(await store.createDownloads([newDownload({ output: '/o/free-1' })], T0)).toHaveLength(1)
+      })
+
+      it('with exclusiveOutput, lists and single creations racing for one output: exactly one wins', async () => {
+        const results = await Promise.allSettled([
+          store.createDownloads([newDownload({ output: '/o/a' }), newDownload({ output: '/o/race' })], T0, { exclusiveOutput: true }),
+          store.createDownload(newDownload({ output: '/o/race' }), T0, { exclusiveOutput: true }),
+          store.createDownloads([newDownload({ output: '/o/race' }), newDownload({ output: '/o/b' })], T0, { exclusiveOutput: true })
+        ])
+        expect(results.filter(r => r.status === 'fulfilled')).toHaveLength(1)
+        for (const r of results) if (r.status === 'rejected') expect(r.reason).toMatchObject({ code: 'CIDGET_ERR_OUTPUT_IN_USE' })
+        expect((await store.listDownloads()).filter(r => r.output === '/o/race')).toHaveLength(1)
+      })
+
       it('an invalid download refuses the whole list', async () => {
         const inits = [newDownload({ output: '/o/1' }), newDownload({ output: '/o/2', mode: 'bogus' as 'path' }), newDownload({ output: '/o/3' })]
         await expectCode(store.createDownloads(inits, T0), 'CIDGET_ERR_BAD_OPTION')
