@@ -72,7 +72,7 @@ function gcFunction (): () => void {
  * 128 MB within a thousand downloads, and the pages it touches show in the RSS
  * (about 85 MB of it) although nothing leaks. So this file runs with
  * `--max-semi-space-size=16` (vitest.config.ts), Node 20's default, and the
- * test checks that the young generation kept its size, so that the RSS
+ * test checks that the young generation did not grow, so that the RSS
  * compares like for like on every Node version.
  */
 function youngGeneration (): number {
@@ -275,7 +275,9 @@ describe('leaks', () => {
       expect(failures).toEqual([])
       expect(counts(after), 'after the downloads, as after the warm-up').toEqual(counts(warm))
       expect(after.heapUsed - warm.heapUsed, 'heap growth').toBeLessThanOrEqual(HEAP_GROWTH_LIMIT)
-      expect(after.young, 'V8 young generation (run with --max-semi-space-size=16, see youngGeneration)').toBe(youngFrom)
+      // it may have shrunk (V8's memory reducer does so while the test waits for sockets to close: on
+      // Node 24, 32 → 2 MB, with the RSS still 11 MB up, so the pages stay with V8), not grown
+      expect(after.young, 'V8 young generation (run with --max-semi-space-size=16, see youngGeneration)').toBeLessThanOrEqual(youngFrom)
       expect(after.rss - rssFrom, 'RSS growth').toBeLessThanOrEqual(RSS_GROWTH_LIMIT)
       expect(counts(afterClose), 'after close, as before open').toEqual(counts(beforeOpen))
       expect(warnings).toEqual([])
