@@ -576,7 +576,7 @@ export class GatewayPool {
     this.#delivered(gateway, block.id, bytes, ms)
   }
 
-  /** Scores a verified block that `gateway` delivered in `ms` (for a run: since the previous block). */
+  /** Counts a verified block that `gateway` delivered `ms` after the request; a block of a run is not measured alone (`measure` false: the run is one sample). */
   #delivered (gateway: Gateway, id: string, bytes: Uint8Array, ms: number, measure = true): void {
     gateway.successes++
     gateway.bytes += bytes.length

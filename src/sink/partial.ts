@@ -132,11 +132,7 @@ export class PartialFile {
 
   /** SHA-256 state over the first `length` bytes (used to continue hashing after a resume). */
   async hashPrefix (length: number, signal?: AbortSignal): Promise<Hash> {
-    const hash = createHash('sha256')
-    if (length === 0) return hash
-    const stream = createReadStream(this.path, { start: 0, end: length - 1, highWaterMark: 1 << 20, signal })
-    for await (const chunk of stream) hash.update(chunk as Buffer)
-    return hash
+    return await hashFilePrefix(this.path, length, signal)
   }
 
   async close (): Promise<void> {
@@ -186,7 +182,14 @@ export async function committedAlready (output: string, size: number | null, has
   } catch {
     return false
   }
-  const h = createHash('sha256')
-  for await (const chunk of createReadStream(output, { highWaterMark: 1 << 20 })) h.update(chunk as Buffer)
-  return h.digest('hex') === hash
+  return (await hashFilePrefix(output, size)).digest('hex') === hash
+}
+
+/** SHA-256 state over the first `length` bytes of the file at `path` (read in 1 MiB pieces). */
+export async function hashFilePrefix (path: string, length: number, signal?: AbortSignal): Promise<Hash> {
+  const hash = createHash('sha256')
+  if (length === 0) return hash
+  const stream = createReadStream(path, { start: 0, end: length - 1, highWaterMark: 1 << 20, ...(signal === undefined ? {} : { signal }) })
+  for await (const chunk of stream) hash.update(chunk as Buffer)
+  return hash
 }

@@ -230,7 +230,6 @@ export class SqliteStore implements Store {
   readonly #isOwnerDead: OwnerLiveness
   readonly #now: () => number
   readonly #claim: (id: number, owner: string, ttlMs: number, now: number) => boolean
-  readonly #insertExclusive: (init: NewDownload, now: number) => DownloadRecord
   readonly #insertMany: (params: NewDownloadParams[], exclusive: boolean) => DownloadRecord[]
   readonly #claimNext: (owner: string, ttlMs: number, now: number, under: string | null) => DownloadRecord | undefined
 
@@ -250,16 +249,6 @@ export class SqliteStore implements Store {
       return true
     })
     this.#claim = (id, owner, ttlMs, at) => claim.immediate(id, owner, ttlMs, at)
-    const insertExclusive = db.transaction((init: NewDownload, at: number): DownloadRecord => {
-      const clash = this.#stmts.unfinishedByOutput.all(init.output)[0]
-      if (clash !== undefined) {
-        throw outputInUse(clash, init.output)
-      }
-      const row = this.#stmts.insert.get(newDownloadParams(init, at))
-      if (row === undefined) throw new Error('INSERT … RETURNING returned no row')
-      return rowToRecord(row)
-    })
-    this.#insertExclusive = (init, at) => insertExclusive.immediate(init, at)
     const insertMany = db.transaction((params: NewDownloadParams[], exclusive: boolean): DownloadRecord[] => {
       if (exclusive) {
         for (const p of params) {
@@ -359,7 +348,7 @@ export class SqliteStore implements Store {
 
   async createDownload (init: NewDownload, now?: number, opts: { exclusiveOutput?: boolean } = {}): Promise<DownloadRecord> {
     return this.#run('createDownload', () => {
-      if (opts.exclusiveOutput === true) return this.#insertExclusive(init, now ?? this.#now())
+      if (opts.exclusiveOutput === true) return this.#insertMany([newDownloadParams(init, now ?? this.#now())], true)[0] as DownloadRecord
       const row = this.#stmts.insert.get(newDownloadParams(init, now ?? this.#now()))
       if (row === undefined) throw new Error('INSERT … RETURNING returned no row')
       return rowToRecord(row)

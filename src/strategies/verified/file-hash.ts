@@ -1,7 +1,6 @@
-import { createHash } from 'node:crypto'
-import { createReadStream } from 'node:fs'
 import { Worker } from 'node:worker_threads'
 import { CidgetError, fsError } from '../../core/errors.js'
+import { hashFilePrefix } from '../../sink/partial.js'
 
 /** From this size on, a file is hashed on a worker thread while it downloads. */
 export const HASH_WORKER_BYTES = 16 * 1024 * 1024
@@ -143,16 +142,12 @@ export class FileHasher {
   }
 
   async #readAll (size: number, signal: AbortSignal): Promise<string> {
-    const hash = createHash('sha256')
-    if (size > 0) {
-      try {
-        for await (const chunk of createReadStream(this.#path, { end: size - 1, highWaterMark: 1 << 20, signal })) hash.update(chunk as Buffer)
-      } catch (err) {
-        if (signal.aborted) throw signal.reason
-        throw fsError(err, `read ${this.#path} to hash it`)
-      }
+    try {
+      return (await hashFilePrefix(this.#path, size, signal)).digest('hex')
+    } catch (err) {
+      if (signal.aborted) throw signal.reason
+      throw fsError(err, `read ${this.#path} to hash it`)
     }
-    return hash.digest('hex')
   }
 
   #readError (m: { message: string, code?: string }): CidgetError {
