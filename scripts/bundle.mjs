@@ -16,6 +16,14 @@ import { rm } from 'node:fs/promises'
 import { URL, fileURLToPath } from 'node:url'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
+
+/** `import … from 'undici'` in the bundle gets scripts/undici-cli.mjs: the parts the CLI uses, not all of undici. */
+const undiciForTheCli = {
+  name: 'undici-for-the-cli',
+  setup (b) {
+    b.onResolve({ filter: /^undici$/ }, () => ({ path: `${root}scripts/undici-cli.mjs` }))
+  }
+}
 const outdir = `${root}dist/bin`
 await rm(outdir, { recursive: true, force: true })
 await build({
@@ -32,5 +40,6 @@ await build({
   external: ['better-sqlite3', 'better-sqlite3-node22', 'pg', 'pg-native'],
   // CommonJS dependencies bundled into ES modules still call require() for Node's own modules
   banner: { js: "import { createRequire as __cidgetCreateRequire } from 'node:module'; const require = __cidgetCreateRequire(import.meta.url);" },
+  plugins: [undiciForTheCli],
   logLevel: 'warning'
 })
