@@ -10,6 +10,7 @@
  * @module
  */
 
+import { createHash } from 'node:crypto'
 import { equals } from 'multiformats/bytes'
 import type { CID } from 'multiformats/cid'
 import { identity } from 'multiformats/hashes/identity'
@@ -33,7 +34,32 @@ export const MAX_BLOCK_BYTES = 2 * 1024 * 1024
 /** Media type of a single raw block (trustless gateway specification). */
 export const RAW_BLOCK_MEDIA_TYPE = 'application/vnd.ipld.raw'
 
+/**
+ * A block's bytes: one array, or the pieces it arrived in (views of the
+ * network's chunks, in order), which are hashed and written as they are
+ * instead of being copied into one array first.
+ */
+export type BlockBytes = Uint8Array | readonly Uint8Array[]
+
+/** The length of a block in bytes. */
+export function blockLength (bytes: BlockBytes): number {
+  if (!Array.isArray(bytes)) return (bytes as Uint8Array).byteLength
+  let n = 0
+  for (const piece of bytes as readonly Uint8Array[]) n += piece.byteLength
+  return n
+}
+
+/** A block's bytes as one array (a copy only when it is in pieces). */
+export function joinBlock (bytes: BlockBytes): Uint8Array {
+  if (!Array.isArray(bytes)) return bytes as Uint8Array
+  const pieces = bytes as readonly Uint8Array[]
+  if (pieces.length === 1) return pieces[0] as Uint8Array
+  return Buffer.concat(pieces, blockLength(pieces))
+}
+
 interface HashSpec {
+  /** node:crypto's name for it: pieces are hashed one by one, without joining them. */
+  node: string
   hasher: MultihashHasher
   /** Length of the untruncated digest in bytes. */
   length: number
@@ -43,9 +69,9 @@ interface HashSpec {
 
 /** Hash functions cidget can verify: those that ship with `multiformats` itself. */
 const HASHES = new Map<number, HashSpec>([
-  [sha256.code, { hasher: sha256, length: 32, minLength: 20 }],
-  [sha512.code, { hasher: sha512, length: 64, minLength: 20 }],
-  [sha1.code, { hasher: sha1, length: 20, minLength: 20 }]
+  [sha256.code, { node: 'sha256', hasher: sha256, length: 32, minLength: 20 }],
+  [sha512.code, { node: 'sha512', hasher: sha512, length: 64, minLength: 20 }],
+  [sha1.code, { node: 'sha1', hasher: sha1, length: 20, minLength: 20 }]
 ])
 
 function hex (code: number): string {
@@ -86,12 +112,12 @@ export async function verifyBlock (cid: CID, bytes: Uint8Array): Promise<void> {
   await verifyBlockFrom(cid, bytes, undefined)
 }
 
-/** {@link verifyBlock} for bytes that `gateway` sent: the error names it (and its `gateway` detail is set). */
-export async function verifyBlockFrom (cid: CID, bytes: Uint8Array, gateway: string | undefined): Promise<void> {
+/** {@link verifyBlock} for bytes that `gateway` sent (one array or its pieces): the error names it (and its `gateway` detail is set). */
+export async function verifyBlockFrom (cid: CID, bytes: BlockBytes, gateway: string | undefined): Promise<void> {
   const from = gateway === undefined ? '' : `${gateway}: `
   const inline = identityBytes(cid)
   if (inline !== undefined) {
-    if (!equals(inline, bytes)) {
+    if (!equals(inline, joinBlock(bytes))) {
       throw new CidgetError('CIDGET_ERR_BLOCK_INVALID', `${from}the bytes of identity block ${cid.toString()} differ from the data inlined in the CID`, withGateway(gateway))
     }
     return
@@ -99,9 +125,16 @@ export async function verifyBlockFrom (cid: CID, bytes: Uint8Array, gateway: str
   checkMultihash(cid)
   const spec = HASHES.get(cid.multihash.code) as HashSpec
   const expected = cid.multihash.digest
-  const digest = await spec.hasher.digest(bytes, expected.length === spec.length ? undefined : { truncate: expected.length })
-  if (!equals(digest.digest, expected)) {
-    throw new CidgetError('CIDGET_ERR_BLOCK_INVALID', `${from}block ${cid.toString()} does not match its ${spec.hasher.name} hash (${bytes.length} bytes received)`, withGateway(gateway))
+  let digest: Uint8Array
+  if (Array.isArray(bytes)) {
+    const hash = createHash(spec.node)
+    for (const piece of bytes as readonly Uint8Array[]) hash.update(piece)
+    digest = hash.digest().subarray(0, expected.length)
+  } else {
+    digest = (await spec.hasher.digest(bytes as Uint8Array, expected.length === spec.length ? undefined : { truncate: expected.length })).digest
+  }
+  if (!equals(digest, expected)) {
+    throw new CidgetError('CIDGET_ERR_BLOCK_INVALID', `${from}block ${cid.toString()} does not match its ${spec.hasher.name} hash (${blockLength(bytes)} bytes received)`, withGateway(gateway))
   }
 }
 

@@ -13,10 +13,10 @@
  * @module
  */
 
-import { createDecoder } from '@ipld/car/decoder'
+import { readBlockHead, readHeader } from '@ipld/car/decoder'
 import type { CID } from 'multiformats/cid'
 import { CidgetError, isCidgetError } from '../core/errors.js'
-import { statusError, verifyBlockFrom } from './block.js'
+import { statusError, verifyBlockFrom, type BlockBytes } from './block.js'
 import type { HttpClient } from './http.js'
 
 /** What the request asks for: one CARv1, blocks depth-first, no duplicates (trustless gateway specification). */
@@ -72,7 +72,7 @@ export async function fetchCarRun (
   entity: CID,
   range: RunRange,
   expected: ReadonlyMap<string, CID>,
-  onBlock: (key: string, bytes: Uint8Array) => Promise<void> | void,
+  onBlock: (key: string, bytes: BlockBytes) => Promise<void> | void,
   opts: CarRunOptions
 ): Promise<number> {
   const id = entity.toString()
@@ -109,25 +109,20 @@ export async function fetchCarRun (
   }
   const seen = new Set<string>()
   try {
-    const decoder = createDecoder(new ChunkReader(counted()))
-    try {
-      await decoder.header()
-    } catch (err) {
-      throw carError(err, gateway, what)
-    }
-    const iterator = decoder.blocks()
+    const blocks = carBlocks(new ChunkReader(counted()), (cid, length) => {
+      if (length > opts.maxBlockBytes) {
+        throw new CidgetError('CIDGET_ERR_BLOCK_TOO_LARGE', `${gateway}: block ${cid.toString()} in the ${what} is ${length} bytes, over the ${opts.maxBlockBytes}-byte limit`, { gateway })
+      }
+    })
     for (;;) {
-      let next: IteratorResult<{ cid: CID, bytes: Uint8Array }>
+      let next: IteratorResult<{ cid: CID, bytes: BlockBytes }>
       try {
-        next = await iterator.next()
+        next = await blocks.next()
       } catch (err) {
         throw carError(err, gateway, what)
       }
       if (next.done === true) break
       const { cid, bytes } = next.value
-      if (bytes.length > opts.maxBlockBytes) {
-        throw new CidgetError('CIDGET_ERR_BLOCK_TOO_LARGE', `${gateway}: block ${cid.toString()} in the ${what} is ${bytes.length} bytes, over the ${opts.maxBlockBytes}-byte limit`, { gateway })
-      }
       // every block is checked, also those not asked for: a gateway that sends one wrong block is not trusted
       try {
         await verifyBlockFrom(cid, bytes, gateway)
@@ -148,15 +143,40 @@ export async function fetchCarRun (
 }
 
 /**
+ * The blocks of a CAR (v1, or the data section of a v2) read with
+ * `@ipld/car`'s own header and section decoding, each block's bytes taken as
+ * the pieces they arrived in ({@link ChunkReader.pieces}), not copied.
+ * `onHead` sees each block's CID and length before its bytes are read, and
+ * may throw to refuse it.
+ */
+export async function * carBlocks (reader: ChunkReader, onHead?: (cid: CID, length: number) => void): AsyncGenerator<{ cid: CID, bytes: BlockBytes }> {
+  const header = await readHeader(reader)
+  // a CARv2's blocks end where its data section does (its index follows)
+  const end = header.version === 2 ? header.dataOffset + header.dataSize : Infinity
+  while (reader.pos < end && (await reader.upTo(8)).length > 0) {
+    const { cid, blockLength } = await readBlockHead(reader)
+    onHead?.(cid, blockLength)
+    if (blockLength < 0) throw new Error('Invalid CAR section (its CID is longer than the section)')
+    const bytes = await reader.pieces(blockLength)
+    if (reader.pos > end) throw new Error('Unexpected end of data')
+    yield { cid, bytes }
+  }
+}
+
+/**
  * The reading interface of `@ipld/car`'s decoder (`BytesReader`) over a
  * stream of chunks, copying as little as it can. The decoder asks for a few
- * bytes at a time (lengths, CIDs), then for each block's bytes at once. A read
- * that lies within one chunk is a view of it; one that spans chunks is copied
- * once into a buffer of its own size. (The library's own stream reader copies
+ * bytes at a time (lengths, CIDs); a read that lies within one chunk is a
+ * view of it, one that spans chunks is copied once into a buffer of its own
+ * size. A block's bytes are taken with {@link ChunkReader.pieces}: the views
+ * of the chunks that hold them, never copied. (The library's own stream reader copies
  * every read into a buffer holding all it has, the remainder included, so
  * bytes that straddle a block boundary are copied again and again, and every
  * block allocates twice.)
  */
+/** Above this many chunks a block is copied into one array rather than kept as pieces. */
+const MAX_PIECES = 64
+
 export class ChunkReader {
   readonly #source: AsyncIterator<Uint8Array>
   /** Chunks not read yet, the first one from #offset on. */
@@ -187,6 +207,42 @@ export class ChunkReader {
     const bytes = this.#view(length)
     if (seek) this.seek(length)
     return bytes
+  }
+
+  /**
+   * Exactly `length` bytes from the current position as views of the chunks
+   * that hold them, in order (no copy), moving past them.
+   */
+  async pieces (length: number): Promise<Uint8Array[]> {
+    await this.#fill(length)
+    if (this.#buffered < length) throw new Error('Unexpected end of data')
+    // a block in very many small chunks (a gateway that trickles bytes) is copied into one array
+    // instead: it would cost an object and an iovec per chunk until it is written
+    if (this.#spans(length) > MAX_PIECES) return [await this.exactly(length, true)]
+    const out: Uint8Array[] = []
+    let left = length
+    let offset = this.#offset
+    for (const chunk of this.#chunks) {
+      if (left === 0) break
+      const n = Math.min(chunk.length - offset, left)
+      out.push(chunk.subarray(offset, offset + n))
+      left -= n
+      offset = 0
+    }
+    this.seek(length)
+    return out
+  }
+
+  /** How many chunks the next `length` bytes (all buffered) lie in. */
+  #spans (length: number): number {
+    let n = 0
+    let left = length + this.#offset
+    for (const chunk of this.#chunks) {
+      if (left <= 0) break
+      n++
+      left -= chunk.length
+    }
+    return n
   }
 
   seek (length: number): void {

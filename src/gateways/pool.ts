@@ -19,7 +19,7 @@ import type { CID } from 'multiformats/cid'
 import { CidgetError } from '../core/errors.js'
 import { DEFAULTS } from '../core/defaults.js'
 import { retryDelay, type BackoffOptions } from '../core/retry.js'
-import { MAX_BLOCK_BYTES, checkMultihash, fetchRawBlock, identityBytes } from './block.js'
+import { MAX_BLOCK_BYTES, blockLength, checkMultihash, fetchRawBlock, identityBytes, joinBlock, type BlockBytes } from './block.js'
 import { CarUnsupportedError, fetchCarRun, type RunRange } from './car.js'
 import type { HttpClient } from './http.js'
 
@@ -137,7 +137,8 @@ interface Gateway {
 
 /** A block a run fetches (or has fetched) ahead of its `get()`. */
 interface Prefetched {
-  promise: Promise<Uint8Array>
+  /** Leaves from a CAR stream come in the pieces they arrived in. */
+  promise: Promise<BlockBytes>
   /** The `get()` calls still expected (a leaf can appear more than once in a file). */
   uses: number
   signal: AbortSignal
@@ -146,7 +147,7 @@ interface Prefetched {
 /** One leaf of a run, until the stream delivers it or it is handed to a normal fetch. */
 interface RunLeaf {
   cid: CID
-  resolve: (bytes: Uint8Array | Promise<Uint8Array>) => void
+  resolve: (bytes: BlockBytes | Promise<BlockBytes>) => void
   reject: (err: unknown) => void
 }
 
@@ -260,6 +261,15 @@ export class GatewayPool {
    *   answered 404; CIDGET_ERR_DAG_INVALID for a hash function cidget cannot verify.
    */
   async get (cid: CID, signal?: AbortSignal): Promise<Uint8Array> {
+    return joinBlock(await this.getPieces(cid, signal))
+  }
+
+  /**
+   * {@link get}, but a leaf that came in a CAR run is returned as the pieces
+   * it arrived in (views of the network's chunks; see `BlockBytes`) instead of
+   * being copied into one array: for a caller that only hashes or writes it.
+   */
+  async getPieces (cid: CID, signal?: AbortSignal): Promise<BlockBytes> {
     signal?.throwIfAborted()
     const inline = identityBytes(cid)
     if (inline !== undefined) return inline
@@ -320,7 +330,7 @@ export class GatewayPool {
       }
       let resolve!: RunLeaf['resolve']
       let reject!: RunLeaf['reject']
-      const promise = new Promise<Uint8Array>((res, rej) => { resolve = res; reject = rej })
+      const promise = new Promise<BlockBytes>((res, rej) => { resolve = res; reject = rej })
       promise.catch(() => {}) // read by get(); a run nobody reads must not be an unhandled rejection
       this.#prefetched.set(key, { promise, uses: 1, signal })
       run.set(key, { cid, resolve, reject })
@@ -402,8 +412,9 @@ export class GatewayPool {
         run.delete(key)
         leaf.resolve(bytes)
         if (run.size + 1 < expected.size) gateway.requests++ // a run counts as one request per block it delivers
-        received += bytes.length
-        this.#delivered(gateway, leaf.cid.toString(), bytes, performance.now() - started, false)
+        const length = blockLength(bytes)
+        received += length
+        this.#delivered(gateway, leaf.cid.toString(), length, performance.now() - started, false)
       }, { signal, maxBlockBytes: this.#maxBlockBytes, maxRetryAfterMs: this.#maxRetryAfterMs })
       gateway.car = true
       // the whole run is one throughput sample
@@ -573,19 +584,19 @@ export class GatewayPool {
   }
 
   #succeeded (block: BlockFetch, gateway: Gateway, bytes: Uint8Array, ms: number): void {
-    this.#delivered(gateway, block.id, bytes, ms)
+    this.#delivered(gateway, block.id, bytes.length, ms)
   }
 
   /** Counts a verified block that `gateway` delivered `ms` after the request; a block of a run is not measured alone (`measure` false: the run is one sample). */
-  #delivered (gateway: Gateway, id: string, bytes: Uint8Array, ms: number, measure = true): void {
+  #delivered (gateway: Gateway, id: string, bytes: number, ms: number, measure = true): void {
     gateway.successes++
-    gateway.bytes += bytes.length
-    if (measure) this.#measure(gateway, bytes.length, ms, true)
+    gateway.bytes += bytes
+    if (measure) this.#measure(gateway, bytes, ms, true)
     if (gateway.consecutiveErrors > 0) {
       gateway.consecutiveErrors = 0
       if (!gateway.dropped) this.#emit({ type: 'gateway', gateway: gateway.url, state: 'healthy', reason: 'served a valid block again' })
     }
-    this.#emit({ type: 'block', cid: id, gateway: gateway.url, bytes: bytes.length, ms: Math.round(ms) })
+    this.#emit({ type: 'block', cid: id, gateway: gateway.url, bytes, ms: Math.round(ms) })
   }
 
   /**

@@ -8,7 +8,7 @@ import { sha1 } from 'multiformats/hashes/sha1'
 import { sha256, sha512 } from 'multiformats/hashes/sha2'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { CidgetError } from '../../src/core/errors.js'
-import { MAX_BLOCK_BYTES, fetchRawBlock, identityBytes, verifyBlock } from '../../src/gateways/block.js'
+import { MAX_BLOCK_BYTES, blockLength, fetchRawBlock, identityBytes, joinBlock, verifyBlock, verifyBlockFrom } from '../../src/gateways/block.js'
 import { HttpClient } from '../../src/gateways/http.js'
 import { MemoryBlocks, seededBytes, startTestGateway } from '../../src/testing/index.js'
 import type { TestGateway } from '../../src/testing/index.js'
@@ -105,6 +105,62 @@ describe('verifyBlock', () => {
     expect(err.message).toContain('0x1e')
     const short = CID.createV1(raw.code, Digest.create(sha256.code, (await sha256.digest(bytes)).digest.subarray(0, 8)))
     expect((await rejection(verifyBlock(short, bytes))).code).toBe('CIDGET_ERR_DAG_INVALID')
+  })
+})
+
+describe('a block in pieces (as it came off the network)', () => {
+  /** `data` cut at `cuts`. */
+  const cut = (data: Uint8Array, cuts: number[]): Uint8Array[] => {
+    const out: Uint8Array[] = []
+    let at = 0
+    for (const c of [...cuts, data.length]) { out.push(data.subarray(at, c)); at = c }
+    return out
+  }
+
+  it('is hashed piece by piece with every supported hash, truncated digests included, and a changed byte in any piece is caught', async () => {
+    const data = seededBytes(300_000, 11)
+    const cuts = [1, 65_536, 65_537, 200_000]
+    const cids = [
+      CID.createV1(raw.code, await sha256.digest(data)),
+      CID.createV1(raw.code, await sha512.digest(data)),
+      CID.createV1(raw.code, await sha1.digest(data)),
+      CID.createV1(raw.code, await sha256.digest(data, { truncate: 20 })),
+      CID.createV1(raw.code, await sha512.digest(data, { truncate: 32 }))
+    ]
+    for (const cid of cids) {
+      await verifyBlockFrom(cid, cut(data, cuts), 'http://gw')
+      await verifyBlockFrom(cid, [data], 'http://gw')
+      await verifyBlockFrom(cid, [], 'http://gw').then(() => { throw new Error('an empty block passed') }, (err: unknown) => {
+        expect((err as CidgetError).code).toBe('CIDGET_ERR_BLOCK_INVALID')
+      })
+      for (const at of [0, 65_536, 299_999]) {
+        const changed = new Uint8Array(data)
+        changed[at] = (changed[at] ?? 0) ^ 0x80
+        const err = await rejection(verifyBlockFrom(cid, cut(changed, cuts), 'http://gw'))
+        expect(err.code).toBe('CIDGET_ERR_BLOCK_INVALID')
+        expect(err.message).toContain('300000 bytes received')
+        expect(err.gateway).toBe('http://gw')
+      }
+    }
+    // identity: joined, then compared
+    const inline = new TextEncoder().encode('inline data')
+    const id = CID.createV1(raw.code, identity.digest(inline))
+    await verifyBlockFrom(id, cut(inline, [3, 3, 7]), undefined)
+    expect((await rejection(verifyBlockFrom(id, cut(inline, [3]).slice(1), undefined))).code).toBe('CIDGET_ERR_BLOCK_INVALID')
+    // the empty block
+    await verifyBlockFrom(CID.createV1(raw.code, await sha256.digest(new Uint8Array(0))), [], undefined)
+  })
+
+  it('has the length of its pieces and joins into the same bytes (copied only when there is more than one piece)', () => {
+    const data = seededBytes(1000, 12)
+    const pieces = cut(data, [10, 10, 999])
+    expect(blockLength(pieces)).toBe(1000)
+    expect(blockLength(data)).toBe(1000)
+    expect(blockLength([])).toBe(0)
+    expect(Buffer.from(joinBlock(pieces)).equals(Buffer.from(data))).toBe(true)
+    expect(joinBlock(data)).toBe(data)
+    expect(joinBlock([data])).toBe(data)
+    expect(joinBlock([]).length).toBe(0)
   })
 })
 

@@ -1,20 +1,21 @@
 /**
- * The CAR stream reader (`ChunkReader` in src/gateways/car.ts) against the
- * reader of `@ipld/car` itself: the same CAR bytes, cut into chunks at random
- * places (one-byte and empty chunks included) and possibly cut off early, must
- * give the same blocks, byte for byte, and fail where the library's reader
- * fails. The library's decoder does the parsing in both; what differs is only
- * how bytes are gathered from the chunks.
+ * The CAR stream reader (`carBlocks` over a `ChunkReader`, src/gateways/car.ts)
+ * against the reader of `@ipld/car` itself: the same CAR bytes, cut into
+ * chunks at random places (one-byte and empty chunks included) and possibly
+ * cut off early, must give the same blocks, byte for byte, and fail where the
+ * library's reader fails. The library's header and section decoding does the
+ * parsing in both; what differs is how bytes are gathered from the chunks
+ * (block bytes as pieces, views of the chunks).
  */
 import { describe, it, expect } from 'vitest'
 import fc from 'fast-check'
 import { CarWriter } from '@ipld/car/writer'
 import { CarBlockIterator } from '@ipld/car/iterator'
-import { createDecoder } from '@ipld/car/decoder'
 import { CID } from 'multiformats/cid'
 import * as rawCodec from 'multiformats/codecs/raw'
 import { sha256 } from 'multiformats/hashes/sha2'
-import { ChunkReader } from '../../src/gateways/car.js'
+import { ChunkReader, carBlocks } from '../../src/gateways/car.js'
+import { joinBlock } from '../../src/gateways/block.js'
 import { params } from './fc.js'
 
 interface Block { cid: CID, bytes: Uint8Array }
@@ -53,9 +54,7 @@ async function outcome (blocks: AsyncIterable<Block>): Promise<{ blocks: Array<{
 }
 
 async function * ours (stream: AsyncIterable<Uint8Array>): AsyncGenerator<Block> {
-  const decoder = createDecoder(new ChunkReader(stream))
-  await decoder.header()
-  yield * decoder.blocks()
+  for await (const { cid, bytes } of carBlocks(new ChunkReader(stream))) yield { cid, bytes: joinBlock(bytes) }
 }
 
 async function * theirs (stream: AsyncIterable<Uint8Array>): AsyncGenerator<Block> {
@@ -101,5 +100,43 @@ describe('CAR stream reader', () => {
     expect([...await reader.exactly(5, true)]).toEqual([50, 51, 52, 53, 54])
     expect([...await reader.upTo(100)]).toEqual(Array.from({ length: 45 }, (_, i) => 55 + i))
     await expect(reader.exactly(46)).rejects.toThrow(/Unexpected end of data/)
+  })
+
+  it('hands a block out as views of the chunks it arrived in, and copies one that is spread over very many', async () => {
+    const bytes = Uint8Array.from({ length: 1000 }, (_, i) => i & 0xff)
+    const chunks = [bytes.subarray(0, 300), bytes.subarray(300, 700), bytes.subarray(700)]
+    async function * source (): AsyncGenerator<Uint8Array> { yield * chunks }
+    const reader = new ChunkReader(source())
+    await reader.exactly(100, true)
+    const pieces = await reader.pieces(800)
+    expect(pieces.map(p => p.length)).toEqual([200, 400, 200])
+    expect(pieces.every(p => p.buffer === bytes.buffer)).toBe(true) // no copy
+    expect(Buffer.concat(pieces)).toEqual(Buffer.from(bytes.subarray(100, 900)))
+    expect(reader.pos).toBe(900)
+    await expect(reader.pieces(101)).rejects.toThrow(/Unexpected end of data/)
+
+    // 100 one-byte chunks: one array of its own
+    const trickle = new ChunkReader((async function * () { for (let i = 0; i < 100; i++) yield Uint8Array.of(i) })())
+    const one = await trickle.pieces(100)
+    expect(one).toHaveLength(1)
+    expect([...(one[0] as Uint8Array)]).toEqual(Array.from({ length: 100 }, (_, i) => i))
+  })
+
+  it('reads the data section of a CARv2 and stops where it ends (the index after it is not blocks)', async () => {
+    const { car: v1, blocks } = await carOf([Uint8Array.of(1, 2, 3), new Uint8Array(5000).fill(7)])
+    const pragma = Uint8Array.from([0x0a, 0xa1, 0x67, 0x76, 0x65, 0x72, 0x73, 0x69, 0x6f, 0x6e, 0x02])
+    const header = new Uint8Array(40)
+    const view = new DataView(header.buffer)
+    const dataOffset = pragma.length + header.length
+    view.setBigUint64(16, BigInt(dataOffset), true)
+    view.setBigUint64(24, BigInt(v1.length), true)
+    view.setBigUint64(32, BigInt(dataOffset + v1.length), true)
+    const index = new Uint8Array(64).fill(0xff) // not a CAR section: reading it as one would fail
+    const v2 = Buffer.concat([pragma, header, v1, index])
+    const got = await outcome(ours(chunked(v2, [5, 60, 200])))
+    expect(got.failed).toBe(false)
+    expect(got.blocks.map(b => b.cid)).toEqual(blocks.map(b => b.cid.toString()))
+    // and a v2 whose data section is cut short fails
+    expect((await outcome(ours(chunked(v2.subarray(0, dataOffset + v1.length - 10), [])))).failed).toBe(true)
   })
 })

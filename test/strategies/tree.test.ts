@@ -32,4 +32,23 @@ describe('OutputTree', () => {
       await rm(dir, { recursive: true, force: true })
     }
   })
+
+  it('writes a block given in pieces at its offset, next to blocks given whole', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'cidget-tree-'))
+    try {
+      const tree = await OutputTree.open(join(dir, 'out.bin'), false)
+      const data = Uint8Array.from({ length: 9000 }, (_, i) => (i * 7) & 0xff)
+      await Promise.all([
+        tree.write(tree.root, 0, data.subarray(0, 1000)),
+        // three pieces, one of them empty
+        tree.write(tree.root, 1000, [data.subarray(1000, 1500), data.subarray(1500, 1500), data.subarray(1500, 4000)]),
+        // more pieces than one system call takes (IOV_MAX is 1024 on Linux)
+        tree.write(tree.root, 4000, Array.from({ length: 5000 }, (_, i) => data.subarray(4000 + i, 4001 + i)))
+      ])
+      await tree.commit()
+      expect(Buffer.from(await readFile(join(dir, 'out.bin'))).equals(Buffer.from(data))).toBe(true)
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
 })

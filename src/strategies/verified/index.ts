@@ -10,7 +10,7 @@ import type { StrategyContext, StrategyResult } from '../types.js'
 import { Bitmap } from './bitmap.js'
 import { FileHasher } from './file-hash.js'
 import { RunPlanner, type PlannedLeaf } from './runs.js'
-import { MAX_BLOCK_BYTES } from '../../gateways/block.js'
+import { MAX_BLOCK_BYTES, blockLength, type BlockBytes } from '../../gateways/block.js'
 
 /** Leaves per CAR request. */
 const DEFAULT_RUN_BLOCKS = 16
@@ -330,11 +330,12 @@ export async function runVerifiedDownload (ctx: VerifiedContext): Promise<Strate
   }
   // a single file's SHA-256 is computed as its blocks arrive, mostly in order
   const hasher = isDirectory ? undefined : new FileHasher(tree.root, total ?? 0)
-  const write = async (i: number, path: string, offset: number, data: Uint8Array): Promise<void> => {
-    if (data.byteLength === 0) await tree.touch(path)
+  const write = async (i: number, path: string, offset: number, data: BlockBytes): Promise<void> => {
+    const length = blockLength(data)
+    if (length === 0) await tree.touch(path)
     else await tree.write(path, offset, data)
-    hasher?.written(offset, data.byteLength)
-    await written(i, data.byteLength)
+    hasher?.written(offset, length)
+    await written(i, length)
   }
   /** Runs `task` with at most `concurrency` tasks in flight. */
   const dispatch = async (task: () => Promise<void>): Promise<void> => {
@@ -385,9 +386,10 @@ export async function runVerifiedDownload (ctx: VerifiedContext): Promise<Strate
       }
       fileEvent(path, 'block')
       await dispatch(async () => {
-        const data = given ?? await getBlock(cid)
-        if (declared !== undefined && data.byteLength !== declared) {
-          throw invalid(cid, `holds ${data.byteLength} bytes where its parent declares ${declared}`)
+        const data = given ?? await reader.getLeaf(cid)
+        const length = blockLength(data)
+        if (declared !== undefined && length !== declared) {
+          throw invalid(cid, `holds ${length} bytes where its parent declares ${declared}`)
         }
         await write(i, path, offset, data)
         fileEvent(path, 'written')

@@ -4,10 +4,13 @@ import * as dagPb from '@ipld/dag-pb'
 import { CidgetError } from '../../core/errors.js'
 import type { Store } from '../../store/store.js'
 import type { RunRange } from '../../gateways/car.js'
+import type { BlockBytes } from '../../gateways/block.js'
 
 /** Where verified blocks come from (the gateway pool). Every block it returns matches its CID. */
 export interface BlockSource {
   get: (cid: CID, signal?: AbortSignal) => Promise<Uint8Array>
+  /** Optional: `get`, but a block may come as the pieces it arrived in (for leaves that are only hashed and written). */
+  getPieces?: (cid: CID, signal?: AbortSignal) => Promise<BlockBytes>
   /**
    * Optional: starts fetching consecutive leaves of the file node `entity`,
    * which fill its bytes `range`, in one request; their `get()` calls then
@@ -74,6 +77,15 @@ export class DagReader {
     }
     if (this.#resolved !== undefined && this.#resolved.cid.equals(cid)) return this.#resolved.bytes
     return await this.#source.get(cid, this.#signal)
+  }
+
+  /** A leaf that is only written: as {@link get}, but it may come as the pieces it arrived in (no copy). */
+  async getLeaf (cid: CID): Promise<BlockBytes> {
+    const key = cid.toString()
+    if (this.#cache.has(key) || this.#ahead.has(key) || (this.#resolved !== undefined && this.#resolved.cid.equals(cid)) || this.#source.getPieces === undefined) {
+      return await this.get(cid)
+    }
+    return await this.#source.getPieces(cid, this.#signal)
   }
 
   /** Keeps an inner block in the store (once). */

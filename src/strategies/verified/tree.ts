@@ -4,6 +4,7 @@ import { dirname } from 'node:path'
 import { renameIntoPlace } from '../../sink/partial.js'
 import { fsError, systemCode } from '../../core/errors.js'
 import { DEFAULTS } from '../../core/defaults.js'
+import type { BlockBytes } from '../../gateways/block.js'
 
 const MAX_OPEN = 128
 /** fsyncs run at once; parallel fsyncs share journal commits on most file systems. */
@@ -94,13 +95,25 @@ export class OutputTree {
   }
 
   /** Writes `data` at `offset` of the file at `path` (created if missing). */
-  async write (path: string, offset: number, data: Uint8Array): Promise<void> {
+  async write (path: string, offset: number, data: BlockBytes): Promise<void> {
     try {
       await this.#use(path, async fh => {
-        let done = 0
-        while (done < data.byteLength) {
-          const { bytesWritten } = await fh.write(data, done, data.byteLength - done, offset + done)
-          done += bytesWritten
+        if (!Array.isArray(data)) {
+          const bytes = data as Uint8Array
+          let done = 0
+          while (done < bytes.byteLength) {
+            const { bytesWritten } = await fh.write(bytes, done, bytes.byteLength - done, offset + done)
+            done += bytesWritten
+          }
+          return
+        }
+        // pieces: one writev, and again from where a short write stopped
+        let pieces = data as readonly Uint8Array[]
+        let at = offset
+        while (pieces.length > 0) {
+          const { bytesWritten } = await fh.writev(pieces as Uint8Array[], at)
+          at += bytesWritten
+          pieces = rest(pieces, bytesWritten)
         }
       })
     } catch (err) {
@@ -164,4 +177,14 @@ export class OutputTree {
     await this.close()
     await rm(this.root, { recursive: true, force: true })
   }
+}
+
+/** What is left of `pieces` after their first `n` bytes. */
+function rest (pieces: readonly Uint8Array[], n: number): readonly Uint8Array[] {
+  let i = 0
+  while (i < pieces.length && n >= (pieces[i] as Uint8Array).byteLength) n -= (pieces[i++] as Uint8Array).byteLength
+  if (i === pieces.length) return []
+  const left = pieces.slice(i)
+  left[0] = (left[0] as Uint8Array).subarray(n)
+  return left
 }
