@@ -24,7 +24,7 @@ async function plan (count: number, runBlocks: number, spread: number | undefine
     ...(spread === undefined ? {} : { spread }),
     window: runBlocks * 4,
     isDone: () => false,
-    start: (_entity, range, cids) => { started.push({ range, leaves: cids.length }); return true }
+    start: (_entity, range, leaves) => { started.push({ range, leaves: leaves.length }); return true }
   })
   const all = await leaves(count)
   planner.add((all[0] as PlannedLeaf).cid, all)

@@ -309,6 +309,63 @@ describe('CAR runs of leaves', () => {
     expect(new Set(leaves).size).toBe(40)
   })
 
+  it('repeated content: the same leaves and the same inner nodes at several offsets are written at each of them as the runs deliver them', async () => {
+    const blocks = new MemoryBlocks()
+    // 2.5 MiB whose leaves 3 and 4 are the same (zeros), four times over: one inner node's CID at four offsets
+    const pattern = seededBytes(10 * 256 * KiB, 31)
+    pattern.fill(0, 3 * 256 * KiB, 5 * 256 * KiB)
+    const data = new Uint8Array(4 * pattern.length)
+    for (let i = 0; i < 4; i++) data.set(pattern, i * pattern.length)
+    const cid = await addFile(blocks, data, { layout: balanced({ maxChildrenPerNode: 10 }) })
+    const inner = dagPb.decode(blocks.get(cid)).Links.map(l => l.Hash.toString())
+    expect(inner).toHaveLength(4)
+    expect(new Set(inner).size).toBe(1)
+    for (const runBlocks of [4, 16]) {
+      const s = await setup(blocks)
+      const dl = await s.open({ runBlocks })
+      const done = await (await dl.add(cid.toString(), { output: join(s.dir, 'out') })).done
+      expect(done.status, done.error ?? '').toBe('success')
+      expect(sha256(await readFile(done.output))).toBe(sha256(data))
+      expect(s.gateways[0]!.requests.some(r => r.format === 'car')).toBe(true)
+    }
+  })
+
+  it('a node that plans runs for its children, standing at two offsets: each run\'s leaves land at their own offset', async () => {
+    const blocks = new MemoryBlocks()
+    // R = [M, M] with M = [P1, P2], P1 and P2 nodes of 10 leaves of 256 KiB: M plans the runs of P1's and P2's leaves, at 0 and at 5 MiB
+    const one = seededBytes(10 * 256 * KiB, 32)
+    const two = seededBytes(10 * 256 * KiB, 33)
+    const p1 = await addFile(blocks, one, { layout: balanced({ maxChildrenPerNode: 10 }) })
+    const p2 = await addFile(blocks, two, { layout: balanced({ maxChildrenPerNode: 10 }) })
+    const half = one.length + two.length
+    const m = await put(blocks, pbNode(new UnixFS({ type: 'file', blockSizes: [BigInt(one.length), BigInt(two.length)] }), [
+      { Hash: p1, Tsize: one.length }, { Hash: p2, Tsize: two.length }
+    ]), dagPb.code)
+    const root = await put(blocks, pbNode(new UnixFS({ type: 'file', blockSizes: [BigInt(half), BigInt(half)] }), [
+      { Hash: m, Tsize: half }, { Hash: m, Tsize: half }
+    ]), dagPb.code)
+    const data = Buffer.concat([one, two, one, two])
+    const s = await setup(blocks)
+    const dl = await s.open({ runBlocks: 4 })
+    const done = await (await dl.add(root.toString(), { output: join(s.dir, 'out') })).done
+    expect(done.status, done.error ?? '').toBe('success')
+    expect(sha256(await readFile(done.output))).toBe(sha256(data))
+    expect(s.gateways[0]!.requests.filter(r => r.format === 'car').every(r => r.path === `/ipfs/${m.toString()}`)).toBe(true)
+
+    // nodes of 2 MiB (too small to be planned from above: each asks for its own runs) at several offsets: R2 = [Q1, Q2, Q1]
+    const q1Bytes = seededBytes(8 * 256 * KiB, 34)
+    const q2Bytes = seededBytes(8 * 256 * KiB, 35)
+    const q1 = await addFile(blocks, q1Bytes, { layout: balanced({ maxChildrenPerNode: 8 }) })
+    const q2 = await addFile(blocks, q2Bytes, { layout: balanced({ maxChildrenPerNode: 8 }) })
+    const size = BigInt(q1Bytes.length)
+    const root2 = await put(blocks, pbNode(new UnixFS({ type: 'file', blockSizes: [size, size, size] }), [
+      { Hash: q1, Tsize: q1Bytes.length }, { Hash: q2, Tsize: q2Bytes.length }, { Hash: q1, Tsize: q1Bytes.length }
+    ]), dagPb.code)
+    const done2 = await (await dl.add(root2.toString(), { output: join(s.dir, 'out2') })).done
+    expect(done2.status, done2.error ?? '').toBe('success')
+    expect(sha256(await readFile(done2.output))).toBe(sha256(Buffer.concat([q1Bytes, q2Bytes, q1Bytes])))
+  })
+
   it('a gateway that does not serve CAR ranges is asked for single blocks, and once only for a CAR', async () => {
     const blocks = new MemoryBlocks()
     const data = seededBytes(3 * MiB, 22)

@@ -190,7 +190,7 @@ export async function runVerifiedDownload (ctx: VerifiedContext): Promise<Strate
    * looked at: each takes exactly one block number, so whether one is done can
    * be told before the walk gets there.
    */
-  const startRuns = (node: CID, children: CID[], starts: number[], sizes: number[], current: number, from: number): number => {
+  const startRuns = (node: CID, path: string, offset: number, children: CID[], starts: number[], sizes: number[], current: number, from: number): number => {
     const end = Math.min(children.length, current + runWindow)
     let j = from
     while (j < end && runs) {
@@ -200,6 +200,11 @@ export async function runVerifiedDownload (ctx: VerifiedContext): Promise<Strate
         const last = j - 1
         const range = { from: starts[first] as number, to: (starts[last] as number) + (sizes[last] as number) - 1 }
         if (!reader.prefetchRun(node, range, children.slice(first, j))) runs = false
+        else {
+          for (let k = first; k < j; k++) {
+            writeOnArrival(index + k - current, children[k] as CID, path, offset + (starts[k] as number), sizes[k] as number)
+          }
+        }
       }
       if (j === first) {
         if ((children[j] as CID).code !== rawCodec.code) return j // the block numbers after it are not known yet
@@ -213,8 +218,18 @@ export async function runVerifiedDownload (ctx: VerifiedContext): Promise<Strate
     spread: ctx.runSpread ?? 1,
     window: runWindow,
     isDone: (i) => done.has(i),
-    start: (entity, range, leaves) => reader.prefetchRun(entity, range, leaves)
+    start: (entity, range, leaves) => {
+      if (!reader.prefetchRun(entity, range, leaves.map((l) => l.cid))) return false
+      for (const leaf of leaves) {
+        const target = plannedAt.get(leaf.index)
+        plannedAt.delete(leaf.index)
+        if (target !== undefined) writeOnArrival(leaf.index, leaf.cid, target.path, target.at, leaf.size)
+      }
+      return true
+    }
   })
+  /** Where the planner's leaves go: block number → file and offset in it (a node's CID may stand at several offsets). */
+  const plannedAt = new Map<number, { path: string, at: number }>()
   /** Inner nodes whose leaves the planner has: their own walk leaves the runs to it. */
   const plannedNodes = new Set<string>()
   /**
@@ -223,7 +238,7 @@ export async function runVerifiedDownload (ctx: VerifiedContext): Promise<Strate
    * number being `base`. Returns the block number after them, or undefined
    * when the child is not a node of raw leaves only (then it plans its own runs).
    */
-  const plan = async (node: CID, child: CID, size: number, start: number, k: number, base: number): Promise<number | undefined> => {
+  const plan = async (node: CID, path: string, offset: number, child: CID, size: number, start: number, k: number, base: number): Promise<number | undefined> => {
     if (size <= MAX_BLOCK_BYTES) return undefined
     const bytes = reader.cached(child) ?? await getBlock(child)
     await keep(child, bytes)
@@ -235,6 +250,7 @@ export async function runVerifiedDownload (ctx: VerifiedContext): Promise<Strate
     let at = start
     for (const [i, link] of pb.Links.entries()) {
       leaves.push({ index: base + i, cid: link.Hash, offset: at, size: sizes[i] as number, parent: k })
+      plannedAt.set(base + i, { path, at: offset + at })
       at += sizes[i] as number
     }
     planner.add(node, leaves)
@@ -254,6 +270,8 @@ export async function runVerifiedDownload (ctx: VerifiedContext): Promise<Strate
   let checkpointing: Promise<void> | undefined
   let failure: unknown
   const inflight = new Set<Promise<void>>()
+  /** Leaves written as their runs deliver them, until the walk reaches them: block number → the write. */
+  const arriving = new Map<number, Promise<void>>()
 
   const fail = (err: unknown): void => {
     if (failure === undefined) failure = err
@@ -337,6 +355,22 @@ export async function runVerifiedDownload (ctx: VerifiedContext): Promise<Strate
     hasher?.written(offset, length)
     await written(i, length)
   }
+  /**
+   * Writes leaf `i` (a raw leaf of `size` bytes at `at` in `path`) as soon as
+   * its run delivers it, wherever the walk is: its bytes (views of the
+   * socket's chunks) are not held until the walk gets there. The walk awaits
+   * the write when it reaches the leaf.
+   */
+  const writeOnArrival = (i: number, cid: CID, path: string, at: number, size: number): void => {
+    const task = (async () => {
+      const data = await reader.getLeaf(cid)
+      const length = blockLength(data)
+      if (length !== size) throw invalid(cid, `holds ${length} bytes where its parent declares ${size}`)
+      await write(i, path, at, data)
+    })()
+    task.catch(fail) // the download stops at once, as when the walk's own write fails; the walk reads the outcome too
+    arriving.set(i, task)
+  }
   /** Runs `task` with at most `concurrency` tasks in flight. */
   const dispatch = async (task: () => Promise<void>): Promise<void> => {
     while (inflight.size >= ctx.concurrency) await Promise.race(inflight)
@@ -385,13 +419,19 @@ export async function runVerifiedDownload (ctx: VerifiedContext): Promise<Strate
         return
       }
       fileEvent(path, 'block')
+      const arrival = arriving.get(i)
+      arriving.delete(i)
       await dispatch(async () => {
-        const data = given ?? await reader.getLeaf(cid)
-        const length = blockLength(data)
-        if (declared !== undefined && length !== declared) {
-          throw invalid(cid, `holds ${length} bytes where its parent declares ${declared}`)
+        if (arrival !== undefined) {
+          await arrival
+        } else {
+          const data = given ?? await reader.getLeaf(cid)
+          const length = blockLength(data)
+          if (declared !== undefined && length !== declared) {
+            throw invalid(cid, `holds ${length} bytes where its parent declares ${declared}`)
+          }
+          await write(i, path, offset, data)
         }
-        await write(i, path, offset, data)
         fileEvent(path, 'written')
       })
       return
@@ -444,11 +484,11 @@ export async function runVerifiedDownload (ctx: VerifiedContext): Promise<Strate
       if (j % ctx.concurrency === 0) readAhead(children.slice(j, j + ctx.concurrency * 2))
       if (twoLevels && planner.enabled) {
         if (planned < j) {
-          nextBase = await plan(cid, children[j] as CID, sizes[j] as number, starts[j] as number, j, index)
+          nextBase = await plan(cid, path, offset, children[j] as CID, sizes[j] as number, starts[j] as number, j, index)
           planned = j
         }
         if (planned === j && j + 1 < children.length && nextBase !== undefined) {
-          nextBase = await plan(cid, children[j + 1] as CID, sizes[j + 1] as number, starts[j + 1] as number, j + 1, nextBase)
+          nextBase = await plan(cid, path, offset, children[j + 1] as CID, sizes[j + 1] as number, starts[j + 1] as number, j + 1, nextBase)
           planned = j + 1
         }
         planner.advance(index)
@@ -456,7 +496,7 @@ export async function runVerifiedDownload (ctx: VerifiedContext): Promise<Strate
         planner.advance(index)
       } else if (runs && j >= covered - runRefill) {
         covered = Math.max(covered, j)
-        covered = startRuns(cid, children, starts, sizes, j, covered)
+        covered = startRuns(cid, path, offset, children, starts, sizes, j, covered)
       }
       const len = sizes[j] as number
       await fileNode(children[j] as CID, path, at, len, depth + 1)
@@ -558,6 +598,7 @@ export async function runVerifiedDownload (ctx: VerifiedContext): Promise<Strate
       await fileNode(root, tree.root, 0, undefined, 0, rootBytes)
     }
     while (inflight.size > 0) await Promise.race(inflight)
+    await Promise.all(arriving.values()) // none left: the walk reached every leaf it planned
     if (failure !== undefined) throw failure
     clearTimeout(timer)
     await checkpoint()
@@ -566,7 +607,7 @@ export async function runVerifiedDownload (ctx: VerifiedContext): Promise<Strate
   } catch (thrown) {
     internal.abort(thrown)
     clearTimeout(timer)
-    await Promise.allSettled([...inflight])
+    await Promise.allSettled([...inflight, ...arriving.values()])
     // keep what is already written: durable, and recorded
     await checkpoint().catch(() => {})
     hasher?.close()

@@ -30,7 +30,7 @@ export class RunPlanner {
   readonly #spread: number
   readonly #window: number
   readonly #isDone: (index: number) => boolean
-  readonly #start: (entity: CID, range: RunRange, leaves: CID[]) => boolean
+  readonly #start: (entity: CID, range: RunRange, leaves: readonly PlannedLeaf[]) => boolean
   #enabled = true
   /** Block numbers below this are in a run already, or left to the walk. */
   #next = 0
@@ -42,8 +42,8 @@ export class RunPlanner {
     /** Leaves ahead of the walk that may be asked for. */
     window: number
     isDone: (index: number) => boolean
-    /** Starts one run; false when the source cannot (runs stop for the rest of the download). */
-    start: (entity: CID, range: RunRange, leaves: CID[]) => boolean
+    /** Starts one run of `leaves` (in order); false when the source cannot (runs stop for the rest of the download). */
+    start: (entity: CID, range: RunRange, leaves: readonly PlannedLeaf[]) => boolean
   }) {
     this.#runBlocks = init.runBlocks
     this.#spread = Math.max(1, init.spread ?? 1)
@@ -85,7 +85,7 @@ export class RunPlanner {
       const last = run[run.length - 1] as PlannedLeaf
       const parents = new Set(run.map((l) => l.parent)).size
       const range = { from: first.offset, to: last.offset + last.size - 1, nodes: 1 + parents }
-      if (!this.#start(first.entity, range, run.map((l) => l.cid))) this.#enabled = false
+      if (!this.#start(first.entity, range, run)) this.#enabled = false
     }
   }
 }
