@@ -307,6 +307,11 @@ describe('CAR runs of leaves', () => {
     const leaves = [...raw, ...car].filter(c => c.code === rawCodec.code).map(key)
     expect(leaves).toHaveLength(40)
     expect(new Set(leaves).size).toBe(40)
+    // the first run goes out once the first two inner nodes are in, before the walk reads further ahead
+    const order = s.gateways[0]!.requests.map(r => r.format === 'car' ? 'car' : r.path.split('/')[2])
+    expect(order[0]).toBe(cid.toString())
+    expect(order.slice(1, 3).sort()).toEqual([inner[0], inner[1]].sort())
+    expect(order[3]).toBe('car')
   })
 
   it('repeated content: the same leaves and the same inner nodes at several offsets are written at each of them as the runs deliver them', async () => {

@@ -480,8 +480,11 @@ export async function runVerifiedDownload (ctx: VerifiedContext): Promise<Strate
     const plannedLeaves = plannedNodes.has(cid.toString())
     let planned = -1 // children up to this one are registered, or could not be
     let nextBase: number | undefined // the first block number of child planned + 1, when known now
+    // a planning node reads ahead only the two children it plans first: more would take the
+    // gateways' connections from its first runs (it plans each next child itself as the walk goes)
+    const ahead = twoLevels ? 2 : ctx.concurrency * 2
     for (let j = 0; j < children.length; j++) {
-      if (j % ctx.concurrency === 0) readAhead(children.slice(j, j + ctx.concurrency * 2))
+      if (j % ctx.concurrency === 0) readAhead(children.slice(j, j + ahead))
       if (twoLevels && planner.enabled) {
         if (planned < j) {
           nextBase = await plan(cid, path, offset, children[j] as CID, sizes[j] as number, starts[j] as number, j, index)
