@@ -11,6 +11,12 @@ export const HASH_WORKER_BYTES = 16 * 1024 * 1024
  * instead of 256, and leave at most 32 MiB (about 25 ms) to hash at the end.
  */
 const HASH_STEP_BYTES = 32 * 1024 * 1024
+/**
+ * Over the last {@link HASH_STEP_BYTES} × 2 of the file the worker is told
+ * every 4 MiB instead: what is left to hash once the last block is written
+ * (and the download waits for the digest) is then at most 4 MiB (3 ms), not 32.
+ */
+const HASH_END_STEP_BYTES = 4 * 1024 * 1024
 
 /**
  * The worker of {@link FileHasher}: plain CommonJS, evaluated from a string so
@@ -60,6 +66,7 @@ type WorkerReply = { type: 'digest', hex: string } | { type: 'error', message: s
  */
 export class FileHasher {
   readonly #path: string
+  readonly #expectedSize: number
   readonly #worker: Worker | undefined
   /** End of the contiguous prefix known to be on disk. */
   #next = 0
@@ -72,6 +79,7 @@ export class FileHasher {
   /** `worker`: hash on a worker thread as the file grows; default: for files of 16 MiB and more. */
   constructor (path: string, expectedSize: number, worker = expectedSize >= HASH_WORKER_BYTES) {
     this.#path = path
+    this.#expectedSize = expectedSize
     if (worker) {
       this.#worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { path } })
       this.#worker.unref()
@@ -96,7 +104,8 @@ export class FileHasher {
       this.#ahead.delete(this.#next)
       if (more > this.#next) this.#next = more
     }
-    if (this.#worker !== undefined && this.#next - this.#posted >= HASH_STEP_BYTES) {
+    const step = this.#expectedSize - this.#next <= 2 * HASH_STEP_BYTES ? HASH_END_STEP_BYTES : HASH_STEP_BYTES
+    if (this.#worker !== undefined && this.#next - this.#posted >= step) {
       this.#posted = this.#next
       this.#worker.postMessage({ upTo: this.#next })
     }
