@@ -163,6 +163,9 @@ export async function * carBlocks (reader: ChunkReader, onHead?: (cid: CID, leng
   }
 }
 
+/** Above this many chunks a block is copied into one array rather than kept as pieces. */
+const MAX_PIECES = 64
+
 /**
  * The reading interface of `@ipld/car`'s decoder (`BytesReader`) over a
  * stream of chunks, copying as little as it can. The decoder asks for a few
@@ -174,9 +177,6 @@ export async function * carBlocks (reader: ChunkReader, onHead?: (cid: CID, leng
  * bytes that straddle a block boundary are copied again and again, and every
  * block allocates twice.)
  */
-/** Above this many chunks a block is copied into one array rather than kept as pieces. */
-const MAX_PIECES = 64
-
 export class ChunkReader {
   readonly #source: AsyncIterator<Uint8Array>
   /** Chunks not read yet, the first one from #offset on. */

@@ -98,17 +98,8 @@ export class OutputTree {
   async write (path: string, offset: number, data: BlockBytes): Promise<void> {
     try {
       await this.#use(path, async fh => {
-        if (!Array.isArray(data)) {
-          const bytes = data as Uint8Array
-          let done = 0
-          while (done < bytes.byteLength) {
-            const { bytesWritten } = await fh.write(bytes, done, bytes.byteLength - done, offset + done)
-            done += bytesWritten
-          }
-          return
-        }
-        // pieces: one writev, and again from where a short write stopped
-        let pieces = data as readonly Uint8Array[]
+        // one writev (of the pieces a block arrived in, or of the block), again from where a short write stopped
+        let pieces: readonly Uint8Array[] = Array.isArray(data) ? data as readonly Uint8Array[] : [data as Uint8Array]
         let at = offset
         while (pieces.length > 0) {
           const { bytesWritten } = await fh.writev(pieces as Uint8Array[], at)
