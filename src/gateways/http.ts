@@ -185,11 +185,14 @@ export class HttpClient {
         throw mapError(err, gateway, 'body', signal)
       }
     }
+    let discarded = false
     return {
       status: res.statusCode,
       headers: flattenHeaders(res.headers),
       body: iterate(),
       discard: () => {
+        if (discarded) return
+        discarded = true
         // nobody reads it any more: swallow the abort error that destroying it emits
         body.on('error', () => {})
         body.destroy()
