@@ -12,6 +12,12 @@ import { FileHasher } from './file-hash.js'
 import { RunPlanner, type PlannedLeaf } from './runs.js'
 import { MAX_BLOCK_BYTES, blockLength, type BlockBytes } from '../../gateways/block.js'
 
+/** A leaf the planner holds, with where it is written: the file, and its offset there. */
+interface WrittenLeaf extends PlannedLeaf {
+  path: string
+  at: number
+}
+
 /** Leaves per CAR request. */
 const DEFAULT_RUN_BLOCKS = 16
 /** CAR requests started ahead of the walk. */
@@ -213,23 +219,17 @@ export async function runVerifiedDownload (ctx: VerifiedContext): Promise<Strate
     }
     return j
   }
-  const planner = new RunPlanner({
+  const planner = new RunPlanner<WrittenLeaf>({
     runBlocks,
     spread: ctx.runSpread ?? 1,
     window: runWindow,
     isDone: (i) => done.has(i),
     start: (entity, range, leaves) => {
       if (!reader.prefetchRun(entity, range, leaves.map((l) => l.cid))) return false
-      for (const leaf of leaves) {
-        const target = plannedAt.get(leaf.index)
-        plannedAt.delete(leaf.index)
-        if (target !== undefined) writeOnArrival(leaf.index, leaf.cid, target.path, target.at, leaf.size)
-      }
+      for (const leaf of leaves) writeOnArrival(leaf.index, leaf.cid, leaf.path, leaf.at, leaf.size)
       return true
     }
   })
-  /** Where the planner's leaves go: block number → file and offset in it (a node's CID may stand at several offsets). */
-  const plannedAt = new Map<number, { path: string, at: number }>()
   /** Inner nodes whose leaves the planner has: their own walk leaves the runs to it. */
   const plannedNodes = new Set<string>()
   /**
@@ -246,11 +246,11 @@ export async function runVerifiedDownload (ctx: VerifiedContext): Promise<Strate
     const sizes = fs.blockSizes.map(Number)
     if ((fs.type !== 'file' && fs.type !== 'raw') || (fs.data?.byteLength ?? 0) > 0 || pb.Links.length === 0 ||
       sizes.length !== pb.Links.length || sizes.reduce((a, b) => a + b, 0) !== size || pb.Links.some(l => l.Hash.code !== rawCodec.code)) return undefined
-    const leaves: PlannedLeaf[] = []
+    const leaves: WrittenLeaf[] = []
     let at = start
     for (const [i, link] of pb.Links.entries()) {
-      leaves.push({ index: base + i, cid: link.Hash, offset: at, size: sizes[i] as number, parent: k })
-      plannedAt.set(base + i, { path, at: offset + at })
+      // `at` in the file too: a node's CID may stand at several offsets, its planned leaves belong to this one
+      leaves.push({ index: base + i, cid: link.Hash, offset: at, size: sizes[i] as number, parent: k, path, at: offset + at })
       at += sizes[i] as number
     }
     planner.add(node, leaves)
@@ -355,6 +355,13 @@ export async function runVerifiedDownload (ctx: VerifiedContext): Promise<Strate
     hasher?.written(offset, length)
     await written(i, length)
   }
+  /** Raw leaf `i` (`given`, or fetched), of the size its parent declares, written at `offset` of `path`. */
+  const writeLeaf = async (i: number, cid: CID, path: string, offset: number, declared: number | undefined, given?: Uint8Array): Promise<void> => {
+    const data = given ?? await reader.getLeaf(cid)
+    const length = blockLength(data)
+    if (declared !== undefined && length !== declared) throw invalid(cid, `holds ${length} bytes where its parent declares ${declared}`)
+    await write(i, path, offset, data)
+  }
   /**
    * Writes leaf `i` (a raw leaf of `size` bytes at `at` in `path`) as soon as
    * its run delivers it, wherever the walk is: its bytes (views of the
@@ -362,12 +369,7 @@ export async function runVerifiedDownload (ctx: VerifiedContext): Promise<Strate
    * the write when it reaches the leaf.
    */
   const writeOnArrival = (i: number, cid: CID, path: string, at: number, size: number): void => {
-    const task = (async () => {
-      const data = await reader.getLeaf(cid)
-      const length = blockLength(data)
-      if (length !== size) throw invalid(cid, `holds ${length} bytes where its parent declares ${size}`)
-      await write(i, path, at, data)
-    })()
+    const task = writeLeaf(i, cid, path, at, size)
     task.catch(fail) // the download stops at once, as when the walk's own write fails; the walk reads the outcome too
     arriving.set(i, task)
   }
@@ -422,16 +424,7 @@ export async function runVerifiedDownload (ctx: VerifiedContext): Promise<Strate
       const arrival = arriving.get(i)
       arriving.delete(i)
       await dispatch(async () => {
-        if (arrival !== undefined) {
-          await arrival
-        } else {
-          const data = given ?? await reader.getLeaf(cid)
-          const length = blockLength(data)
-          if (declared !== undefined && length !== declared) {
-            throw invalid(cid, `holds ${length} bytes where its parent declares ${declared}`)
-          }
-          await write(i, path, offset, data)
-        }
+        await (arrival ?? writeLeaf(i, cid, path, offset, declared, given))
         fileEvent(path, 'written')
       })
       return

@@ -24,13 +24,13 @@ export interface PlannedLeaf {
  * gateways (`spread`), so that they all finish about together instead of one
  * still sending a whole run while the others are idle.
  */
-export class RunPlanner {
-  readonly #queue: Array<PlannedLeaf & { entity: CID }> = []
+export class RunPlanner<L extends PlannedLeaf = PlannedLeaf> {
+  readonly #queue: Array<L & { entity: CID }> = []
   readonly #runBlocks: number
   readonly #spread: number
   readonly #window: number
   readonly #isDone: (index: number) => boolean
-  readonly #start: (entity: CID, range: RunRange, leaves: readonly PlannedLeaf[]) => boolean
+  readonly #start: (entity: CID, range: RunRange, leaves: ReadonlyArray<L & { entity: CID }>) => boolean
   #enabled = true
   /** Block numbers below this are in a run already, or left to the walk. */
   #next = 0
@@ -42,8 +42,8 @@ export class RunPlanner {
     /** Leaves ahead of the walk that may be asked for. */
     window: number
     isDone: (index: number) => boolean
-    /** Starts one run of `leaves` (in order); false when the source cannot (runs stop for the rest of the download). */
-    start: (entity: CID, range: RunRange, leaves: readonly PlannedLeaf[]) => boolean
+    /** Starts one run of `leaves` (in order, as they were added); false when the source cannot (runs stop for the rest of the download). */
+    start: (entity: CID, range: RunRange, leaves: ReadonlyArray<L & { entity: CID }>) => boolean
   }) {
     this.#runBlocks = init.runBlocks
     this.#spread = Math.max(1, init.spread ?? 1)
@@ -57,7 +57,7 @@ export class RunPlanner {
   }
 
   /** Registers leaves of `entity`, in walk order, after those registered before. */
-  add (entity: CID, leaves: readonly PlannedLeaf[]): void {
+  add (entity: CID, leaves: readonly L[]): void {
     for (const leaf of leaves) {
       if (leaf.index < this.#next) continue
       this.#queue.push({ ...leaf, entity })
@@ -69,17 +69,17 @@ export class RunPlanner {
   advance (current: number): void {
     const limit = current + this.#window
     while (this.#enabled && this.#queue.length > 0 && (this.#queue[0] as PlannedLeaf).index < limit) {
-      const first = this.#queue.shift() as PlannedLeaf & { entity: CID }
+      const first = this.#queue.shift() as L & { entity: CID }
       if (first.index < current || this.#isDone(first.index)) continue
       const run = [first]
       // the leaves registered and not asked for yet: at the end of the file, all that is left
       const size = Math.min(this.#runBlocks, Math.max(2, Math.ceil((this.#queue.length + 1) / this.#spread)))
       for (;;) {
-        const last = run[run.length - 1] as PlannedLeaf & { entity: CID }
+        const last = run[run.length - 1] as L & { entity: CID }
         const next = this.#queue[0]
         if (next === undefined || run.length >= size || next.entity !== first.entity ||
           next.index !== last.index + 1 || next.offset !== last.offset + last.size || this.#isDone(next.index)) break
-        run.push(this.#queue.shift() as PlannedLeaf & { entity: CID })
+        run.push(this.#queue.shift() as L & { entity: CID })
       }
       if (run.length < 2) continue // one leaf: the walk asks for it alone
       const last = run[run.length - 1] as PlannedLeaf
