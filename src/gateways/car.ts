@@ -31,6 +31,11 @@ export interface RunRange {
   to: number
   /** Inner nodes the CAR may carry besides the leaves, the entity's own included. @default 1 */
   nodes?: number
+  /**
+   * The leaves' sizes, in order (they fill the range). Optional; with them a
+   * pool can hand the rest of a slow run to an idle gateway (a range of its own).
+   */
+  sizes?: readonly number[]
 }
 
 export interface CarRunOptions {

@@ -9,8 +9,9 @@
  * out, resets or answers 5xx backs off (exponential, with jitter, on its
  * consecutive errors); one that answers 429/503 with Retry-After waits as
  * told. Requests for a block already in flight are shared, a slow request is
- * hedged on a second gateway, and a FIFO semaphore bounds the requests in
- * flight (and so the memory: concurrency × maxBlockBytes).
+ * hedged on a second gateway, the rest of a slow CAR run is split off to a
+ * gateway left idle, and a FIFO semaphore bounds the requests in flight (and
+ * so the memory: concurrency × maxBlockBytes).
  *
  * @module
  */
@@ -44,7 +45,9 @@ export const POOL_DEFAULTS = {
   /** Weight of the newest sample in the latency and throughput EWMAs. */
   EWMA_ALPHA: 0.3,
   /** Blocks smaller than this do not count towards a gateway's throughput. */
-  MIN_THROUGHPUT_SAMPLE_BYTES: 64 * 1024
+  MIN_THROUGHPUT_SAMPLE_BYTES: 64 * 1024,
+  /** A run streaming with at least this many leaves still to come gives half of them to a gateway left idle. */
+  MIN_SPLIT_LEAVES: 4
 } as const
 
 export interface GatewayStats {
@@ -151,6 +154,37 @@ interface RunLeaf {
   reject: (err: unknown) => void
 }
 
+/**
+ * A run of leaves streamed from one gateway, or the part of one that was
+ * handed to another gateway (see `#split`).
+ */
+interface RunPart {
+  entity: CID
+  range: RunRange
+  /** The part's leaves in stream order with their bytes in the entity; undefined when the range gives no sizes (then it is never split). */
+  order: RunSpan[] | undefined
+  /** Leaves this part's stream still owes: not delivered yet, not handed to another part. */
+  owned: Map<string, RunLeaf>
+  /** Leaves handed to another part: once `owned` is empty, the rest of the stream is not wanted. */
+  handedOn: number
+  /** Set once the part has its gateway (and a permit). */
+  gateway: Gateway | undefined
+  /** Ends the stream: with the download, or early when all it still carries was handed on (reason HANDED_ON). */
+  stop: AbortController
+  signal: AbortSignal
+}
+
+/** One leaf of a run and the bytes it fills in the entity (inclusive). */
+interface RunSpan {
+  key: string
+  cid: CID
+  from: number
+  to: number
+}
+
+/** The abort reason of a run part stopped because the rest of its stream went to another gateway; not an error. */
+const HANDED_ON: unique symbol = Symbol('handed on')
+
 /** The state of fetching one block, shared by its attempts. */
 interface BlockFetch {
   cid: CID
@@ -209,6 +243,8 @@ export class GatewayPool {
   readonly #permits: Semaphore
   readonly #pending = new Map<string, Shared>()
   readonly #prefetched = new Map<string, Prefetched>()
+  /** Run parts that have a gateway and are streaming. */
+  readonly #parts = new Set<RunPart>()
   /** Called when a request ends: capacity, blocks and drops may have changed. */
   readonly #wakers = new Set<() => void>()
   #latencyMs: number | undefined
@@ -319,7 +355,16 @@ export class GatewayPool {
   prefetchRun (entity: CID, range: RunRange, leaves: CID[], signal: AbortSignal): boolean {
     if (signal.aborted || !this.#gateways.some((g) => !g.dropped && g.car !== false)) return false
     const run = new Map<string, RunLeaf>()
-    for (const cid of leaves) {
+    // where each leaf lies, when the range says: the rest of a slow run can then go to another gateway
+    const sizes = range.sizes
+    const order: RunSpan[] | undefined = sizes !== undefined && sizes.length === leaves.length &&
+      sizes.reduce((a, b) => a + b, 0) === range.to - range.from + 1
+      ? []
+      : undefined
+    let at = range.from
+    for (const [i, cid] of leaves.entries()) {
+      const from = at
+      at += sizes?.[i] ?? 0
       if (identityBytes(cid) !== undefined) continue
       checkMultihash(cid)
       const key = blockKey(cid)
@@ -334,11 +379,10 @@ export class GatewayPool {
       promise.catch(() => {}) // read by get(); a run nobody reads must not be an unhandled rejection
       this.#prefetched.set(key, { promise, uses: 1, signal })
       run.set(key, { cid, resolve, reject })
+      order?.push({ key, cid, from, to: at - 1 })
     }
     if (run.size > 0) {
-      this.#run(entity, range, run, signal).catch((err: unknown) => {
-        for (const leaf of run.values()) leaf.reject(err)
-      })
+      this.#run({ entity, range, order, owned: run, handedOn: 0, gateway: undefined, stop: new AbortController(), signal })
     }
     return true
   }
@@ -363,18 +407,24 @@ export class GatewayPool {
 
   // --- a run of leaves -------------------------------------------------------------
 
-  async #run (entity: CID, range: RunRange, run: Map<string, RunLeaf>, signal: AbortSignal): Promise<void> {
-    try {
-      const gateway = await this.#startRun(signal)
-      if (gateway !== undefined) await this.#stream(gateway, entity, range, run, signal)
-    } finally {
-      // what the stream did not deliver: fetched alone, with the pool's retries and hedging
-      for (const leaf of run.values()) {
-        if (signal.aborted) leaf.reject(signal.reason)
-        else leaf.resolve(this.#fetch(leaf.cid, signal))
+  /** Streams `part` (from its gateway, or one found for it); what it does not deliver is fetched block by block. */
+  #run (part: RunPart): void {
+    const streaming = async (): Promise<void> => {
+      try {
+        if (part.gateway === undefined) part.gateway = await this.#startRun(part.signal)
+        if (part.gateway !== undefined) await this.#stream(part.gateway, part)
+      } finally {
+        // what the stream did not deliver: fetched alone, with the pool's retries and hedging
+        for (const leaf of part.owned.values()) {
+          if (part.signal.aborted) leaf.reject(part.signal.reason)
+          else leaf.resolve(this.#fetch(leaf.cid, part.signal))
+        }
+        part.owned.clear()
       }
-      run.clear()
     }
+    streaming().catch((err: unknown) => {
+      for (const leaf of part.owned.values()) leaf.reject(err)
+    })
   }
 
   /** A gateway for a run (its request counted) and a permit, or undefined when no gateway left serves CAR ranges. */
@@ -399,23 +449,36 @@ export class GatewayPool {
     }
   }
 
-  /** Streams the run from `gateway`, which holds a permit (and counts the request in flight) until the stream ends. */
-  async #stream (gateway: Gateway, entity: CID, range: RunRange, run: Map<string, RunLeaf>, signal: AbortSignal): Promise<void> {
+  /** Streams a run part from `gateway`, which holds a permit (and counts the request in flight) until the stream ends. */
+  async #stream (gateway: Gateway, part: RunPart): Promise<void> {
+    const { owned, signal } = part
     const expected = new Map<string, CID>()
-    for (const [key, leaf] of run) expected.set(key, leaf.cid)
+    for (const [key, leaf] of owned) expected.set(key, leaf.cid)
     const started = performance.now()
     let received = 0
+    let delivered = 0
+    // the stream ends with the download, or early when the rest of it was handed on
+    const onAbort = (): void => { part.stop.abort(signal.reason) }
+    if (signal.aborted) onAbort()
+    else signal.addEventListener('abort', onAbort, { once: true })
+    this.#parts.add(part)
     try {
-      await fetchCarRun(this.#http, gateway.url, entity, range, expected, (key, bytes) => {
-        const leaf = run.get(key)
-        if (leaf === undefined) return
-        run.delete(key)
-        leaf.resolve(bytes)
-        if (run.size + 1 < expected.size) gateway.requests++ // a run counts as one request per block it delivers
-        const length = blockLength(bytes)
-        received += length
-        this.#delivered(gateway, leaf.cid.toString(), length, performance.now() - started, false)
-      }, { signal, maxBlockBytes: this.#maxBlockBytes, maxRetryAfterMs: this.#maxRetryAfterMs })
+      try {
+        await fetchCarRun(this.#http, gateway.url, part.entity, part.range, expected, (key, bytes) => {
+          const leaf = owned.get(key)
+          if (leaf === undefined) return // handed to another gateway meanwhile
+          owned.delete(key)
+          leaf.resolve(bytes)
+          if (++delivered > 1) gateway.requests++ // a run counts as one request per block it delivers
+          const length = blockLength(bytes)
+          received += length
+          this.#delivered(gateway, leaf.cid.toString(), length, performance.now() - started, false)
+          // what follows in this stream now comes from another gateway: stop here
+          if (owned.size === 0 && part.handedOn > 0) part.stop.abort(HANDED_ON)
+        }, { signal: part.stop.signal, maxBlockBytes: this.#maxBlockBytes, maxRetryAfterMs: this.#maxRetryAfterMs })
+      } catch (err) {
+        if (part.stop.signal.reason !== HANDED_ON || signal.aborted) throw err
+      }
       gateway.car = true
       // the whole run is one throughput sample
       this.#measure(gateway, received, performance.now() - started, false)
@@ -437,10 +500,62 @@ export class GatewayPool {
       }
       this.#penalize(gateway, error)
     } finally {
+      signal.removeEventListener('abort', onAbort)
+      this.#parts.delete(part)
       gateway.inFlight--
       gateway.runs--
       this.#permits.release()
       this.#wake()
+      if (gateway.runs === 0) this.#split()
+    }
+  }
+
+  /**
+   * The end game of runs, as a download manager splits a slow segment: a
+   * gateway that serves CAR ranges and has no run left takes the second half
+   * of the leaves still to come in the longest run streaming elsewhere (a
+   * range of its own). The first gateway stops once it has sent its half, so
+   * no leaf comes twice; whichever part ends first may split another.
+   * Nothing happens while requests wait for a permit (work is queued), or
+   * with hedging off (`hedgeAfterMs: 0`).
+   */
+  #split (): void {
+    if (this.#hedgeAfterMs === 0) return
+    const now = this.#now()
+    for (const idle of this.#gateways) {
+      if (idle.dropped || idle.car !== true || idle.runs > 0 || idle.blockedUntil > now || idle.inFlight >= this.#perGateway) continue
+      let longest: RunPart | undefined
+      for (const part of this.#parts) {
+        if (part.gateway === idle || part.order === undefined || part.signal.aborted || part.stop.signal.aborted) continue
+        if (part.owned.size >= POOL_DEFAULTS.MIN_SPLIT_LEAVES && (longest === undefined || part.owned.size > longest.owned.size)) longest = part
+      }
+      if (longest?.order === undefined || longest.gateway === undefined || !this.#permits.tryAcquire()) return
+      const from = longest
+      const giver = longest.gateway
+      const ahead = longest.order.filter((l) => from.owned.has(l.key))
+      const handed = ahead.slice(Math.ceil(ahead.length / 2))
+      const owned = new Map<string, RunLeaf>()
+      for (const l of handed) {
+        owned.set(l.key, from.owned.get(l.key) as RunLeaf)
+        from.owned.delete(l.key)
+      }
+      from.handedOn += handed.length
+      const first = handed[0] as RunSpan
+      const last = handed[handed.length - 1] as RunSpan
+      idle.inFlight++
+      idle.runs++
+      idle.requests++
+      this.#emit({ type: 'hedge', cid: first.cid.toString(), from: giver.url, to: idle.url })
+      this.#run({
+        entity: from.entity,
+        range: { from: first.from, to: last.to, nodes: from.range.nodes, sizes: handed.map((l) => l.to - l.from + 1) },
+        order: handed,
+        owned,
+        handedOn: 0,
+        gateway: idle,
+        stop: new AbortController(),
+        signal: from.signal
+      })
     }
   }
 

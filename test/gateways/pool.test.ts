@@ -182,6 +182,64 @@ describe('GatewayPool', () => {
     }
   })
 
+  it('end game: a gateway left idle takes the second half of a slow run; the slow one stops after its half, no leaf comes twice', async () => {
+    const store = new MemoryBlocks()
+    const data = seededBytes(4 * 1024 * 1024, 37)
+    const file = await addFile(store, data) // 16 leaves of 256 KiB under the root
+    const leaves = dagPb.decode(store.get(file)).Links.map((l) => l.Hash)
+    const leaf = 256 * 1024
+    const [fast, slow] = await gateways([null, null], store) as [TestGateway, TestGateway]
+    slow.setMaxBytesPerSecond(2 * 1024 * 1024) // the long run alone would take 1.75 s from it
+    const { pool: p, events } = pool([fast, slow])
+    const signal = new AbortController().signal
+    const sizes = (n: number): number[] => new Array<number>(n).fill(leaf)
+    // runs go to the gateway with the fewest runs: the short one to `fast`, the long one to `slow`
+    expect(p.prefetchRun(file, { from: 0, to: 2 * leaf - 1, sizes: sizes(2) }, leaves.slice(0, 2), signal)).toBe(true)
+    expect(p.prefetchRun(file, { from: 2 * leaf, to: 16 * leaf - 1, sizes: sizes(14) }, leaves.slice(2), signal)).toBe(true)
+    const got = await Promise.all(leaves.map(async (cid) => await p.get(cid)))
+    expect(Buffer.concat(got).equals(Buffer.from(data))).toBe(true)
+
+    // the idle gateway took over the tail of the slow run, as ranges of their own
+    expect(events).toContainEqual(expect.objectContaining({ type: 'hedge', from: slow.url, to: fast.url }))
+    const fastRanges = fast.requests.map((r) => new URL(r.url, fast.url).searchParams.get('entity-bytes'))
+    expect(fastRanges[0]).toBe(`0:${2 * leaf - 1}`)
+    expect(fastRanges.length).toBeGreaterThan(1)
+    // `slow` was asked once, for the whole run, and stopped early (its stream cut by cidget, not penalised)
+    expect(slow.requests.map((r) => r.format)).toEqual(['car'])
+    const [cut] = slow.requests
+    if (cut !== undefined && cut.endedAt === null) await once(slow, 'response')
+    expect(cut?.aborted).toBe(true)
+    expect(cut?.bytesSent).toBeLessThan(14 * leaf)
+    expect(statsOf(p, slow)).toMatchObject({ errors: 0, dropped: false, inFlight: 0 })
+    // every leaf delivered exactly once, by one gateway or the other
+    const delivered = events.filter((e) => e.type === 'block').map((e) => e.type === 'block' ? e.cid : '')
+    expect(delivered.sort()).toEqual(leaves.map((c) => c.toString()).sort())
+    expect(statsOf(p, fast).bytes + statsOf(p, slow).bytes).toBe(data.length)
+  })
+
+  it('no end game with hedging off, nor for a run without leaf sizes: the slow run is left to its gateway', async () => {
+    const store = new MemoryBlocks()
+    const data = seededBytes(2 * 1024 * 1024, 41)
+    const file = await addFile(store, data) // 8 leaves
+    const leaves = dagPb.decode(store.get(file)).Links.map((l) => l.Hash)
+    const leaf = 256 * 1024
+    for (const [init, withSizes] of [[{ hedgeAfterMs: 0 }, true], [{}, false]] as const) {
+      const [fast, slow] = await gateways([null, null], store) as [TestGateway, TestGateway]
+      slow.setMaxBytesPerSecond(8 * 1024 * 1024)
+      const { pool: p, events } = pool([fast, slow], init)
+      const signal = new AbortController().signal
+      const sizes = (n: number): number[] | undefined => withSizes ? new Array<number>(n).fill(leaf) : undefined
+      p.prefetchRun(file, { from: 0, to: 2 * leaf - 1, sizes: sizes(2) }, leaves.slice(0, 2), signal)
+      p.prefetchRun(file, { from: 2 * leaf, to: 8 * leaf - 1, sizes: sizes(6) }, leaves.slice(2), signal)
+      const got = await Promise.all(leaves.map(async (cid) => await p.get(cid)))
+      expect(Buffer.concat(got).equals(Buffer.from(data))).toBe(true)
+      expect(events.filter((e) => e.type === 'hedge')).toEqual([])
+      expect(fast.requests).toHaveLength(1)
+      expect(slow.requests).toHaveLength(1)
+      expect(slow.requests[0]?.bytesSent).toBeGreaterThanOrEqual(6 * leaf)
+    }
+  })
+
   it('shares a fetch between concurrent gets of one block; a waiter that aborts does not cancel it for the others', async () => {
     const [a, b] = await gateways([{ type: 'latency', ms: 50 }, { type: 'latency', ms: 50 }]) as [TestGateway, TestGateway]
     const { pool: p } = pool([a, b], { hedgeAfterMs: 0 })

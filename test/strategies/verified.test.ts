@@ -132,6 +132,36 @@ describe('files in every shape', () => {
     })
   }
 
+  for (const [shape, opts] of [
+    ['one level of leaves', {}],
+    ['inner nodes of 8 leaves', { layout: balanced({ maxChildrenPerNode: 8 }) }]
+  ] as Array<[string, ImporterOptions]>) {
+    it(`end game (${shape}): the fast gateway, left idle, takes over the rest of the slow one's run`, async () => {
+      const blocks = new MemoryBlocks()
+      const data = seededBytes(8 * MiB, 53) // 32 leaves: a run of 16 for each gateway
+      const cid = await addFile(blocks, data, opts)
+      const s = await setup(blocks, 2)
+      const [fast, slow] = s.gateways as [TestGateway, TestGateway]
+      slow.setMaxBytesPerSecond(4 * MiB)
+      const dl = await s.open({ hedgeAfterMs: undefined })
+      const done = await (await dl.add(cid.toString(), { output: join(s.dir, 'out') })).done
+      expect(done.status, done.error ?? '').toBe('success')
+      expect(sha256(await readFile(done.output))).toBe(sha256(data))
+      // a range asked of `fast` starts inside one asked of `slow`: the second half of a slow run, handed on
+      const ranges = (g: TestGateway): Array<[number, number]> => g.requests.filter(r => r.format === 'car').map(r => {
+        const [from, to] = (new URL(r.url, g.url).searchParams.get('entity-bytes') ?? '').split(':').map(Number)
+        return [from as number, to as number]
+      })
+      const slowRanges = ranges(slow)
+      expect(ranges(fast).some(([from]) => slowRanges.some(([a, b]) => from > a && from <= b))).toBe(true)
+      expect(slow.requests.some(r => r.format === 'car' && r.aborted)).toBe(true)
+      // no leaf was delivered twice (a cut stream's last bytes may have been on the way)
+      const leaves = s.gateways.flatMap(g => g.requests).filter(r => r.format === 'car' && !r.aborted).flatMap(r => r.carBlocks ?? [])
+        .map(c => CID.parse(c)).filter(c => c.code === rawCodec.code).map(key)
+      expect(new Set(leaves).size).toBe(leaves.length)
+    })
+  }
+
   it('one request per block when runs are off', async () => {
     const blocks = new MemoryBlocks()
     const data = seededBytes(2 * MiB + 5, 3)

@@ -204,7 +204,7 @@ export async function runVerifiedDownload (ctx: VerifiedContext): Promise<Strate
       while (j < end && j - first < runBlocks && (children[j] as CID).code === rawCodec.code && !done.has(index + j - current)) j++
       if (j - first > 1) {
         const last = j - 1
-        const range = { from: starts[first] as number, to: (starts[last] as number) + (sizes[last] as number) - 1 }
+        const range = { from: starts[first] as number, to: (starts[last] as number) + (sizes[last] as number) - 1, sizes: sizes.slice(first, j) }
         if (!reader.prefetchRun(node, range, children.slice(first, j))) runs = false
         else {
           for (let k = first; k < j; k++) {

@@ -84,7 +84,7 @@ export class RunPlanner<L extends PlannedLeaf = PlannedLeaf> {
       if (run.length < 2) continue // one leaf: the walk asks for it alone
       const last = run[run.length - 1] as PlannedLeaf
       const parents = new Set(run.map((l) => l.parent)).size
-      const range = { from: first.offset, to: last.offset + last.size - 1, nodes: 1 + parents }
+      const range = { from: first.offset, to: last.offset + last.size - 1, nodes: 1 + parents, sizes: run.map((l) => l.size) }
       if (!this.#start(first.entity, range, run)) this.#enabled = false
     }
   }
