@@ -24,6 +24,30 @@ const undiciForTheCli = {
     b.onResolve({ filter: /^undici$/ }, () => ({ path: `${root}scripts/undici-cli.mjs` }))
   }
 }
+/**
+ * Two modules every command would load at start and none needs there, taken
+ * on first use instead (about 4 ms of each start-up): undici's HTTP/2 half,
+ * which loads node:http2 and node:tls (cidget's client offers only HTTP/1.1,
+ * so it is never used), and commander's node:child_process (for executable
+ * subcommands, which cidget does not have).
+ */
+const lazyAtStart = {
+  name: 'lazy-at-start',
+  setup (b) {
+    const h2 = `${root}node_modules/undici/lib/dispatcher/client-h2.js`
+    b.onResolve({ filter: /^\.\/client-h2\.js$/ }, (args) =>
+      args.importer.endsWith('/undici/lib/dispatcher/client.js') ? { path: 'client-h2', namespace: 'lazy-at-start' } : undefined)
+    b.onResolve({ filter: /^node:child_process$/ }, (args) =>
+      args.importer.includes('/node_modules/commander/') ? { path: 'child_process', namespace: 'lazy-at-start' } : undefined)
+    b.onLoad({ filter: /.*/, namespace: 'lazy-at-start' }, (args) => ({
+      resolveDir: root,
+      loader: 'js',
+      contents: args.path === 'client-h2'
+        ? `module.exports = function connectH2 (...args) { return require(${JSON.stringify(h2)})(...args) }`
+        : "module.exports = new Proxy({}, { get (_, name) { return require('node:child_process')[name] } })"
+    }))
+  }
+}
 const outdir = `${root}dist/bin`
 await rm(outdir, { recursive: true, force: true })
 await build({
@@ -40,6 +64,6 @@ await build({
   external: ['better-sqlite3', 'better-sqlite3-node22', 'pg', 'pg-native'],
   // CommonJS dependencies bundled into ES modules still call require() for Node's own modules
   banner: { js: "import { createRequire as __cidgetCreateRequire } from 'node:module'; const require = __cidgetCreateRequire(import.meta.url);" },
-  plugins: [undiciForTheCli],
+  plugins: [undiciForTheCli, lazyAtStart],
   logLevel: 'warning'
 })
