@@ -60,7 +60,9 @@ export class CarUnsupportedError extends CidgetError {
 /**
  * GETs `${gateway}/ipfs/${entity}?format=car&dag-scope=entity&entity-bytes=${from}:${to}`
  * and calls `onBlock` (awaited: a slow consumer slows the stream) for each
- * block of `expected` (keyed by the multihash's bytes in base64), once each.
+ * block of `expected` (keyed by the multihash's bytes in base64), once each;
+ * with `expected` undefined, for every block (then the range's `nodes` bounds
+ * the inner nodes it may carry, and blocks may be as small as 1 KiB).
  * Every block in the stream must hash to its CID. Returns how many bytes the
  * stream carried.
  *
@@ -76,8 +78,8 @@ export async function fetchCarRun (
   gateway: string,
   entity: CID,
   range: RunRange,
-  expected: ReadonlyMap<string, CID>,
-  onBlock: (key: string, bytes: BlockBytes) => Promise<void> | void,
+  expected: ReadonlyMap<string, CID> | undefined,
+  onBlock: (key: string, bytes: BlockBytes, cid: CID) => Promise<void> | void,
   opts: CarRunOptions
 ): Promise<number> {
   const id = entity.toString()
@@ -100,7 +102,8 @@ export async function fetchCarRun (
   }
   // the range's leaves, the inner nodes on the way to them, and each section's length and CID
   const nodes = range.nodes ?? 1
-  const allowance = (range.to - range.from + 1) + nodes * opts.maxBlockBytes + (expected.size + nodes + 1) * 128
+  const span = range.to - range.from + 1
+  const allowance = span + nodes * opts.maxBlockBytes + ((expected?.size ?? Math.ceil(span / 1024)) + nodes + 1) * 128
   let received = 0
   async function * counted (): AsyncGenerator<Uint8Array> {
     for await (const chunk of res.body) {
@@ -136,9 +139,9 @@ export async function fetchCarRun (
         throw new CidgetError('CIDGET_ERR_BLOCK_INVALID', `${gateway}: the ${what} holds a block cidget cannot verify (${err.message})`, { gateway, cause: err })
       }
       const key = Buffer.from(cid.multihash.bytes).toString('base64')
-      if (!expected.has(key) || seen.has(key)) continue
+      if ((expected !== undefined && !expected.has(key)) || seen.has(key)) continue
       seen.add(key)
-      await onBlock(key, bytes)
+      await onBlock(key, bytes, cid)
     }
   } catch (err) {
     res.discard()

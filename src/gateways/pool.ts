@@ -182,6 +182,33 @@ interface RunSpan {
   to: number
 }
 
+/**
+ * The first bytes of an entity streamed before its DAG is known (see
+ * `prefetchEntity`): its root, the inner nodes on the way and the first
+ * leaves, in one request instead of one round trip per level.
+ */
+interface EntityStream {
+  /** Verified blocks that arrived and were not taken yet. */
+  blocks: Map<string, BlockBytes>
+  /** Blocks the caller said it will ask for from this stream: key → times. */
+  wanted: Map<string, number>
+  done: boolean
+  /** The invalid or oversized block that ended the stream (and dropped its gateway), if one did. */
+  error: CidgetError | undefined
+  /** Woken when a block arrives or the stream ends. */
+  waiters: Set<() => void>
+}
+
+/** What a caller of `prefetchEntity` tells the pool while the stream runs. */
+export interface EntityPrefetch {
+  /**
+   * The caller will ask for `cid` (once more), and the stream carries it: a
+   * get() of it waits for the stream rather than asking a gateway. A get() of
+   * a block not expected takes it from the stream only if it is already there.
+   */
+  expect: (cid: CID) => void
+}
+
 /** The abort reason of a run part stopped because the rest of its stream went to another gateway; not an error. */
 const HANDED_ON: unique symbol = Symbol('handed on')
 
@@ -245,6 +272,7 @@ export class GatewayPool {
   readonly #prefetched = new Map<string, Prefetched>()
   /** Run parts that have a gateway and are streaming. */
   readonly #parts = new Set<RunPart>()
+  #entity: EntityStream | undefined
   /** Called when a request ends: capacity, blocks and drops may have changed. */
   readonly #wakers = new Set<() => void>()
   #latencyMs: number | undefined
@@ -311,6 +339,13 @@ export class GatewayPool {
     if (inline !== undefined) return inline
     checkMultihash(cid)
     const key = blockKey(cid)
+    // a block the entity stream was to bring but did not: if a bad block ended it, that is this fetch's first failure
+    let missed: CidgetError | undefined
+    if (this.#entity !== undefined) {
+      const streamed = await this.#fromEntity(this.#entity, key, signal)
+      if (streamed !== undefined) return streamed
+      if (this.#entity.wanted.has(key)) missed = this.#entity.error
+    }
     const early = this.#prefetched.get(key)
     if (early !== undefined) {
       if (--early.uses <= 0 || early.signal.aborted) this.#prefetched.delete(key)
@@ -319,7 +354,7 @@ export class GatewayPool {
     let shared = this.#pending.get(key)
     if (shared === undefined) {
       const controller = new AbortController()
-      const created: Shared = { promise: this.#fetch(cid, controller.signal), controller, waiters: 0, settled: false }
+      const created: Shared = { promise: this.#fetch(cid, controller.signal, missed), controller, waiters: 0, settled: false }
       const settle = (): void => {
         created.settled = true
         if (this.#pending.get(key) === created) this.#pending.delete(key)
@@ -385,6 +420,108 @@ export class GatewayPool {
       this.#run({ entity, range, order, owned: run, handedOn: 0, gateway: undefined, stop: new AbortController(), signal })
     }
     return true
+  }
+
+  /**
+   * Streams bytes `range` of `entity` as one CAR from one gateway, before
+   * anything of its DAG is known: its root, the inner nodes on the way and
+   * the leaves of those bytes come in one request instead of one round trip
+   * per level. Every block is verified against its own CID as it arrives and
+   * is kept until a get() takes it; `entity` itself is expected, and the
+   * caller says which other blocks it will ask for ({@link EntityPrefetch.expect}).
+   * Best effort: whatever the stream does not bring (an error, a gateway that
+   * does not serve it) is fetched the usual way, and only an invalid block
+   * counts against the gateway. One such stream per pool.
+   *
+   * @returns undefined, and nothing starts, when no gateway may serve CAR ranges or one was started already
+   */
+  prefetchEntity (entity: CID, range: RunRange, signal: AbortSignal): EntityPrefetch | undefined {
+    if (signal.aborted || this.#entity !== undefined || identityBytes(entity) !== undefined ||
+      !this.#gateways.some((g) => !g.dropped && g.car !== false)) return undefined
+    checkMultihash(entity)
+    const stream: EntityStream = { blocks: new Map(), wanted: new Map([[blockKey(entity), 1]]), done: false, error: undefined, waiters: new Set() }
+    this.#entity = stream
+    const wake = (): void => {
+      const waiters = [...stream.waiters]
+      stream.waiters.clear()
+      for (const w of waiters) w()
+    }
+    const streaming = async (): Promise<void> => {
+      const gateway = await this.#startRun(signal)
+      if (gateway === undefined) return
+      const started = performance.now()
+      let received = 0
+      let delivered = 0
+      try {
+        await fetchCarRun(this.#http, gateway.url, entity, range, undefined, (key, bytes, cid) => {
+          stream.blocks.set(key, bytes)
+          if (++delivered > 1) gateway.requests++ // one request per block delivered, as for runs
+          const length = blockLength(bytes)
+          received += length
+          this.#delivered(gateway, cid.toString(), length, performance.now() - started, false)
+          wake()
+        }, { signal, maxBlockBytes: this.#maxBlockBytes, maxRetryAfterMs: this.#maxRetryAfterMs })
+        gateway.car = true
+        this.#measure(gateway, received, performance.now() - started, false)
+      } catch (err) {
+        // a gateway may refuse ranges of what is not a file, or not have it: the usual requests find out
+        if (signal.aborted || err instanceof CarUnsupportedError) return
+        const error = asError(err, gateway.url)
+        if (error.code === 'CIDGET_ERR_NOT_FOUND') return
+        if (error.code === 'CIDGET_ERR_BLOCK_INVALID' || error.code === 'CIDGET_ERR_BLOCK_TOO_LARGE') stream.error = error
+        this.#penalize(gateway, error)
+      } finally {
+        gateway.inFlight--
+        gateway.runs--
+        this.#permits.release()
+        this.#wake()
+      }
+    }
+    streaming().catch(() => {}).finally(() => {
+      // blocks not taken yet stay (at most the range and its nodes): the walk may get to them later
+      stream.done = true
+      wake()
+    })
+    return {
+      expect: (cid) => {
+        if (stream.done || identityBytes(cid) !== undefined) return
+        const key = blockKey(cid)
+        stream.wanted.set(key, (stream.wanted.get(key) ?? 0) + 1)
+      }
+    }
+  }
+
+  /** A block of the entity stream: there, or coming (waited for while the stream runs, if expected); undefined otherwise. */
+  async #fromEntity (stream: EntityStream, key: string, signal: AbortSignal | undefined): Promise<BlockBytes | undefined> {
+    for (;;) {
+      const bytes = stream.blocks.get(key)
+      if (bytes !== undefined) {
+        const wanted = stream.wanted.get(key) ?? 0
+        if (wanted > 1) stream.wanted.set(key, wanted - 1)
+        else {
+          stream.wanted.delete(key)
+          stream.blocks.delete(key)
+        }
+        return bytes
+      }
+      if (stream.done || !stream.wanted.has(key)) return undefined
+      await new Promise<void>((resolve, reject) => {
+        const onAbort = (): void => {
+          stream.waiters.delete(woken)
+          reject(signal?.reason)
+        }
+        const woken = (): void => {
+          signal?.removeEventListener('abort', onAbort)
+          resolve()
+        }
+        if (signal?.aborted === true) {
+          onAbort()
+          return
+        }
+        signal?.addEventListener('abort', onAbort, { once: true })
+        stream.waiters.add(woken)
+      })
+    }
   }
 
   stats (): GatewayStats[] {
@@ -561,14 +698,14 @@ export class GatewayPool {
 
   // --- one block ---------------------------------------------------------------
 
-  async #fetch (cid: CID, signal: AbortSignal): Promise<Uint8Array> {
+  async #fetch (cid: CID, signal: AbortSignal, lastError?: CidgetError): Promise<Uint8Array> {
     const block: BlockFetch = {
       cid,
       id: cid.toString(),
       signal,
       notFound: new Set(),
       failures: 0,
-      lastError: undefined,
+      lastError,
       running: new Set()
     }
     let onAbort: (() => void) | undefined

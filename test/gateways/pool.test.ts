@@ -240,6 +240,61 @@ describe('GatewayPool', () => {
     }
   })
 
+  it('streams the first bytes of an entity before its DAG is known: its root and the expected blocks come from that one request', async () => {
+    const store = new MemoryBlocks()
+    const data = seededBytes(4 * 1024 * 1024, 43)
+    const file = await addFile(store, data) // 16 leaves of 256 KiB under the root
+    const leaves = dagPb.decode(store.get(file)).Links.map((l) => l.Hash)
+    const [gw] = await gateways([null], store) as [TestGateway]
+    const { pool: p } = pool([gw])
+    const signal = new AbortController().signal
+    const stream = p.prefetchEntity(file, { from: 0, to: 1024 * 1024 - 1, nodes: 2 }, signal)
+    expect(stream).toBeDefined()
+    expect(p.prefetchEntity(file, { from: 0, to: 1 }, signal)).toBeUndefined() // one per pool
+    for (const leaf of leaves.slice(0, 4)) stream?.expect(leaf)
+    // not expected and not in the range: asked for at once, not after the stream
+    const beyond = p.get(leaves[15] as CID)
+    expect(dagPb.decode(await p.get(file)).Links).toHaveLength(16)
+    const first = await Promise.all(leaves.slice(0, 4).map(async (cid) => await p.get(cid)))
+    expect(Buffer.concat(first).equals(Buffer.from(data.subarray(0, 1024 * 1024)))).toBe(true)
+    expect(Buffer.from(await beyond).equals(Buffer.from(data.subarray(15 * 256 * 1024)))).toBe(true)
+    expect(gw.requests.map((r) => [r.format, new URL(r.url, gw.url).searchParams.get('entity-bytes')])).toEqual([
+      ['car', `0:${1024 * 1024 - 1}`],
+      ['raw', null]
+    ])
+    // taken once: a second get of a streamed leaf asks a gateway
+    await p.get(leaves[0] as CID)
+    expect(gw.requests).toHaveLength(3)
+  })
+
+  it('the entity stream is best effort: a gateway that lies in it is dropped and the blocks come from another; one that refuses it still serves runs', async () => {
+    const store = new MemoryBlocks()
+    const data = seededBytes(2 * 1024 * 1024, 47)
+    const file = await addFile(store, data) // 8 leaves
+    const leaves = dagPb.decode(store.get(file)).Links.map((l) => l.Hash)
+    const [liar, good] = await gateways([null, null], store) as [TestGateway, TestGateway]
+    liar.addFault({ fault: { type: 'flip', atByte: 2000 }, match: { format: 'car' } })
+    const { pool: p, events } = pool([liar, good])
+    const signal = new AbortController().signal
+    const stream = p.prefetchEntity(file, { from: 0, to: data.length - 1, nodes: 1 }, signal)
+    for (const leaf of leaves) stream?.expect(leaf)
+    const got = await Promise.all([file, ...leaves].map(async (cid) => await p.get(cid)))
+    expect(Buffer.concat(got.slice(1)).equals(Buffer.from(data))).toBe(true)
+    expect(statsOf(p, liar)).toMatchObject({ dropped: true, invalidBlocks: 1 })
+    expect(events).toContainEqual(expect.objectContaining({ type: 'gateway', gateway: liar.url, state: 'dropped' }))
+    expect(good.requests.length).toBeGreaterThan(0)
+
+    const [refuses] = await gateways([{ type: 'status', status: 501 }], store) as [TestGateway]
+    const { pool: q } = pool([refuses])
+    q.prefetchEntity(file, { from: 0, to: data.length - 1 }, signal)
+    await expect(q.get(file)).rejects.toThrow() // 501 for everything: nothing to get
+    refuses.clearFaults()
+    // a refused entity stream says nothing of runs: the gateway is still asked for one
+    expect(q.prefetchRun(file, { from: 0, to: 2 * 256 * 1024 - 1 }, leaves.slice(0, 2), signal)).toBe(true)
+    await Promise.all(leaves.slice(0, 2).map(async (cid) => await q.get(cid)))
+    expect(refuses.requests.filter((r) => r.format === 'car' && r.status === 200)).toHaveLength(1)
+  })
+
   it('shares a fetch between concurrent gets of one block; a waiter that aborts does not cancel it for the others', async () => {
     const [a, b] = await gateways([{ type: 'latency', ms: 50 }, { type: 'latency', ms: 50 }]) as [TestGateway, TestGateway]
     const { pool: p } = pool([a, b], { hedgeAfterMs: 0 })

@@ -15,7 +15,7 @@ import { fixedSize } from 'ipfs-unixfs-importer/chunker'
 import { balanced, trickle } from 'ipfs-unixfs-importer/layout'
 import { MemoryBlocks, addFile, addDirectory, seededBytes, startTestGateway, type TestGateway, type ImporterOptions } from '../../src/testing/index.js'
 import { Downloader, type DownloaderInit } from '../../src/engine/downloader.js'
-import { sha256, KiB, MiB } from '../helpers.js'
+import { progressReaches, sha256, KiB, MiB } from '../helpers.js'
 
 interface Setup {
   blocks: MemoryBlocks
@@ -138,7 +138,7 @@ describe('files in every shape', () => {
   ] as Array<[string, ImporterOptions]>) {
     it(`end game (${shape}): the fast gateway, left idle, takes over the rest of the slow one's run`, async () => {
       const blocks = new MemoryBlocks()
-      const data = seededBytes(8 * MiB, 53) // 32 leaves: a run of 16 for each gateway
+      const data = seededBytes(16 * MiB, 53) // 64 leaves: 16 with the root, then runs of 16 on both gateways
       const cid = await addFile(blocks, data, opts)
       const s = await setup(blocks, 2)
       const [fast, slow] = s.gateways as [TestGateway, TestGateway]
@@ -301,20 +301,48 @@ describe('CAR runs of leaves', () => {
     return { cid, data, leaves }
   }
 
-  it('asks for consecutive leaves in one CAR request with entity-bytes', async () => {
+  it('asks for the root with its first leaves in one CAR request, then for consecutive leaves in one CAR request each (entity-bytes)', async () => {
     const blocks = new MemoryBlocks()
-    const { cid, data } = await sixteenLeaves(blocks)
+    const data = seededBytes(8 * MiB, 25)
+    const cid = await addFile(blocks, data) // 32 leaves of 256 KiB under the root
+    const leaves = dagPb.decode(blocks.get(cid)).Links.map(l => l.Hash.toString())
     const s = await setup(blocks)
     const dl = await s.open()
     const done = await (await dl.add(cid.toString(), { output: join(s.dir, 'out') })).done
     expect(done.status, done.error ?? '').toBe('success')
     expect(sha256(await readFile(done.output))).toBe(sha256(data))
     const reqs = s.gateways[0]!.requests
-    // the root (raw), then its leaves as one CAR of the root's byte range
+    // nothing is known of the DAG at first: one CAR of the first 4 MiB brings the root and the first 16 leaves;
+    // the root tells the other 16, asked for as one CAR of the root's byte range
     expect(reqs.map(r => [r.format, r.url.replace(/^.*\?/, '')])).toEqual([
-      ['raw', 'format=raw'],
-      ['car', `format=car&dag-scope=entity&entity-bytes=0:${4 * MiB - 1}`]
+      ['car', `format=car&dag-scope=entity&entity-bytes=0:${4 * MiB - 1}`],
+      ['car', `format=car&dag-scope=entity&entity-bytes=${4 * MiB}:${8 * MiB - 1}`]
     ])
+    expect(reqs[0]!.carBlocks).toEqual([cid.toString(), ...leaves.slice(0, 16)])
+    expect(reqs[1]!.carBlocks).toEqual([cid.toString(), ...leaves.slice(16)])
+  })
+
+  it('a resumed download asks for no first CAR with the root: only the leaves it lacks', async () => {
+    const blocks = new MemoryBlocks()
+    const { cid, data, leaves } = await sixteenLeaves(blocks)
+    const s = await setup(blocks)
+    const gw = s.gateways[0]!
+    // the first CAR is cut after 8 leaves; leaf 12, then asked alone, never answers: the download waits there
+    gw.addFault({ fault: { type: 'reset', afterBytes: 8 * 256 * KiB + 4 * KiB }, match: { format: 'car' }, times: 1 })
+    gw.addFault({ fault: { type: 'stall', afterBytes: 0 }, times: 1, match: { path: `/ipfs/${leaves[12]!.toString()}` } })
+    const dl = await s.open()
+    const job = await dl.add(cid.toString(), { output: join(s.dir, 'out') })
+    await progressReaches(dl, job.id, 8 * 256 * KiB)
+    expect((await dl.pause(job.id)).status).toBe('paused')
+    const before = gw.requests.length
+    const done = await (await dl.resume(job.id)).done
+    expect(done.status, done.error ?? '').toBe('success')
+    expect(sha256(await readFile(done.output))).toBe(sha256(data))
+    const again = gw.requests.slice(before)
+    expect(again.length).toBeGreaterThan(0)
+    expect(again.some(r => r.url.includes('entity-bytes=0:'))).toBe(false)
+    const asked = again.flatMap(r => r.format === 'car' ? r.carBlocks ?? [] : [r.path.split('/')[2]])
+    for (const leaf of leaves.slice(0, 8)) expect(asked).not.toContain(leaf.toString())
   })
 
   it('runs go on across the boundaries of inner nodes: the next node\'s leaves are planned before the walk gets there', async () => {
@@ -337,11 +365,13 @@ describe('CAR runs of leaves', () => {
     const leaves = [...raw, ...car].filter(c => c.code === rawCodec.code).map(key)
     expect(leaves).toHaveLength(40)
     expect(new Set(leaves).size).toBe(40)
-    // the first run goes out once the first two inner nodes are in, before the walk reads further ahead
-    const order = s.gateways[0]!.requests.map(r => r.format === 'car' ? 'car' : r.path.split('/')[2])
-    expect(order[0]).toBe(cid.toString())
-    expect(order.slice(1, 3).sort()).toEqual([inner[0], inner[1]].sort())
-    expect(order[3]).toBe('car')
+    // the root, the first inner node and the first 8 leaves come in the first CAR; the first run goes out
+    // once the second inner node is in, before the walk reads further ahead
+    const reqs = s.gateways[0]!.requests
+    const order = reqs.map(r => r.format === 'car' ? 'car' : r.path.split('/')[2])
+    expect(reqs[0]!.url).toContain(`entity-bytes=0:${2 * MiB - 1}`)
+    expect(reqs[0]!.carBlocks?.slice(0, 2)).toEqual([cid.toString(), inner[0]])
+    expect(order.slice(1, 3)).toEqual([inner[1], 'car'])
   })
 
   it('repeated content: the same leaves and the same inner nodes at several offsets are written at each of them as the runs deliver them', async () => {
@@ -385,7 +415,11 @@ describe('CAR runs of leaves', () => {
     const done = await (await dl.add(root.toString(), { output: join(s.dir, 'out') })).done
     expect(done.status, done.error ?? '').toBe('success')
     expect(sha256(await readFile(done.output))).toBe(sha256(data))
-    expect(s.gateways[0]!.requests.filter(r => r.format === 'car').every(r => r.path === `/ipfs/${m.toString()}`)).toBe(true)
+    // runs are of M's bytes (planned from M); only the first request, with the root, is of the root's
+    const [firstCar, ...runCars] = s.gateways[0]!.requests.filter(r => r.format === 'car')
+    expect(firstCar?.path).toBe(`/ipfs/${root.toString()}`)
+    expect(runCars.length).toBeGreaterThan(0)
+    expect(runCars.every(r => r.path === `/ipfs/${m.toString()}`)).toBe(true)
 
     // nodes of 2 MiB (too small to be planned from above: each asks for its own runs) at several offsets: R2 = [Q1, Q2, Q1]
     const q1Bytes = seededBytes(8 * 256 * KiB, 34)

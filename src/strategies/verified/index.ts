@@ -22,6 +22,10 @@ interface WrittenLeaf extends PlannedLeaf {
 const DEFAULT_RUN_BLOCKS = 16
 /** CAR requests started ahead of the walk. */
 const DEFAULT_RUNS_AHEAD = 4
+/** A new download's first request: the root and the first bytes of the file, this many leaves of the importers' default size. */
+const EARLY_LEAF_BYTES = 256 * 1024
+/** Inner nodes that first request may carry (the root and a path down a deep DAG). */
+const EARLY_NODES = 8
 import { OutputTree } from './tree.js'
 import { checkName, checkSymlink, safeJoin } from './names.js'
 import { DagReader, exporterError, type BlockSource } from './reader.js'
@@ -163,6 +167,12 @@ export async function runVerifiedDownload (ctx: VerifiedContext): Promise<Strate
 
   // the entity to write: the CID, or what the path names inside it
   const root = await reader.resolve(record.cid, record.path)
+  const runBlocks = ctx.runBlocks ?? DEFAULT_RUN_BLOCKS
+  // A new download of a CID asks for its first run with the root: the root, the inner nodes on the
+  // way and the first leaves in one request, rather than one round trip per level before data flows.
+  let earlyEnd = stored === undefined && record.path === '' && runBlocks > 1 ? runBlocks * EARLY_LEAF_BYTES : 0
+  const early = earlyEnd > 0 ? reader.prefetchEntity(root, { from: 0, to: earlyEnd - 1, nodes: EARLY_NODES }) : undefined
+  if (early === undefined) earlyEnd = 0
   const rootBytes = await getBlock(root)
   let isDirectory = false
   let fileSize: number | null = null
@@ -184,7 +194,10 @@ export async function runVerifiedDownload (ctx: VerifiedContext): Promise<Strate
     throw invalid(root, `codec 0x${root.code.toString(16)} is not UnixFS (dag-pb or raw)`)
   }
 
-  const runBlocks = ctx.runBlocks ?? DEFAULT_RUN_BLOCKS
+  // leaves of a file's first `earlyEnd` bytes come with the root (a directory or a one-block file has none)
+  if (isDirectory || root.code !== dagPb.code) earlyEnd = 0
+  /** Whether the leaf at `at` of `path` comes in the first request, with the root. */
+  const comesEarly = (path: string, at: number): boolean => at < earlyEnd && path === tree.root
   let runs = runBlocks > 1
   const runWindow = runBlocks * (ctx.runsAhead ?? DEFAULT_RUNS_AHEAD)
   // the window is topped up as soon as a whole run fits in it again
@@ -201,7 +214,8 @@ export async function runVerifiedDownload (ctx: VerifiedContext): Promise<Strate
     let j = from
     while (j < end && runs) {
       const first = j
-      while (j < end && j - first < runBlocks && (children[j] as CID).code === rawCodec.code && !done.has(index + j - current)) j++
+      while (j < end && j - first < runBlocks && (children[j] as CID).code === rawCodec.code && !done.has(index + j - current) &&
+        !comesEarly(path, offset + (starts[j] as number))) j++
       if (j - first > 1) {
         const last = j - 1
         const range = { from: starts[first] as number, to: (starts[last] as number) + (sizes[last] as number) - 1, sizes: sizes.slice(first, j) }
@@ -214,7 +228,7 @@ export async function runVerifiedDownload (ctx: VerifiedContext): Promise<Strate
       }
       if (j === first) {
         if ((children[j] as CID).code !== rawCodec.code) return j // the block numbers after it are not known yet
-        j++ // done already
+        j++ // done already, or coming with the root
       }
     }
     return j
@@ -250,12 +264,12 @@ export async function runVerifiedDownload (ctx: VerifiedContext): Promise<Strate
     let at = start
     for (const [i, link] of pb.Links.entries()) {
       // `at` in the file too: a node's CID may stand at several offsets, its planned leaves belong to this one
-      leaves.push({ index: base + i, cid: link.Hash, offset: at, size: sizes[i] as number, parent: k, path, at: offset + at })
+      if (!comesEarly(path, offset + at)) leaves.push({ index: base + i, cid: link.Hash, offset: at, size: sizes[i] as number, parent: k, path, at: offset + at })
       at += sizes[i] as number
     }
     planner.add(node, leaves)
     plannedNodes.add(child.toString())
-    return base + leaves.length
+    return base + pb.Links.length
   }
 
   const tree = await OutputTree.open(record.output, isDirectory)
@@ -466,6 +480,8 @@ export async function runVerifiedDownload (ctx: VerifiedContext): Promise<Strate
     const sizes = fs.blockSizes.map(Number)
     const starts: number[] = []
     for (let j = 0, s = at - offset; j < sizes.length; s += sizes[j] as number, j++) starts.push(s)
+    // the children that come with the root are waited for, not asked of a gateway again
+    for (let j = 0; j < children.length && comesEarly(path, offset + (starts[j] as number)); j++) early?.expect(children[j] as CID)
     let covered = 0 // children below this one are in a run already, or not for runs
     // a node of inner nodes: the leaves of the next child are planned while the walk is in this one,
     // so that runs keep going across the children's boundaries

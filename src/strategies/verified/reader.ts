@@ -5,6 +5,7 @@ import { CidgetError } from '../../core/errors.js'
 import type { Store } from '../../store/store.js'
 import type { RunRange } from '../../gateways/car.js'
 import type { BlockBytes } from '../../gateways/block.js'
+import type { EntityPrefetch } from '../../gateways/pool.js'
 
 /** Where verified blocks come from (the gateway pool). Every block it returns matches its CID. */
 export interface BlockSource {
@@ -17,6 +18,13 @@ export interface BlockSource {
    * take them from it. False when the source cannot (the caller asks block by block).
    */
   prefetchRun?: (entity: CID, range: RunRange, leaves: CID[], signal: AbortSignal) => boolean
+  /**
+   * Optional: starts streaming bytes `range` of `entity` in one request before
+   * its DAG is known (root, inner nodes, first leaves); `get()` of `entity` and
+   * of the blocks then passed to `expect` wait for it. Undefined when the
+   * source cannot.
+   */
+  prefetchEntity?: (entity: CID, range: RunRange, signal: AbortSignal) => EntityPrefetch | undefined
 }
 
 /** The storage interface ipfs-unixfs-exporter reads blocks through. */
@@ -103,6 +111,11 @@ export class DagReader {
     const p = this.#source.get(cid, this.#signal)
     p.catch(() => {})
     this.#ahead.set(key, p)
+  }
+
+  /** Asks the source to stream the first bytes of `entity` (see {@link BlockSource.prefetchEntity}); undefined when it cannot. */
+  prefetchEntity (entity: CID, range: RunRange): EntityPrefetch | undefined {
+    return this.#source.prefetchEntity?.(entity, range, this.#signal)
   }
 
   /** Asks the source for a run of leaves in one request (see {@link BlockSource.prefetchRun}); false when it cannot. */
