@@ -11,7 +11,9 @@
  * told. Requests for a block already in flight are shared, a slow request is
  * hedged on a second gateway, the rest of a slow CAR run is split off to a
  * gateway left idle, and a FIFO semaphore bounds the requests in flight (and
- * so the memory: concurrency × maxBlockBytes).
+ * so the memory: concurrency × maxBlockBytes). Leaves come in CAR runs where
+ * a gateway serves them (`prefetchRun`), and a download's first bytes can be
+ * streamed before its DAG is known (`prefetchEntity`).
  *
  * @module
  */
@@ -449,20 +451,12 @@ export class GatewayPool {
     const streaming = async (): Promise<void> => {
       const gateway = await this.#startRun(signal)
       if (gateway === undefined) return
-      const started = performance.now()
-      let received = 0
-      let delivered = 0
       try {
-        await fetchCarRun(this.#http, gateway.url, entity, range, undefined, (key, bytes, cid) => {
+        await this.#carRequest(gateway, entity, range, undefined, (key, bytes) => {
           stream.blocks.set(key, bytes)
-          if (++delivered > 1) gateway.requests++ // one request per block delivered, as for runs
-          const length = blockLength(bytes)
-          received += length
-          this.#delivered(gateway, cid.toString(), length, performance.now() - started, false)
           wake()
-        }, { signal, maxBlockBytes: this.#maxBlockBytes, maxRetryAfterMs: this.#maxRetryAfterMs })
-        gateway.car = true
-        this.#measure(gateway, received, performance.now() - started, false)
+          return true
+        }, signal)
       } catch (err) {
         // a gateway may refuse ranges of what is not a file, or not have it: the usual requests find out
         if (signal.aborted || err instanceof CarUnsupportedError) return
@@ -471,10 +465,7 @@ export class GatewayPool {
         if (error.code === 'CIDGET_ERR_BLOCK_INVALID' || error.code === 'CIDGET_ERR_BLOCK_TOO_LARGE') stream.error = error
         this.#penalize(gateway, error)
       } finally {
-        gateway.inFlight--
-        gateway.runs--
-        this.#permits.release()
-        this.#wake()
+        if (gateway.runs === 0) this.#split()
       }
     }
     streaming().catch(() => {}).finally(() => {
@@ -591,34 +582,21 @@ export class GatewayPool {
     const { owned, signal } = part
     const expected = new Map<string, CID>()
     for (const [key, leaf] of owned) expected.set(key, leaf.cid)
-    const started = performance.now()
-    let received = 0
-    let delivered = 0
     // the stream ends with the download, or early when the rest of it was handed on
     const onAbort = (): void => { part.stop.abort(signal.reason) }
     if (signal.aborted) onAbort()
     else signal.addEventListener('abort', onAbort, { once: true })
     this.#parts.add(part)
     try {
-      try {
-        await fetchCarRun(this.#http, gateway.url, part.entity, part.range, expected, (key, bytes) => {
-          const leaf = owned.get(key)
-          if (leaf === undefined) return // handed to another gateway meanwhile
-          owned.delete(key)
-          leaf.resolve(bytes)
-          if (++delivered > 1) gateway.requests++ // a run counts as one request per block it delivers
-          const length = blockLength(bytes)
-          received += length
-          this.#delivered(gateway, leaf.cid.toString(), length, performance.now() - started, false)
-          // what follows in this stream now comes from another gateway: stop here
-          if (owned.size === 0 && part.handedOn > 0) part.stop.abort(HANDED_ON)
-        }, { signal: part.stop.signal, maxBlockBytes: this.#maxBlockBytes, maxRetryAfterMs: this.#maxRetryAfterMs })
-      } catch (err) {
-        if (part.stop.signal.reason !== HANDED_ON || signal.aborted) throw err
-      }
-      gateway.car = true
-      // the whole run is one throughput sample
-      this.#measure(gateway, received, performance.now() - started, false)
+      await this.#carRequest(gateway, part.entity, part.range, expected, (key, bytes) => {
+        const leaf = owned.get(key)
+        if (leaf === undefined) return false // handed to another gateway meanwhile
+        owned.delete(key)
+        leaf.resolve(bytes)
+        // what follows in this stream now comes from another gateway: stop here
+        if (owned.size === 0 && part.handedOn > 0) part.stop.abort(HANDED_ON)
+        return true
+      }, part.stop.signal)
     } catch (err) {
       if (signal.aborted) return
       if (err instanceof CarUnsupportedError) {
@@ -639,11 +617,42 @@ export class GatewayPool {
     } finally {
       signal.removeEventListener('abort', onAbort)
       this.#parts.delete(part)
+      if (gateway.runs === 0) this.#split()
+    }
+  }
+
+  /**
+   * One CAR request to `gateway`, which holds a permit and counts the request
+   * (and a run) in flight until it ends. Each block `take` accepts counts as
+   * delivered by the gateway (a CAR counts as one request per block it
+   * delivers), the whole stream as one throughput sample, and a stream ended
+   * by `signal` with reason HANDED_ON as a whole one. Errors are thrown for
+   * the caller to judge.
+   */
+  async #carRequest (gateway: Gateway, entity: CID, range: RunRange, expected: ReadonlyMap<string, CID> | undefined,
+    take: (key: string, bytes: BlockBytes) => boolean, signal: AbortSignal): Promise<void> {
+    const started = performance.now()
+    let received = 0
+    let delivered = 0
+    try {
+      try {
+        await fetchCarRun(this.#http, gateway.url, entity, range, expected, (key, bytes, cid) => {
+          if (!take(key, bytes)) return
+          if (++delivered > 1) gateway.requests++
+          const length = blockLength(bytes)
+          received += length
+          this.#delivered(gateway, cid.toString(), length, performance.now() - started, false)
+        }, { signal, maxBlockBytes: this.#maxBlockBytes, maxRetryAfterMs: this.#maxRetryAfterMs })
+      } catch (err) {
+        if (signal.reason !== HANDED_ON) throw err
+      }
+      gateway.car = true
+      this.#measure(gateway, received, performance.now() - started, false)
+    } finally {
       gateway.inFlight--
       gateway.runs--
       this.#permits.release()
       this.#wake()
-      if (gateway.runs === 0) this.#split()
     }
   }
 
