@@ -5,9 +5,11 @@
  * against `aria2c -x4 -s4 -k1M` with the four path URLs as mirrors. Reports
  * the aggregate MB/s (size / wall time) of each, the sum of the caps and the
  * ratios, and curl on one gateway as a check that one cap is delivered;
- * every output's SHA-256 is checked.
+ * every output's SHA-256 is checked. `--rates 32,32,32,4` caps each gateway
+ * at its own rate instead (as many gateways as rates): gateways that are not
+ * alike, where the slowest must not hold up the end.
  *
- *   npm run build && npx tsx bench/gateways.ts [--size 256] [--rate 32] [--count 4] [--runs 3] [--quiet-wait 30] [--ref HEAD | --cli dist/bin/cidget.mjs]
+ *   npm run build && npx tsx bench/gateways.ts [--size 256] [--rate 32] [--count 4 | --rates 32,32,32,4] [--runs 3] [--quiet-wait 30] [--ref HEAD | --cli dist/bin/cidget.mjs]
  */
 import { execFileSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
@@ -25,6 +27,7 @@ const { values } = parseArgs({
     size: { type: 'string', default: '256' },
     rate: { type: 'string', default: '32' },
     count: { type: 'string', default: '4' },
+    rates: { type: 'string' },
     runs: { type: 'string', default: '3' },
     'quiet-wait': { type: 'string', default: '30' },
     cli: { type: 'string' },
@@ -34,8 +37,11 @@ const { values } = parseArgs({
 })
 
 const sizeMiB = positiveNumber(values.size, '--size')
-const rateMiBps = positiveNumber(values.rate, '--rate')
-const count = positiveInt(values.count, '--count')
+const rates = values.rates === undefined
+  ? new Array<number>(positiveInt(values.count, '--count')).fill(positiveNumber(values.rate, '--rate'))
+  : values.rates.split(',').map((r) => positiveNumber(r, '--rates'))
+const count = rates.length
+const even = rates.every((r) => r === rates[0])
 const runs = positiveInt(values.runs, '--runs')
 const quietWaitMs = Number(values['quiet-wait']) * 1000
 
@@ -63,7 +69,7 @@ function rangesScript (urls: string[], cid: string, size: number, dir: string, o
 const cli = await cliUnderTest(values.cli, values.ref)
 const started = Date.now()
 // one process per gateway: each has its own event loop (and so its own share of the 2 cores)
-const gateways: GatewayProcess[] = await Promise.all(Array.from({ length: count }, async () => await startGatewayProcess({ sizeMiB, rateMiBps })))
+const gateways: GatewayProcess[] = await Promise.all(rates.map(async (rateMiBps) => await startGatewayProcess({ sizeMiB, rateMiBps })))
 
 interface Sample extends Measured {
   client: Client
@@ -85,7 +91,7 @@ try {
     if (g.info.cid !== cid) throw new Error(`gateways disagree on the CID: ${g.info.cid} vs ${cid}`)
   }
   const urls = gateways.map((g) => g.info.urls[0] as string)
-  process.stderr.write(`gateways: ${sizeMiB} MiB ${cid}, ${count} × ${rateMiBps} MiB/s at ${urls.join(' ')}\n`)
+  process.stderr.write(`gateways: ${sizeMiB} MiB ${cid}, capped at ${rates.join(', ')} MiB/s at ${urls.join(' ')}\n`)
 
   for (let run = 1; run <= runs; run++) {
     for (const client of CLIENTS) {
@@ -117,7 +123,7 @@ try {
     }
   }
 
-  const capsMBps = count * rateMiBps * MiB / 1e6
+  const capsMBps = rates.reduce((a, b) => a + b, 0) * MiB / 1e6
   const speed = (c: Client): number => median(samples.filter((s) => s.client === c && s.hashOk).map((s) => mbps(size, s.wallMs)))
   const aria = speed('aria2')
   const rows = CLIENTS.map((c) => {
@@ -137,11 +143,12 @@ try {
       `${ok.length}/${samples.filter((s) => s.client === c).length}`
     ]
   })
-  const report = `Gateways: ${count} gateway processes × ${rateMiBps} MiB/s = sum of caps ${fmt(capsMBps)} MB/s; ` +
+  const capped = even ? `${count} gateway processes × ${rates[0] as number} MiB/s` : `${count} gateway processes capped at ${rates.join(', ')} MiB/s`
+  const report = `Gateways: ${capped} = sum of caps ${fmt(capsMBps)} MB/s; ` +
     `${sizeMiB} MiB; median of ${runs}; ${machine()}; CLI: ${cli.describe}; ${Math.round((Date.now() - started) / 1000)} s in all.\n\n` +
     table(['client', 'MB/s', 'range', '× sum of caps', '× aria2', 'peak RSS MB', 'client CPU s', 'requests', 'bytes per gateway (× size)', 'other load (cores)', 'SHA-256 ok'], rows) + '\n'
   process.stdout.write(report)
-  process.stderr.write(`results: ${await saveResults('gateways', { machine: machine(), cli: cli.describe, sizeMiB, rateMiBps, count, samples })}\n`)
+  process.stderr.write(`results: ${await saveResults('gateways', { machine: machine(), cli: cli.describe, sizeMiB, rates, count, samples })}\n`)
 } finally {
   await Promise.all(gateways.map(async (g) => { await g.stop() }))
   await cli.cleanup()
