@@ -123,6 +123,8 @@ export async function fetchCarRun (
       }
     })
     for (;;) {
+      // stopped (the caller has what it wants): nothing more is read, nor checked
+      opts.signal?.throwIfAborted()
       let next: IteratorResult<{ cid: CID, bytes: BlockBytes }>
       try {
         next = await blocks.next()

@@ -138,6 +138,8 @@ interface Gateway {
   car: boolean | undefined
   /** CAR runs in flight (also counted in `inFlight`). */
   runs: number
+  /** Its last CAR request failed (404, an error): it is not given the rest of another's run. */
+  runFailed: boolean
 }
 
 /** A block a run fetches (or has fetched) ahead of its `get()`. */
@@ -167,8 +169,8 @@ interface RunPart {
   order: RunSpan[] | undefined
   /** Leaves this part's stream still owes: not delivered yet, not handed to another part. */
   owned: Map<string, RunLeaf>
-  /** Leaves handed to another part: once `owned` is empty, the rest of the stream is not wanted. */
-  handedOn: number
+  /** Leaves were handed to another part: once `owned` is empty, the rest of the stream is not wanted. */
+  handedOn: boolean
   /** Set once the part has its gateway (and a permit). */
   gateway: Gateway | undefined
   /** Ends the stream: with the download, or early when all it still carries was handed on (reason HANDED_ON). */
@@ -297,7 +299,8 @@ export class GatewayPool {
       blockedUntil: 0,
       consecutiveErrors: 0,
       car: undefined,
-      runs: 0
+      runs: 0,
+      runFailed: false
     }))
     this.#http = init.http
     this.#permits = new Semaphore(init.concurrency ?? POOL_DEFAULTS.CONCURRENCY)
@@ -343,10 +346,15 @@ export class GatewayPool {
     const key = blockKey(cid)
     // a block the entity stream was to bring but did not: if a bad block ended it, that is this fetch's first failure
     let missed: CidgetError | undefined
-    if (this.#entity !== undefined) {
-      const streamed = await this.#fromEntity(this.#entity, key, signal)
-      if (streamed !== undefined) return streamed
-      if (this.#entity.wanted.has(key)) missed = this.#entity.error
+    const stream = this.#entity
+    if (stream !== undefined) {
+      // a leaf a run brings is taken from the run (a copy the stream carried too is let go)
+      if (this.#prefetched.has(key) && !stream.wanted.has(key)) stream.blocks.delete(key)
+      else {
+        const streamed = await this.#fromEntity(stream, key, signal)
+        if (streamed !== undefined) return streamed
+        if (stream.wanted.has(key)) missed = stream.error
+      }
     }
     const early = this.#prefetched.get(key)
     if (early !== undefined) {
@@ -419,7 +427,7 @@ export class GatewayPool {
       order?.push({ key, cid, from, to: at - 1 })
     }
     if (run.size > 0) {
-      this.#run({ entity, range, order, owned: run, handedOn: 0, gateway: undefined, stop: new AbortController(), signal })
+      this.#run({ entity, range, order, owned: run, handedOn: false, gateway: undefined, stop: new AbortController(), signal })
     }
     return true
   }
@@ -496,23 +504,42 @@ export class GatewayPool {
         return bytes
       }
       if (stream.done || !stream.wanted.has(key)) return undefined
-      await new Promise<void>((resolve, reject) => {
-        const onAbort = (): void => {
-          stream.waiters.delete(woken)
-          reject(signal?.reason)
-        }
-        const woken = (): void => {
-          signal?.removeEventListener('abort', onAbort)
-          resolve()
-        }
-        if (signal?.aborted === true) {
-          onAbort()
-          return
-        }
-        signal?.addEventListener('abort', onAbort, { once: true })
-        stream.waiters.add(woken)
-      })
+      // a stream that brings nothing for a hedge delay is not waited for: the block is asked for the usual way
+      if (!await this.#streamMoves(stream, signal)) return undefined
     }
+  }
+
+  /** Waits until the stream brings a block or ends (true), or brings nothing for a hedge delay (false). */
+  async #streamMoves (stream: EntityStream, signal: AbortSignal | undefined): Promise<boolean> {
+    const delay = this.#hedgeDelay()
+    return await new Promise<boolean>((resolve, reject) => {
+      if (signal?.aborted === true) {
+        reject(signal.reason)
+        return
+      }
+      const timer = new AbortController()
+      const done = (): void => {
+        stream.waiters.delete(woken)
+        signal?.removeEventListener('abort', onAbort)
+        timer.abort(WOKEN)
+      }
+      const woken = (): void => {
+        done()
+        resolve(true)
+      }
+      const onAbort = (): void => {
+        done()
+        reject(signal?.reason)
+      }
+      stream.waiters.add(woken)
+      signal?.addEventListener('abort', onAbort, { once: true })
+      if (delay !== undefined) {
+        this.#sleep(delay, timer.signal).then(() => {
+          done()
+          resolve(false)
+        }, () => {})
+      }
+    })
   }
 
   stats (): GatewayStats[] {
@@ -594,7 +621,7 @@ export class GatewayPool {
         owned.delete(key)
         leaf.resolve(bytes)
         // what follows in this stream now comes from another gateway: stop here
-        if (owned.size === 0 && part.handedOn > 0) part.stop.abort(HANDED_ON)
+        if (owned.size === 0 && part.handedOn) part.stop.abort(HANDED_ON)
         return true
       }, part.stop.signal)
     } catch (err) {
@@ -647,7 +674,11 @@ export class GatewayPool {
         if (signal.reason !== HANDED_ON) throw err
       }
       gateway.car = true
+      gateway.runFailed = false
       this.#measure(gateway, received, performance.now() - started, false)
+    } catch (err) {
+      gateway.runFailed = true
+      throw err
     } finally {
       gateway.inFlight--
       gateway.runs--
@@ -658,21 +689,25 @@ export class GatewayPool {
 
   /**
    * The end game of runs, as a download manager splits a slow segment: a
-   * gateway that serves CAR ranges and has no run left takes the second half
-   * of the leaves still to come in the longest run streaming elsewhere (a
-   * range of its own). The first gateway stops once it has sent its half, so
-   * no leaf comes twice; whichever part ends first may split another.
-   * Nothing happens while requests wait for a permit (work is queued), or
-   * with hedging off (`hedgeAfterMs: 0`).
+   * gateway that serves CAR ranges (its last run did not fail) and has no run
+   * left takes the second half of the leaves still to come in the longest run
+   * streaming elsewhere (a range of its own), unless it streams at less than
+   * half that gateway's speed. The first gateway stops once it has sent its
+   * half, so no leaf comes twice; whichever part ends first may split
+   * another. Nothing happens while requests wait for a permit (work is
+   * queued), or with hedging off (`hedgeAfterMs: 0`).
    */
   #split (): void {
     if (this.#hedgeAfterMs === 0) return
     const now = this.#now()
     for (const idle of this.#gateways) {
-      if (idle.dropped || idle.car !== true || idle.runs > 0 || idle.blockedUntil > now || idle.inFlight >= this.#perGateway) continue
+      if (idle.dropped || idle.car !== true || idle.runFailed || idle.runs > 0 || idle.blockedUntil > now || idle.inFlight >= this.#perGateway) continue
       let longest: RunPart | undefined
       for (const part of this.#parts) {
         if (part.gateway === idle || part.order === undefined || part.signal.aborted || part.stop.signal.aborted) continue
+        // half a run to a gateway that streams at less than half the speed would end later, not sooner
+        const giver = part.gateway?.throughputBps
+        if (giver !== undefined && idle.throughputBps !== undefined && idle.throughputBps < giver / 2) continue
         if (part.owned.size >= POOL_DEFAULTS.MIN_SPLIT_LEAVES && (longest === undefined || part.owned.size > longest.owned.size)) longest = part
       }
       if (longest?.order === undefined || longest.gateway === undefined || !this.#permits.tryAcquire()) return
@@ -685,7 +720,7 @@ export class GatewayPool {
         owned.set(l.key, from.owned.get(l.key) as RunLeaf)
         from.owned.delete(l.key)
       }
-      from.handedOn += handed.length
+      from.handedOn = true
       const first = handed[0] as RunSpan
       const last = handed[handed.length - 1] as RunSpan
       idle.inFlight++
@@ -697,7 +732,7 @@ export class GatewayPool {
         range: { from: first.from, to: last.to, nodes: from.range.nodes, sizes: handed.map((l) => l.to - l.from + 1) },
         order: handed,
         owned,
-        handedOn: 0,
+        handedOn: false,
         gateway: idle,
         stop: new AbortController(),
         signal: from.signal

@@ -217,6 +217,53 @@ describe('GatewayPool', () => {
     expect(statsOf(p, fast).bytes + statsOf(p, slow).bytes).toBe(data.length)
   })
 
+  it('end game: a gateway whose last run failed (404) is not handed the rest of another\'s run', async () => {
+    const store = new MemoryBlocks()
+    const data = seededBytes(4 * 1024 * 1024, 59)
+    const file = await addFile(store, data) // 16 leaves
+    const leaves = dagPb.decode(store.get(file)).Links.map((l) => l.Hash)
+    const leaf = 256 * 1024
+    const [b, a] = await gateways([null, null], store) as [TestGateway, TestGateway]
+    const { pool: p } = pool([b, a])
+    const signal = new AbortController().signal
+    const all16 = async (): Promise<void> => {
+      const got = await Promise.all(leaves.map(async (cid) => await p.get(cid)))
+      expect(Buffer.concat(got).equals(Buffer.from(data))).toBe(true)
+    }
+    // `b` serves a run (it is known to serve CAR ranges); `a` is not used yet
+    p.prefetchRun(file, { from: 0, to: 16 * leaf - 1, sizes: new Array<number>(16).fill(leaf) }, leaves, signal)
+    await all16()
+    expect(a.requests).toHaveLength(0)
+    // now `b` answers 404 to CAR requests and `a` is slow: `b` is idle at once, `a` streams its run for a while
+    b.addFault({ fault: { type: 'status', status: 404 }, match: { format: 'car' } })
+    a.setMaxBytesPerSecond(4 * 1024 * 1024)
+    const before = b.requests.length
+    p.prefetchRun(file, { from: 0, to: 8 * leaf - 1, sizes: new Array<number>(8).fill(leaf) }, leaves.slice(0, 8), signal)
+    p.prefetchRun(file, { from: 8 * leaf, to: 16 * leaf - 1, sizes: new Array<number>(8).fill(leaf) }, leaves.slice(8), signal)
+    await all16()
+    expect(b.requests.slice(before).filter((r) => r.format === 'car').map((r) => r.status)).toEqual([404])
+    expect(a.requests.filter((r) => r.format === 'car')).toHaveLength(1)
+  })
+
+  it('the entity stream is not waited for once it brings nothing for a hedge delay: the block is asked of another gateway', async () => {
+    const store = new MemoryBlocks()
+    const data = seededBytes(1024 * 1024, 61)
+    const file = await addFile(store, data)
+    const [stalled, good] = await gateways([null, null], store) as [TestGateway, TestGateway]
+    stalled.addFault({ fault: { type: 'stall', afterBytes: 0 }, match: { format: 'car' } })
+    const { pool: p } = pool([stalled, good], { hedgeAfterMs: 30 }) // the HTTP client's timeout is 200 ms
+    const stream = p.prefetchEntity(file, { from: 0, to: data.length - 1 }, new AbortController().signal)
+    expect(stream).toBeDefined()
+    expect(dagPb.decode(await p.get(file)).Links.length).toBeGreaterThan(0)
+    const [car] = stalled.requests
+    const [raw] = good.requests
+    expect(car?.format).toBe('car')
+    expect(raw?.format).toBe('raw')
+    // asked while the stalled stream was still open, not after it timed out
+    if (car !== undefined && car.endedAt === null) await once(stalled, 'response')
+    expect(raw!.startedAt).toBeLessThan(car!.endedAt!)
+  })
+
   it('no end game with hedging off, nor for a run without leaf sizes: the slow run is left to its gateway', async () => {
     const store = new MemoryBlocks()
     const data = seededBytes(2 * 1024 * 1024, 41)

@@ -3,6 +3,7 @@
  * in many shapes, hostile gateways, hostile DAGs.
  */
 import { describe, it, expect, afterEach } from 'vitest'
+import { once } from 'node:events'
 import { mkdtemp, readdir, readFile, readlink, rm, stat, lstat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -320,6 +321,23 @@ describe('CAR runs of leaves', () => {
     ])
     expect(reqs[0]!.carBlocks).toEqual([cid.toString(), ...leaves.slice(0, 16)])
     expect(reqs[1]!.carBlocks).toEqual([cid.toString(), ...leaves.slice(16)])
+  })
+
+  it('a download that fails before its walk (a limit on the root) leaves nothing running: the first CAR is cut', async () => {
+    const blocks = new MemoryBlocks()
+    const { cid } = await sixteenLeaves(blocks)
+    const s = await setup(blocks)
+    const gw = s.gateways[0]!
+    gw.setMaxBytesPerSecond(256 * KiB) // the first CAR alone would take 16 s
+    const dl = await s.open({ limits: { maxSize: MiB } })
+    const done = await (await dl.add(cid.toString(), { output: join(s.dir, 'out') })).done
+    expect(done.status).toBe('failed')
+    expect(done.errorCode).toBe('CIDGET_ERR_DAG_LIMIT')
+    const [car] = gw.requests
+    expect(car?.format).toBe('car')
+    if (car !== undefined && car.endedAt === null) await once(gw, 'response')
+    expect(car?.aborted).toBe(true)
+    expect(car?.bytesSent).toBeLessThan(4 * MiB)
   })
 
   it('a resumed download asks for no first CAR with the root: only the leaves it lacks', async () => {

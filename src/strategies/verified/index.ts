@@ -22,7 +22,7 @@ interface WrittenLeaf extends PlannedLeaf {
 const DEFAULT_RUN_BLOCKS = 16
 /** CAR requests started ahead of the walk. */
 const DEFAULT_RUNS_AHEAD = 4
-/** A new download's first request: the root and the first bytes of the file, this many leaves of the importers' default size. */
+/** A new download's first request: the root and the first bytes of the file, a run's worth (at most 16) of leaves of the importers' default size. */
 const EARLY_LEAF_BYTES = 256 * 1024
 /** Inner nodes that first request may carry (the root and a path down a deep DAG). */
 const EARLY_NODES = 8
@@ -116,6 +116,9 @@ async function partialExists (path: string): Promise<boolean> {
   }
 }
 
+/** The abort reason of a download's own requests once it is over; not an error. */
+const OVER: unique symbol = Symbol('download over')
+
 /**
  * Verified mode: every block is checked against its CID (by the block source)
  * before a byte of it is written. The UnixFS DAG is walked depth-first by one
@@ -126,6 +129,21 @@ async function partialExists (path: string): Promise<boolean> {
  * fetches nothing that was verified.
  */
 export async function runVerifiedDownload (ctx: VerifiedContext): Promise<StrategyResult> {
+  if (ctx.signal.aborted) throw ctx.signal.reason
+  // every request of this download (the walk's, the runs', the first CAR's) ends with it
+  const internal = new AbortController()
+  const onAbort = (): void => { internal.abort(ctx.signal.reason) }
+  ctx.signal.addEventListener('abort', onAbort, { once: true })
+  try {
+    return await verifiedDownload(ctx, internal)
+  } finally {
+    // however it ended, even by a failure before the walk began: nothing of it goes on in the background
+    internal.abort(OVER)
+    ctx.signal.removeEventListener('abort', onAbort)
+  }
+}
+
+async function verifiedDownload (ctx: VerifiedContext, internal: AbortController): Promise<StrategyResult> {
   const { record, store, policy, limits } = ctx
   const id = record.id
   if (await committedAlready(record.output, record.size, record.hash)) {
@@ -154,10 +172,6 @@ export async function runVerifiedDownload (ctx: VerifiedContext): Promise<Strate
   const done = new Bitmap(stored)
   let durableBytes = stored === undefined ? 0 : record.currentSize
   let writtenBytes = durableBytes
-  const internal = new AbortController()
-  const onAbort = (): void => { internal.abort(ctx.signal.reason) }
-  if (ctx.signal.aborted) throw ctx.signal.reason
-  ctx.signal.addEventListener('abort', onAbort, { once: true })
   const signal = internal.signal
 
   const reader = await DagReader.open(id, store, ctx.blocks, signal, ctx.concurrency)
@@ -170,7 +184,7 @@ export async function runVerifiedDownload (ctx: VerifiedContext): Promise<Strate
   const runBlocks = ctx.runBlocks ?? DEFAULT_RUN_BLOCKS
   // A new download of a CID asks for its first run with the root: the root, the inner nodes on the
   // way and the first leaves in one request, rather than one round trip per level before data flows.
-  let earlyEnd = stored === undefined && record.path === '' && runBlocks > 1 ? runBlocks * EARLY_LEAF_BYTES : 0
+  let earlyEnd = stored === undefined && record.path === '' && runBlocks > 1 ? Math.min(runBlocks, DEFAULT_RUN_BLOCKS) * EARLY_LEAF_BYTES : 0
   const early = earlyEnd > 0 ? reader.prefetchEntity(root, { from: 0, to: earlyEnd - 1, nodes: EARLY_NODES }) : undefined
   if (early === undefined) earlyEnd = 0
   const rootBytes = await getBlock(root)
@@ -624,11 +638,9 @@ export async function runVerifiedDownload (ctx: VerifiedContext): Promise<Strate
     await checkpoint().catch(() => {})
     hasher?.close()
     await tree.close()
-    ctx.signal.removeEventListener('abort', onAbort)
     if (ctx.signal.aborted) throw ctx.signal.reason
     throw toCidgetError(failure ?? thrown)
   }
-  ctx.signal.removeEventListener('abort', onAbort)
 
   let hash: string | null = null
   if (!isDirectory) {
