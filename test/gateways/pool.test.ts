@@ -89,6 +89,18 @@ async function rejection (promise: Promise<unknown>): Promise<CidgetError> {
   return err as CidgetError
 }
 
+/** The importer's leaf size: 256 KiB. */
+const LEAF = 256 * 1024
+
+/** A file of `leafCount` leaves of 256 KiB under one root, in a store of its own. */
+async function fileOfLeaves (leafCount: number, seed: number): Promise<{ store: MemoryBlocks, data: Uint8Array, file: CID, leaves: CID[] }> {
+  const store = new MemoryBlocks()
+  const data = seededBytes(leafCount * LEAF, seed)
+  const file = await addFile(store, data)
+  const leaves = dagPb.decode(store.get(file)).Links.map((l) => l.Hash)
+  return { store, data, file, leaves }
+}
+
 /** Highest number of requests open at once over `gws` (and per gateway), from the gateways' own events. */
 function concurrencyProbe (gws: TestGateway[]): { max: () => number, maxPer: () => number } {
   let now = 0
@@ -164,16 +176,12 @@ describe('GatewayPool', () => {
   })
 
   it('spreads CAR runs started in one turn over every gateway, and each leaf\'s get() takes its block from its run', async () => {
-    const store = new MemoryBlocks()
-    const data = seededBytes(4 * 1024 * 1024, 31)
-    const file = await addFile(store, data) // 16 leaves of 256 KiB under the root
-    const leaves = dagPb.decode(store.get(file)).Links.map((l) => l.Hash)
+    const { store, data, file, leaves } = await fileOfLeaves(16, 31)
     const gws = await gateways([null, null, null, null], store)
     const { pool: p } = pool(gws, { hedgeAfterMs: 0 })
     const signal = new AbortController().signal
-    const leaf = 256 * 1024
     for (let r = 0; r < 8; r++) {
-      expect(p.prefetchRun(file, { from: 2 * r * leaf, to: 2 * (r + 1) * leaf - 1 }, leaves.slice(2 * r, 2 * r + 2), signal)).toBe(true)
+      expect(p.prefetchRun(file, { from: 2 * r * LEAF, to: 2 * (r + 1) * LEAF - 1 }, leaves.slice(2 * r, 2 * r + 2), signal)).toBe(true)
     }
     const got = await Promise.all(leaves.map(async (cid) => await p.get(cid)))
     expect(Buffer.concat(got).equals(Buffer.from(data))).toBe(true)
@@ -183,33 +191,29 @@ describe('GatewayPool', () => {
   })
 
   it('end game: a gateway left idle takes the second half of a slow run; the slow one stops after its half, no leaf comes twice', async () => {
-    const store = new MemoryBlocks()
-    const data = seededBytes(4 * 1024 * 1024, 37)
-    const file = await addFile(store, data) // 16 leaves of 256 KiB under the root
-    const leaves = dagPb.decode(store.get(file)).Links.map((l) => l.Hash)
-    const leaf = 256 * 1024
+    const { store, data, file, leaves } = await fileOfLeaves(16, 37)
     const [fast, slow] = await gateways([null, null], store) as [TestGateway, TestGateway]
     slow.setMaxBytesPerSecond(2 * 1024 * 1024) // the long run alone would take 1.75 s from it
     const { pool: p, events } = pool([fast, slow])
     const signal = new AbortController().signal
-    const sizes = (n: number): number[] => new Array<number>(n).fill(leaf)
+    const sizes = (n: number): number[] => new Array<number>(n).fill(LEAF)
     // runs go to the gateway with the fewest runs: the short one to `fast`, the long one to `slow`
-    expect(p.prefetchRun(file, { from: 0, to: 2 * leaf - 1, sizes: sizes(2) }, leaves.slice(0, 2), signal)).toBe(true)
-    expect(p.prefetchRun(file, { from: 2 * leaf, to: 16 * leaf - 1, sizes: sizes(14) }, leaves.slice(2), signal)).toBe(true)
+    expect(p.prefetchRun(file, { from: 0, to: 2 * LEAF - 1, sizes: sizes(2) }, leaves.slice(0, 2), signal)).toBe(true)
+    expect(p.prefetchRun(file, { from: 2 * LEAF, to: 16 * LEAF - 1, sizes: sizes(14) }, leaves.slice(2), signal)).toBe(true)
     const got = await Promise.all(leaves.map(async (cid) => await p.get(cid)))
     expect(Buffer.concat(got).equals(Buffer.from(data))).toBe(true)
 
     // the idle gateway took over the tail of the slow run, as ranges of their own
     expect(events).toContainEqual(expect.objectContaining({ type: 'hedge', from: slow.url, to: fast.url }))
     const fastRanges = fast.requests.map((r) => new URL(r.url, fast.url).searchParams.get('entity-bytes'))
-    expect(fastRanges[0]).toBe(`0:${2 * leaf - 1}`)
+    expect(fastRanges[0]).toBe(`0:${2 * LEAF - 1}`)
     expect(fastRanges.length).toBeGreaterThan(1)
     // `slow` was asked once, for the whole run, and stopped early (its stream cut by cidget, not penalised)
     expect(slow.requests.map((r) => r.format)).toEqual(['car'])
     const [cut] = slow.requests
     if (cut !== undefined && cut.endedAt === null) await once(slow, 'response')
     expect(cut?.aborted).toBe(true)
-    expect(cut?.bytesSent).toBeLessThan(14 * leaf)
+    expect(cut?.bytesSent).toBeLessThan(14 * LEAF)
     expect(statsOf(p, slow)).toMatchObject({ errors: 0, dropped: false, inFlight: 0 })
     // every leaf delivered exactly once, by one gateway or the other
     const delivered = events.filter((e) => e.type === 'block').map((e) => e.type === 'block' ? e.cid : '')
@@ -218,11 +222,7 @@ describe('GatewayPool', () => {
   })
 
   it('end game: a gateway whose last run failed (404) is not handed the rest of another\'s run', async () => {
-    const store = new MemoryBlocks()
-    const data = seededBytes(4 * 1024 * 1024, 59)
-    const file = await addFile(store, data) // 16 leaves
-    const leaves = dagPb.decode(store.get(file)).Links.map((l) => l.Hash)
-    const leaf = 256 * 1024
+    const { store, data, file, leaves } = await fileOfLeaves(16, 59)
     const [b, a] = await gateways([null, null], store) as [TestGateway, TestGateway]
     const { pool: p } = pool([b, a])
     const signal = new AbortController().signal
@@ -231,24 +231,22 @@ describe('GatewayPool', () => {
       expect(Buffer.concat(got).equals(Buffer.from(data))).toBe(true)
     }
     // `b` serves a run (it is known to serve CAR ranges); `a` is not used yet
-    p.prefetchRun(file, { from: 0, to: 16 * leaf - 1, sizes: new Array<number>(16).fill(leaf) }, leaves, signal)
+    p.prefetchRun(file, { from: 0, to: 16 * LEAF - 1, sizes: new Array<number>(16).fill(LEAF) }, leaves, signal)
     await all16()
     expect(a.requests).toHaveLength(0)
     // now `b` answers 404 to CAR requests and `a` is slow: `b` is idle at once, `a` streams its run for a while
     b.addFault({ fault: { type: 'status', status: 404 }, match: { format: 'car' } })
     a.setMaxBytesPerSecond(4 * 1024 * 1024)
     const before = b.requests.length
-    p.prefetchRun(file, { from: 0, to: 8 * leaf - 1, sizes: new Array<number>(8).fill(leaf) }, leaves.slice(0, 8), signal)
-    p.prefetchRun(file, { from: 8 * leaf, to: 16 * leaf - 1, sizes: new Array<number>(8).fill(leaf) }, leaves.slice(8), signal)
+    p.prefetchRun(file, { from: 0, to: 8 * LEAF - 1, sizes: new Array<number>(8).fill(LEAF) }, leaves.slice(0, 8), signal)
+    p.prefetchRun(file, { from: 8 * LEAF, to: 16 * LEAF - 1, sizes: new Array<number>(8).fill(LEAF) }, leaves.slice(8), signal)
     await all16()
     expect(b.requests.slice(before).filter((r) => r.format === 'car').map((r) => r.status)).toEqual([404])
     expect(a.requests.filter((r) => r.format === 'car')).toHaveLength(1)
   })
 
   it('the entity stream is not waited for once it brings nothing for a hedge delay: the block is asked of another gateway', async () => {
-    const store = new MemoryBlocks()
-    const data = seededBytes(1024 * 1024, 61)
-    const file = await addFile(store, data)
+    const { store, data, file } = await fileOfLeaves(4, 61)
     const [stalled, good] = await gateways([null, null], store) as [TestGateway, TestGateway]
     stalled.addFault({ fault: { type: 'stall', afterBytes: 0 }, match: { format: 'car' } })
     const { pool: p } = pool([stalled, good], { hedgeAfterMs: 30 }) // the HTTP client's timeout is 200 ms
@@ -265,33 +263,26 @@ describe('GatewayPool', () => {
   })
 
   it('no end game with hedging off, nor for a run without leaf sizes: the slow run is left to its gateway', async () => {
-    const store = new MemoryBlocks()
-    const data = seededBytes(2 * 1024 * 1024, 41)
-    const file = await addFile(store, data) // 8 leaves
-    const leaves = dagPb.decode(store.get(file)).Links.map((l) => l.Hash)
-    const leaf = 256 * 1024
+    const { store, data, file, leaves } = await fileOfLeaves(8, 41)
     for (const [init, withSizes] of [[{ hedgeAfterMs: 0 }, true], [{}, false]] as const) {
       const [fast, slow] = await gateways([null, null], store) as [TestGateway, TestGateway]
       slow.setMaxBytesPerSecond(8 * 1024 * 1024)
       const { pool: p, events } = pool([fast, slow], init)
       const signal = new AbortController().signal
-      const sizes = (n: number): number[] | undefined => withSizes ? new Array<number>(n).fill(leaf) : undefined
-      p.prefetchRun(file, { from: 0, to: 2 * leaf - 1, sizes: sizes(2) }, leaves.slice(0, 2), signal)
-      p.prefetchRun(file, { from: 2 * leaf, to: 8 * leaf - 1, sizes: sizes(6) }, leaves.slice(2), signal)
+      const sizes = (n: number): number[] | undefined => withSizes ? new Array<number>(n).fill(LEAF) : undefined
+      p.prefetchRun(file, { from: 0, to: 2 * LEAF - 1, sizes: sizes(2) }, leaves.slice(0, 2), signal)
+      p.prefetchRun(file, { from: 2 * LEAF, to: 8 * LEAF - 1, sizes: sizes(6) }, leaves.slice(2), signal)
       const got = await Promise.all(leaves.map(async (cid) => await p.get(cid)))
       expect(Buffer.concat(got).equals(Buffer.from(data))).toBe(true)
       expect(events.filter((e) => e.type === 'hedge')).toEqual([])
       expect(fast.requests).toHaveLength(1)
       expect(slow.requests).toHaveLength(1)
-      expect(slow.requests[0]?.bytesSent).toBeGreaterThanOrEqual(6 * leaf)
+      expect(slow.requests[0]?.bytesSent).toBeGreaterThanOrEqual(6 * LEAF)
     }
   })
 
   it('streams the first bytes of an entity before its DAG is known: its root and the expected blocks come from that one request', async () => {
-    const store = new MemoryBlocks()
-    const data = seededBytes(4 * 1024 * 1024, 43)
-    const file = await addFile(store, data) // 16 leaves of 256 KiB under the root
-    const leaves = dagPb.decode(store.get(file)).Links.map((l) => l.Hash)
+    const { store, data, file, leaves } = await fileOfLeaves(16, 43)
     const [gw] = await gateways([null], store) as [TestGateway]
     const { pool: p } = pool([gw])
     const signal = new AbortController().signal
@@ -315,10 +306,7 @@ describe('GatewayPool', () => {
   })
 
   it('the entity stream is best effort: a gateway that lies in it is dropped and the blocks come from another; one that refuses it still serves runs', async () => {
-    const store = new MemoryBlocks()
-    const data = seededBytes(2 * 1024 * 1024, 47)
-    const file = await addFile(store, data) // 8 leaves
-    const leaves = dagPb.decode(store.get(file)).Links.map((l) => l.Hash)
+    const { store, data, file, leaves } = await fileOfLeaves(8, 47)
     const [liar, good] = await gateways([null, null], store) as [TestGateway, TestGateway]
     liar.addFault({ fault: { type: 'flip', atByte: 2000 }, match: { format: 'car' } })
     const { pool: p, events } = pool([liar, good])
