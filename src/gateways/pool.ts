@@ -459,8 +459,15 @@ export class GatewayPool {
     const streaming = async (): Promise<void> => {
       const gateway = await this.#startRun(signal)
       if (gateway === undefined) return
+      // what is kept for get(): the range's bytes twice over at most (a gateway that sends more than
+      // the range, up to the CAR allowance, is not held in memory); a block asked for is always kept
+      const keep = 2 * (range.to - range.from + 1)
+      let kept = 0
       try {
         await this.#carRequest(gateway, entity, range, undefined, (key, bytes) => {
+          const length = blockLength(bytes)
+          if (kept + length > keep && !stream.wanted.has(key)) return false
+          kept += length
           stream.blocks.set(key, bytes)
           wake()
           return true

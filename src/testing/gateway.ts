@@ -115,7 +115,7 @@ export interface RequestRecord {
  * | `reset` | headers, `afterBytes` body bytes, then the connection closes | GET |
  * | `stall` | headers, `afterBytes` body bytes, then nothing, connection open | GET |
  * | `flip` | one body byte inverted (`atByte`, default: the middle; for CAR, the middle byte of the middle block) | GET |
- * | `ignore-range` | `200` and the whole body for a `Range` request | requests with `Range` |
+ * | `ignore-range` | `200` and the whole body for a `Range` request; for a CAR with `entity-bytes`, the whole entity | requests with `Range`, CAR requests with `entity-bytes` |
  * | `range-not-satisfiable` | `416` with `Content-Range: bytes *\/SIZE` | GET, HEAD |
  * | `status` | that status, optional `Retry-After`, a short text body | any |
  * | `wrong-block` | another valid block's bytes (or the right block mutated) under the requested CID; for CAR the first (root) block is replaced | `raw`, `car` |
@@ -557,8 +557,10 @@ class TestGatewayServer extends EventEmitter<TestGatewayEvents> implements TestG
     }
     const bytesParam = ctx.query.get('entity-bytes')
     const entityBytes = bytesParam === null ? null : parseEntityBytes(bytesParam)
+    // a gateway that does not know entity-bytes sends the whole entity
+    const served = fault?.type === 'ignore-range' ? null : entityBytes
     const resolved = await this.#resolve(cid, ctx)
-    const plan = carPlan(this.#blocks, resolved, entityBytes === null ? scopeParam : 'entity', entityBytes)
+    const plan = carPlan(this.#blocks, resolved, entityBytes === null ? scopeParam : 'entity', served)
     if (fault?.type === 'wrong-block' && plan.blocks[0] !== undefined) {
       const first = plan.blocks[0]
       plan.blocks[0] = { cid: first.cid, bytes: this.#wrongBytes(first.cid, first.bytes) }
@@ -843,6 +845,8 @@ function faultApplies (fault: Fault, record: RequestRecord): boolean {
     case 'no-length':
       return record.method === 'GET'
     case 'ignore-range':
+      return (record.range !== null && (record.method === 'GET' || record.method === 'HEAD')) ||
+        (record.format === 'car' && record.url.includes('entity-bytes='))
     case 'bad-content-range':
       return record.range !== null && (record.method === 'GET' || record.method === 'HEAD')
     case 'range-not-satisfiable':

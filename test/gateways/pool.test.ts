@@ -245,6 +245,45 @@ describe('GatewayPool', () => {
     expect(a.requests.filter((r) => r.format === 'car')).toHaveLength(1)
   })
 
+  it('a gateway that ignores entity-bytes: its run is cut off past what the range can hold, then it is asked block by block', async () => {
+    const { store, data, file, leaves } = await fileOfLeaves(64, 67) // 16 MiB
+    const [gw] = await gateways([{ type: 'ignore-range' }], store) as [TestGateway]
+    const { pool: p, events } = pool([gw])
+    const signal = new AbortController().signal
+    expect(p.prefetchRun(file, { from: 0, to: 16 * LEAF - 1 }, leaves.slice(0, 16), signal)).toBe(true)
+    const got = await Promise.all(leaves.slice(0, 16).map(async (cid) => await p.get(cid)))
+    expect(Buffer.concat(got).equals(Buffer.from(data.subarray(0, 16 * LEAF)))).toBe(true)
+    const [car, ...rest] = gw.requests
+    expect(car?.format).toBe('car')
+    if (car !== undefined && car.endedAt === null) await once(gw, 'response')
+    expect(car?.aborted).toBe(true)
+    expect(car?.bytesSent).toBeLessThan(data.length) // not the whole entity
+    expect(rest.every((r) => r.format === 'raw')).toBe(true)
+    expect(events).toContainEqual(expect.objectContaining({ type: 'gateway', gateway: gw.url, reason: expect.stringContaining('does not serve CAR entity ranges') as unknown }))
+    expect(p.prefetchRun(file, { from: 16 * LEAF, to: 32 * LEAF - 1 }, leaves.slice(16, 32), signal)).toBe(false)
+  })
+
+  it('the entity stream keeps at most twice its range: what a gateway sends beyond that is asked for again when needed', async () => {
+    const { store, data, file, leaves } = await fileOfLeaves(32, 71) // 8 MiB
+    const [gw] = await gateways([{ type: 'ignore-range' }], store) as [TestGateway]
+    const { pool: p } = pool([gw])
+    const stream = p.prefetchEntity(file, { from: 0, to: 4 * LEAF - 1, nodes: 1 }, new AbortController().signal)
+    for (const leaf of leaves.slice(0, 4)) stream?.expect(leaf)
+    await p.get(file)
+    const first = await Promise.all(leaves.slice(0, 4).map(async (cid) => await p.get(cid)))
+    expect(Buffer.concat(first).equals(Buffer.from(data.subarray(0, 4 * LEAF)))).toBe(true)
+    const [car] = gw.requests
+    if (car !== undefined && car.endedAt === null) await once(gw, 'response')
+    expect(car?.carBlocks).toHaveLength(33) // it sent the whole file
+    // kept: less than 2 MiB with the root (fewer than 8 leaves); the leaves after those are asked for again
+    const before = gw.requests.length
+    const rest = await Promise.all(leaves.slice(4).map(async (cid) => await p.get(cid)))
+    expect(Buffer.concat(rest).equals(Buffer.from(data.subarray(4 * LEAF)))).toBe(true)
+    const asked = gw.requests.slice(before).map((r) => r.path.split('/')[2])
+    expect(asked.length).toBeGreaterThan(24)
+    expect(asked.sort()).toEqual(leaves.slice(32 - asked.length).map((c) => c.toString()).sort())
+  })
+
   it('the entity stream is not waited for once it brings nothing for a hedge delay: the block is asked of another gateway', async () => {
     const { store, data, file } = await fileOfLeaves(4, 61)
     const [stalled, good] = await gateways([null, null], store) as [TestGateway, TestGateway]
