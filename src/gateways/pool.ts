@@ -201,14 +201,17 @@ interface EntityStream {
   error: CidgetError | undefined
   /** Woken when a block arrives or the stream ends. */
   waiters: Set<() => void>
+  /** Ends the request: with the download, or (reason HANDED_ON) once nothing is waited for from it. */
+  stop: AbortController
 }
 
 /** What a caller of `prefetchEntity` tells the pool while the stream runs. */
 export interface EntityPrefetch {
   /**
    * The caller will ask for `cid` (once more), and the stream carries it: a
-   * get() of it waits for the stream rather than asking a gateway. A get() of
-   * a block not expected takes it from the stream only if it is already there.
+   * get() of it waits for the stream (a hedge delay at most) rather than
+   * asking a gateway. A get() of a block not expected takes it from the
+   * stream only if it is already there.
    */
   expect: (cid: CID) => void
 }
@@ -439,9 +442,10 @@ export class GatewayPool {
    * per level. Every block is verified against its own CID as it arrives and
    * is kept until a get() takes it; `entity` itself is expected, and the
    * caller says which other blocks it will ask for ({@link EntityPrefetch.expect}).
-   * Best effort: whatever the stream does not bring (an error, a gateway that
-   * does not serve it) is fetched the usual way, and only an invalid block
-   * counts against the gateway. One such stream per pool.
+   * Best effort: whatever the stream does not bring in time (an error, a slow
+   * or stalled gateway, one that does not serve it) is fetched the usual
+   * way, the stream is cut once nothing is waited for from it, and only an
+   * invalid block counts against the gateway. One such stream per pool.
    *
    * @returns undefined, and nothing starts, when no gateway may serve CAR ranges or one was started already
    */
@@ -449,8 +453,17 @@ export class GatewayPool {
     if (signal.aborted || this.#entity !== undefined || identityBytes(entity) !== undefined ||
       !this.#gateways.some((g) => !g.dropped && g.car !== false)) return undefined
     checkMultihash(entity)
-    const stream: EntityStream = { blocks: new Map(), wanted: new Map([[blockKey(entity), 1]]), done: false, error: undefined, waiters: new Set() }
+    const stream: EntityStream = {
+      blocks: new Map(),
+      wanted: new Map([[blockKey(entity), 1]]),
+      done: false,
+      error: undefined,
+      waiters: new Set(),
+      stop: new AbortController()
+    }
     this.#entity = stream
+    const onAbort = (): void => { stream.stop.abort(signal.reason) }
+    signal.addEventListener('abort', onAbort, { once: true })
     const wake = (): void => {
       const waiters = [...stream.waiters]
       stream.waiters.clear()
@@ -471,7 +484,7 @@ export class GatewayPool {
           stream.blocks.set(key, bytes)
           wake()
           return true
-        }, signal)
+        }, stream.stop.signal)
       } catch (err) {
         // a gateway may refuse ranges of what is not a file, or not have it: the usual requests find out
         if (signal.aborted || err instanceof CarUnsupportedError) return
@@ -486,6 +499,7 @@ export class GatewayPool {
     streaming().catch(() => {}).finally(() => {
       // blocks not taken yet stay (at most the range and its nodes): the walk may get to them later
       stream.done = true
+      signal.removeEventListener('abort', onAbort)
       wake()
     })
     return {
@@ -499,6 +513,7 @@ export class GatewayPool {
 
   /** A block of the entity stream: there, or coming (waited for while the stream runs, if expected); undefined otherwise. */
   async #fromEntity (stream: EntityStream, key: string, signal: AbortSignal | undefined): Promise<BlockBytes | undefined> {
+    let deadline: number | undefined
     for (;;) {
       const bytes = stream.blocks.get(key)
       if (bytes !== undefined) {
@@ -511,14 +526,22 @@ export class GatewayPool {
         return bytes
       }
       if (stream.done || !stream.wanted.has(key)) return undefined
-      // a stream that brings nothing for a hedge delay is not waited for: the block is asked for the usual way
-      if (!await this.#streamMoves(stream, signal)) return undefined
+      // a block is waited for a hedge delay at most: then it is asked for the usual way (a slow
+      // gateway does not hold the start of the file), and a stream nobody waits for any more is cut
+      const delay = this.#hedgeDelay()
+      if (delay !== undefined) deadline ??= this.#now() + delay
+      if (!await this.#streamMoves(stream, signal, deadline === undefined ? undefined : deadline - this.#now())) {
+        const wanted = stream.wanted.get(key) ?? 0
+        if (wanted > 1) stream.wanted.set(key, wanted - 1)
+        else stream.wanted.delete(key)
+        if (stream.wanted.size === 0) stream.stop.abort(HANDED_ON)
+        return undefined
+      }
     }
   }
 
-  /** Waits until the stream brings a block or ends (true), or brings nothing for a hedge delay (false). */
-  async #streamMoves (stream: EntityStream, signal: AbortSignal | undefined): Promise<boolean> {
-    const delay = this.#hedgeDelay()
+  /** Waits until the stream brings a block or ends (true), or for `ms` (false; undefined: no limit). */
+  async #streamMoves (stream: EntityStream, signal: AbortSignal | undefined, ms: number | undefined): Promise<boolean> {
     return await new Promise<boolean>((resolve, reject) => {
       if (signal?.aborted === true) {
         reject(signal.reason)
@@ -540,8 +563,8 @@ export class GatewayPool {
       }
       stream.waiters.add(woken)
       signal?.addEventListener('abort', onAbort, { once: true })
-      if (delay !== undefined) {
-        this.#sleep(delay, timer.signal).then(() => {
+      if (ms !== undefined) {
+        this.#sleep(Math.max(0, ms), timer.signal).then(() => {
           done()
           resolve(false)
         }, () => {})

@@ -284,6 +284,25 @@ describe('GatewayPool', () => {
     expect(asked.sort()).toEqual(leaves.slice(32 - asked.length).map((c) => c.toString()).sort())
   })
 
+  it('a slow entity stream holds no block longer than a hedge delay: the rest is asked of another gateway, and the stream is cut', async () => {
+    const { store, data, file, leaves } = await fileOfLeaves(16, 73)
+    const [slow, fast] = await gateways([null, null], store) as [TestGateway, TestGateway]
+    // a leaf every 0.25 s, steadily: the whole stream would take 4 s
+    slow.addFault({ fault: { type: 'throttle', bytesPerSecond: 1024 * 1024 }, match: { format: 'car' } })
+    const { pool: p } = pool([slow, fast], { hedgeAfterMs: 400 })
+    const stream = p.prefetchEntity(file, { from: 0, to: data.length - 1 }, new AbortController().signal)
+    for (const leaf of leaves) stream?.expect(leaf)
+    await p.get(file)
+    const got = await Promise.all(leaves.map(async (cid) => await p.get(cid)))
+    expect(Buffer.concat(got).equals(Buffer.from(data))).toBe(true)
+    // the leaves the stream had not brought in time came from the other gateway, asked for one by one
+    expect(fast.requests.filter((r) => r.format === 'raw').length).toBeGreaterThanOrEqual(4)
+    const [car] = slow.requests
+    if (car !== undefined && car.endedAt === null) await once(slow, 'response')
+    expect(car?.aborted).toBe(true)
+    expect(car?.bytesSent).toBeLessThan(data.length)
+  })
+
   it('the entity stream is not waited for once it brings nothing for a hedge delay: the block is asked of another gateway', async () => {
     const { store, data, file } = await fileOfLeaves(4, 61)
     const [stalled, good] = await gateways([null, null], store) as [TestGateway, TestGateway]
@@ -296,9 +315,11 @@ describe('GatewayPool', () => {
     const [raw] = good.requests
     expect(car?.format).toBe('car')
     expect(raw?.format).toBe('raw')
-    // asked while the stalled stream was still open, not after it timed out
+    // asked after the hedge delay, not after the stalled stream timed out (200 ms); the stream, waited
+    // for by nobody then, was cut
     if (car !== undefined && car.endedAt === null) await once(stalled, 'response')
-    expect(raw!.startedAt).toBeLessThan(car!.endedAt!)
+    expect(raw!.startedAt - car!.startedAt).toBeLessThan(150)
+    expect(car?.aborted).toBe(true)
   })
 
   it('no end game with hedging off, nor for a run without leaf sizes: the slow run is left to its gateway', async () => {
