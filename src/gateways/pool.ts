@@ -497,7 +497,7 @@ export class GatewayPool {
       }
     }
     streaming().catch(() => {}).finally(() => {
-      // blocks not taken yet stay (at most the range and its nodes): the walk may get to them later
+      // blocks not taken yet stay (at most twice the range, see `keep`): the walk may get to them later
       stream.done = true
       signal.removeEventListener('abort', onAbort)
       wake()
@@ -511,7 +511,7 @@ export class GatewayPool {
     }
   }
 
-  /** A block of the entity stream: there, or coming (waited for while the stream runs, if expected); undefined otherwise. */
+  /** A block of the entity stream: there, or coming (if expected, waited for a hedge delay at most); undefined otherwise. */
   async #fromEntity (stream: EntityStream, key: string, signal: AbortSignal | undefined): Promise<BlockBytes | undefined> {
     let deadline: number | undefined
     for (;;) {
