@@ -517,12 +517,8 @@ export class GatewayPool {
     for (;;) {
       const bytes = stream.blocks.get(key)
       if (bytes !== undefined) {
-        const wanted = stream.wanted.get(key) ?? 0
-        if (wanted > 1) stream.wanted.set(key, wanted - 1)
-        else {
-          stream.wanted.delete(key)
-          stream.blocks.delete(key)
-        }
+        // taken for the last time it was expected: let go
+        if (!unwant(stream, key)) stream.blocks.delete(key)
         return bytes
       }
       if (stream.done || !stream.wanted.has(key)) return undefined
@@ -531,9 +527,7 @@ export class GatewayPool {
       const delay = this.#hedgeDelay()
       if (delay !== undefined) deadline ??= this.#now() + delay
       if (!await this.#streamMoves(stream, signal, deadline === undefined ? undefined : deadline - this.#now())) {
-        const wanted = stream.wanted.get(key) ?? 0
-        if (wanted > 1) stream.wanted.set(key, wanted - 1)
-        else stream.wanted.delete(key)
+        unwant(stream, key)
         if (stream.wanted.size === 0) stream.stop.abort(HANDED_ON)
         return undefined
       }
@@ -1118,6 +1112,17 @@ export class GatewayPool {
 }
 
 // --- helpers ---------------------------------------------------------------------
+
+/** One expectation of `key` from the entity stream met or given up; true while more remain. */
+function unwant (stream: EntityStream, key: string): boolean {
+  const wanted = stream.wanted.get(key) ?? 0
+  if (wanted > 1) {
+    stream.wanted.set(key, wanted - 1)
+    return true
+  }
+  stream.wanted.delete(key)
+  return false
+}
 
 /** Blocks are shared by multihash: the same bytes under a CIDv0 and a CIDv1 are one block. */
 function blockKey (cid: CID): string {
