@@ -34,13 +34,15 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest'
 import { spawn, spawnSync } from 'node:child_process'
 import { once } from 'node:events'
 import { existsSync, watch } from 'node:fs'
-import { mkdir, mkdtemp, readFile, readdir, rm } from 'node:fs/promises'
+import { mkdir, mkdtemp, readFile, readdir, rm, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { fixedSize } from 'ipfs-unixfs-importer/chunker'
+import { CarReader } from '@ipld/car'
 import { MemoryBlocks, addFile, seededBytes, seededRandom, startTestGateway, type TestGateway } from '../../src/testing/index.js'
 import { SqliteStore } from '../../src/store/sqlite.js'
 import type { DownloadRecord } from '../../src/core/types.js'
+import { verifyBlock } from '../../src/gateways/block.js'
 import { CLI, KiB, MiB, envInt, fileSha256, sha256 } from '../helpers.js'
 
 const SIZE = 4 * MiB
@@ -291,6 +293,21 @@ async function recordOf (state: string, cid: string, output: string): Promise<Do
   }
 }
 
+/** The SHA-256 of the CAR at `path`, once it is found to hold every block of the content, rooted at it, each hashing to its CID. */
+async function carSha256 (path: string): Promise<string> {
+  const bytes = await readFile(path)
+  const reader = await CarReader.fromBytes(bytes)
+  expect((await reader.getRoots()).map(r => r.toString())).toEqual([cid])
+  const cids = new Set<string>()
+  for await (const block of reader.blocks()) {
+    await verifyBlock(block.cid, block.bytes)
+    expect(blocks.has(block.cid)).toBe(true)
+    cids.add(block.cid.toString())
+  }
+  expect(cids.size).toBe(blocks.size)
+  return sha256(bytes)
+}
+
 function kib (bytes: number): string {
   return `${Math.round(bytes / KiB)} KiB`
 }
@@ -519,10 +536,10 @@ describe('kill at every point', () => {
     }, Math.max(60_000, KILLS * 4_000))
   }
 
-  for (const mode of MODES) {
+  for (const mode of [...MODES, 'car'] as const) {
     it.skipIf(STRACE_PROBLEM !== undefined)(`${mode} mode: SIGKILL right after the output is renamed into place, before success is recorded`, async () => {
       const s = await setup()
-      const output = join(s.work, 'file.bin')
+      const output = join(s.work, mode === 'car' ? 'file.car' : 'file.bin')
       // the rename onto the output is held at its return for 2 s: the kill lands right after it
       const log = join(s.logs, 'rename.log')
       s.straceLogs.push(log)
@@ -532,7 +549,7 @@ describe('kill at every point', () => {
         watcher.on('change', () => { if (existsSync(output)) resolve() })
         watcher.on('error', reject)
       })
-      const first = run(getArgs(s, mode, output), {
+      const first = run(mode === 'car' ? ['get', cid, '--car', output, '-g', s.gw.url, '-q'] : getArgs(s, mode, output), {
         env: s.env,
         cwd: s.work,
         straceLog: log,
@@ -552,17 +569,19 @@ describe('kill at every point', () => {
       expect(killed.killed).toBe(true)
       const crashed = await recordOf(s.state, cid, output)
       // the bytes are all durable and in place; only the success is not recorded
-      expect(crashed).toMatchObject({ currentSize: SIZE })
+      // (a CAR is checked block by block: every block of the DAG, each hashing to its CID)
+      const expected = mode === 'car' ? await carSha256(output) : sha256(data)
+      expect(crashed).toMatchObject({ currentSize: mode === 'car' ? (await stat(output)).size : SIZE })
       expect(['in_progress', 'resuming']).toContain(crashed?.status)
-      expect(await fileSha256(output)).toBe(sha256(data))
+      expect(await fileSha256(output)).toBe(expected)
       expect(writesOutside(await readFile(log, 'utf8'), s.dir, s.work)).toEqual([])
 
       const mark = s.gw.requests.length
       const r = await run(['resume', '--all', '-q'], { env: s.env, cwd: s.work })
       await quiet(s.gw)
       expect(r.code, r.stderr).toBe(0)
-      expect(await recordOf(s.state, cid, output)).toMatchObject({ status: 'success', hash: sha256(data), leaseOwner: null })
-      expect(await fileSha256(output)).toBe(sha256(data))
+      expect(await recordOf(s.state, cid, output)).toMatchObject({ status: 'success', hash: expected, leaseOwner: null })
+      expect(await fileSha256(output)).toBe(expected)
       const sent = s.gw.requests.slice(mark).reduce((n, q) => n + q.bytesSent, 0)
       expect(sent, 'bytes sent again for a file that was complete and in place').toBeLessThanOrEqual(REQUEST_OVERHEAD)
     })

@@ -1,6 +1,6 @@
 /** CAR output: a verified CARv1 of the DAG, resumable. */
 import { describe, it, expect, afterEach } from 'vitest'
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { mkdtemp, readFile, rm, truncate } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { CarReader } from '@ipld/car'
@@ -9,6 +9,7 @@ import type { CID } from 'multiformats/cid'
 import { exporter } from 'ipfs-unixfs-exporter'
 import { MemoryBlocks, addFile, addDirectory, seededBytes, startTestGateway, loadCar, type TestGateway } from '../../src/testing/index.js'
 import { Downloader } from '../../src/engine/downloader.js'
+import { partialPath } from '../../src/sink/partial.js'
 import { verifyBlock } from '../../src/gateways/block.js'
 import { progressReaches, sha256, KiB, MiB } from '../helpers.js'
 
@@ -99,4 +100,33 @@ describe('CAR output', () => {
     expect(new Set(completed).size).toBe(completed.length)
     expect(completed).toHaveLength(9)
   })
+
+  for (const loss of ['deleted', 'cut short'] as const) {
+    it(`starts the CAR again when its partial file is ${loss} after a pause: no hole in it`, async () => {
+      const blocks = new MemoryBlocks()
+      const root = await addFile(blocks, seededBytes(2 * MiB, 5))
+      const leaves = dagPb.decode(blocks.get(root)).Links.map(l => l.Hash)
+      const s = await setup(blocks)
+      s.gw.addFault({ fault: { type: 'stall', afterBytes: 0 }, times: 1, match: { path: `/ipfs/${leaves[4]!.toString()}` } })
+      const dl = await Downloader.open({ state: join(s.dir, 'state2.db'), gateways: [s.gw.url], hedgeAfterMs: 0, blockConcurrency: 1, syncIntervalBytes: 1, timeoutMs: 200 })
+      cleanups.push(async () => { await dl.close() })
+      const output = join(s.dir, 'r.car')
+      const job = await dl.add(root.toString(), { mode: 'car', output })
+      await progressReaches(dl, job.id, 4 * 256 * KiB)
+      expect((await dl.pause(job.id)).status).toBe('paused')
+      if (loss === 'deleted') await rm(partialPath(output))
+      else await truncate(partialPath(output), 100)
+      // the 6th leaf stalls once after the restart, to look at the record meanwhile
+      s.gw.addFault({ fault: { type: 'stall', afterBytes: 0 }, times: 1, match: { path: `/ipfs/${leaves[5]!.toString()}` } })
+      const resumed = await dl.resume(job.id)
+      await progressReaches(dl, job.id, 5 * 256 * KiB)
+      expect((await dl.get(job.id))!.error).toMatch(/^Restarted from the beginning: the partial CAR .*r\.car\.cidget-partial does not hold the \d+ bytes an earlier run recorded$/)
+      const done = await resumed.done
+      expect(done.status, done.error ?? '').toBe('success')
+      // every block is there, verified, in order: before, the resume appended after a hole of zeros
+      const car = await readCar(done.output)
+      expect(car.cids).toEqual(dfs(blocks, root))
+      expect(done.hash).toBe(sha256(await readFile(done.output)))
+    })
+  }
 })

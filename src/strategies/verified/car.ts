@@ -1,11 +1,12 @@
 import { createHash } from 'node:crypto'
 import { createReadStream } from 'node:fs'
+import { stat } from 'node:fs/promises'
 import type { CID } from 'multiformats/cid'
 import { varint } from 'multiformats'
 import * as dagPb from '@ipld/dag-pb'
 import { createWriter, close as closeWriter, headerLength } from '@ipld/car/buffer-writer'
-import { CidgetError, toCidgetError } from '../../core/errors.js'
-import { PartialFile } from '../../sink/partial.js'
+import { CidgetError, fsError, systemCode, toCidgetError } from '../../core/errors.js'
+import { PartialFile, committedAlready, partialPath } from '../../sink/partial.js'
 import type { StrategyResult } from '../types.js'
 import { Bitmap } from './bitmap.js'
 import { DagReader } from './reader.js'
@@ -28,6 +29,16 @@ function carSection (cid: CID, bytes: Uint8Array): Uint8Array {
   return out
 }
 
+/** The size of the file at `path`, or -1 when there is none. */
+async function sizeOf (path: string): Promise<number> {
+  try {
+    return (await stat(path)).size
+  } catch (err) {
+    if (systemCode(err) === 'ENOENT') return -1
+    throw fsError(err, `look for ${path}`)
+  }
+}
+
 /** How many leading bits of the bitmap are set. */
 function prefixLength (bits: Bitmap): number {
   let n = 0
@@ -46,7 +57,24 @@ function prefixLength (bits: Bitmap): number {
 export async function runCarDownload (ctx: VerifiedContext): Promise<StrategyResult> {
   const { record, store, policy, limits } = ctx
   const id = record.id
-  const stored = await store.getProgress(id)
+  // a run killed between the rename onto the output and the success record: the CAR is in place
+  if (await committedAlready(record.output, record.size, record.hash)) {
+    await store.clearProgress(id)
+    return { hash: record.hash as string, size: record.size as number, gateway: record.gateway ?? record.gateways[0] ?? '' }
+  }
+  let stored = await store.getProgress(id)
+  const partial = partialPath(record.output)
+  if (stored !== undefined && await sizeOf(partial) < record.currentSize) {
+    // the blocks the progress counts are not in a partial CAR here (deleted, cut short, or written
+    // on another machine): appending after them would leave a hole, so the CAR starts again
+    stored = undefined
+    await store.clearProgress(id)
+    await store.updateDownload(id, {
+      currentSize: 0,
+      error: `Restarted from the beginning: the partial CAR ${partial} does not hold the ${record.currentSize} bytes an earlier run recorded`,
+      errorCode: null
+    })
+  }
   const doneBits = new Bitmap(stored)
   const skip = stored === undefined ? 0 : prefixLength(doneBits) // blocks already in the CAR
   const reader = await DagReader.open(id, store, ctx.blocks, ctx.signal, ctx.concurrency)
@@ -136,6 +164,8 @@ export async function runCarDownload (ctx: VerifiedContext): Promise<StrategyRes
     await store.updateDownload(id, { currentSize: 0 })
     throw new CidgetError('CIDGET_ERR_HASH_MISMATCH', `The CAR's SHA-256 is ${digest}, not the expected ${record.expectedSha256}`)
   }
+  // the hash and size first: a kill after the rename leaves a record that says what the output must hold
+  await store.updateDownload(id, { hash: digest, size: offset })
   await file.commit()
   await store.clearProgress(id)
   return { hash: digest, size: offset, gateway: ctx.lastGateway() ?? record.gateways[0] ?? '' }
