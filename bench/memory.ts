@@ -4,7 +4,10 @@
  * gateway in its own process. Bounded memory means the peak does not grow
  * with the file size. Also reports MB/s; every output's SHA-256 is checked.
  *
- *   npm run build && npx tsx bench/memory.ts [--sizes 256,1024,4096] [--runs 1] [--mode verified] [--quiet-wait 30] [--ref HEAD | --cli dist/bin/cidget.mjs]
+ *   npm run build && npx tsx bench/memory.ts [--sizes 256,1024,4096] [--runs 1] [--mode verified] [--quiet-wait 30] [--ref HEAD | --cli dist/bin/cidget.mjs] [--node-options=--max-semi-space-size=2]
+ *
+ * `--node-options` puts flags for node before the CLI's path (space-separated),
+ * as `NODE_OPTIONS` would: the cost of the young generation's size, say.
  */
 import { execFileSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
@@ -24,7 +27,8 @@ const { values } = parseArgs({
     mode: { type: 'string', default: 'verified' },
     'quiet-wait': { type: 'string', default: '30' },
     cli: { type: 'string' },
-    ref: { type: 'string' }
+    ref: { type: 'string' },
+    'node-options': { type: 'string', default: '' }
   },
   strict: true
 })
@@ -32,6 +36,8 @@ const sizes = parseSizes(values.sizes, '--sizes')
 const runs = positiveInt(values.runs, '--runs')
 const quietWaitMs = Number(values['quiet-wait']) * 1000
 if (values.mode !== 'verified' && values.mode !== 'path') throw new Error('--mode must be verified or path')
+const nodeOptions = values['node-options'].split(' ').filter((o) => o !== '')
+if (nodeOptions.some((o) => !o.startsWith('-'))) throw new Error('--node-options takes flags for node, each starting with -')
 
 const cli = await cliUnderTest(values.cli, values.ref)
 const started = Date.now()
@@ -48,7 +54,7 @@ for (const sizeMiB of sizes) {
       const out = join(dir, 'out.bin')
       await waitForQuiet({ maxWaitMs: quietWaitMs, ownCpuSeconds: gw.cpuSeconds })
       const cpuBefore = gw.cpuSeconds()
-      const m = await measure(process.execPath, [cli.main, 'get', cid, '-o', out, '-g', urls[0] as string, '--mode', values.mode, '--state', join(dir, 'state.db'), '-q'])
+      const m = await measure(process.execPath, [...nodeOptions, cli.main, 'get', cid, '-o', out, '-g', urls[0] as string, '--mode', values.mode, '--state', join(dir, 'state.db'), '-q'])
       const other = otherCores(m, gw.cpuSeconds() - cpuBefore)
       const hashOk = m.exitCode === 0 && existsSync(out) && await sha256File(out) === sha256
       await rm(dir, { recursive: true, force: true })
@@ -74,8 +80,8 @@ const rows = sizes.map((sizeMiB) => {
     `${ok.length}/${samples.filter((s) => s.sizeMiB === sizeMiB).length}`
   ]
 })
-process.stdout.write(`Memory, cidget ${values.mode}, one unlimited gateway (own process), median of ${runs}; ${machine()}; ` +
+process.stdout.write(`Memory, cidget ${values.mode}${nodeOptions.length === 0 ? '' : ` (node ${nodeOptions.join(' ')})`}, one unlimited gateway (own process), median of ${runs}; ${machine()}; ` +
   `CLI: ${cli.describe}; ${Math.round((Date.now() - started) / 1000)} s in all.\n\n` +
   table(['size', 'peak RSS MB', 'range', 'MB/s', 'client CPU s', 'other load (cores)', 'SHA-256 ok'], rows) + '\n')
-process.stderr.write(`results: ${await saveResults('memory', { machine: machine(), cli: cli.describe, mode: values.mode, samples })}\n`)
+process.stderr.write(`results: ${await saveResults('memory', { machine: machine(), cli: cli.describe, mode: values.mode, nodeOptions, samples })}\n`)
 await cli.cleanup()

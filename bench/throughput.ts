@@ -1,13 +1,14 @@
 /**
- * Throughput on one gateway: curl, cidget path mode, cidget verified mode and
- * `@helia/verified-fetch` download the same file from one test gateway that
+ * Throughput on one gateway: curl, cidget path mode, cidget verified mode,
+ * `@helia/verified-fetch` and the floor of a verifying Node.js client
+ * (`bench/floor.mjs`) download the same file from one test gateway that
  * runs in its own process. Each run writes into a fresh temporary folder;
  * every output's SHA-256 is checked. Reports the median MB/s (size / wall
  * time of the client process), the client's peak RSS and CPU time, the
  * gateway's CPU time, and ratios to curl.
  *
  *   npm run build && npx tsx bench/throughput.ts [--sizes 256,1024] [--runs 3]
- *     [--clients curl,path,verified,verified-fetch] [--ref HEAD | --cli dist/bin/cidget.mjs] [--node24 PATH]
+ *     [--clients curl,path,verified,verified-fetch,floor] [--ref HEAD | --cli dist/bin/cidget.mjs] [--node24 PATH]
  */
 import { execFileSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
@@ -20,14 +21,15 @@ import {
 } from './lib.js'
 import type { GatewayInfo, GatewayStats, Measured } from './lib.js'
 
-const CLIENTS = ['curl', 'path', 'verified', 'verified-fetch'] as const
+const CLIENTS = ['curl', 'path', 'verified', 'verified-fetch', 'floor'] as const
 type Client = typeof CLIENTS[number]
 
 const LABEL: Record<Client, string> = {
   curl: 'curl',
   path: 'cidget path',
   verified: 'cidget verified',
-  'verified-fetch': '@helia/verified-fetch (Node 24)'
+  'verified-fetch': '@helia/verified-fetch (Node 24)',
+  floor: 'floor: Node + undici, 2 × SHA-256, sync writes'
 }
 
 const { values } = parseArgs({
@@ -67,6 +69,7 @@ function command (client: Client, gw: GatewayInfo, dir: string, out: string): [s
     case 'verified':
       return [process.execPath, [cli.main, 'get', gw.cid, '-o', out, '-g', url, '--mode', client, '--state', join(dir, 'state.db'), '-q']]
     case 'verified-fetch': return [values.node24, [vfScript, url, gw.cid, out]]
+    case 'floor': return [process.execPath, [join(BENCH_DIR, 'floor.mjs'), `${url}/ipfs/${gw.cid}`, out]]
   }
 }
 
