@@ -585,6 +585,20 @@ describe('hostile DAGs', () => {
     await expectRefused(blocks, cid, 'CIDGET_ERR_DAG_LIMIT', { limits: { maxDepth: 32 } })
   })
 
+  it('counts a raw leaf\'s own level against the depth limit', async () => {
+    const blocks = new MemoryBlocks()
+    let cid = await put(blocks, new Uint8Array([1]), rawCodec.code)
+    // 8 inner nodes: the root at depth 0, the leaf at depth 8
+    for (let i = 0; i < 8; i++) {
+      cid = await put(blocks, pbNode(new UnixFS({ type: 'file', blockSizes: [1n] }), [{ Hash: cid, Tsize: 1 }]), dagPb.code)
+    }
+    expect(await expectRefused(blocks, cid, 'CIDGET_ERR_DAG_LIMIT', { limits: { maxDepth: 7 } })).toMatch(/deeper than 7 levels at bafkrei/)
+    const s = await setup(blocks)
+    const done = await (await (await s.open({ limits: { maxDepth: 8 } })).add(cid.toString(), { output: join(s.dir, 'ok') })).done
+    expect(done.status, done.error ?? '').toBe('success')
+    expect([...await readFile(join(s.dir, 'ok'))]).toEqual([1])
+  })
+
   it('refuses a block over 2 MiB', async () => {
     const blocks = new MemoryBlocks()
     const big = await put(blocks, seededBytes(2 * MiB + 1), rawCodec.code)
