@@ -9,6 +9,7 @@ import { CarReader } from '@ipld/car'
 import type { CID } from 'multiformats/cid'
 import { MemoryBlocks, addFile, addDirectory, seededBytes, startTestGateway, type TestGateway } from '../../src/testing/index.js'
 import { SqliteStore } from '../../src/store/sqlite.js'
+import { verifyBlock } from '../../src/gateways/block.js'
 import { runCli, lastRecord, sha256, CLI, KiB, MiB } from '../helpers.js'
 
 let cleanups: Array<() => Promise<void>> = []
@@ -119,6 +120,41 @@ describe('cidget get (verified, the default)', () => {
     expect(sha256(await readFile(out))).toBe(sha256(data))
     const fetched = s.gateways[0]!.requests.filter(q => q.status === 200 && !q.aborted).map(q => q.path)
     // every block, the root included, crossed the wire once
+    expect(fetched.sort()).toEqual([root, ...leafCids].map(c => `/ipfs/${c.toString()}`).sort())
+    expect(s.gateways[0]!.requests.filter(q => q.path === stalled)).toHaveLength(2)
+  })
+
+  it('--car killed with SIGKILL resumes with resume --all into one whole CAR, and no durable block is fetched again', async () => {
+    const blocks = new MemoryBlocks()
+    const root = await addFile(blocks, seededBytes(4 * MiB, 12))
+    const leafCids = leaves(blocks, root)
+    const s = await serve(blocks)
+    // one block request at a time, and the 11th leaf stalls: the root and ten leaves are in the CAR and recorded when the process dies
+    const stalled = `/ipfs/${leafCids[10]!.toString()}`
+    s.gateways[0]!.addFault({ fault: { type: 'stall', afterBytes: 0 }, times: 1, match: { path: stalled } })
+    const env = { ...s.env, CIDGET_BLOCK_CONCURRENCY: '1', CIDGET_RUN_BLOCKS: '0', CIDGET_SYNC_INTERVAL_BYTES: '1' }
+    const car = join(s.dir, 'out.car')
+    const child = spawn(process.execPath, [CLI, 'get', root.toString(), '--car', car, ...s.args, '-q'], { env: { ...process.env, ...env }, stdio: 'ignore' })
+    const closed = new Promise(resolve => child.on('close', resolve))
+    await durable(s.env.CIDGET_STATE as string, 10 * 256 * KiB)
+    child.kill('SIGKILL')
+    await closed
+    const r = await runCli(['resume', '--all', '--json'], { env })
+    expect(r.code, r.stderr).toBe(0)
+    const rec = lastRecord(r.stdout)
+    expect(rec).toMatchObject({ status: 'success', mode: 'car', output: car })
+    // the CAR: rooted at the file, every block once, depth-first, each hashing to its CID, no byte between them
+    const bytes = await readFile(car)
+    expect(rec.hash).toBe(sha256(bytes))
+    const reader = await CarReader.fromBytes(bytes)
+    expect((await reader.getRoots()).map(c => c.toString())).toEqual([root.toString()])
+    const inCar: string[] = []
+    for await (const block of reader.blocks()) {
+      await verifyBlock(block.cid, block.bytes)
+      inCar.push(block.cid.toString())
+    }
+    expect(inCar).toEqual([root, ...leafCids].map(c => c.toString()))
+    const fetched = s.gateways[0]!.requests.filter(q => q.status === 200 && !q.aborted).map(q => q.path)
     expect(fetched.sort()).toEqual([root, ...leafCids].map(c => `/ipfs/${c.toString()}`).sort())
     expect(s.gateways[0]!.requests.filter(q => q.path === stalled)).toHaveLength(2)
   })
