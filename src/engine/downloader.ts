@@ -761,15 +761,17 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
   /** Maps a run's failure onto the record's status. */
   async #settle (id: number, running: Running, record: DownloadRecord, err: CidgetError): Promise<void> {
     const from = running.status
-    // a pause or cancel asked for stays asked while the lease is not ours or the state cannot be written
-    if (err.code !== 'CIDGET_ERR_LEASE_HELD' && err.code !== 'CIDGET_ERR_STATE_UNAVAILABLE') await this.store.updateDownload(id, { control: null }, this.#now())
+    // another process owns it now: its status is not ours to write (a pause or cancel asked for stays asked)
+    if (err.code === 'CIDGET_ERR_LEASE_HELD') return
+    // not the download's fault: it stays as it is (its progress is durable), and once the lease
+    // is released here, or has run out, the queue hands it out again
+    if (err.code === 'CIDGET_ERR_STATE_UNAVAILABLE') return
+    // a run that went on past the end of its lease (the process was stopped, the machine starved)
+    // may have lost the download to another process meanwhile: then neither its failure nor a pause
+    // or cancel of it is ours to write (a cancel would delete the partial data the other one uses)
+    if (!await this.store.renewLease(id, this.owner, this.#leaseMs, this.#now())) return
+    await this.store.updateDownload(id, { control: null }, this.#now())
     switch (err.code) {
-      case 'CIDGET_ERR_LEASE_HELD':
-        return // another process owns it now: its status is not ours to write
-      case 'CIDGET_ERR_STATE_UNAVAILABLE':
-        // not the download's fault: it stays as it is (its progress is durable), and once the lease
-        // is released here, or has run out, the queue hands it out again
-        return
       case 'CIDGET_ERR_CANCELLED':
         await removePartial(record.output).catch(() => {})
         await this.store.clearProgress(id).catch(() => {})
@@ -820,6 +822,7 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
     return {
       record,
       store: this.store,
+      owner: this.owner,
       http: this.#http,
       policy: this.policy,
       signal: running.controller.signal,

@@ -6,7 +6,7 @@ import { CLAIMABLE_SQL, LATEST_SCHEMA_VERSION, MIGRATIONS, SCHEMA_MIGRATIONS_SQL
 import { isOwnerDead as defaultIsOwnerDead } from './owner.js'
 import {
   PATCH_FIELDS, badOption, checkList, outputInUse, checkStatus, checkTtl, checkUnder, isStatus, listParams, newDownloadParams, patchParams,
-  rowToRecord, unknownDownload
+  leaseLost, rowToRecord, unknownDownload
 } from './rows.js'
 import type { BindValue, DownloadRow, NewDownloadParams } from './rows.js'
 import type { ClaimOptions, DownloadPatch, ListOptions, OwnerLiveness, Store, StoreOptions } from './store.js'
@@ -495,12 +495,21 @@ export class PostgresStore implements Store {
       ((await this.#query('DELETE FROM ipfs_downloads WHERE id = $1', [id])).rowCount ?? 0) > 0)
   }
 
-  async saveProgress (id: number, bitmap: Uint8Array, currentSize: number): Promise<void> {
+  async saveProgress (id: number, bitmap: Uint8Array, currentSize: number, owner?: string): Promise<void> {
     await this.#run('saveProgress', async () => {
       const now = this.#now()
       await inTransaction(this.#pool, async client => {
-        await this.#updateOne(id, 'UPDATE ipfs_downloads SET "currentSize" = $1, "updatedAt" = $2 WHERE id = $3',
-          [currentSize, now, id], client)
+        if (owner === undefined) {
+          await this.#updateOne(id, 'UPDATE ipfs_downloads SET "currentSize" = $1, "updatedAt" = $2 WHERE id = $3',
+            [currentSize, now, id], client)
+        } else {
+          const res = await client.query('UPDATE ipfs_downloads SET "currentSize" = $1, "updatedAt" = $2 WHERE id = $3 AND "leaseOwner" = $4',
+            [currentSize, now, id, owner])
+          if ((res.rowCount ?? 0) === 0) {
+            const found = (await client.query('SELECT id FROM ipfs_downloads WHERE id = $1', [id])).rowCount ?? 0
+            throw found === 0 ? unknownDownload(id) : leaseLost(id, owner)
+          }
+        }
         await client.query(`INSERT INTO ipfs_download_progress ("downloadId", bitmap, "updatedAt") VALUES ($1, $2, $3)
           ON CONFLICT ("downloadId") DO UPDATE SET bitmap = excluded.bitmap, "updatedAt" = excluded."updatedAt"`,
         [id, toBuffer(bitmap), now])

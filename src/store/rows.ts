@@ -113,6 +113,11 @@ export function unknownDownload (id: number): CidgetError {
   return new CidgetError('CIDGET_ERR_UNKNOWN_DOWNLOAD', `No download has id ${id}`)
 }
 
+/** A progress write by `owner` for a download whose lease another process holds (or nobody does). */
+export function leaseLost (id: number, owner: string): CidgetError {
+  return new CidgetError('CIDGET_ERR_LEASE_HELD', `Download ${id} is no longer leased to ${owner}: its progress was not recorded`)
+}
+
 export function checkStatus (status: unknown): DownloadStatus {
   if (!isStatus(status)) throw badOption(`status must be one of ${STATUSES.join(', ')}, not '${String(status)}'`)
   return status

@@ -8,7 +8,7 @@ import { CLAIMABLE_SQL, LATEST_SCHEMA_VERSION, MIGRATIONS, SCHEMA_MIGRATIONS_SQL
 import { isOwnerDead as defaultIsOwnerDead } from './owner.js'
 import {
   PATCH_FIELDS, badOption, checkList, outputInUse, checkStatus, checkTtl, checkUnder, isStatus, listParams, newDownloadParams, patchParams,
-  rowToRecord, unknownDownload
+  leaseLost, rowToRecord, unknownDownload
 } from './rows.js'
 import type { BindValue, DownloadRow, NewDownloadParams } from './rows.js'
 import type { ClaimOptions, DownloadPatch, ListOptions, OwnerLiveness, Store, StoreOptions } from './store.js'
@@ -198,6 +198,9 @@ function prepareStatements (db: Database.Database) {
     clearProgress: db.prepare<[number]>('DELETE FROM ipfs_download_progress WHERE "downloadId" = ?'),
     clearBlocks: db.prepare<[number]>('DELETE FROM ipfs_download_blocks WHERE "downloadId" = ?'),
     setCurrentSize: db.prepare<[number, number, number]>('UPDATE ipfs_downloads SET "currentSize" = ?, "updatedAt" = ? WHERE id = ?'),
+    setCurrentSizeOwned: db.prepare<[number, number, number, string]>(
+      'UPDATE ipfs_downloads SET "currentSize" = ?, "updatedAt" = ? WHERE id = ? AND "leaseOwner" = ?'),
+    exists: db.prepare<[number], { id: number }>('SELECT id FROM ipfs_downloads WHERE id = ?'),
     takeLease: db.prepare<[string, number, number, number]>(
       'UPDATE ipfs_downloads SET "leaseOwner" = ?, "leaseExpires" = ?, "updatedAt" = ? WHERE id = ?'),
     renewLease: db.prepare<[number, number, number, string]>(
@@ -451,11 +454,15 @@ export class SqliteStore implements Store {
     return this.#run('deleteDownload', () => this.#stmts.delete.run(id).changes > 0)
   }
 
-  async saveProgress (id: number, bitmap: Uint8Array, currentSize: number): Promise<void> {
+  async saveProgress (id: number, bitmap: Uint8Array, currentSize: number, owner?: string): Promise<void> {
     this.#run('saveProgress', () => {
       this.#db.transaction(() => {
         const now = this.#now()
-        this.#changeOne(id, this.#stmts.setCurrentSize.run(currentSize, now, id).changes)
+        if (owner === undefined) {
+          this.#changeOne(id, this.#stmts.setCurrentSize.run(currentSize, now, id).changes)
+        } else if (this.#stmts.setCurrentSizeOwned.run(currentSize, now, id, owner).changes === 0) {
+          throw this.#stmts.exists.get(id) === undefined ? unknownDownload(id) : leaseLost(id, owner)
+        }
         this.#stmts.saveProgress.run(id, bitmap, now)
       }).immediate()
     })

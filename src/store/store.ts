@@ -71,8 +71,15 @@ export interface Store {
   updateDownload (id: number, patch: DownloadPatch, now?: number): Promise<void>
   deleteDownload (id: number): Promise<boolean>
 
-  /** Verified mode: the bitmap of durable data blocks and the bytes they add up to, in one transaction. */
-  saveProgress (id: number, bitmap: Uint8Array, currentSize: number): Promise<void>
+  /**
+   * Verified mode: the bitmap of durable data blocks and the bytes they add up to, in one transaction.
+   * With `owner`, only while `owner` holds the download's lease: a process that lost its lease (it
+   * was stopped past the lease's end) cannot overwrite the progress of the one that took over.
+   *
+   * @throws {CidgetError} CIDGET_ERR_LEASE_HELD when `owner` is given and does not hold the lease
+   *   (nothing is written)
+   */
+  saveProgress (id: number, bitmap: Uint8Array, currentSize: number, owner?: string): Promise<void>
   getProgress (id: number): Promise<Uint8Array | undefined>
   /** Verified mode: keeps an inner DAG block (verified) so that a resume need not fetch it again. */
   putBlock (id: number, cid: string, bytes: Uint8Array): Promise<void>

@@ -11,6 +11,12 @@ export interface StrategyContext {
   /** The record as it was when the run started (the strategy owns the lease). */
   record: DownloadRecord
   store: Store
+  /**
+   * The lease holder this run works for: verified progress is recorded only
+   * while it holds the lease, so a run stopped past its lease's end cannot
+   * overwrite the progress of the process that took the download over.
+   */
+  owner?: string
   http: HttpClient
   policy: DownloadPolicy
   /** Aborted on pause, cancel or a lost lease; its reason is what to throw. */

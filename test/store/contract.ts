@@ -517,6 +517,24 @@ export function storeContract (name: string, open: (opts: ContractOpenOptions) =
 
       it('saving progress for an unknown id is a coded error', async () => {
         await expect(store.saveProgress(999_999, new Uint8Array([1]), 1)).rejects.toMatchObject({ code: 'CIDGET_ERR_UNKNOWN_DOWNLOAD' })
+        await expect(store.saveProgress(999_999, new Uint8Array([1]), 1, 'host-a:100:aaaa')).rejects.toMatchObject({ code: 'CIDGET_ERR_UNKNOWN_DOWNLOAD' })
+      })
+
+      it('progress saved for an owner is written only while that owner holds the lease', async () => {
+        const A = 'host-a:100:aaaa'
+        const B = 'host-b:200:bbbb'
+        const { id } = await store.createDownload(newDownload(), T0)
+        // nobody holds it
+        await expect(store.saveProgress(id, new Uint8Array([1]), 10, A)).rejects.toMatchObject({ code: 'CIDGET_ERR_LEASE_HELD' })
+        expect(await store.getProgress(id)).toBeUndefined()
+        expect(await store.claimLease(id, A, TTL, T0)).toBe(true)
+        await store.saveProgress(id, new Uint8Array([0b11]), 20, A)
+        // A's lease ran out and B took the download over: A, still running, cannot overwrite B's progress
+        expect(await store.claimLease(id, B, TTL, T0 + TTL + 1)).toBe(true)
+        await store.saveProgress(id, new Uint8Array([0b1]), 10, B)
+        await expect(store.saveProgress(id, new Uint8Array([0xff]), 2000, A)).rejects.toMatchObject({ code: 'CIDGET_ERR_LEASE_HELD' })
+        expect(await store.getProgress(id)).toEqual(new Uint8Array([0b1]))
+        expect((await store.getDownload(id))?.currentSize).toBe(10)
       })
     })
 

@@ -88,13 +88,14 @@ export async function runCarDownload (ctx: VerifiedContext): Promise<StrategyRes
   let lastSync = ctx.now()
   const seen = new Set<string>()
 
-  const checkpoint = async (): Promise<void> => {
-    if (durable === offset) return
+  /** fsyncs the CAR and records its length and blocks; `always`: records even when nothing was appended since. */
+  const checkpoint = async (always = false): Promise<void> => {
+    if (durable === offset && !always) return
     await file.sync()
     for (let i = 0; i < appended; i++) doneBits.add(i)
     durable = offset
     lastSync = ctx.now()
-    await store.saveProgress(id, doneBits.toBytes(), durable)
+    await store.saveProgress(id, doneBits.toBytes(), durable, ctx.owner)
   }
   /** Appends `data`; `blocks` is how many blocks the CAR then holds (recorded together with its length). */
   const append = async (data: Uint8Array, blocks: number): Promise<void> => {
@@ -148,7 +149,9 @@ export async function runCarDownload (ctx: VerifiedContext): Promise<StrategyRes
       await file.truncate(offset)
     }
     await visit(root, 0)
-    await checkpoint()
+    // recorded once more even when nothing is pending: a run that lost its lease stops here, before
+    // it renames anything onto the output of the process that took the download over
+    await checkpoint(true)
   } catch (err) {
     await checkpoint().catch(() => {})
     await file.close()

@@ -317,7 +317,7 @@ async function verifiedDownload (ctx: VerifiedContext, internal: AbortController
         await tree.syncAll()
         for (const i of batch) done.add(i)
         durableBytes += bytes
-        await store.saveProgress(id, done.toBytes(), durableBytes)
+        await store.saveProgress(id, done.toBytes(), durableBytes, ctx.owner)
       } finally {
         checkpointing = undefined
       }
@@ -339,9 +339,10 @@ async function verifiedDownload (ctx: VerifiedContext, internal: AbortController
     }, policy.syncIntervalMs)
     timer.unref()
   }
-  const checkpoint = async (): Promise<void> => {
+  /** Waits for the checkpoint under way, then records what is pending; `always`: records even when nothing is. */
+  const checkpoint = async (always = false): Promise<void> => {
     while (checkpointing !== undefined) await checkpointing.catch(() => {})
-    if (pending.length > 0) await startCheckpoint()
+    if (pending.length > 0 || always) await startCheckpoint()
   }
   // directories count finished files: a file is finished once walked and all its blocks written
   let filesDone = 0
@@ -642,7 +643,9 @@ async function verifiedDownload (ctx: VerifiedContext, internal: AbortController
     await Promise.all(arriving.values()) // none left: the walk reached every leaf it planned
     if (failure !== undefined) throw failure
     clearTimeout(timer)
-    await checkpoint()
+    // recorded once more even when nothing is pending: a run that lost its lease stops here, before
+    // it renames anything onto the output of the process that took the download over
+    await checkpoint(true)
     if (isDirectory) total = writtenBytes
     progress()
   } catch (thrown) {
