@@ -769,7 +769,7 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
     // a run that went on past the end of its lease (the process was stopped, the machine starved)
     // may have lost the download to another process meanwhile: then neither its failure nor a pause
     // or cancel of it is ours to write (a cancel would delete the partial data the other one uses)
-    if (!await this.store.renewLease(id, this.owner, this.#leaseMs, this.#now())) return
+    if ((await this.store.getDownload(id))?.leaseOwner !== this.owner) return
     await this.store.updateDownload(id, { control: null }, this.#now())
     switch (err.code) {
       case 'CIDGET_ERR_CANCELLED':

@@ -171,11 +171,12 @@ export async function exists (p: string): Promise<boolean> {
 
 /**
  * A finished file already in place: no partial file next to `output`, and `output`
- * has `size` bytes whose SHA-256 is `hash`. A run killed between the rename onto the
- * output and the success record left it so.
+ * has `size` bytes whose SHA-256 is `hash` (and `expected`, when one is asked for now).
+ * A run killed between the rename onto the output and the success record left it so.
  */
-export async function committedAlready (output: string, size: number | null, hash: string | null): Promise<boolean> {
+export async function committedAlready (output: string, size: number | null, hash: string | null, expected: string | null = null): Promise<boolean> {
   if (hash === null || size === null) return false
+  if (expected !== null && expected.toLowerCase() !== hash) return false
   if (await exists(partialPath(output))) return false
   try {
     if ((await stat(output)).size !== size) return false

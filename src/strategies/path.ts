@@ -45,7 +45,7 @@ function transientStatus (status: number | undefined): boolean {
 export async function runPathDownload (ctx: StrategyContext): Promise<StrategyResult> {
   const { record, store, http, policy, signal } = ctx
   const id = record.id
-  if (await committedAlready(record.output, record.size, record.hash)) {
+  if (await committedAlready(record.output, record.size, record.hash, record.expectedSha256)) {
     return { hash: record.hash as string, size: record.size as number, gateway: record.gateway ?? record.gateways[0] ?? '' }
   }
   const file = await PartialFile.open(record.output)

@@ -108,7 +108,9 @@ describe('CAR output', () => {
       const leaves = dagPb.decode(blocks.get(root)).Links.map(l => l.Hash)
       const s = await setup(blocks)
       s.gw.addFault({ fault: { type: 'stall', afterBytes: 0 }, times: 1, match: { path: `/ipfs/${leaves[4]!.toString()}` } })
-      const dl = await Downloader.open({ state: join(s.dir, 'state2.db'), gateways: [s.gw.url], hedgeAfterMs: 0, blockConcurrency: 1, syncIntervalBytes: 1, timeoutMs: 200 })
+      // the stalls hold a second: long enough to read the record while the resumed run waits (its
+      // success clears the note), and progress is told at once
+      const dl = await Downloader.open({ state: join(s.dir, 'state2.db'), gateways: [s.gw.url], hedgeAfterMs: 0, blockConcurrency: 1, syncIntervalBytes: 1, timeoutMs: 1_000, initialBackoffMs: 10, progressIntervalMs: 0 })
       cleanups.push(async () => { await dl.close() })
       const output = join(s.dir, 'r.car')
       const job = await dl.add(root.toString(), { mode: 'car', output })

@@ -58,7 +58,7 @@ export async function runCarDownload (ctx: VerifiedContext): Promise<StrategyRes
   const { record, store, policy, limits } = ctx
   const id = record.id
   // a run killed between the rename onto the output and the success record: the CAR is in place
-  if (await committedAlready(record.output, record.size, record.hash)) {
+  if (await committedAlready(record.output, record.size, record.hash, record.expectedSha256)) {
     await store.clearProgress(id)
     return { hash: record.hash as string, size: record.size as number, gateway: record.gateway ?? record.gateways[0] ?? '' }
   }
@@ -149,18 +149,26 @@ export async function runCarDownload (ctx: VerifiedContext): Promise<StrategyRes
       await file.truncate(offset)
     }
     await visit(root, 0)
-    // recorded once more even when nothing is pending: a run that lost its lease stops here, before
-    // it renames anything onto the output of the process that took the download over
-    await checkpoint(true)
+    await checkpoint()
   } catch (err) {
     await checkpoint().catch(() => {})
     await file.close()
     if (ctx.signal.aborted) throw ctx.signal.reason
     throw toCidgetError(err)
   }
-  const hash = createHash('sha256')
-  for await (const chunk of createReadStream(file.path, { highWaterMark: 1 << 20 })) hash.update(chunk as Buffer)
-  const digest = hash.digest('hex')
+  let digest: string
+  try {
+    const hash = createHash('sha256')
+    for await (const chunk of createReadStream(file.path, { highWaterMark: 1 << 20 })) hash.update(chunk as Buffer)
+    digest = hash.digest('hex')
+    // recorded once more, also when nothing is pending: a run that lost its lease (it was stopped past
+    // its end) stops here, before it deletes or renames what the process that took over works on
+    await checkpoint(true)
+  } catch (err) {
+    await file.close()
+    if (ctx.signal.aborted) throw ctx.signal.reason
+    throw toCidgetError(err)
+  }
   if (record.expectedSha256 !== null && digest !== record.expectedSha256.toLowerCase()) {
     await file.remove()
     await store.clearProgress(id)

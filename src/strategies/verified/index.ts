@@ -146,7 +146,7 @@ export async function runVerifiedDownload (ctx: VerifiedContext): Promise<Strate
 async function verifiedDownload (ctx: VerifiedContext, internal: AbortController): Promise<StrategyResult> {
   const { record, store, policy, limits } = ctx
   const id = record.id
-  if (await committedAlready(record.output, record.size, record.hash)) {
+  if (await committedAlready(record.output, record.size, record.hash, record.expectedSha256)) {
     await store.clearProgress(id)
     return { hash: record.hash, size: record.size as number, gateway: record.gateway ?? record.gateways[0] ?? '' }
   }
@@ -643,9 +643,7 @@ async function verifiedDownload (ctx: VerifiedContext, internal: AbortController
     await Promise.all(arriving.values()) // none left: the walk reached every leaf it planned
     if (failure !== undefined) throw failure
     clearTimeout(timer)
-    // recorded once more even when nothing is pending: a run that lost its lease stops here, before
-    // it renames anything onto the output of the process that took the download over
-    await checkpoint(true)
+    await checkpoint()
     if (isDirectory) total = writtenBytes
     progress()
   } catch (thrown) {
@@ -661,16 +659,26 @@ async function verifiedDownload (ctx: VerifiedContext, internal: AbortController
   }
 
   let hash: string | null = null
-  if (!isDirectory) {
-    await tree.syncAll()
-    hash = await (hasher as FileHasher).digest(writtenBytes, ctx.signal)
-    if (record.expectedSha256 !== null && hash !== record.expectedSha256.toLowerCase()) {
-      await tree.remove()
-      await store.clearProgress(id)
-      await store.updateDownload(id, { currentSize: 0 })
-      throw new CidgetError('CIDGET_ERR_HASH_MISMATCH',
-        `The content of ${record.cid}${record.path} is verified against its CID, but its SHA-256 is ${hash}, not the expected ${record.expectedSha256}`)
+  try {
+    if (!isDirectory) {
+      await tree.syncAll()
+      hash = await (hasher as FileHasher).digest(writtenBytes, ctx.signal)
     }
+    // recorded once more, also when nothing is pending: a run that lost its lease (it was stopped past
+    // its end) stops here, before it deletes or renames what the process that took over works on
+    await checkpoint(true)
+  } catch (err) {
+    hasher?.close()
+    await tree.close()
+    if (ctx.signal.aborted) throw ctx.signal.reason
+    throw toCidgetError(err)
+  }
+  if (hash !== null && record.expectedSha256 !== null && hash !== record.expectedSha256.toLowerCase()) {
+    await tree.remove()
+    await store.clearProgress(id)
+    await store.updateDownload(id, { currentSize: 0 })
+    throw new CidgetError('CIDGET_ERR_HASH_MISMATCH',
+      `The content of ${record.cid}${record.path} is verified against its CID, but its SHA-256 is ${hash}, not the expected ${record.expectedSha256}`)
   }
   // the hash first: a kill after the rename leaves a record that says what the output must hold
   if (hash !== null) await store.updateDownload(id, { hash })
