@@ -468,9 +468,13 @@ export class PostgresStore implements Store {
 
   async markDownloadSuccess (id: number, hash: string | null, size: number, now?: number): Promise<void> {
     await this.#run('markDownloadSuccess', async () => {
-      await this.#updateOne(id, `UPDATE ipfs_downloads SET status = 'success', hash = $1, size = $2, "currentSize" = $2,
-        "completedAt" = $3, error = NULL, "errorCode" = NULL, "leaseOwner" = NULL, "leaseExpires" = NULL, "updatedAt" = $3
-        WHERE id = $4`, [hash, size, now ?? this.#now(), id])
+      await inTransaction(this.#pool, async client => {
+        await this.#updateOne(id, `UPDATE ipfs_downloads SET status = 'success', hash = $1, size = $2, "currentSize" = $2,
+          "completedAt" = $3, error = NULL, "errorCode" = NULL, "leaseOwner" = NULL, "leaseExpires" = NULL, "updatedAt" = $3
+          WHERE id = $4`, [hash, size, now ?? this.#now(), id], client)
+        await client.query(`WITH progress AS (DELETE FROM ipfs_download_progress WHERE "downloadId" = $1)
+          DELETE FROM ipfs_download_blocks WHERE "downloadId" = $1`, [id])
+      })
     })
   }
 

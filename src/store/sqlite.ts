@@ -439,7 +439,11 @@ export class SqliteStore implements Store {
 
   async markDownloadSuccess (id: number, hash: string | null, size: number, now?: number): Promise<void> {
     this.#run('markDownloadSuccess', () => {
-      this.#changeOne(id, this.#stmts.markSuccess.run({ id, hash, size, now: now ?? this.#now() }).changes)
+      this.#db.transaction(() => {
+        this.#changeOne(id, this.#stmts.markSuccess.run({ id, hash, size, now: now ?? this.#now() }).changes)
+        this.#stmts.clearProgress.run(id)
+        this.#stmts.clearBlocks.run(id)
+      }).immediate()
     })
   }
 

@@ -67,6 +67,11 @@ export interface Store {
   markDownloadPaused (id: number, error: string | null, errorCode?: string | null): Promise<void>
   markDownloadFailed (id: number, error: string, errorCode: string): Promise<void>
   /** `hash` is the SHA-256 of a single file, null for a directory. The lease is released in the same write. */
+  /**
+   * `success` with the output's hash and size, the lease released, and the download's verified
+   * progress (bitmap and kept blocks) forgotten, all in one transaction: until then a resume still
+   * finds the progress of an output a run renamed into place just before it stopped.
+   */
   markDownloadSuccess (id: number, hash: string | null, size: number, now?: number): Promise<void>
   updateDownload (id: number, patch: DownloadPatch, now?: number): Promise<void>
   deleteDownload (id: number): Promise<boolean>

@@ -207,12 +207,12 @@ describe('leases across owners', () => {
       { path: 'a.bin', content: seededBytes(600 * KiB, 41) },
       { path: 'sub/b.txt', content: new TextEncoder().encode('b') }
     ])
-    // the run stops right after the rename: its next store call (clearing the progress) fails
+    // the run stops right after the rename: the success record (which forgets the progress) fails
     const real = await SqliteStore.open(w.state)
     let armed = true
     const store = new Proxy(real, {
       get (target, key) {
-        if (key === 'clearProgress' && armed) {
+        if (key === 'markDownloadSuccess' && armed) {
           armed = false
           return async () => { throw new Error('the process stopped here') }
         }

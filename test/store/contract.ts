@@ -506,6 +506,16 @@ export function storeContract (name: string, open: (opts: ContractOpenOptions) =
         expect((await store.getBlocks(id)).size).toBe(0)
       })
 
+      it('the success record forgets the progress in the same write', async () => {
+        const { id } = await store.createDownload(newDownload(), T0)
+        await store.saveProgress(id, new Uint8Array([0xff]), 8)
+        await store.putBlock(id, 'bafyA', new Uint8Array([1]))
+        await store.markDownloadSuccess(id, 'ab'.repeat(32), 8, T0 + 1)
+        expect(await store.getProgress(id)).toBeUndefined()
+        expect((await store.getBlocks(id)).size).toBe(0)
+        expect(await store.getDownload(id)).toMatchObject({ status: 'success', currentSize: 8, size: 8 })
+      })
+
       it('deleting a download deletes its progress', async () => {
         const { id } = await store.createDownload(newDownload(), T0)
         await store.saveProgress(id, new Uint8Array([1]), 1)

@@ -59,7 +59,6 @@ export async function runCarDownload (ctx: VerifiedContext): Promise<StrategyRes
   const id = record.id
   // a run killed between the rename onto the output and the success record: the CAR is in place
   if (await committedAlready(record.output, record.size, record.hash, record.expectedSha256)) {
-    await store.clearProgress(id)
     return { hash: record.hash as string, size: record.size as number, gateway: record.gateway ?? record.gateways[0] ?? '' }
   }
   let stored = await store.getProgress(id)
@@ -177,7 +176,7 @@ export async function runCarDownload (ctx: VerifiedContext): Promise<StrategyRes
   }
   // the hash and size first: a kill after the rename leaves a record that says what the output must hold
   await store.updateDownload(id, { hash: digest, size: offset })
+  // its progress is forgotten with the success record (one transaction)
   await file.commit()
-  await store.clearProgress(id)
   return { hash: digest, size: offset, gateway: ctx.lastGateway() ?? record.gateways[0] ?? '' }
 }

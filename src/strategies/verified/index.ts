@@ -147,7 +147,6 @@ async function verifiedDownload (ctx: VerifiedContext, internal: AbortController
   const { record, store, policy, limits } = ctx
   const id = record.id
   if (await committedAlready(record.output, record.size, record.hash, record.expectedSha256)) {
-    await store.clearProgress(id)
     return { hash: record.hash, size: record.size as number, gateway: record.gateway ?? record.gateways[0] ?? '' }
   }
   let stored = await store.getProgress(id)
@@ -682,7 +681,8 @@ async function verifiedDownload (ctx: VerifiedContext, internal: AbortController
   }
   // the hash first: a kill after the rename leaves a record that says what the output must hold
   if (hash !== null) await store.updateDownload(id, { hash })
+  // its progress is forgotten with the success record (one transaction): a kill between the two
+  // leaves progress beside the output in place, which the next run recognizes as done
   await tree.commit()
-  await store.clearProgress(id)
   return { hash, size: writtenBytes, gateway: ctx.lastGateway() ?? record.gateways[0] ?? '' }
 }
