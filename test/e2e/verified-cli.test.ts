@@ -7,6 +7,7 @@ import { join } from 'node:path'
 import * as dagPb from '@ipld/dag-pb'
 import { CarReader } from '@ipld/car'
 import type { CID } from 'multiformats/cid'
+import type { DownloadRecord } from '../../src/core/types.js'
 import { MemoryBlocks, addFile, addDirectory, seededBytes, startTestGateway, type TestGateway } from '../../src/testing/index.js'
 import { SqliteStore } from '../../src/store/sqlite.js'
 import { verifyBlock } from '../../src/gateways/block.js'
@@ -47,6 +48,29 @@ async function durable (state: string, bytes: number): Promise<void> {
   } finally {
     await store.close()
   }
+}
+
+/**
+ * `cidget get ROOT …output` one block request at a time, the 11th leaf stalling: SIGKILLed once the
+ * root and ten leaves are recorded as durable, then `resume --all`. Every block, the root included,
+ * must cross the wire once (the stalled leaf is asked twice). Returns the resumed run's record.
+ */
+async function killedAfterTenLeaves (s: Awaited<ReturnType<typeof serve>>, blocks: MemoryBlocks, root: CID, output: string[]): Promise<DownloadRecord> {
+  const leafCids = leaves(blocks, root)
+  const stalled = `/ipfs/${leafCids[10]!.toString()}`
+  s.gateways[0]!.addFault({ fault: { type: 'stall', afterBytes: 0 }, times: 1, match: { path: stalled } })
+  const env = { ...s.env, CIDGET_BLOCK_CONCURRENCY: '1', CIDGET_RUN_BLOCKS: '0', CIDGET_SYNC_INTERVAL_BYTES: '1' }
+  const child = spawn(process.execPath, [CLI, 'get', root.toString(), ...output, ...s.args, '-q'], { env: { ...process.env, ...env }, stdio: 'ignore' })
+  const closed = new Promise(resolve => child.on('close', resolve))
+  await durable(s.env.CIDGET_STATE as string, 10 * 256 * KiB)
+  child.kill('SIGKILL')
+  await closed
+  const r = await runCli(['resume', '--all', '--json'], { env })
+  expect(r.code, r.stderr).toBe(0)
+  const fetched = s.gateways[0]!.requests.filter(q => q.status === 200 && !q.aborted).map(q => q.path)
+  expect(fetched.sort()).toEqual([root, ...leafCids].map(c => `/ipfs/${c.toString()}`).sort())
+  expect(s.gateways[0]!.requests.filter(q => q.path === stalled)).toHaveLength(2)
+  return lastRecord(r.stdout)
 }
 
 describe('cidget get (verified, the default)', () => {
@@ -101,47 +125,19 @@ describe('cidget get (verified, the default)', () => {
     const blocks = new MemoryBlocks()
     const data = seededBytes(4 * MiB, 8)
     const root = await addFile(blocks, data)
-    const leafCids = leaves(blocks, root)
-    expect(leafCids).toHaveLength(16)
+    expect(leaves(blocks, root)).toHaveLength(16)
     const s = await serve(blocks)
-    // one block request at a time, and the 11th block stalls: ten are written and recorded when the process dies
-    const stalled = `/ipfs/${leafCids[10]!.toString()}`
-    s.gateways[0]!.addFault({ fault: { type: 'stall', afterBytes: 0 }, times: 1, match: { path: stalled } })
-    const env = { ...s.env, CIDGET_BLOCK_CONCURRENCY: '1', CIDGET_RUN_BLOCKS: '0', CIDGET_SYNC_INTERVAL_BYTES: '1' }
     const out = join(s.dir, 'file.bin')
-    const child = spawn(process.execPath, [CLI, 'get', root.toString(), '-o', out, ...s.args, '-q'], { env: { ...process.env, ...env }, stdio: 'ignore' })
-    const closed = new Promise(resolve => child.on('close', resolve))
-    await durable(s.env.CIDGET_STATE as string, 10 * 256 * KiB)
-    child.kill('SIGKILL')
-    await closed
-    const r = await runCli(['resume', '--all', '--json'], { env })
-    expect(r.code, r.stderr).toBe(0)
-    expect(lastRecord(r.stdout).status).toBe('success')
+    expect((await killedAfterTenLeaves(s, blocks, root, ['-o', out])).status).toBe('success')
     expect(sha256(await readFile(out))).toBe(sha256(data))
-    const fetched = s.gateways[0]!.requests.filter(q => q.status === 200 && !q.aborted).map(q => q.path)
-    // every block, the root included, crossed the wire once
-    expect(fetched.sort()).toEqual([root, ...leafCids].map(c => `/ipfs/${c.toString()}`).sort())
-    expect(s.gateways[0]!.requests.filter(q => q.path === stalled)).toHaveLength(2)
   })
 
   it('--car killed with SIGKILL resumes with resume --all into one whole CAR, and no durable block is fetched again', async () => {
     const blocks = new MemoryBlocks()
     const root = await addFile(blocks, seededBytes(4 * MiB, 12))
-    const leafCids = leaves(blocks, root)
     const s = await serve(blocks)
-    // one block request at a time, and the 11th leaf stalls: the root and ten leaves are in the CAR and recorded when the process dies
-    const stalled = `/ipfs/${leafCids[10]!.toString()}`
-    s.gateways[0]!.addFault({ fault: { type: 'stall', afterBytes: 0 }, times: 1, match: { path: stalled } })
-    const env = { ...s.env, CIDGET_BLOCK_CONCURRENCY: '1', CIDGET_RUN_BLOCKS: '0', CIDGET_SYNC_INTERVAL_BYTES: '1' }
     const car = join(s.dir, 'out.car')
-    const child = spawn(process.execPath, [CLI, 'get', root.toString(), '--car', car, ...s.args, '-q'], { env: { ...process.env, ...env }, stdio: 'ignore' })
-    const closed = new Promise(resolve => child.on('close', resolve))
-    await durable(s.env.CIDGET_STATE as string, 10 * 256 * KiB)
-    child.kill('SIGKILL')
-    await closed
-    const r = await runCli(['resume', '--all', '--json'], { env })
-    expect(r.code, r.stderr).toBe(0)
-    const rec = lastRecord(r.stdout)
+    const rec = await killedAfterTenLeaves(s, blocks, root, ['--car', car])
     expect(rec).toMatchObject({ status: 'success', mode: 'car', output: car })
     // the CAR: rooted at the file, every block once, depth-first, each hashing to its CID, no byte between them
     const bytes = await readFile(car)
@@ -153,10 +149,7 @@ describe('cidget get (verified, the default)', () => {
       await verifyBlock(block.cid, block.bytes)
       inCar.push(block.cid.toString())
     }
-    expect(inCar).toEqual([root, ...leafCids].map(c => c.toString()))
-    const fetched = s.gateways[0]!.requests.filter(q => q.status === 200 && !q.aborted).map(q => q.path)
-    expect(fetched.sort()).toEqual([root, ...leafCids].map(c => `/ipfs/${c.toString()}`).sort())
-    expect(s.gateways[0]!.requests.filter(q => q.path === stalled)).toHaveLength(2)
+    expect(inCar).toEqual([root, ...leaves(blocks, root)].map(c => c.toString()))
   })
 
   it('killed with SIGKILL in the middle of a CAR run: resume --all asks only for the leaves not yet durable', async () => {

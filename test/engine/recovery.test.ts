@@ -5,7 +5,7 @@ import { readFile, rm } from 'node:fs/promises'
 import { CID } from 'multiformats/cid'
 import * as dagPb from '@ipld/dag-pb'
 import { world, progressReaches, fileSha256, sha256, MiB, KiB, type World, pathRequests } from '../helpers.js'
-import { Downloader } from '../../src/engine/downloader.js'
+import { Downloader, type DownloadJob } from '../../src/engine/downloader.js'
 import { addDirectory, seededBytes } from '../../src/testing/index.js'
 import { SqliteStore } from '../../src/store/sqlite.js'
 import type { RetryEvent } from '../../src/core/events.js'
@@ -117,18 +117,26 @@ describe('records and outputs', () => {
 })
 
 describe('leases across owners', () => {
-  it('a run that lost its lease records no more progress: the process that took over keeps the download', async () => {
+  /**
+   * Process A works on a 2 MiB download block by block and never renews its lease here; its 5th
+   * leaf stalls until A's `timeoutMs`. Once four leaves are durable, process B comes two minutes
+   * later by its clock: A's lease has run out, so B recovers the download and finishes it.
+   */
+  async function takenOver (timeoutMs: number): Promise<{ a: Downloader, b: Downloader, job: DownloadJob }> {
     w = await world({ size: 2 * MiB })
     const leaves = dagPb.decode(w.blocks.get(CID.parse(w.cid))).Links.map(l => l.Hash.toString())
-    // A works block by block and never renews its lease in this test; its 5th leaf stalls for a second
     w.gateways[0]!.addFault({ fault: { type: 'stall', afterBytes: 0 }, times: 1, match: { path: `/ipfs/${leaves[4]!}` } })
-    const a = await w.open({ owner: 'host-a:1:aaaa', runBlocks: 0, blockConcurrency: 1, syncIntervalBytes: 1, timeoutMs: 1_000, leaseMs: 60_000, heartbeatMs: 3_600_000 })
+    const a = await w.open({ owner: 'host-a:1:aaaa', runBlocks: 0, blockConcurrency: 1, syncIntervalBytes: 1, timeoutMs, leaseMs: 60_000, heartbeatMs: 3_600_000 })
     const job = await a.add(w.cid, { output: join(w.dir, 'o') })
     await progressReaches(a, job.id, 4 * 256 * KiB)
-    // B comes two minutes later by its clock: A's lease has run out, so B recovers the download and finishes it
     const b = await w.open({ owner: 'host-b:2:bbbb', now: () => w.time.now() + 120_000 })
     const done = await (await b.resume(job.id)).done
     expect(done.status, done.error ?? '').toBe('success')
+    return { a, b, job }
+  }
+
+  it('a run that lost its lease records no more progress: the process that took over keeps the download', async () => {
+    const { job } = await takenOver(1_000)
     // A gets its stalled leaf only now, writes it and tries to record it: refused, it stops there
     await job.done
     const store = SqliteStore.open(w.state)
@@ -142,14 +150,7 @@ describe('leases across owners', () => {
   })
 
   it('a cancel of a run that lost its lease writes nothing: the download the other process finished stays finished', async () => {
-    w = await world({ size: 2 * MiB })
-    const leaves = dagPb.decode(w.blocks.get(CID.parse(w.cid))).Links.map(l => l.Hash.toString())
-    w.gateways[0]!.addFault({ fault: { type: 'stall', afterBytes: 0 }, times: 1, match: { path: `/ipfs/${leaves[4]!}` } })
-    const a = await w.open({ owner: 'host-a:1:aaaa', runBlocks: 0, blockConcurrency: 1, syncIntervalBytes: 1, timeoutMs: 60_000, leaseMs: 60_000, heartbeatMs: 3_600_000 })
-    const job = await a.add(w.cid, { output: join(w.dir, 'o') })
-    await progressReaches(a, job.id, 4 * 256 * KiB)
-    const b = await w.open({ owner: 'host-b:2:bbbb', now: () => w.time.now() + 120_000 })
-    expect((await (await b.resume(job.id)).done).status).toBe('success')
+    const { a, b, job } = await takenOver(60_000)
     // A, still waiting for its stalled leaf, is cancelled: before, that marked B's download cancelled
     await a.cancel(job.id)
     expect(await b.get(job.id)).toMatchObject({ status: 'success', currentSize: 2 * MiB, hash: w.sha, leaseOwner: null })
