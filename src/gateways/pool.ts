@@ -28,6 +28,8 @@ import type { HttpClient } from './http.js'
 
 /** The abort reason of a wake-up (something changed: a permit, a gateway); not an error. */
 const WOKEN: unique symbol = Symbol('woken')
+/** The signal of a wait that nothing but its own end stops. */
+const NEVER = new AbortController().signal
 
 /** Every default of {@link GatewayPool} in one block. */
 export const POOL_DEFAULTS = {
@@ -199,8 +201,6 @@ interface EntityStream {
   done: boolean
   /** The invalid or oversized block that ended the stream (and dropped its gateway), if one did. */
   error: CidgetError | undefined
-  /** Woken when a block arrives or the stream ends. */
-  waiters: Set<() => void>
   /** Ends the request: with the download, or (reason HANDED_ON) once nothing is waited for from it. */
   stop: AbortController
 }
@@ -458,17 +458,11 @@ export class GatewayPool {
       wanted: new Map([[blockKey(entity), 1]]),
       done: false,
       error: undefined,
-      waiters: new Set(),
       stop: new AbortController()
     }
     this.#entity = stream
     const onAbort = (): void => { stream.stop.abort(signal.reason) }
     signal.addEventListener('abort', onAbort, { once: true })
-    const wake = (): void => {
-      const waiters = [...stream.waiters]
-      stream.waiters.clear()
-      for (const w of waiters) w()
-    }
     const streaming = async (): Promise<void> => {
       const gateway = await this.#startRun(signal)
       if (gateway === undefined) return
@@ -482,7 +476,7 @@ export class GatewayPool {
           if (kept + length > keep && !stream.wanted.has(key)) return false
           kept += length
           stream.blocks.set(key, bytes)
-          wake()
+          this.#wake() // a get() may wait for it
           return true
         }, stream.stop.signal)
       } catch (err) {
@@ -500,7 +494,7 @@ export class GatewayPool {
       // blocks not taken yet stay (at most twice the range, see `keep`): the walk may get to them later
       stream.done = true
       signal.removeEventListener('abort', onAbort)
-      wake()
+      this.#wake()
     })
     return {
       expect: (cid) => {
@@ -526,44 +520,12 @@ export class GatewayPool {
       // gateway does not hold the start of the file), and a stream nobody waits for any more is cut
       const delay = this.#hedgeDelay()
       if (delay !== undefined) deadline ??= this.#now() + delay
-      if (!await this.#streamMoves(stream, signal, deadline === undefined ? undefined : deadline - this.#now())) {
+      if (!await this.#waitForChange(deadline, signal ?? NEVER)) {
         unwant(stream, key)
         if (stream.wanted.size === 0) stream.stop.abort(HANDED_ON)
         return undefined
       }
     }
-  }
-
-  /** Waits until the stream brings a block or ends (true), or for `ms` (false; undefined: no limit). */
-  async #streamMoves (stream: EntityStream, signal: AbortSignal | undefined, ms: number | undefined): Promise<boolean> {
-    return await new Promise<boolean>((resolve, reject) => {
-      if (signal?.aborted === true) {
-        reject(signal.reason)
-        return
-      }
-      const timer = new AbortController()
-      const done = (): void => {
-        stream.waiters.delete(woken)
-        signal?.removeEventListener('abort', onAbort)
-        timer.abort(WOKEN)
-      }
-      const woken = (): void => {
-        done()
-        resolve(true)
-      }
-      const onAbort = (): void => {
-        done()
-        reject(signal?.reason)
-      }
-      stream.waiters.add(woken)
-      signal?.addEventListener('abort', onAbort, { once: true })
-      if (ms !== undefined) {
-        this.#sleep(Math.max(0, ms), timer.signal).then(() => {
-          done()
-          resolve(false)
-        }, () => {})
-      }
-    })
   }
 
   stats (): GatewayStats[] {
@@ -1072,8 +1034,11 @@ export class GatewayPool {
     return earliest === undefined ? 0 : earliest - now
   }
 
-  /** Waits until `until` (a `now()` time) or until a request ends, whichever is first. */
-  async #waitForChange (until: number | undefined, signal: AbortSignal): Promise<void> {
+  /**
+   * Waits until `until` (a `now()` time) or until something changes (a request ends, the entity
+   * stream brings a block or ends), whichever is first: true when woken by a change.
+   */
+  async #waitForChange (until: number | undefined, signal: AbortSignal): Promise<boolean> {
     signal.throwIfAborted()
     const wake = new AbortController()
     const onAbort = (): void => wake.abort(signal.reason)
@@ -1094,6 +1059,7 @@ export class GatewayPool {
       this.#wakers.delete(waker)
     }
     signal.throwIfAborted()
+    return wake.signal.aborted
   }
 
   #wake (): void {
