@@ -68,7 +68,8 @@ export class RemoteClient {
         method,
         headers: {
           ...(this.#token === undefined ? {} : { authorization: `Bearer ${this.#token}` }),
-          ...(body === undefined ? {} : { 'content-type': 'application/json' })
+          // the service takes a state-changing request only as JSON, also one without a body
+          ...(method === 'GET' ? {} : { 'content-type': 'application/json' })
         },
         ...(body === undefined ? {} : { body: JSON.stringify(body) }),
         headersTimeout: 60_000,

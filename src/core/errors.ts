@@ -74,6 +74,24 @@ export const ERROR_CODES = {
     message: 'The request has no valid token',
     solve: 'Send "Authorization: Bearer <token>" (the token is printed by `cidget serve` and stored next to its state), or set CIDGET_TOKEN.'
   },
+  CIDGET_ERR_FOREIGN_ORIGIN: {
+    kind: 'input',
+    retryable: false,
+    message: 'The request comes from a web page of another origin',
+    solve: 'Call the service from its own dashboard, or from a program that sends no Origin header (curl, the CLI); a reverse proxy must pass the Host header on.'
+  },
+  CIDGET_ERR_UNSUPPORTED_MEDIA_TYPE: {
+    kind: 'input',
+    retryable: false,
+    message: 'A state-changing request without "Content-Type: application/json"',
+    solve: 'Send "Content-Type: application/json" with every POST and DELETE, also when there is no body.'
+  },
+  CIDGET_ERR_ADDRESS_REFUSED: {
+    kind: 'network',
+    retryable: true,
+    message: 'A gateway named by an API client leads to a loopback, private or link-local address',
+    solve: 'Name a public gateway; the operator can configure local gateways (-g, the config file) or start the service with --allow-local.'
+  },
   CIDGET_ERR_TIMEOUT: {
     kind: 'timeout',
     retryable: true,

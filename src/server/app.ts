@@ -14,6 +14,7 @@ import { registerDashboard } from './dashboard.js'
 import { errorResponse } from './errors.js'
 import { EventHub } from './events.js'
 import { MetricsCollector } from './metrics.js'
+import { checkOrigin } from './origin.js'
 import { registerApi, requireToken } from './routes.js'
 import { formatValidationErrors } from './schemas.js'
 import { registerEvents } from './stream.js'
@@ -30,6 +31,19 @@ export interface ServerInit {
   logger?: FastifyServerOptions['logger']
   /** Least time between two progress events of one download on `/api/events`. @default 250 */
   progressIntervalMs?: number
+}
+
+/** One route of the app, as registered (HEAD routes fastify adds included). */
+export interface RouteEntry {
+  method: string
+  url: string
+}
+
+const ROUTES = new WeakMap<FastifyInstance, RouteEntry[]>()
+
+/** Every route `buildServer` registered on this app, in order: what the auth tests walk. */
+export function routesOf (app: FastifyInstance): readonly RouteEntry[] {
+  return ROUTES.get(app) ?? []
 }
 
 /** The package version, for `/healthz`. */
@@ -55,6 +69,12 @@ export async function buildServer (init: ServerInit): Promise<FastifyInstance> {
     ajv: { customOptions: { removeAdditional: false } },
     schemaErrorFormatter: formatValidationErrors,
     return503OnClosing: true
+  })
+
+  const routes: RouteEntry[] = []
+  ROUTES.set(app, routes)
+  app.addHook('onRoute', (route) => {
+    for (const method of [route.method].flat()) routes.push({ method, url: route.url })
   })
 
   // JSON bodies; an empty one is no body at all (clients often send the header with nothing after it)
@@ -104,6 +124,9 @@ export async function buildServer (init: ServerInit): Promise<FastifyInstance> {
       done()
     }
   })
+
+  // every route, the dashboard and the WebSocket handshake included; before the token (a page must learn nothing)
+  app.addHook('onRequest', async (request) => { checkOrigin(request) })
 
   app.get('/healthz', async () => ({ ok: true, version: VERSION }))
   await app.register(async (api) => {

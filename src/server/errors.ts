@@ -14,6 +14,12 @@ export function httpStatusForCode (code: ErrorCode): number {
   switch (code) {
     case 'CIDGET_ERR_UNAUTHORIZED':
       return 401
+    case 'CIDGET_ERR_FOREIGN_ORIGIN':
+      return 403
+    case 'CIDGET_ERR_UNSUPPORTED_MEDIA_TYPE':
+      return 415
+    case 'CIDGET_ERR_ADDRESS_REFUSED': // a gateway the client named: its request is at fault
+      return 400
     case 'CIDGET_ERR_UNKNOWN_DOWNLOAD':
     case 'CIDGET_ERR_NOT_FOUND': // from the API, only "no such route": the engine records a missing CID on the download instead
       return 404

@@ -8,6 +8,7 @@ import { CidgetError } from '../core/errors.js'
 import type { DownloadRecord } from '../core/types.js'
 import type { Downloader } from '../engine/downloader.js'
 import { authenticate } from './auth.js'
+import { checkJsonContentType } from './origin.js'
 import { renderMetrics, type MetricsCollector } from './metrics.js'
 import { isWithin, confinedOutput } from '../sink/confine.js'
 import {
@@ -29,12 +30,15 @@ declare module 'fastify' {
 }
 
 /**
- * Every route registered in `api` (an encapsulated context) needs the token;
- * `/healthz` and the dashboard live outside it.
+ * Every route registered in `api` (an encapsulated context) needs the token,
+ * and its state-changing requests `Content-Type: application/json` (checked
+ * after the token, before the body is read); `/healthz` and the dashboard
+ * live outside it.
  */
 export function requireToken (api: FastifyInstance, token: string | null): void {
   api.addHook('onRequest', async (request) => {
     authenticate(request, token, request.routeOptions.config.tokenInQuery === true)
+    checkJsonContentType(request)
   })
 }
 

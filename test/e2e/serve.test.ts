@@ -54,7 +54,7 @@ async function serve (args: string[] = []): Promise<Served> {
 async function api<T> (s: Served, method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
   const res = await request(s.url + path, {
     method,
-    headers: { authorization: `Bearer ${s.token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    headers: { authorization: `Bearer ${s.token}`, ...(method === 'GET' ? {} : { 'content-type': 'application/json' }) },
     ...(body === undefined ? {} : { body: JSON.stringify(body) })
   })
   const json = await res.body.json() as T

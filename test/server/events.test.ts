@@ -130,7 +130,7 @@ async function sseClient (query: string, headers: Record<string, string>): Promi
 async function post (path: string, body?: unknown): Promise<{ status: number, json: unknown }> {
   const res = await request(`http://${base}${path}`, {
     method: 'POST',
-    headers: { authorization: `Bearer ${TOKEN}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
     ...(body === undefined ? {} : { body: JSON.stringify(body) })
   })
   return { status: res.statusCode, json: await res.body.json() }
@@ -232,6 +232,43 @@ describe('/api/events', () => {
       const sse = await request(`http://${base}/api/events${query}`, { headers: { accept: 'text/event-stream', ...headers } })
       expect(sse.statusCode).toBe(401)
       expect(await sse.body.json()).toMatchObject({ error: { code: 'CIDGET_ERR_UNAUTHORIZED' } })
+    }
+  })
+
+  it('refuses a WebSocket handshake and an SSE request from a foreign Origin (403), with a valid token and under --no-auth (issue 14)', async () => {
+    const open = await buildServer({ downloader: dl, dir: join(w.dir, 'downloads'), token: null })
+    await open.listen({ host: '127.0.0.1', port: 0 })
+    const addr = open.server.address()
+    if (addr === null || typeof addr === 'string') throw new Error('no port')
+    const openBase = `127.0.0.1:${addr.port}`
+    try {
+      for (const [server, query] of [[base, `?token=${TOKEN}`], [openBase, '']] as const) {
+        for (const origin of ['https://evil.example', 'null', `http://${server}.evil.example`]) {
+          const ws = new WebSocket(`ws://${server}/api/events${query}`, { headers: { origin } })
+          const refused = await new Promise<{ status: number, body: string }>((resolve, reject) => {
+            ws.once('open', () => { ws.close(); reject(new Error(`the handshake from ${origin} was accepted`)) })
+            ws.once('error', () => {})
+            ws.once('unexpected-response', (_req, res) => {
+              let body = ''
+              res.on('data', (d: Buffer) => { body += d.toString() })
+              res.on('end', () => { resolve({ status: res.statusCode ?? 0, body }) })
+            })
+          })
+          expect(refused.status, origin).toBe(403)
+          expect(JSON.parse(refused.body)).toMatchObject({ error: { code: 'CIDGET_ERR_FOREIGN_ORIGIN' } })
+          const sse = await request(`http://${server}/api/events${query}`, { headers: { accept: 'text/event-stream', origin } })
+          expect(sse.statusCode).toBe(403)
+          await sse.body.dump()
+        }
+        // the service's own page: its Origin is the Host it was served from
+        await new Promise<void>((resolve, reject) => {
+          const ws = new WebSocket(`ws://${server}/api/events${query}`, { headers: { origin: `http://${server}` } })
+          ws.once('open', () => { ws.close(); resolve() })
+          ws.once('error', reject)
+        })
+      }
+    } finally {
+      await open.close()
     }
   })
 

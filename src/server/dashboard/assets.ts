@@ -292,10 +292,9 @@ async function api (method, path, body) {
   const headers = { Accept: 'application/json' }
   if (state.token) headers.Authorization = 'Bearer ' + state.token
   const init = { method, headers, cache: 'no-store' }
-  if (body !== undefined) {
-    headers['Content-Type'] = 'application/json'
-    init.body = JSON.stringify(body)
-  }
+  // the service takes a state-changing request only as JSON, also one without a body
+  if (method !== 'GET') headers['Content-Type'] = 'application/json'
+  if (body !== undefined) init.body = JSON.stringify(body)
   let res
   try {
     res = await fetch(path, init)
