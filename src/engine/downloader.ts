@@ -3,6 +3,7 @@ import { join, resolve, dirname, sep } from 'node:path'
 import { access, mkdir, rm, stat } from 'node:fs/promises'
 import { constants as fsConstants } from 'node:fs'
 import { setTimeout as delay } from 'node:timers/promises'
+import type { LookupFunction } from 'node:net'
 import type { Dispatcher } from 'undici'
 import { CidgetError, isCidgetError, toCidgetError, systemCode } from '../core/errors.js'
 import { DEFAULTS, DEFAULT_GATEWAYS } from '../core/defaults.js'
@@ -11,6 +12,7 @@ import { TypedEmitter, type CidgetEvents, type ProgressEvent } from '../core/eve
 import { ACTIVE_STATUSES, MODES, type DownloadRecord, type DownloadStatus, type Mode, type NewDownload } from '../core/types.js'
 import { parseTarget, defaultName, normalizeGateway } from '../target/parse.js'
 import { HttpClient } from '../gateways/http.js'
+import { AddressGuard } from '../gateways/address.js'
 import { openStore, makeOwnerId } from '../store/index.js'
 import type { ListOptions, Store } from '../store/store.js'
 import { exists, removePartial } from '../sink/partial.js'
@@ -60,8 +62,20 @@ export interface DownloaderInit extends Partial<DownloadPolicy> {
   recover?: boolean
   /** The User-Agent of every request. @default "cidget" */
   userAgent?: string
-  /** undici dispatcher for all requests (tests, proxies). */
+  /** undici dispatcher for all requests (tests, proxies). `service` does not guard a dispatcher of your own. */
   dispatcher?: Dispatcher
+  /**
+   * Set by `cidget serve` and `cidget worker`: downloads are named by API
+   * clients, who are not trusted with this machine's network. Gateways other
+   * than `gateways` (named by a download, by a gateway-URL target, or reached
+   * through a redirect) may not connect to loopback, private or link-local
+   * addresses, unless `allowLocal`; such a gateway named as an IP literal or
+   * `localhost` is refused when the download is added
+   * (CIDGET_ERR_ADDRESS_REFUSED). Connection failures are reported without
+   * addresses or system error codes. `lookup` replaces DNS for the check (tests).
+   * @default unset: every address, full error details (the CLI: its user is the operator)
+   */
+  service?: { allowLocal?: boolean, lookup?: LookupFunction }
   /** Clock, sleep and randomness, injectable for tests. */
   now?: () => number
   sleep?: (ms: number, signal: AbortSignal) => Promise<void>
@@ -69,7 +83,7 @@ export interface DownloaderInit extends Partial<DownloadPolicy> {
 }
 
 const INIT_KEYS = new Set<string>([
-  'state', 'store', 'gateways', 'concurrency', 'leaseMs', 'heartbeatMs', 'owner', 'recover', 'dispatcher', 'userAgent', 'progressIntervalMs',
+  'state', 'store', 'gateways', 'concurrency', 'leaseMs', 'heartbeatMs', 'owner', 'recover', 'dispatcher', 'service', 'userAgent', 'progressIntervalMs',
   'blockConcurrency', 'runBlocks', 'hedgeAfterMs', 'limits', 'skipSymlinks', 'checkPath',
   'now', 'sleep', 'random', ...Object.keys(DEFAULT_POLICY)
 ])
@@ -147,6 +161,7 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
   readonly owner: string
   readonly #http: HttpClient
   readonly #gateways: string[]
+  readonly #guard: AddressGuard | undefined
   readonly #concurrency: number
   readonly #leaseMs: number
   readonly #heartbeatMs: number
@@ -193,8 +208,16 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
     this.#now = init.now ?? Date.now
     this.#sleep = init.sleep ?? abortableSleep
     this.#random = init.random ?? Math.random
+    this.#guard = init.service === undefined
+      ? undefined
+      : new AddressGuard({
+        trusted: this.#gateways,
+        ...(init.service.allowLocal === undefined ? {} : { allowLocal: init.service.allowLocal }),
+        ...(init.service.lookup === undefined ? {} : { lookup: init.service.lookup })
+      })
     this.#http = new HttpClient({
       timeoutMs: policy.timeoutMs,
+      ...(this.#guard === undefined ? {} : { guard: this.#guard, opaqueErrors: true }),
       ...(init.dispatcher === undefined ? {} : { dispatcher: init.dispatcher }),
       ...(init.userAgent === undefined ? {} : { userAgent: init.userAgent })
     })
@@ -253,6 +276,7 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
       : target.gateway !== undefined && opts.gateways === undefined
         ? dedupe([normalizeGateway(target.gateway), ...this.#gateways])
         : this.#gateways
+    this.#checkGateways(gateways)
     const output = await resolveOutput(opts.output, mode === 'car' ? `${defaultName(target)}.car` : defaultName(target))
     await ensureWritableDir(dirname(output))
 
@@ -286,6 +310,12 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
     }
     this.emit('cidget:download:added', record)
     return await this.#start(record.id)
+  }
+
+  /** Under `service`: refuses a gateway a client named that is visibly local (the rest is checked as it connects). */
+  #checkGateways (gateways: string[]): string[] {
+    if (this.#guard !== undefined) for (const g of gateways) this.#guard.checkUrl(g)
+    return gateways
   }
 
   async #create (target: { cid: string, path: string, input: string }, output: string, mode: Mode, gateways: string[],
@@ -365,9 +395,9 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
           target: target.input,
           output,
           mode,
-          gateways: item.gateways !== undefined && item.gateways.length > 0
+          gateways: this.#checkGateways(item.gateways !== undefined && item.gateways.length > 0
             ? item.gateways.map(normalizeGateway)
-            : target.gateway !== undefined ? dedupe([normalizeGateway(target.gateway), ...this.#gateways]) : this.#gateways,
+            : target.gateway !== undefined ? dedupe([normalizeGateway(target.gateway), ...this.#gateways]) : this.#gateways),
           expectedSha256: item.sha256 === undefined ? null : normalizeSha256(item.sha256),
           priority: item.priority ?? 0
         })

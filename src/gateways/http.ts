@@ -1,7 +1,8 @@
 import type { Readable } from 'node:stream'
-import { Agent, interceptors, request, type Dispatcher } from 'undici'
+import { Agent, buildConnector, interceptors, request, type Dispatcher } from 'undici'
 import { CidgetError, systemCode, isNetworkCode } from '../core/errors.js'
 import { DEFAULTS } from '../core/defaults.js'
+import type { AddressGuard } from './address.js'
 
 export interface HttpClientInit {
   /** Idle timeout in ms: for the connection, the headers, and each gap between body chunks. */
@@ -11,6 +12,18 @@ export interface HttpClientInit {
   /** Redirects followed per request; default 5. */
   maxRedirections?: number
   userAgent?: string
+  /**
+   * Checks every connection (redirects included) against the addresses its
+   * origin may reach: see {@link AddressGuard}. Not applied to a `dispatcher`
+   * of your own. @default none: every address
+   */
+  guard?: AddressGuard
+  /**
+   * Connection failures say only that the connection failed or timed out, with
+   * no system error code or address (a service's clients must not learn which
+   * ports of a host are open). @default false
+   */
+  opaqueErrors?: boolean
 }
 
 export interface HttpResponse {
@@ -33,10 +46,11 @@ function flattenHeaders (raw: Record<string, string | string[] | undefined>): Re
 }
 
 /** Maps an undici/socket error to a CidgetError; rethrows the abort reason when the signal fired. */
-function mapError (err: unknown, gateway: string, phase: 'request' | 'body', signal?: AbortSignal): unknown {
+function mapError (err: unknown, gateway: string, phase: 'request' | 'body', signal?: AbortSignal, opaque = false): unknown {
   if (signal?.aborted === true) return signal.reason
   if (err instanceof CidgetError) return err
   const code = systemCode(err)
+  if (opaque) return opaqueError(err, code, gateway, phase)
   const detail = err instanceof Error ? err.message : String(err)
   if (code === 'UND_ERR_CONNECT_TIMEOUT') {
     return new CidgetError('CIDGET_ERR_TIMEOUT', `${gateway}: connect timed out`, { cause: err, gateway, phase: 'connect' })
@@ -54,6 +68,41 @@ function mapError (err: unknown, gateway: string, phase: 'request' | 'body', sig
     return new CidgetError('CIDGET_ERR_NETWORK', `${gateway}: ${code ?? ''} ${detail}`.trim(), { cause: err, gateway })
   }
   return new CidgetError('CIDGET_ERR_NETWORK', `${gateway}: ${detail}`, { cause: err, gateway })
+}
+
+/**
+ * The same classes as `mapError`, told without the details: refused, reset,
+ * unreachable and timed out before the answer all read "the connection
+ * failed", so that an error cannot tell an open port from a closed one.
+ */
+function opaqueError (err: unknown, code: string | undefined, gateway: string, phase: 'request' | 'body'): CidgetError {
+  if (code === 'UND_ERR_BODY_TIMEOUT') {
+    return new CidgetError('CIDGET_ERR_TIMEOUT', `${gateway}: no body bytes within the timeout`, { cause: err, gateway, phase: 'body' })
+  }
+  if (phase === 'body') return new CidgetError('CIDGET_ERR_STREAM_RESET', `${gateway}: connection lost mid-body`, { cause: err, gateway })
+  if (code === 'UND_ERR_CONNECT_TIMEOUT' || code === 'UND_ERR_HEADERS_TIMEOUT') {
+    return new CidgetError('CIDGET_ERR_TIMEOUT', `${gateway}: no answer within the timeout`, { cause: err, gateway, phase: 'headers' })
+  }
+  return new CidgetError('CIDGET_ERR_NETWORK', `${gateway}: the connection failed`, { cause: err, gateway })
+}
+
+/**
+ * undici's connector with every connection checked by `guard` first: an IP
+ * literal at once, a name through the lookup that `net.connect` calls, so the
+ * check sees the very addresses the socket connects to. Nothing is sent to a
+ * refused address: the connection is never opened.
+ */
+function guardedConnector (guard: AddressGuard, timeoutMs: number): buildConnector.connector {
+  const open = buildConnector({ timeout: timeoutMs, ...(guard.resolver === undefined ? {} : { lookup: guard.resolver }) } as buildConnector.BuildOptions)
+  const checked = buildConnector({ timeout: timeoutMs, lookup: guard.lookup } as buildConnector.BuildOptions)
+  return (opts, callback) => {
+    const { guarded, error } = guard.check(opts.protocol, opts.hostname, opts.port)
+    if (error !== undefined) {
+      queueMicrotask(() => { callback(error, null) })
+      return
+    }
+    ;(guarded ? checked : open)(opts, callback)
+  }
 }
 
 function prematureClose (): Error {
@@ -135,15 +184,17 @@ export class HttpClient {
   readonly #own: Agent | undefined
   readonly #timeoutMs: number
   readonly #userAgent: string
+  readonly #opaque: boolean
 
   constructor (init: HttpClientInit = {}) {
     this.#timeoutMs = init.timeoutMs ?? DEFAULTS.TIMEOUT_MS
     this.#userAgent = init.userAgent ?? 'cidget'
+    this.#opaque = init.opaqueErrors ?? false
     if (init.dispatcher !== undefined) {
       this.#dispatcher = init.dispatcher
     } else {
       this.#own = new Agent({
-        connectTimeout: this.#timeoutMs,
+        ...(init.guard === undefined ? { connectTimeout: this.#timeoutMs } : { connect: guardedConnector(init.guard, this.#timeoutMs) }),
         headersTimeout: this.#timeoutMs,
         bodyTimeout: this.#timeoutMs,
         keepAliveTimeout: 4_000,
@@ -174,15 +225,16 @@ export class HttpClient {
         bodyTimeout: this.#timeoutMs
       })
     } catch (err) {
-      throw mapError(err, gateway, 'request', signal)
+      throw mapError(err, gateway, 'request', signal, this.#opaque)
     }
     const body = res.body
     const chunks = chunksOf(body)
+    const opaque = this.#opaque
     async function * iterate (): AsyncGenerator<Uint8Array> {
       try {
         yield * chunks
       } catch (err) {
-        throw mapError(err, gateway, 'body', signal)
+        throw mapError(err, gateway, 'body', signal, opaque)
       }
     }
     let discarded = false

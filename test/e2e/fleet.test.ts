@@ -77,7 +77,7 @@ describe.skipIf(!available)('cidget worker: a fleet on one PostgreSQL queue', ()
   }
 
   function startWorker (name: string): Worker {
-    const child = spawn(process.execPath, [CLI, 'worker', '--state', db.url, '--dir', dir, '--concurrency', '4', '--worker-id', name, '--poll-ms', '50', '--json'], {
+    const child = spawn(process.execPath, [CLI, 'worker', '--state', db.url, '--dir', dir, '--concurrency', '4', '--worker-id', name, '--poll-ms', '50', '--json', '--allow-local'], {
       env: {
         ...process.env,
         CIDGET_USER_AGENT: `cidget ${name}`,

@@ -10,6 +10,7 @@ import { join } from 'node:path'
 import { request } from 'undici'
 import { world, runCli, lastRecord, fileSha256, CLI, KiB, MiB, type World } from '../helpers.js'
 import type { DownloadRecord, DownloadStatus } from '../../src/core/types.js'
+import { MemoryBlocks, startTestGateway } from '../../src/testing/index.js'
 
 let w: World
 const children: ChildProcess[] = []
@@ -35,7 +36,7 @@ interface Served {
 }
 
 /** Starts `cidget serve --port 0 …` and waits for its one line. */
-async function serve (args: string[] = []): Promise<Served> {
+async function serve (args: string[] = ['--allow-local']): Promise<Served> {
   const child = spawn(process.execPath, [CLI, 'serve', '--port', '0', '--dir', join(w.dir, 'downloads'), ...args], { env: { ...process.env, ...env() }, stdio: ['ignore', 'pipe', 'pipe'] })
   children.push(child)
   let stderr = ''
@@ -140,6 +141,26 @@ describe('cidget serve', () => {
 
     s.child.kill('SIGTERM')
     expect(await s.exited).toEqual({ code: 0, signal: null })
+  })
+
+  it('without --allow-local, a gateway a client names on 127.0.0.1 is refused (400) and gets no request; the -g gateway works (issue 14)', async () => {
+    w = await world({ size: 64 * KiB })
+    const s = await serve(['-g', w.gateways[0]!.url])
+    const other = await startTestGateway({ blocks: new MemoryBlocks() })
+    try {
+      for (const body of [{ target: w.cid, gateways: [other.url] }, { target: `${other.url}/ipfs/${w.cid}` }]) {
+        const res = await request(s.url + '/api/downloads', { method: 'POST', headers: { authorization: `Bearer ${s.token}`, 'content-type': 'application/json' }, body: JSON.stringify(body) })
+        expect(res.statusCode).toBe(400)
+        expect(await res.body.json()).toMatchObject({ error: { code: 'CIDGET_ERR_ADDRESS_REFUSED' } })
+      }
+      expect(other.requests).toHaveLength(0)
+      const rec = await api<DownloadRecord>(s, 'POST', '/api/downloads', { target: w.cid, output: 'operator.bin' })
+      expect(await until(s, rec.id, statusIs('success', 'failed'), 'finished')).toMatchObject({ status: 'success', hash: w.sha })
+    } finally {
+      await other.close()
+      s.child.kill('SIGTERM')
+      await s.exited
+    }
   })
 
   it('refuses --no-auth on a non-loopback host (exit 2)', async () => {

@@ -19,6 +19,7 @@ interface ServeFlags {
   gateway?: string[]
   token?: string
   auth: boolean
+  allowLocal?: boolean
 }
 
 /** The default port of `cidget serve`. */
@@ -41,6 +42,7 @@ export function registerServe (program: Command): void {
     .option('-g, --gateway <url>', 'gateway base URL for downloads that name none; repeat for several', (v: string, prev: string[] | undefined) => [...(prev ?? []), v])
     .option('--token <token>', 'API token (default: $CIDGET_TOKEN, else generated once and kept in <state dir>/token)')
     .option('--no-auth', 'serve without a token (only with a loopback --host)')
+    .option('--allow-local', 'let API clients name gateways on loopback, private and link-local addresses too')
     .action(async (flags: ServeFlags) => {
       await action(async () => await serve(flags))
     })
@@ -64,6 +66,8 @@ async function serve (flags: ServeFlags): Promise<ServeExit> {
   const dir = resolve(flags.dir ?? join(homedir(), '.cidget', 'downloads'))
   const dl = await openDownloader({
     state: statePath,
+    // API clients name the gateways: not this machine's network, unless the operator allows it
+    service: { allowLocal: flags.allowLocal === true },
     ...(flags.concurrency === undefined ? {} : { concurrency: flags.concurrency }),
     ...(flags.gateway === undefined ? {} : { gateways: flags.gateway })
   })

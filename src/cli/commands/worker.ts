@@ -19,6 +19,7 @@ interface WorkerFlags {
   pollMs?: number
   json?: boolean
   quiet?: boolean
+  allowLocal?: boolean
 }
 
 /** One line per event, for a log. */
@@ -42,6 +43,7 @@ export function registerWorker (program: Command): void {
     .option('--poll-ms <ms>', 'wait before asking an empty queue again (default: 1000)', parseIntOption('--poll-ms', 1))
     .option('--json', 'print events as JSON lines on stdout')
     .option('-q, --quiet', 'print nothing but errors')
+    .option('--allow-local', 'let queued downloads name gateways on loopback, private and link-local addresses too')
     .action(async (flags: WorkerFlags) => {
       await action(async () => {
         if (flags.workerId !== undefined && !/^[A-Za-z0-9._-]{1,64}$/.test(flags.workerId)) {
@@ -70,6 +72,8 @@ export function registerWorker (program: Command): void {
               owner,
               // orphans are claimed by the queue, not paused at start
               recover: false,
+              // the queue's downloads were named by others: not this machine's network, unless the operator allows it
+              service: { allowLocal: flags.allowLocal === true },
               ...(flags.concurrency === undefined ? {} : { concurrency: flags.concurrency })
             })
           } catch (err) {
