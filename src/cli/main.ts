@@ -10,6 +10,7 @@ import { registerGateways } from './commands/gateways.js'
 import { registerServe } from './commands/serve.js'
 import { registerAdd } from './commands/add.js'
 import { registerWorker } from './commands/worker.js'
+import { registerToken } from './commands/token.js'
 import { EXIT } from './exit.js'
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
@@ -32,6 +33,7 @@ registerGateways(program)
 registerServe(program)
 registerAdd(program)
 registerWorker(program)
+registerToken(program)
 registerDemo(program)
 
 // Subcommands exit through the same override as the program.

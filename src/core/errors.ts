@@ -72,7 +72,7 @@ export const ERROR_CODES = {
     kind: 'input',
     retryable: false,
     message: 'The request has no valid token',
-    solve: 'Send "Authorization: Bearer <token>" (the token is printed by `cidget serve` and stored next to its state), or set CIDGET_TOKEN.'
+    solve: 'Send "Authorization: Bearer <token>" (`cidget token` prints the token `cidget serve` stored next to its state), or set CIDGET_TOKEN.'
   },
   CIDGET_ERR_FOREIGN_ORIGIN: {
     kind: 'input',
@@ -336,6 +336,10 @@ export function fsError (err: unknown, what: string): CidgetError {
   const code = systemCode(err)
   if (code === 'ENOSPC' || code === 'EDQUOT') {
     return new CidgetError('CIDGET_ERR_DISK_FULL', `No space left on device while ${what}`, { cause: err })
+  }
+  // the path asked for, not the disk: an input error (400 from the service), not a failure
+  if (code === 'ENAMETOOLONG') {
+    return new CidgetError('CIDGET_ERR_OUTPUT_NOT_WRITABLE', `Cannot ${what}: a name in the path is too long for the file system`, { cause: err })
   }
   const detail = err instanceof Error ? err.message : String(err)
   return new CidgetError('CIDGET_ERR_FS', `Cannot ${what}: ${detail}`, { cause: err })

@@ -5,7 +5,7 @@ import { constants as fsConstants } from 'node:fs'
 import { setTimeout as delay } from 'node:timers/promises'
 import type { LookupFunction } from 'node:net'
 import type { Dispatcher } from 'undici'
-import { CidgetError, isCidgetError, toCidgetError, systemCode } from '../core/errors.js'
+import { CidgetError, isCidgetError, toCidgetError, systemCode, fsError } from '../core/errors.js'
 import { DEFAULTS, DEFAULT_GATEWAYS } from '../core/defaults.js'
 import { DEFAULT_POLICY, type DownloadPolicy } from '../core/policy.js'
 import { TypedEmitter, type CidgetEvents, type ProgressEvent } from '../core/events.js'
@@ -229,7 +229,8 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
     let store = init.store
     if (store === undefined) {
       const location = init.state ?? defaultStatePath()
-      if (init.state === undefined) await mkdir(dirname(location), { recursive: true })
+      // ~/.cidget is made on first use, private (the state and the service's token live there)
+      if (resolve(location) === defaultStatePath()) await mkdir(dirname(location), { recursive: true, mode: 0o700 })
       store = await openStore(location)
     }
     const dl = new Downloader(store, init)
@@ -509,7 +510,8 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
     }
     await removePartial(rec.output)
     if (opts.deleteFile === true && rec.status === 'success') {
-      await rm(rec.output, { force: true })
+      // a directory download's output is its tree (rm removes a link itself, never what it points to)
+      await rm(rec.output, { force: true, recursive: true }).catch((err: unknown) => { throw fsError(err, `delete ${rec.output}`) })
     }
     await this.store.deleteDownload(id)
   }

@@ -52,6 +52,30 @@ export const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', im
 /** Shutting down: every WebSocket gets a close frame, and a client that does not answer within a second is cut off. */
 const WS_CLOSE_GRACE_MS = 1_000
 
+/** A URL with the value of every `token=` query parameter replaced (`/api/events?token=…` must not reach a log). */
+export function redactUrl (url: string): string {
+  return url.replace(/([?&]token=)[^&#]*/gi, '$1[redacted]')
+}
+
+/** fastify's logger option with a request serializer that logs the URL without its token. */
+function redactingLogger (logger: NonNullable<ServerInit['logger']>): FastifyServerOptions['logger'] {
+  if (logger === false) return false
+  const opts = logger === true ? {} : logger
+  return {
+    ...opts,
+    serializers: {
+      ...opts.serializers,
+      req: (req: { method?: string, url?: string, host?: string, ip?: string, socket?: { remotePort?: number } }) => ({
+        method: req.method,
+        url: redactUrl(req.url ?? ''),
+        host: req.host,
+        remoteAddress: req.ip,
+        remotePort: req.socket?.remotePort
+      })
+    }
+  }
+}
+
 /**
  * Builds the service's fastify app (not listening yet): the REST API, the
  * events endpoint (WebSocket and SSE), `/healthz`, `/metrics` and the
@@ -64,7 +88,7 @@ export async function buildServer (init: ServerInit): Promise<FastifyInstance> {
   if (init.token !== null && init.token.length === 0) throw new CidgetError('CIDGET_ERR_BAD_OPTION', 'The token must not be empty')
 
   const app = Fastify({
-    logger: init.logger ?? false,
+    logger: redactingLogger(init.logger ?? false),
     // refuse unknown fields instead of dropping them (fastify's default removes them)
     ajv: { customOptions: { removeAdditional: false } },
     schemaErrorFormatter: formatValidationErrors,

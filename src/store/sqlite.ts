@@ -1,4 +1,4 @@
-import { accessSync, constants as fsConstants, statSync } from 'node:fs'
+import { accessSync, closeSync, constants as fsConstants, openSync, statSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
 import { Database } from './driver.js'
 import { CidgetError } from '../core/errors.js'
@@ -65,6 +65,20 @@ function checkLocation (file: string): void {
     accessSync(file, fsConstants.R_OK | fsConstants.W_OK)
   } catch (err) {
     throw stateError(file, 'it is not readable and writable', err)
+  }
+}
+
+/**
+ * A new state file is created empty with mode 0600 before SQLite opens it
+ * (SQLite would make it 0644): the `-wal` and `-shm` files SQLite adds take
+ * the database file's mode, so they are private too. An existing file is left
+ * as it is.
+ */
+function createPrivate (file: string): void {
+  try {
+    closeSync(openSync(file, 'wx', 0o600))
+  } catch (err) {
+    if (errnoOf(err) !== 'EEXIST') throw stateError(file, `cannot create it (${errnoOf(err) ?? String(err)})`, err)
   }
 }
 
@@ -296,7 +310,10 @@ export class SqliteStore implements Store {
     const now = opts.now ?? Date.now
     const memory = file === ':memory:'
     const location = memory ? file : resolve(file)
-    if (!memory) checkLocation(location)
+    if (!memory) {
+      checkLocation(location)
+      createPrivate(location)
+    }
     let db: Database.Database | undefined
     try {
       db = new Database(location, { timeout: busyTimeoutMs })

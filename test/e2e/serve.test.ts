@@ -5,7 +5,7 @@
  */
 import { describe, it, expect, afterEach } from 'vitest'
 import { spawn, type ChildProcess } from 'node:child_process'
-import { stat } from 'node:fs/promises'
+import { chmod, readFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { request } from 'undici'
 import { world, runCli, lastRecord, fileSha256, CLI, KiB, MiB, type World } from '../helpers.js'
@@ -44,12 +44,14 @@ async function serve (args: string[] = ['--allow-local']): Promise<Served> {
   const line = await new Promise<RegExpExecArray>((resolve, reject) => {
     child.stderr!.on('data', (d: Buffer) => {
       stderr += d.toString()
-      const m = /^cidget serving (http:\/\/127\.0\.0\.1:(\d+))\/ \(dashboard: \1\/#token=(\S+)\)$/m.exec(stderr)
+      // the token is printed on the start that made it; later starts point at `cidget token`
+      const m = /^cidget serving (http:\/\/127\.0\.0\.1:(\d+))\/ \(dashboard: (?:\1\/#token=(\S+)|`cidget token --server \1\/` prints its link)\)$/m.exec(stderr)
       if (m !== null) resolve(m)
     })
     void exited.then(({ code }) => { reject(new Error(`serve exited (${String(code)}): ${stderr}`)) })
   })
-  return { child, url: line[1]!, token: decodeURIComponent(line[3]!), exited, stderr: () => stderr }
+  const token = line[3] !== undefined ? decodeURIComponent(line[3]) : (await runCli(['token'], { env: env() })).stdout.trim()
+  return { child, url: line[1]!, token, exited, stderr: () => stderr }
 }
 
 async function api<T> (s: Served, method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
@@ -161,6 +163,52 @@ describe('cidget serve', () => {
       s.child.kill('SIGTERM')
       await s.exited
     }
+  })
+
+  it('with the default state, makes ~/.cidget (0700), the state and its WAL (0600) and the token (0600); prints the token only when it made it; `cidget token` prints it (issue 14)', async () => {
+    w = await world({ size: 1 })
+    const home = join(w.dir, 'home')
+    const homeEnv: NodeJS.ProcessEnv = { ...process.env, ...env(), HOME: home }
+    delete homeEnv.CIDGET_STATE
+    const start = async (): Promise<{ child: ChildProcess, line: string, exited: Promise<unknown> }> => {
+      const child = spawn(process.execPath, [CLI, 'serve', '--port', '0', '--dir', join(w.dir, 'downloads')], { env: homeEnv, stdio: ['ignore', 'pipe', 'pipe'] })
+      children.push(child)
+      const exited = new Promise(resolve => { child.on('exit', resolve) })
+      let stderr = ''
+      const line = await new Promise<string>((resolve, reject) => {
+        child.stderr!.on('data', (d: Buffer) => {
+          stderr += d.toString()
+          const m = /^cidget serving .*$/m.exec(stderr)
+          if (m !== null) resolve(m[0])
+        })
+        void exited.then(() => { reject(new Error(`serve exited: ${stderr}`)) })
+      })
+      return { child, line, exited }
+    }
+    const first = await start()
+    const token = (await readFile(join(home, '.cidget', 'token'), 'utf8')).trim()
+    expect(first.line).toContain(`#token=${token}`)
+    expect((await stat(join(home, '.cidget'))).mode & 0o777).toBe(0o700)
+    for (const f of ['state.db', 'state.db-wal', 'token']) expect((await stat(join(home, '.cidget', f))).mode & 0o777, f).toBe(0o600)
+    first.child.kill('SIGTERM')
+    await first.exited
+
+    const second = await start()
+    expect(second.line).not.toContain(token)
+    expect(second.line).toMatch(/cidget token --server http:\/\/127\.0\.0\.1:\d+\/` prints its link/)
+    const url = /cidget serving (\S+) /.exec(second.line)![1]!
+    const printed = await runCli(['token'], { env: homeEnv })
+    expect(printed).toMatchObject({ code: 0, stdout: `${token}\n` })
+    const link = await runCli(['token', '--server', url], { env: homeEnv })
+    expect(link.stdout).toBe(`${url}#token=${token}\n`)
+    second.child.kill('SIGTERM')
+    await second.exited
+
+    // a token file others could have written is not used
+    await chmod(join(home, '.cidget', 'token'), 0o666)
+    const refused = await runCli(['token'], { env: homeEnv })
+    expect(refused.code).toBe(2)
+    expect(refused.stderr).toMatch(/writable by everyone.*\[CIDGET_ERR_STATE\]/)
   })
 
   it('refuses --no-auth on a non-loopback host (exit 2)', async () => {

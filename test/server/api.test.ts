@@ -11,7 +11,7 @@ import { buildServer, routesOf } from '../../src/server/app.js'
 import type { Downloader } from '../../src/engine/downloader.js'
 import type { DownloadRecord, DownloadStatus } from '../../src/core/types.js'
 import type { GatewayTotals } from '../../src/engine/downloader.js'
-import { startTestGateway } from '../../src/testing/index.js'
+import { addDirectory, seededBytes, startTestGateway } from '../../src/testing/index.js'
 import { world, fileSha256, progressReaches, KiB, type World } from '../helpers.js'
 
 const TOKEN = 'test-token-0123456789'
@@ -121,6 +121,24 @@ describe('auth', () => {
     const r = await call({ url: '/api/downloads', method: 'OPTIONS', headers: { origin: 'https://elsewhere.example', 'access-control-request-method': 'POST' } })
     expect(r.status).toBe(403)
     expect(Object.keys(r.headers).filter(h => h.startsWith('access-control-'))).toEqual([])
+  })
+})
+
+describe('logs (issue 14, item 7)', () => {
+  it('a logged request URL carries no token', async () => {
+    const lines: string[] = []
+    const logged = await buildServer({ downloader: dl, dir, token: TOKEN, logger: { level: 'info', stream: { write: (l: string) => { lines.push(l) } } } })
+    try {
+      await logged.inject({ url: `/api/events?a=1&token=${TOKEN}&b=2` })
+      await logged.inject({ url: '/api/downloads?token=wrong-secret' })
+    } finally {
+      await logged.close()
+    }
+    const text = lines.join('')
+    expect(text).toContain('/api/events?a=1&token=[redacted]&b=2')
+    expect(text).toContain('/api/downloads?token=[redacted]')
+    expect(text).not.toContain(TOKEN)
+    expect(text).not.toContain('wrong-secret')
   })
 })
 
@@ -337,6 +355,31 @@ describe('downloads', () => {
     expect(r.status).toBe(400)
     expect(errorOf(r.body).code).toBe('CIDGET_ERR_OUTSIDE_DIR')
     expect((await stat(outside)).size).toBe(512 * KiB)
+  })
+})
+
+describe('bugs of issue 14, item 10', () => {
+  it('DELETE ?deleteFile=true removes a directory download\'s whole tree (not 500 EISDIR)', async () => {
+    const root = await addDirectory(w.blocks, [
+      { path: 'a.bin', content: seededBytes(3 * KiB, 7) },
+      { path: 'sub/b.txt', content: new TextEncoder().encode('b') }
+    ])
+    const rec = await add({ target: root.toString(), output: 'tree' })
+    expect(await until(rec.id, ['success', 'failed'])).toMatchObject({ status: 'success' })
+    expect((await stat(join(dir, 'tree', 'sub', 'b.txt'))).size).toBe(1)
+    const r = await call({ method: 'DELETE', url: `/api/downloads/${rec.id}?deleteFile=true` })
+    expect(r.status, JSON.stringify(r.body)).toBe(204)
+    await expect(stat(join(dir, 'tree'))).rejects.toMatchObject({ code: 'ENOENT' })
+    expect((await call({ url: `/api/downloads/${rec.id}` })).status).toBe(404)
+  })
+
+  it('an output name too long for the file system is a 400, not a 500', async () => {
+    for (const output of ['x'.repeat(300), `d/${'y'.repeat(256)}/f.bin`, `${'z'.repeat(300)}/`]) {
+      const r = await call({ method: 'POST', url: '/api/downloads', payload: { target: w.cid, output, gateways: [w.gateways[0]!.url] } })
+      expect(r.status, output.slice(0, 20) + JSON.stringify(r.body)).toBe(400)
+      expect(errorOf(r.body).code).toBe('CIDGET_ERR_OUTPUT_NOT_WRITABLE')
+      expect(errorOf(r.body).message).toMatch(/too long/)
+    }
   })
 })
 

@@ -72,11 +72,13 @@ async function serve (flags: ServeFlags): Promise<ServeExit> {
     ...(flags.gateway === undefined ? {} : { gateways: flags.gateway })
   })
   let token: string | null = null
+  // printed only when it was made now: the stored one is for `cidget token`, a given one the user knows
+  let newToken = false
   try {
     if (flags.auth) {
-      token = flags.token !== undefined
-        ? checkToken(flags.token, '--token')
-        : envToken !== undefined ? checkToken(envToken, 'CIDGET_TOKEN') : await loadOrCreateToken(tokenFile(statePath))
+      if (flags.token !== undefined) token = checkToken(flags.token, '--token')
+      else if (envToken !== undefined) token = checkToken(envToken, 'CIDGET_TOKEN')
+      else ({ token, created: newToken } = await loadOrCreateToken(tokenFile(statePath)))
     }
   } catch (err) {
     await dl.close()
@@ -145,7 +147,14 @@ async function serve (flags: ServeFlags): Promise<ServeExit> {
   const addr = app.server.address()
   const port = addr !== null && typeof addr === 'object' ? addr.port : flags.port
   const base = `http://${urlHost(flags.host)}:${port}/`
-  process.stderr.write(`cidget serving ${base} (dashboard: ${base}${token === null ? '' : `#token=${encodeURIComponent(token)}`})\n`)
+  const dashboard = token === null
+    ? base
+    : newToken
+      ? `${base}#token=${encodeURIComponent(token)}`
+      : flags.token !== undefined || envToken !== undefined
+        ? `${base}#token=<the token you gave>`
+        : `\`cidget token${flags.state === undefined ? '' : ' --state <this state>'} --server ${base}\` prints its link`
+  process.stderr.write(`cidget serving ${base} (dashboard: ${dashboard})\n`)
 
   // what a crash or the last shutdown stopped goes on; what a person paused stays paused.
   // On a shared PostgreSQL queue that is the workers' job (`cidget worker`): the service shows

@@ -42,7 +42,7 @@ export const DASHBOARD_HTML = `<!doctype html>
     <h2 id="token-heading">Access token</h2>
     <p id="token-reason">This service needs its access token.</p>
     <form id="token-form" data-testid="token-form">
-      <label for="token-input">Token (printed by <code>cidget serve</code>)</label>
+      <label for="token-input">Token (<code>cidget token</code> prints it)</label>
       <div class="row">
         <input id="token-input" name="token" type="password" autocomplete="off" spellcheck="false" required data-testid="token-input">
         <button type="submit" data-testid="token-submit">Connect</button>
@@ -304,7 +304,7 @@ async function api (method, path, body) {
   if (res.status === 401) {
     const hadToken = Boolean(headers.Authorization)
     storeToken(null)
-    askToken(hadToken ? 'The service refused the token. Enter the token cidget serve printed.' : 'This service needs its access token.')
+    askToken(hadToken ? 'The service refused the token. Enter the token that cidget token prints.' : 'This service needs its access token.')
     throw new ApiError(401, 'UNAUTHORIZED', 'The service refused the token')
   }
   if (res.status === 204) return null
