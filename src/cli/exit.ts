@@ -1,5 +1,6 @@
 import { CidgetError, ERROR_CODES, toCidgetError } from '../core/errors.js'
 import type { DownloadRecord } from '../core/types.js'
+import { printable } from './format.js'
 
 /** The CLI's exit codes. */
 export const EXIT = {
@@ -52,5 +53,5 @@ export function worstExit (codes: ExitCode[]): ExitCode {
 /** One line for the user: `cidget: <message> [CODE]`. */
 export function errorLine (err: unknown): string {
   const e = err instanceof CidgetError ? err : toCidgetError(err)
-  return `cidget: ${e.message} [${e.code}]`
+  return `cidget: ${printable(e.message)} [${e.code}]`
 }

@@ -1,5 +1,23 @@
 import type { DownloadRecord } from '../core/types.js'
 
+/**
+ * Text from elsewhere (targets, names from a DAG, output paths, errors that
+ * quote them) as it may go to a terminal: C0 and C1 control characters and
+ * DEL become visible escapes (`\n`, `\x1b`), so a name cannot move the
+ * cursor, clear the screen or forge a line.
+ */
+export function printable (text: string): string {
+  // eslint-disable-next-line no-control-regex -- control characters are exactly what is escaped here
+  return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => {
+    switch (c) {
+      case '\n': return '\\n'
+      case '\r': return '\\r'
+      case '\t': return '\\t'
+      default: return `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`
+    }
+  })
+}
+
 export function humanBytes (n: number | null): string {
   if (n === null) return '?'
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB']
@@ -23,17 +41,17 @@ export function describe (r: DownloadRecord): string {
   const lines = [
     `id:        ${r.id}`,
     `status:    ${r.status}`,
-    `target:    ${r.target}`,
-    `cid:       ${r.cid}${r.path}`,
-    `output:    ${r.output}`,
+    `target:    ${printable(r.target)}`,
+    `cid:       ${r.cid}${printable(r.path)}`,
+    `output:    ${printable(r.output)}`,
     `mode:      ${r.mode}`,
     `progress:  ${humanBytes(r.currentSize)} of ${humanBytes(r.size)}${pct}`,
     `attempts:  ${r.attempts}${r.lastAttempt !== null ? ` (last ${new Date(r.lastAttempt).toISOString()})` : ''}`,
-    `gateway:   ${r.gateway ?? '-'}`
+    `gateway:   ${printable(r.gateway ?? '-')}`
   ]
   if (r.hash !== null) lines.push(`sha256:    ${r.hash}`)
   if (r.expectedSha256 !== null) lines.push(`expected:  ${r.expectedSha256}`)
-  if (r.error !== null) lines.push(`error:     ${r.error}${r.errorCode !== null ? ` [${r.errorCode}]` : ''}`)
+  if (r.error !== null) lines.push(`error:     ${printable(r.error)}${r.errorCode !== null ? ` [${r.errorCode}]` : ''}`)
   return lines.join('\n')
 }
 
@@ -45,7 +63,7 @@ export function table (rows: DownloadRecord[]): string {
     r.status,
     r.size !== null && r.size > 0 ? `${Math.floor(r.currentSize * 100 / r.size)}%` : r.status === 'success' ? '100%' : '-',
     humanBytes(r.size ?? (r.status === 'success' ? r.currentSize : null)),
-    r.output
+    printable(r.output)
   ])
   const widths = head.map((h, i) => Math.max(h.length, ...body.map(row => (row[i] ?? '').length)))
   const line = (cols: string[]): string => cols.map((c, i) => i === cols.length - 1 ? c : c.padEnd(widths[i] ?? 0)).join('  ')

@@ -264,6 +264,7 @@ describe('downloads', () => {
       [{ method: 'POST', url: '/api/downloads', payload: { target: w.cid, priority: 1.5 } }, 'CIDGET_ERR_BAD_OPTION', /priority/],
       [{ method: 'POST', url: '/api/downloads', payload: { target: w.cid, gateways: ['ftp://x'] } }, 'CIDGET_ERR_BAD_OPTION', /ftp:\/\/x/],
       [{ method: 'POST', url: '/api/downloads', payload: { target: 'not a cid' } }, 'CIDGET_ERR_BAD_TARGET', /not a cid/],
+      [{ method: 'POST', url: '/api/downloads', payload: { target: `${w.cid}/a\u001b[2J\nb` } }, 'CIDGET_ERR_BAD_TARGET', /control character/],
       [{ method: 'POST', url: '/api/downloads', payload: '{"target":', headers: { 'content-type': 'application/json' } }, 'CIDGET_ERR_BAD_OPTION', /not valid JSON/],
       [{ method: 'POST', url: '/api/downloads' }, 'CIDGET_ERR_BAD_OPTION', /body/],
       [{ method: 'GET', url: '/api/downloads?limit=0' }, 'CIDGET_ERR_BAD_OPTION', /query\.limit must be >= 1/],

@@ -9,6 +9,7 @@ import { loadSettings } from '../config.js'
 import { action, printRecord, withDownloader, EXIT } from '../context.js'
 import { DEFAULT_SERVER, RemoteClient, type AddRequest } from '../remote.js'
 import { lineError, parseQueue, readSource, sourceName, type QueueLine } from '../queue-file.js'
+import { printable } from '../format.js'
 
 interface AddFlags {
   server?: string
@@ -176,7 +177,7 @@ export function registerAdd (program: Command): void {
         if (!quiet) {
           const one = queued[0]
           process.stderr.write(source === undefined && one !== undefined
-            ? `queued download ${one.id}: ${one.target} → ${one.output} (${where})\n`
+            ? `queued download ${one.id}: ${printable(one.target)} → ${printable(one.output)} (${where})\n`
             : `queued ${queued.length} download${queued.length === 1 ? '' : 's'} (${idRange(queued)}) ${state === undefined ? 'on' : 'in'} ${where}\n`)
         }
         return EXIT.SUCCESS

@@ -4,7 +4,7 @@ import { MODES, type Mode } from '../../core/types.js'
 import { action, openDownloader, pauseOnSignals, parseIntOption, EXIT } from '../context.js'
 import { exitCodeForRecord } from '../exit.js'
 import { ProgressView } from '../progress.js'
-import { humanBytes } from '../format.js'
+import { humanBytes, printable } from '../format.js'
 import type { DownloadRecord } from '../../core/types.js'
 
 interface GetFlags {
@@ -28,13 +28,13 @@ export function summary (rec: DownloadRecord): string {
   switch (rec.status) {
     case 'success':
       return rec.hash === null
-        ? `saved ${rec.output}/ (${humanBytes(rec.size)}, every block verified against ${rec.cid}) [download ${rec.id}]`
-        : `saved ${rec.output} (${humanBytes(rec.size)}, sha256 ${rec.hash}${rec.mode === 'verified' ? ', verified against the CID' : ''}) [download ${rec.id}]`
+        ? `saved ${printable(rec.output)}/ (${humanBytes(rec.size)}, every block verified against ${rec.cid}) [download ${rec.id}]`
+        : `saved ${printable(rec.output)} (${humanBytes(rec.size)}, sha256 ${rec.hash}${rec.mode === 'verified' ? ', verified against the CID' : ''}) [download ${rec.id}]`
     case 'paused':
       return `paused download ${rec.id} at ${humanBytes(rec.currentSize)} of ${humanBytes(rec.size)}` +
-        (rec.error !== null ? `: ${rec.error}` : '') + `; continue with: cidget resume ${rec.id}`
+        (rec.error !== null ? `: ${printable(rec.error)}` : '') + `; continue with: cidget resume ${rec.id}`
     default:
-      return `download ${rec.id} ${rec.status}` + (rec.error !== null ? `: ${rec.error} [${rec.errorCode ?? ''}]` : '')
+      return `download ${rec.id} ${rec.status}` + (rec.error !== null ? `: ${printable(rec.error)} [${rec.errorCode ?? ''}]` : '')
   }
 }
 

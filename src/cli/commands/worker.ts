@@ -9,7 +9,7 @@ import type { Downloader } from '../../engine/downloader.js'
 import { runWorker, type WorkerEvent } from '../../engine/worker.js'
 import { action, openDownloader, parseIntOption } from '../context.js'
 import { EXIT } from '../exit.js'
-import { describe } from '../format.js'
+import { describe, printable } from '../format.js'
 
 interface WorkerFlags {
   state?: string
@@ -25,7 +25,7 @@ interface WorkerFlags {
 /** One line per event, for a log. */
 function line (owner: string, e: WorkerEvent): string {
   switch (e.type) {
-    case 'claimed': return `worker ${owner}: claimed download ${e.id} (${e.status}): ${e.target} → ${e.output}`
+    case 'claimed': return `worker ${owner}: claimed download ${e.id} (${e.status}): ${printable(e.target)} → ${printable(e.output)}`
     case 'finished': return `worker ${owner}: ${describe(e.record)}`
     case 'idle': return `worker ${owner}: the queue has nothing to claim; waiting`
     case 'state-unavailable': return `worker ${owner}: the state cannot be reached (${e.message}); trying again in ${Math.round(e.retryInMs)} ms`

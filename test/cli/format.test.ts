@@ -1,0 +1,30 @@
+import { describe, it, expect } from 'vitest'
+import { describe as describeRecord, printable, table } from '../../src/cli/format.js'
+import type { DownloadRecord } from '../../src/core/types.js'
+
+const hostile = 'a\u001b[2J\nforged line\r\u009b31m\u007f.bin'
+
+function record (over: Partial<DownloadRecord>): DownloadRecord {
+  return {
+    id: 1, cid: 'bafy', path: '', target: 'bafy', output: '/tmp/x', mode: 'verified', gateways: [], gateway: null, size: 10,
+    expectedSha256: null, status: 'failed', attempts: 1, lastAttempt: null, currentSize: 0, hash: null, etag: null, error: null,
+    errorCode: null, priority: 0, createdAt: 0, updatedAt: 0, completedAt: null, leaseOwner: null, leaseExpires: null, ...over
+  } as DownloadRecord
+}
+
+describe('printable (issue 14, item 8)', () => {
+  it('escapes C0 and C1 control characters and DEL, and leaves everything else', () => {
+    expect(printable(hostile)).toBe('a\\x1b[2J\\nforged line\\r\\x9b31m\\x7f.bin')
+    expect(printable('naïve 日本 ✓ tab\there')).toBe('naïve 日本 ✓ tab\\there')
+  })
+
+  it('cidget list and status print names escaped: no control character reaches the terminal', () => {
+    const rec = record({ output: `/tmp/${hostile}`, target: `bafy/${hostile}`, path: `/${hostile}`, error: `Cannot write ${hostile}` })
+    for (const text of [table([rec]), describeRecord(rec)]) {
+      // eslint-disable-next-line no-control-regex -- control characters are what must be absent
+      expect(text.replace(/\n/g, '')).not.toMatch(/[\u0000-\u001f\u007f-\u009f]/)
+      expect(text).toContain('a\\x1b[2J\\nforged line')
+    }
+    expect(table([rec]).split('\n')).toHaveLength(2)
+  })
+})
