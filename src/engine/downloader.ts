@@ -136,6 +136,15 @@ interface Running {
   flushProgress?: () => void
 }
 
+/**
+ * Gateways besides the configured ones whose totals `gatewayStats()` (and so
+ * `/api/gateways` and `/metrics`) reports one by one; the rest are summed up
+ * in one entry whose url is {@link OTHER_GATEWAYS}.
+ */
+export const MAX_TRACKED_GATEWAYS = 64
+/** The `url` of the entry that sums up the gateways beyond MAX_TRACKED_GATEWAYS. */
+export const OTHER_GATEWAYS = 'other'
+
 /** The default state file. */
 export function defaultStatePath (): string {
   return join(homedir(), '.cidget', 'state.db')
@@ -180,6 +189,8 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
   readonly #pools = new Set<GatewayPool>()
   /** Totals of the pools of finished runs, per gateway. */
   readonly #pastStats = new Map<string, GatewayTotals>()
+  /** Totals of the gateways left out of #pastStats (least recently used beyond MAX_TRACKED_GATEWAYS). */
+  readonly #otherStats: GatewayTotals = emptyTotals(OTHER_GATEWAYS)
   readonly #queue: Array<{ id: number, priority: number, start: () => void }> = []
   #active = 0
   #closed = false
@@ -690,6 +701,7 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
    * the latency, throughput and state seen by the downloads running now.
    */
   gatewayStats (): GatewayTotals[] {
+    const ops = new Set(this.#gateways)
     const out = new Map<string, GatewayTotals>()
     const add = (t: GatewayTotals): void => {
       const o = out.get(t.url)
@@ -699,10 +711,24 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
       o.dropped ||= t.dropped
       o.blockedUntil = Math.max(o.blockedUntil, t.blockedUntil)
     }
+    // the operator's gateways, then the others most recent first: running downloads' ones, then finished ones newest first
     for (const url of this.#gateways) add(emptyTotals(url))
-    for (const t of this.#pastStats.values()) add({ ...t, inFlight: 0, dropped: false, blockedUntil: 0 })
     for (const pool of this.#pools) for (const s of pool.stats()) add(totalsOf(s))
-    return [...out.values()]
+    for (const t of [...this.#pastStats.values()].reverse()) add({ ...t, inFlight: 0, dropped: false, blockedUntil: 0 })
+    // gateways clients named are many and unbounded: beyond MAX_TRACKED_GATEWAYS they are one "other" entry
+    const result: GatewayTotals[] = []
+    let others = 0
+    const other = { ...this.#otherStats, inFlight: 0, dropped: false, blockedUntil: 0 }
+    for (const t of out.values()) {
+      if (ops.has(t.url) || others++ < MAX_TRACKED_GATEWAYS) {
+        result.push(t)
+      } else {
+        addCounts(other, t)
+        other.inFlight += t.inFlight
+      }
+    }
+    if (other.requests > 0 || other.inFlight > 0 || others > MAX_TRACKED_GATEWAYS) result.push(other)
+    return result
   }
 
   /** A gateway pool for one download: scores and dropped gateways are per download. */
@@ -744,8 +770,29 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
       for (const s of pool.stats()) {
         const past = this.#pastStats.get(s.url) ?? emptyTotals(s.url)
         addCounts(past, totalsOf(s))
+        // most recently used last (a Map keeps insertion order): the first one is the least recently used
+        this.#pastStats.delete(s.url)
         this.#pastStats.set(s.url, past)
       }
+      this.#boundPastStats()
+    }
+  }
+
+  /**
+   * Keeps the totals of at most MAX_TRACKED_GATEWAYS gateways besides the
+   * operator's: the least recently used ones are added into one "other" entry,
+   * so that clients naming ever new gateways cannot grow memory or /metrics.
+   */
+  #boundPastStats (): void {
+    const ops = new Set(this.#gateways)
+    let extra = 0
+    for (const url of this.#pastStats.keys()) if (!ops.has(url)) extra++
+    for (const [url, t] of this.#pastStats) {
+      if (extra <= MAX_TRACKED_GATEWAYS) break
+      if (ops.has(url)) continue
+      addCounts(this.#otherStats, t)
+      this.#pastStats.delete(url)
+      extra--
     }
   }
 

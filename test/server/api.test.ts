@@ -10,7 +10,7 @@ import type { FastifyInstance, InjectOptions } from 'fastify'
 import { buildServer, routesOf } from '../../src/server/app.js'
 import type { Downloader } from '../../src/engine/downloader.js'
 import type { DownloadRecord, DownloadStatus } from '../../src/core/types.js'
-import type { GatewayTotals } from '../../src/engine/downloader.js'
+import { MAX_TRACKED_GATEWAYS, OTHER_GATEWAYS, type GatewayTotals } from '../../src/engine/downloader.js'
 import { addDirectory, seededBytes, startTestGateway } from '../../src/testing/index.js'
 import { world, fileSha256, progressReaches, KiB, type World } from '../helpers.js'
 
@@ -380,6 +380,35 @@ describe('bugs of issue 14, item 10', () => {
       expect(r.status, output.slice(0, 20) + JSON.stringify(r.body)).toBe(400)
       expect(errorOf(r.body).code).toBe('CIDGET_ERR_OUTPUT_NOT_WRITABLE')
       expect(errorOf(r.body).message).toMatch(/too long/)
+    }
+  })
+})
+
+describe('/metrics stays bounded (issue 14, item 9)', () => {
+  it('clients naming ever new gateways get at most MAX_TRACKED_GATEWAYS series each, the rest summed as gateway="other"', async () => {
+    const own = await w.open({ concurrency: 4 })
+    const svc = await buildServer({ downloader: own, dir, token: null })
+    try {
+      // 4 downloads naming 64 gateways each (a closed port: every request fails at once)
+      const jobs = []
+      for (let d = 0; d < 4; d++) {
+        const gateways = Array.from({ length: 64 }, (_, i) => `http://127.0.0.1:1/d${d}g${i}`)
+        jobs.push(await own.add(w.cid, { output: join(dir, `bounded-${d}.bin`), gateways }))
+      }
+      for (const job of jobs) expect((await job.done).status).toBe('failed')
+      const stats = own.gatewayStats()
+      expect(stats.length).toBeLessThanOrEqual(1 + MAX_TRACKED_GATEWAYS + 1)
+      const other = stats.find(g => g.url === OTHER_GATEWAYS)
+      expect(other?.requests).toBeGreaterThan(0)
+      // the most recently used are the ones kept by name
+      expect(stats.some(g => g.url.includes('/d3g'))).toBe(true)
+      const text = (await svc.inject({ url: '/metrics', headers: { host: '127.0.0.1' } })).body
+      const series = text.split('\n').filter(l => l.startsWith('cidget_gateway_requests_total{'))
+      expect(series.length).toBeLessThanOrEqual(1 + MAX_TRACKED_GATEWAYS + 1)
+      expect(series).toContain(`cidget_gateway_requests_total{gateway="other"} ${other!.requests}`)
+    } finally {
+      await svc.close()
+      await own.close()
     }
   })
 })
