@@ -176,6 +176,12 @@ export const ERROR_CODES = {
     message: 'A symlink in the DAG points outside the output directory',
     solve: 'Pass --skip-symlinks to leave symlinks out.'
   },
+  CIDGET_ERR_UNSAFE_PARTIAL: {
+    kind: 'fs',
+    retryable: false,
+    message: 'The partial file or staging directory is a symlink, not a plain file or directory, or not owned by this user',
+    solve: 'Nothing was written through it. Remove <output>.cidget-partial (or a link below a staging directory) if you trust it, or choose another output with -o.'
+  },
   CIDGET_ERR_DISK_FULL: {
     kind: 'disk',
     retryable: false,
