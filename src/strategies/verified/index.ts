@@ -643,6 +643,8 @@ async function verifiedDownload (ctx: VerifiedContext, internal: AbortController
     if (failure !== undefined) throw failure
     clearTimeout(timer)
     await checkpoint()
+    // every link resolved on disk, through the others: one that leads out is refused, or left out
+    await tree.confineLinks(ctx.skipSymlinks)
     if (isDirectory) total = writtenBytes
     progress()
   } catch (thrown) {
