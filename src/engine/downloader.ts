@@ -14,7 +14,7 @@ import { HttpClient } from '../gateways/http.js'
 import { openStore, makeOwnerId } from '../store/index.js'
 import type { ListOptions, Store } from '../store/store.js'
 import { exists, removePartial } from '../sink/partial.js'
-import { confinedOutput } from '../sink/confine.js'
+import { checkPartialPath, confinedOutput } from '../sink/confine.js'
 import { runPathDownload } from '../strategies/path.js'
 import { runVerifiedDownload, DEFAULT_DAG_LIMITS, type DagLimits } from '../strategies/verified/index.js'
 import { runCarDownload } from '../strategies/verified/car.js'
@@ -357,6 +357,7 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
         const name = mode === 'car' ? `${defaultName(target)}.car` : defaultName(target)
         const confined = await confinedOutput(dir, item.output)
         const output = confined.endsWith(sep) ? join(confined, name) : confined
+        if (confined.endsWith(sep)) await checkPartialPath(dir, output)
         // a queue never overwrites: a file already there is the user's, or another download's
         if (await exists(output)) throw new CidgetError('CIDGET_ERR_OUTPUT_EXISTS', `${output} already exists`)
         inits.push({
