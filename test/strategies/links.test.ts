@@ -4,7 +4,7 @@
  * downloads of hostile DAGs from a real test gateway.
  */
 import { describe, it, expect, afterEach } from 'vitest'
-import { lstat, mkdir, mkdtemp, readdir, readlink, realpath, rm, symlink, writeFile } from 'node:fs/promises'
+import { lstat, mkdir, mkdtemp, readFile, readdir, readlink, realpath, rm, symlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join, sep } from 'node:path'
 import { CID } from 'multiformats/cid'
@@ -12,7 +12,7 @@ import { sha256 as mhSha256 } from 'multiformats/hashes/sha2'
 import * as rawCodec from 'multiformats/codecs/raw'
 import * as dagPb from '@ipld/dag-pb'
 import { UnixFS } from 'ipfs-unixfs'
-import { MemoryBlocks, startTestGateway } from '../../src/testing/index.js'
+import { MemoryBlocks, addFile, seededBytes, startTestGateway } from '../../src/testing/index.js'
 import { Downloader, type DownloaderInit } from '../../src/engine/downloader.js'
 import { confineLinks, linksBelow, resolveLink, MAX_LINK_HOPS } from '../../src/strategies/verified/links.js'
 import { isCidgetError } from '../../src/core/errors.js'
@@ -161,5 +161,30 @@ describe('verified directories: links resolved on disk', () => {
     const got = await download(blocks, root)
     expect(got).toMatchObject({ status: 'failed', errorCode: 'CIDGET_ERR_UNSAFE_SYMLINK' })
     await expect(lstat(got.out)).rejects.toThrow(/ENOENT/)
+  })
+})
+
+describe('a partial file or staging directory that no recorded progress counts', () => {
+  it('is emptied first: none of its bytes or files end up in the output (a plain file planted at <output>.cidget-partial)', async () => {
+    const blocks = new MemoryBlocks()
+    const data = seededBytes(1000, 3)
+    const file = await addFile(blocks, data)
+    const tree = await dir(blocks, [['a.txt', await put(blocks, new TextEncoder().encode('a'), rawCodec.code)]])
+    const gateway = await startTestGateway({ blocks })
+    cleanups.push(async () => { await gateway.close() })
+    const d = await tempDir()
+    await writeFile(join(d, 'file.cidget-partial'), Buffer.alloc(5000, 0x41))
+    await mkdir(join(d, 'tree.cidget-partial', 'planted'), { recursive: true })
+    await writeFile(join(d, 'tree.cidget-partial', 'a.txt'), 'planted bytes after the first')
+    await symlink('..', join(d, 'tree.cidget-partial', 'planted', 'up'))
+    const dl = await Downloader.open({ state: join(d, 'state.db'), gateways: [gateway.url], hedgeAfterMs: 0, initialBackoffMs: 1 })
+    cleanups.push(async () => { await dl.close() })
+    const f = await (await dl.add(file.toString(), { output: join(d, 'file') })).done
+    expect(f.status, f.error ?? '').toBe('success')
+    expect(Buffer.from(await readFile(join(d, 'file'))).equals(Buffer.from(data))).toBe(true)
+    const t = await (await dl.add(tree.toString(), { output: join(d, 'tree') })).done
+    expect(t.status, t.error ?? '').toBe('success')
+    expect(await walk(join(d, 'tree'))).toEqual(['a.txt'])
+    expect(await readFile(join(d, 'tree', 'a.txt'), 'utf8')).toBe('a')
   })
 })

@@ -45,7 +45,13 @@ export class OutputTree {
     this.isDirectory = isDirectory
   }
 
-  static async open (output: string, isDirectory: boolean): Promise<OutputTree> {
+  /**
+   * Opens the partial file or staging directory of `output`. With `clear`
+   * (no progress of it is recorded), what is there already is stale (a run
+   * stopped before its first checkpoint, or planted): it is emptied, so that
+   * none of its bytes or files can end up in the output.
+   */
+  static async open (output: string, isDirectory: boolean, opts: { clear?: boolean } = {}): Promise<OutputTree> {
     const tree = new OutputTree(output, isDirectory)
     try {
       // the output's own directory is the user's choice, links on the way included
@@ -55,9 +61,20 @@ export class OutputTree {
     }
     if (isDirectory) {
       tree.#fresh = await ownedDirectory(tree.root)
+      if (!tree.#fresh && opts.clear === true) {
+        // a real directory of this user (checked above); rm does not follow the links in it
+        await rm(tree.root, { recursive: true }).catch((err: unknown) => { throw fsError(err, `remove the stale ${tree.root}`) })
+        tree.#fresh = await ownedDirectory(tree.root)
+      }
       tree.#dirs.add(tree.root)
     } else {
       const fh = await openOwnedFile(tree.root, constants.O_WRONLY)
+      if (opts.clear === true) {
+        await fh.truncate(0).catch(async (err: unknown) => {
+          await fh.close().catch(() => {})
+          throw fsError(err, `truncate ${tree.root}`)
+        })
+      }
       tree.#open.set(tree.root, { fh: Promise.resolve(fh), users: 0 })
     }
     return tree
