@@ -173,8 +173,8 @@ export const ERROR_CODES = {
   CIDGET_ERR_UNSAFE_SYMLINK: {
     kind: 'corruption',
     retryable: false,
-    message: 'A symlink in the DAG points outside the output directory',
-    solve: 'Pass --skip-symlinks to leave symlinks out.'
+    message: 'A symlink in the DAG leads outside the output directory (as written, or on disk through other links) or round a loop',
+    solve: 'Pass --skip-symlinks to leave such symlinks out.'
   },
   CIDGET_ERR_UNSAFE_PARTIAL: {
     kind: 'fs',

@@ -52,7 +52,7 @@ export interface DownloaderInit extends Partial<DownloadPolicy> {
   hedgeAfterMs?: number
   /** Verified mode: limits on the DAG. @default DEFAULT_DAG_LIMITS */
   limits?: Partial<DagLimits>
-  /** Verified mode: leave out symlinks instead of refusing unsafe ones. @default false */
+  /** Verified mode: leave out symlinks that lead outside the output (on disk, through other links too) instead of failing. @default false */
   skipSymlinks?: boolean
   /** Path mode: check the finished file against the CID (inner nodes only) and repair bad ranges. @default true */
   checkPath?: boolean
