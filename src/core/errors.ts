@@ -191,8 +191,14 @@ export const ERROR_CODES = {
   CIDGET_ERR_UNSAFE_SYMLINK: {
     kind: 'corruption',
     retryable: false,
-    message: 'A symlink in the DAG points outside the output directory',
-    solve: 'Pass --skip-symlinks to leave symlinks out.'
+    message: 'A symlink in the DAG leads outside the output directory (as written, or on disk through other links) or round a loop',
+    solve: 'Pass --skip-symlinks to leave such symlinks out.'
+  },
+  CIDGET_ERR_UNSAFE_PARTIAL: {
+    kind: 'fs',
+    retryable: false,
+    message: 'The partial file or staging directory is a symlink, not a plain file or directory, or not owned by this user',
+    solve: 'Nothing was written through it. Remove <output>.cidget-partial (or a link below a staging directory) if you trust it, or choose another output with -o.'
   },
   CIDGET_ERR_DISK_FULL: {
     kind: 'disk',

@@ -16,7 +16,7 @@ import { AddressGuard } from '../gateways/address.js'
 import { openStore, makeOwnerId } from '../store/index.js'
 import type { ListOptions, Store } from '../store/store.js'
 import { exists, removePartial } from '../sink/partial.js'
-import { confinedOutput } from '../sink/confine.js'
+import { checkPartialPath, confinedOutput } from '../sink/confine.js'
 import { runPathDownload } from '../strategies/path.js'
 import { runVerifiedDownload, DEFAULT_DAG_LIMITS, type DagLimits } from '../strategies/verified/index.js'
 import { runCarDownload } from '../strategies/verified/car.js'
@@ -54,7 +54,7 @@ export interface DownloaderInit extends Partial<DownloadPolicy> {
   hedgeAfterMs?: number
   /** Verified mode: limits on the DAG. @default DEFAULT_DAG_LIMITS */
   limits?: Partial<DagLimits>
-  /** Verified mode: leave out symlinks instead of refusing unsafe ones. @default false */
+  /** Verified mode: leave out symlinks that lead outside the output (on disk, through other links too) instead of failing. @default false */
   skipSymlinks?: boolean
   /** Path mode: check the finished file against the CID (inner nodes only) and repair bad ranges. @default true */
   checkPath?: boolean
@@ -399,6 +399,7 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
         const name = mode === 'car' ? `${defaultName(target)}.car` : defaultName(target)
         const confined = await confinedOutput(dir, item.output)
         const output = confined.endsWith(sep) ? join(confined, name) : confined
+        if (confined.endsWith(sep)) await checkPartialPath(dir, output)
         // a queue never overwrites: a file already there is the user's, or another download's
         if (await exists(output)) throw new CidgetError('CIDGET_ERR_OUTPUT_EXISTS', `${output} already exists`)
         inits.push({

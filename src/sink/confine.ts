@@ -2,9 +2,10 @@
  * Outputs that must stay inside one directory: those of downloads added
  * through the service (its `--dir`) or queued for fleet workers.
  */
-import { realpath } from 'node:fs/promises'
+import { lstat, realpath } from 'node:fs/promises'
 import { dirname, isAbsolute, relative, resolve, sep } from 'node:path'
 import { CidgetError, systemCode } from '../core/errors.js'
+import { partialPath } from './partial.js'
 
 function outside (output: string, dir: string, why: string): CidgetError {
   return new CidgetError('CIDGET_ERR_OUTSIDE_DIR', `Output "${output}" is outside the directory ${dir}: ${why}`)
@@ -34,11 +35,32 @@ async function realAncestor (path: string): Promise<{ real: string, rest: string
 }
 
 /**
+ * Refuses an output whose partial path (`<output>.cidget-partial`, where the
+ * data goes until it is complete) is a symlink: a download never writes
+ * through one (it would fail with CIDGET_ERR_UNSAFE_PARTIAL), and one that
+ * leads out of `dir` is refused here, before the download is added.
+ */
+export async function checkPartialPath (dir: string, output: string): Promise<void> {
+  const partial = partialPath(output)
+  let isLink: boolean
+  try {
+    isLink = (await lstat(partial)).isSymbolicLink()
+  } catch (err) {
+    const code = systemCode(err)
+    if (code === 'ENOENT' || code === 'ENOTDIR') return
+    throw err
+  }
+  if (isLink) throw outside(output, resolve(dir), `its partial path ${partial} is a symlink`)
+}
+
+/**
  * The output to hand to the engine for a request's `output` (relative to
  * `dir`), or `dir/` (the target's default name inside it) when none is given.
- * Refuses absolute paths, paths that leave `dir`, and paths that leave it
- * through a symlink already on disk. A trailing `/` is kept: the engine puts
- * the default name inside such a directory.
+ * Refuses absolute paths, paths that leave `dir`, paths that leave it
+ * through a symlink already on disk, and outputs whose partial path is a
+ * symlink (checkPartialPath). A trailing `/` is kept: the engine puts the
+ * default name inside such a directory (whose partial path the engine checks
+ * when it opens it).
  */
 export async function confinedOutput (dir: string, output: string | undefined): Promise<string> {
   const root = resolve(dir)
@@ -50,5 +72,7 @@ export async function confinedOutput (dir: string, output: string | undefined): 
   const realRoot = await realpath(root)
   const { real, rest } = await realAncestor(full)
   if (!isWithin(realRoot, resolve(real, rest))) throw outside(output, root, 'it leads out through a symlink')
-  return output.endsWith('/') || full === root ? full + sep : full
+  const directory = output.endsWith('/') || full === root
+  if (!directory) await checkPartialPath(root, full)
+  return directory ? full + sep : full
 }

@@ -3,6 +3,7 @@ import { createReadStream, constants } from 'node:fs'
 import { createHash, type Hash } from 'node:crypto'
 import { dirname } from 'node:path'
 import { CidgetError, fsError, systemCode } from '../core/errors.js'
+import { openOwnedFile } from './owned.js'
 import { DEFAULTS } from '../core/defaults.js'
 
 /** The partial file's name for an output path. */
@@ -69,16 +70,19 @@ export class PartialFile {
     this.#fh = fh
   }
 
-  /** Opens (creating it and its directory if needed) the partial file for `output`. */
+  /**
+   * Opens (creating it and its directory if needed) the partial file for
+   * `output`, without following a symlink there. Throws CIDGET_ERR_UNSAFE_PARTIAL
+   * when it is a symlink, not a plain file, or another user's.
+   */
   static async open (output: string, suffix?: string): Promise<PartialFile> {
     const path = partialPath(output, suffix)
     try {
       await mkdir(dirname(output), { recursive: true })
-      const fh = await open(path, constants.O_RDWR | constants.O_CREAT, 0o644)
-      return new PartialFile(output, path, fh)
     } catch (err) {
-      throw fsError(err, `open ${path}`)
+      throw fsError(err, `create directory ${dirname(output)}`)
     }
+    return new PartialFile(output, path, await openOwnedFile(path, constants.O_RDWR))
   }
 
   async size (): Promise<number> {

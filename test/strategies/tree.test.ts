@@ -1,8 +1,9 @@
 import { describe, it, expect } from 'vitest'
-import { mkdtemp, readFile, rm, readdir, readlink } from 'node:fs/promises'
+import { mkdir, mkdtemp, readFile, rm, readdir, readlink, symlink } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { OutputTree } from '../../src/strategies/verified/tree.js'
+import { isCidgetError } from '../../src/core/errors.js'
 
 describe('OutputTree', () => {
   it('keeps handles consistent under concurrent writes to many files and to one file', async () => {
@@ -47,6 +48,53 @@ describe('OutputTree', () => {
       ])
       await tree.commit()
       expect(Buffer.from(await readFile(join(dir, 'out.bin'))).equals(Buffer.from(data))).toBe(true)
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+})
+
+describe('OutputTree: nothing written or created through a symlink', () => {
+  async function refused (p: Promise<unknown>, why: RegExp): Promise<void> {
+    const err = await p.then(() => undefined, (e: unknown) => e)
+    expect(isCidgetError(err, 'CIDGET_ERR_UNSAFE_PARTIAL'), String(err)).toBe(true)
+    expect((err as Error).message).toMatch(why)
+  }
+
+  it('refuses a staging directory or partial file that is a symlink', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'cidget-tree-'))
+    try {
+      await mkdir(join(dir, 'outside'))
+      await symlink(join(dir, 'outside'), join(dir, 'tree.cidget-partial'))
+      await symlink(join(dir, 'outside', 'vdir'), join(dir, 'dangling.cidget-partial'))
+      await symlink(join(dir, 'outside', 'file'), join(dir, 'file.cidget-partial'))
+      await refused(OutputTree.open(join(dir, 'tree'), true), /is a symlink/)
+      await refused(OutputTree.open(join(dir, 'dangling'), true), /is a symlink/)
+      await refused(OutputTree.open(join(dir, 'file'), false), /is a symlink/)
+      expect(await readdir(join(dir, 'outside'))).toEqual([])
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('creates directories one at a time, never below a link: an entry that is a link, then a directory of the same name', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'cidget-tree-'))
+    try {
+      await mkdir(join(dir, 'outside'))
+      const tree = await OutputTree.open(join(dir, 'out'), true)
+      await tree.symlink(join(tree.root, 'x'), '../outside')
+      await refused(tree.mkdir(join(tree.root, 'x')), /is a symlink/)
+      // files and links only go into directories made or checked by mkdir
+      await refused(tree.write(join(tree.root, 'x', 'authorized_keys'), 0, new TextEncoder().encode('key')), /not checked/)
+      await refused(tree.touch(join(tree.root, 'x', 'empty')), /not checked/)
+      await refused(tree.symlink(join(tree.root, 'x', 'l'), 'y'), /not checked/)
+      await refused(tree.mkdir(join(tree.root, 'x', 'sub')), /not checked/)
+      // a link planted where a file goes is not opened through
+      await tree.mkdir(join(tree.root, 'd'))
+      await symlink(join(dir, 'outside', 'f'), join(tree.root, 'd', 'f'))
+      await refused(tree.write(join(tree.root, 'd', 'f'), 0, new TextEncoder().encode('data')), /is a symlink/)
+      await tree.close()
+      expect(await readdir(join(dir, 'outside'))).toEqual([])
     } finally {
       await rm(dir, { recursive: true, force: true })
     }

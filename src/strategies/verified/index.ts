@@ -285,7 +285,7 @@ async function verifiedDownload (ctx: VerifiedContext, internal: AbortController
     return base + pb.Links.length
   }
 
-  const tree = await OutputTree.open(record.output, isDirectory)
+  const tree = await OutputTree.open(record.output, isDirectory, { clear: stored === undefined })
   let index = 0 // next data-bearing block, in walk order
   let entries = 0
   let declaredTotal = 0
@@ -643,6 +643,8 @@ async function verifiedDownload (ctx: VerifiedContext, internal: AbortController
     if (failure !== undefined) throw failure
     clearTimeout(timer)
     await checkpoint()
+    // every link resolved on disk, through the others: one that leads out is refused, or left out
+    await tree.confineLinks(ctx.skipSymlinks)
     if (isDirectory) total = writtenBytes
     progress()
   } catch (thrown) {

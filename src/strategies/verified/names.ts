@@ -36,8 +36,10 @@ export function safeJoin (root: string, parts: string[], where: string): string 
 }
 
 /**
- * Checks a symlink's target: relative, and resolving (lexically, from the link's
- * directory) to a place inside `root`. Throws CIDGET_ERR_UNSAFE_SYMLINK.
+ * Checks a symlink's target as text, before the link is written: relative, and
+ * resolving (lexically, from the link's directory) to a place inside `root`.
+ * Throws CIDGET_ERR_UNSAFE_SYMLINK. Text alone cannot tell where a chain of
+ * links leads: links.ts resolves every link on disk once the tree is written.
  */
 export function checkSymlink (root: string, linkPath: string, target: string): void {
   const shown = JSON.stringify(target.length > 80 ? target.slice(0, 77) + '…' : target)

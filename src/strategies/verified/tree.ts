@@ -1,22 +1,27 @@
-import { open, mkdir, rm, symlink, lstat, type FileHandle } from 'node:fs/promises'
+import { open, mkdir, rm, symlink, lstat, readlink, type FileHandle } from 'node:fs/promises'
 import { constants } from 'node:fs'
-import { dirname } from 'node:path'
+import { dirname, relative } from 'node:path'
 import { renameIntoPlace } from '../../sink/partial.js'
-import { fsError, systemCode } from '../../core/errors.js'
+import { openOwnedFile, ownedDirectory } from '../../sink/owned.js'
+import { CidgetError, fsError, systemCode } from '../../core/errors.js'
+import { confineLinks, linksBelow } from './links.js'
 import { DEFAULTS } from '../../core/defaults.js'
 import type { BlockBytes } from '../../gateways/block.js'
 
 const MAX_OPEN = 128
 /** fsyncs run at once; parallel fsyncs share journal commits on most file systems. */
 const SYNC_PARALLEL = 64
-const WRITE_FLAGS = constants.O_WRONLY | constants.O_CREAT | constants.O_NOFOLLOW
 
 /**
  * Where a verified download writes: one partial file (`<output>.cidget-partial`)
  * or a staging directory of that name, renamed onto the output only when every
- * block is verified and durable. Files are opened without following symlinks;
- * at most 128 stay open: the least recently used is closed and fsynced at the
- * next `syncAll`, together with the open ones.
+ * block is verified and durable. Nothing is written or created through a
+ * symlink: the partial file, the staging directory and each directory in it
+ * are created one at a time and must be a plain file or a real directory of
+ * this process's user (CIDGET_ERR_UNSAFE_PARTIAL), files are opened without
+ * following links, and only in directories checked so. At most 128 files stay
+ * open: the least recently used is closed and fsynced at the next `syncAll`,
+ * together with the open ones.
  */
 export class OutputTree {
   readonly output: string
@@ -27,6 +32,12 @@ export class OutputTree {
   readonly #open = new Map<string, { fh: Promise<FileHandle>, users: number }>()
   /** Files closed since the last syncAll, whose data is not known to be durable. */
   #unsynced = new Set<string>()
+  /** Directories made or checked (real directories, not links): the only places files and links are created in. */
+  readonly #dirs = new Set<string>()
+  /** Symlinks written by this run. */
+  readonly #links = new Set<string>()
+  /** Whether the staging directory was made by this run (else it may hold links of an earlier run). */
+  #fresh = false
 
   private constructor (output: string, isDirectory: boolean) {
     this.output = output
@@ -34,20 +45,46 @@ export class OutputTree {
     this.isDirectory = isDirectory
   }
 
-  static async open (output: string, isDirectory: boolean): Promise<OutputTree> {
+  /**
+   * Opens the partial file or staging directory of `output`. With `clear`
+   * (no progress of it is recorded), what is there already is stale (a run
+   * stopped before its first checkpoint, or planted): it is emptied, so that
+   * none of its bytes or files can end up in the output.
+   */
+  static async open (output: string, isDirectory: boolean, opts: { clear?: boolean } = {}): Promise<OutputTree> {
     const tree = new OutputTree(output, isDirectory)
     try {
-      if (isDirectory) {
-        await mkdir(tree.root, { recursive: true })
-      } else {
-        await mkdir(dirname(output), { recursive: true })
-        const fh = await open(tree.root, WRITE_FLAGS, 0o644)
-        tree.#open.set(tree.root, { fh: Promise.resolve(fh), users: 0 })
-      }
+      // the output's own directory is the user's choice, links on the way included
+      await mkdir(dirname(output), { recursive: true })
     } catch (err) {
-      throw fsError(err, `create ${tree.root}`)
+      throw fsError(err, `create ${dirname(output)}`)
+    }
+    if (isDirectory) {
+      tree.#fresh = await ownedDirectory(tree.root)
+      if (!tree.#fresh && opts.clear === true) {
+        // a real directory of this user (checked above); rm does not follow the links in it
+        await rm(tree.root, { recursive: true }).catch((err: unknown) => { throw fsError(err, `remove the stale ${tree.root}`) })
+        tree.#fresh = await ownedDirectory(tree.root)
+      }
+      tree.#dirs.add(tree.root)
+    } else {
+      const fh = await openOwnedFile(tree.root, constants.O_WRONLY)
+      if (opts.clear === true) {
+        await fh.truncate(0).catch(async (err: unknown) => {
+          await fh.close().catch(() => {})
+          throw fsError(err, `truncate ${tree.root}`)
+        })
+      }
+      tree.#open.set(tree.root, { fh: Promise.resolve(fh), users: 0 })
     }
     return tree
+  }
+
+  /** Refuses a path whose directory was not made or checked by `mkdir`: a component of it could be a link. */
+  #below (path: string): void {
+    if (!this.#dirs.has(dirname(path))) {
+      throw new CidgetError('CIDGET_ERR_UNSAFE_PARTIAL', `Refusing to write ${path}: its directory was not checked to be a real directory`)
+    }
   }
 
   /**
@@ -62,7 +99,8 @@ export class OutputTree {
       this.#open.set(path, entry)
       entry.users++
     } else {
-      const opened = { fh: open(path, WRITE_FLAGS, 0o644), users: 1 }
+      if (path !== this.root) this.#below(path)
+      const opened = { fh: openOwnedFile(path, constants.O_WRONLY), users: 1 }
       entry = opened
       this.#open.set(path, opened)
       opened.fh.catch(() => { if (this.#open.get(path) === opened) this.#open.delete(path) })
@@ -86,12 +124,16 @@ export class OutputTree {
     }
   }
 
+  /**
+   * Creates the directory `path` inside the staging directory, whose parent was
+   * made (or checked) by an earlier call; one that exists must be a real
+   * directory, not a link (CIDGET_ERR_UNSAFE_PARTIAL).
+   */
   async mkdir (path: string): Promise<void> {
-    try {
-      await mkdir(path, { recursive: true })
-    } catch (err) {
-      throw fsError(err, `create directory ${path}`)
-    }
+    if (this.#dirs.has(path)) return
+    this.#below(path)
+    await ownedDirectory(path)
+    this.#dirs.add(path)
   }
 
   /** Writes `data` at `offset` of the file at `path` (created if missing). */
@@ -121,13 +163,30 @@ export class OutputTree {
     }
   }
 
+  /** Writes a symlink (one an earlier run wrote with the same target is kept). */
   async symlink (path: string, target: string): Promise<void> {
+    this.#below(path)
     try {
       await symlink(target, path)
     } catch (err) {
-      if (systemCode(err) === 'EEXIST' && (await lstat(path)).isSymbolicLink()) return
-      throw fsError(err, `create symlink ${path}`)
+      if (systemCode(err) !== 'EEXIST') throw fsError(err, `create symlink ${path}`)
+      const there = await lstat(path).then(async s => s.isSymbolicLink() ? await readlink(path) : undefined, () => undefined)
+      if (there !== target) throw new CidgetError('CIDGET_ERR_UNSAFE_PARTIAL', `Refusing to write symlink ${path}: something else is there`, { cause: err })
     }
+    this.#links.add(path)
+  }
+
+  /**
+   * Checks every symlink in the staging directory on disk, through the others
+   * (those of this run, or all there when the directory holds an earlier
+   * run's): one that leads out of it is refused with CIDGET_ERR_UNSAFE_SYMLINK,
+   * or with `skip` removed. Returns the removed links, relative to the root.
+   */
+  async confineLinks (skip: boolean): Promise<string[]> {
+    if (!this.isDirectory) return []
+    const links = this.#fresh ? [...this.#links] : await linksBelow(this.root)
+    if (links.length === 0) return []
+    return (await confineLinks(this.root, links, skip)).map(p => relative(this.root, p))
   }
 
   /** fsyncs every file written since the last call: the open ones and those closed meanwhile. */

@@ -1,0 +1,85 @@
+/**
+ * Partial files and staging directories are opened and created without
+ * following symlinks, and used only when they are a plain file or directory
+ * of this process's user: a link planted at `<output>.cidget-partial` (or
+ * below a staging directory) must not lead a write anywhere else.
+ */
+import { lstat, mkdir, open, type FileHandle } from 'node:fs/promises'
+import { constants, type Stats } from 'node:fs'
+import { CidgetError, fsError, systemCode } from '../core/errors.js'
+
+/**
+ * O_NOFOLLOW: a symlink as the last component fails with ELOOP instead of being
+ * followed. O_NONBLOCK: a FIFO fails (ENXIO) or returns at once instead of
+ * blocking the open; it has no effect on regular files.
+ */
+const SAFE_FLAGS = constants.O_CREAT | constants.O_NOFOLLOW | constants.O_NONBLOCK
+
+function unsafe (path: string, why: string, cause?: unknown): CidgetError {
+  return new CidgetError('CIDGET_ERR_UNSAFE_PARTIAL', `Refusing to write ${path}: ${why}`, cause === undefined ? {} : { cause })
+}
+
+/** Undefined on platforms without user ids (Windows): there, ownership is not checked. */
+function ownUid (): number | undefined {
+  return typeof process.getuid === 'function' ? process.getuid() : undefined
+}
+
+function checkOwner (path: string, s: Stats): void {
+  const uid = ownUid()
+  if (uid !== undefined && s.uid !== uid) throw unsafe(path, `it belongs to user ${s.uid}, not to this process's user ${uid}`)
+}
+
+/**
+ * Opens (creating it when missing) the plain file at `path` for writing, with
+ * `access` (O_WRONLY or O_RDWR). Throws CIDGET_ERR_UNSAFE_PARTIAL when `path`
+ * is a symlink, not a regular file, has other hard links, or belongs to
+ * another user; other failures as CIDGET_ERR_FS or DISK_FULL.
+ */
+export async function openOwnedFile (path: string, access: number, mode = 0o644): Promise<FileHandle> {
+  let fh: FileHandle
+  try {
+    fh = await open(path, access | SAFE_FLAGS, mode)
+  } catch (err) {
+    const code = systemCode(err)
+    // ELOOP: a symlink (EMLINK on the BSDs); EISDIR: a directory; ENXIO: a FIFO or socket with no reader
+    if (code === 'ELOOP' || code === 'EMLINK') throw unsafe(path, 'it is a symlink', err)
+    if (code === 'EISDIR' || code === 'ENXIO') throw unsafe(path, 'it is not a plain file', err)
+    throw fsError(err, `open ${path}`)
+  }
+  try {
+    const s = await fh.stat()
+    if (!s.isFile()) throw unsafe(path, 'it is not a plain file')
+    // a file this process made has one name; another one is a way to write elsewhere
+    if (s.nlink > 1) throw unsafe(path, `it has ${s.nlink} hard links`)
+    checkOwner(path, s)
+    return fh
+  } catch (err) {
+    await fh.close().catch(() => {})
+    throw fsError(err, `inspect ${path}`)
+  }
+}
+
+/**
+ * Creates the directory `path` (its parent must exist), or accepts the one
+ * there when it is a real directory (not a symlink) of this process's user.
+ * Returns true when it was created now. Throws CIDGET_ERR_UNSAFE_PARTIAL
+ * otherwise: never a recursive mkdir, which would follow links on the way.
+ */
+export async function ownedDirectory (path: string): Promise<boolean> {
+  try {
+    await mkdir(path)
+    return true
+  } catch (err) {
+    if (systemCode(err) !== 'EEXIST') throw fsError(err, `create directory ${path}`)
+  }
+  let s: Stats
+  try {
+    s = await lstat(path)
+  } catch (err) {
+    throw fsError(err, `inspect ${path}`)
+  }
+  if (s.isSymbolicLink()) throw unsafe(path, 'it is a symlink')
+  if (!s.isDirectory()) throw unsafe(path, 'it is not a directory')
+  checkOwner(path, s)
+  return false
+}
