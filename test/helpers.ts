@@ -60,13 +60,17 @@ export interface World {
 }
 
 /** Content of `size` seeded bytes, `n` gateways serving it, a temp dir and state file. */
-export async function world (opts: { size: number, gateways?: number, seed?: number, maxBytesPerSecond?: number }): Promise<World> {
+export async function world (opts: { size: number, gateways?: number, seed?: number, maxBytesPerSecond?: number, chunkSize?: number }): Promise<World> {
   const blocks = new MemoryBlocks()
   const data = seededBytes(opts.size, opts.seed ?? 7)
   const cid = (await addFile(blocks, data)).toString()
   const gateways: TestGateway[] = []
   for (let i = 0; i < (opts.gateways ?? 1); i++) {
-    gateways.push(await startTestGateway({ blocks, ...(opts.maxBytesPerSecond === undefined ? {} : { maxBytesPerSecond: opts.maxBytesPerSecond }) }))
+    gateways.push(await startTestGateway({
+      blocks,
+      ...(opts.maxBytesPerSecond === undefined ? {} : { maxBytesPerSecond: opts.maxBytesPerSecond }),
+      ...(opts.chunkSize === undefined ? {} : { chunkSize: opts.chunkSize })
+    }))
   }
   const dir = await mkdtemp(join(tmpdir(), 'cidget-test-'))
   const state = join(dir, 'state.db')
