@@ -21,6 +21,22 @@ export function envInt (name: string, fallback: number): number {
   return n
 }
 
+/**
+ * `CI=true`: what some tests need (strace, mounting a tmpfs, a process that file permissions
+ * apply to) is provided there, so they fail instead of skipping when it is missing.
+ */
+export const IN_CI = process.env.CI === 'true'
+
+/**
+ * Skips the running test for `why` (logged), or, under `CI=true`, fails it: call it where a test
+ * finds that something it needs is missing, and return right after.
+ */
+export function skipUnlessCi (ctx: { skip: (note?: string) => void }, why: string): void {
+  if (IN_CI) throw new Error(`Required under CI=true, but ${why}`)
+  console.log(`skipping: ${why}`)
+  ctx.skip(why)
+}
+
 export function sha256 (data: Uint8Array): string {
   return createHash('sha256').update(data).digest('hex')
 }

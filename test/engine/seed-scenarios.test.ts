@@ -6,7 +6,7 @@ import { describe, it, expect, afterEach } from 'vitest'
 import { execFileSync } from 'node:child_process'
 import { mkdir, open, stat } from 'node:fs/promises'
 import { join } from 'node:path'
-import { world, progressReaches, statusLog, fileSha256, MiB, KiB, type World, pathRequests, closedUrl } from '../helpers.js'
+import { world, progressReaches, statusLog, fileSha256, skipUnlessCi, MiB, KiB, type World, pathRequests, closedUrl } from '../helpers.js'
 import type { Downloader } from '../../src/engine/downloader.js'
 import type { DownloadRecord } from '../../src/core/types.js'
 import type { RetryEvent } from '../../src/core/events.js'
@@ -304,8 +304,7 @@ describe('Recovery Strategies', () => {
     try {
       execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=3m', 'tmpfs', mnt], { stdio: 'pipe' })
     } catch (err) {
-      console.log(`skipping disk-full scenario: cannot mount a tmpfs here (${(err as Error).message.split('\n')[0]})`)
-      ctx.skip()
+      skipUnlessCi(ctx, `the disk-full scenario cannot mount a tmpfs here (${(err as Error).message.split('\n')[0]})`)
       return
     }
     try {
