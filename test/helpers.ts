@@ -37,6 +37,22 @@ export function skipUnlessCi (ctx: { skip: (note?: string) => void }, why: strin
   ctx.skip(why)
 }
 
+/**
+ * Rejects when `p` takes longer than `ms`: a hang fails the test with `what` instead of stalling
+ * the run. For bounds that are the point of a test: make them generous (a loaded machine).
+ */
+export async function within<T> (ms: number, p: Promise<T>, what = 'still waiting'): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => { reject(new Error(`${what} after ${ms} ms`)) }, ms)
+  })
+  try {
+    return await Promise.race([p, timeout])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
 export function sha256 (data: Uint8Array): string {
   return createHash('sha256').update(data).digest('hex')
 }
