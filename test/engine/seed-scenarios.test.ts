@@ -221,7 +221,9 @@ describe('Error Handling', () => {
   it('10. Exponential backoff for timeouts', async () => {
     w = await world({ size: SIZE })
     w.gateways[0]!.addFault({ fault: { type: 'stall', afterBytes: 0 }, times: 2 })
-    const dl = await w.open({ timeoutMs: 150 })
+    // the two stalls cost a timeout each in real time; the healthy third request must not meet one,
+    // so it gets a second between chunks (a loaded machine can hold a loopback stream up for 150 ms)
+    const dl = await w.open({ timeoutMs: 1_000 })
     const events = retries(dl)
     const done = await (await dl.add(w.cid, { mode: 'path', output: join(w.dir, 'out.bin') })).done
     expect(done.status).toBe('success')
