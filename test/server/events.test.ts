@@ -309,6 +309,37 @@ describe('slow and idle clients', () => {
     }
   })
 
+  it('an SSE client too far behind is disconnected', async () => {
+    const own = await ownServer({ maxEventBacklogBytes: 256 * KiB })
+    try {
+      const controller = new AbortController()
+      const res = await request(`http://${own.base}/api/events?token=${TOKEN}`, { headers: { accept: 'text/event-stream' }, signal: controller.signal })
+      expect(res.statusCode).toBe(200)
+      const connections = async (): Promise<number> => await new Promise((resolve, reject) => {
+        own.app.server.getConnections((err, n) => { if (err !== null) reject(err); else resolve(n) })
+      })
+      expect(await connections()).toBe(1)
+      // the body is not read: events of 64 KiB, one a turn of the event loop, until the server cuts
+      // the connection (bounded: 64 MiB is far more than the socket buffers and the limit hold)
+      const reason = 'x'.repeat(64 * KiB)
+      let sent = 0
+      while (await connections() > 0 && sent < 1024) {
+        own.dl.emit('cidget:gateway', { id: 1, gateway: 'http://gw.example', state: 'blocked', reason })
+        sent++
+        await new Promise(resolve => setImmediate(resolve))
+      }
+      expect(await connections(), `still connected after ${sent} events`).toBe(0)
+      // the client gets what was sent before the cut, then an error, not an end
+      let received = 0
+      const read = (async () => { for await (const chunk of res.body) received += (chunk as Buffer).length })()
+      await expect(read).rejects.toThrow()
+      expect(received).toBeLessThan(sent * 64 * KiB)
+      controller.abort()
+    } finally {
+      await own.app.close()
+    }
+  })
+
   it('an idle SSE stream gets a keep-alive comment every eventsKeepaliveMs', async () => {
     const own = await ownServer({ eventsKeepaliveMs: 50 })
     try {
