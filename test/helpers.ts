@@ -21,6 +21,38 @@ export function envInt (name: string, fallback: number): number {
   return n
 }
 
+/**
+ * `CI=true`: what some tests need (strace, mounting a tmpfs, a process that file permissions
+ * apply to) is provided there, so they fail instead of skipping when it is missing.
+ */
+export const IN_CI = process.env.CI === 'true'
+
+/**
+ * Skips the running test for `why` (logged), or, under `CI=true`, fails it: call it where a test
+ * finds that something it needs is missing, and return right after.
+ */
+export function skipUnlessCi (ctx: { skip: (note?: string) => void }, why: string): void {
+  if (IN_CI) throw new Error(`Required under CI=true, but ${why}`)
+  console.log(`skipping: ${why}`)
+  ctx.skip(why)
+}
+
+/**
+ * Rejects when `p` takes longer than `ms`: a hang fails the test with `what` instead of stalling
+ * the run. For bounds that are the point of a test: make them generous (a loaded machine).
+ */
+export async function within<T> (ms: number, p: Promise<T>, what = 'still waiting'): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => { reject(new Error(`${what} after ${ms} ms`)) }, ms)
+  })
+  try {
+    return await Promise.race([p, timeout])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
 export function sha256 (data: Uint8Array): string {
   return createHash('sha256').update(data).digest('hex')
 }
@@ -60,13 +92,17 @@ export interface World {
 }
 
 /** Content of `size` seeded bytes, `n` gateways serving it, a temp dir and state file. */
-export async function world (opts: { size: number, gateways?: number, seed?: number, maxBytesPerSecond?: number }): Promise<World> {
+export async function world (opts: { size: number, gateways?: number, seed?: number, maxBytesPerSecond?: number, chunkSize?: number }): Promise<World> {
   const blocks = new MemoryBlocks()
   const data = seededBytes(opts.size, opts.seed ?? 7)
   const cid = (await addFile(blocks, data)).toString()
   const gateways: TestGateway[] = []
   for (let i = 0; i < (opts.gateways ?? 1); i++) {
-    gateways.push(await startTestGateway({ blocks, ...(opts.maxBytesPerSecond === undefined ? {} : { maxBytesPerSecond: opts.maxBytesPerSecond }) }))
+    gateways.push(await startTestGateway({
+      blocks,
+      ...(opts.maxBytesPerSecond === undefined ? {} : { maxBytesPerSecond: opts.maxBytesPerSecond }),
+      ...(opts.chunkSize === undefined ? {} : { chunkSize: opts.chunkSize })
+    }))
   }
   const dir = await mkdtemp(join(tmpdir(), 'cidget-test-'))
   const state = join(dir, 'state.db')

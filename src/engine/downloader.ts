@@ -38,6 +38,12 @@ export interface DownloaderInit extends Partial<DownloadPolicy> {
   leaseMs?: number
   /** @default 2000 */
   heartbeatMs?: number
+  /**
+   * How long a pause or cancel of a download another process holds waits for
+   * that process to act (at its next heartbeat) before it fails with
+   * CIDGET_ERR_LEASE_HELD. @default heartbeatMs × 3 + 10000
+   */
+  controlWaitMs?: number
   /** Lease owner id. @default host:pid:random */
   owner?: string
   /** Least time between two progress events of one download. @default 100 */
@@ -83,7 +89,7 @@ export interface DownloaderInit extends Partial<DownloadPolicy> {
 }
 
 const INIT_KEYS = new Set<string>([
-  'state', 'store', 'gateways', 'concurrency', 'leaseMs', 'heartbeatMs', 'owner', 'recover', 'dispatcher', 'service', 'userAgent', 'progressIntervalMs',
+  'state', 'store', 'gateways', 'concurrency', 'leaseMs', 'heartbeatMs', 'controlWaitMs', 'owner', 'recover', 'dispatcher', 'service', 'userAgent', 'progressIntervalMs',
   'blockConcurrency', 'runBlocks', 'hedgeAfterMs', 'limits', 'skipSymlinks', 'checkPath',
   'now', 'sleep', 'random', ...Object.keys(DEFAULT_POLICY)
 ])
@@ -174,6 +180,7 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
   readonly #concurrency: number
   readonly #leaseMs: number
   readonly #heartbeatMs: number
+  readonly #controlWaitMs: number
   readonly #progressIntervalMs: number
   readonly #blockConcurrency: number
   readonly #runBlocks: number | undefined
@@ -209,6 +216,7 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
     this.#concurrency = init.concurrency ?? DEFAULTS.CONCURRENCY
     this.#leaseMs = init.leaseMs ?? DEFAULTS.LEASE_MS
     this.#heartbeatMs = init.heartbeatMs ?? DEFAULTS.HEARTBEAT_MS
+    this.#controlWaitMs = init.controlWaitMs ?? this.#heartbeatMs * 3 + 10_000
     this.#progressIntervalMs = init.progressIntervalMs ?? 100
     this.#blockConcurrency = init.blockConcurrency ?? DEFAULTS.BLOCK_CONCURRENCY
     this.#runBlocks = init.runBlocks
@@ -560,7 +568,7 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
    */
   async #ask (id: number, what: 'pause' | 'cancel'): Promise<DownloadRecord> {
     await this.store.updateDownload(id, { control: what }, this.#now())
-    const deadline = this.#now() + this.#heartbeatMs * 3 + 10_000
+    const deadline = this.#now() + this.#controlWaitMs
     const settled: readonly DownloadStatus[] = what === 'pause' ? ['paused', 'success', 'failed', 'cancelled'] : ['cancelled', 'success', 'failed']
     while (true) {
       const rec = await this.#mustGet(id)
@@ -984,6 +992,7 @@ function validateInit (init: DownloaderInit): void {
   positive('concurrency', init.concurrency, 1)
   positive('leaseMs', init.leaseMs, 1)
   positive('heartbeatMs', init.heartbeatMs, 1)
+  positive('controlWaitMs', init.controlWaitMs)
   if (init.runBlocks !== undefined && !(Number.isSafeInteger(init.runBlocks) && init.runBlocks >= 0)) {
     throw new CidgetError('CIDGET_ERR_BAD_OPTION', `Option runBlocks must be a whole number ≥ 0, got ${String(init.runBlocks)}`)
   }

@@ -31,6 +31,10 @@ export interface ServerInit {
   logger?: FastifyServerOptions['logger']
   /** Least time between two progress events of one download on `/api/events`. @default 250 */
   progressIntervalMs?: number
+  /** An SSE comment this often on `/api/events` keeps proxies and idle timeouts from closing the stream. @default 15000 */
+  eventsKeepaliveMs?: number
+  /** An `/api/events` client further behind than this many bytes is disconnected (WebSocket close code 1013). @default 4 MiB */
+  maxEventBacklogBytes?: number
 }
 
 /** One route of the app, as registered (HEAD routes fastify adds included). */
@@ -156,7 +160,12 @@ export async function buildServer (init: ServerInit): Promise<FastifyInstance> {
   await app.register(async (api) => {
     requireToken(api, init.token)
     registerApi(api, { downloader, dir, metrics })
-    registerEvents(api, { hub, streams })
+    registerEvents(api, {
+      hub,
+      streams,
+      ...(init.eventsKeepaliveMs === undefined ? {} : { keepaliveMs: init.eventsKeepaliveMs }),
+      ...(init.maxEventBacklogBytes === undefined ? {} : { maxBacklogBytes: init.maxEventBacklogBytes })
+    })
   })
   registerDashboard(app)
   return app

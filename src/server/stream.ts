@@ -19,8 +19,10 @@ export const SSE_KEEPALIVE_MS = 15_000
  * Registers the events route. Open SSE responses are kept in `streams`: the
  * app ends them when it closes (they would keep `close()` waiting).
  */
-export function registerEvents (api: FastifyInstance, opts: { hub: EventHub, streams: Set<ServerResponse> }): void {
+export function registerEvents (api: FastifyInstance, opts: { hub: EventHub, streams: Set<ServerResponse>, keepaliveMs?: number, maxBacklogBytes?: number }): void {
   const { hub, streams } = opts
+  const keepaliveMs = opts.keepaliveMs ?? SSE_KEEPALIVE_MS
+  const maxBacklogBytes = opts.maxBacklogBytes ?? MAX_CLIENT_BACKLOG_BYTES
 
   api.route<{ Querystring: EventsQuery }>({
     method: 'GET',
@@ -30,7 +32,7 @@ export function registerEvents (api: FastifyInstance, opts: { hub: EventHub, str
     wsHandler: (socket: WebSocket) => {
       const unsubscribe = hub.subscribe((json) => {
         if (socket.readyState !== socket.OPEN) return
-        if (socket.bufferedAmount > MAX_CLIENT_BACKLOG_BYTES) {
+        if (socket.bufferedAmount > maxBacklogBytes) {
           socket.close(1013, 'too far behind')
           return
         }
@@ -50,13 +52,13 @@ export function registerEvents (api: FastifyInstance, opts: { hub: EventHub, str
       reply.hijack()
       // subscribe before the headers go out: a client that has seen them misses nothing after
       const unsubscribe = hub.subscribe((json, type) => {
-        if (res.writableLength > MAX_CLIENT_BACKLOG_BYTES) {
+        if (res.writableLength > maxBacklogBytes) {
           res.destroy()
           return
         }
         res.write(`event: ${type}\ndata: ${json}\n\n`)
       })
-      const keepalive = setInterval(() => { res.write(': keepalive\n\n') }, SSE_KEEPALIVE_MS)
+      const keepalive = setInterval(() => { res.write(': keepalive\n\n') }, keepaliveMs)
       keepalive.unref()
       streams.add(res)
       res.on('close', () => {

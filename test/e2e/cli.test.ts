@@ -6,7 +6,7 @@ import { describe, it, expect, afterEach } from 'vitest'
 import { spawn, execFileSync } from 'node:child_process'
 import { mkdir, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { world, runCli, lastRecord, fileSha256, MiB, KiB, CLI, type World, pathRequests } from '../helpers.js'
+import { world, runCli, lastRecord, fileSha256, skipUnlessCi, MiB, KiB, CLI, type World, pathRequests } from '../helpers.js'
 import { partialPath, exists } from '../../src/sink/partial.js'
 import type { Fault } from '../../src/testing/index.js'
 import type { DownloadRecord } from '../../src/core/types.js'
@@ -174,8 +174,7 @@ describe('disk full', () => {
     await mkdir(mnt)
     const why = mountTmpfs(mnt, '2m')
     if (why !== undefined) {
-      console.log(`skipping: cannot mount a tmpfs here (${why})`)
-      ctx.skip()
+      skipUnlessCi(ctx, `cannot mount a tmpfs here (${why})`)
       return
     }
     try {
@@ -203,8 +202,7 @@ describe('disk full', () => {
     await mkdir(mnt)
     const why = mountTmpfs(mnt, '1m')
     if (why !== undefined) {
-      console.log(`skipping: cannot mount a tmpfs here (${why})`)
-      ctx.skip()
+      skipUnlessCi(ctx, `cannot mount a tmpfs here (${why})`)
       return
     }
     try {

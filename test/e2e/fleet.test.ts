@@ -19,6 +19,17 @@ const available = await postgresAvailable()
 
 const COUNT = 300
 
+/**
+ * Leases of the processes. A process whose lease cannot be renewed in time stops its downloads one
+ * heartbeat before the lease runs out, and another may then take them over; a process starved of
+ * CPU for longer than that (four workers, PostgreSQL and the test on two busy cores) would be
+ * stopped, or overlap a take-over at the gateway, without anything being wrong. So leases are
+ * long (10 s, 9 s of slack) except where a take-over is the point: there 5 s (4.5 s of slack), which
+ * is also how long the survivors wait for the dead worker's downloads.
+ */
+const LEASE = { CIDGET_LEASE_MS: '10000', CIDGET_HEARTBEAT_MS: '1000' }
+const TAKE_OVER_LEASE = { CIDGET_LEASE_MS: '5000', CIDGET_HEARTBEAT_MS: '500' }
+
 interface Content { cid: string, sha: string, name: string }
 
 let blocks: MemoryBlocks
@@ -76,13 +87,12 @@ describe.skipIf(!available)('cidget worker: a fleet on one PostgreSQL queue', ()
     }
   }
 
-  function startWorker (name: string): Worker {
+  function startWorker (name: string, lease: Record<string, string> = LEASE): Worker {
     const child = spawn(process.execPath, [CLI, 'worker', '--state', db.url, '--dir', dir, '--concurrency', '4', '--worker-id', name, '--poll-ms', '50', '--json', '--allow-local'], {
       env: {
         ...process.env,
         CIDGET_USER_AGENT: `cidget ${name}`,
-        CIDGET_LEASE_MS: '1500',
-        CIDGET_HEARTBEAT_MS: '150',
+        ...lease,
         CIDGET_TIMEOUT_MS: '2000',
         CIDGET_INITIAL_BACKOFF_MS: '20'
       },
@@ -173,7 +183,7 @@ describe.skipIf(!available)('cidget worker: a fleet on one PostgreSQL queue', ()
   it('cidget serve on the PostgreSQL state pages through the whole queue, runs what is added through it, and leaves the queue to the workers', async () => {
     await setup(64 * 1024 * 1024)
     const child = spawn(process.execPath, [CLI, 'serve', '--state', db.url, '--port', '0', '--dir', dir, '--no-auth', '-g', gateway.url], {
-      env: { ...process.env, HOME: dir, CIDGET_TOKEN: '', CIDGET_LEASE_MS: '1500', CIDGET_HEARTBEAT_MS: '150' },
+      env: { ...process.env, HOME: dir, CIDGET_TOKEN: '', ...LEASE },
       stdio: ['ignore', 'ignore', 'pipe']
     })
     const exited = new Promise<{ code: number | null }>(resolve => child.on('close', code => resolve({ code })))
@@ -232,8 +242,8 @@ describe.skipIf(!available)('cidget worker: a fleet on one PostgreSQL queue', ()
 
   it('a worker killed with SIGKILL mid-run: its downloads are taken over after their leases lapse and complete', async () => {
     await setup(8 * 1024 * 1024)
-    const victim = startWorker('victim')
-    for (let i = 0; i < 3; i++) startWorker(`w${i}`)
+    const victim = startWorker('victim', TAKE_OVER_LEASE)
+    for (let i = 0; i < 3; i++) startWorker(`w${i}`, TAKE_OVER_LEASE)
     // once the victim holds downloads it has not finished
     await new Promise<void>((resolve) => {
       const check = setInterval(() => {

@@ -8,6 +8,7 @@ import { world, progressReaches, fileSha256, sha256, MiB, KiB, type World, pathR
 import { Downloader, type DownloadJob } from '../../src/engine/downloader.js'
 import { addDirectory, seededBytes } from '../../src/testing/index.js'
 import { SqliteStore } from '../../src/store/sqlite.js'
+import { Database } from '../../src/store/driver.js'
 import type { RetryEvent } from '../../src/core/events.js'
 import { isCidgetError } from '../../src/core/errors.js'
 
@@ -67,12 +68,16 @@ describe('recovery', () => {
   })
 
   it('the timeout is an idle timeout: a slow, steady download longer than it succeeds', async () => {
-    w = await world({ size: 512 * KiB, maxBytesPerSecond: 512 * KiB })
-    const dl = await w.open({ timeoutMs: 300 })
+    // 256 KiB at 128 KiB/s in 16 KiB writes: a write every 125 ms for 2 s. The timeout (1 s) is
+    // shorter than the download and eight times the gap between writes, so only a stall of the
+    // machine longer than 875 ms could end a read early; the gateway cannot be faster than its rate.
+    w = await world({ size: 256 * KiB, maxBytesPerSecond: 128 * KiB, chunkSize: 16 * KiB })
+    // (no check against the CID afterwards: the file is one raw block, fetched again at the same rate)
+    const dl = await w.open({ timeoutMs: 1_000, checkPath: false })
     const events = retries(dl)
     const started = performance.now()
     const done = await (await dl.add(w.cid, { mode: 'path', output: join(w.dir, 'o') })).done
-    expect(performance.now() - started).toBeGreaterThan(600)
+    expect(performance.now() - started).toBeGreaterThan(1_000)
     expect(done.status).toBe('success')
     expect(events).toEqual([])
   })
@@ -284,6 +289,52 @@ describe('leases across owners', () => {
     expect(rec.leaseOwner).toBe('thief:1:x')
     expect(['in_progress', 'resuming']).toContain(rec.status)
     await thief.close()
+  })
+
+  it('a lease that cannot be renewed stops the run one heartbeat before it runs out, so that a take-over never overlaps it', async () => {
+    w = await world({ size: 2 * MiB })
+    // the lease check reads this clock; the heartbeat fires every 20 ms of real time
+    const T0 = Date.parse('2026-01-01T00:00:00Z')
+    let t = T0
+    const LEASE = 10_000
+    const BEAT = 20
+    // a store that answers SQLITE_BUSY at once while another connection holds the write lock
+    const store = SqliteStore.open(w.state, { busyTimeoutMs: 0 })
+    const a = await w.open({ store, owner: 'host-a:1:aaaa', now: () => t, leaseMs: LEASE, heartbeatMs: BEAT, timeoutMs: 600_000 })
+    w.gateways[0]!.addFault({ fault: { type: 'stall', afterBytes: 256 * KiB }, times: 1 })
+    const job = await a.add(w.cid, { mode: 'path', output: join(w.dir, 'o') })
+    await progressReaches(a, job.id, 256 * KiB)
+    // the lease as last renewed (at T0: the clock has not moved)
+    expect(await store.getDownload(job.id)).toMatchObject({ leaseOwner: a.owner, leaseExpires: T0 + LEASE })
+
+    const locker = new Database(w.state)
+    locker.exec('BEGIN IMMEDIATE')
+    let ended: number | undefined
+    void job.done.then(() => { ended = t })
+    try {
+      // renewals fail from now on. At the last moment more than one beat before the lease's end the
+      // run goes on (there is no event for a beat that did not stop it: a few beats' time is given)
+      t = T0 + LEASE - BEAT - 1
+      await new Promise(resolve => setTimeout(resolve, 10 * BEAT))
+      expect(ended, 'stopped while more than one heartbeat of the lease was left').toBeUndefined()
+      // one beat before the end: the next beat stops the run
+      t = T0 + LEASE - BEAT
+      const stopped = await Promise.race([
+        job.done,
+        new Promise<never>((_resolve, reject) => setTimeout(() => { reject(new Error('the run went on with a lease it could not renew')) }, 20_000))
+      ])
+      expect(ended).toBeLessThan(T0 + LEASE)
+      // the state could not be written: the record stays as it was, the lease runs out on its own
+      expect(stopped).toMatchObject({ status: 'in_progress', leaseOwner: a.owner, leaseExpires: T0 + LEASE })
+    } finally {
+      locker.exec('ROLLBACK')
+      locker.close()
+    }
+    // once the lease has run out another process takes the download over and finishes it
+    const b = await w.open({ owner: 'host-b:2:bbbb', now: () => T0 + LEASE + 1 })
+    const done = await (await b.resume(job.id)).done
+    expect(done.status, done.error ?? '').toBe('success')
+    expect(await fileSha256(join(w.dir, 'o'))).toBe(w.sha)
   })
 
   it('close() pauses what runs as interrupted; resumeAll({ interruptedOnly }) resumes that and leaves a user pause alone', async () => {

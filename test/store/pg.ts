@@ -85,7 +85,9 @@ export interface TestDatabase {
   query: <R extends pg.QueryResultRow = Record<string, unknown>>(text: string, values?: unknown[]) => Promise<pg.QueryResult<R>>
   /**
    * Ends the connections to it whose application_name is `application` (a
-   * PostgresStore's are 'cidget') with `pg_terminate_backend`; returns how many.
+   * PostgresStore's are 'cidget') with `pg_terminate_backend`, and waits until
+   * those backends have exited (so each client has been sent its error and
+   * the end of its connection); returns how many.
    */
   terminateBackends: (application?: string) => Promise<number>
   /** Drops it, ending the connections still open. */
@@ -112,9 +114,18 @@ export async function createTestDatabase (): Promise<TestDatabase> {
     url,
     query: async (text, values) => await getPool().query(text, values),
     terminateBackends: async (application = 'cidget') => await withConnection(PG_SERVER_URL, async c => {
-      const res = await c.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-        WHERE datname = $1 AND application_name = $2 AND pid <> pg_backend_pid()`, [name, application])
-      return res.rowCount ?? 0
+      // the victims are chosen first: in one WHERE clause the planner may call pg_terminate_backend on any row
+      const res = await c.query<{ pid: number }>(`WITH victims AS MATERIALIZED (SELECT pid FROM pg_stat_activity
+        WHERE datname = $1 AND application_name = $2 AND pid <> pg_backend_pid()) SELECT pid FROM victims WHERE pg_terminate_backend(pid)`, [name, application])
+      const pids = res.rows.map(r => r.pid)
+      // pg_terminate_backend only signals; the server has no event for the exit, so it is polled (PostgreSQL < 14 has no wait)
+      for (const deadline = Date.now() + 10_000; ;) {
+        const left = (await c.query('SELECT 1 FROM pg_stat_activity WHERE pid = ANY($1)', [pids])).rowCount ?? 0
+        if (left === 0) break
+        if (Date.now() > deadline) throw new Error(`${left} terminated backends of ${name} still run after 10 s`)
+        await new Promise(resolve => setTimeout(resolve, 5))
+      }
+      return pids.length
     }),
     drop: async () => {
       await pool?.end().catch(() => undefined)

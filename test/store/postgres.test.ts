@@ -1,5 +1,4 @@
 import pg from 'pg'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { CidgetError, isCidgetError } from '../../src/core/errors.js'
 import type { ErrorCode } from '../../src/core/errors.js'
@@ -9,6 +8,7 @@ import type { Store } from '../../src/store/index.js'
 import { INSERT_BATCH, postgresDialect, redactUrl } from '../../src/store/postgres.js'
 import { storeContract } from './contract.js'
 import { postgresAvailable, useTestDatabases } from './pg.js'
+import { within } from '../helpers.js'
 import type { TestDatabase } from './pg.js'
 
 const available = await postgresAvailable()
@@ -31,19 +31,6 @@ async function rejection (p: Promise<unknown>): Promise<unknown> {
 
 function expectCode (err: unknown, code: ErrorCode): asserts err is CidgetError {
   expect(isCidgetError(err, code), `expected ${code}, got ${String(err)}`).toBe(true)
-}
-
-/** Rejects when `p` takes longer than `ms`: a hang fails the test instead of stalling the run. */
-async function within<T> (ms: number, p: Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const timeout = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => reject(new Error(`still waiting after ${ms} ms`)), ms)
-  })
-  try {
-    return await Promise.race([p, timeout])
-  } finally {
-    clearTimeout(timer)
-  }
 }
 
 describe('postgresDialect', () => {
@@ -267,6 +254,15 @@ describe.skipIf(!available)('PostgresStore', () => {
   })
 
   describe('lost connections', () => {
+    /**
+     * After terminateBackends (which returns once the backends have exited, their errors and the
+     * ends of their connections sent): one full turn of the event loop reads every socket that
+     * was ready, so each pooled connection has seen its end and left the pool.
+     */
+    async function noticed (): Promise<void> {
+      for (let i = 0; i < 2; i++) await new Promise(resolve => setImmediate(resolve))
+    }
+
     /** Settles to 'ok' or the error, which must be the retryable coded one. */
     async function outcome (p: Promise<unknown>): Promise<'ok' | 'unavailable'> {
       try {
@@ -306,7 +302,7 @@ describe.skipIf(!available)('PostgresStore', () => {
         const after = Array.from({ length: 8 }, async () => await outcome(call()))
         for (const o of await within(15_000, Promise.all([...inFlight, ...after]))) seen[o]++
         // Once the dead connections are noticed, the pool opens new ones and every call succeeds.
-        await sleep(100)
+        await noticed()
         for (const o of await within(15_000, Promise.all(Array.from({ length: 8 }, async () => await outcome(call()))))) {
           expect(o).toBe('ok')
         }
@@ -314,9 +310,8 @@ describe.skipIf(!available)('PostgresStore', () => {
       expect(killed).toBeGreaterThan(0)
       expect(seen.ok + seen.unavailable).toBe(6 * 16)
       // An idle pool whose every connection was killed: the next calls succeed.
-      await sleep(50)
       expect(await fresh.terminateBackends()).toBeGreaterThan(0)
-      await sleep(100)
+      await noticed()
       expect(await within(10_000, store.getDownload(ids[0]!))).toBeDefined()
       expect(await within(10_000, store.claimNext('h:3:t', 30_000))).toBeDefined()
     })

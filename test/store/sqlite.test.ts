@@ -1,8 +1,9 @@
-import { spawn } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import { once } from 'node:events'
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { accessSync, chmodSync, constants as fsConstants, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { hostname, tmpdir } from 'node:os'
 import { join, relative } from 'node:path'
+import { fileURLToPath, pathToFileURL } from 'node:url'
 import { Database } from '../../src/store/driver.js'
 import { afterAll, afterEach, describe, expect, it } from 'vitest'
 import { CidgetError, isCidgetError } from '../../src/core/errors.js'
@@ -13,6 +14,7 @@ import {
 } from '../../src/store/index.js'
 import type { Store } from '../../src/store/index.js'
 import { storeContract } from './contract.js'
+import { skipUnlessCi } from '../helpers.js'
 
 const root = mkdtempSync(join(tmpdir(), 'cidget-store-'))
 afterAll(() => {
@@ -71,8 +73,62 @@ function expectStateError (fn: () => unknown, path: string, reason: RegExp): voi
   expect(err.message).not.toContain('\n')
 }
 
-const isRoot = process.getuid?.() === 0
-if (isRoot) console.log('skipping the read-only (chmod) cases: root ignores file permissions; the "parent is a regular file" case covers refusal for root')
+/** Whether this process writes through file permissions (root, with CAP_DAC_OVERRIDE): probed, not guessed from the uid. */
+function permissionsIgnored (): boolean {
+  const dir = mkdtempSync(join(root, 'probe-'))
+  chmodSync(dir, 0o555)
+  try {
+    accessSync(dir, fsConstants.W_OK)
+    return true
+  } catch {
+    return false
+  } finally {
+    chmodSync(dir, 0o755)
+    rmSync(dir, { recursive: true })
+  }
+}
+const PERMISSIONS_IGNORED = permissionsIgnored()
+const PROJECT = fileURLToPath(new URL('../..', import.meta.url))
+
+/**
+ * The error `SqliteStore.open(file)` throws, in a process that file permissions apply to: this
+ * one, or, where this one writes through them (root), a child without the capabilities that
+ * override them (setpriv from util-linux drops them from its bounding set). The child is root
+ * still, so it reads the project wherever it is, but it meets the modes of the files it owns.
+ */
+function openRefusal (file: string): { code: unknown, message: string } {
+  if (!PERMISSIONS_IGNORED) {
+    const err = thrown(() => SqliteStore.open(file))
+    return { code: err.code, message: err.message }
+  }
+  const script = `import(process.argv[1]).then(({ SqliteStore }) => {
+    try { SqliteStore.open(process.argv[2]).close(); console.log(JSON.stringify({ code: null, message: 'opened' })) }
+    catch (err) { console.log(JSON.stringify({ code: err.code ?? null, message: String(err.message) })) }
+  })`
+  const child = spawnSync('setpriv', ['--bounding-set=-dac_override,-dac_read_search', '--', process.execPath, '--import', 'tsx', '-e', script,
+    pathToFileURL(join(PROJECT, 'src/store/sqlite.ts')).href, file], { cwd: PROJECT, encoding: 'utf8', timeout: 30_000 })
+  if (child.error !== undefined || child.status !== 0) {
+    throw new Error(`the unprivileged child failed: ${child.error?.message ?? `exit ${String(child.status)}`} ${child.stderr ?? ''}`)
+  }
+  return JSON.parse(child.stdout) as { code: unknown, message: string }
+}
+
+/** Why the read-only cases cannot run here, or undefined when they can. */
+function readOnlyProblem (): string | undefined {
+  if (!PERMISSIONS_IGNORED) return undefined
+  const r = spawnSync('setpriv', ['--bounding-set=-dac_override,-dac_read_search', '--', 'true'], { encoding: 'utf8' })
+  if (r.error !== undefined) return `this process ignores file permissions (root) and setpriv is not available (${r.error.message})`
+  if (r.status !== 0) return `this process ignores file permissions (root) and setpriv cannot drop the capabilities: ${r.stderr.trim()}`
+  return undefined
+}
+
+function expectOpenRefused (file: string, reason: RegExp): void {
+  const err = openRefusal(file)
+  expect(err.code).toBe('CIDGET_ERR_STATE')
+  expect(err.message).toContain(file)
+  expect(err.message).toMatch(reason)
+  expect(err.message).not.toContain('\n')
+}
 
 storeContract('SqliteStore (temp file)', async ({ isOwnerDead }) => SqliteStore.open(tempFile(), { isOwnerDead }))
 storeContract('SqliteStore (:memory:)', async ({ isOwnerDead }) => SqliteStore.open(':memory:', { isOwnerDead }))
@@ -193,20 +249,30 @@ describe('SqliteStore on a file', () => {
     expectStateError(() => SqliteStore.open(root), root, /not a regular file/)
   })
 
-  // As root, permissions do not stop writes; the "parent is a regular file" test above covers root.
-  it.skipIf(isRoot)('refuses a read-only directory', () => {
+  // Root writes through permissions: as root, these run in a child without that privilege.
+  it('refuses a read-only directory', (ctx) => {
+    const problem = readOnlyProblem()
+    if (problem !== undefined) {
+      skipUnlessCi(ctx, problem)
+      return
+    }
     const dir = join(root, 'ro')
     mkdirSync(dir)
     chmodSync(dir, 0o555)
     const file = join(dir, 'state.db')
-    expectStateError(() => SqliteStore.open(file), file, /directory .* is not writable/)
+    expectOpenRefused(file, /directory .* is not writable/)
   })
 
-  it.skipIf(isRoot)('refuses a read-only database file', async () => {
+  it('refuses a read-only database file', async (ctx) => {
+    const problem = readOnlyProblem()
+    if (problem !== undefined) {
+      skipUnlessCi(ctx, problem)
+      return
+    }
     const file = tempFile()
     await SqliteStore.open(file).close()
     chmodSync(file, 0o444)
-    expectStateError(() => SqliteStore.open(file), file, /not readable and writable/)
+    expectOpenRefused(file, /not readable and writable/)
   })
 
   it('two stores on one file: only one holds a lease at a time', async () => {

@@ -1,12 +1,13 @@
 /** CAR output: a verified CARv1 of the DAG, resumable. */
 import { describe, it, expect, afterEach } from 'vitest'
-import { mkdtemp, readFile, rm, truncate } from 'node:fs/promises'
+import { mkdtemp, readFile, rm, stat, truncate } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { CarReader } from '@ipld/car'
 import * as dagPb from '@ipld/dag-pb'
 import type { CID } from 'multiformats/cid'
 import { exporter } from 'ipfs-unixfs-exporter'
+import { fixedSize } from 'ipfs-unixfs-importer/chunker'
 import { MemoryBlocks, addFile, addDirectory, seededBytes, startTestGateway, loadCar, type TestGateway } from '../../src/testing/index.js'
 import { Downloader } from '../../src/engine/downloader.js'
 import { partialPath } from '../../src/sink/partial.js'
@@ -78,6 +79,28 @@ describe('CAR output', () => {
     const car = await readCar(done.output)
     expect(car.cids).toEqual(dfs(blocks, root))
     expect(new Set(car.cids).size).toBe(car.cids.length)
+  })
+
+  it('refuses a DAG of more blocks than maxEntries, and writes one of exactly that many', async () => {
+    const blocks = new MemoryBlocks()
+    // a root and 8 raw leaves of 1 KiB: 9 blocks
+    const root = await addFile(blocks, seededBytes(8 * KiB, 5), { chunker: fixedSize({ chunkSize: KiB }) })
+    expect(dfs(blocks, root)).toHaveLength(9)
+    const gw = await startTestGateway({ blocks })
+    const dir = await mkdtemp(join(tmpdir(), 'cidget-car-'))
+    const opened: Downloader[] = []
+    cleanups.push(async () => { for (const d of opened) await d.close(); await gw.close(); await rm(dir, { recursive: true, force: true }) })
+    const open = async (maxEntries: number): Promise<Downloader> => {
+      const dl = await Downloader.open({ state: join(dir, 'state.db'), gateways: [gw.url], hedgeAfterMs: 0, limits: { maxEntries } })
+      opened.push(dl)
+      return dl
+    }
+    const refused = await (await (await open(8)).add(root.toString(), { mode: 'car', output: join(dir, 'refused.car') })).done
+    expect(refused).toMatchObject({ status: 'failed', errorCode: 'CIDGET_ERR_DAG_LIMIT', error: expect.stringMatching(/more than 8 blocks/) })
+    await expect(stat(join(dir, 'refused.car'))).rejects.toMatchObject({ code: 'ENOENT' })
+    const done = await (await (await open(9)).add(root.toString(), { mode: 'car', output: join(dir, 'ok.car') })).done
+    expect(done.status, done.error ?? '').toBe('success')
+    expect((await readCar(done.output)).cids).toEqual(dfs(blocks, root))
   })
 
   it('resumes after a pause without fetching a block twice', async () => {

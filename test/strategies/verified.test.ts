@@ -585,6 +585,26 @@ describe('hostile DAGs', () => {
     await expectRefused(blocks, cid, 'CIDGET_ERR_DAG_LIMIT', { limits: { maxDepth: 32 } })
   })
 
+  it('refuses a tree of more entries than maxEntries (the root, every directory, file and link count)', async () => {
+    const blocks = new MemoryBlocks()
+    const text = (t: string): Uint8Array => new TextEncoder().encode(t)
+    // six entries: the root, a, a/1, a/2, b, c
+    const root = await addDirectory(blocks, [{ path: 'a/1', content: text('1') }, { path: 'a/2', content: text('2') }, { path: 'b', content: text('b') }, { path: 'c', content: text('c') }])
+    expect(await expectRefused(blocks, root, 'CIDGET_ERR_DAG_LIMIT', { limits: { maxEntries: 5 } })).toMatch(/more than 5 entries/)
+    const s = await setup(blocks)
+    const done = await (await (await s.open({ limits: { maxEntries: 6 } })).add(root.toString(), { output: join(s.dir, 'ok') })).done
+    expect(done.status, done.error ?? '').toBe('success')
+    expect(await tree(join(s.dir, 'ok'))).toEqual(['a', 'a/1', 'a/2', 'b', 'c'])
+  })
+
+  it('refuses a sharded directory listing more than maxEntries entries while it lists it', async () => {
+    const blocks = new MemoryBlocks()
+    const root = await addDirectory(blocks, Array.from({ length: 40 }, (_, i) => ({ path: `s/f${i}`, content: new TextEncoder().encode(String(i)) })),
+      { shardSplitThresholdBytes: 1 })
+    // the listing itself is cut off (it is held in memory), before any of its entries is walked
+    expect(await expectRefused(blocks, root, 'CIDGET_ERR_DAG_LIMIT', { limits: { maxEntries: 30 } })).toMatch(/The directory .*\/s has more than 30 entries/)
+  })
+
   it('counts a raw leaf\'s own level against the depth limit', async () => {
     const blocks = new MemoryBlocks()
     let cid = await put(blocks, new Uint8Array([1]), rawCodec.code)
