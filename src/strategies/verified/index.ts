@@ -5,7 +5,9 @@ import { UnixFS } from 'ipfs-unixfs'
 import { lstat, rename } from 'node:fs/promises'
 import { CidgetError, fsError, systemCode, toCidgetError } from '../../core/errors.js'
 import { DEFAULTS } from '../../core/defaults.js'
+import { dirname } from 'node:path'
 import { ensureFreeSpace, committedAlready } from '../../sink/partial.js'
+import { DiskSpace } from '../../sink/space.js'
 import type { StrategyContext, StrategyResult } from '../types.js'
 import { Bitmap } from './bitmap.js'
 import { FileHasher } from './file-hash.js'
@@ -286,6 +288,8 @@ async function verifiedDownload (ctx: VerifiedContext, internal: AbortController
   }
 
   const tree = await OutputTree.open(record.output, isDirectory)
+  // what the DAG declares and is not written yet must fit in the free space, looked at as bytes arrive
+  const space = new DiskSpace(dirname(tree.root))
   let index = 0 // next data-bearing block, in walk order
   let entries = 0
   let declaredTotal = 0
@@ -379,7 +383,11 @@ async function verifiedDownload (ctx: VerifiedContext, internal: AbortController
   const write = async (i: number, path: string, offset: number, data: BlockBytes): Promise<void> => {
     const length = blockLength(data)
     if (length === 0) await tree.touch(path)
-    else await tree.write(path, offset, data)
+    else {
+      await space.ensure(Math.max(length, declaredTotal - writtenBytes))
+      await tree.write(path, offset, data)
+      space.wrote(length)
+    }
     hasher?.written(offset, length)
     await written(i, length)
   }
@@ -574,6 +582,8 @@ async function verifiedDownload (ctx: VerifiedContext, internal: AbortController
       case 'file':
       case 'raw':
         declare(Number(fs.fileSize()))
+        // the tree's running total, not only a file at the root: a tree pauses before the space runs out too
+        await space.ensure(declaredTotal - writtenBytes)
         await fileNode(cid, path, 0, undefined, depth, bytes)
         fileEvent(path, 'walked')
         return
