@@ -29,6 +29,7 @@ const EARLY_LEAF_BYTES = 256 * 1024
 /** Inner nodes that first request may carry (the root and a path down a deep DAG). */
 const EARLY_NODES = 8
 import { OutputTree } from './tree.js'
+import { recoverLeaves } from './recover.js'
 import { checkName, checkSymlink, safeJoin } from './names.js'
 import { DagReader, exporterError, type BlockSource } from './reader.js'
 
@@ -290,6 +291,17 @@ async function verifiedDownload (ctx: VerifiedContext, internal: AbortController
   const tree = await OutputTree.open(record.output, isDirectory)
   // what the DAG declares and is not written yet must fit in the free space, looked at as bytes arrive
   const space = new DiskSpace(dirname(tree.root))
+  if (stored !== undefined && !isDirectory) {
+    // leaves a killed run wrote after its last record: kept when they hash to their CIDs, durable before recorded
+    const found = await recoverLeaves(tree.root, root, rootBytes, done, durableBytes, (cid) => reader.cached(cid), signal)
+    if (found.blocks.length > 0) {
+      await tree.syncAll()
+      for (const i of found.blocks) done.add(i)
+      durableBytes += found.bytes
+      writtenBytes = durableBytes
+      await store.saveProgress(id, done.toBytes(), durableBytes, ctx.owner)
+    }
+  }
   let index = 0 // next data-bearing block, in walk order
   let entries = 0
   let declaredTotal = 0

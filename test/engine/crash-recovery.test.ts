@@ -1,0 +1,57 @@
+/**
+ * Issue 14, "A crash costs only what was in flight": a run killed after it
+ * wrote blocks and before it recorded them leaves them in the partial file;
+ * the next run checks them there instead of fetching them again. Here the
+ * bytes such a run would have left are written into the partial by hand (a
+ * real SIGKILL is in test/e2e/kill-anywhere.test.ts).
+ */
+import { describe, it, expect, afterEach } from 'vitest'
+import { open } from 'node:fs/promises'
+import { join } from 'node:path'
+import { CID } from 'multiformats/cid'
+import * as dagPb from '@ipld/dag-pb'
+import { world, progressReaches, fileSha256, MiB, KiB, type World } from '../helpers.js'
+import { partialPath } from '../../src/sink/partial.js'
+
+let w: World | undefined
+afterEach(async () => {
+  await w?.close()
+  w = undefined
+})
+
+const LEAF = 256 * KiB
+
+/** Writes `data` at `at` of the file at `path`, as a killed run's page cache would have left it. */
+async function writeAt (path: string, at: number, data: Uint8Array): Promise<void> {
+  const fh = await open(path, 'r+')
+  try {
+    await fh.write(data, 0, data.byteLength, at)
+  } finally {
+    await fh.close()
+  }
+}
+
+describe('verified mode: leaves on disk beyond the recorded ones', () => {
+  it('are hashed against their CIDs on resume; those that match are kept, a torn one is fetched again', async () => {
+    w = await world({ size: 4 * MiB })
+    const leaves = dagPb.decode(w.blocks.get(CID.parse(w.cid))).Links.map(l => l.Hash.toString())
+    expect(leaves).toHaveLength(16)
+    // leaf 4 stalls: the first run records leaves 0-3 and is paused there
+    w.gateways[0]!.addFault({ fault: { type: 'stall', afterBytes: 0 }, times: 1, match: { path: `/ipfs/${leaves[4]!}` } })
+    const dl = await w.open({ runBlocks: 0, blockConcurrency: 1, syncIntervalBytes: 1, timeoutMs: 60_000 })
+    const job = await dl.add(w.cid, { output: join(w.dir, 'o') })
+    await progressReaches(dl, job.id, 4 * LEAF)
+    const paused = await dl.pause(job.id)
+    expect(paused.currentSize).toBe(4 * LEAF)
+    // what a killed run wrote after its last record: leaves 4-9, leaf 7 torn
+    const partial = partialPath(join(w.dir, 'o'))
+    await writeAt(partial, 4 * LEAF, w.data.subarray(4 * LEAF, 10 * LEAF))
+    await writeAt(partial, 7 * LEAF + 100, Uint8Array.of(w.data[7 * LEAF + 100]! ^ 0xff))
+    const mark = w.gateways[0]!.requests.length
+    const done = await (await dl.resume(job.id)).done
+    expect(done.status, done.error ?? '').toBe('success')
+    expect(await fileSha256(done.output)).toBe(w.sha)
+    const fetched = w.gateways[0]!.requests.slice(mark).map(r => leaves.indexOf(r.path.slice('/ipfs/'.length))).filter(i => i >= 0)
+    expect(fetched.sort((a, b) => a - b)).toEqual([7, 10, 11, 12, 13, 14, 15])
+  })
+})
