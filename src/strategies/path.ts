@@ -62,10 +62,14 @@ export async function runPathDownload (ctx: StrategyContext): Promise<StrategyRe
     let size = record.size
     let etag = record.etag
     let attempts = record.attempts
-    // Trust only what the store says is durable; bytes past it may be torn.
+    // Bytes past what the store says is durable may be torn. Without a check against the CID they
+    // are cut off; with one (it repairs any bad range), a run killed after writing them leaves them
+    // to the next, which continues from the bytes actually on disk once they are durable.
     const onDisk = await file.size()
-    let offset = Math.min(onDisk, record.currentSize)
+    const keep = ctx.checkAgainstCid !== undefined ? Math.min(onDisk, record.size ?? onDisk) : record.currentSize
+    let offset = Math.min(onDisk, keep)
     if (onDisk !== offset) await file.truncate(offset)
+    if (offset > record.currentSize) await file.sync()
     // progress without its data (deleted, or recorded on another machine): said in the record once the run has its status
     let restartNote = offset === 0 && record.currentSize > 0
       ? `Restarted from the beginning: the partial data ${record.output}${DEFAULTS.PARTIAL_SUFFIX} holds none of the ${record.currentSize} bytes an earlier run recorded (deleted, or written on another machine)`

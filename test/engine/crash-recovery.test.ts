@@ -55,3 +55,28 @@ describe('verified mode: leaves on disk beyond the recorded ones', () => {
     expect(fetched.sort((a, b) => a - b)).toEqual([7, 10, 11, 12, 13, 14, 15])
   })
 })
+
+describe('path mode: bytes on disk beyond the recorded ones', () => {
+  it('are kept when the file is checked against the CID: the next request starts after them, and a bad range is repaired alone', async () => {
+    w = await world({ size: 4 * MiB })
+    w.gateways[0]!.addFault({ fault: { type: 'stall', afterBytes: MiB }, times: 1, match: { format: 'path' } })
+    const dl = await w.open({ timeoutMs: 60_000 })
+    const repaired: number[] = []
+    dl.on('cidget:download:repaired', e => repaired.push(e.bytes))
+    const job = await dl.add(w.cid, { mode: 'path', output: join(w.dir, 'o') })
+    await progressReaches(dl, job.id, MiB)
+    const paused = await dl.pause(job.id)
+    expect(paused.currentSize).toBe(MiB)
+    // what a killed run wrote after its last record: 2 MiB more, one byte of it wrong
+    const partial = partialPath(join(w.dir, 'o'))
+    await writeAt(partial, MiB, w.data.subarray(MiB, 3 * MiB))
+    await writeAt(partial, 2 * MiB + 5, Uint8Array.of(w.data[2 * MiB + 5]! ^ 0xff))
+    const mark = w.gateways[0]!.requests.length
+    const done = await (await dl.resume(job.id)).done
+    expect(done.status, done.error ?? '').toBe('success')
+    expect(await fileSha256(done.output)).toBe(w.sha)
+    const ranges = w.gateways[0]!.requests.slice(mark).filter(r => r.format === 'path').map(r => r.range)
+    expect(ranges).toEqual([`bytes=${3 * MiB}-`])
+    expect(repaired).toEqual([LEAF])
+  })
+})
