@@ -6,11 +6,12 @@
  * real SIGKILL is in test/e2e/kill-anywhere.test.ts).
  */
 import { describe, it, expect, afterEach } from 'vitest'
-import { open } from 'node:fs/promises'
+import { open, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { CID } from 'multiformats/cid'
 import * as dagPb from '@ipld/dag-pb'
-import { world, progressReaches, fileSha256, MiB, KiB, type World } from '../helpers.js'
+import { CarIndexer } from '@ipld/car'
+import { world, progressReaches, fileSha256, sha256, MiB, KiB, type World } from '../helpers.js'
 import { partialPath } from '../../src/sink/partial.js'
 
 let w: World | undefined
@@ -78,5 +79,54 @@ describe('path mode: bytes on disk beyond the recorded ones', () => {
     const ranges = w.gateways[0]!.requests.slice(mark).filter(r => r.format === 'path').map(r => r.range)
     expect(ranges).toEqual([`bytes=${3 * MiB}-`])
     expect(repaired).toEqual([LEAF])
+  })
+})
+
+describe('CAR output: a resumed CAR', () => {
+  /**
+   * A CAR of the 4 MiB file made by an uninterrupted run (the reference, with
+   * where each of its sections ends), and a second download of it paused
+   * after the root and leaves 0-3 (its leaf 4 stalls).
+   */
+  async function pausedCar (): Promise<{ reference: Uint8Array, ends: number[], leaves: string[], partial: string, resume: () => Promise<string> }> {
+    w = await world({ size: 4 * MiB })
+    const leaves = dagPb.decode(w.blocks.get(CID.parse(w.cid))).Links.map(l => l.Hash.toString())
+    const dl = await w.open({ blockConcurrency: 1, syncIntervalBytes: 1, timeoutMs: 60_000 })
+    const ref = await (await dl.add(w.cid, { mode: 'car', output: join(w.dir, 'ref.car') })).done
+    expect(ref.status, ref.error ?? '').toBe('success')
+    const reference = await readFile(ref.output)
+    const ends: number[] = []
+    for await (const b of (await CarIndexer.fromBytes(reference))) ends.push(b.blockOffset + b.blockLength)
+    expect(ends).toHaveLength(17)
+    w.gateways[0]!.addFault({ fault: { type: 'stall', afterBytes: 0 }, times: 1, match: { path: `/ipfs/${leaves[4]!}` } })
+    const job = await dl.add(w.cid, { mode: 'car', output: join(w.dir, 'o.car') })
+    await progressReaches(dl, job.id, ends[4]!)
+    const paused = await dl.pause(job.id)
+    expect(paused.currentSize).toBe(ends[4])
+    return {
+      reference,
+      ends,
+      leaves,
+      partial: partialPath(join(w.dir, 'o.car')),
+      resume: async () => {
+        const done = await (await dl.resume(job.id)).done
+        expect(done.status, done.error ?? '').toBe('success')
+        return done.output
+      }
+    }
+  }
+  /** The leaves the gateway was asked for since request `mark`, by number. */
+  const fetchedSince = (mark: number, leaves: string[]): number[] =>
+    w!.gateways[0]!.requests.slice(mark).map(r => leaves.indexOf(r.path.slice('/ipfs/'.length))).filter(i => i >= 0).sort((a, b) => a - b)
+
+  it('keeps the whole, valid blocks a killed run appended after its last record, and cuts a torn one', async () => {
+    const c = await pausedCar()
+    // what a killed run appended: the sections of leaves 4-7 whole, and half of leaf 8's
+    const end = c.ends[8]! + Math.floor((c.ends[9]! - c.ends[8]!) / 2)
+    await writeAt(c.partial, c.ends[4]!, c.reference.subarray(c.ends[4]!, end))
+    const mark = w!.gateways[0]!.requests.length
+    const output = await c.resume()
+    expect(await fileSha256(output)).toBe(sha256(c.reference))
+    expect(fetchedSince(mark, c.leaves)).toEqual([8, 9, 10, 11, 12, 13, 14, 15])
   })
 })
