@@ -13,6 +13,7 @@ import * as dagPb from '@ipld/dag-pb'
 import { CarIndexer } from '@ipld/car'
 import { world, progressReaches, fileSha256, sha256, MiB, KiB, type World } from '../helpers.js'
 import { partialPath } from '../../src/sink/partial.js'
+import { seededBytes } from '../../src/testing/index.js'
 
 let w: World | undefined
 afterEach(async () => {
@@ -118,6 +119,16 @@ describe('CAR output: a resumed CAR', () => {
   /** The leaves the gateway was asked for since request `mark`, by number. */
   const fetchedSince = (mark: number, leaves: string[]): number[] =>
     w!.gateways[0]!.requests.slice(mark).map(r => leaves.indexOf(r.path.slice('/ipfs/'.length))).filter(i => i >= 0).sort((a, b) => a - b)
+
+  it('is truncated to its last durable block: bytes after it that are not whole blocks go', async () => {
+    const c = await pausedCar()
+    // a killed run's torn tail: bytes that are not CAR sections, longer than the rest of the CAR
+    await writeAt(c.partial, c.ends[4]!, seededBytes(8 * MiB, 9))
+    const mark = w!.gateways[0]!.requests.length
+    const output = await c.resume()
+    expect(await fileSha256(output)).toBe(sha256(c.reference))
+    expect(fetchedSince(mark, c.leaves)).toEqual([4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15])
+  })
 
   it('keeps the whole, valid blocks a killed run appended after its last record, and cuts a torn one', async () => {
     const c = await pausedCar()
