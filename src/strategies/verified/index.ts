@@ -172,6 +172,8 @@ async function verifiedDownload (ctx: VerifiedContext, internal: AbortController
     })
   }
   const done = new Bitmap(stored)
+  // a partial file without progress: a run killed before its first record wrote it
+  const resumed = stored !== undefined || await partialExists(partial)
   let durableBytes = stored === undefined ? 0 : record.currentSize
   let writtenBytes = durableBytes
   const signal = internal.signal
@@ -186,7 +188,7 @@ async function verifiedDownload (ctx: VerifiedContext, internal: AbortController
   const runBlocks = ctx.runBlocks ?? DEFAULT_RUN_BLOCKS
   // A new download of a CID asks for its first run with the root: the root, the inner nodes on the
   // way and the first leaves in one request, rather than one round trip per level before data flows.
-  let earlyEnd = stored === undefined && record.path === '' && runBlocks > 1 ? Math.min(runBlocks, DEFAULT_RUN_BLOCKS) * EARLY_LEAF_BYTES : 0
+  let earlyEnd = !resumed && record.path === '' && runBlocks > 1 ? Math.min(runBlocks, DEFAULT_RUN_BLOCKS) * EARLY_LEAF_BYTES : 0
   const early = earlyEnd > 0 ? reader.prefetchEntity(root, { from: 0, to: earlyEnd - 1, nodes: EARLY_NODES }) : undefined
   if (early === undefined) earlyEnd = 0
   const rootBytes = await getBlock(root)
@@ -291,7 +293,7 @@ async function verifiedDownload (ctx: VerifiedContext, internal: AbortController
   const tree = await OutputTree.open(record.output, isDirectory)
   // what the DAG declares and is not written yet must fit in the free space, looked at as bytes arrive
   const space = new DiskSpace(dirname(tree.root))
-  if (stored !== undefined && !isDirectory) {
+  if (resumed && !isDirectory) {
     // leaves a killed run wrote after its last record: kept when they hash to their CIDs, durable before recorded
     const found = await recoverLeaves(tree.root, root, rootBytes, done, durableBytes, (cid) => reader.cached(cid), signal)
     if (found.blocks.length > 0) {
