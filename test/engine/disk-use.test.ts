@@ -111,6 +111,24 @@ describe('path mode: a body without a length', () => {
   })
 })
 
+describe('CAR output: the free space, checked as blocks arrive', () => {
+  it('pauses with DISK_FULL before the space is exhausted, then resumes', async (ctx) => {
+    w = await world({ size: 4 * MiB })
+    const mnt = join(w.dir, 'small')
+    await mkdir(mnt)
+    if (!mountTmpfs(ctx, mnt, '3m')) return
+    const dl = await w.open()
+    const first = await (await dl.add(w.cid, { mode: 'car', output: join(mnt, 'out.car') })).done
+    expect(first.status).toBe('paused')
+    expect(first.errorCode).toBe('CIDGET_ERR_DISK_FULL')
+    expect(first.error).toMatch(/Not enough space.*bytes needed/)
+    expect(await freeBytes(mnt)).toBeGreaterThanOrEqual(DEFAULTS.DISK_RESERVE_BYTES / 2)
+    execFileSync('mount', ['-o', 'remount,size=16m', mnt])
+    const second = await (await dl.resume(first.id)).done
+    expect(second.status, second.error ?? '').toBe('success')
+  })
+})
+
 describe('verified directories: the running total of a tree against the free space', () => {
   it('a DAG wrapping a 2.9 TiB file (one 1 MiB block linked many times) pauses with DISK_FULL before writing', async (ctx) => {
     w = await world({ size: 1 })

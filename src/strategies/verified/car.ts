@@ -6,7 +6,9 @@ import { varint } from 'multiformats'
 import * as dagPb from '@ipld/dag-pb'
 import { createWriter, close as closeWriter, headerLength } from '@ipld/car/buffer-writer'
 import { CidgetError, fsError, systemCode, toCidgetError } from '../../core/errors.js'
+import { dirname } from 'node:path'
 import { PartialFile, committedAlready, partialPath } from '../../sink/partial.js'
+import { DiskSpace } from '../../sink/space.js'
 import type { StrategyResult } from '../types.js'
 import { MAX_BLOCK_BYTES, verifyBlock } from '../../gateways/block.js'
 import { Bitmap } from './bitmap.js'
@@ -149,9 +151,13 @@ export async function runCarDownload (ctx: VerifiedContext): Promise<StrategyRes
     ctx.onProgress(offset, null, ctx.lastGateway() ?? '')
     if (offset - durable >= policy.syncIntervalBytes || ctx.now() - lastSync >= policy.syncIntervalMs) await checkpoint()
   }
+  // a CAR declares no size ahead: each block must fit in the free space as it comes
+  const space = new DiskSpace(dirname(file.path))
   /** Appends `data`; `blocks` is how many blocks the CAR then holds. */
   const append = async (data: Uint8Array, blocks: number): Promise<void> => {
+    await space.ensure(data.byteLength)
     await file.write(data, offset)
+    space.wrote(data.byteLength)
     await advance(offset + data.byteLength, blocks)
   }
 
