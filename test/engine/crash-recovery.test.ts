@@ -6,14 +6,14 @@
  * real SIGKILL is in test/e2e/kill-anywhere.test.ts).
  */
 import { describe, it, expect, afterEach } from 'vitest'
-import { open, readFile } from 'node:fs/promises'
+import { open, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { CID } from 'multiformats/cid'
 import * as dagPb from '@ipld/dag-pb'
 import { CarIndexer } from '@ipld/car'
 import { world, progressReaches, fileSha256, sha256, MiB, KiB, type World } from '../helpers.js'
 import { partialPath } from '../../src/sink/partial.js'
-import { seededBytes } from '../../src/testing/index.js'
+import { addDirectory, seededBytes } from '../../src/testing/index.js'
 
 let w: World | undefined
 afterEach(async () => {
@@ -55,6 +55,33 @@ describe('verified mode: leaves on disk beyond the recorded ones', () => {
     expect(await fileSha256(done.output)).toBe(w.sha)
     const fetched = w.gateways[0]!.requests.slice(mark).map(r => leaves.indexOf(r.path.slice('/ipfs/'.length))).filter(i => i >= 0)
     expect(fetched.sort((a, b) => a - b)).toEqual([7, 10, 11, 12, 13, 14, 15])
+  })
+})
+
+describe('verified directories: files on disk beyond the recorded ones', () => {
+  it('are hashed against their CIDs on resume; those that match are kept, a torn one is fetched again', async () => {
+    w = await world({ size: 1 })
+    const files = Array.from({ length: 8 }, (_, i) => seededBytes(200 * KiB, 20 + i))
+    const root = await addDirectory(w.blocks, files.map((content, i) => ({ path: `f${i}.bin`, content })))
+    const links = dagPb.decode(w.blocks.get(root)).Links
+    expect(links.map(l => l.Hash.code)).toEqual(files.map(() => 0x55)) // one raw block each
+    const cidOf = (i: number): string => links.find(l => l.Name === `f${i}.bin`)!.Hash.toString()
+    // f2 stalls: the first run records f0 and f1 and is paused there
+    w.gateways[0]!.addFault({ fault: { type: 'stall', afterBytes: 0 }, times: 1, match: { path: `/ipfs/${cidOf(2)}` } })
+    const dl = await w.open({ runBlocks: 0, blockConcurrency: 1, syncIntervalBytes: 1, timeoutMs: 60_000 })
+    const job = await dl.add(root.toString(), { output: join(w.dir, 'tree') })
+    await progressReaches(dl, job.id, 2 * 200 * KiB)
+    expect((await dl.pause(job.id)).currentSize).toBe(2 * 200 * KiB)
+    // what a killed run wrote after its last record: f2, f3 and f4, f3 torn
+    const staging = partialPath(join(w.dir, 'tree'))
+    for (const i of [2, 3, 4]) await writeFile(join(staging, `f${i}.bin`), files[i]!)
+    await writeAt(join(staging, 'f3.bin'), 100, Uint8Array.of(files[3]![100]! ^ 0xff))
+    const mark = w.gateways[0]!.requests.length
+    const done = await (await dl.resume(job.id)).done
+    expect(done.status, done.error ?? '').toBe('success')
+    for (let i = 0; i < files.length; i++) expect(await fileSha256(join(w.dir, 'tree', `f${i}.bin`))).toBe(sha256(files[i]!))
+    const fetched = w.gateways[0]!.requests.slice(mark).map(r => r.path.slice('/ipfs/'.length))
+    expect(files.map((_, i) => i).filter(i => fetched.includes(cidOf(i)))).toEqual([3, 5, 6, 7])
   })
 })
 

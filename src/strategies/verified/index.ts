@@ -29,7 +29,7 @@ const EARLY_LEAF_BYTES = 256 * 1024
 /** Inner nodes that first request may carry (the root and a path down a deep DAG). */
 const EARLY_NODES = 8
 import { OutputTree } from './tree.js'
-import { recoverLeaves } from './recover.js'
+import { LeafFinder } from './recover.js'
 import { checkName, checkSymlink, safeJoin } from './names.js'
 import { DagReader, exporterError, type BlockSource } from './reader.js'
 
@@ -293,11 +293,12 @@ async function verifiedDownload (ctx: VerifiedContext, internal: AbortController
   const tree = await OutputTree.open(record.output, isDirectory)
   // what the DAG declares and is not written yet must fit in the free space, looked at as bytes arrive
   const space = new DiskSpace(dirname(tree.root))
-  if (resumed && !isDirectory) {
-    // leaves a killed run wrote after its last record: kept when they hash to their CIDs, durable before recorded
-    const found = await recoverLeaves(tree.root, root, rootBytes, done, durableBytes, (cid) => reader.cached(cid), signal)
+  if (resumed) {
+    // leaves a killed run wrote after its last record: kept when they hash to their CIDs (their files
+    // fsynced first), instead of being fetched again
+    const finder = new LeafFinder(done, (cid) => reader.cached(cid), signal)
+    const found = isDirectory ? await finder.tree(tree.root, root, rootBytes) : await finder.file(tree.root, root, rootBytes)
     if (found.blocks.length > 0) {
-      await tree.syncAll()
       for (const i of found.blocks) done.add(i)
       durableBytes += found.bytes
       writtenBytes = durableBytes
