@@ -41,6 +41,10 @@ export const DEFAULTS = {
   MAX_DAG_SIZE: 16 * 1024 ** 4,
   /** Verified mode: block requests in flight. */
   BLOCK_CONCURRENCY: 16,
+  /** Bytes a download leaves free on the output's file system: it pauses with CIDGET_ERR_DISK_FULL rather than use them. */
+  DISK_RESERVE_BYTES: 1024 * 1024,
+  /** Bytes written between two looks at the free space (statfs) while a download writes. */
+  DISK_RECHECK_BYTES: 64 * 1024 * 1024,
   /** Suffix of the partial file next to the output. */
   PARTIAL_SUFFIX: '.cidget-partial'
 } as const

@@ -20,7 +20,7 @@ import { checkPartialPath, confinedOutput } from '../sink/confine.js'
 import { runPathDownload } from '../strategies/path.js'
 import { runVerifiedDownload, DEFAULT_DAG_LIMITS, type DagLimits } from '../strategies/verified/index.js'
 import { runCarDownload } from '../strategies/verified/car.js'
-import { checkFileAgainstDag } from '../strategies/verified/check.js'
+import { checkFileAgainstDag, declaredFileSize } from '../strategies/verified/check.js'
 import { GatewayPool, type GatewayStats } from '../gateways/pool.js'
 import type { StrategyContext, StrategyResult } from '../strategies/types.js'
 
@@ -809,18 +809,20 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
   async #path (ctx: StrategyContext): Promise<StrategyResult> {
     if (!this.#checkPath) return await runPathDownload(ctx)
     const pool = this.#pool(ctx, () => {})
+    const dag = {
+      id: ctx.record.id,
+      cid: ctx.record.cid,
+      path: ctx.record.path,
+      store: ctx.store,
+      blocks: pool,
+      limits: this.#limits,
+      signal: ctx.signal,
+      concurrency: this.#blockConcurrency
+    }
     return await this.#withPool(pool, async () => await runPathDownload({
       ...ctx,
-      checkAgainstCid: async (file, size) => await checkFileAgainstDag(file, size, {
-        id: ctx.record.id,
-        cid: ctx.record.cid,
-        path: ctx.record.path,
-        store: ctx.store,
-        blocks: pool,
-        limits: this.#limits,
-        signal: ctx.signal,
-        concurrency: this.#blockConcurrency
-      }),
+      checkAgainstCid: async (file, size) => await checkFileAgainstDag(file, size, dag),
+      declaredSize: async () => await declaredFileSize(dag),
       onRepair: (report) => { this.emit('cidget:download:repaired', { id: ctx.record.id, ...report }) }
     }))
   }

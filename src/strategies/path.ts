@@ -5,7 +5,9 @@ import { parseRetryAfter, retryDelay } from '../core/retry.js'
 import { gatewayUrl } from '../target/parse.js'
 import { GatewayRotation } from '../gateways/rotation.js'
 import { isStrongEtag, parseContentLength, parseContentRange, parseUnsatisfiedRange } from '../gateways/headers.js'
+import { dirname } from 'node:path'
 import { PartialFile, ensureFreeSpace, committedAlready } from '../sink/partial.js'
+import { DiskSpace } from '../sink/space.js'
 import type { HttpResponse } from '../gateways/http.js'
 import type { StrategyContext, StrategyResult } from './types.js'
 
@@ -60,10 +62,14 @@ export async function runPathDownload (ctx: StrategyContext): Promise<StrategyRe
     let size = record.size
     let etag = record.etag
     let attempts = record.attempts
-    // Trust only what the store says is durable; bytes past it may be torn.
+    // Bytes past what the store says is durable may be torn. Without a check against the CID they
+    // are cut off; with one (it repairs any bad range), a run killed after writing them leaves them
+    // to the next, which continues from the bytes actually on disk once they are durable.
     const onDisk = await file.size()
-    let offset = Math.min(onDisk, record.currentSize)
+    const keep = ctx.checkAgainstCid !== undefined ? Math.min(onDisk, record.size ?? onDisk) : record.currentSize
+    let offset = Math.min(onDisk, keep)
     if (onDisk !== offset) await file.truncate(offset)
+    if (offset > record.currentSize) await file.sync()
     // progress without its data (deleted, or recorded on another machine): said in the record once the run has its status
     let restartNote = offset === 0 && record.currentSize > 0
       ? `Restarted from the beginning: the partial data ${record.output}${DEFAULTS.PARTIAL_SUFFIX} holds none of the ${record.currentSize} bytes an earlier run recorded (deleted, or written on another machine)`
@@ -78,6 +84,21 @@ export async function runPathDownload (ctx: StrategyContext): Promise<StrategyRe
     let failStreak = 0 // failures since bytes last arrived, across gateways
     let lastError: CidgetError | undefined
     const rotation = new GatewayRotation(record.gateways, record.gateway, policy.maxRetryAttempts)
+    // free space is looked at as bytes arrive too: a body of unknown length is bounded by it
+    const space = new DiskSpace(dirname(file.path))
+    /** The size the DAG declares, learnt once an answer comes without a length; null: not known. */
+    let declared: number | null | undefined
+    const declaredSize = async (): Promise<number | null> => {
+      if (declared === undefined) {
+        try {
+          declared = await ctx.declaredSize?.() ?? null
+        } catch (err) {
+          if (signal.aborted) throw err
+          declared = null // no trustless answer for the root: the free space bounds the body, and the CID check the result
+        }
+      }
+      return declared
+    }
 
     const record_ = async (status: 'in_progress' | 'resuming'): Promise<void> => {
       await store.updateDownloadResume(id, durable, attempts, ctx.now(), status)
@@ -122,7 +143,9 @@ export async function runPathDownload (ctx: StrategyContext): Promise<StrategyRe
       const data = buffered.length === 1 ? buffered[0] as Uint8Array : Buffer.concat(buffered, bufferedBytes)
       buffered = []
       bufferedBytes = 0
+      await space.ensure(data.byteLength)
       await file.write(data, offset)
+      space.wrote(data.byteLength)
       offset += data.byteLength
     }
     const restartFromZero = async (): Promise<void> => {
@@ -181,6 +204,7 @@ export async function runPathDownload (ctx: StrategyContext): Promise<StrategyRe
       try {
         const res = await http.request(gatewayUrl(gateway, record.cid, record.path), { gateway, headers, signal })
         let expected: number | undefined // body bytes this answer must carry
+        let most: number | undefined // body bytes this answer may carry at most, when it says nothing
         if (res.status === 200) {
           const length = parseContentLength(res.headers['content-length'])
           if (offset > 0) {
@@ -190,6 +214,11 @@ export async function runPathDownload (ctx: StrategyContext): Promise<StrategyRe
           }
           expected = length
           if (length !== undefined) size = length
+          else {
+            // no length: the body is cut off at the size the content declares, where it is known
+            const dagSize = await declaredSize().catch((err: unknown) => { res.discard(); throw err })
+            if (dagSize !== null) most = dagSize
+          }
         } else if (res.status === 206) {
           const cr = parseContentRange(res.headers['content-range'])
           const length = parseContentLength(res.headers['content-length'])
@@ -235,6 +264,10 @@ export async function runPathDownload (ctx: StrategyContext): Promise<StrategyRe
             if (expected !== undefined && received + chunk.byteLength > expected) {
               res.discard()
               throw new CidgetError('CIDGET_ERR_LENGTH_MISMATCH', `${gateway}: sent more than the ${expected} bytes it declared`, { gateway })
+            }
+            if (most !== undefined && received + chunk.byteLength > most) {
+              res.discard()
+              throw new CidgetError('CIDGET_ERR_LENGTH_MISMATCH', `${gateway}: sent more than the ${most} bytes ${record.cid}${record.path} declares`, { gateway })
             }
             hash.update(chunk)
             received += chunk.byteLength

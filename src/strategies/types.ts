@@ -37,6 +37,12 @@ export interface StrategyContext {
    */
   checkAgainstCid?: (file: PartialFile, size: number) => Promise<RepairReport>
   onRepair?: (report: RepairReport) => void
+  /**
+   * Path mode: the size the content's DAG declares (from its root block),
+   * asked for when an answer carries no length, so that its body is cut off
+   * there. Absent when the input is not a CID.
+   */
+  declaredSize?: () => Promise<number | undefined>
 }
 
 export interface StrategyResult {

@@ -123,6 +123,7 @@ export interface RequestRecord {
  * | `latency` | a delay of `ms` before the response headers; the request is then served normally | any |
  * | `refuse` | the connection destroyed as soon as the request arrives, no response | any |
  * | `no-length` | no `Content-Length` (chunked transfer encoding) | GET |
+ * | `endless` | no `Content-Length`, and after the body zero bytes that never end (until the client goes away) | GET |
  * | `bad-content-range` | `206` whose `Content-Range` start (and end) is off by one from the requested range; the body is the requested bytes | requests with `Range` |
  *
  * `reset` and `stall` with `afterBytes` at or past the end of the body send
@@ -142,6 +143,7 @@ export type Fault =
   | { type: 'latency', ms: number }
   | { type: 'refuse' }
   | { type: 'no-length' }
+  | { type: 'endless' }
   | { type: 'bad-content-range' }
 
 /**
@@ -662,14 +664,15 @@ class TestGatewayServer extends EventEmitter<TestGatewayEvents> implements TestG
       }
       headers['Content-Range'] = `bytes ${shownStart}-${shownEnd}/${size}`
     }
-    if (fault?.type !== 'no-length') headers['Content-Length'] = String(length)
+    if (fault?.type !== 'no-length' && fault?.type !== 'endless') headers['Content-Length'] = String(length)
     this.#head(ctx, status, headers)
     if (record.method === 'HEAD') {
       res.end()
       return
     }
     const flipAt = fault?.type === 'flip' ? (fault.atByte ?? Math.floor(length / 2)) : undefined
-    await this.#writeBody(ctx, length === 0 ? [] : resource.body(start, length), fault, flipAt, false)
+    const body = length === 0 ? [] : resource.body(start, length)
+    await this.#writeBody(ctx, fault?.type === 'endless' ? endless(body, this.#chunkSize) : body, fault, flipAt, false)
   }
 
   #head (ctx: Ctx, status: number, headers: Record<string, string>): void {
@@ -814,6 +817,7 @@ function validateRule (rule: FaultRule): void {
     case 'wrong-block':
     case 'refuse':
     case 'no-length':
+    case 'endless':
     case 'bad-content-range':
       break
     default:
@@ -843,6 +847,7 @@ function faultApplies (fault: Fault, record: RequestRecord): boolean {
     case 'flip':
     case 'throttle':
     case 'no-length':
+    case 'endless':
       return record.method === 'GET'
     case 'ignore-range':
       return (record.range !== null && (record.method === 'GET' || record.method === 'HEAD')) ||
@@ -856,6 +861,13 @@ function faultApplies (fault: Fault, record: RequestRecord): boolean {
     default:
       return true
   }
+}
+
+/** `body`, then zero bytes in pieces of `piece` bytes, without end. */
+async function * endless (body: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, piece: number): AsyncIterable<Uint8Array> {
+  yield * body
+  const zeros = new Uint8Array(piece)
+  while (true) yield zeros
 }
 
 /**

@@ -34,14 +34,15 @@ function retries (dl: Downloader): RetryEvent[] {
 describe('Partial Download Detection', () => {
   it('1. Detect partial download by size comparison', async () => {
     w = await world({ size: SIZE })
-    const dl = await w.open()
+    // without a check against the CID (with one, the bytes on disk are kept and checked: test/engine/crash-recovery.test.ts)
+    const dl = await w.open({ checkPath: false })
     const rec = await pausedAt(dl, 0.5)
     expect(rec.status).toBe('paused')
     expect(rec.size).toBe(SIZE)
     expect(rec.currentSize).toBe(SIZE / 2)
     expect((await stat(partialPath(rec.output))).size).toBe(SIZE / 2)
     expect(await exists(rec.output)).toBe(false)
-    // bytes written after the last durable record (a crash between write and record) are not trusted
+    // bytes written after the last durable record (a crash between write and record) are not trusted unchecked
     const fh = await open(partialPath(rec.output), 'a')
     await fh.write(new Uint8Array(1000).fill(0xff))
     await fh.close()

@@ -635,6 +635,24 @@ describe('faults', () => {
     expect(Buffer.from(res.body).equals(Buffer.from(data))).toBe(true)
   })
 
+  it('endless: no length, the body, then zero bytes until the client goes away', async () => {
+    gw.addFault({ fault: { type: 'endless' }, times: 1 })
+    const res = await request(`${gw.url}/ipfs/${fileCid}`)
+    expect(res.headers['content-length']).toBeUndefined()
+    const want = data.byteLength + 3 * 65536
+    const parts: Uint8Array[] = []
+    let got = 0
+    for await (const chunk of res.body) {
+      parts.push(chunk as Uint8Array)
+      got += (chunk as Uint8Array).byteLength
+      if (got >= want) break // leaving the loop destroys the body: the client goes away
+    }
+    const body = Buffer.concat(parts)
+    expect(body.subarray(0, data.byteLength).equals(Buffer.from(data))).toBe(true)
+    expect(body.subarray(data.byteLength).every(b => b === 0)).toBe(true)
+    expect(await lastRecord()).toMatchObject({ fault: 'endless', aborted: true })
+  })
+
   it('bad-content-range: 206 whose Content-Range start is off by one', async () => {
     gw.addFault({ fault: { type: 'bad-content-range' } })
     const res = await get(`/ipfs/${fileCid}`, { headers: { range: 'bytes=1000-1999' } })

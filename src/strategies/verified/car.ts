@@ -1,13 +1,16 @@
 import { createHash } from 'node:crypto'
 import { createReadStream } from 'node:fs'
 import { stat } from 'node:fs/promises'
-import type { CID } from 'multiformats/cid'
+import { CID } from 'multiformats/cid'
 import { varint } from 'multiformats'
 import * as dagPb from '@ipld/dag-pb'
 import { createWriter, close as closeWriter, headerLength } from '@ipld/car/buffer-writer'
 import { CidgetError, fsError, systemCode, toCidgetError } from '../../core/errors.js'
+import { dirname } from 'node:path'
 import { PartialFile, committedAlready, partialPath } from '../../sink/partial.js'
+import { DiskSpace } from '../../sink/space.js'
 import type { StrategyResult } from '../types.js'
+import { MAX_BLOCK_BYTES, verifyBlock } from '../../gateways/block.js'
 import { Bitmap } from './bitmap.js'
 import { DagReader } from './reader.js'
 import type { VerifiedContext } from './index.js'
@@ -39,6 +42,47 @@ async function sizeOf (path: string): Promise<number> {
   }
 }
 
+/** A whole CAR section found on disk past the recorded end: its block's CID, where it ends, its bytes when dag-pb. */
+interface FoundSection {
+  cid: string
+  end: number
+  node?: Uint8Array
+}
+
+/**
+ * The sections of the CAR at `file` from `from` to its end that are whole and
+ * hash to their CIDs, up to the first that is not: what a run killed after its
+ * last record appended. The CAR is cut after them.
+ */
+async function sectionsOnDisk (file: PartialFile, from: number): Promise<FoundSection[]> {
+  const found: FoundSection[] = []
+  const size = await file.size()
+  let at = from
+  while (at < size) {
+    const head = await file.read(at, Math.min(10, size - at))
+    let length: number
+    let prefix: number
+    try {
+      ;[length, prefix] = varint.decode(head)
+    } catch {
+      break
+    }
+    if (length <= 0 || length > MAX_BLOCK_BYTES + 128 || at + prefix + length > size) break
+    const section = await file.read(at + prefix, length)
+    let cid: CID
+    let bytes: Uint8Array
+    try {
+      ;[cid, bytes] = CID.decodeFirst(section)
+      await verifyBlock(cid, bytes)
+    } catch {
+      break
+    }
+    at += prefix + length
+    found.push({ cid: cid.toString(), end: at, ...(cid.code === dagPb.code ? { node: bytes } : {}) })
+  }
+  return found
+}
+
 /** How many leading bits of the bitmap are set. */
 function prefixLength (bits: Bitmap): number {
   let n = 0
@@ -50,8 +94,10 @@ function prefixLength (bits: Bitmap): number {
  * CAR output: the DAG's verified blocks, depth-first, each once, as a CARv1
  * (`order=dfs`, `dups=n`) rooted at the target. Blocks are appended in walk
  * order while the next ones are read ahead; the CAR is fsynced and its length
- * and block count recorded at each checkpoint, so a resume truncates to the
- * last durable block and walks on from there. dag-pb and raw blocks are
+ * and block count recorded at each checkpoint. A resume keeps the whole,
+ * valid blocks a killed run appended after its last record (each is checked
+ * against the block the walk expects there, and recorded after an fsync),
+ * truncates the CAR after the last of them, and walks on from there. dag-pb and raw blocks are
  * followed; identity blocks are left out, as gateways do.
  */
 export async function runCarDownload (ctx: VerifiedContext): Promise<StrategyResult> {
@@ -80,6 +126,8 @@ export async function runCarDownload (ctx: VerifiedContext): Promise<StrategyRes
   const root = await reader.resolve(record.cid, record.path)
   const file = await PartialFile.open(record.output)
   let offset = skip === 0 ? 0 : record.currentSize
+  // blocks after the recorded ones, on disk: the walk takes them as it meets them, in order
+  let found = skip === 0 ? [] : await sectionsOnDisk(file, offset)
   let durable = offset
   let index = 0 // blocks met in walk order
   let appended = skip // blocks in the CAR file
@@ -96,13 +144,21 @@ export async function runCarDownload (ctx: VerifiedContext): Promise<StrategyRes
     lastSync = ctx.now()
     await store.saveProgress(id, doneBits.toBytes(), durable, ctx.owner)
   }
-  /** Appends `data`; `blocks` is how many blocks the CAR then holds (recorded together with its length). */
-  const append = async (data: Uint8Array, blocks: number): Promise<void> => {
-    await file.write(data, offset)
-    offset += data.byteLength
+  /** The CAR now holds `blocks` blocks and ends at `end` (recorded together at the next checkpoint). */
+  const advance = async (end: number, blocks: number): Promise<void> => {
+    offset = end
     appended = blocks
     ctx.onProgress(offset, null, ctx.lastGateway() ?? '')
     if (offset - durable >= policy.syncIntervalBytes || ctx.now() - lastSync >= policy.syncIntervalMs) await checkpoint()
+  }
+  // a CAR declares no size ahead: each block must fit in the free space as it comes
+  const space = new DiskSpace(dirname(file.path))
+  /** Appends `data`; `blocks` is how many blocks the CAR then holds. */
+  const append = async (data: Uint8Array, blocks: number): Promise<void> => {
+    await space.ensure(data.byteLength)
+    await file.write(data, offset)
+    space.wrote(data.byteLength)
+    await advance(offset + data.byteLength, blocks)
   }
 
   const visit = async (cid: CID, depth: number): Promise<void> => {
@@ -115,11 +171,22 @@ export async function runCarDownload (ctx: VerifiedContext): Promise<StrategyRes
     if (++entries > limits.maxEntries) throw new CidgetError('CIDGET_ERR_DAG_LIMIT', `The DAG has more than ${limits.maxEntries} blocks`)
     const i = index++
     let bytes: Uint8Array | undefined
+    const onDisk = i >= skip && i === appended ? found[i - skip] : undefined
     if (i < skip) {
       // in the CAR already: only inner blocks matter now, and those were kept
       bytes = reader.cached(cid)
       if (bytes === undefined) return
+    } else if (onDisk !== undefined && onDisk.cid === key) {
+      // appended by a run killed before it recorded it: taken as it is
+      await advance(onDisk.end, i + 1)
+      if (onDisk.node === undefined) return
+      bytes = onDisk.node
     } else {
+      if (onDisk !== undefined) {
+        // not the block the walk expects here: the CAR on disk is cut before it
+        found = []
+        await file.truncate(offset)
+      }
       bytes = await reader.get(cid)
       await append(carSection(cid, bytes), i + 1)
     }
@@ -133,7 +200,7 @@ export async function runCarDownload (ctx: VerifiedContext): Promise<StrategyRes
     if (links.length === 0) return
     await reader.keep(cid, bytes)
     for (let j = 0; j < links.length; j++) {
-      if (j % ctx.concurrency === 0 && index >= skip) {
+      if (j % ctx.concurrency === 0 && index >= skip + found.length) {
         for (const next of links.slice(j, j + ctx.concurrency * 2)) if (!seen.has(next.toString())) reader.readAhead(next)
       }
       await visit(links[j] as CID, depth + 1)
@@ -145,9 +212,12 @@ export async function runCarDownload (ctx: VerifiedContext): Promise<StrategyRes
       await file.truncate(0)
       await append(carHeader(root), 0)
     } else {
-      await file.truncate(offset)
+      // after the last whole, valid block: a torn one, or bytes that are not a block, go
+      await file.truncate(found.at(-1)?.end ?? offset)
     }
     await visit(root, 0)
+    // blocks on disk past the walk's end (none when the walk is the one that wrote them)
+    if (found.length > 0 && (await file.size()) > offset) await file.truncate(offset)
     await checkpoint()
   } catch (err) {
     await checkpoint().catch(() => {})

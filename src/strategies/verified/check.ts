@@ -129,17 +129,34 @@ export async function checkFileAgainstDag (file: PartialFile, size: number, opts
 
   // the DAG's size first: a file of another size is not this content at all
   const rootBytes = await reader.get(root)
-  let dagSize = -1
-  try {
-    if (root.code === rawCodec.code) dagSize = rootBytes.byteLength
-    else if (root.code === dagPb.code) dagSize = Number(UnixFS.unmarshal(dagPb.decode(rootBytes).Data ?? new Uint8Array(0)).fileSize())
-  } catch (err) {
-    throw new CidgetError('CIDGET_ERR_DAG_INVALID', `${root.toString()}: not a UnixFS node (${(err as Error).message})`, { cause: err })
-  }
+  const dagSize = sizeOfRoot(root, rootBytes)
   if (dagSize !== size) {
     throw new CidgetError('CIDGET_ERR_LENGTH_MISMATCH', `The file has ${size} bytes but ${opts.cid}${opts.path} has ${dagSize}`)
   }
   await visit(root, 0, undefined, 0, rootBytes)
   await file.sync()
   return report
+}
+
+/** The size a file's root block declares (a raw block: its length); -1 for a codec that is not UnixFS. */
+function sizeOfRoot (root: CID, bytes: Uint8Array): number {
+  try {
+    if (root.code === rawCodec.code) return bytes.byteLength
+    if (root.code === dagPb.code) return Number(UnixFS.unmarshal(dagPb.decode(bytes).Data ?? new Uint8Array(0)).fileSize())
+  } catch (err) {
+    throw new CidgetError('CIDGET_ERR_DAG_INVALID', `${root.toString()}: not a UnixFS node (${(err as Error).message})`, { cause: err })
+  }
+  return -1
+}
+
+/**
+ * The size the DAG declares for the file path mode downloads (one verified
+ * block: the root, after the path's), so that a body without a length can be
+ * cut off there; undefined when the CID does not name a UnixFS file.
+ */
+export async function declaredFileSize (opts: CheckOptions): Promise<number | undefined> {
+  const reader = await DagReader.open(opts.id, opts.store, opts.blocks, opts.signal, opts.concurrency)
+  const root = await reader.resolve(opts.cid, opts.path)
+  const size = sizeOfRoot(root, await reader.get(root))
+  return size >= 0 ? size : undefined
 }

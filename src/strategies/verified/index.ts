@@ -5,7 +5,9 @@ import { UnixFS } from 'ipfs-unixfs'
 import { lstat, rename } from 'node:fs/promises'
 import { CidgetError, fsError, systemCode, toCidgetError } from '../../core/errors.js'
 import { DEFAULTS } from '../../core/defaults.js'
+import { dirname } from 'node:path'
 import { ensureFreeSpace, committedAlready } from '../../sink/partial.js'
+import { DiskSpace } from '../../sink/space.js'
 import type { StrategyContext, StrategyResult } from '../types.js'
 import { Bitmap } from './bitmap.js'
 import { FileHasher } from './file-hash.js'
@@ -27,6 +29,7 @@ const EARLY_LEAF_BYTES = 256 * 1024
 /** Inner nodes that first request may carry (the root and a path down a deep DAG). */
 const EARLY_NODES = 8
 import { OutputTree } from './tree.js'
+import { LeafFinder } from './recover.js'
 import { checkName, checkSymlink, safeJoin } from './names.js'
 import { DagReader, exporterError, type BlockSource } from './reader.js'
 
@@ -169,6 +172,8 @@ async function verifiedDownload (ctx: VerifiedContext, internal: AbortController
     })
   }
   const done = new Bitmap(stored)
+  // a partial file without progress: a run killed before its first record wrote it
+  const resumed = stored !== undefined || await partialExists(partial)
   let durableBytes = stored === undefined ? 0 : record.currentSize
   let writtenBytes = durableBytes
   const signal = internal.signal
@@ -183,7 +188,7 @@ async function verifiedDownload (ctx: VerifiedContext, internal: AbortController
   const runBlocks = ctx.runBlocks ?? DEFAULT_RUN_BLOCKS
   // A new download of a CID asks for its first run with the root: the root, the inner nodes on the
   // way and the first leaves in one request, rather than one round trip per level before data flows.
-  let earlyEnd = stored === undefined && record.path === '' && runBlocks > 1 ? Math.min(runBlocks, DEFAULT_RUN_BLOCKS) * EARLY_LEAF_BYTES : 0
+  let earlyEnd = !resumed && record.path === '' && runBlocks > 1 ? Math.min(runBlocks, DEFAULT_RUN_BLOCKS) * EARLY_LEAF_BYTES : 0
   const early = earlyEnd > 0 ? reader.prefetchEntity(root, { from: 0, to: earlyEnd - 1, nodes: EARLY_NODES }) : undefined
   if (early === undefined) earlyEnd = 0
   const rootBytes = await getBlock(root)
@@ -285,7 +290,22 @@ async function verifiedDownload (ctx: VerifiedContext, internal: AbortController
     return base + pb.Links.length
   }
 
-  const tree = await OutputTree.open(record.output, isDirectory, { clear: stored === undefined })
+  // a partial no progress counts is stale: a directory is emptied, a file cut to its size (its leaves are checked below)
+  const tree = await OutputTree.open(record.output, isDirectory, { stale: stored === undefined, size: fileSize ?? rootBytes.byteLength })
+  // what the DAG declares and is not written yet must fit in the free space, looked at as bytes arrive
+  const space = new DiskSpace(dirname(tree.root))
+  if (resumed) {
+    // leaves a killed run wrote after its last record: kept when they hash to their CIDs (their files
+    // fsynced first), instead of being fetched again
+    const finder = new LeafFinder(done, (cid) => reader.cached(cid), signal)
+    const found = isDirectory ? await finder.tree(tree.root, root, rootBytes) : await finder.file(tree.root, root, rootBytes)
+    if (found.blocks.length > 0) {
+      for (const i of found.blocks) done.add(i)
+      durableBytes += found.bytes
+      writtenBytes = durableBytes
+      await store.saveProgress(id, done.toBytes(), durableBytes, ctx.owner)
+    }
+  }
   let index = 0 // next data-bearing block, in walk order
   let entries = 0
   let declaredTotal = 0
@@ -379,7 +399,11 @@ async function verifiedDownload (ctx: VerifiedContext, internal: AbortController
   const write = async (i: number, path: string, offset: number, data: BlockBytes): Promise<void> => {
     const length = blockLength(data)
     if (length === 0) await tree.touch(path)
-    else await tree.write(path, offset, data)
+    else {
+      await space.ensure(Math.max(length, declaredTotal - writtenBytes))
+      await tree.write(path, offset, data)
+      space.wrote(length)
+    }
     hasher?.written(offset, length)
     await written(i, length)
   }
@@ -574,6 +598,8 @@ async function verifiedDownload (ctx: VerifiedContext, internal: AbortController
       case 'file':
       case 'raw':
         declare(Number(fs.fileSize()))
+        // the tree's running total, not only a file at the root: a tree pauses before the space runs out too
+        await space.ensure(declaredTotal - writtenBytes)
         await fileNode(cid, path, 0, undefined, depth, bytes)
         fileEvent(path, 'walked')
         return

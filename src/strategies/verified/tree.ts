@@ -46,12 +46,14 @@ export class OutputTree {
   }
 
   /**
-   * Opens the partial file or staging directory of `output`. With `clear`
-   * (no progress of it is recorded), what is there already is stale (a run
-   * stopped before its first checkpoint, or planted): it is emptied, so that
-   * none of its bytes or files can end up in the output.
+   * Opens the partial file or staging directory of `output`. A partial file is
+   * cut to `size` (the file's declared size) when it is longer, so no byte past
+   * the content can reach the output; what lies within it is only kept where it
+   * hashes to its leaf's CID. A staging directory is emptied when `stale` (no
+   * progress of it is recorded: a run stopped before its first checkpoint, or
+   * planted), so that none of its files can end up in the output.
    */
-  static async open (output: string, isDirectory: boolean, opts: { clear?: boolean } = {}): Promise<OutputTree> {
+  static async open (output: string, isDirectory: boolean, opts: { stale?: boolean, size?: number } = {}): Promise<OutputTree> {
     const tree = new OutputTree(output, isDirectory)
     try {
       // the output's own directory is the user's choice, links on the way included
@@ -61,7 +63,7 @@ export class OutputTree {
     }
     if (isDirectory) {
       tree.#fresh = await ownedDirectory(tree.root)
-      if (!tree.#fresh && opts.clear === true) {
+      if (!tree.#fresh && opts.stale === true) {
         // a real directory of this user (checked above); rm does not follow the links in it
         await rm(tree.root, { recursive: true }).catch((err: unknown) => { throw fsError(err, `remove the stale ${tree.root}`) })
         tree.#fresh = await ownedDirectory(tree.root)
@@ -69,8 +71,9 @@ export class OutputTree {
       tree.#dirs.add(tree.root)
     } else {
       const fh = await openOwnedFile(tree.root, constants.O_WRONLY)
-      if (opts.clear === true) {
-        await fh.truncate(0).catch(async (err: unknown) => {
+      const size = opts.size
+      if (size !== undefined) {
+        await fh.stat().then(async s => { if (s.size > size) await fh.truncate(size) }).catch(async (err: unknown) => {
           await fh.close().catch(() => {})
           throw fsError(err, `truncate ${tree.root}`)
         })
