@@ -2,6 +2,7 @@ import { homedir } from 'node:os'
 import { join, resolve } from 'node:path'
 import type { Command } from 'commander'
 import { CidgetError } from '../../core/errors.js'
+import { boundHeapGrowth } from '../../core/memory.js'
 import { defaultStatePath } from '../../engine/downloader.js'
 import { isLoopbackHost } from '../../server/auth.js'
 import { checkToken, loadOrCreateToken, tokenFile } from '../../server/token.js'
@@ -42,6 +43,8 @@ export function registerServe (program: Command): void {
     .option('--token <token>', 'API token (default: $CIDGET_TOKEN, else generated once and kept in <state dir>/token)')
     .option('--no-auth', 'serve without a token (only with a loopback --host)')
     .action(async (flags: ServeFlags) => {
+      // a service runs for weeks: V8's heap is kept from growing into pages it then keeps (see core/memory.ts)
+      boundHeapGrowth()
       await action(async () => await serve(flags))
     })
 }
