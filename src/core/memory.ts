@@ -26,7 +26,12 @@
  *
  * Each is left alone when the process was started with a flag of its own for
  * it (in its arguments or NODE_OPTIONS): any `…semi-space…` flag for the first,
- * `--heap-growing-percent` for the second.
+ * `--heap-growing-percent` for the second (node takes that one only as an
+ * argument).
+ *
+ * V8's flags are process-wide: the isolates of worker threads (the file
+ * hasher's) follow the same factors, with the young generation's set from the
+ * main thread's size, so theirs grows only while the main thread's may.
  *
  * @module
  */
