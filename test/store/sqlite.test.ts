@@ -134,11 +134,11 @@ storeContract('SqliteStore (temp file)', async ({ isOwnerDead }) => SqliteStore.
 storeContract('SqliteStore (:memory:)', async ({ isOwnerDead }) => SqliteStore.open(':memory:', { isOwnerDead }))
 
 describe('SqliteStore on a file', () => {
-  it('uses WAL, synchronous NORMAL, foreign keys and the busy timeout', () => {
+  it('uses WAL, synchronous NORMAL, foreign keys, the busy timeout and SQLite\'s own page cache (2,000 KiB, not better-sqlite3\'s 16,000)', () => {
     const file = tempFile()
     const store = track(SqliteStore.open(file, { busyTimeoutMs: 1234 }))
     expect(store.location).toBe(file)
-    expect(store.settings()).toEqual({ journalMode: 'wal', synchronous: 'NORMAL', foreignKeys: true, busyTimeoutMs: 1234 })
+    expect(store.settings()).toEqual({ journalMode: 'wal', synchronous: 'NORMAL', foreignKeys: true, busyTimeoutMs: 1234, pageCacheKiB: 2000 })
     expect(track(SqliteStore.open(tempFile())).settings().busyTimeoutMs).toBe(5000)
     // WAL is recorded in the file itself: a fresh connection sees it.
     const db = new Database(file)

@@ -2,6 +2,7 @@ import { homedir } from 'node:os'
 import { join, resolve } from 'node:path'
 import type { Command } from 'commander'
 import { CidgetError } from '../../core/errors.js'
+import { boundHeapGrowth } from '../../core/memory.js'
 import { defaultStatePath } from '../../engine/downloader.js'
 import { isLoopbackHost } from '../../server/auth.js'
 import { checkToken, loadOrCreateToken, tokenFile } from '../../server/token.js'
@@ -44,6 +45,8 @@ export function registerServe (program: Command): void {
     .option('--no-auth', 'serve without a token (only with a loopback --host)')
     .option('--allow-local', 'let API clients name gateways on loopback, private and link-local addresses too')
     .action(async (flags: ServeFlags) => {
+      // a service runs for weeks: V8's heap is kept from growing into pages it then keeps (see core/memory.ts)
+      boundHeapGrowth()
       await action(async () => await serve(flags))
     })
 }

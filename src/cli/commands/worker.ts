@@ -4,6 +4,7 @@ import { resolve } from 'node:path'
 import type { Command } from 'commander'
 import { setTimeout as delay } from 'node:timers/promises'
 import { CidgetError, toCidgetError } from '../../core/errors.js'
+import { boundHeapGrowth } from '../../core/memory.js'
 import { retryDelay } from '../../core/retry.js'
 import type { Downloader } from '../../engine/downloader.js'
 import { runWorker, type WorkerEvent } from '../../engine/worker.js'
@@ -45,6 +46,8 @@ export function registerWorker (program: Command): void {
     .option('-q, --quiet', 'print nothing but errors')
     .option('--allow-local', 'let queued downloads name gateways on loopback, private and link-local addresses too')
     .action(async (flags: WorkerFlags) => {
+      // a worker runs for weeks: V8's heap is kept from growing into pages it then keeps (see core/memory.ts)
+      boundHeapGrowth()
       await action(async () => {
         if (flags.workerId !== undefined && !/^[A-Za-z0-9._-]{1,64}$/.test(flags.workerId)) {
           throw new CidgetError('CIDGET_ERR_BAD_OPTION', `--worker-id must be 1 to 64 letters, digits, ".", "_" or "-", got "${flags.workerId}"`)
