@@ -152,7 +152,7 @@ async function run (nodeBin: string, nodeLabel: string, cli: string, store: 'sql
     for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('CIDGET_') && k !== 'NODE_OPTIONS') env[k] = v
     env.HOME = dir
     const t = performance.now()
-    const child = spawn(nodeBin, [...nodeOptions, cli, 'worker', '--state', state, '--dir', dir, '--json'], { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] })
+    const child = spawn(nodeBin, [...nodeOptions, cli, 'worker', '--state', state, '--dir', dir, '--json', '--allow-local'], { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] })
     const pid = child.pid as number
     let stderr = ''
     child.stderr.setEncoding('utf8')
