@@ -5,13 +5,14 @@
  */
 import { spawn, execFileSync } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
-import { createHash } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { createReadStream, existsSync, readFileSync } from 'node:fs'
 import { cp, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises'
 import { cpus, tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
+import pg from 'pg'
 
 export const MiB = 1024 * 1024
 export const BENCH_DIR = dirname(fileURLToPath(import.meta.url))
@@ -321,4 +322,24 @@ export function positiveNumber (text: string, name: string): number {
   const n = Number(text)
   if (!Number.isFinite(n) || n <= 0) throw new Error(`${name}: expected a positive number, got ${text}`)
   return n
+}
+
+/** A fresh PostgreSQL database on the server at `serverUrl` (named `<prefix>_<pid>_<random>`), dropped by `drop`. */
+export async function pgDatabase (serverUrl: string, prefix: string): Promise<{ url: string, drop: () => Promise<void> }> {
+  const name = `${prefix}_${process.pid}_${randomBytes(4).toString('hex')}`
+  const admin = new pg.Client({ connectionString: serverUrl })
+  await admin.connect()
+  await admin.query(`CREATE DATABASE ${name}`)
+  await admin.end()
+  const url = new URL(serverUrl)
+  url.pathname = `/${name}`
+  return {
+    url: url.toString(),
+    drop: async () => {
+      const c = new pg.Client({ connectionString: serverUrl })
+      await c.connect()
+      await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)
+      await c.end()
+    }
+  }
 }

@@ -21,17 +21,16 @@
  * and drops its own, `cidget_bench_*`).
  */
 import { spawn, type ChildProcess } from 'node:child_process'
-import { createHash, randomBytes } from 'node:crypto'
+import { createHash } from 'node:crypto'
 import { readFile, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { parseArgs } from 'node:util'
-import pg from 'pg'
 import { Downloader, type QueueItem } from '../src/engine/downloader.js'
 import { PostgresStore } from '../src/store/postgres.js'
 import { SqliteStore } from '../src/store/sqlite.js'
 import type { Store } from '../src/store/store.js'
-import { BENCH_DIR, ROOT, cliUnderTest, fmt, freshDir, machine, positiveInt, saveResults, table } from './lib.js'
+import { pgDatabase, BENCH_DIR, ROOT, cliUnderTest, fmt, freshDir, machine, positiveInt, saveResults, table } from './lib.js'
 
 const { values } = parseArgs({
   options: {
@@ -52,31 +51,11 @@ const concurrency = positiveInt(values.concurrency, '--concurrency')
 const workerCounts = values.workers.split(',').map(s => positiveInt(s.trim(), '--workers'))
 const CID = 'bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy' // any valid CID: the store never fetches
 
-/** A fresh PostgreSQL database, dropped by `drop`. */
-async function pgDatabase (): Promise<{ url: string, drop: () => Promise<void> }> {
-  const name = `cidget_bench_${process.pid}_${randomBytes(4).toString('hex')}`
-  const admin = new pg.Client({ connectionString: values.pg })
-  await admin.connect()
-  await admin.query(`CREATE DATABASE ${name}`)
-  await admin.end()
-  const url = new URL(values.pg)
-  url.pathname = `/${name}`
-  return {
-    url: url.toString(),
-    drop: async () => {
-      const c = new pg.Client({ connectionString: values.pg })
-      await c.connect()
-      await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)
-      await c.end()
-    }
-  }
-}
-
 interface StoreRow { store: string, records: number, enqueuePerS: number, claimOnePerS: number, claimFourPerS: number }
 
 async function storeThroughput (kind: 'sqlite' | 'postgres', n: number): Promise<StoreRow> {
   const dir = await freshDir('queue')
-  const db = kind === 'postgres' ? await pgDatabase() : undefined
+  const db = kind === 'postgres' ? await pgDatabase(values.pg, 'cidget_bench') : undefined
   const location = db?.url ?? join(dir, 'state.db')
   const open = async (): Promise<Store> => kind === 'postgres' ? await PostgresStore.open(location) : await SqliteStore.open(location)
   try {
@@ -121,7 +100,7 @@ interface FleetRow { workers: number, files: number, seconds: number, perS: numb
 
 async function fleet (cli: string, gateway: { url: string, files: Array<{ cid: string, sha256: string }> }, workers: number): Promise<FleetRow> {
   const dir = await freshDir('fleet')
-  const db = await pgDatabase()
+  const db = await pgDatabase(values.pg, 'cidget_bench')
   const children: ChildProcess[] = []
   try {
     const dl = await Downloader.open({ state: db.url, recover: false, gateways: [gateway.url] })

@@ -29,16 +29,15 @@
  * taking one costs RSS, so such a run's RSS figures mean nothing.
  */
 import { spawn } from 'node:child_process'
-import { createHash, randomBytes } from 'node:crypto'
+import { createHash } from 'node:crypto'
 import { existsSync, readFileSync } from 'node:fs'
 import { cp, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { createInterface } from 'node:readline'
 import { parseArgs } from 'node:util'
-import pg from 'pg'
 import { Downloader } from '../src/engine/downloader.js'
-import { BENCH_DIR, BIN, DEFAULT_NODE24, ROOT, cliUnderTest, fmt, freshDir, machine, positiveInt, procCpuSeconds, saveResults, table } from './lib.js'
+import { pgDatabase, BENCH_DIR, BIN, DEFAULT_NODE24, ROOT, cliUnderTest, fmt, freshDir, machine, positiveInt, procCpuSeconds, saveResults, table } from './lib.js'
 
 const { values } = parseArgs({
   options: {
@@ -84,26 +83,6 @@ async function startGateway (): Promise<GatewayFiles & { stop: () => void, pid: 
   return { ...info, pid: child.pid as number, stop: () => { child.stdin.end() } }
 }
 
-/** A fresh PostgreSQL database, dropped by `drop`. */
-async function pgDatabase (): Promise<{ url: string, drop: () => Promise<void> }> {
-  const name = `cidget_bench_mem_${process.pid}_${randomBytes(4).toString('hex')}`
-  const admin = new pg.Client({ connectionString: values.pg })
-  await admin.connect()
-  await admin.query(`CREATE DATABASE ${name}`)
-  await admin.end()
-  const url = new URL(values.pg)
-  url.pathname = `/${name}`
-  return {
-    url: url.toString(),
-    drop: async () => {
-      const c = new pg.Client({ connectionString: values.pg })
-      await c.connect()
-      await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)
-      await c.end()
-    }
-  }
-}
-
 function procStatus (pid: number, field: 'VmRSS' | 'VmHWM'): number {
   try {
     const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
@@ -140,7 +119,7 @@ interface Run {
 
 async function run (nodeBin: string, nodeLabel: string, cli: string, store: 'sqlite' | 'postgres', gateway: GatewayFiles): Promise<Run> {
   const dir = await freshDir('worker-mem')
-  const db = store === 'postgres' ? await pgDatabase() : undefined
+  const db = store === 'postgres' ? await pgDatabase(values.pg, 'cidget_bench_mem') : undefined
   const state = db?.url ?? join(dir, 'state.db')
   const out = join(dir, 'out')
   try {

@@ -1,9 +1,13 @@
 import { createHash } from 'node:crypto'
-import { mkdtemp, rm, readFile } from 'node:fs/promises'
+import { mkdtemp, rm, readFile, readdir } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { spawn } from 'node:child_process'
 import { createServer } from 'node:net'
+import { CID } from 'multiformats/cid'
+import { sha256 as mhSha256 } from 'multiformats/hashes/sha2'
+import * as dagPb from '@ipld/dag-pb'
+import { UnixFS } from 'ipfs-unixfs'
 import { MemoryBlocks, addFile, seededBytes, startTestGateway, type TestGateway } from '../src/testing/index.js'
 import { Downloader, type DownloaderInit } from '../src/engine/downloader.js'
 import type { DownloadRecord, DownloadStatus } from '../src/core/types.js'
@@ -195,4 +199,33 @@ export async function closedUrl (): Promise<string> {
   await new Promise<void>(resolve => server.close(() => resolve()))
   if (address === null || typeof address === 'string') throw new Error('no TCP address')
   return `http://127.0.0.1:${address.port}`
+}
+
+/** Puts `bytes` into `blocks` under their CIDv1 (sha2-256) with `code`, and returns the CID. */
+export async function putBlock (blocks: MemoryBlocks, bytes: Uint8Array, code: number): Promise<CID> {
+  return blocks.put(CID.createV1(code, await mhSha256.digest(bytes)), bytes)
+}
+
+/** A UnixFS symlink node with `target`, hand-made (the importer writes no symlinks). */
+export async function symlinkNode (blocks: MemoryBlocks, target: string): Promise<CID> {
+  const fs = new UnixFS({ type: 'symlink', data: new TextEncoder().encode(target) })
+  return await putBlock(blocks, dagPb.encode(dagPb.prepare({ Data: fs.marshal(), Links: [] })), dagPb.code)
+}
+
+/** A plain UnixFS directory of `entries` as given: in that order, duplicates and all. */
+export async function directoryNode (blocks: MemoryBlocks, entries: Array<[name: string, cid: CID]>): Promise<CID> {
+  const fs = new UnixFS({ type: 'directory' })
+  const links = entries.map(([name, cid]) => ({ Name: name, Hash: cid, Tsize: 10 }))
+  return await putBlock(blocks, dagPb.encode(dagPb.prepare({ Data: fs.marshal(), Links: links })), dagPb.code)
+}
+
+/** Every path below `root` (relative, sorted), not descending into links. */
+export async function listTree (root: string, below = ''): Promise<string[]> {
+  const out: string[] = []
+  for (const e of await readdir(join(root, below), { withFileTypes: true })) {
+    const name = below === '' ? e.name : `${below}/${e.name}`
+    out.push(name)
+    if (e.isDirectory()) out.push(...await listTree(root, name))
+  }
+  return out.sort()
 }

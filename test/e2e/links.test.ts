@@ -9,12 +9,9 @@ import { lstat, mkdir, mkdtemp, readFile, readdir, readlink, realpath, rm, stat,
 import { tmpdir } from 'node:os'
 import { join, relative, sep } from 'node:path'
 import { CID } from 'multiformats/cid'
-import { sha256 as mhSha256 } from 'multiformats/hashes/sha2'
 import * as rawCodec from 'multiformats/codecs/raw'
-import * as dagPb from '@ipld/dag-pb'
-import { UnixFS } from 'ipfs-unixfs'
 import { MemoryBlocks, addDirectory, addFile, seededBytes, startTestGateway, type TestGateway } from '../../src/testing/index.js'
-import { runCli, lastRecord, KiB } from '../helpers.js'
+import { runCli, lastRecord, KiB, putBlock, symlinkNode, directoryNode, listTree } from '../helpers.js'
 
 let cleanups: Array<() => Promise<void>> = []
 afterEach(async () => {
@@ -30,35 +27,18 @@ const VIA_CHAIN = (rest: string): string => `${L1}/../${rest}`
 /** Lexically the tree's root; on disk nine levels above it, which is `/` for a tree in /tmp/x/y. */
 const TO_ROOT = `${L1}/${Array(CHAIN.length + 1).fill('..').join('/')}`
 
-async function put (blocks: MemoryBlocks, bytes: Uint8Array, code: number): Promise<CID> {
-  const cid = CID.createV1(code, await mhSha256.digest(bytes))
-  blocks.put(cid, bytes)
-  return cid
-}
-
-async function link (blocks: MemoryBlocks, target: string): Promise<CID> {
-  const fs = new UnixFS({ type: 'symlink', data: new TextEncoder().encode(target) })
-  return await put(blocks, dagPb.encode(dagPb.prepare({ Data: fs.marshal(), Links: [] })), dagPb.code)
-}
-
-async function dir (blocks: MemoryBlocks, entries: Array<[string, CID]>): Promise<CID> {
-  const fs = new UnixFS({ type: 'directory' })
-  const links = entries.map(([name, cid]) => ({ Name: name, Hash: cid, Tsize: 10 }))
-  return await put(blocks, dagPb.encode(dagPb.prepare({ Data: fs.marshal(), Links: links })), dagPb.code)
-}
-
 /** The hostile tree of the issue's step 1. */
 async function hostileTree (blocks: MemoryBlocks): Promise<CID> {
-  let chain = await dir(blocks, [['l1', await link(blocks, Array(CHAIN.length).fill('..').join('/'))]])
-  for (const name of CHAIN.slice(1).reverse()) chain = await dir(blocks, [[name, chain]])
-  return await dir(blocks, [
+  let chain = await directoryNode(blocks, [['l1', await symlinkNode(blocks, Array(CHAIN.length).fill('..').join('/'))]])
+  for (const name of CHAIN.slice(1).reverse()) chain = await directoryNode(blocks, [[name, chain]])
+  return await directoryNode(blocks, [
     ['a1', chain],
-    ['esc_passwd', await link(blocks, `${TO_ROOT}/etc/passwd`)],
-    ['esc_root', await link(blocks, TO_ROOT)],
-    ['readme.txt', await put(blocks, new TextEncoder().encode('hello'), rawCodec.code)],
-    ['vcar.cidget-partial', await link(blocks, VIA_CHAIN('outside/secret-car'))],
-    ['vdir.cidget-partial', await link(blocks, VIA_CHAIN('outside/vdir'))],
-    ['victim.cidget-partial', await link(blocks, VIA_CHAIN('outside/secret'))]
+    ['esc_passwd', await symlinkNode(blocks, `${TO_ROOT}/etc/passwd`)],
+    ['esc_root', await symlinkNode(blocks, TO_ROOT)],
+    ['readme.txt', await putBlock(blocks, new TextEncoder().encode('hello'), rawCodec.code)],
+    ['vcar.cidget-partial', await symlinkNode(blocks, VIA_CHAIN('outside/secret-car'))],
+    ['vdir.cidget-partial', await symlinkNode(blocks, VIA_CHAIN('outside/vdir'))],
+    ['victim.cidget-partial', await symlinkNode(blocks, VIA_CHAIN('outside/secret'))]
   ])
 }
 
@@ -80,21 +60,10 @@ async function setup (blocks: MemoryBlocks): Promise<Setup> {
   return { gateway, dir, outside, env, args: ['-g', gateway.url, '--json'] }
 }
 
-/** Every path below `root`, relative to it, not descending into links (Node 20's recursive readdir does). */
-async function walk (root: string, below = ''): Promise<string[]> {
-  const out: string[] = []
-  for (const e of await readdir(join(root, below), { withFileTypes: true })) {
-    const name = below === '' ? e.name : `${below}/${e.name}`
-    out.push(name)
-    if (e.isDirectory()) out.push(...await walk(root, name))
-  }
-  return out.sort()
-}
-
 /** Every entry below `root`: its kind, size, mtime and content hash. */
 async function snapshot (root: string): Promise<Record<string, string>> {
   const out: Record<string, string> = {}
-  for (const name of await walk(root)) {
+  for (const name of await listTree(root)) {
     const p = join(root, name)
     const s = await lstat(p)
     if (s.isSymbolicLink()) out[name] = `link ${await readlink(p)}`
@@ -108,7 +77,7 @@ async function snapshot (root: string): Promise<Record<string, string>> {
 async function linksResolved (root: string): Promise<Record<string, string>> {
   const real = await realpath(root)
   const out: Record<string, string> = {}
-  for (const name of await walk(root)) {
+  for (const name of await listTree(root)) {
     if (!(await lstat(join(root, name))).isSymbolicLink()) continue
     const to = await realpath(join(root, name))
     out[name] = to === real || to.startsWith(real + sep) ? relative(real, to) : `OUTSIDE ${to}`

@@ -9,11 +9,10 @@ import { execFileSync } from 'node:child_process'
 import { mkdir, readdir, stat, statfs } from 'node:fs/promises'
 import { join } from 'node:path'
 import { CID } from 'multiformats/cid'
-import { sha256 as sha256Hasher } from 'multiformats/hashes/sha2'
 import * as rawCodec from 'multiformats/codecs/raw'
 import * as dagPb from '@ipld/dag-pb'
 import { UnixFS } from 'ipfs-unixfs'
-import { world, fileSha256, sha256, KiB, MiB, type World, pathRequests } from '../helpers.js'
+import { world, fileSha256, sha256, KiB, MiB, type World, pathRequests, putBlock, directoryNode } from '../helpers.js'
 import { partialPath } from '../../src/sink/partial.js'
 import { addFile, seededBytes, type MemoryBlocks } from '../../src/testing/index.js'
 import { DEFAULTS } from '../../src/core/defaults.js'
@@ -55,21 +54,11 @@ async function treeBytes (dir: string): Promise<number> {
   return n
 }
 
-async function put (blocks: MemoryBlocks, code: number, bytes: Uint8Array): Promise<CID> {
-  return blocks.put(CID.createV1(code, await sha256Hasher.digest(bytes)), bytes)
-}
-
 /** A UnixFS file node linking `child` (of `childSize` bytes) `times` times. */
 async function repeated (blocks: MemoryBlocks, child: CID, childSize: number, times: number): Promise<CID> {
   const fs = new UnixFS({ type: 'file', blockSizes: Array.from({ length: times }, () => BigInt(childSize)) })
   const node = dagPb.prepare({ Data: fs.marshal(), Links: Array.from({ length: times }, () => ({ Hash: child, Tsize: childSize })) })
-  return await put(blocks, dagPb.code, dagPb.encode(node))
-}
-
-/** A directory of `entries`. */
-async function directory (blocks: MemoryBlocks, entries: Array<{ name: string, cid: CID }>): Promise<CID> {
-  const node = dagPb.prepare({ Data: new UnixFS({ type: 'directory' }).marshal(), Links: entries.map(e => ({ Name: e.name, Hash: e.cid })) })
-  return await put(blocks, dagPb.code, dagPb.encode(node))
+  return await putBlock(blocks, dagPb.encode(node), dagPb.code)
 }
 
 describe('path mode: a body without a length', () => {
@@ -136,11 +125,11 @@ describe('verified directories: the running total of a tree against the free spa
     await mkdir(mnt)
     if (!mountTmpfs(ctx, mnt, '8m')) return
     const leafBytes = seededBytes(MiB, 3)
-    const leaf = await put(w.blocks, rawCodec.code, leafBytes)
+    const leaf = await putBlock(w.blocks, leafBytes, rawCodec.code)
     const mid = await repeated(w.blocks, leaf, MiB, 1024) // 1 GiB
     const huge = await repeated(w.blocks, mid, 1024 * MiB, 2970) // 2.9 TiB
     const small = await addFile(w.blocks, seededBytes(100 * KiB, 4))
-    const root = await directory(w.blocks, [{ name: 'a-small.bin', cid: small }, { name: 'b-huge.bin', cid: huge }])
+    const root = await directoryNode(w.blocks, [['a-small.bin', small], ['b-huge.bin', huge]])
     const dl = await w.open()
     const done = await (await dl.add(root.toString(), { output: join(mnt, 'tree') })).done
     expect(done.status).toBe('paused')
@@ -158,7 +147,7 @@ describe('verified directories: the running total of a tree against the free spa
     if (!mountTmpfs(ctx, mnt, '5m')) return
     const files = [seededBytes(2 * MiB, 5), seededBytes(2 * MiB, 6), seededBytes(2 * MiB, 7)]
     const cids = await Promise.all(files.map(async f => await addFile(w!.blocks, f)))
-    const root = await directory(w.blocks, cids.map((cid, i) => ({ name: `f${i}.bin`, cid })))
+    const root = await directoryNode(w.blocks, cids.map((cid, i) => [`f${i}.bin`, cid]))
     const dl = await w.open()
     const first = await (await dl.add(root.toString(), { output: join(mnt, 'tree') })).done
     expect(first.status).toBe('paused')

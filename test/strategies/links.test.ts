@@ -4,18 +4,16 @@
  * downloads of hostile DAGs from a real test gateway.
  */
 import { describe, it, expect, afterEach } from 'vitest'
-import { lstat, mkdir, mkdtemp, readFile, readdir, readlink, realpath, rm, symlink, writeFile } from 'node:fs/promises'
+import { lstat, mkdir, mkdtemp, readFile, readlink, realpath, rm, symlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join, sep } from 'node:path'
 import { CID } from 'multiformats/cid'
-import { sha256 as mhSha256 } from 'multiformats/hashes/sha2'
 import * as rawCodec from 'multiformats/codecs/raw'
-import * as dagPb from '@ipld/dag-pb'
-import { UnixFS } from 'ipfs-unixfs'
 import { MemoryBlocks, addFile, seededBytes, startTestGateway } from '../../src/testing/index.js'
 import { Downloader, type DownloaderInit } from '../../src/engine/downloader.js'
 import { confineLinks, linksBelow, resolveLink, MAX_LINK_HOPS } from '../../src/strategies/verified/links.js'
 import { isCidgetError } from '../../src/core/errors.js'
+import { putBlock, symlinkNode, directoryNode, listTree } from '../helpers.js'
 
 let cleanups: Array<() => Promise<void>> = []
 afterEach(async () => {
@@ -80,33 +78,6 @@ describe('resolveLink', () => {
   })
 })
 
-async function put (blocks: MemoryBlocks, bytes: Uint8Array, code: number): Promise<CID> {
-  const cid = CID.createV1(code, await mhSha256.digest(bytes))
-  blocks.put(cid, bytes)
-  return cid
-}
-
-async function link (blocks: MemoryBlocks, target: string): Promise<CID> {
-  const fs = new UnixFS({ type: 'symlink', data: new TextEncoder().encode(target) })
-  return await put(blocks, dagPb.encode(dagPb.prepare({ Data: fs.marshal(), Links: [] })), dagPb.code)
-}
-
-async function dir (blocks: MemoryBlocks, entries: Array<[string, CID]>): Promise<CID> {
-  const fs = new UnixFS({ type: 'directory' })
-  return await put(blocks, dagPb.encode(dagPb.prepare({ Data: fs.marshal(), Links: entries.map(([n, c]) => ({ Name: n, Hash: c, Tsize: 10 })) })), dagPb.code)
-}
-
-/** Every path below `root`, not descending into links. */
-async function walk (root: string, below = ''): Promise<string[]> {
-  const out: string[] = []
-  for (const e of await readdir(join(root, below), { withFileTypes: true })) {
-    const name = below === '' ? e.name : `${below}/${e.name}`
-    out.push(name)
-    if (e.isDirectory()) out.push(...await walk(root, name))
-  }
-  return out.sort()
-}
-
 describe('verified directories: links resolved on disk', () => {
   async function download (blocks: MemoryBlocks, root: CID, init: DownloaderInit = {}): Promise<{ dir: string, out: string, status: string, errorCode: string | null, error: string | null }> {
     const gateway = await startTestGateway({ blocks })
@@ -119,17 +90,17 @@ describe('verified directories: links resolved on disk', () => {
     const out = join(dir, 'tree')
     const done = await (await dl.add(root.toString(), { output: out })).done
     // nothing was written or created outside the output
-    expect(await walk(join(dir, 'outside'))).toEqual(['secret'])
+    expect(await listTree(join(dir, 'outside'))).toEqual(['secret'])
     return { dir, out, status: done.status, errorCode: done.errorCode, error: done.error }
   }
 
   it('refuses a link that leads out through another link, and with skipSymlinks leaves it out', async () => {
     const blocks = new MemoryBlocks()
-    const root = await dir(blocks, [
-      ['a', await dir(blocks, [['l1', await link(blocks, '..')]])],
-      ['escape', await link(blocks, 'a/l1/../outside/secret')],
-      ['inside', await link(blocks, 'a/l1/a')],
-      ['text.txt', await put(blocks, new TextEncoder().encode('text'), rawCodec.code)]
+    const root = await directoryNode(blocks, [
+      ['a', await directoryNode(blocks, [['l1', await symlinkNode(blocks, '..')]])],
+      ['escape', await symlinkNode(blocks, 'a/l1/../outside/secret')],
+      ['inside', await symlinkNode(blocks, 'a/l1/a')],
+      ['text.txt', await putBlock(blocks, new TextEncoder().encode('text'), rawCodec.code)]
     ])
     const failed = await download(blocks, root)
     expect(failed).toMatchObject({ status: 'failed', errorCode: 'CIDGET_ERR_UNSAFE_SYMLINK' })
@@ -138,7 +109,7 @@ describe('verified directories: links resolved on disk', () => {
 
     const skipped = await download(blocks, root, { skipSymlinks: true })
     expect(skipped.status, skipped.error ?? '').toBe('success')
-    expect(await walk(skipped.out)).toEqual(['a', 'a/l1', 'inside', 'text.txt'])
+    expect(await listTree(skipped.out)).toEqual(['a', 'a/l1', 'inside', 'text.txt'])
     const real = await realpath(skipped.out)
     for (const l of ['a/l1', 'inside']) expect((await realpath(join(skipped.out, l)) + sep).startsWith(real + sep)).toBe(true)
     expect(await readlink(join(skipped.out, 'inside'))).toBe('a/l1/a')
@@ -146,10 +117,10 @@ describe('verified directories: links resolved on disk', () => {
 
   it('refuses an entry that is a link and a directory of the same name, and creates nothing through the link', async () => {
     const blocks = new MemoryBlocks()
-    const key = await put(blocks, new TextEncoder().encode('ssh-ed25519 AAAA attacker'), rawCodec.code)
-    const root = await dir(blocks, [
-      ['x', await link(blocks, '../outside')],
-      ['x', await dir(blocks, [['authorized_keys', key]])]
+    const key = await putBlock(blocks, new TextEncoder().encode('ssh-ed25519 AAAA attacker'), rawCodec.code)
+    const root = await directoryNode(blocks, [
+      ['x', await symlinkNode(blocks, '../outside')],
+      ['x', await directoryNode(blocks, [['authorized_keys', key]])]
     ])
     const got = await download(blocks, root)
     expect(got).toMatchObject({ status: 'failed', errorCode: 'CIDGET_ERR_UNSAFE_NAME' })
@@ -157,7 +128,7 @@ describe('verified directories: links resolved on disk', () => {
 
   it('a link through a loop of links is refused', async () => {
     const blocks = new MemoryBlocks()
-    const root = await dir(blocks, [['p', await link(blocks, 'q')], ['q', await link(blocks, 'p')]])
+    const root = await directoryNode(blocks, [['p', await symlinkNode(blocks, 'q')], ['q', await symlinkNode(blocks, 'p')]])
     const got = await download(blocks, root)
     expect(got).toMatchObject({ status: 'failed', errorCode: 'CIDGET_ERR_UNSAFE_SYMLINK' })
     await expect(lstat(got.out)).rejects.toThrow(/ENOENT/)
@@ -169,7 +140,7 @@ describe('a partial file or staging directory that no recorded progress counts',
     const blocks = new MemoryBlocks()
     const data = seededBytes(1000, 3)
     const file = await addFile(blocks, data)
-    const tree = await dir(blocks, [['a.txt', await put(blocks, new TextEncoder().encode('a'), rawCodec.code)]])
+    const tree = await directoryNode(blocks, [['a.txt', await putBlock(blocks, new TextEncoder().encode('a'), rawCodec.code)]])
     const gateway = await startTestGateway({ blocks })
     cleanups.push(async () => { await gateway.close() })
     const d = await tempDir()
@@ -184,7 +155,7 @@ describe('a partial file or staging directory that no recorded progress counts',
     expect(Buffer.from(await readFile(join(d, 'file'))).equals(Buffer.from(data))).toBe(true)
     const t = await (await dl.add(tree.toString(), { output: join(d, 'tree') })).done
     expect(t.status, t.error ?? '').toBe('success')
-    expect(await walk(join(d, 'tree'))).toEqual(['a.txt'])
+    expect(await listTree(join(d, 'tree'))).toEqual(['a.txt'])
     expect(await readFile(join(d, 'tree', 'a.txt'), 'utf8')).toBe('a')
   })
 })
