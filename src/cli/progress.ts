@@ -1,7 +1,7 @@
 import cliProgress from 'cli-progress'
 import type { Downloader } from '../engine/downloader.js'
 import type { ProgressEvent, RepairEvent, RetryEvent, StatusEvent } from '../core/events.js'
-import { humanBytes, humanDuration } from './format.js'
+import { humanBytes, humanDuration, printable } from './format.js'
 
 export interface ProgressViewOptions {
   /** Draw bars (a terminal); otherwise recovery events are printed as lines. */
@@ -19,7 +19,7 @@ function retryLine (e: RetryEvent): string {
     wait: 'waiting'
   }[e.action]
   const wait = e.delayMs > 0 ? ` in ${humanDuration(e.delayMs)}` : ''
-  return `download ${e.id}: ${e.message} [${e.code}] → ${what}${wait}`
+  return `download ${e.id}: ${printable(e.message)} [${e.code}] → ${what}${wait}`
 }
 
 /** Shows the Downloader's events: a bar per download on a terminal, lines otherwise. */
@@ -35,7 +35,7 @@ export class ProgressView {
   }
 
   readonly #onStatus = (e: StatusEvent): void => {
-    if (e.status === 'paused' && e.error !== null) this.#log(`download ${e.id} paused: ${e.error}`)
+    if (e.status === 'paused' && e.error !== null) this.#log(`download ${e.id} paused: ${printable(e.error)}`)
   }
 
   constructor (dl: Downloader, opts: ProgressViewOptions) {

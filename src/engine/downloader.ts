@@ -16,7 +16,7 @@ import { AddressGuard } from '../gateways/address.js'
 import { openStore, makeOwnerId } from '../store/index.js'
 import type { ListOptions, Store } from '../store/store.js'
 import { exists, removePartial } from '../sink/partial.js'
-import { checkPartialPath, confinedOutput } from '../sink/confine.js'
+import { checkConfined, checkPartialPath, confinedOutput, isWithin } from '../sink/confine.js'
 import { runPathDownload } from '../strategies/path.js'
 import { runVerifiedDownload, DEFAULT_DAG_LIMITS, type DagLimits } from '../strategies/verified/index.js'
 import { runCarDownload } from '../strategies/verified/car.js'
@@ -79,9 +79,13 @@ export interface DownloaderInit extends Partial<DownloadPolicy> {
    * `localhost` is refused when the download is added
    * (CIDGET_ERR_ADDRESS_REFUSED). Connection failures are reported without
    * addresses or system error codes. `lookup` replaces DNS for the check (tests).
+   * `dir`: the directory clients' outputs are confined to (`cidget serve --dir`,
+   * `cidget worker --dir`); a download whose output lies in it is checked on
+   * disk again when it starts and before its files are deleted (links on the
+   * way may have appeared since it was added): CIDGET_ERR_OUTSIDE_DIR.
    * @default unset: every address, full error details (the CLI: its user is the operator)
    */
-  service?: { allowLocal?: boolean, lookup?: LookupFunction }
+  service?: { allowLocal?: boolean, lookup?: LookupFunction, dir?: string }
   /** Clock, sleep and randomness, injectable for tests. */
   now?: () => number
   sleep?: (ms: number, signal: AbortSignal) => Promise<void>
@@ -177,6 +181,8 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
   readonly #http: HttpClient
   readonly #gateways: string[]
   readonly #guard: AddressGuard | undefined
+  /** Clients' outputs stay in this directory (service.dir): checked again on disk before they are written or deleted. */
+  readonly #confine: string | undefined
   readonly #concurrency: number
   readonly #leaseMs: number
   readonly #heartbeatMs: number
@@ -227,6 +233,7 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
     this.#now = init.now ?? Date.now
     this.#sleep = init.sleep ?? abortableSleep
     this.#random = init.random ?? Math.random
+    this.#confine = init.service?.dir === undefined ? undefined : resolve(init.service.dir)
     this.#guard = init.service === undefined
       ? undefined
       : new AddressGuard({
@@ -517,6 +524,11 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
     return await this.#mustGet(id)
   }
 
+  /** Under `service.dir`: an output in that directory must still lead nowhere else on disk (CIDGET_ERR_OUTSIDE_DIR). */
+  async #checkConfined (output: string): Promise<void> {
+    if (this.#confine !== undefined && isWithin(this.#confine, output)) await checkConfined(this.#confine, output, false)
+  }
+
   /** Deletes the record and its partial data; `deleteFile` also deletes a finished output. */
   async remove (id: number, opts: { deleteFile?: boolean } = {}): Promise<void> {
     const running = this.#running.get(id)
@@ -528,6 +540,7 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
     if (!await this.store.claimLease(id, this.owner, this.#leaseMs, this.#now())) {
       throw new CidgetError('CIDGET_ERR_LEASE_HELD', `Download ${id} is being worked on by another process (${rec.leaseOwner ?? '?'})`)
     }
+    await this.#checkConfined(rec.output)
     await removePartial(rec.output)
     if (opts.deleteFile === true && rec.status === 'success') {
       // a directory download's output is its tree (rm removes a link itself, never what it points to)
@@ -674,6 +687,7 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
     try {
       record = await this.#mustGet(id)
       if (controller.signal.aborted) throw controller.signal.reason
+      await this.#checkConfined(record.output)
       const ctx = this.#context(record, running)
       const result = record.mode === 'path' ? await this.#path(ctx) : await this.#verified(ctx)
       running.flushProgress?.()

@@ -33,8 +33,8 @@ for (const [net, prefix] of [
   ['240.0.0.0', 4] // reserved, broadcast
 ] as const) LOCAL.addSubnet(net, prefix, 'ipv4')
 for (const [net, prefix] of [
-  ['::', 128], // unspecified
-  ['::1', 128], // loopback
+  ['::', 96], // unspecified, loopback and IPv4-compatible (::a.b.c.d, deprecated)
+  ['::ffff:0:0:0', 96], // IPv4-translated (SIIT)
   ['64:ff9b:1::', 48], // local-use NAT64
   ['100::', 64], // discard
   ['2001:db8::', 32], // documentation

@@ -4,8 +4,16 @@
  */
 import { lstat, realpath } from 'node:fs/promises'
 import { dirname, isAbsolute, relative, resolve, sep } from 'node:path'
-import { CidgetError, systemCode } from '../core/errors.js'
+import { CidgetError, fsError, systemCode } from '../core/errors.js'
+import { DEFAULTS } from '../core/defaults.js'
 import { partialPath } from './partial.js'
+
+/** A failure to look at the way to an output, told without the server's own paths (an API client reads it). */
+function unreadable (err: unknown, what: string): CidgetError {
+  const code = systemCode(err)
+  if (code === 'EACCES' || code === 'EPERM') return new CidgetError('CIDGET_ERR_OUTPUT_NOT_WRITABLE', `Cannot ${what}: permission denied`, { cause: err })
+  return fsError(err, what)
+}
 
 function outside (output: string, dir: string, why: string): CidgetError {
   return new CidgetError('CIDGET_ERR_OUTSIDE_DIR', `Output "${output}" is outside the directory ${dir}: ${why}`)
@@ -26,9 +34,10 @@ async function realAncestor (path: string): Promise<{ real: string, rest: string
       return { real, rest: relative(at, path) }
     } catch (err) {
       const code = systemCode(err)
-      if (code !== 'ENOENT' && code !== 'ENOTDIR') throw err
+      if (code === 'ELOOP') throw new CidgetError('CIDGET_ERR_OUTSIDE_DIR', `Output ${JSON.stringify(relative(dirname(path), path))}: a symlink on its way loops`)
+      if (code !== 'ENOENT' && code !== 'ENOTDIR') throw unreadable(err, `inspect the way to ${relative(dirname(path), path)}`)
       const up = dirname(at)
-      if (up === at) throw err
+      if (up === at) throw unreadable(err, `inspect the way to ${relative(dirname(path), path)}`)
       at = up
     }
   }
@@ -48,7 +57,7 @@ export async function checkPartialPath (dir: string, output: string): Promise<vo
   } catch (err) {
     const code = systemCode(err)
     if (code === 'ENOENT' || code === 'ENOTDIR') return
-    throw err
+    throw unreadable(err, `inspect the partial path of ${relative(dirname(dir), output)}`)
   }
   if (isLink) throw outside(output, resolve(dir), `its partial path ${partial} is a symlink`)
 }
@@ -68,11 +77,29 @@ export async function confinedOutput (dir: string, output: string | undefined): 
   if (output.includes('\0')) throw new CidgetError('CIDGET_ERR_BAD_OPTION', 'The output path contains a NUL byte')
   if (isAbsolute(output) || /^[a-zA-Z]:[\\/]/.test(output) || output.startsWith('\\')) throw outside(output, root, 'give a path relative to it')
   const full = resolve(root, output)
-  if (!isWithin(root, full)) throw outside(output, root, 'it leaves the directory')
-  const realRoot = await realpath(root)
-  const { real, rest } = await realAncestor(full)
-  if (!isWithin(realRoot, resolve(real, rest))) throw outside(output, root, 'it leads out through a symlink')
   const directory = output.endsWith('/') || full === root
-  if (!directory) await checkPartialPath(root, full)
+  await checkConfined(root, full, !directory)
   return directory ? full + sep : full
+}
+
+/**
+ * Checks on disk that the absolute `output` stays inside `dir`: lexically, and
+ * through the symlinks on its way as they are now; that no directory on its way
+ * is another download's partial data (`….cidget-partial`, whose links are not
+ * checked until that download ends); and (with `partial`) that its own partial
+ * path is not a symlink. Throws CIDGET_ERR_OUTSIDE_DIR. Run when a download is
+ * added, again when it starts, and before its output is deleted: links on the
+ * way may have appeared since.
+ */
+export async function checkConfined (dir: string, output: string, partial = true): Promise<void> {
+  const root = resolve(dir)
+  const shown = relative(root, output)
+  if (!isWithin(root, output)) throw outside(shown, root, 'it leaves the directory')
+  if (relative(root, dirname(output)).split(sep).some(part => part.endsWith(DEFAULTS.PARTIAL_SUFFIX))) {
+    throw outside(shown, root, `it goes through another download's partial data (${DEFAULTS.PARTIAL_SUFFIX})`)
+  }
+  const realRoot = await realpath(root).catch((err: unknown) => { throw fsError(err, `inspect ${root}`) })
+  const { real, rest } = await realAncestor(output)
+  if (!isWithin(realRoot, resolve(real, rest))) throw outside(shown, root, 'it leads out through a symlink')
+  if (partial) await checkPartialPath(root, output)
 }

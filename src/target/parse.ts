@@ -67,7 +67,7 @@ function parsePath (raw: string, input: string): string {
     if (name.includes('\0')) throw bad(input, 'path contains a NUL byte')
     // as in names from a DAG: a control character in a name would reach the file system and terminals
     // eslint-disable-next-line no-control-regex -- control characters are exactly what is refused here
-    if (/[\u0000-\u001f\u007f]/.test(name)) throw bad(input, 'a path segment contains a control character')
+    if (/[\u0000-\u001f\u007f-\u009f]/.test(name)) throw bad(input, 'a path segment contains a control character')
     if (name.includes('/') || name.includes('\\')) throw bad(input, `path segment "${name}" contains a separator`)
     segments.push(name)
   }

@@ -98,8 +98,10 @@ describe('issue 14: links that lead out of the output', () => {
     expect(r.code, r.stderr).toBe(1)
     expect(lastRecord(r.stdout)).toMatchObject({ status: 'failed', errorCode: 'CIDGET_ERR_UNSAFE_SYMLINK' })
     await expect(lstat(plant)).rejects.toThrow(/ENOENT/)
+    // nothing of it is kept: no link that leads out stays on disk for a later write to go through
+    await expect(lstat(`${plant}.cidget-partial`)).rejects.toThrow(/ENOENT/)
 
-    // the same download again, leaving unsafe links out: it finds the links the first run wrote
+    // the same download again, leaving unsafe links out
     const again = await runCli(['get', `/ipfs/${root.toString()}`, '-o', plant, '--skip-symlinks', ...s.args], { env: s.env })
     expect(again.code, again.stderr).toBe(0)
     expect(lastRecord(again.stdout)).toMatchObject({ status: 'success' })

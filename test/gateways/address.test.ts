@@ -91,7 +91,7 @@ describe('AddressGuard', () => {
       trusted: [],
       lookup: fakeLookup({ 'dweb.link': ['209.94.90.1'], '*.ipfs.dweb.link': ['209.94.90.2', '2001:4860::1'], 'inside.example': ['10.0.0.7'], 'mixed.example': ['93.184.215.14', '127.0.0.1'] })
     })
-    for (const url of ['http://127.0.0.1:9', 'http://[::1]:8080', 'http://localhost', 'http://a.localhost', 'http://169.254.169.254', 'http://[::ffff:169.254.169.254]', 'http://0x7f000001', 'http://2130706433']) {
+    for (const url of ['http://127.0.0.1:9', 'http://[::1]:8080', 'http://localhost', 'http://a.localhost', 'http://169.254.169.254', 'http://[::ffff:169.254.169.254]', 'http://0x7f000001', 'http://2130706433', 'http://[::127.0.0.1]', 'http://[::ffff:0:127.0.0.1]']) {
       expect(() => { guard.checkUrl(url) }, url).toThrow(expect.objectContaining({ code: 'CIDGET_ERR_ADDRESS_REFUSED' }))
     }
     guard.checkUrl('https://dweb.link')

@@ -70,7 +70,7 @@ async function serve (flags: ServeFlags): Promise<ServeExit> {
   const dl = await openDownloader({
     state: statePath,
     // API clients name the gateways: not this machine's network, unless the operator allows it
-    service: { allowLocal: flags.allowLocal === true },
+    service: { allowLocal: flags.allowLocal === true, dir },
     ...(flags.concurrency === undefined ? {} : { concurrency: flags.concurrency }),
     ...(flags.gateway === undefined ? {} : { gateways: flags.gateway })
   })

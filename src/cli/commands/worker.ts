@@ -76,7 +76,7 @@ export function registerWorker (program: Command): void {
               // orphans are claimed by the queue, not paused at start
               recover: false,
               // the queue's downloads were named by others: not this machine's network, unless the operator allows it
-              service: { allowLocal: flags.allowLocal === true },
+              service: { allowLocal: flags.allowLocal === true, dir },
               ...(flags.concurrency === undefined ? {} : { concurrency: flags.concurrency })
             })
           } catch (err) {

@@ -297,13 +297,18 @@ async function verifiedDownload (ctx: VerifiedContext, internal: AbortController
   if (resumed) {
     // leaves a killed run wrote after its last record: kept when they hash to their CIDs (their files
     // fsynced first), instead of being fetched again
-    const finder = new LeafFinder(done, (cid) => reader.cached(cid), signal)
-    const found = isDirectory ? await finder.tree(tree.root, root, rootBytes) : await finder.file(tree.root, root, rootBytes)
-    if (found.blocks.length > 0) {
-      for (const i of found.blocks) done.add(i)
-      durableBytes += found.bytes
-      writtenBytes = durableBytes
-      await store.saveProgress(id, done.toBytes(), durableBytes, ctx.owner)
+    try {
+      const finder = new LeafFinder(done, (cid) => reader.cached(cid), signal)
+      const found = isDirectory ? await finder.tree(tree.root, root, rootBytes) : await finder.file(tree.root, root, rootBytes)
+      if (found.blocks.length > 0) {
+        for (const i of found.blocks) done.add(i)
+        durableBytes += found.bytes
+        writtenBytes = durableBytes
+        await store.saveProgress(id, done.toBytes(), durableBytes, ctx.owner)
+      }
+    } catch (err) {
+      await tree.close() // a pause, a lost lease or an I/O error here leaves no handle open
+      throw err
     }
   }
   let index = 0 // next data-bearing block, in walk order
@@ -680,9 +685,17 @@ async function verifiedDownload (ctx: VerifiedContext, internal: AbortController
     // keep what is already written: durable, and recorded
     await checkpoint().catch(() => {})
     hasher?.close()
-    await tree.close()
+    const err = toCidgetError(failure ?? thrown)
+    if (isDirectory && err.code === 'CIDGET_ERR_UNSAFE_SYMLINK' && !ctx.signal.aborted) {
+      // a tree holding a link that leads out keeps nothing on disk: no such link stays for a later
+      // write to go through (a resume fetches it again, and refuses it again)
+      await tree.remove()
+      await store.clearProgress(id).catch(() => {}) // else the next run finds progress without its data, and starts again anyway
+    } else {
+      await tree.close()
+    }
     if (ctx.signal.aborted) throw ctx.signal.reason
-    throw toCidgetError(failure ?? thrown)
+    throw err
   }
 
   let hash: string | null = null

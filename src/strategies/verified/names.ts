@@ -14,7 +14,7 @@ export function checkName (name: string, where: string): string {
   if (name === '.' || name === '..') refuse('relative path component')
   if (name.includes('/') || name.includes('\\')) refuse('contains a path separator')
   // eslint-disable-next-line no-control-regex -- control characters are exactly what is refused here
-  if (/[\u0000-\u001f\u007f]/.test(name)) refuse('contains a NUL or control character')
+  if (/[\u0000-\u001f\u007f-\u009f]/.test(name)) refuse('contains a NUL or control character')
   if (Buffer.byteLength(name) > 255) refuse('longer than 255 bytes')
   return name
 }
