@@ -45,6 +45,12 @@ export const DEFAULTS = {
   DISK_RESERVE_BYTES: 1024 * 1024,
   /** Bytes written between two looks at the free space (statfs) while a download writes. */
   DISK_RECHECK_BYTES: 64 * 1024 * 1024,
+  /**
+   * Path mode: body bytes after which the size the CID's DAG declares is looked up (one raw request
+   * for the root), so that an answer longer than it is cut off whatever length it claims; an answer
+   * without a length is checked from its first byte.
+   */
+  LENGTH_CHECK_BYTES: 64 * 1024 * 1024,
   /** Suffix of the partial file next to the output. */
   PARTIAL_SUFFIX: '.cidget-partial'
 } as const

@@ -35,13 +35,15 @@ export class DiskSpace {
   async ensure (needed: number): Promise<void> {
     if (needed <= 0) return
     if (this.#free >= 0 && this.#since < this.#recheck && needed <= this.#free - this.#since - this.#reserve) return
+    // writes that end while statfs runs may not be in what it shows: they still count after it
+    const counted = this.#since
     try {
       this.#free = await freeSpace(this.#dir)
     } catch {
       this.#free = Number.POSITIVE_INFINITY // statfs is unsupported here; the write itself will tell
     }
-    this.#since = 0
-    if (needed > this.#free - this.#reserve) {
+    this.#since -= counted
+    if (needed > this.#free - this.#since - this.#reserve) {
       throw new CidgetError('CIDGET_ERR_DISK_FULL',
         `Not enough space in ${this.#dir}: ${needed} bytes needed, ${this.#free} free (${this.#reserve} kept free)`)
     }

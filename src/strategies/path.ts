@@ -86,18 +86,24 @@ export async function runPathDownload (ctx: StrategyContext): Promise<StrategyRe
     const rotation = new GatewayRotation(record.gateways, record.gateway, policy.maxRetryAttempts)
     // free space is looked at as bytes arrive too: a body of unknown length is bounded by it
     const space = new DiskSpace(dirname(file.path))
-    /** The size the DAG declares, learnt once an answer comes without a length; null: not known. */
+    /**
+     * The size the DAG declares (null: not known), looked up once: before reading an answer without a
+     * length, or in the background once a body passes LENGTH_CHECK_BYTES (a claimed length is not
+     * believed either, but small files need no extra request).
+     */
     let declared: number | null | undefined
+    let declaredLookup: Promise<number | null> | undefined
     const declaredSize = async (): Promise<number | null> => {
-      if (declared === undefined) {
+      declaredLookup ??= (async () => {
         try {
           declared = await ctx.declaredSize?.() ?? null
         } catch (err) {
           if (signal.aborted) throw err
           declared = null // no trustless answer for the root: the free space bounds the body, and the CID check the result
         }
-      }
-      return declared
+        return declared
+      })()
+      return await declaredLookup
     }
 
     const record_ = async (status: 'in_progress' | 'resuming'): Promise<void> => {
@@ -204,7 +210,6 @@ export async function runPathDownload (ctx: StrategyContext): Promise<StrategyRe
       try {
         const res = await http.request(gatewayUrl(gateway, record.cid, record.path), { gateway, headers, signal })
         let expected: number | undefined // body bytes this answer must carry
-        let most: number | undefined // body bytes this answer may carry at most, when it says nothing
         if (res.status === 200) {
           const length = parseContentLength(res.headers['content-length'])
           if (offset > 0) {
@@ -215,9 +220,8 @@ export async function runPathDownload (ctx: StrategyContext): Promise<StrategyRe
           expected = length
           if (length !== undefined) size = length
           else {
-            // no length: the body is cut off at the size the content declares, where it is known
-            const dagSize = await declaredSize().catch((err: unknown) => { res.discard(); throw err })
-            if (dagSize !== null) most = dagSize
+            // no length: the body is cut off at the size the content declares, known before it is read
+            await declaredSize().catch((err: unknown) => { res.discard(); throw err })
           }
         } else if (res.status === 206) {
           const cr = parseContentRange(res.headers['content-range'])
@@ -259,15 +263,18 @@ export async function runPathDownload (ctx: StrategyContext): Promise<StrategyRe
               throw err
             }
           }
+          const bodyStart = offset
           ctx.onProgress(offset, size, gateway)
           for await (const chunk of res.body) {
             if (expected !== undefined && received + chunk.byteLength > expected) {
               res.discard()
               throw new CidgetError('CIDGET_ERR_LENGTH_MISMATCH', `${gateway}: sent more than the ${expected} bytes it declared`, { gateway })
             }
-            if (most !== undefined && received + chunk.byteLength > most) {
+            const end = bodyStart + received + chunk.byteLength
+            if (declared === undefined && end > DEFAULTS.LENGTH_CHECK_BYTES) void declaredSize().catch(() => {})
+            if (typeof declared === 'number' && end > declared) {
               res.discard()
-              throw new CidgetError('CIDGET_ERR_LENGTH_MISMATCH', `${gateway}: sent more than the ${most} bytes ${record.cid}${record.path} declares`, { gateway })
+              throw new CidgetError('CIDGET_ERR_LENGTH_MISMATCH', `${gateway}: sent more than the ${declared} bytes ${record.cid}${record.path} declares`, { gateway })
             }
             hash.update(chunk)
             received += chunk.byteLength

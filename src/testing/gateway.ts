@@ -123,7 +123,7 @@ export interface RequestRecord {
  * | `latency` | a delay of `ms` before the response headers; the request is then served normally | any |
  * | `refuse` | the connection destroyed as soon as the request arrives, no response | any |
  * | `no-length` | no `Content-Length` (chunked transfer encoding) | GET |
- * | `endless` | no `Content-Length`, and after the body zero bytes that never end (until the client goes away) | GET |
+ * | `endless` | no `Content-Length` (or `claimLength`, a false one), and after the body zero bytes that never end (until the client goes away) | GET |
  * | `bad-content-range` | `206` whose `Content-Range` start (and end) is off by one from the requested range; the body is the requested bytes | requests with `Range` |
  *
  * `reset` and `stall` with `afterBytes` at or past the end of the body send
@@ -143,7 +143,7 @@ export type Fault =
   | { type: 'latency', ms: number }
   | { type: 'refuse' }
   | { type: 'no-length' }
-  | { type: 'endless' }
+  | { type: 'endless', claimLength?: number }
   | { type: 'bad-content-range' }
 
 /**
@@ -664,7 +664,9 @@ class TestGatewayServer extends EventEmitter<TestGatewayEvents> implements TestG
       }
       headers['Content-Range'] = `bytes ${shownStart}-${shownEnd}/${size}`
     }
-    if (fault?.type !== 'no-length' && fault?.type !== 'endless') headers['Content-Length'] = String(length)
+    if (fault?.type === 'endless') {
+      if (fault.claimLength !== undefined) headers['Content-Length'] = String(fault.claimLength)
+    } else if (fault?.type !== 'no-length') headers['Content-Length'] = String(length)
     this.#head(ctx, status, headers)
     if (record.method === 'HEAD') {
       res.end()

@@ -76,6 +76,21 @@ describe('path mode: a body without a length', () => {
     expect(endless[0]!.aborted).toBe(true)
   })
 
+  it('is cut off soon after the size the DAG declares when the answer claims a longer length, and never ends', async () => {
+    w = await world({ size: 40 })
+    w.gateways[0]!.addFault({ fault: { type: 'endless', claimLength: 2 ** 30 }, times: 1 })
+    const dl = await w.open()
+    const done = await (await dl.add(w.cid, { mode: 'path', output: join(w.dir, 'out.bin') })).done
+    expect(done.status, done.error ?? '').toBe('success')
+    expect(await fileSha256(done.output)).toBe(w.sha)
+    const lied = pathRequests(w.gateways[0]!).filter(r => r.fault === 'endless')
+    expect(lied).toHaveLength(1)
+    expect(lied[0]!.aborted).toBe(true)
+    // the declared size is looked up once the body passes LENGTH_CHECK_BYTES, and the body cut off
+    // then: not the gibibyte it claimed
+    expect(lied[0]!.bytesSent).toBeLessThan(2 * DEFAULTS.LENGTH_CHECK_BYTES)
+  })
+
   it('is bounded by the free space, checked as bytes arrive: paused with DISK_FULL before the space is exhausted, then resumed', async (ctx) => {
     w = await world({ size: 8 * MiB })
     const mnt = join(w.dir, 'small')

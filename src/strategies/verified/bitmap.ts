@@ -21,6 +21,17 @@ export class Bitmap {
     this.#bytes[at] = (this.#bytes[at] as number) | (1 << (i & 7))
   }
 
+  /** Adds every number of `other`. */
+  union (other: Bitmap): void {
+    const theirs = other.#bytes
+    if (theirs.length > this.#bytes.length) {
+      const grown = new Uint8Array(theirs.length)
+      grown.set(this.#bytes)
+      this.#bytes = grown
+    }
+    for (let i = 0; i < theirs.length; i++) this.#bytes[i] = (this.#bytes[i] as number) | (theirs[i] as number)
+  }
+
   /** Number of set bits. */
   get count (): number {
     let n = 0

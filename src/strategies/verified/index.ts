@@ -300,8 +300,8 @@ async function verifiedDownload (ctx: VerifiedContext, internal: AbortController
     try {
       const finder = new LeafFinder(done, (cid) => reader.cached(cid), signal)
       const found = isDirectory ? await finder.tree(tree.root, root, rootBytes) : await finder.file(tree.root, root, rootBytes)
-      if (found.blocks.length > 0) {
-        for (const i of found.blocks) done.add(i)
+      if (found.count > 0) {
+        done.union(found.blocks)
         durableBytes += found.bytes
         writtenBytes = durableBytes
         await store.saveProgress(id, done.toBytes(), durableBytes, ctx.owner)

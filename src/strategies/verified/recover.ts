@@ -7,7 +7,7 @@ import { UnixFS } from 'ipfs-unixfs'
 import { CidgetError, fsError, systemCode } from '../../core/errors.js'
 import { MAX_BLOCK_BYTES, verifyBlock } from '../../gateways/block.js'
 import { safeJoin } from './names.js'
-import type { Bitmap } from './bitmap.js'
+import { Bitmap } from './bitmap.js'
 
 /** Bytes read first from a leaf's range: all zero, it is taken for a hole (never written) and not read further. */
 const PROBE_BYTES = 4096
@@ -15,8 +15,10 @@ const PROBE_BYTES = 4096
 const MAX_MISSES = 256
 
 export interface Recovered {
-  /** Block numbers (in walk order) whose bytes on disk hash to their CIDs. */
-  blocks: number[]
+  /** Block numbers (in walk order) whose bytes on disk hash to their CIDs: a bitmap, as the progress is, whatever the file's size. */
+  blocks: Bitmap
+  /** How many. */
+  count: number
   bytes: number
 }
 
@@ -47,7 +49,7 @@ export class LeafFinder {
   readonly #done: Bitmap
   readonly #cached: (cid: CID) => Uint8Array | undefined
   readonly #signal: AbortSignal
-  readonly #found: Recovered = { blocks: [], bytes: 0 }
+  readonly #found: Recovered = { blocks: new Bitmap(), count: 0, bytes: 0 }
   #index = 0
   #misses = 0
   #file: OpenFile | undefined
@@ -181,7 +183,8 @@ export class LeafFinder {
       if (err instanceof CidgetError && err.code === 'CIDGET_ERR_BLOCK_INVALID') return false // torn, or never written
       throw err
     }
-    this.#found.blocks.push(this.#index - 1)
+    this.#found.blocks.add(this.#index - 1)
+    this.#found.count++
     this.#found.bytes += length
     file.found++
     return true
