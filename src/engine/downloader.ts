@@ -16,7 +16,7 @@ import { AddressGuard } from '../gateways/address.js'
 import { openStore, makeOwnerId } from '../store/index.js'
 import type { ListOptions, Store } from '../store/store.js'
 import { exists, removePartial } from '../sink/partial.js'
-import { checkConfined, checkPartialPath, confinedOutput, isWithin } from '../sink/confine.js'
+import { checkConfined, confinedOutput, isWithin } from '../sink/confine.js'
 import { runPathDownload } from '../strategies/path.js'
 import { runVerifiedDownload, DEFAULT_DAG_LIMITS, type DagLimits } from '../strategies/verified/index.js'
 import { runCarDownload } from '../strategies/verified/car.js'
@@ -414,7 +414,8 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
         const name = mode === 'car' ? `${defaultName(target)}.car` : defaultName(target)
         const confined = await confinedOutput(dir, item.output)
         const output = confined.endsWith(sep) ? join(confined, name) : confined
-        if (confined.endsWith(sep)) await checkPartialPath(dir, output)
+        // the default name joined on: the whole output checked again, its partial path included
+        if (confined.endsWith(sep)) await checkConfined(dir, output)
         // a queue never overwrites: a file already there is the user's, or another download's
         if (await exists(output)) throw new CidgetError('CIDGET_ERR_OUTPUT_EXISTS', `${output} already exists`)
         inits.push({

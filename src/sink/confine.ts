@@ -49,7 +49,7 @@ async function realAncestor (path: string): Promise<{ real: string, rest: string
  * through one (it would fail with CIDGET_ERR_UNSAFE_PARTIAL), and one that
  * leads out of `dir` is refused here, before the download is added.
  */
-export async function checkPartialPath (dir: string, output: string): Promise<void> {
+async function checkPartialPath (dir: string, output: string): Promise<void> {
   const partial = partialPath(output)
   let isLink: boolean
   try {

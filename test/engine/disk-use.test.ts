@@ -16,6 +16,7 @@ import { world, fileSha256, sha256, KiB, MiB, type World, pathRequests, putBlock
 import { partialPath } from '../../src/sink/partial.js'
 import { addFile, seededBytes, type MemoryBlocks } from '../../src/testing/index.js'
 import { DEFAULTS } from '../../src/core/defaults.js'
+import type { DownloadRecord } from '../../src/core/types.js'
 
 let w: World | undefined
 const mounts: string[] = []
@@ -43,6 +44,21 @@ function mountTmpfs (ctx: { skip: () => void }, dir: string, size: string): bool
 async function freeBytes (dir: string): Promise<number> {
   const s = await statfs(dir)
   return s.bavail * s.bsize
+}
+
+/** A tmpfs of `size` at `<w.dir>/small`, or undefined where none can be mounted (mountTmpfs). */
+async function smallDisk (ctx: { skip: () => void }, size: string): Promise<string | undefined> {
+  const mnt = join(w!.dir, 'small')
+  await mkdir(mnt)
+  return mountTmpfs(ctx, mnt, size) ? mnt : undefined
+}
+
+/** A download paused by cidget's own free-space check (not by a write that failed), the reserve left free on `mnt`. */
+async function expectEarlyDiskFull (record: DownloadRecord, mnt: string): Promise<void> {
+  expect(record.status).toBe('paused')
+  expect(record.errorCode).toBe('CIDGET_ERR_DISK_FULL')
+  expect(record.error).toMatch(/Not enough space.*bytes needed/)
+  expect(await freeBytes(mnt)).toBeGreaterThanOrEqual(DEFAULTS.DISK_RESERVE_BYTES / 2)
 }
 
 /** Bytes of every file under `dir`. */
@@ -93,19 +109,15 @@ describe('path mode: a body without a length', () => {
 
   it('is bounded by the free space, checked as bytes arrive: paused with DISK_FULL before the space is exhausted, then resumed', async (ctx) => {
     w = await world({ size: 8 * MiB })
-    const mnt = join(w.dir, 'small')
-    await mkdir(mnt)
-    if (!mountTmpfs(ctx, mnt, '4m')) return
+    const mnt = await smallDisk(ctx, '4m')
+    if (mnt === undefined) return
     // no length, and a gateway that serves no raw blocks: neither the answer nor the DAG tells the size
     w.gateways[0]!.addFault({ fault: { type: 'no-length' }, match: { format: 'path' } })
     w.gateways[0]!.addFault({ fault: { type: 'status', status: 404 }, match: { format: 'raw' } })
     const dl = await w.open()
     const first = await (await dl.add(w.cid, { mode: 'path', output: join(mnt, 'out.bin') })).done
-    expect(first.status).toBe('paused')
-    expect(first.errorCode).toBe('CIDGET_ERR_DISK_FULL')
-    expect(first.error).toMatch(/Not enough space.*bytes needed/)
+    await expectEarlyDiskFull(first, mnt)
     expect(first.currentSize).toBeGreaterThan(0)
-    expect(await freeBytes(mnt)).toBeGreaterThanOrEqual(DEFAULTS.DISK_RESERVE_BYTES / 2)
     expect((await stat(partialPath(first.output))).size).toBe(first.currentSize)
     w.gateways[0]!.clearFaults()
     execFileSync('mount', ['-o', 'remount,size=32m', mnt])
@@ -118,15 +130,11 @@ describe('path mode: a body without a length', () => {
 describe('CAR output: the free space, checked as blocks arrive', () => {
   it('pauses with DISK_FULL before the space is exhausted, then resumes', async (ctx) => {
     w = await world({ size: 4 * MiB })
-    const mnt = join(w.dir, 'small')
-    await mkdir(mnt)
-    if (!mountTmpfs(ctx, mnt, '3m')) return
+    const mnt = await smallDisk(ctx, '3m')
+    if (mnt === undefined) return
     const dl = await w.open()
     const first = await (await dl.add(w.cid, { mode: 'car', output: join(mnt, 'out.car') })).done
-    expect(first.status).toBe('paused')
-    expect(first.errorCode).toBe('CIDGET_ERR_DISK_FULL')
-    expect(first.error).toMatch(/Not enough space.*bytes needed/)
-    expect(await freeBytes(mnt)).toBeGreaterThanOrEqual(DEFAULTS.DISK_RESERVE_BYTES / 2)
+    await expectEarlyDiskFull(first, mnt)
     execFileSync('mount', ['-o', 'remount,size=16m', mnt])
     const second = await (await dl.resume(first.id)).done
     expect(second.status, second.error ?? '').toBe('success')
@@ -136,9 +144,8 @@ describe('CAR output: the free space, checked as blocks arrive', () => {
 describe('verified directories: the running total of a tree against the free space', () => {
   it('a DAG wrapping a 2.9 TiB file (one 1 MiB block linked many times) pauses with DISK_FULL before writing', async (ctx) => {
     w = await world({ size: 1 })
-    const mnt = join(w.dir, 'small')
-    await mkdir(mnt)
-    if (!mountTmpfs(ctx, mnt, '8m')) return
+    const mnt = await smallDisk(ctx, '8m')
+    if (mnt === undefined) return
     const leafBytes = seededBytes(MiB, 3)
     const leaf = await putBlock(w.blocks, leafBytes, rawCodec.code)
     const mid = await repeated(w.blocks, leaf, MiB, 1024) // 1 GiB
@@ -147,9 +154,7 @@ describe('verified directories: the running total of a tree against the free spa
     const root = await directoryNode(w.blocks, [['a-small.bin', small], ['b-huge.bin', huge]])
     const dl = await w.open()
     const done = await (await dl.add(root.toString(), { output: join(mnt, 'tree') })).done
-    expect(done.status).toBe('paused')
-    expect(done.errorCode).toBe('CIDGET_ERR_DISK_FULL')
-    expect(done.error).toMatch(/Not enough space.*bytes needed/)
+    await expectEarlyDiskFull(done, mnt)
     // the small file before it is written; of the huge one, nothing
     expect(await treeBytes(partialPath(join(mnt, 'tree')))).toBeLessThanOrEqual(100 * KiB)
     expect(await freeBytes(mnt)).toBeGreaterThan(7 * MiB)
@@ -157,18 +162,14 @@ describe('verified directories: the running total of a tree against the free spa
 
   it('files that each fit but not together: paused before the space runs out, resumed once there is room', async (ctx) => {
     w = await world({ size: 1 })
-    const mnt = join(w.dir, 'small')
-    await mkdir(mnt)
-    if (!mountTmpfs(ctx, mnt, '5m')) return
+    const mnt = await smallDisk(ctx, '5m')
+    if (mnt === undefined) return
     const files = [seededBytes(2 * MiB, 5), seededBytes(2 * MiB, 6), seededBytes(2 * MiB, 7)]
     const cids = await Promise.all(files.map(async f => await addFile(w!.blocks, f)))
     const root = await directoryNode(w.blocks, cids.map((cid, i) => [`f${i}.bin`, cid]))
     const dl = await w.open()
     const first = await (await dl.add(root.toString(), { output: join(mnt, 'tree') })).done
-    expect(first.status).toBe('paused')
-    expect(first.errorCode).toBe('CIDGET_ERR_DISK_FULL')
-    expect(first.error).toMatch(/Not enough space.*bytes needed/)
-    expect(await freeBytes(mnt)).toBeGreaterThanOrEqual(DEFAULTS.DISK_RESERVE_BYTES / 2)
+    await expectEarlyDiskFull(first, mnt)
     execFileSync('mount', ['-o', 'remount,size=16m', mnt])
     const second = await (await dl.resume(first.id)).done
     expect(second.status, second.error ?? '').toBe('success')
