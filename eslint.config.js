@@ -10,5 +10,17 @@ export default tseslint.config(
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
       '@typescript-eslint/no-explicit-any': 'error'
     }
+  },
+  {
+    // the dashboard shows names from a DAG and targets users typed: its DOM is built with textContent only
+    files: ['src/server/dashboard/client/**/*.ts'],
+    rules: {
+      'no-restricted-properties': ['error',
+        { property: 'innerHTML', message: 'Build elements and set textContent.' },
+        { property: 'outerHTML', message: 'Build elements and set textContent.' },
+        { property: 'insertAdjacentHTML', message: 'Build elements and set textContent.' },
+        { object: 'document', property: 'write', message: 'Build elements and set textContent.' }
+      ]
+    }
   }
 )
