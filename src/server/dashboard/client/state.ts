@@ -67,25 +67,49 @@ export interface Row {
   busy: boolean
 }
 
-export const state = {
-  token: null as string | null,
+export interface State {
+  token: string | null
   /** id → record */
-  downloads: new Map<number, DownloadRecord>(),
+  downloads: Map<number, DownloadRecord>
   /** id → the latest progress event data */
-  live: new Map<number, ProgressData>(),
+  live: Map<number, ProgressData>
   /** id → a note from the latest retry or repair */
-  notes: new Map<number, string>(),
+  notes: Map<number, string>
   /** id → row elements */
-  rows: new Map<number, Row>(),
+  rows: Map<number, Row>
   /** id → Date.now() when a status event last changed the record (newer than a list answer sent before it) */
-  touched: new Map<number, number>(),
+  touched: Map<number, number>
   /** id → { again } for records being fetched one by one */
-  fetching: new Map<number, { again: boolean }>(),
-  dirty: new Set<number>(),
+  fetching: Map<number, { again: boolean }>
+  /** ids to redraw at the next frame */
+  dirty: Set<number>
   /** ids whose record was fetched again because progress came without a total */
-  sizeAsked: new Set<number>(),
+  sizeAsked: Set<number>
+  /** the pending redraw (animation frame or timer), 0 for none */
+  frame: number
+  ws: WebSocket | null
+  /** reconnections since the socket was last live */
+  attempt: number
+  reconnectTimer: number
+  /** Date.now() of the latest gateways request */
+  gatewaysAt: number
+  gatewayTimer: number
+  /** set while the page waits for a token: no socket, no polling */
+  stopped: boolean
+}
+
+export const state: State = {
+  token: null,
+  downloads: new Map(),
+  live: new Map(),
+  notes: new Map(),
+  rows: new Map(),
+  touched: new Map(),
+  fetching: new Map(),
+  dirty: new Set(),
+  sizeAsked: new Set(),
   frame: 0,
-  ws: null as WebSocket | null,
+  ws: null,
   attempt: 0,
   reconnectTimer: 0,
   gatewaysAt: 0,
