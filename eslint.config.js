@@ -39,5 +39,17 @@ export default tseslint.config(
   },
   ...(SIZE_EXEMPT.length === 0
     ? []
-    : [{ files: SIZE_EXEMPT, rules: { 'max-lines': 'off', 'max-lines-per-function': 'off' } }])
+    : [{ files: SIZE_EXEMPT, rules: { 'max-lines': 'off', 'max-lines-per-function': 'off' } }]),
+  {
+    // the dashboard shows names from a DAG and targets users typed: its DOM is built with textContent only
+    files: ['src/server/dashboard/client/**/*.ts'],
+    rules: {
+      'no-restricted-properties': ['error',
+        { property: 'innerHTML', message: 'Build elements and set textContent.' },
+        { property: 'outerHTML', message: 'Build elements and set textContent.' },
+        { property: 'insertAdjacentHTML', message: 'Build elements and set textContent.' },
+        { object: 'document', property: 'write', message: 'Build elements and set textContent.' }
+      ]
+    }
+  }
 )

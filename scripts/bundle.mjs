@@ -10,10 +10,16 @@
  *
  * dist/bin/ sits two levels below the package root, as dist/cli/ does, so the
  * modules that read ../../package.json find it from either place.
+ *
+ * It also bundles the web dashboard's browser client (src/server/dashboard/
+ * client/, checked by its own tsconfig) and puts the dashboard's three files
+ * in public/ beside the module that reads them: dist/server/dashboard/public/
+ * for the library, dist/bin/public/ for the CLI bundle.
  */
 import { build } from 'esbuild'
-import { rm } from 'node:fs/promises'
+import { copyFile, mkdir, rm, writeFile } from 'node:fs/promises'
 import { URL, fileURLToPath } from 'node:url'
+import { bundleClient } from '../dist/server/dashboard/client-build.js'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 
@@ -67,3 +73,11 @@ await build({
   plugins: [undiciForTheCli, lazyAtStart],
   logLevel: 'warning'
 })
+
+const client = bundleClient(root)
+for (const dir of [`${root}dist/server/dashboard/public`, `${outdir}/public`]) {
+  await mkdir(dir, { recursive: true })
+  await copyFile(`${root}src/server/dashboard/public/index.html`, `${dir}/index.html`)
+  await copyFile(`${root}src/server/dashboard/public/dashboard.css`, `${dir}/dashboard.css`)
+  await writeFile(`${dir}/dashboard.js`, client)
+}

@@ -1,0 +1,90 @@
+/**
+ * What each message of `/api/events` changes on the page. The payloads are
+ * the engine's events (src/core/events.ts) as JSON.
+ *
+ * @module
+ */
+
+import { announce } from './dom.js'
+import { refreshOne } from './downloads.js'
+import { baseName, statusText } from './format.js'
+import { scheduleGateways } from './gateways.js'
+import { markDirty, upsert } from './rows.js'
+import { isActive, state, type DownloadRecord, type DownloadStatus, type ProgressData } from './state.js'
+
+interface StatusData { id: number, status: DownloadStatus, error: string | null, errorCode: string | null }
+interface RetryData { id: number, action: string, code: string | null, message: string }
+interface RepairData { id: number, blocks: number }
+
+/** Takes one parsed message; anything but `{ type, data }` with a known type is ignored. */
+export function onEvent (msg: unknown): void {
+  if (msg === null || typeof msg !== 'object') return
+  const { type, data: d } = msg as { type?: unknown, data?: unknown }
+  if (!d) return
+  switch (type) {
+    case 'download:added': {
+      const rec = d as DownloadRecord
+      // announced once: by the form that added it, or here when someone else did
+      if (!state.downloads.has(rec.id)) announce('Download ' + rec.id + ' added: ' + (baseName(rec.output) || rec.cid))
+      upsert(rec)
+      break
+    }
+    case 'status':
+      onStatus(d as StatusData)
+      break
+    case 'progress':
+      onProgress(d as ProgressData)
+      break
+    case 'retry': {
+      const r = d as RetryData
+      state.notes.set(r.id, 'Retry (' + r.action + '): ' + (r.code ? r.code + ' ' : '') + r.message)
+      markDirty(r.id)
+      break
+    }
+    case 'repaired': {
+      const r = d as RepairData
+      state.notes.set(r.id, 'Repaired ' + r.blocks + ' block(s) that did not match the CID')
+      markDirty(r.id)
+      break
+    }
+    case 'gateway':
+      scheduleGateways(200)
+      break
+    default:
+      break
+  }
+}
+
+function onStatus (d: StatusData): void {
+  const rec = state.downloads.get(d.id)
+  state.touched.set(d.id, Date.now())
+  if (rec !== undefined) {
+    const previous = rec.status
+    rec.status = d.status
+    rec.error = d.error
+    rec.errorCode = d.errorCode
+    if (!isActive(d.status)) state.notes.delete(d.id)
+    markDirty(d.id)
+    if (previous !== d.status) {
+      announce('Download ' + d.id + (rec.output ? ' (' + baseName(rec.output) + ')' : '') + ' is ' + statusText(d.status) + (d.error ? ': ' + d.error : ''))
+    }
+  }
+  // the whole record: size, current size, hash
+  refreshOne(d.id)
+  scheduleGateways(300)
+}
+
+function onProgress (d: ProgressData): void {
+  state.live.set(d.id, d)
+  const rec = state.downloads.get(d.id)
+  if (rec === undefined) {
+    refreshOne(d.id)
+    return
+  }
+  markDirty(d.id)
+  // the engine stores the size once it has read the root block, and progress may not carry it yet
+  if ((d.total === null || d.total === undefined) && (rec.size === null || rec.size === undefined) && !state.sizeAsked.has(d.id)) {
+    state.sizeAsked.add(d.id)
+    refreshOne(d.id)
+  }
+}
