@@ -23,6 +23,8 @@ export interface ProgressThrottleInit {
   /** Least time between two events. */
   intervalMs: number
   emit: (event: ProgressEvent) => void
+  /** Bytes done when the run starts (a resume's): the first speed sample counts only bytes beyond them. @default 0 */
+  startBytes?: number
   /** Monotonic milliseconds. @default performance.now */
   clock?: () => number
 }
@@ -48,6 +50,7 @@ export class ProgressThrottle {
     this.#emit = init.emit
     this.#clock = init.clock ?? (() => performance.now())
     this.#speedAt = this.#clock()
+    this.#speedBytes = init.startBytes ?? 0
   }
 
   /** Bytes written so far, the total when known, the gateway in use, and for a directory the files complete. */

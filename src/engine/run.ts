@@ -98,6 +98,7 @@ export class Runner {
     return new ProgressThrottle({
       id: record.id,
       intervalMs: this.#settings.progressIntervalMs,
+      startBytes: record.currentSize,
       emit: (e) => { this.#events.emit('cidget:download:progress', e) }
     })
   }
