@@ -1,7 +1,7 @@
 /**
- * The engine's writes of a download's outcome: success, paused, failed and
- * cancelled, and the mapping of a run's failure onto one of them. Every
- * such write of the engine goes through here.
+ * The engine's writes of a download's status: under way, and the outcome
+ * (success, paused, failed, cancelled), with the mapping of a run's failure
+ * onto one of them. Every such write of the engine goes through here.
  *
  * @module
  */
@@ -17,6 +17,12 @@ export interface Outcome {
   status: DownloadStatus
   error: string | null
   errorCode: string | null
+}
+
+/** A run under way: in_progress or resuming, the last error cleared. */
+export async function recordActive (store: Store, id: number, status: DownloadStatus, now: () => number): Promise<Outcome> {
+  await store.updateDownload(id, { status, error: null, errorCode: null }, now())
+  return { status, error: null, errorCode: null }
 }
 
 /** A finished run: its last gateway, the request cleared, then the size and hash with status success. */

@@ -15,7 +15,7 @@ import type { StrategyContext } from '../strategies/types.js'
 import type { GatewayTotalsBook } from './gateway-totals.js'
 import { releaseAfterRun } from './lease.js'
 import type { Settings } from './options.js'
-import { recordRunFailure, recordSuccess } from './outcome.js'
+import { recordActive, recordRunFailure, recordSuccess } from './outcome.js'
 import { ProgressThrottle, emitStatus } from './progress.js'
 import { mustGet, type Running } from './queue.js'
 import { strategyFor, type EngineServices } from './strategies.js'
@@ -121,8 +121,7 @@ export class Runner {
         if (status === running.status) return
         const from = running.status
         running.status = status
-        await this.#store.updateDownload(id, { status, error: null, errorCode: null }, now())
-        emitStatus(this.#events, id, from, { status, error: null, errorCode: null })
+        emitStatus(this.#events, id, from, await recordActive(this.#store, id, status, now))
       },
       onProgress: (bytes, total, gateway, files) => { progress.update(bytes, total, gateway, files) },
       onRetry: (event) => {
