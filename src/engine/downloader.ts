@@ -25,7 +25,7 @@ import { checkConfined, isWithin } from '../sink/confine.js'
 import { defaultStatePath, resolveSettings, validateInit, type AddOptions, type DownloaderInit, type DownloadJob, type QueueItem, type Settings } from './options.js'
 import { checkMode, dedupe, ensureWritableDir, nameQueueError, normalizeSha256, outputName, planQueue, resolveOutput } from './intake.js'
 import { RunQueue, claimOrThrow, mustGet } from './queue.js'
-import { askHolder, startHeartbeat } from './lease.js'
+import { askHolder, startHeartbeat, type LeaseInit } from './lease.js'
 import { recordCancelled, recordPaused } from './outcome.js'
 import { emitStatus } from './progress.js'
 import { GatewayTotalsBook, type GatewayTotals } from './gateway-totals.js'
@@ -405,7 +405,7 @@ export class Downloader extends TypedEmitter<CidgetEvents> {  readonly store: St
     return await mustGet(this.store, id)
   }
 
-  #lease (): { store: Store, owner: string, leaseMs: number, now: () => number } {
+  #lease (): LeaseInit {
     return { store: this.store, owner: this.owner, leaseMs: this.#settings.leaseMs, now: this.#now }
   }
 
