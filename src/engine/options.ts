@@ -1,0 +1,219 @@
+/**
+ * The Downloader's options: their types, the check that refuses unknown or
+ * out-of-range ones, and the settings they resolve to.
+ *
+ * @module
+ */
+
+import { homedir } from 'node:os'
+import { setTimeout as delay } from 'node:timers/promises'
+import { join } from 'node:path'
+import type { LookupFunction } from 'node:net'
+import type { Dispatcher } from 'undici'
+import { CidgetError } from '../core/errors.js'
+import { DEFAULTS, DEFAULT_GATEWAYS } from '../core/defaults.js'
+import { DEFAULT_POLICY, type DownloadPolicy } from '../core/policy.js'
+import type { DownloadRecord, Mode } from '../core/types.js'
+import { normalizeGateway } from '../target/parse.js'
+import type { Store } from '../store/store.js'
+import { DEFAULT_DAG_LIMITS, type DagLimits } from '../strategies/verified/index.js'
+
+/** Options of `Downloader.open`. Unknown keys are refused. */
+export interface DownloaderInit extends Partial<DownloadPolicy> {
+  /** SQLite file of the state. @default ~/.cidget/state.db */
+  state?: string
+  /** A store to use instead of opening `state` (it is closed by `close()`). */
+  store?: Store
+  /** Gateways (base URLs) for new downloads. @default DEFAULT_GATEWAYS */
+  gateways?: string[]
+  /** Downloads run at once. @default 4 */
+  concurrency?: number
+  /** @default 30000 */
+  leaseMs?: number
+  /** @default 2000 */
+  heartbeatMs?: number
+  /**
+   * How long a pause or cancel of a download another process holds waits for
+   * that process to act (at its next heartbeat) before it fails with
+   * CIDGET_ERR_LEASE_HELD. @default heartbeatMs × 3 + 10000
+   */
+  controlWaitMs?: number
+  /** Lease owner id. @default host:pid:random */
+  owner?: string
+  /** Least time between two progress events of one download. @default 100 */
+  progressIntervalMs?: number
+  /** Verified mode: block requests in flight. @default 16 */
+  blockConcurrency?: number
+  /**
+   * Verified mode: consecutive raw leaves asked for in one CAR request
+   * (IPIP-402 entity bytes) from gateways that serve them; 0 or 1: one
+   * request per block. @default 16
+   */
+  runBlocks?: number
+  /** Verified mode: hedge a block request after this many ms without an answer (0: never). @default adaptive */
+  hedgeAfterMs?: number
+  /** Verified mode: limits on the DAG. @default DEFAULT_DAG_LIMITS */
+  limits?: Partial<DagLimits>
+  /** Verified mode: leave out symlinks that lead outside the output (on disk, through other links too) instead of failing. @default false */
+  skipSymlinks?: boolean
+  /** Path mode: check the finished file against the CID (inner nodes only) and repair bad ranges. @default true */
+  checkPath?: boolean
+  /** Pause downloads whose process died (`in_progress` with a dead lease) on open. @default true */
+  recover?: boolean
+  /** The User-Agent of every request. @default "cidget" */
+  userAgent?: string
+  /** undici dispatcher for all requests (tests, proxies). `service` does not guard a dispatcher of your own. */
+  dispatcher?: Dispatcher
+  /**
+   * Set by `cidget serve` and `cidget worker`: downloads are named by API
+   * clients, who are not trusted with this machine's network. Gateways other
+   * than `gateways` (named by a download, by a gateway-URL target, or reached
+   * through a redirect) may not connect to loopback, private or link-local
+   * addresses, unless `allowLocal`; such a gateway named as an IP literal or
+   * `localhost` is refused when the download is added
+   * (CIDGET_ERR_ADDRESS_REFUSED). Connection failures are reported without
+   * addresses or system error codes. `lookup` replaces DNS for the check (tests).
+   * `dir`: the directory clients' outputs are confined to (`cidget serve --dir`,
+   * `cidget worker --dir`); a download whose output lies in it is checked on
+   * disk again when it starts and before its files are deleted (links on the
+   * way may have appeared since it was added): CIDGET_ERR_OUTSIDE_DIR.
+   * @default unset: every address, full error details (the CLI: its user is the operator)
+   */
+  service?: { allowLocal?: boolean, lookup?: LookupFunction, dir?: string }
+  /** Clock, sleep and randomness, injectable for tests. */
+  now?: () => number
+  sleep?: (ms: number, signal: AbortSignal) => Promise<void>
+  random?: () => number
+}
+
+const INIT_KEYS = new Set<string>([
+  'state', 'store', 'gateways', 'concurrency', 'leaseMs', 'heartbeatMs', 'controlWaitMs', 'owner', 'recover', 'dispatcher', 'service', 'userAgent', 'progressIntervalMs',
+  'blockConcurrency', 'runBlocks', 'hedgeAfterMs', 'limits', 'skipSymlinks', 'checkPath',
+  'now', 'sleep', 'random', ...Object.keys(DEFAULT_POLICY)
+])
+
+/** Options of `add`. */
+export interface AddOptions {
+  /** Output file path; a directory (existing, or ending in '/') receives the default name. @default ./<name> */
+  output?: string
+  /** @default 'verified' */
+  mode?: Mode
+  /** Expected SHA-256 (hex) of the file. */
+  sha256?: string
+  /** Gateways for this download. @default the Downloader's */
+  gateways?: string[]
+  /** Overwrite an existing file at the output path. @default false */
+  force?: boolean
+  /** Higher runs first. @default 0 */
+  priority?: number
+}
+
+/** One download of `enqueue`. */
+export interface QueueItem {
+  /** CID, /ipfs/ path, ipfs:// URL or gateway URL. */
+  target: string
+  /** Relative to the queue's directory; ending in '/': a directory that receives the target's name. @default the target's name */
+  output?: string
+  /** @default 'verified' */
+  mode?: Mode
+  sha256?: string
+  gateways?: string[]
+  /** Higher runs first. @default 0 */
+  priority?: number
+}
+
+/** A download being worked on by this Downloader. */
+export interface DownloadJob {
+  readonly id: number
+  /** The record when the job was queued. */
+  readonly record: DownloadRecord
+  /** Resolves with the final record: success, failed, paused or cancelled. Never rejects. */
+  readonly done: Promise<DownloadRecord>
+}
+
+/** The default state file. */
+export function defaultStatePath (): string {
+  return join(homedir(), '.cidget', 'state.db')
+}
+
+export function validateInit (init: DownloaderInit): void {
+  for (const key of Object.keys(init)) {
+    if (!INIT_KEYS.has(key)) throw new CidgetError('CIDGET_ERR_BAD_OPTION', `Unknown Downloader option "${key}"`)
+  }
+  const positive = (name: string, v: number | undefined, min = 0): void => {
+    if (v !== undefined && (!Number.isFinite(v) || v < min)) {
+      throw new CidgetError('CIDGET_ERR_BAD_OPTION', `Option ${name} must be a number ≥ ${min}, got ${String(v)}`)
+    }
+  }
+  for (const k of Object.keys(DEFAULT_POLICY) as Array<keyof DownloadPolicy>) positive(k, init[k])
+  positive('timeoutMs', init.timeoutMs, 1)
+  positive('concurrency', init.concurrency, 1)
+  positive('leaseMs', init.leaseMs, 1)
+  positive('heartbeatMs', init.heartbeatMs, 1)
+  positive('controlWaitMs', init.controlWaitMs)
+  if (init.runBlocks !== undefined && !(Number.isSafeInteger(init.runBlocks) && init.runBlocks >= 0)) {
+    throw new CidgetError('CIDGET_ERR_BAD_OPTION', `Option runBlocks must be a whole number ≥ 0, got ${String(init.runBlocks)}`)
+  }
+  if (init.resumeThreshold !== undefined && init.resumeThreshold > 1) {
+    throw new CidgetError('CIDGET_ERR_BAD_OPTION', 'Option resumeThreshold must be between 0 and 1')
+  }
+  if (init.gateways !== undefined && init.gateways.length === 0) {
+    throw new CidgetError('CIDGET_ERR_BAD_OPTION', 'At least one gateway is needed')
+  }
+}
+
+/** What the options resolve to, defaults filled in. */
+export interface Settings {
+  policy: DownloadPolicy
+  gateways: string[]
+  concurrency: number
+  leaseMs: number
+  heartbeatMs: number
+  controlWaitMs: number
+  progressIntervalMs: number
+  blockConcurrency: number
+  runBlocks: number | undefined
+  hedgeAfterMs: number | undefined
+  limits: DagLimits
+  skipSymlinks: boolean
+  checkPath: boolean
+  now: () => number
+  sleep: (ms: number, signal: AbortSignal) => Promise<void>
+  random: () => number
+}
+
+export function resolveSettings (init: DownloaderInit): Settings {
+  const policy: DownloadPolicy = { ...DEFAULT_POLICY }
+  for (const k of Object.keys(DEFAULT_POLICY) as Array<keyof DownloadPolicy>) {
+    const v = init[k]
+    if (v !== undefined) policy[k] = v
+  }
+  const heartbeatMs = init.heartbeatMs ?? DEFAULTS.HEARTBEAT_MS
+  return {
+    policy,
+    gateways: (init.gateways ?? [...DEFAULT_GATEWAYS]).map(normalizeGateway),
+    concurrency: init.concurrency ?? DEFAULTS.CONCURRENCY,
+    leaseMs: init.leaseMs ?? DEFAULTS.LEASE_MS,
+    heartbeatMs,
+    controlWaitMs: init.controlWaitMs ?? heartbeatMs * 3 + 10_000,
+    progressIntervalMs: init.progressIntervalMs ?? 100,
+    blockConcurrency: init.blockConcurrency ?? DEFAULTS.BLOCK_CONCURRENCY,
+    runBlocks: init.runBlocks,
+    hedgeAfterMs: init.hedgeAfterMs,
+    limits: { ...DEFAULT_DAG_LIMITS, ...init.limits },
+    skipSymlinks: init.skipSymlinks ?? false,
+    checkPath: init.checkPath ?? true,
+    now: init.now ?? Date.now,
+    sleep: init.sleep ?? abortableSleep,
+    random: init.random ?? Math.random
+  }
+}
+
+async function abortableSleep (ms: number, signal: AbortSignal): Promise<void> {
+  try {
+    await delay(ms, undefined, { signal })
+  } catch (err) {
+    if (signal.aborted) throw signal.reason
+    throw err
+  }
+}

@@ -1,0 +1,179 @@
+/**
+ * One run of a claimed download: the strategy context built, the strategy of
+ * its mode run with a gateway pool of its own, and its outcome written.
+ *
+ * @module
+ */
+
+import { toCidgetError, type CidgetError } from '../core/errors.js'
+import type { CidgetEvents, TypedEmitter } from '../core/events.js'
+import type { DownloadRecord } from '../core/types.js'
+import type { HttpClient } from '../gateways/http.js'
+import { GatewayPool } from '../gateways/pool.js'
+import type { Store } from '../store/store.js'
+import type { StrategyContext } from '../strategies/types.js'
+import type { GatewayTotalsBook } from './gateway-totals.js'
+import { releaseAfterRun } from './lease.js'
+import type { Settings } from './options.js'
+import { recordActive, recordRunFailure, recordSuccess } from './outcome.js'
+import { ProgressThrottle, emitStatus } from './progress.js'
+import { mustGet, type Running } from './queue.js'
+import { strategyFor, type EngineServices } from './strategies.js'
+
+export interface RunnerInit {
+  store: Store
+  owner: string
+  http: HttpClient
+  settings: Settings
+  events: TypedEmitter<CidgetEvents>
+  totals: GatewayTotalsBook
+  /** Under `service.dir`: throws if the output leads outside it on disk now. */
+  checkConfined: (output: string) => Promise<void>
+}
+
+export class Runner {
+  readonly #store: Store
+  readonly #owner: string
+  readonly #http: HttpClient
+  readonly #settings: Settings
+  readonly #events: TypedEmitter<CidgetEvents>
+  readonly #totals: GatewayTotalsBook
+  readonly #checkConfined: (output: string) => Promise<void>
+
+  constructor (init: RunnerInit) {
+    this.#store = init.store
+    this.#owner = init.owner
+    this.#http = init.http
+    this.#settings = init.settings
+    this.#events = init.events
+    this.#totals = init.totals
+    this.#checkConfined = init.checkConfined
+  }
+
+  /**
+   * Runs the download of `queued` (whose lease this process holds) and writes
+   * its outcome; then stops the heartbeat and releases the lease. Never
+   * throws; resolves with the record as this run last read it.
+   */
+  async run (running: Running, queued: DownloadRecord, stopHeartbeat: () => void): Promise<DownloadRecord> {
+    const { controller } = running
+    const id = queued.id
+    const now = this.#settings.now
+    let record = queued
+    let progress: ProgressThrottle | undefined
+    try {
+      record = await mustGet(this.#store, id)
+      if (controller.signal.aborted) throw controller.signal.reason
+      await this.#checkConfined(record.output)
+      progress = this.#progress(record)
+      const ctx = this.#context(record, running, progress)
+      const result = await strategyFor(record.mode)(ctx, this.#services(ctx))
+      progress.flush()
+      const outcome = await recordSuccess(this.#store, id, result, now)
+      emitStatus(this.#events, id, running.status, outcome)
+      running.status = outcome.status
+    } catch (thrown) {
+      progress?.flush()
+      const err = controller.signal.aborted ? toCidgetError(controller.signal.reason) : toCidgetError(thrown)
+      // without the state (PostgreSQL unreachable), the status cannot be written: the lease then
+      // lapses and the download is claimed again, from its durable progress
+      await this.#settle(running, record, err).catch(() => {})
+    } finally {
+      progress?.flush()
+      stopHeartbeat()
+      await releaseAfterRun(this.#store, id, this.#owner)
+    }
+    return record
+  }
+
+  /** Maps a run's failure onto the record's status. */
+  async #settle (running: Running, record: DownloadRecord, err: CidgetError): Promise<void> {
+    const outcome = await recordRunFailure(this.#store, this.#owner, record, err, this.#settings.now)
+    if (outcome === undefined) return
+    emitStatus(this.#events, record.id, running.status, outcome)
+    running.status = outcome.status
+  }
+
+  #progress (record: DownloadRecord): ProgressThrottle {
+    return new ProgressThrottle({
+      id: record.id,
+      intervalMs: this.#settings.progressIntervalMs,
+      startBytes: record.currentSize,
+      emit: (e) => { this.#events.emit('cidget:download:progress', e) }
+    })
+  }
+
+  /** The context a strategy runs one download with. */
+  #context (record: DownloadRecord, running: Running, progress: ProgressThrottle): StrategyContext {
+    const id = record.id
+    const { policy, now, sleep, random } = this.#settings
+    return {
+      record,
+      store: this.#store,
+      owner: this.#owner,
+      http: this.#http,
+      policy,
+      signal: running.controller.signal,
+      now,
+      sleep,
+      random,
+      setStatus: async (status) => {
+        if (status === running.status) return
+        const from = running.status
+        running.status = status
+        emitStatus(this.#events, id, from, await recordActive(this.#store, id, status, now))
+      },
+      onProgress: (bytes, total, gateway, files) => { progress.update(bytes, total, gateway, files) },
+      onRetry: (event) => {
+        this.#events.emit('cidget:download:retry', { id, ...event })
+      }
+    }
+  }
+
+  /** What the strategy takes from the engine: pools (counted in the gateway totals), limits, the repair event. */
+  #services (ctx: StrategyContext): EngineServices {
+    const s = this.#settings
+    return {
+      withPool: async (onBlock, fn) => {
+        const pool = this.#pool(ctx, onBlock)
+        return await this.#totals.track(pool, async () => await fn(pool))
+      },
+      limits: s.limits,
+      blockConcurrency: s.blockConcurrency,
+      runBlocks: s.runBlocks,
+      skipSymlinks: s.skipSymlinks,
+      checkPath: s.checkPath,
+      onRepair: (report) => { this.#events.emit('cidget:download:repaired', { id: ctx.record.id, ...report }) }
+    }
+  }
+
+  /** A gateway pool for one download: scores and dropped gateways are per download. */
+  #pool (ctx: StrategyContext, onBlock: (gateway: string) => void): GatewayPool {
+    const { policy, now, sleep, random } = this.#settings
+    return new GatewayPool({
+      gateways: ctx.record.gateways,
+      http: this.#http,
+      concurrency: this.#settings.blockConcurrency,
+      ...(this.#settings.hedgeAfterMs === undefined ? {} : { hedgeAfterMs: this.#settings.hedgeAfterMs }),
+      backoff: {
+        initialMs: policy.initialBackoffMs,
+        multiplier: policy.backoffMultiplier,
+        maxMs: policy.maxBackoffMs,
+        jitter: policy.backoffJitter,
+        random
+      },
+      maxRetryAfterMs: policy.maxRetryAfterMs,
+      now,
+      sleep,
+      random,
+      onEvent: (e) => {
+        if (e.type === 'block') onBlock(e.gateway)
+        else if (e.type === 'retry') {
+          ctx.onRetry({ code: e.code, message: e.message, gateway: e.gateway, action: 'switch', offset: 0, delayMs: e.delayMs })
+        } else if (e.type === 'gateway') {
+          this.#events.emit('cidget:gateway', { id: ctx.record.id, gateway: e.gateway, state: e.state, reason: e.reason })
+        }
+      }
+    })
+  }
+}
