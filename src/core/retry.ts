@@ -100,10 +100,10 @@ export interface FileRetryState {
   /** Failures since bytes last arrived, across gateways, before this one. */
   failStreak: number
   /**
-   * The failing gateway as its health counts it with this failure: failures of the blamed kind
-   * in a row (timeouts and other errors apart), and the gateways still live.
+   * The failing gateway as its health counts it with this failure: its timeouts in a row (for a
+   * timeout), whether it is still live (its health drops it after its tries), the gateways still live.
    */
-  gateway: { streak: number, alive: number }
+  gateway: { timeouts: number, live: boolean, alive: number }
 }
 
 /** One block of a verified download: any gateway may serve it, several at once. */
@@ -161,6 +161,7 @@ function refusal (error: CidgetError): boolean {
 export function blame (failure: RetryFailure): Blame {
   const { error } = failure
   if (FATAL_KINDS.has(error.kind) || failure.cidChecked === true) return 'none'
+  if (failure.phase === 'verify') return error.kind === 'corruption' ? 'error' : 'none'
   switch (error.code) {
     case 'CIDGET_ERR_DAG_INVALID':
     case 'CIDGET_ERR_RANGE_IGNORED':
@@ -206,6 +207,7 @@ function decideForFile (failure: RetryFailure, state: FileRetryState, policy: Re
     return { ...base, action: 'restart', next: 'same', restart: true }
   }
   if (failure.phase === 'verify') {
+    if (error.code !== 'CIDGET_ERR_HASH_MISMATCH' && error.code !== 'CIDGET_ERR_LENGTH_MISMATCH') return fail(error)
     // the bytes are the CID's: the expected hash is not this content's
     if (failure.cidChecked === true) return fail(error, { remove: true })
     const corruptions = state.corruptions + 1
@@ -213,7 +215,7 @@ function decideForFile (failure: RetryFailure, state: FileRetryState, policy: Re
       return fail(new CidgetError(error.code, `${error.message}; gave up after ${policy.maxCorruptionSwitches} gateway switches`, error.gateway === undefined ? {} : { gateway: error.gateway }),
         { restart: true, remove: true, corruptions })
     }
-    return { ...base, action: 'restart', restart: true, corruptions, gateway: state.gateway.streak >= policy.maxRetryAttempts ? 'drop' : 'keep' }
+    return { ...base, action: 'restart', restart: true, corruptions, gateway: state.gateway.live ? 'keep' : 'drop' }
   }
 
   // the gateway delivered: the streak of failures without bytes starts over
@@ -229,7 +231,7 @@ function decideForFile (failure: RetryFailure, state: FileRetryState, policy: Re
   }
   const after = { ...base, resumes, failStreak }
   // the bytes of this answer cannot be trusted at all
-  const spent = state.gateway.streak >= policy.maxRetryAttempts ? 'drop' : 'keep'
+  const spent = state.gateway.live ? 'keep' : 'drop'
   if (error.code === 'CIDGET_ERR_LENGTH_MISMATCH') return { ...after, action: 'restart', restart: true, gateway: spent }
   const { offset, size } = state
   // too little held to be worth resuming on another gateway's copy
@@ -237,8 +239,8 @@ function decideForFile (failure: RetryFailure, state: FileRetryState, policy: Re
   const carryOn = restart ? 'restart' : 'resume'
   if (error.code === 'CIDGET_ERR_TIMEOUT') {
     // back off on the same gateway until it used up its tries (its health drops it then)
-    if (state.gateway.streak < policy.maxRetryAttempts) {
-      return { ...after, action: carryOn, next: 'same', restart, delayMs: retryDelay(state.gateway.streak, backoffOf(policy)) }
+    if (state.gateway.live) {
+      return { ...after, action: carryOn, next: 'same', restart, delayMs: retryDelay(state.gateway.timeouts, backoffOf(policy)) }
     }
     return { ...after, action: 'switch', restart, gateway: 'drop' }
   }
