@@ -1,3 +1,10 @@
+/**
+ * The retry policy: backoff delays, Retry-After, and what to do after a failure (`decideRetry`).
+ * Pure apart from the jitter's randomness, which is injectable; no network, no clock.
+ *
+ * @module
+ */
+
 import { DEFAULTS } from './defaults.js'
 import { CidgetError, type ErrorKind } from './errors.js'
 
@@ -148,7 +155,7 @@ export interface RetryDecision {
 const FATAL_KINDS = new Set<ErrorKind>(['disk', 'fs', 'input', 'state', 'aborted'])
 
 /** Statuses worth asking the same gateway again (after a wait). */
-export function transientStatus (status: number | undefined): boolean {
+function transientStatus (status: number | undefined): boolean {
   return status === 408 || status === 425 || status === 429 || (status !== undefined && status >= 500)
 }
 
@@ -168,7 +175,7 @@ export function blame (failure: RetryFailure): Blame {
     case 'CIDGET_ERR_RANGE_NOT_SATISFIABLE':
       return 'none'
     case 'CIDGET_ERR_TIMEOUT':
-      return failure.phase === 'transfer' ? 'timeout' : 'error'
+      return 'timeout'
     case 'CIDGET_ERR_BLOCK_INVALID':
     case 'CIDGET_ERR_BLOCK_TOO_LARGE':
       return 'invalid'
@@ -230,8 +237,9 @@ function decideForFile (failure: RetryFailure, state: FileRetryState, policy: Re
     }
   }
   const after = { ...base, resumes, failStreak }
-  // the bytes of this answer cannot be trusted at all
+  // a gateway its health dropped after its tries is named dropped
   const spent = state.gateway.live ? 'keep' : 'drop'
+  // the bytes of this answer cannot be trusted at all
   if (error.code === 'CIDGET_ERR_LENGTH_MISMATCH') return { ...after, action: 'restart', restart: true, gateway: spent }
   const { offset, size } = state
   // too little held to be worth resuming on another gateway's copy
