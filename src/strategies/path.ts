@@ -2,7 +2,7 @@ import { createHash, type Hash } from 'node:crypto'
 import { dirname } from 'node:path'
 import { DEFAULTS } from '../core/defaults.js'
 import { CidgetError, toCidgetError } from '../core/errors.js'
-import { blame, decideRetry, type FileRetryState, type RetryAction, type RetryDecision, type RetryFailure, type RetryPolicy } from '../core/retry.js'
+import { blame, decideRetry, type FileRetryState, type RetryAction, type RetryFailure, type RetryPolicy } from '../core/retry.js'
 import { gatewayUrl } from '../target/parse.js'
 import { GatewayRotation } from '../gateways/rotation.js'
 import { isStrongEtag } from '../gateways/headers.js'
@@ -405,6 +405,7 @@ class PathRun {
     const blamed = blame(failure)
     if (blamed === 'timeout') {
       timeouts = rotation.timeout(gateway, error)
+      // the rotation drops a gateway after its tries: one fewer live gateway means this one
       live = rotation.alive === alive
     } else if (blamed === 'error') {
       live = rotation.fail(gateway, error)
@@ -427,7 +428,7 @@ class PathRun {
 
   /** A 200 or 416 to a Range request: announced at the offset given up, then the data starts over. */
   async #spliceRefused (error: CidgetError, gateway: string): Promise<void> {
-    const decision: RetryDecision = decideRetry({ error, phase: 'transfer', received: 0 }, this.#state({ timeouts: 0, live: true, alive: this.#rotation.alive }), this.#policy)
+    const decision = decideRetry({ error, phase: 'transfer', received: 0 }, this.#state({ timeouts: 0, live: true, alive: this.#rotation.alive }), this.#policy)
     if (decision.action === 'fail') throw decision.error ?? error
     await this.#announce(decision.delayMs, error, gateway, decision.action)
     if (decision.restart) await this.#restartFromZero()
