@@ -1,4 +1,12 @@
+/**
+ * The retry policy: backoff delays, Retry-After, and what to do after a failure (`decideRetry`).
+ * Pure apart from the jitter's randomness, which is injectable; no network, no clock.
+ *
+ * @module
+ */
+
 import { DEFAULTS } from './defaults.js'
+import { CidgetError, type ErrorKind } from './errors.js'
 
 export interface BackoffOptions {
   initialMs?: number
@@ -49,4 +57,228 @@ export function parseRetryAfter (value: string | undefined | null, now: number =
   }
   if (!Number.isFinite(ms)) return maxMs
   return Math.max(0, Math.min(maxMs, ms))
+}
+
+/** The backoff and budgets a retry decision reads; every field is a DownloadPolicy field of the same name. */
+export interface RetryPolicy {
+  maxResumeAttempts: number
+  maxRetryAttempts: number
+  maxCorruptionSwitches: number
+  resumeThreshold: number
+  initialBackoffMs: number
+  backoffMultiplier: number
+  maxBackoffMs: number
+  backoffJitter: number
+  maxRetryAfterMs: number
+  /** Block scope: failed attempts of one block before it is given up. */
+  maxAttemptsPerBlock?: number
+  /** Randomness for the jitter. @default Math.random */
+  random?: () => number
+}
+
+/**
+ * What a failure says about the gateway that caused it, for its health to count before the
+ * decision reads the count: a timeout and an error lengthen its streak, `missing` (404, 410,
+ * another 4xx) and `invalid` (a block that is not its CID) end its use, `none` is not its fault.
+ */
+export type Blame = 'none' | 'timeout' | 'error' | 'missing' | 'invalid'
+
+export interface RetryFailure {
+  error: CidgetError
+  /** `transfer`: asking and reading an answer; `verify`: checking a whole file that arrived. */
+  phase: 'transfer' | 'verify'
+  /** Body bytes the failed answer delivered (and were kept). */
+  received: number
+  /** Verify phase: the file matched the CID block by block, so a wrong hash is the expectation's fault. */
+  cidChecked?: boolean
+}
+
+/** A download of one file (path mode): one gateway at a time, resumable at an offset. */
+export interface FileRetryState {
+  scope: 'file'
+  /** Bytes of the file held now. */
+  offset: number
+  /** Size of the file when known. */
+  size: number | null
+  /** Resumes after interruptions mid-body so far. */
+  resumes: number
+  /** Gateway switches after corrupt data so far. */
+  corruptions: number
+  /** Failures since bytes last arrived, across gateways, before this one. */
+  failStreak: number
+  /**
+   * The failing gateway as its health counts it with this failure: its timeouts in a row (for a
+   * timeout), whether it is still live (its health drops it after its tries), the gateways still live.
+   */
+  gateway: { timeouts: number, live: boolean, alive: number }
+}
+
+/** One block of a verified download: any gateway may serve it, several at once. */
+export interface BlockRetryState {
+  scope: 'block'
+  /** What the block is called in messages (its CID). */
+  item: string
+  /** Failed attempts of this block before this one. */
+  attempts: number
+  /** The failing gateway's errors in a row, this one counted. */
+  gateway: { streak: number }
+}
+
+export type RetryState = FileRetryState | BlockRetryState
+
+/** What is announced: the retry events' `action`, or the end. */
+export type RetryAction = 'wait' | 'switch' | 'resume' | 'restart' | 'fail'
+
+export interface RetryDecision {
+  action: RetryAction
+  /** The next request goes to the same gateway (`wait`) or to the next one. */
+  next: 'same' | 'next'
+  /** Wait this long before the next request. */
+  delayMs: number
+  /** Discard the data held and start again from byte 0. */
+  restart: boolean
+  /** Delete the partial data before failing. */
+  remove: boolean
+  /** The gateway beyond what its health counts: kept, dropped for the download, or skipped for this block only. */
+  gateway: 'keep' | 'drop' | 'skip'
+  /** Keep the gateway aside this long (Retry-After; the pool's backoff); undefined: not blocked. */
+  blockMs: number | undefined
+  /** The error the download fails with (`action` fail). */
+  error: CidgetError | undefined
+  /** File scope: the counters after this failure. */
+  resumes: number
+  corruptions: number
+  failStreak: number
+}
+
+/** Failures no retry can mend: the disk, the file system, the input, the state, a pause or cancel. */
+const FATAL_KINDS = new Set<ErrorKind>(['disk', 'fs', 'input', 'state', 'aborted'])
+
+/** Statuses worth asking the same gateway again (after a wait). */
+function transientStatus (status: number | undefined): boolean {
+  return status === 408 || status === 425 || status === 429 || (status !== undefined && status >= 500)
+}
+
+/** A gateway's answer that it cannot serve this content at all. */
+function refusal (error: CidgetError): boolean {
+  return error.code === 'CIDGET_ERR_NOT_FOUND' || (error.status !== undefined && !transientStatus(error.status))
+}
+
+/** How `failure` counts against the gateway it came from (see Blame). */
+export function blame (failure: RetryFailure): Blame {
+  const { error } = failure
+  if (FATAL_KINDS.has(error.kind) || failure.cidChecked === true) return 'none'
+  if (failure.phase === 'verify') return error.kind === 'corruption' ? 'error' : 'none'
+  switch (error.code) {
+    case 'CIDGET_ERR_DAG_INVALID':
+    case 'CIDGET_ERR_RANGE_IGNORED':
+    case 'CIDGET_ERR_RANGE_NOT_SATISFIABLE':
+      return 'none'
+    case 'CIDGET_ERR_TIMEOUT':
+      return 'timeout'
+    case 'CIDGET_ERR_BLOCK_INVALID':
+    case 'CIDGET_ERR_BLOCK_TOO_LARGE':
+      return 'invalid'
+    default:
+      return refusal(error) ? 'missing' : 'error'
+  }
+}
+
+function backoffOf (policy: RetryPolicy): BackoffOptions {
+  return {
+    initialMs: policy.initialBackoffMs,
+    multiplier: policy.backoffMultiplier,
+    maxMs: policy.maxBackoffMs,
+    jitter: policy.backoffJitter,
+    ...(policy.random === undefined ? {} : { random: policy.random })
+  }
+}
+
+/**
+ * The retry policy as one pure decision (apart from the jitter's randomness): what to do after
+ * `failure`, given the download's `state` and the `policy`. The caller has counted the failure
+ * against its gateway (see `blame`) and carries the decision out; this function does nothing.
+ */
+export function decideRetry (failure: RetryFailure, state: RetryState, policy: RetryPolicy): RetryDecision {
+  return state.scope === 'file' ? decideForFile(failure, state, policy) : decideForBlock(failure, state, policy)
+}
+
+function decideForFile (failure: RetryFailure, state: FileRetryState, policy: RetryPolicy): RetryDecision {
+  const { error, received } = failure
+  const counters = { resumes: state.resumes, corruptions: state.corruptions, failStreak: state.failStreak }
+  const base = { next: 'next' as const, delayMs: 0, restart: false, remove: false, gateway: 'keep' as const, blockMs: undefined, error: undefined, ...counters }
+  const fail = (err: CidgetError, extra: Partial<RetryDecision> = {}): RetryDecision => ({ ...base, action: 'fail', error: err, ...extra })
+  if (FATAL_KINDS.has(error.kind)) return fail(error)
+  if (error.code === 'CIDGET_ERR_RANGE_IGNORED' || error.code === 'CIDGET_ERR_RANGE_NOT_SATISFIABLE') {
+    // the answer cannot be spliced onto the data held: start over, with this gateway
+    return { ...base, action: 'restart', next: 'same', restart: true }
+  }
+  if (failure.phase === 'verify') {
+    if (error.code !== 'CIDGET_ERR_HASH_MISMATCH' && error.code !== 'CIDGET_ERR_LENGTH_MISMATCH') return fail(error)
+    // the bytes are the CID's: the expected hash is not this content's
+    if (failure.cidChecked === true) return fail(error, { remove: true })
+    const corruptions = state.corruptions + 1
+    if (corruptions > policy.maxCorruptionSwitches) {
+      return fail(new CidgetError(error.code, `${error.message}; gave up after ${policy.maxCorruptionSwitches} gateway switches`, error.gateway === undefined ? {} : { gateway: error.gateway }),
+        { restart: true, remove: true, corruptions })
+    }
+    return { ...base, action: 'restart', restart: true, corruptions, gateway: state.gateway.live ? 'keep' : 'drop' }
+  }
+
+  // the gateway delivered: the streak of failures without bytes starts over
+  const failStreak = (received > 0 ? 0 : state.failStreak) + 1
+  let resumes = state.resumes
+  if (received > 0 || error.kind === 'stream') {
+    // interrupted mid-body: one resume attempt
+    resumes++
+    if (resumes > policy.maxResumeAttempts) {
+      return fail(new CidgetError('CIDGET_ERR_ATTEMPTS_EXHAUSTED',
+        `Gave up after ${policy.maxResumeAttempts} resume attempts; last error: ${error.message}`, { cause: error }), { resumes, failStreak })
+    }
+  }
+  const after = { ...base, resumes, failStreak }
+  // a gateway its health dropped after its tries is named dropped
+  const spent = state.gateway.live ? 'keep' : 'drop'
+  // the bytes of this answer cannot be trusted at all
+  if (error.code === 'CIDGET_ERR_LENGTH_MISMATCH') return { ...after, action: 'restart', restart: true, gateway: spent }
+  const { offset, size } = state
+  // too little held to be worth resuming on another gateway's copy
+  const restart = size !== null && size > 0 && offset > 0 && received > 0 && offset / size < policy.resumeThreshold
+  const carryOn = restart ? 'restart' : 'resume'
+  if (error.code === 'CIDGET_ERR_TIMEOUT') {
+    // back off on the same gateway until it used up its tries (its health drops it then)
+    if (state.gateway.live) {
+      return { ...after, action: carryOn, next: 'same', restart, delayMs: retryDelay(state.gateway.timeouts, backoffOf(policy)) }
+    }
+    return { ...after, action: 'switch', restart, gateway: 'drop' }
+  }
+  if (refusal(error)) return { ...after, action: 'switch', restart, gateway: 'drop' }
+  // once every live gateway failed in a row, back off before the next round
+  const round = Math.floor(failStreak / Math.max(1, state.gateway.alive))
+  const delayMs = round >= 1 && error.retryAfterMs === undefined ? retryDelay(round, backoffOf(policy)) : 0
+  return { ...after, action: received > 0 ? carryOn : 'switch', restart, delayMs, gateway: spent, blockMs: error.retryAfterMs }
+}
+
+function decideForBlock (failure: RetryFailure, state: BlockRetryState, policy: RetryPolicy): RetryDecision {
+  const { error } = failure
+  const base = { next: 'next' as const, delayMs: 0, restart: false, remove: false, blockMs: undefined, error: undefined, resumes: 0, corruptions: 0, failStreak: 0 }
+  // the CID's fault, not the gateway's: no other gateway can do better
+  if (FATAL_KINDS.has(error.kind) || error.code === 'CIDGET_ERR_DAG_INVALID') return { ...base, action: 'fail', gateway: 'keep', error }
+  const attempts = state.attempts + 1
+  const verdict = blame(failure)
+  let gateway: RetryDecision['gateway'] = 'keep'
+  let blockMs: number | undefined
+  if (verdict === 'invalid') gateway = 'drop'
+  else if (error.code === 'CIDGET_ERR_NOT_FOUND') gateway = 'skip' // it lacks this block; it may well have the others
+  else {
+    // a timeout, reset, 5xx or 429: aside for the Retry-After it sent, else for a backoff on its streak
+    const told = error.retryAfterMs === undefined ? undefined : Math.min(error.retryAfterMs, policy.maxRetryAfterMs)
+    blockMs = told !== undefined && told > 0 ? told : retryDelay(Math.max(1, state.gateway.streak), backoffOf(policy))
+  }
+  const maxAttempts = policy.maxAttemptsPerBlock ?? policy.maxRetryAttempts
+  if (attempts >= maxAttempts) {
+    const err = new CidgetError('CIDGET_ERR_BLOCK_UNAVAILABLE', `No gateway delivered block ${state.item} in ${attempts} attempts (last error: ${error.message})`, { cause: error })
+    return { ...base, action: 'fail', gateway, blockMs, error: err }
+  }
+  return { ...base, action: 'switch', gateway, blockMs }
 }

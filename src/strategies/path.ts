@@ -1,425 +1,485 @@
 import { createHash, type Hash } from 'node:crypto'
+import { dirname } from 'node:path'
 import { DEFAULTS } from '../core/defaults.js'
 import { CidgetError, toCidgetError } from '../core/errors.js'
-import { parseRetryAfter, retryDelay } from '../core/retry.js'
+import { blame, decideRetry, type FileRetryState, type RetryAction, type RetryFailure, type RetryPolicy } from '../core/retry.js'
 import { gatewayUrl } from '../target/parse.js'
 import { GatewayRotation } from '../gateways/rotation.js'
-import { isStrongEtag, parseContentLength, parseContentRange, parseUnsatisfiedRange } from '../gateways/headers.js'
-import { dirname } from 'node:path'
+import { isStrongEtag } from '../gateways/headers.js'
 import { PartialFile, ensureFreeSpace, committedAlready } from '../sink/partial.js'
 import { DiskSpace } from '../sink/space.js'
+import type { DownloadRecord } from '../core/types.js'
 import type { HttpResponse } from '../gateways/http.js'
+import { readAnswer, type Answer } from './path-answer.js'
 import type { StrategyContext, StrategyResult } from './types.js'
 
 /** Path mode writes received bytes in batches of this size. */
 const WRITE_BYTES = 1024 * 1024
-
-/** The error for an HTTP answer that is not 200/206/416. */
-function statusError (res: HttpResponse, gateway: string, now: number, maxRetryAfterMs: number): CidgetError {
-  const status = res.status
-  if (status === 404 || status === 410) {
-    return new CidgetError('CIDGET_ERR_NOT_FOUND', `${gateway}: HTTP ${status}, content not found`, { gateway, status })
-  }
-  const retryAfterMs = parseRetryAfter(res.headers['retry-after'], now, maxRetryAfterMs)
-  const wait = retryAfterMs === undefined ? '' : ` (Retry-After ${Math.round(retryAfterMs)} ms)`
-  return new CidgetError('CIDGET_ERR_HTTP_STATUS', `${gateway}: HTTP ${status}${wait}`, {
-    gateway, status, ...(retryAfterMs === undefined ? {} : { retryAfterMs })
-  })
-}
-
-/** Statuses worth asking the same gateway again (after a wait). */
-function transientStatus (status: number | undefined): boolean {
-  return status === 408 || status === 425 || status === 429 || (status !== undefined && status >= 500)
-}
 
 /**
  * Path mode: `GET /ipfs/CID[/path]` with `Range: bytes=N-` and `If-Range`,
  * streamed into the partial file while hashing SHA-256; renamed onto the
  * output only after the hash is known (and matches the expected one, if given).
  *
- * Recovery, per the retry policy: timeouts back off on the same gateway;
- * network errors move to the next gateway at the same offset; an interruption
- * mid-body resumes (at or past the threshold) or restarts from 0 and uses one of
- * `maxResumeAttempts`; a 200 or 416 answer to a Range request restarts from 0;
- * a hash mismatch deletes the data and switches gateway (`maxCorruptionSwitches`);
- * 429/503 with Retry-After keeps that gateway aside for the time asked.
+ * What follows a failure is `decideRetry`'s answer (the retry policy): timeouts
+ * back off on the same gateway; network errors move to the next gateway at the
+ * same offset; an interruption mid-body resumes (at or past the threshold) or
+ * restarts from 0 and uses one of `maxResumeAttempts`; a 200 or 416 answer to a
+ * Range request restarts from 0; a hash mismatch deletes the data and switches
+ * gateway (`maxCorruptionSwitches`); 429/503 with Retry-After keeps that gateway
+ * aside for the time asked.
  */
 export async function runPathDownload (ctx: StrategyContext): Promise<StrategyResult> {
-  const { record, store, http, policy, signal } = ctx
-  const id = record.id
+  const { record } = ctx
   if (await committedAlready(record.output, record.size, record.hash, record.expectedSha256)) {
     return { hash: record.hash as string, size: record.size as number, gateway: record.gateway ?? record.gateways[0] ?? '' }
   }
   const file = await PartialFile.open(record.output)
-  const backoff = {
-    initialMs: policy.initialBackoffMs,
-    multiplier: policy.backoffMultiplier,
-    maxMs: policy.maxBackoffMs,
-    jitter: policy.backoffJitter,
-    random: ctx.random
-  }
   try {
-    let size = record.size
-    let etag = record.etag
-    let attempts = record.attempts
+    const run = await PathRun.start(ctx, file)
+    return await run.run()
+  } finally {
+    await file.close()
+  }
+}
+
+/** One run of a path-mode download: the data held, its durability, and the gateways' rotation. */
+class PathRun {
+  readonly #ctx: StrategyContext
+  readonly #record: DownloadRecord
+  readonly #file: PartialFile
+  readonly #policy: RetryPolicy
+  readonly #rotation: GatewayRotation
+  /** Free space is looked at as bytes arrive too: a body of unknown length is bounded by it. */
+  readonly #space: DiskSpace
+  #size: number | null
+  #etag: string | null
+  #attempts: number
+  /** Bytes written to the partial file. */
+  #offset: number
+  /** Bytes fsynced and recorded. */
+  #durable: number
+  #lastSync: number
+  /** Where the latest fsync started. */
+  #syncMark: number
+  #hash: Hash = createHash('sha256')
+  /** Bytes `#hash` has consumed; -1 when it must be redone from disk. */
+  #hashed = -1
+  #resumes = 0
+  #corruptions = 0
+  /** Failures since bytes last arrived, across gateways. */
+  #failStreak = 0
+  #lastError: CidgetError | undefined
+  /** Body bytes of the answer being read. */
+  #received = 0
+  /** Progress without its data (deleted, or recorded on another machine): said in the record once the run has its status. */
+  #restartNote: string | undefined
+  /**
+   * The size the DAG declares (null: not known), looked up once: before reading an answer without a
+   * length, or in the background once a body passes LENGTH_CHECK_BYTES (a claimed length is not
+   * believed either, but small files need no extra request).
+   */
+  #declared: number | null | undefined
+  #declaredLookup: Promise<number | null> | undefined
+  /** Fsyncs while streaming run in the background: the socket keeps being read meanwhile. */
+  #syncing: Promise<void> | undefined
+  /** Bumped by a restart from 0: a sync started before it must not record anything. */
+  #epoch = 0
+  /** Chunks are written in batches of WRITE_BYTES: fewer, larger writes. */
+  #buffered: Uint8Array[] = []
+  #bufferedBytes = 0
+
+  private constructor (ctx: StrategyContext, file: PartialFile, offset: number, restartNote: string | undefined) {
+    const { record, policy } = ctx
+    this.#ctx = ctx
+    this.#record = record
+    this.#file = file
+    this.#policy = { ...policy, random: ctx.random }
+    this.#size = record.size
+    this.#etag = record.etag
+    this.#attempts = record.attempts
+    this.#offset = offset
+    this.#durable = offset
+    this.#syncMark = offset
+    this.#lastSync = ctx.now()
+    this.#restartNote = restartNote
+    this.#rotation = new GatewayRotation(record.gateways, record.gateway, policy.maxRetryAttempts)
+    this.#space = new DiskSpace(dirname(file.path))
+  }
+
+  /** Settles where the data held ends, then sets up the run from there. */
+  static async start (ctx: StrategyContext, file: PartialFile): Promise<PathRun> {
+    const { record } = ctx
     // Bytes past what the store says is durable may be torn. Without a check against the CID they
     // are cut off; with one (it repairs any bad range), a run killed after writing them leaves them
     // to the next, which continues from the bytes actually on disk once they are durable.
     const onDisk = await file.size()
     const keep = ctx.checkAgainstCid !== undefined ? Math.min(onDisk, record.size ?? onDisk) : record.currentSize
-    let offset = Math.min(onDisk, keep)
+    const offset = Math.min(onDisk, keep)
     if (onDisk !== offset) await file.truncate(offset)
     if (offset > record.currentSize) await file.sync()
-    // progress without its data (deleted, or recorded on another machine): said in the record once the run has its status
-    let restartNote = offset === 0 && record.currentSize > 0
+    const restartNote = offset === 0 && record.currentSize > 0
       ? `Restarted from the beginning: the partial data ${record.output}${DEFAULTS.PARTIAL_SUFFIX} holds none of the ${record.currentSize} bytes an earlier run recorded (deleted, or written on another machine)`
       : undefined
-    if (offset !== record.currentSize) await store.updateDownload(id, { currentSize: offset })
-    let durable = offset
-    let lastSync = ctx.now()
-    let hash: Hash | undefined
-    let hashed = -1 // bytes `hash` has consumed
-    let resumes = 0
-    let corruptions = 0
-    let failStreak = 0 // failures since bytes last arrived, across gateways
-    let lastError: CidgetError | undefined
-    const rotation = new GatewayRotation(record.gateways, record.gateway, policy.maxRetryAttempts)
-    // free space is looked at as bytes arrive too: a body of unknown length is bounded by it
-    const space = new DiskSpace(dirname(file.path))
-    /**
-     * The size the DAG declares (null: not known), looked up once: before reading an answer without a
-     * length, or in the background once a body passes LENGTH_CHECK_BYTES (a claimed length is not
-     * believed either, but small files need no extra request).
-     */
-    let declared: number | null | undefined
-    let declaredLookup: Promise<number | null> | undefined
-    const declaredSize = async (): Promise<number | null> => {
-      declaredLookup ??= (async () => {
-        try {
-          declared = await ctx.declaredSize?.() ?? null
-        } catch (err) {
-          if (signal.aborted) throw err
-          declared = null // no trustless answer for the root: the free space bounds the body, and the CID check the result
-        }
-        return declared
-      })()
-      return await declaredLookup
-    }
+    const run = new PathRun(ctx, file, offset, restartNote)
+    if (offset !== record.currentSize) await run.#recordOffset()
+    return run
+  }
 
-    const record_ = async (status: 'in_progress' | 'resuming'): Promise<void> => {
-      await store.updateDownloadResume(id, durable, attempts, ctx.now(), status)
-    }
-    // fsyncs while streaming run in the background: the socket keeps being read meanwhile
-    let syncing: Promise<void> | undefined
-    let epoch = 0 // bumped by a restart from 0: a sync started before it must not record anything
-    const recordDurable = async (target: number, at: number): Promise<void> => {
-      if (at !== epoch || target <= durable) return
-      durable = target
-      await store.updateDownload(id, { currentSize: durable })
-    }
-    let syncMark = offset // where the latest fsync started
-    const syncSoon = (): void => {
-      if (syncing !== undefined) return
-      const target = offset
-      const at = epoch
-      syncMark = target
-      lastSync = ctx.now()
-      syncing = (async () => {
-        try {
-          await file.sync()
-          await recordDurable(target, at)
-        } finally {
-          syncing = undefined
-        }
-      })()
-      syncing.catch(() => {}) // a failing fsync fails the next syncNow too
-    }
-    const syncNow = async (): Promise<void> => {
-      if (syncing !== undefined) await syncing.catch(() => {})
-      await file.sync()
-      syncMark = offset
-      lastSync = ctx.now()
-      await recordDurable(offset, epoch)
-    }
-    // chunks are written in batches of WRITE_BYTES: fewer, larger writes
-    let buffered: Uint8Array[] = []
-    let bufferedBytes = 0
-    const flush = async (): Promise<void> => {
-      if (bufferedBytes === 0) return
-      const data = buffered.length === 1 ? buffered[0] as Uint8Array : Buffer.concat(buffered, bufferedBytes)
-      buffered = []
-      bufferedBytes = 0
-      await space.ensure(data.byteLength)
-      await file.write(data, offset)
-      space.wrote(data.byteLength)
-      offset += data.byteLength
-    }
-    const restartFromZero = async (): Promise<void> => {
-      epoch++
-      if (syncing !== undefined) await syncing.catch(() => {})
-      buffered = []
-      bufferedBytes = 0
-      await file.truncate(0)
-      offset = 0
-      durable = 0
-      syncMark = 0
-      hash = createHash('sha256')
-      hashed = 0
-      await store.updateDownload(id, { currentSize: 0, hash: null })
-    }
-    const wait = async (ms: number, err: CidgetError, gateway: string, action: 'wait' | 'switch' | 'resume' | 'restart'): Promise<void> => {
-      ctx.onRetry({ code: err.code, message: err.message, gateway, action, offset, delayMs: Math.max(0, Math.round(ms)) })
-      if (ms > 0) await ctx.sleep(ms, signal)
-    }
-
+  async run (): Promise<StrategyResult> {
+    const { signal } = this.#ctx
     while (true) {
       if (signal.aborted) throw signal.reason
-      const pick = rotation.pick(ctx.now())
-      if (pick === undefined) {
-        const dead = rotation.deadErrors
-        if (dead.length > 0 && dead.every(e => e.code === 'CIDGET_ERR_NOT_FOUND')) {
-          throw new CidgetError('CIDGET_ERR_NOT_FOUND', `No gateway has ${record.cid}${record.path} (${dead.length} tried)`)
-        }
-        const last = lastError ?? dead[dead.length - 1]
-        throw new CidgetError(last?.code ?? 'CIDGET_ERR_NETWORK',
-          `All ${record.gateways.length} gateway(s) failed; last error: ${last?.message ?? 'unknown'}`, { cause: last })
-      }
-      const gateway = pick.gateway
-      if (pick.waitMs > 0 && lastError !== undefined) await wait(pick.waitMs, lastError, gateway, 'wait')
+      const gateway = await this.#pick()
+      if (!await this.#attempt(gateway)) continue
+      const result = await this.#finish(gateway)
+      if (result !== undefined) return result
+    }
+  }
 
-      if (hash === undefined || hashed !== offset) {
-        hash = await file.hashPrefix(offset, signal)
-        hashed = offset
-      }
-      attempts++
-      const status = offset > 0 ? 'resuming' : 'in_progress'
-      await ctx.setStatus(status)
-      if (restartNote !== undefined) {
-        await store.updateDownload(id, { error: restartNote, errorCode: null })
-        restartNote = undefined
-      }
-      await record_(status)
+  // --- the record: every store write of path mode ----------------------------------------------
 
-      const headers: Record<string, string> = {}
-      if (offset > 0) {
-        headers.range = `bytes=${offset}-`
-        if (isStrongEtag(etag ?? undefined)) headers['if-range'] = etag as string
-      }
-      let received = 0
-      let finished = false
+  async #recordOffset (): Promise<void> {
+    await this.#ctx.store.updateDownload(this.#record.id, { currentSize: this.#offset })
+  }
+
+  async #recordAttempt (status: 'in_progress' | 'resuming'): Promise<void> {
+    await this.#ctx.store.updateDownloadResume(this.#record.id, this.#durable, this.#attempts, this.#ctx.now(), status)
+  }
+
+  async #recordNote (note: string): Promise<void> {
+    await this.#ctx.store.updateDownload(this.#record.id, { error: note, errorCode: null })
+  }
+
+  async #recordDurable (target: number, at: number): Promise<void> {
+    if (at !== this.#epoch || target <= this.#durable) return
+    this.#durable = target
+    await this.#ctx.store.updateDownload(this.#record.id, { currentSize: this.#durable })
+  }
+
+  async #recordRestart (): Promise<void> {
+    await this.#ctx.store.updateDownload(this.#record.id, { currentSize: 0, hash: null })
+  }
+
+  async #recordLength (): Promise<void> {
+    await this.#ctx.store.updateDownload(this.#record.id, { size: this.#size, etag: this.#etag })
+  }
+
+  /** The hash first: a kill after the rename leaves a record that says what the output must hold. */
+  async #recordResult (digest: string): Promise<void> {
+    await this.#ctx.store.updateDownload(this.#record.id, { hash: digest, size: this.#offset })
+  }
+
+  // --- one request ------------------------------------------------------------------------------
+
+  /** The gateway to ask next, after waiting out a Retry-After when every live one is blocked. */
+  async #pick (): Promise<string> {
+    const pick = this.#rotation.pick(this.#ctx.now())
+    if (pick === undefined) throw this.#noGatewayLeft()
+    if (pick.waitMs > 0 && this.#lastError !== undefined) await this.#announce(pick.waitMs, this.#lastError, pick.gateway, 'wait')
+    return pick.gateway
+  }
+
+  #noGatewayLeft (): CidgetError {
+    const record = this.#record
+    const dead = this.#rotation.deadErrors
+    if (dead.length > 0 && dead.every(e => e.code === 'CIDGET_ERR_NOT_FOUND')) {
+      return new CidgetError('CIDGET_ERR_NOT_FOUND', `No gateway has ${record.cid}${record.path} (${dead.length} tried)`)
+    }
+    const last = this.#lastError ?? dead[dead.length - 1]
+    return new CidgetError(last?.code ?? 'CIDGET_ERR_NETWORK',
+      `All ${record.gateways.length} gateway(s) failed; last error: ${last?.message ?? 'unknown'}`, { cause: last })
+  }
+
+  /** Counts the attempt and records it under its status. */
+  async #begin (): Promise<void> {
+    if (this.#hashed !== this.#offset) {
+      this.#hash = await this.#file.hashPrefix(this.#offset, this.#ctx.signal)
+      this.#hashed = this.#offset
+    }
+    this.#attempts++
+    const status = this.#offset > 0 ? 'resuming' : 'in_progress'
+    await this.#ctx.setStatus(status)
+    if (this.#restartNote !== undefined) {
+      await this.#recordNote(this.#restartNote)
+      this.#restartNote = undefined
+    }
+    await this.#recordAttempt(status)
+  }
+
+  /** One request to `gateway`: true once the whole file is here, false to ask again. */
+  async #attempt (gateway: string): Promise<boolean> {
+    await this.#begin()
+    const record = this.#record
+    const headers: Record<string, string> = {}
+    if (this.#offset > 0) {
+      headers.range = `bytes=${this.#offset}-`
+      if (isStrongEtag(this.#etag ?? undefined)) headers['if-range'] = this.#etag as string
+    }
+    this.#received = 0
+    try {
+      const res = await this.#ctx.http.request(gatewayUrl(gateway, record.cid, record.path), { gateway, headers, signal: this.#ctx.signal })
+      const answer = await this.#answer(res, gateway)
+      if (answer.kind === 'refused') return false
+      if (answer.kind === 'complete') return true
+      return await this.#readBody(res, gateway, answer.expected)
+    } catch (thrown) {
+      await this.#failed(thrown, gateway)
+      return false
+    }
+  }
+
+  /** Checks an answer's status and headers against the data held. */
+  async #answer (res: HttpResponse, gateway: string): Promise<Answer> {
+    const answer = readAnswer(res, { gateway, offset: this.#offset, size: this.#size, now: () => this.#ctx.now(), maxRetryAfterMs: this.#policy.maxRetryAfterMs })
+    if (answer.kind === 'refused') {
+      await this.#spliceRefused(answer.error, gateway)
+      return answer
+    }
+    if (answer.kind === 'body' && answer.rangeIgnored !== undefined) await this.#spliceRefused(answer.rangeIgnored, gateway)
+    this.#size = answer.size
+    // no length: the body is cut off at the size the content declares, known before it is read
+    if (answer.kind === 'body' && answer.expected === undefined) await this.#declaredSize().catch((err: unknown) => { res.discard(); throw err })
+    return answer
+  }
+
+  // --- reading the body -------------------------------------------------------------------------
+
+  /** Streams the body into the partial file: true once the whole file is here, false to ask for the rest. */
+  async #readBody (res: HttpResponse, gateway: string, expected: number | undefined): Promise<boolean> {
+    const record = this.#record
+    const tag = res.headers.etag
+    if (isStrongEtag(tag) && tag !== this.#etag) this.#etag = tag
+    if (this.#size !== record.size || this.#etag !== record.etag) await this.#recordLength()
+    if (this.#size !== null) {
       try {
-        const res = await http.request(gatewayUrl(gateway, record.cid, record.path), { gateway, headers, signal })
-        let expected: number | undefined // body bytes this answer must carry
-        if (res.status === 200) {
-          const length = parseContentLength(res.headers['content-length'])
-          if (offset > 0) {
-            // The gateway ignored the range (or the If-Range validator failed): never append.
-            await wait(0, new CidgetError('CIDGET_ERR_RANGE_IGNORED', `${gateway} answered a Range request with 200`, { gateway }), gateway, 'restart')
-            await restartFromZero()
-          }
-          expected = length
-          if (length !== undefined) size = length
-          else {
-            // no length: the body is cut off at the size the content declares, known before it is read
-            await declaredSize().catch((err: unknown) => { res.discard(); throw err })
-          }
-        } else if (res.status === 206) {
-          const cr = parseContentRange(res.headers['content-range'])
-          const length = parseContentLength(res.headers['content-length'])
-          if (cr === undefined || cr.start !== offset || (cr.total !== undefined && size !== null && cr.total !== size) ||
-              (length !== undefined && length !== cr.end - cr.start + 1)) {
-            res.discard()
-            throw new CidgetError('CIDGET_ERR_RANGE_MISMATCH',
-              `${gateway}: asked for bytes ${offset}- and got Content-Range "${res.headers['content-range'] ?? ''}"` +
-              (size !== null ? ` (size ${size})` : ''), { gateway })
-          }
-          expected = cr.end - cr.start + 1
-          if (cr.total !== undefined) size = cr.total
-        } else if (res.status === 416 && offset > 0) {
-          res.discard()
-          const total = parseUnsatisfiedRange(res.headers['content-range'])
-          if ((size !== null && offset === size) || total === offset) {
-            size = offset
-            finished = true // everything is already here
-          } else {
-            await wait(0, new CidgetError('CIDGET_ERR_RANGE_NOT_SATISFIABLE', `${gateway} answered 416 at offset ${offset}`, { gateway }), gateway, 'restart')
-            await restartFromZero()
-            continue
-          }
-        } else {
-          res.discard()
-          throw statusError(res, gateway, ctx.now(), policy.maxRetryAfterMs)
-        }
+        await ensureFreeSpace(this.#file.path, this.#size - this.#offset)
+      } catch (err) {
+        res.discard()
+        throw err
+      }
+    }
+    const bodyStart = this.#offset
+    this.#ctx.onProgress(this.#offset, this.#size, gateway)
+    for await (const chunk of res.body) {
+      this.#checkLength(res, gateway, bodyStart + this.#received + chunk.byteLength, expected, chunk.byteLength)
+      await this.#take(chunk)
+      this.#ctx.onProgress(this.#offset + this.#bufferedBytes, this.#size, gateway)
+    }
+    await this.#flush()
+    if (expected !== undefined && this.#received < expected) {
+      throw new CidgetError('CIDGET_ERR_STREAM_RESET', `${gateway}: body ended after ${this.#received} of ${expected} bytes`, { gateway })
+    }
+    if (this.#size === null) this.#size = this.#offset // no declared length: the end of the body is the end of the file
+    if (this.#received > 0) {
+      this.#rotation.succeeded(gateway)
+      this.#failStreak = 0
+    }
+    if (this.#offset < this.#size) return false // a shorter 206 than asked: ask for the rest
+    if (this.#offset > this.#size) {
+      throw new CidgetError('CIDGET_ERR_LENGTH_MISMATCH', `${gateway}: ${this.#offset} bytes for a ${this.#size}-byte file`, { gateway })
+    }
+    return true
+  }
 
-        if (!finished) {
-          const tag = res.headers.etag
-          if (isStrongEtag(tag) && tag !== etag) etag = tag
-          if (size !== record.size || etag !== record.etag) await store.updateDownload(id, { size, etag })
-          if (size !== null) {
-            try {
-              await ensureFreeSpace(file.path, size - offset)
-            } catch (err) {
-              res.discard()
-              throw err
-            }
-          }
-          const bodyStart = offset
-          ctx.onProgress(offset, size, gateway)
-          for await (const chunk of res.body) {
-            if (expected !== undefined && received + chunk.byteLength > expected) {
-              res.discard()
-              throw new CidgetError('CIDGET_ERR_LENGTH_MISMATCH', `${gateway}: sent more than the ${expected} bytes it declared`, { gateway })
-            }
-            const end = bodyStart + received + chunk.byteLength
-            if (declared === undefined && end > DEFAULTS.LENGTH_CHECK_BYTES) void declaredSize().catch(() => {})
-            if (typeof declared === 'number' && end > declared) {
-              res.discard()
-              throw new CidgetError('CIDGET_ERR_LENGTH_MISMATCH', `${gateway}: sent more than the ${declared} bytes ${record.cid}${record.path} declares`, { gateway })
-            }
-            hash.update(chunk)
-            received += chunk.byteLength
-            hashed = offset + bufferedBytes + chunk.byteLength
-            buffered.push(chunk)
-            bufferedBytes += chunk.byteLength
-            if (bufferedBytes >= WRITE_BYTES) await flush()
-            // the window a kill can lose counts what arrived, written or still in the batch
-            if (offset + bufferedBytes - syncMark >= policy.syncIntervalBytes || ctx.now() - lastSync >= policy.syncIntervalMs) {
-              await flush()
-              syncSoon()
-            }
-            ctx.onProgress(offset + bufferedBytes, size, gateway)
-          }
-          await flush()
-          if (expected !== undefined && received < expected) {
-            throw new CidgetError('CIDGET_ERR_STREAM_RESET', `${gateway}: body ended after ${received} of ${expected} bytes`, { gateway })
-          }
-          if (size === null) size = offset // no declared length: the end of the body is the end of the file
-          if (received > 0) {
-            rotation.succeeded(gateway)
-            failStreak = 0
-          }
-          if (offset < size) continue // a shorter 206 than asked: ask for the rest
-          if (offset > size) {
-            throw new CidgetError('CIDGET_ERR_LENGTH_MISMATCH', `${gateway}: ${offset} bytes for a ${size}-byte file`, { gateway })
-          }
-        }
+  /** Cuts an answer off where it passes the length it declared, or the size the content declares. */
+  #checkLength (res: HttpResponse, gateway: string, end: number, expected: number | undefined, bytes: number): void {
+    if (expected !== undefined && this.#received + bytes > expected) {
+      res.discard()
+      throw new CidgetError('CIDGET_ERR_LENGTH_MISMATCH', `${gateway}: sent more than the ${expected} bytes it declared`, { gateway })
+    }
+    if (this.#declared === undefined && end > DEFAULTS.LENGTH_CHECK_BYTES) void this.#declaredSize().catch(() => {})
+    if (typeof this.#declared === 'number' && end > this.#declared) {
+      res.discard()
+      throw new CidgetError('CIDGET_ERR_LENGTH_MISMATCH', `${gateway}: sent more than the ${this.#declared} bytes ${this.#record.cid}${this.#record.path} declares`, { gateway })
+    }
+  }
+
+  /** Hashes a chunk and buffers it; writes a full batch, and starts an fsync when one is due. */
+  async #take (chunk: Uint8Array): Promise<void> {
+    const { policy } = this.#ctx
+    this.#hash.update(chunk)
+    this.#received += chunk.byteLength
+    this.#hashed = this.#offset + this.#bufferedBytes + chunk.byteLength
+    this.#buffered.push(chunk)
+    this.#bufferedBytes += chunk.byteLength
+    if (this.#bufferedBytes >= WRITE_BYTES) await this.#flush()
+    // the window a kill can lose counts what arrived, written or still in the batch
+    if (this.#offset + this.#bufferedBytes - this.#syncMark >= policy.syncIntervalBytes || this.#ctx.now() - this.#lastSync >= policy.syncIntervalMs) {
+      await this.#flush()
+      this.#syncSoon()
+    }
+  }
+
+  async #flush (): Promise<void> {
+    if (this.#bufferedBytes === 0) return
+    const data = this.#buffered.length === 1 ? this.#buffered[0] as Uint8Array : Buffer.concat(this.#buffered, this.#bufferedBytes)
+    this.#buffered = []
+    this.#bufferedBytes = 0
+    await this.#space.ensure(data.byteLength)
+    await this.#file.write(data, this.#offset)
+    this.#space.wrote(data.byteLength)
+    this.#offset += data.byteLength
+  }
+
+  async #declaredSize (): Promise<number | null> {
+    this.#declaredLookup ??= this.#lookUpDeclared()
+    return await this.#declaredLookup
+  }
+
+  async #lookUpDeclared (): Promise<number | null> {
+    try {
+      this.#declared = await this.#ctx.declaredSize?.() ?? null
+    } catch (err) {
+      if (this.#ctx.signal.aborted) throw err
+      this.#declared = null // no trustless answer for the root: the free space bounds the body, and the CID check the result
+    }
+    return this.#declared
+  }
+
+  // --- syncing ----------------------------------------------------------------------------------
+
+  #syncSoon (): void {
+    if (this.#syncing !== undefined) return
+    const target = this.#offset
+    const at = this.#epoch
+    this.#syncMark = target
+    this.#lastSync = this.#ctx.now()
+    const syncing = (async () => {
+      try {
+        await this.#file.sync()
+        await this.#recordDurable(target, at)
+      } finally {
+        this.#syncing = undefined
+      }
+    })()
+    this.#syncing = syncing
+    syncing.catch(() => {}) // a failing fsync fails the next syncNow too
+  }
+
+  async #syncNow (): Promise<void> {
+    if (this.#syncing !== undefined) await this.#syncing.catch(() => {})
+    await this.#file.sync()
+    this.#syncMark = this.#offset
+    this.#lastSync = this.#ctx.now()
+    await this.#recordDurable(this.#offset, this.#epoch)
+  }
+
+  async #restartFromZero (): Promise<void> {
+    this.#epoch++
+    if (this.#syncing !== undefined) await this.#syncing.catch(() => {})
+    this.#buffered = []
+    this.#bufferedBytes = 0
+    await this.#file.truncate(0)
+    this.#offset = 0
+    this.#durable = 0
+    this.#syncMark = 0
+    this.#hash = createHash('sha256')
+    this.#hashed = 0
+    await this.#recordRestart()
+  }
+
+  // --- failures: the retry policy decides, the run carries it out --------------------------------
+
+  /** A request or its body failed: keep what arrived intact, then do what the policy says. */
+  async #failed (thrown: unknown, gateway: string): Promise<void> {
+    // what arrived intact is kept; if this write fails too, the hash is redone from disk next time
+    try { await this.#flush() } catch { this.#buffered = []; this.#bufferedBytes = 0 }
+    if (this.#received > 0 || this.#offset !== this.#durable) {
+      // keep what arrived: make it durable and record it before deciding anything
+      try { await this.#syncNow() } catch { /* the original error matters more */ }
+    }
+    if (this.#ctx.signal.aborted) throw this.#ctx.signal.reason
+    // it delivered: its failure streak starts over; the resume budget bounds what follows
+    if (this.#received > 0) this.#rotation.succeeded(gateway)
+    await this.#retry({ error: toCidgetError(thrown), phase: 'transfer', received: this.#received }, gateway)
+  }
+
+  /** Counts the failure against its gateway, asks the policy, and carries its decision out. */
+  async #retry (failure: RetryFailure, gateway: string): Promise<void> {
+    const { error } = failure
+    const rotation = this.#rotation
+    const alive = rotation.alive
+    let timeouts = 0
+    let live = true
+    const blamed = blame(failure)
+    if (blamed === 'timeout') {
+      timeouts = rotation.timeout(gateway, error)
+      // the rotation drops a gateway after its tries: one fewer live gateway means this one
+      live = rotation.alive === alive
+    } else if (blamed === 'error') {
+      live = rotation.fail(gateway, error)
+    }
+    const decision = decideRetry(failure, this.#state({ timeouts, live, alive: rotation.alive }), this.#policy)
+    this.#resumes = decision.resumes
+    this.#corruptions = decision.corruptions
+    this.#failStreak = decision.failStreak
+    if (decision.restart) await this.#restartFromZero()
+    if (decision.action === 'fail') {
+      if (decision.remove) await this.#file.remove()
+      throw decision.error ?? error
+    }
+    this.#lastError = error
+    if (decision.gateway === 'drop') rotation.drop(gateway, error)
+    if (decision.blockMs !== undefined) rotation.block(gateway, this.#ctx.now() + decision.blockMs)
+    if (decision.next === 'next') rotation.advance()
+    await this.#announce(decision.delayMs, error, gateway, decision.action)
+  }
+
+  /** A 200 or 416 to a Range request: announced at the offset given up, then the data starts over. */
+  async #spliceRefused (error: CidgetError, gateway: string): Promise<void> {
+    const decision = decideRetry({ error, phase: 'transfer', received: 0 }, this.#state({ timeouts: 0, live: true, alive: this.#rotation.alive }), this.#policy)
+    if (decision.action === 'fail') throw decision.error ?? error
+    await this.#announce(decision.delayMs, error, gateway, decision.action)
+    if (decision.restart) await this.#restartFromZero()
+  }
+
+  #state (gateway: FileRetryState['gateway']): FileRetryState {
+    return { scope: 'file', offset: this.#offset, size: this.#size, resumes: this.#resumes, corruptions: this.#corruptions, failStreak: this.#failStreak, gateway }
+  }
+
+  async #announce (ms: number, err: CidgetError, gateway: string, action: Exclude<RetryAction, 'fail'>): Promise<void> {
+    this.#ctx.onRetry({ code: err.code, message: err.message, gateway, action, offset: this.#offset, delayMs: Math.max(0, Math.round(ms)) })
+    if (ms > 0) await this.#ctx.sleep(ms, this.#ctx.signal)
+  }
+
+  // --- finishing --------------------------------------------------------------------------------
+
+  /** The whole body is here: durable first, then verify, then rename. Undefined when it must be fetched again. */
+  async #finish (gateway: string): Promise<StrategyResult | undefined> {
+    const record = this.#record
+    const { signal } = this.#ctx
+    await this.#syncNow()
+    let digest = this.#hash.digest('hex')
+    this.#hashed = -1
+    let checked = false
+    if (this.#ctx.checkAgainstCid !== undefined) {
+      let report
+      try {
+        report = await this.#ctx.checkAgainstCid(this.#file, this.#offset)
       } catch (thrown) {
-        // what arrived intact is kept; if this write fails too, the hash is redone from disk next time
-        try { await flush() } catch { buffered = []; bufferedBytes = 0 }
-        if (received > 0 || offset !== durable) {
-          // keep what arrived: make it durable and record it before deciding anything
-          try { await syncNow() } catch { /* the original error matters more */ }
-        }
         if (signal.aborted) throw signal.reason
         const err = toCidgetError(thrown)
-        if (err.kind === 'disk' || err.kind === 'fs' || err.kind === 'input' || err.kind === 'state' || err.kind === 'aborted') throw err
-        lastError = err
-        if (received > 0) {
-          // it delivered: its failure streak starts over; the resume budget bounds what follows
-          rotation.succeeded(gateway)
-          failStreak = 0
-        }
-        failStreak++
-
-        if (received > 0 || err.kind === 'stream') {
-          // interrupted mid-body: one resume attempt
-          resumes++
-          if (resumes > policy.maxResumeAttempts) {
-            throw new CidgetError('CIDGET_ERR_ATTEMPTS_EXHAUSTED',
-              `Gave up after ${policy.maxResumeAttempts} resume attempts; last error: ${err.message}`, { cause: err })
-          }
-        }
-        if (err.code === 'CIDGET_ERR_LENGTH_MISMATCH') {
-          // the bytes of this answer cannot be trusted at all
-          await restartFromZero()
-          rotation.fail(gateway, err)
-          rotation.advance()
-          await wait(0, err, gateway, 'restart')
-          continue
-        }
-        const restart = size !== null && size > 0 && offset > 0 && received > 0 && offset / size < policy.resumeThreshold
-        if (restart) await restartFromZero()
-        const action = restart ? 'restart' : 'resume'
-
-        if (err.code === 'CIDGET_ERR_TIMEOUT') {
-          const n = rotation.timeout(gateway, err)
-          if (n < policy.maxRetryAttempts) {
-            await wait(retryDelay(n, backoff), err, gateway, action)
-          } else {
-            rotation.advance()
-            await wait(0, err, gateway, 'switch')
-          }
-          continue
-        }
-        if (err.code === 'CIDGET_ERR_NOT_FOUND' || (err.status !== undefined && !transientStatus(err.status))) {
-          rotation.drop(gateway, err)
-          rotation.advance()
-          await wait(0, err, gateway, 'switch')
-          continue
-        }
-        if (err.retryAfterMs !== undefined) rotation.block(gateway, ctx.now() + err.retryAfterMs)
-        rotation.fail(gateway, err)
-        rotation.advance()
-        // once every live gateway failed in a row, back off before the next round
-        const round = Math.floor(failStreak / Math.max(1, rotation.alive))
-        const delay = round >= 1 && err.retryAfterMs === undefined ? retryDelay(round, backoff) : 0
-        await wait(delay, err, gateway, received > 0 ? action : 'switch')
-        continue
+        // a size the DAG refuses is bad data from this gateway; any other failure ends the run
+        await this.#retry({ error: err.code === 'CIDGET_ERR_LENGTH_MISMATCH' ? new CidgetError(err.code, `${gateway}: ${err.message}`, { gateway }) : err, phase: 'verify', received: 0 }, gateway)
+        return undefined
       }
-
-      // the whole body is here: durable first, then verify, then rename
-      await syncNow()
-      let digest = hash.digest('hex')
-      hash = undefined
-      hashed = -1
-      /** Bad data from this gateway: start over from 0 on the next one, within the switch budget. */
-      const corrupt = async (err: CidgetError): Promise<void> => {
-        corruptions++
-        lastError = err
-        await restartFromZero()
-        if (corruptions > policy.maxCorruptionSwitches) {
-          await file.remove()
-          throw new CidgetError(err.code, `${err.message}; gave up after ${policy.maxCorruptionSwitches} gateway switches`, { gateway })
-        }
-        rotation.fail(gateway, err)
-        rotation.advance()
-        await wait(0, err, gateway, 'restart')
+      checked = true
+      if (report.bytes > 0) {
+        this.#ctx.onRepair?.(report)
+        digest = (await this.#file.hashPrefix(this.#offset, signal)).digest('hex')
       }
-      let checked = false
-      if (ctx.checkAgainstCid !== undefined) {
-        let report
-        try {
-          report = await ctx.checkAgainstCid(file, offset)
-        } catch (thrown) {
-          if (signal.aborted) throw signal.reason
-          const err = toCidgetError(thrown)
-          if (err.code !== 'CIDGET_ERR_LENGTH_MISMATCH') throw err
-          await corrupt(new CidgetError(err.code, `${gateway}: ${err.message}`, { gateway }))
-          continue
-        }
-        checked = true
-        if (report.bytes > 0) {
-          ctx.onRepair?.(report)
-          digest = (await file.hashPrefix(offset, signal)).digest('hex')
-        }
-      }
-      if (record.expectedSha256 !== null && digest !== record.expectedSha256.toLowerCase()) {
-        if (checked) {
-          // the bytes are the CID's: the expected hash is not this content's
-          await file.remove()
-          throw new CidgetError('CIDGET_ERR_HASH_MISMATCH',
-            `The file matches ${record.cid}${record.path} block by block, but its SHA-256 is ${digest}, not the expected ${record.expectedSha256}`)
-        }
-        await corrupt(new CidgetError('CIDGET_ERR_HASH_MISMATCH',
-          `SHA-256 mismatch from ${gateway}: expected ${record.expectedSha256}, got ${digest}`, { gateway }))
-        continue
-      }
-      // the hash first: a kill after the rename leaves a record that says what the output must hold
-      await store.updateDownload(id, { hash: digest, size: offset })
-      await file.commit()
-      return { hash: digest, size: offset, gateway }
     }
-  } finally {
-    await file.close()
+    if (record.expectedSha256 !== null && digest !== record.expectedSha256.toLowerCase()) {
+      const error = checked
+        ? new CidgetError('CIDGET_ERR_HASH_MISMATCH',
+          `The file matches ${record.cid}${record.path} block by block, but its SHA-256 is ${digest}, not the expected ${record.expectedSha256}`)
+        : new CidgetError('CIDGET_ERR_HASH_MISMATCH', `SHA-256 mismatch from ${gateway}: expected ${record.expectedSha256}, got ${digest}`, { gateway })
+      await this.#retry({ error, phase: 'verify', received: 0, cidChecked: checked }, gateway)
+      return undefined
+    }
+    await this.#recordResult(digest)
+    await this.#file.commit()
+    return { hash: digest, size: this.#offset, gateway }
   }
 }
