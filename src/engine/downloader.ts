@@ -8,6 +8,7 @@ import type { Dispatcher } from 'undici'
 import { CidgetError, isCidgetError, toCidgetError, systemCode, fsError } from '../core/errors.js'
 import { DEFAULTS, DEFAULT_GATEWAYS } from '../core/defaults.js'
 import { DEFAULT_POLICY, type DownloadPolicy } from '../core/policy.js'
+import { abortableSleep } from '../core/async.js'
 import { TypedEmitter, type CidgetEvents, type ProgressEvent } from '../core/events.js'
 import { ACTIVE_STATUSES, MODES, type DownloadRecord, type DownloadStatus, type Mode, type NewDownload } from '../core/types.js'
 import { parseTarget, defaultName, normalizeGateway } from '../target/parse.js'
@@ -158,15 +159,6 @@ export const OTHER_GATEWAYS = 'other'
 /** The default state file. */
 export function defaultStatePath (): string {
   return join(homedir(), '.cidget', 'state.db')
-}
-
-async function abortableSleep (ms: number, signal: AbortSignal): Promise<void> {
-  try {
-    await delay(ms, undefined, { signal })
-  } catch (err) {
-    if (signal.aborted) throw signal.reason
-    throw err
-  }
 }
 
 /**

@@ -22,6 +22,7 @@ import type { CID } from 'multiformats/cid'
 import { CidgetError } from '../core/errors.js'
 import { DEFAULTS } from '../core/defaults.js'
 import { retryDelay, type BackoffOptions } from '../core/retry.js'
+import { Semaphore, abortableSleep, raceAbort, type Sleep } from '../core/async.js'
 import { MAX_BLOCK_BYTES, blockLength, checkMultihash, fetchRawBlock, identityBytes, joinBlock, type BlockBytes } from './block.js'
 import { CarUnsupportedError, fetchCarRun, type RunRange } from './car.js'
 import type { HttpClient } from './http.js'
@@ -110,7 +111,7 @@ export interface GatewayPoolInit {
   /** Clock for Retry-After and backoff deadlines. @default Date.now */
   now?: () => number
   /** Every wait (backoff, Retry-After, hedge delay) goes through this; it must reject with `signal.reason` when aborted. */
-  sleep?: (ms: number, signal: AbortSignal) => Promise<void>
+  sleep?: Sleep
   /** Randomness for the backoff jitter, unless `backoff.random` is given. @default Math.random */
   random?: () => number
   onEvent?: (e: PoolEvent) => void
@@ -272,7 +273,7 @@ export class GatewayPool {
   readonly #backoff: BackoffOptions
   readonly #maxRetryAfterMs: number
   readonly #now: () => number
-  readonly #sleep: (ms: number, signal: AbortSignal) => Promise<void>
+  readonly #sleep: Sleep
   readonly #onEvent: ((e: PoolEvent) => void) | undefined
   readonly #permits: Semaphore
   readonly #pending = new Map<string, Shared>()
@@ -1111,87 +1112,6 @@ function asError (err: unknown, gateway: string): CidgetError {
   if (err instanceof CidgetError) return err
   const detail = err instanceof Error ? err.message : String(err)
   return new CidgetError('CIDGET_ERR_NETWORK', `${gateway}: ${detail}`, { cause: err, gateway })
-}
-
-async function raceAbort<T> (promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (signal === undefined) return await promise
-  signal.throwIfAborted()
-  return await new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(signal.reason)
-    signal.addEventListener('abort', onAbort, { once: true })
-    promise.then(
-      (value) => { signal.removeEventListener('abort', onAbort); resolve(value) },
-      (err: unknown) => { signal.removeEventListener('abort', onAbort); reject(err) }
-    )
-  })
-}
-
-/** Resolves after `ms`; rejects with `signal.reason` as soon as `signal` aborts. */
-async function abortableSleep (ms: number, signal: AbortSignal): Promise<void> {
-  signal.throwIfAborted()
-  await new Promise<void>((resolve, reject) => {
-    const onAbort = (): void => {
-      clearTimeout(timer)
-      reject(signal.reason)
-    }
-    const timer = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort)
-      resolve()
-    }, ms)
-    signal.addEventListener('abort', onAbort, { once: true })
-  })
-}
-
-/** Counting semaphore with a FIFO queue of abortable waiters. */
-class Semaphore {
-  #free: number
-  readonly #queue: Array<{ grant: () => void }> = []
-
-  constructor (permits: number) {
-    this.#free = permits
-  }
-
-  async acquire (signal: AbortSignal): Promise<void> {
-    signal.throwIfAborted()
-    if (this.#free > 0 && this.#queue.length === 0) {
-      this.#free--
-      return
-    }
-    await new Promise<void>((resolve, reject) => {
-      const entry = {
-        grant: () => {
-          signal.removeEventListener('abort', onAbort)
-          resolve()
-        }
-      }
-      const onAbort = (): void => {
-        const at = this.#queue.indexOf(entry)
-        if (at !== -1) this.#queue.splice(at, 1)
-        reject(signal.reason)
-      }
-      signal.addEventListener('abort', onAbort, { once: true })
-      this.#queue.push(entry)
-    })
-    if (signal.aborted) {
-      // Granted and aborted in the same turn: hand the permit on.
-      this.release()
-      throw signal.reason
-    }
-  }
-
-  tryAcquire (): boolean {
-    if (this.#free > 0 && this.#queue.length === 0) {
-      this.#free--
-      return true
-    }
-    return false
-  }
-
-  release (): void {
-    const next = this.#queue.shift()
-    if (next !== undefined) next.grant()
-    else this.#free++
-  }
 }
 
 function checkInit (init: GatewayPoolInit): void {
