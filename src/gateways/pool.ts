@@ -21,11 +21,16 @@
 import type { CID } from 'multiformats/cid'
 import { CidgetError } from '../core/errors.js'
 import { DEFAULTS } from '../core/defaults.js'
-import { retryDelay, type BackoffOptions } from '../core/retry.js'
+import type { BackoffOptions } from '../core/retry.js'
 import { Semaphore, abortableSleep, raceAbort, type Sleep } from '../core/async.js'
 import { MAX_BLOCK_BYTES, blockLength, checkMultihash, fetchRawBlock, identityBytes, joinBlock, type BlockBytes } from './block.js'
 import { CarUnsupportedError, fetchCarRun, type RunRange } from './car.js'
 import type { HttpClient } from './http.js'
+import { EWMA_ALPHA, Gateway, MIN_THROUGHPUT_SAMPLE_BYTES, ewma, type GatewayStats } from './gateway.js'
+import { HealthRegistry } from './health.js'
+import { ScoredSelector } from './selector.js'
+
+export type { GatewayStats } from './gateway.js'
 
 /** The abort reason of a wake-up (something changed: a permit, a gateway); not an error. */
 const WOKEN: unique symbol = Symbol('woken')
@@ -48,37 +53,12 @@ export const POOL_DEFAULTS = {
   /** Adaptive hedging before any block has arrived (no latency known yet). */
   HEDGE_INITIAL_MS: 1_000,
   /** Weight of the newest sample in the latency and throughput EWMAs. */
-  EWMA_ALPHA: 0.3,
+  EWMA_ALPHA,
   /** Blocks smaller than this do not count towards a gateway's throughput. */
-  MIN_THROUGHPUT_SAMPLE_BYTES: 64 * 1024,
+  MIN_THROUGHPUT_SAMPLE_BYTES,
   /** A run streaming with at least this many leaves still to come gives half of them to a gateway left idle. */
   MIN_SPLIT_LEAVES: 4
 } as const
-
-export interface GatewayStats {
-  url: string
-  /** Requests sent (attempts), including those aborted because another gateway won; a CAR run counts once per block it delivers. */
-  requests: number
-  successes: number
-  /** Failed requests of any kind (404s and invalid blocks included), not counting aborted ones. */
-  errors: number
-  /** 404/410 answers (also counted in `errors`). */
-  notFound: number
-  invalidBlocks: number
-  /** Bytes of verified blocks received. */
-  bytes: number
-  inFlight: number
-  /** EWMA of block bytes per second over whole blocks of 64 KiB or more; 0 until the first. */
-  throughputBps: number
-  /** EWMA of the time from request to the whole block, in ms; 0 until the first block. */
-  latencyMs: number
-  /** successes / (answered requests + errors × 3), at most 1; 1 for a gateway with no answer yet, 0 once dropped. */
-  reliability: number
-  /** True for the rest of this pool's life after an invalid (or oversized) block. */
-  dropped: boolean
-  /** `now()` until which the gateway is not asked (Retry-After or backoff); 0 when never blocked. */
-  blockedUntil: number
-}
 
 export type PoolEvent =
   | { type: 'block', cid: string, gateway: string, bytes: number, ms: number }
@@ -115,35 +95,18 @@ export interface GatewayPoolInit {
   /** Randomness for the backoff jitter, unless `backoff.random` is given. @default Math.random */
   random?: () => number
   onEvent?: (e: PoolEvent) => void
+  /**
+   * The process-wide health of gateways (their back-off), shared with other
+   * pools; its own back-off options and clock then apply to the back-off.
+   * @default one of this pool's own, with this pool's backoff, maxRetryAfterMs and now
+   */
+  health?: HealthRegistry
 }
 
 const INIT_KEYS = new Set<string>([
   'gateways', 'http', 'concurrency', 'perGatewayConcurrency', 'maxBlockBytes', 'maxAttemptsPerBlock',
-  'hedgeAfterMs', 'backoff', 'maxRetryAfterMs', 'now', 'sleep', 'random', 'onEvent'
+  'hedgeAfterMs', 'backoff', 'maxRetryAfterMs', 'now', 'sleep', 'random', 'onEvent', 'health'
 ])
-
-interface Gateway {
-  url: string
-  requests: number
-  successes: number
-  errors: number
-  notFound: number
-  invalidBlocks: number
-  bytes: number
-  inFlight: number
-  throughputBps: number | undefined
-  latencyMs: number | undefined
-  dropped: boolean
-  blockedUntil: number
-  /** Errors since the last success: the backoff exponent. */
-  consecutiveErrors: number
-  /** Serves CAR entity ranges: learned from its first run (undefined until then). */
-  car: boolean | undefined
-  /** CAR runs in flight (also counted in `inFlight`). */
-  runs: number
-  /** Its last CAR request failed (404, an error): it is not given the rest of another's run. */
-  runFailed: boolean
-}
 
 /** A block a run fetches (or has fetched) ahead of its `get()`. */
 interface Prefetched {
@@ -270,12 +233,12 @@ export class GatewayPool {
   readonly #maxBlockBytes: number
   readonly #maxAttempts: number
   readonly #hedgeAfterMs: number | undefined
-  readonly #backoff: BackoffOptions
   readonly #maxRetryAfterMs: number
   readonly #now: () => number
   readonly #sleep: Sleep
   readonly #onEvent: ((e: PoolEvent) => void) | undefined
   readonly #permits: Semaphore
+  readonly #selector: ScoredSelector
   readonly #pending = new Map<string, Shared>()
   readonly #prefetched = new Map<string, Prefetched>()
   /** Run parts that have a gateway and are streaming. */
@@ -288,33 +251,22 @@ export class GatewayPool {
   constructor (init: GatewayPoolInit) {
     checkInit(init)
     const urls = [...new Set(init.gateways.map((g) => g.replace(/\/+$/, '')))]
-    this.#gateways = urls.map((url) => ({
-      url,
-      requests: 0,
-      successes: 0,
-      errors: 0,
-      notFound: 0,
-      invalidBlocks: 0,
-      bytes: 0,
-      inFlight: 0,
-      throughputBps: undefined,
-      latencyMs: undefined,
-      dropped: false,
-      blockedUntil: 0,
-      consecutiveErrors: 0,
-      car: undefined,
-      runs: 0,
-      runFailed: false
-    }))
+    const random = init.backoff?.random ?? init.random
+    const health = init.health ?? new HealthRegistry({
+      keep: urls,
+      backoff: { ...init.backoff, ...(random === undefined ? {} : { random }) },
+      ...(init.maxRetryAfterMs === undefined ? {} : { maxRetryAfterMs: init.maxRetryAfterMs }),
+      ...(init.now === undefined ? {} : { now: init.now })
+    })
+    this.#gateways = urls.map((url) => new Gateway(health.get(url)))
     this.#http = init.http
     this.#permits = new Semaphore(init.concurrency ?? POOL_DEFAULTS.CONCURRENCY)
     this.#perGateway = init.perGatewayConcurrency ?? POOL_DEFAULTS.PER_GATEWAY_CONCURRENCY
+    this.#selector = new ScoredSelector(this.#gateways, this.#perGateway)
     this.#maxBlockBytes = init.maxBlockBytes ?? MAX_BLOCK_BYTES
     this.#maxAttempts = init.maxAttemptsPerBlock ??
       Math.max(POOL_DEFAULTS.MIN_ATTEMPTS_PER_BLOCK, POOL_DEFAULTS.ATTEMPTS_PER_GATEWAY * urls.length)
     this.#hedgeAfterMs = init.hedgeAfterMs
-    const random = init.backoff?.random ?? init.random
-    this.#backoff = { ...init.backoff, ...(random === undefined ? {} : { random }) }
     this.#maxRetryAfterMs = init.maxRetryAfterMs ?? DEFAULTS.MAX_RETRY_AFTER_MS
     this.#now = init.now ?? Date.now
     this.#sleep = init.sleep ?? abortableSleep
@@ -530,21 +482,7 @@ export class GatewayPool {
   }
 
   stats (): GatewayStats[] {
-    return this.#gateways.map((g) => ({
-      url: g.url,
-      requests: g.requests,
-      successes: g.successes,
-      errors: g.errors,
-      notFound: g.notFound,
-      invalidBlocks: g.invalidBlocks,
-      bytes: g.bytes,
-      inFlight: g.inFlight,
-      throughputBps: g.throughputBps ?? 0,
-      latencyMs: g.latencyMs ?? 0,
-      reliability: reliability(g),
-      dropped: g.dropped,
-      blockedUntil: g.blockedUntil
-    }))
+    return this.#gateways.map((g) => g.stats())
   }
 
   // --- a run of leaves -------------------------------------------------------------
@@ -576,7 +514,8 @@ export class GatewayPool {
       if (capable().length === 0) return undefined
       await this.#permits.acquire(signal)
       // runs are spread by the runs each gateway has in flight (its block requests are small beside them)
-      const gateway = this.#best(capable(), (g) => g.runs)
+      const choice = this.#selector.pick(this.#now(), capable(), (g) => g.runs)
+      const gateway = choice?.waitMs === 0 ? choice.gateway : undefined
       if (gateway !== undefined) {
         // counted at once: runs choosing in the same turn must see each other's load
         gateway.inFlight++
@@ -585,9 +524,7 @@ export class GatewayPool {
         return gateway
       }
       this.#permits.release()
-      let earliest: number | undefined
-      for (const g of capable()) if (g.blockedUntil > this.#now() && (earliest === undefined || g.blockedUntil < earliest)) earliest = g.blockedUntil
-      await this.#waitForChange(earliest, signal)
+      await this.#waitForChange(choice === undefined ? undefined : choice.gateway.blockedUntil, signal)
     }
   }
 
@@ -623,8 +560,7 @@ export class GatewayPool {
       const error = asError(err, gateway.url)
       if (error.code === 'CIDGET_ERR_NOT_FOUND') {
         // it may still have single blocks: let the per-block fetches find out
-        gateway.errors++
-        gateway.notFound++
+        gateway.missing()
         return
       }
       this.#penalize(gateway, error)
@@ -783,10 +719,10 @@ export class GatewayPool {
       const terminal = this.#terminal(block)
       if (terminal !== undefined) throw terminal
       await this.#permits.acquire(block.signal)
-      const gateway = this.#pick(block)
-      if (gateway !== undefined) return this.#launch(block, gateway)
+      const choice = this.#selector.pick(this.#now(), this.#candidates(block))
+      if (choice?.waitMs === 0) return this.#launch(block, choice.gateway)
       this.#permits.release()
-      await this.#waitForChange(this.#earliestUnblock(block), block.signal)
+      await this.#waitForChange(choice === undefined ? undefined : choice.gateway.blockedUntil, block.signal)
     }
   }
 
@@ -795,7 +731,7 @@ export class GatewayPool {
     const [lone] = block.running
     if (lone === undefined || block.running.size !== 1 || this.#terminal(block) !== undefined) return
     if (this.#permits.tryAcquire()) {
-      const gateway = this.#pick(block)
+      const gateway = this.#selector.best(this.#now(), this.#candidates(block))
       if (gateway !== undefined) {
         const attempt = this.#launch(block, gateway)
         block.running.add(attempt)
@@ -872,30 +808,15 @@ export class GatewayPool {
 
   /** Counts a verified block that `gateway` delivered `ms` after the request; a block of a run is not measured alone (`measure` false: the run is one sample). */
   #delivered (gateway: Gateway, id: string, bytes: number, ms: number, measure = true): void {
-    gateway.successes++
-    gateway.bytes += bytes
+    if (gateway.delivered(bytes) && !gateway.dropped) this.#emit({ type: 'gateway', gateway: gateway.url, state: 'healthy', reason: 'served a valid block again' })
     if (measure) this.#measure(gateway, bytes, ms, true)
-    if (gateway.consecutiveErrors > 0) {
-      gateway.consecutiveErrors = 0
-      if (!gateway.dropped) this.#emit({ type: 'gateway', gateway: gateway.url, state: 'healthy', reason: 'served a valid block again' })
-    }
     this.#emit({ type: 'block', cid: id, gateway: gateway.url, bytes, ms: Math.round(ms) })
   }
 
-  /**
-   * Feeds one transfer into the gateway's EWMAs: `bytes` in `ms` from the
-   * request. A block's time is also a latency sample (hedging waits on it); a
-   * run's is not (its blocks stream back to back).
-   */
+  /** Feeds one transfer into the gateway's EWMAs (see Gateway.measure) and a block's time into the pool's latency. */
   #measure (gateway: Gateway, bytes: number, ms: number, latency: boolean): void {
-    const alpha = POOL_DEFAULTS.EWMA_ALPHA
-    const elapsed = Math.max(ms, 0.5)
-    if (latency) {
-      gateway.latencyMs = ewma(gateway.latencyMs, elapsed, alpha)
-      this.#latencyMs = ewma(this.#latencyMs, elapsed, alpha)
-    }
-    // a small block measures the round trip, not the bandwidth: it would rank a fast gateway as slow
-    if (bytes >= POOL_DEFAULTS.MIN_THROUGHPUT_SAMPLE_BYTES) gateway.throughputBps = ewma(gateway.throughputBps, bytes * 1000 / elapsed, alpha)
+    const elapsed = gateway.measure(bytes, ms, latency)
+    if (latency) this.#latencyMs = ewma(this.#latencyMs, elapsed, EWMA_ALPHA)
   }
 
   /** Scores a failed request against its gateway (runs even when the block's fetch has moved on). */
@@ -905,8 +826,7 @@ export class GatewayPool {
         return // the CID's fault, not the gateway's
       case 'CIDGET_ERR_NOT_FOUND':
         // The gateway lacks this block; it may well have the others.
-        gateway.errors++
-        gateway.notFound++
+        gateway.missing()
         block.notFound.add(gateway)
         return
       default:
@@ -914,37 +834,10 @@ export class GatewayPool {
     }
   }
 
-  /**
-   * An invalid block drops the gateway; any other failure (timeout, reset,
-   * 5xx, 429) blocks it for a backoff or the Retry-After it sent.
-   */
+  /** An invalid block drops the gateway from this pool; any other failure backs it off for every pool (see Gateway.penalize). */
   #penalize (gateway: Gateway, error: CidgetError): void {
-    switch (error.code) {
-      case 'CIDGET_ERR_BLOCK_INVALID':
-      case 'CIDGET_ERR_BLOCK_TOO_LARGE':
-        gateway.errors++
-        gateway.invalidBlocks++
-        if (!gateway.dropped) {
-          gateway.dropped = true
-          this.#emit({ type: 'gateway', gateway: gateway.url, state: 'dropped', reason: error.message })
-        }
-        return
-      default: {
-        gateway.errors++
-        gateway.consecutiveErrors++
-        const backoff = retryDelay(gateway.consecutiveErrors, this.#backoff)
-        const told = error.retryAfterMs === undefined ? undefined : Math.min(error.retryAfterMs, this.#maxRetryAfterMs)
-        const wait = told !== undefined && told > 0 ? told : backoff
-        const until = this.#now() + wait
-        if (until > gateway.blockedUntil) gateway.blockedUntil = until
-        this.#emit({
-          type: 'gateway',
-          gateway: gateway.url,
-          state: 'blocked',
-          reason: `${told !== undefined && told > 0 ? 'Retry-After' : `backoff after ${gateway.consecutiveErrors} consecutive error(s)`}: ${wait} ms (${error.message})`
-        })
-      }
-    }
+    const verdict = gateway.penalize(error)
+    if (verdict !== undefined) this.#emit({ type: 'gateway', gateway: gateway.url, ...verdict })
   }
 
   /** Counts a failed attempt of this block and announces the retry. */
@@ -954,7 +847,7 @@ export class GatewayPool {
     block.lastError = error
     // The next loop turn either waits on the attempt still running or starts one (#start throws when the budget is spent).
     if (block.running.size === 0 && this.#terminal(block) !== undefined) return
-    this.#emit({ type: 'retry', cid: block.id, gateway: gateway.url, code: error.code, message: error.message, delayMs: block.running.size > 0 ? 0 : this.#retryDelayEstimate(block) })
+    this.#emit({ type: 'retry', cid: block.id, gateway: gateway.url, code: error.code, message: error.message, delayMs: block.running.size > 0 ? 0 : this.#selector.waitEstimate(this.#now(), this.#candidates(block)) })
   }
 
   /** The error that ends this block's fetch, if it is over. */
@@ -985,54 +878,6 @@ export class GatewayPool {
   #candidates (block: BlockFetch): Gateway[] {
     const busy = new Set([...block.running].map((a) => a.gateway))
     return this.#gateways.filter((g) => !g.dropped && !block.notFound.has(g) && !busy.has(g))
-  }
-
-  /** The best candidate usable now, or undefined. Load-aware: score / (inFlight + 1). */
-  #pick (block: BlockFetch): Gateway | undefined {
-    return this.#best(this.#candidates(block))
-  }
-
-  /**
-   * The best of `candidates` usable now (not blocked, below its request
-   * limit), or undefined. `load` is what the score is divided by (plus one):
-   * by default the requests in flight.
-   */
-  #best (candidates: Gateway[], load: (g: Gateway) => number = (g) => g.inFlight): Gateway | undefined {
-    const now = this.#now()
-    let fastest = 0
-    for (const g of this.#gateways) if (g.throughputBps !== undefined && g.throughputBps > fastest) fastest = g.throughputBps
-    let best: Gateway | undefined
-    let bestScore = -1
-    for (const g of candidates) {
-      if (g.blockedUntil > now || g.inFlight >= this.#perGateway) continue
-      // An unmeasured gateway counts as fast (like an unused one counts as reliable), so each gets tried.
-      const speed = g.throughputBps === undefined || fastest === 0 ? 1 : g.throughputBps / fastest
-      // The small floor keeps a gateway that has only failed so far ordered by load rather than tied at 0.
-      const score = (reliability(g) + 0.01) * (0.2 + 0.8 * speed) / (load(g) + 1)
-      if (score > bestScore) {
-        best = g
-        bestScore = score
-      }
-    }
-    return best
-  }
-
-  /** The earliest `now()` at which a blocked candidate becomes usable; undefined when none is blocked. */
-  #earliestUnblock (block: BlockFetch): number | undefined {
-    const now = this.#now()
-    let earliest: number | undefined
-    for (const g of this.#candidates(block)) {
-      if (g.blockedUntil > now && (earliest === undefined || g.blockedUntil < earliest)) earliest = g.blockedUntil
-    }
-    return earliest
-  }
-
-  #retryDelayEstimate (block: BlockFetch): number {
-    const now = this.#now()
-    const candidates = this.#candidates(block)
-    if (candidates.some((g) => g.blockedUntil <= now)) return 0
-    const earliest = this.#earliestUnblock(block)
-    return earliest === undefined ? 0 : earliest - now
   }
 
   /**
@@ -1094,18 +939,6 @@ function unwant (stream: EntityStream, key: string): boolean {
 /** Blocks are shared by multihash: the same bytes under a CIDv0 and a CIDv1 are one block. */
 function blockKey (cid: CID): string {
   return Buffer.from(cid.multihash.bytes).toString('base64')
-}
-
-function reliability (g: Gateway): number {
-  if (g.dropped) return 0
-  // requests still in flight have not failed: counting them would rank a gateway down for being busy
-  const answered = g.requests - g.inFlight
-  if (answered <= 0) return 1
-  return Math.min(1, g.successes / (answered + g.errors * 3))
-}
-
-function ewma (previous: number | undefined, sample: number, alpha: number): number {
-  return previous === undefined ? sample : previous + alpha * (sample - previous)
 }
 
 function asError (err: unknown, gateway: string): CidgetError {
