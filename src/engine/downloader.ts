@@ -23,6 +23,7 @@ import { runVerifiedDownload, DEFAULT_DAG_LIMITS, type DagLimits } from '../stra
 import { runCarDownload } from '../strategies/verified/car.js'
 import { checkFileAgainstDag, declaredFileSize } from '../strategies/verified/check.js'
 import { GatewayPool, type GatewayStats } from '../gateways/pool.js'
+import { HealthRegistry } from '../gateways/health.js'
 import type { StrategyContext, StrategyResult } from '../strategies/types.js'
 
 /** Options of `Downloader.open`. Unknown keys are refused. */
@@ -189,6 +190,8 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
   readonly #now: () => number
   readonly #sleep: (ms: number, signal: AbortSignal) => Promise<void>
   readonly #random: () => number
+  /** Gateway back-off shared by every download of this process: one that finds a gateway failing spares the next. */
+  readonly #health: HealthRegistry
   readonly #running = new Map<number, Running>()
   /** Pools of the verified downloads running now, for gatewayStats(). */
   readonly #pools = new Set<GatewayPool>()
@@ -225,6 +228,18 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
     this.#now = init.now ?? Date.now
     this.#sleep = init.sleep ?? abortableSleep
     this.#random = init.random ?? Math.random
+    this.#health = new HealthRegistry({
+      keep: this.#gateways,
+      backoff: {
+        initialMs: policy.initialBackoffMs,
+        multiplier: policy.backoffMultiplier,
+        maxMs: policy.maxBackoffMs,
+        jitter: policy.backoffJitter,
+        random: this.#random
+      },
+      maxRetryAfterMs: policy.maxRetryAfterMs,
+      now: this.#now
+    })
     this.#confine = init.service?.dir === undefined ? undefined : resolve(init.service.dir)
     this.#guard = init.service === undefined
       ? undefined
@@ -747,7 +762,7 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
     return result
   }
 
-  /** A gateway pool for one download: scores and dropped gateways are per download. */
+  /** A gateway pool for one download: scores and dropped gateways are per download, the back-off is the process's. */
   #pool (ctx: StrategyContext, onBlock: (gateway: string) => void): GatewayPool {
     return new GatewayPool({
       gateways: ctx.record.gateways,
@@ -765,6 +780,7 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
       now: this.#now,
       sleep: this.#sleep,
       random: this.#random,
+      health: this.#health,
       onEvent: (e) => {
         if (e.type === 'block') onBlock(e.gateway)
         else if (e.type === 'retry') {
@@ -926,6 +942,7 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
       now: this.#now,
       sleep: this.#sleep,
       random: this.#random,
+      gatewayHealth: this.#health,
       setStatus: async (status) => {
         if (status === running.status) return
         const from = running.status

@@ -83,7 +83,7 @@ export async function runPathDownload (ctx: StrategyContext): Promise<StrategyRe
     let corruptions = 0
     let failStreak = 0 // failures since bytes last arrived, across gateways
     let lastError: CidgetError | undefined
-    const rotation = new GatewayRotation(record.gateways, record.gateway, policy.maxRetryAttempts)
+    const rotation = new GatewayRotation(record.gateways, record.gateway, policy.maxRetryAttempts, ctx.gatewayHealth)
     // free space is looked at as bytes arrive too: a body of unknown length is bounded by it
     const space = new DiskSpace(dirname(file.path))
     /**
