@@ -34,6 +34,7 @@ import { exporter, walkPath } from 'ipfs-unixfs-exporter'
 import { bases } from 'multiformats/basics'
 import { CID } from 'multiformats/cid'
 import * as rawCodec from 'multiformats/codecs/raw'
+import { abortableSleep } from '../core/async.js'
 import { CidgetError } from '../core/errors.js'
 import { IDENTITY_CODE } from './blocks.js'
 import type { MemoryBlocks, UnixFSStorage } from './blocks.js'
@@ -932,18 +933,9 @@ class RateLimiter {
 
 // --- small helpers ---------------------------------------------------------------
 
-/** Resolves after `ms`, or as soon as `signal` aborts (never rejects). */
+/** Resolves after `ms`, or as soon as `signal` aborts (never rejects: an aborted request just ends). */
 async function sleep (ms: number, signal: AbortSignal): Promise<void> {
-  if (signal.aborted) return
-  await new Promise<void>((resolve) => {
-    const done = (): void => {
-      clearTimeout(timer)
-      signal.removeEventListener('abort', done)
-      resolve()
-    }
-    const timer = setTimeout(done, ms)
-    signal.addEventListener('abort', done, { once: true })
-  })
+  await abortableSleep(ms, signal).catch(() => {})
 }
 
 async function waitForDrain (res: ServerResponse, signal: AbortSignal): Promise<void> {
