@@ -13,7 +13,7 @@ import type { Gateway } from './gateway.js'
 import { WOKEN, asError, type PoolBase } from './pool-base.js'
 
 /** The state of fetching one block, shared by its attempts. */
-interface BlockFetch {
+export interface BlockFetch {
   cid: CID
   id: string
   signal: AbortSignal
@@ -228,22 +228,22 @@ export class BlockFetcher {
  * when its attempts are spent.
  */
 export function blockFetchEnd (block: Pick<BlockFetch, 'id' | 'lastError' | 'notFound' | 'failures'>, gateways: readonly Gateway[], maxAttempts: number): CidgetError | undefined {
-    const { id, lastError } = block
-    const last = lastError === undefined ? '' : ` (last error: ${lastError.message})`
-    const cause = lastError === undefined ? {} : { cause: lastError }
-    if (!gateways.some((g) => !g.dropped && !block.notFound.has(g))) {
-      if (block.notFound.size === gateways.length) {
-        return new CidgetError('CIDGET_ERR_NOT_FOUND', `No gateway has block ${id}: all ${gateways.length} answered 404`, { ...cause, status: 404 })
-      }
-      const dropped = gateways.filter((g) => g.dropped).length
-      // every gateway left sent a block over the limit (or a wrong one): that is the answer, not "unavailable"
-      if (lastError !== undefined && (lastError.code === 'CIDGET_ERR_BLOCK_TOO_LARGE' || lastError.code === 'CIDGET_ERR_BLOCK_INVALID') && block.notFound.size === 0) {
-        return new CidgetError(lastError.code, `No gateway delivered a valid block ${id}: ${dropped} dropped${last}`, cause)
-      }
-      return new CidgetError('CIDGET_ERR_BLOCK_UNAVAILABLE', `No gateway can deliver block ${id}: ${dropped} dropped for invalid blocks, ${block.notFound.size} answered 404${last}`, cause)
+  const { id, lastError } = block
+  const last = lastError === undefined ? '' : ` (last error: ${lastError.message})`
+  const cause = lastError === undefined ? {} : { cause: lastError }
+  if (!gateways.some((g) => !g.dropped && !block.notFound.has(g))) {
+    if (block.notFound.size === gateways.length) {
+      return new CidgetError('CIDGET_ERR_NOT_FOUND', `No gateway has block ${id}: all ${gateways.length} answered 404`, { ...cause, status: 404 })
     }
-    if (block.failures >= maxAttempts) {
-      return new CidgetError('CIDGET_ERR_BLOCK_UNAVAILABLE', `No gateway delivered block ${id} in ${block.failures} attempts${last}`, cause)
+    const dropped = gateways.filter((g) => g.dropped).length
+    // every gateway left sent a block over the limit (or a wrong one): that is the answer, not "unavailable"
+    if (lastError !== undefined && (lastError.code === 'CIDGET_ERR_BLOCK_TOO_LARGE' || lastError.code === 'CIDGET_ERR_BLOCK_INVALID') && block.notFound.size === 0) {
+      return new CidgetError(lastError.code, `No gateway delivered a valid block ${id}: ${dropped} dropped${last}`, cause)
     }
-    return undefined
+    return new CidgetError('CIDGET_ERR_BLOCK_UNAVAILABLE', `No gateway can deliver block ${id}: ${dropped} dropped for invalid blocks, ${block.notFound.size} answered 404${last}`, cause)
   }
+  if (block.failures >= maxAttempts) {
+    return new CidgetError('CIDGET_ERR_BLOCK_UNAVAILABLE', `No gateway delivered block ${id} in ${block.failures} attempts${last}`, cause)
+  }
+  return undefined
+}

@@ -7,12 +7,12 @@
  * @module
  */
 
+import type { CID } from 'multiformats/cid'
 import { CidgetError } from '../core/errors.js'
 import type { Semaphore, Sleep } from '../core/async.js'
 import type { HttpClient } from './http.js'
 import { EWMA_ALPHA, MIN_THROUGHPUT_SAMPLE_BYTES, ewma, type Gateway } from './gateway.js'
 import type { ScoredSelector } from './selector.js'
-import type { CID } from 'multiformats/cid'
 
 /** The abort reason of a wake-up (something changed: a permit, a gateway); not an error. */
 export const WOKEN: unique symbol = Symbol('woken')
@@ -119,6 +119,7 @@ export class PoolBase {
     if (verdict !== undefined) this.emit({ type: 'gateway', gateway: gateway.url, ...verdict })
   }
 
+  /** How long a lone request waits before a second gateway is asked too; undefined with hedging off. */
   hedgeDelay (): number | undefined {
     if (this.hedgeAfterMs !== undefined) return this.hedgeAfterMs === 0 ? undefined : this.hedgeAfterMs
     if (this.#latencyMs === undefined) return POOL_DEFAULTS.HEDGE_INITIAL_MS
