@@ -18,6 +18,7 @@ import { ACTIVE_STATUSES, type DownloadRecord, type Mode } from '../core/types.j
 import { parseTarget, normalizeGateway } from '../target/parse.js'
 import { HttpClient } from '../gateways/http.js'
 import { AddressGuard } from '../gateways/address.js'
+import { HealthRegistry } from '../gateways/health.js'
 import { openStore, makeOwnerId } from '../store/index.js'
 import type { ListOptions, Store } from '../store/store.js'
 import { exists, removePartial } from '../sink/partial.js'
@@ -84,6 +85,18 @@ export class Downloader extends TypedEmitter<CidgetEvents> {  readonly store: St
       settings,
       events: this,
       totals: this.#totals,
+      health: new HealthRegistry({
+        keep: settings.gateways,
+        backoff: {
+          initialMs: settings.policy.initialBackoffMs,
+          multiplier: settings.policy.backoffMultiplier,
+          maxMs: settings.policy.maxBackoffMs,
+          jitter: settings.policy.backoffJitter,
+          random: settings.random
+        },
+        maxRetryAfterMs: settings.policy.maxRetryAfterMs,
+        now: settings.now
+      }),
       checkConfined: async (output) => { await this.#checkConfined(output) }
     })
   }

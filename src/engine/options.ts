@@ -6,12 +6,12 @@
  */
 
 import { homedir } from 'node:os'
-import { setTimeout as delay } from 'node:timers/promises'
 import { join } from 'node:path'
 import type { LookupFunction } from 'node:net'
 import type { Dispatcher } from 'undici'
 import { CidgetError } from '../core/errors.js'
 import { DEFAULTS, DEFAULT_GATEWAYS } from '../core/defaults.js'
+import { abortableSleep } from '../core/async.js'
 import { DEFAULT_POLICY, type DownloadPolicy } from '../core/policy.js'
 import type { DownloadRecord, Mode } from '../core/types.js'
 import { normalizeGateway } from '../target/parse.js'
@@ -206,14 +206,5 @@ export function resolveSettings (init: DownloaderInit): Settings {
     now: init.now ?? Date.now,
     sleep: init.sleep ?? abortableSleep,
     random: init.random ?? Math.random
-  }
-}
-
-async function abortableSleep (ms: number, signal: AbortSignal): Promise<void> {
-  try {
-    await delay(ms, undefined, { signal })
-  } catch (err) {
-    if (signal.aborted) throw signal.reason
-    throw err
   }
 }

@@ -9,6 +9,7 @@ import { toCidgetError, type CidgetError } from '../core/errors.js'
 import type { CidgetEvents, TypedEmitter } from '../core/events.js'
 import type { DownloadRecord } from '../core/types.js'
 import type { HttpClient } from '../gateways/http.js'
+import type { HealthRegistry } from '../gateways/health.js'
 import { GatewayPool } from '../gateways/pool.js'
 import type { Store } from '../store/store.js'
 import type { StrategyContext } from '../strategies/types.js'
@@ -27,6 +28,8 @@ export interface RunnerInit {
   settings: Settings
   events: TypedEmitter<CidgetEvents>
   totals: GatewayTotalsBook
+  /** Gateway back-off shared by every download of this process: one that finds a gateway failing spares the next. */
+  health: HealthRegistry
   /** Under `service.dir`: throws if the output leads outside it on disk now. */
   checkConfined: (output: string) => Promise<void>
 }
@@ -38,6 +41,7 @@ export class Runner {
   readonly #settings: Settings
   readonly #events: TypedEmitter<CidgetEvents>
   readonly #totals: GatewayTotalsBook
+  readonly #health: HealthRegistry
   readonly #checkConfined: (output: string) => Promise<void>
 
   constructor (init: RunnerInit) {
@@ -47,6 +51,7 @@ export class Runner {
     this.#settings = init.settings
     this.#events = init.events
     this.#totals = init.totals
+    this.#health = init.health
     this.#checkConfined = init.checkConfined
   }
 
@@ -117,6 +122,7 @@ export class Runner {
       now,
       sleep,
       random,
+      gatewayHealth: this.#health,
       setStatus: async (status) => {
         if (status === running.status) return
         const from = running.status
@@ -147,7 +153,7 @@ export class Runner {
     }
   }
 
-  /** A gateway pool for one download: scores and dropped gateways are per download. */
+  /** A gateway pool for one download: scores and dropped gateways are per download, the back-off is the process's. */
   #pool (ctx: StrategyContext, onBlock: (gateway: string) => void): GatewayPool {
     const { policy, now, sleep, random } = this.#settings
     return new GatewayPool({
@@ -166,6 +172,7 @@ export class Runner {
       now,
       sleep,
       random,
+      health: this.#health,
       onEvent: (e) => {
         if (e.type === 'block') onBlock(e.gateway)
         else if (e.type === 'retry') {

@@ -14,9 +14,9 @@
  * @module
  */
 
-import { setTimeout as delay } from 'node:timers/promises'
 import { toCidgetError } from '../core/errors.js'
 import { retryDelay, type BackoffOptions } from '../core/retry.js'
+import { abortableSleep } from '../core/async.js'
 import type { DownloadRecord } from '../core/types.js'
 import type { Downloader } from './downloader.js'
 
@@ -54,7 +54,7 @@ export async function runWorker (dl: Downloader, opts: WorkerOptions): Promise<W
   const { signal } = opts
   const pollMs = opts.pollMs ?? 1000
   const backoff = { ...DEFAULT_BACKOFF, ...opts.backoff }
-  const sleep = opts.sleep ?? (async (ms: number, signal: AbortSignal) => { await delay(ms, undefined, { signal }) })
+  const sleep = opts.sleep ?? abortableSleep
   const emit = (e: WorkerEvent): void => {
     try {
       opts.onEvent?.(e)

@@ -103,7 +103,7 @@ class PathRun {
     this.#syncMark = offset
     this.#lastSync = ctx.now()
     this.#restartNote = restartNote
-    this.#rotation = new GatewayRotation(record.gateways, record.gateway, policy.maxRetryAttempts)
+    this.#rotation = new GatewayRotation(record.gateways, record.gateway, policy.maxRetryAttempts, ctx.gatewayHealth)
     this.#space = new DiskSpace(dirname(file.path))
   }
 

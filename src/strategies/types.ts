@@ -3,6 +3,7 @@ import type { DownloadPolicy } from '../core/policy.js'
 import type { RetryEvent } from '../core/events.js'
 import type { Store } from '../store/store.js'
 import type { HttpClient } from '../gateways/http.js'
+import type { HealthRegistry } from '../gateways/health.js'
 import type { PartialFile } from '../sink/partial.js'
 import type { RepairReport } from './verified/check.js'
 
@@ -25,6 +26,8 @@ export interface StrategyContext {
   /** Abortable wait. */
   sleep: (ms: number, signal: AbortSignal) => Promise<void>
   random: () => number
+  /** The process's gateway back-off, shared with every other download; absent: this download's own. */
+  gatewayHealth?: HealthRegistry
   /** Sets in_progress/resuming (written and announced only when it changes). */
   setStatus: (status: DownloadStatus) => Promise<void>
   /** Bytes written so far (durable or not), the total when known, the gateway in use. */

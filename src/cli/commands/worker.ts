@@ -2,7 +2,7 @@ import { hostname } from 'node:os'
 import { randomBytes } from 'node:crypto'
 import { resolve } from 'node:path'
 import type { Command } from 'commander'
-import { setTimeout as delay } from 'node:timers/promises'
+import { abortableSleep } from '../../core/async.js'
 import { CidgetError, toCidgetError } from '../../core/errors.js'
 import { boundHeapGrowth } from '../../core/memory.js'
 import { retryDelay } from '../../core/retry.js'
@@ -88,7 +88,7 @@ export function registerWorker (program: Command): void {
             }
             const wait = retryDelay(attempt, { initialMs: 500, maxMs: 15_000 })
             say(`cannot open the state (${e.message}); trying again in ${Math.round(wait)} ms`)
-            await delay(wait, undefined, { signal: stop.signal }).catch(() => {})
+            await abortableSleep(wait, stop.signal).catch(() => {})
           }
         }
         try {

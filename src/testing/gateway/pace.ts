@@ -5,6 +5,7 @@
  * @module
  */
 
+import { abortableSleep } from '../../core/async.js'
 import { CidgetError } from '../../core/errors.js'
 
 /** `rate` when it is a usable bandwidth (or `undefined`: no cap); otherwise a CIDGET_ERR_BAD_OPTION naming `name`. */
@@ -49,16 +50,7 @@ export class RateLimiter {
   }
 }
 
-/** Resolves after `ms`, or as soon as `signal` aborts (never rejects). */
+/** Resolves after `ms`, or as soon as `signal` aborts (never rejects: an aborted request just ends). */
 export async function sleep (ms: number, signal: AbortSignal): Promise<void> {
-  if (signal.aborted) return
-  await new Promise<void>((resolve) => {
-    const done = (): void => {
-      clearTimeout(timer)
-      signal.removeEventListener('abort', done)
-      resolve()
-    }
-    const timer = setTimeout(done, ms)
-    signal.addEventListener('abort', done, { once: true })
-  })
+  await abortableSleep(ms, signal).catch(() => {})
 }

@@ -1,0 +1,182 @@
+/**
+ * What every part of a gateway pool shares (as undici's pool-base is to its
+ * pools): the gateways and their chooser, the permits that bound the
+ * requests in flight, the clock, the pool's block latency that hedging waits
+ * on, the wake-ups of waiters when something changes, and the events.
+ *
+ * @module
+ */
+
+import type { CID } from 'multiformats/cid'
+import { CidgetError } from '../core/errors.js'
+import type { Semaphore, Sleep } from '../core/async.js'
+import type { HttpClient } from './http.js'
+import { EWMA_ALPHA, MIN_THROUGHPUT_SAMPLE_BYTES, ewma, type Gateway } from './gateway.js'
+import type { ScoredSelector } from './selector.js'
+
+/** The abort reason of a wake-up (something changed: a permit, a gateway); not an error. */
+export const WOKEN: unique symbol = Symbol('woken')
+/** The signal of a wait that nothing but its own end stops. */
+export const NEVER: AbortSignal = new AbortController().signal
+/** The abort reason of a stream stopped because what it still carries went elsewhere or is not wanted; not an error. */
+export const HANDED_ON: unique symbol = Symbol('handed on')
+
+/** Every default of {@link GatewayPool} in one block. */
+export const POOL_DEFAULTS = {
+  /** Block requests in flight over all gateways. */
+  CONCURRENCY: 16,
+  /** Block requests in flight on one gateway. */
+  PER_GATEWAY_CONCURRENCY: 8,
+  /** Failed attempts per block, per gateway in the pool (at least {@link POOL_DEFAULTS.MIN_ATTEMPTS_PER_BLOCK} in all). */
+  ATTEMPTS_PER_GATEWAY: 3,
+  MIN_ATTEMPTS_PER_BLOCK: 3,
+  /** Adaptive hedging: never hedge sooner than this. */
+  HEDGE_MIN_MS: 250,
+  /** Adaptive hedging: hedge after this many times the pool's EWMA block latency. */
+  HEDGE_LATENCY_FACTOR: 4,
+  /** Adaptive hedging before any block has arrived (no latency known yet). */
+  HEDGE_INITIAL_MS: 1_000,
+  /** Weight of the newest sample in the latency and throughput EWMAs. */
+  EWMA_ALPHA,
+  /** Blocks smaller than this do not count towards a gateway's throughput. */
+  MIN_THROUGHPUT_SAMPLE_BYTES,
+  /** A run streaming with at least this many leaves still to come gives half of them to a gateway left idle. */
+  MIN_SPLIT_LEAVES: 4
+} as const
+
+export type PoolEvent =
+  | { type: 'block', cid: string, gateway: string, bytes: number, ms: number }
+  | { type: 'retry', cid: string, gateway: string, code: string, message: string, delayMs: number }
+  | { type: 'hedge', cid: string, from: string, to: string }
+  | { type: 'gateway', gateway: string, state: 'dropped' | 'blocked' | 'healthy', reason: string }
+
+/** The pool's settings, defaults applied. */
+export interface PoolSettings {
+  gateways: Gateway[]
+  http: HttpClient
+  permits: Semaphore
+  selector: ScoredSelector
+  perGateway: number
+  maxBlockBytes: number
+  maxAttempts: number
+  hedgeAfterMs: number | undefined
+  maxRetryAfterMs: number
+  now: () => number
+  sleep: Sleep
+  onEvent: ((e: PoolEvent) => void) | undefined
+}
+
+export class PoolBase {
+  readonly gateways: Gateway[]
+  readonly http: HttpClient
+  /** Bounds the requests in flight over all gateways (and so the memory: concurrency × maxBlockBytes). */
+  readonly permits: Semaphore
+  readonly selector: ScoredSelector
+  readonly perGateway: number
+  readonly maxBlockBytes: number
+  readonly maxAttempts: number
+  readonly hedgeAfterMs: number | undefined
+  readonly maxRetryAfterMs: number
+  readonly now: () => number
+  readonly sleep: Sleep
+  readonly #onEvent: ((e: PoolEvent) => void) | undefined
+  /** Called when a request ends: capacity, blocks and drops may have changed. */
+  readonly #wakers = new Set<() => void>()
+  /** EWMA of the time from request to whole block over all gateways: hedging waits on it. */
+  #latencyMs: number | undefined
+
+  constructor (settings: PoolSettings) {
+    this.gateways = settings.gateways
+    this.http = settings.http
+    this.permits = settings.permits
+    this.selector = settings.selector
+    this.perGateway = settings.perGateway
+    this.maxBlockBytes = settings.maxBlockBytes
+    this.maxAttempts = settings.maxAttempts
+    this.hedgeAfterMs = settings.hedgeAfterMs
+    this.maxRetryAfterMs = settings.maxRetryAfterMs
+    this.now = settings.now
+    this.sleep = settings.sleep
+    this.#onEvent = settings.onEvent
+  }
+
+  /** Counts a verified block that `gateway` delivered `ms` after the request; a block of a run is not measured alone (`measure` false: the run is one sample). */
+  delivered (gateway: Gateway, id: string, bytes: number, ms: number, measure = true): void {
+    if (gateway.delivered(bytes) && !gateway.dropped) this.emit({ type: 'gateway', gateway: gateway.url, state: 'healthy', reason: 'served a valid block again' })
+    if (measure) this.measure(gateway, bytes, ms, true)
+    this.emit({ type: 'block', cid: id, gateway: gateway.url, bytes, ms: Math.round(ms) })
+  }
+
+  /** Feeds one transfer into the gateway's EWMAs (see Gateway.measure) and a block's time into the pool's latency. */
+  measure (gateway: Gateway, bytes: number, ms: number, latency: boolean): void {
+    const elapsed = gateway.measure(bytes, ms, latency)
+    if (latency) this.#latencyMs = ewma(this.#latencyMs, elapsed, EWMA_ALPHA)
+  }
+
+  /** An invalid block drops the gateway from this pool; any other failure backs it off for every pool (see Gateway.penalize). */
+  penalize (gateway: Gateway, error: CidgetError): void {
+    const verdict = gateway.penalize(error)
+    if (verdict !== undefined) this.emit({ type: 'gateway', gateway: gateway.url, ...verdict })
+  }
+
+  /** How long a lone request waits before a second gateway is asked too; undefined with hedging off. */
+  hedgeDelay (): number | undefined {
+    if (this.hedgeAfterMs !== undefined) return this.hedgeAfterMs === 0 ? undefined : this.hedgeAfterMs
+    if (this.#latencyMs === undefined) return POOL_DEFAULTS.HEDGE_INITIAL_MS
+    return Math.max(POOL_DEFAULTS.HEDGE_MIN_MS, POOL_DEFAULTS.HEDGE_LATENCY_FACTOR * this.#latencyMs)
+  }
+
+  /**
+   * Waits until `until` (a `now()` time) or until something changes (a request ends, the entity
+   * stream brings a block or ends), whichever is first: true when woken by a change.
+   */
+  async waitForChange (until: number | undefined, signal: AbortSignal): Promise<boolean> {
+    signal.throwIfAborted()
+    const wake = new AbortController()
+    const onAbort = (): void => wake.abort(signal.reason)
+    // a plain value as the reason: abort() without one builds a DOMException (and its stack) per wake-up
+    const waker = (): void => wake.abort(WOKEN)
+    signal.addEventListener('abort', onAbort, { once: true })
+    this.#wakers.add(waker)
+    try {
+      if (until === undefined) {
+        await new Promise<void>((resolve) => wake.signal.addEventListener('abort', () => resolve(), { once: true }))
+      } else {
+        await this.sleep(Math.max(0, until - this.now()), wake.signal)
+      }
+    } catch (err) {
+      if (!wake.signal.aborted || signal.aborted) throw err
+    } finally {
+      signal.removeEventListener('abort', onAbort)
+      this.#wakers.delete(waker)
+    }
+    signal.throwIfAborted()
+    return wake.signal.aborted
+  }
+
+  wake (): void {
+    const wakers = [...this.#wakers]
+    this.#wakers.clear()
+    for (const waker of wakers) waker()
+  }
+
+  emit (event: PoolEvent): void {
+    try {
+      this.#onEvent?.(event)
+    } catch {
+      // A listener's failure must not break a fetch.
+    }
+  }
+}
+
+/** Blocks are shared by multihash: the same bytes under a CIDv0 and a CIDv1 are one block. */
+export function blockKey (cid: CID): string {
+  return Buffer.from(cid.multihash.bytes).toString('base64')
+}
+
+export function asError (err: unknown, gateway: string): CidgetError {
+  if (err instanceof CidgetError) return err
+  const detail = err instanceof Error ? err.message : String(err)
+  return new CidgetError('CIDGET_ERR_NETWORK', `${gateway}: ${detail}`, { cause: err, gateway })
+}
+
