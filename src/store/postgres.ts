@@ -42,6 +42,14 @@ const ANALYZE_AFTER_ROWS = 1000
 export const INSERT_BATCH = 1000
 
 const COLUMNS = 'SELECT * FROM ipfs_downloads'
+/** The lease fence of an update, parameter `n` bound to the owner (null: an unconditional write). */
+const fence = (n: number): string => `($${n}::text IS NULL OR "leaseOwner" = $${n}::text)`
+/**
+ * Writes of `ipfs_download_progress` and `ipfs_download_blocks` fenced in the same statement:
+ * `owned` is the download's row while `$2` holds its lease, locked against a takeover (FOR SHARE)
+ * until the write commits.
+ */
+const OWNED = 'WITH owned AS (SELECT id FROM ipfs_downloads WHERE id = $1 AND "leaseOwner" = $2 FOR SHARE)'
 const sqlList = (values: readonly string[]): string => values.map(v => `'${v}'`).join(', ')
 const ACTIVE_LIST = sqlList(ACTIVE_STATUSES)
 const FINISHED_LIST = sqlList(['success', 'failed', 'cancelled'])
@@ -340,10 +348,23 @@ export class PostgresStore implements Store {
     return this.#pool.query<R>(text, values)
   }
 
-  /** Runs an UPDATE of one download; CIDGET_ERR_UNKNOWN_DOWNLOAD when no row has the id. */
-  async #updateOne (id: number, text: string, values: unknown[], client?: PoolClient): Promise<void> {
+  /**
+   * Runs an UPDATE of one download; CIDGET_ERR_UNKNOWN_DOWNLOAD when no row has the id. With
+   * `owner`, `text` ends in a fence (`fence(n)`, its parameter bound to `owner`): no row updated
+   * then means CIDGET_ERR_LEASE_HELD when the download exists.
+   */
+  async #updateOne (id: number, text: string, values: unknown[], client?: PoolClient, owner?: string): Promise<void> {
     const res = client === undefined ? await this.#query(text, values) : await client.query(text, values)
-    if ((res.rowCount ?? 0) === 0) throw unknownDownload(id)
+    if ((res.rowCount ?? 0) > 0) return
+    await this.#notChanged(id, owner, client)
+  }
+
+  /** Why a fenced write of `id` changed nothing: no such download, or a lease `owner` does not hold. */
+  async #notChanged (id: number, owner: string | undefined, client?: PoolClient): Promise<never> {
+    if (owner === undefined) throw unknownDownload(id)
+    const text = 'SELECT id FROM ipfs_downloads WHERE id = $1'
+    const found = (client === undefined ? await this.#query(text, [id]) : await client.query(text, [id])).rowCount ?? 0
+    throw found === 0 ? unknownDownload(id) : leaseLost(id, owner)
   }
 
   async createDownload (init: NewDownload, now?: number, opts: { exclusiveOutput?: boolean } = {}): Promise<DownloadRecord> {
@@ -433,52 +454,58 @@ export class PostgresStore implements Store {
   }
 
   async updateDownloadResume (id: number, currentSize: number, attempts: number, lastAttempt: number,
-    status: DownloadStatus): Promise<void> {
+    status: DownloadStatus, owner?: string): Promise<void> {
     await this.#run('updateDownloadResume', async () => {
       await this.#updateOne(id, `UPDATE ipfs_downloads SET "currentSize" = $1, attempts = $2, "lastAttempt" = $3,
-        status = $4, "updatedAt" = $5 WHERE id = $6`, [currentSize, attempts, lastAttempt, checkStatus(status), this.#now(), id])
+        status = $4, "updatedAt" = $5 WHERE id = $6 AND ${fence(7)}`,
+      [currentSize, attempts, lastAttempt, checkStatus(status), this.#now(), id, owner ?? null], undefined, owner)
     })
   }
 
-  async updateDownloadHash (id: number, hash: string): Promise<void> {
+  async updateDownloadHash (id: number, hash: string, owner?: string): Promise<void> {
     await this.#run('updateDownloadHash', async () => {
-      await this.#updateOne(id, 'UPDATE ipfs_downloads SET hash = $1, "updatedAt" = $2 WHERE id = $3', [hash, this.#now(), id])
+      await this.#updateOne(id, `UPDATE ipfs_downloads SET hash = $1, "updatedAt" = $2 WHERE id = $3 AND ${fence(4)}`,
+        [hash, this.#now(), id, owner ?? null], undefined, owner)
     })
   }
 
-  async markDownloadResuming (id: number): Promise<void> {
+  async markDownloadResuming (id: number, owner?: string): Promise<void> {
     await this.#run('markDownloadResuming', async () => {
-      await this.#updateOne(id, 'UPDATE ipfs_downloads SET status = \'resuming\', "updatedAt" = $1 WHERE id = $2', [this.#now(), id])
+      await this.#updateOne(id, `UPDATE ipfs_downloads SET status = 'resuming', "updatedAt" = $1 WHERE id = $2 AND ${fence(3)}`,
+        [this.#now(), id, owner ?? null], undefined, owner)
     })
   }
 
-  async markDownloadPaused (id: number, error: string | null, errorCode?: string | null): Promise<void> {
+  async markDownloadPaused (id: number, error: string | null, errorCode?: string | null, owner?: string): Promise<void> {
     await this.#run('markDownloadPaused', async () => {
-      await this.#updateOne(id, 'UPDATE ipfs_downloads SET status = \'paused\', error = $1, "errorCode" = $2, "updatedAt" = $3 WHERE id = $4',
-        [error, errorCode ?? null, this.#now(), id])
+      await this.#markStopped(id, 'paused', error, errorCode ?? null, owner)
     })
   }
 
-  async markDownloadFailed (id: number, error: string, errorCode: string): Promise<void> {
+  async markDownloadFailed (id: number, error: string, errorCode: string, owner?: string): Promise<void> {
     await this.#run('markDownloadFailed', async () => {
-      await this.#updateOne(id, 'UPDATE ipfs_downloads SET status = \'failed\', error = $1, "errorCode" = $2, "updatedAt" = $3 WHERE id = $4',
-        [error, errorCode, this.#now(), id])
+      await this.#markStopped(id, 'failed', error, errorCode, owner)
     })
   }
 
-  async markDownloadSuccess (id: number, hash: string | null, size: number, now?: number): Promise<void> {
+  async #markStopped (id: number, status: 'paused' | 'failed', error: string | null, errorCode: string | null, owner?: string): Promise<void> {
+    await this.#updateOne(id, `UPDATE ipfs_downloads SET status = $1, error = $2, "errorCode" = $3, "updatedAt" = $4
+      WHERE id = $5 AND ${fence(6)}`, [status, error, errorCode, this.#now(), id, owner ?? null], undefined, owner)
+  }
+
+  async markDownloadSuccess (id: number, hash: string | null, size: number, now?: number, owner?: string): Promise<void> {
     await this.#run('markDownloadSuccess', async () => {
       await inTransaction(this.#pool, async client => {
         await this.#updateOne(id, `UPDATE ipfs_downloads SET status = 'success', hash = $1, size = $2, "currentSize" = $2,
           "completedAt" = $3, error = NULL, "errorCode" = NULL, "leaseOwner" = NULL, "leaseExpires" = NULL, "updatedAt" = $3
-          WHERE id = $4`, [hash, size, now ?? this.#now(), id], client)
+          WHERE id = $4 AND ${fence(5)}`, [hash, size, now ?? this.#now(), id, owner ?? null], client, owner)
         await client.query(`WITH progress AS (DELETE FROM ipfs_download_progress WHERE "downloadId" = $1)
           DELETE FROM ipfs_download_blocks WHERE "downloadId" = $1`, [id])
       })
     })
   }
 
-  async updateDownload (id: number, patch: DownloadPatch, now?: number): Promise<void> {
+  async updateDownload (id: number, patch: DownloadPatch, now?: number, owner?: string): Promise<void> {
     await this.#run('updateDownload', async () => {
       const params = patchParams(patch)
       const values: unknown[] = []
@@ -488,9 +515,10 @@ export class PostgresStore implements Store {
         values.push(params[field])
         assignments.push(`"${field}" = $${values.length}`)
       }
-      values.push(now ?? this.#now(), id)
-      assignments.push(`"updatedAt" = $${values.length - 1}`)
-      await this.#updateOne(id, `UPDATE ipfs_downloads SET ${assignments.join(', ')} WHERE id = $${values.length}`, values)
+      values.push(now ?? this.#now(), id, owner ?? null)
+      assignments.push(`"updatedAt" = $${values.length - 2}`)
+      await this.#updateOne(id, `UPDATE ipfs_downloads SET ${assignments.join(', ')} WHERE id = $${values.length - 1} AND ${fence(values.length)}`,
+        values, undefined, owner)
     })
   }
 
@@ -529,10 +557,16 @@ export class PostgresStore implements Store {
     })
   }
 
-  async putBlock (id: number, cid: string, bytes: Uint8Array): Promise<void> {
+  async putBlock (id: number, cid: string, bytes: Uint8Array, owner?: string): Promise<void> {
     await this.#run('putBlock', async () => {
-      await this.#query('INSERT INTO ipfs_download_blocks ("downloadId", cid, bytes) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING',
-        [id, cid, toBuffer(bytes)])
+      if (owner === undefined) {
+        await this.#query('INSERT INTO ipfs_download_blocks ("downloadId", cid, bytes) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING',
+          [id, cid, toBuffer(bytes)])
+        return
+      }
+      const res = await this.#query(`${OWNED}, kept AS (INSERT INTO ipfs_download_blocks ("downloadId", cid, bytes)
+        SELECT id, $3, $4 FROM owned ON CONFLICT DO NOTHING) SELECT id FROM owned`, [id, owner, cid, toBuffer(bytes)])
+      if ((res.rowCount ?? 0) === 0) await this.#notChanged(id, owner)
     })
   }
 
@@ -544,11 +578,19 @@ export class PostgresStore implements Store {
     })
   }
 
-  async clearProgress (id: number): Promise<void> {
+  async clearProgress (id: number, owner?: string): Promise<void> {
     await this.#run('clearProgress', async () => {
-      // One statement, so both deletes commit together.
-      await this.#query(`WITH progress AS (DELETE FROM ipfs_download_progress WHERE "downloadId" = $1)
-        DELETE FROM ipfs_download_blocks WHERE "downloadId" = $1`, [id])
+      // One statement, so both deletes commit together (and with the lease check, when fenced).
+      if (owner === undefined) {
+        await this.#query(`WITH progress AS (DELETE FROM ipfs_download_progress WHERE "downloadId" = $1)
+          DELETE FROM ipfs_download_blocks WHERE "downloadId" = $1`, [id])
+        return
+      }
+      const res = await this.#query(`${OWNED},
+        progress AS (DELETE FROM ipfs_download_progress WHERE "downloadId" IN (SELECT id FROM owned)),
+        blocks AS (DELETE FROM ipfs_download_blocks WHERE "downloadId" IN (SELECT id FROM owned))
+        SELECT id FROM owned`, [id, owner])
+      if ((res.rowCount ?? 0) === 0) await this.#notChanged(id, owner)
     })
   }
 

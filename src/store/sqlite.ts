@@ -151,6 +151,8 @@ function migrate (db: Database.Database, file: string, now: () => number): void 
 }
 
 const COLUMNS = 'SELECT * FROM ipfs_downloads'
+/** The lease fence of an update: with an owner bound, only while that owner holds the lease. */
+const FENCE = '(@owner IS NULL OR "leaseOwner" = @owner)'
 const ACTIVE_LIST = ACTIVE_STATUSES.map(s => `'${s}'`).join(', ')
 
 function prepareStatements (db: Database.Database) {
@@ -181,25 +183,23 @@ function prepareStatements (db: Database.Database) {
         AND ("leaseOwner" IS NULL OR "leaseExpires" IS NULL OR "leaseExpires" < @now OR "leaseOwner" <> @owner)
         AND (@under IS NULL OR substr(output, 1, length(@under)) = @under)
       ORDER BY priority DESC, id`),
-    updateResume: db.prepare<{
-      id: number, currentSize: number, attempts: number, lastAttempt: number, status: string, now: number
+    updateResume: db.prepare<Fenced & {
+      currentSize: number, attempts: number, lastAttempt: number, status: string
     }>(`UPDATE ipfs_downloads SET "currentSize" = @currentSize, attempts = @attempts,
-      "lastAttempt" = @lastAttempt, status = @status, "updatedAt" = @now WHERE id = @id`),
-    updateHash: db.prepare<[string, number, number]>(
-      'UPDATE ipfs_downloads SET hash = ?, "updatedAt" = ? WHERE id = ?'),
-    markResuming: db.prepare<[number, number]>(
-      'UPDATE ipfs_downloads SET status = \'resuming\', "updatedAt" = ? WHERE id = ?'),
-    markPaused: db.prepare<[string | null, string | null, number, number]>(
-      'UPDATE ipfs_downloads SET status = \'paused\', error = ?, "errorCode" = ?, "updatedAt" = ? WHERE id = ?'),
-    markFailed: db.prepare<[string, string, number, number]>(
-      'UPDATE ipfs_downloads SET status = \'failed\', error = ?, "errorCode" = ?, "updatedAt" = ? WHERE id = ?'),
-    markSuccess: db.prepare<{ id: number, hash: string | null, size: number, now: number }>(
+      "lastAttempt" = @lastAttempt, status = @status, "updatedAt" = @now WHERE id = @id AND ${FENCE}`),
+    updateHash: db.prepare<Fenced & { hash: string }>(
+      `UPDATE ipfs_downloads SET hash = @hash, "updatedAt" = @now WHERE id = @id AND ${FENCE}`),
+    markResuming: db.prepare<Fenced>(
+      `UPDATE ipfs_downloads SET status = 'resuming', "updatedAt" = @now WHERE id = @id AND ${FENCE}`),
+    markStopped: db.prepare<Fenced & { status: 'paused' | 'failed', error: string | null, errorCode: string | null }>(
+      `UPDATE ipfs_downloads SET status = @status, error = @error, "errorCode" = @errorCode, "updatedAt" = @now WHERE id = @id AND ${FENCE}`),
+    markSuccess: db.prepare<Fenced & { hash: string | null, size: number }>(
       `UPDATE ipfs_downloads SET status = 'success', hash = @hash, size = @size, "currentSize" = @size,
       "completedAt" = @now, error = NULL, "errorCode" = NULL, "leaseOwner" = NULL, "leaseExpires" = NULL,
-      "updatedAt" = @now WHERE id = @id`),
+      "updatedAt" = @now WHERE id = @id AND ${FENCE}`),
     // One statement for every patch: a field is written only when its set_ flag is 1.
     update: db.prepare<Record<string, BindValue>>(
-      `UPDATE ipfs_downloads SET\n  ${patchAssignments},\n  "updatedAt" = @now\nWHERE id = @id`),
+      `UPDATE ipfs_downloads SET\n  ${patchAssignments},\n  "updatedAt" = @now\nWHERE id = @id AND ${FENCE}`),
     delete: db.prepare<[number]>('DELETE FROM ipfs_downloads WHERE id = ?'),
     countByStatus: db.prepare<[], { status: string, n: number }>('SELECT status, COUNT(*) AS n FROM ipfs_downloads GROUP BY status'),
     saveProgress: db.prepare<[number, Uint8Array, number]>(
@@ -215,6 +215,7 @@ function prepareStatements (db: Database.Database) {
     setCurrentSizeOwned: db.prepare<[number, number, number, string]>(
       'UPDATE ipfs_downloads SET "currentSize" = ?, "updatedAt" = ? WHERE id = ? AND "leaseOwner" = ?'),
     exists: db.prepare<[number], { id: number }>('SELECT id FROM ipfs_downloads WHERE id = ?'),
+    leaseOwner: db.prepare<[number], { owner: string | null }>('SELECT "leaseOwner" AS owner FROM ipfs_downloads WHERE id = ?'),
     takeLease: db.prepare<[string, number, number, number]>(
       'UPDATE ipfs_downloads SET "leaseOwner" = ?, "leaseExpires" = ?, "updatedAt" = ? WHERE id = ?'),
     renewLease: db.prepare<[number, number, number, string]>(
@@ -223,6 +224,13 @@ function prepareStatements (db: Database.Database) {
       'UPDATE ipfs_downloads SET "leaseOwner" = NULL, "leaseExpires" = NULL, "updatedAt" = ? ' +
       'WHERE id = ? AND "leaseOwner" = ?')
   }
+}
+
+/** The parameters every fenced update binds: `owner` null for an unconditional write. */
+interface Fenced {
+  id: number
+  now: number
+  owner: string | null
 }
 
 type Statements = ReturnType<typeof prepareStatements>
@@ -376,8 +384,18 @@ export class SqliteStore implements Store {
     }
   }
 
-  #changeOne (id: number, changes: number): void {
-    if (changes === 0) throw unknownDownload(id)
+  /** After a fenced update of one row: nothing changed means no such id, or (with `owner`) a lease not ours. */
+  #changeOne (id: number, changes: number, owner?: string): void {
+    if (changes > 0) return
+    throw owner === undefined || this.#stmts.exists.get(id) === undefined ? unknownDownload(id) : leaseLost(id, owner)
+  }
+
+  /** Inside a transaction: throws unless `owner` (when given) holds the lease of `id`. */
+  #checkOwner (id: number, owner: string | undefined): void {
+    if (owner === undefined) return
+    const row = this.#stmts.leaseOwner.get(id)
+    if (row === undefined) throw unknownDownload(id)
+    if (row.owner !== owner) throw leaseLost(id, owner)
   }
 
   async createDownload (init: NewDownload, now?: number, opts: { exclusiveOutput?: boolean } = {}): Promise<DownloadRecord> {
@@ -437,51 +455,54 @@ export class SqliteStore implements Store {
   }
 
   async updateDownloadResume (id: number, currentSize: number, attempts: number, lastAttempt: number,
-    status: DownloadStatus): Promise<void> {
+    status: DownloadStatus, owner?: string): Promise<void> {
     this.#run('updateDownloadResume', () => {
-      const params = { id, currentSize, attempts, lastAttempt, status: checkStatus(status), now: this.#now() }
-      this.#changeOne(id, this.#stmts.updateResume.run(params).changes)
+      const params = { id, currentSize, attempts, lastAttempt, status: checkStatus(status), now: this.#now(), owner: owner ?? null }
+      this.#changeOne(id, this.#stmts.updateResume.run(params).changes, owner)
     })
   }
 
-  async updateDownloadHash (id: number, hash: string): Promise<void> {
+  async updateDownloadHash (id: number, hash: string, owner?: string): Promise<void> {
     this.#run('updateDownloadHash', () => {
-      this.#changeOne(id, this.#stmts.updateHash.run(hash, this.#now(), id).changes)
+      this.#changeOne(id, this.#stmts.updateHash.run({ id, hash, now: this.#now(), owner: owner ?? null }).changes, owner)
     })
   }
 
-  async markDownloadResuming (id: number): Promise<void> {
+  async markDownloadResuming (id: number, owner?: string): Promise<void> {
     this.#run('markDownloadResuming', () => {
-      this.#changeOne(id, this.#stmts.markResuming.run(this.#now(), id).changes)
+      this.#changeOne(id, this.#stmts.markResuming.run({ id, now: this.#now(), owner: owner ?? null }).changes, owner)
     })
   }
 
-  async markDownloadPaused (id: number, error: string | null, errorCode?: string | null): Promise<void> {
+  async markDownloadPaused (id: number, error: string | null, errorCode?: string | null, owner?: string): Promise<void> {
     this.#run('markDownloadPaused', () => {
-      this.#changeOne(id, this.#stmts.markPaused.run(error, errorCode ?? null, this.#now(), id).changes)
+      const params = { id, status: 'paused' as const, error, errorCode: errorCode ?? null, now: this.#now(), owner: owner ?? null }
+      this.#changeOne(id, this.#stmts.markStopped.run(params).changes, owner)
     })
   }
 
-  async markDownloadFailed (id: number, error: string, errorCode: string): Promise<void> {
+  async markDownloadFailed (id: number, error: string, errorCode: string, owner?: string): Promise<void> {
     this.#run('markDownloadFailed', () => {
-      this.#changeOne(id, this.#stmts.markFailed.run(error, errorCode, this.#now(), id).changes)
+      const params = { id, status: 'failed' as const, error, errorCode, now: this.#now(), owner: owner ?? null }
+      this.#changeOne(id, this.#stmts.markStopped.run(params).changes, owner)
     })
   }
 
-  async markDownloadSuccess (id: number, hash: string | null, size: number, now?: number): Promise<void> {
+  async markDownloadSuccess (id: number, hash: string | null, size: number, now?: number, owner?: string): Promise<void> {
     this.#run('markDownloadSuccess', () => {
       this.#db.transaction(() => {
-        this.#changeOne(id, this.#stmts.markSuccess.run({ id, hash, size, now: now ?? this.#now() }).changes)
+        const params = { id, hash, size, now: now ?? this.#now(), owner: owner ?? null }
+        this.#changeOne(id, this.#stmts.markSuccess.run(params).changes, owner)
         this.#stmts.clearProgress.run(id)
         this.#stmts.clearBlocks.run(id)
       }).immediate()
     })
   }
 
-  async updateDownload (id: number, patch: DownloadPatch, now?: number): Promise<void> {
+  async updateDownload (id: number, patch: DownloadPatch, now?: number, owner?: string): Promise<void> {
     this.#run('updateDownload', () => {
-      const params = { ...patchParams(patch), id, now: now ?? this.#now() }
-      this.#changeOne(id, this.#stmts.update.run(params).changes)
+      const params = { ...patchParams(patch), id, now: now ?? this.#now(), owner: owner ?? null }
+      this.#changeOne(id, this.#stmts.update.run(params).changes, owner)
     })
   }
 
@@ -510,17 +531,27 @@ export class SqliteStore implements Store {
     })
   }
 
-  async putBlock (id: number, cid: string, bytes: Uint8Array): Promise<void> {
-    this.#run('putBlock', () => { this.#stmts.putBlock.run(id, cid, bytes) })
+  async putBlock (id: number, cid: string, bytes: Uint8Array, owner?: string): Promise<void> {
+    this.#run('putBlock', () => {
+      if (owner === undefined) {
+        this.#stmts.putBlock.run(id, cid, bytes)
+        return
+      }
+      this.#db.transaction(() => {
+        this.#checkOwner(id, owner)
+        this.#stmts.putBlock.run(id, cid, bytes)
+      }).immediate()
+    })
   }
 
   async getBlocks (id: number): Promise<Map<string, Uint8Array>> {
     return this.#run('getBlocks', () => new Map(this.#stmts.getBlocks.all(id).map(r => [r.cid, new Uint8Array(r.bytes)])))
   }
 
-  async clearProgress (id: number): Promise<void> {
+  async clearProgress (id: number, owner?: string): Promise<void> {
     this.#run('clearProgress', () => {
       this.#db.transaction(() => {
+        this.#checkOwner(id, owner)
         this.#stmts.clearProgress.run(id)
         this.#stmts.clearBlocks.run(id)
       }).immediate()
