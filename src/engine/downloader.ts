@@ -23,6 +23,7 @@ import { runCarDownload } from '../strategies/verified/car.js'
 import { checkFileAgainstDag, declaredFileSize } from '../strategies/verified/check.js'
 import { GatewayPool, type GatewayStats } from '../gateways/pool.js'
 import type { StrategyContext, StrategyResult } from '../strategies/types.js'
+import { Journal } from './journal.js'
 
 /** Options of `Downloader.open`. Unknown keys are refused. */
 export interface DownloaderInit extends Partial<DownloadPolicy> {
@@ -825,10 +826,9 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
     if (!this.#checkPath) return await runPathDownload(ctx)
     const pool = this.#pool(ctx, () => {})
     const dag = {
-      id: ctx.record.id,
       cid: ctx.record.cid,
       path: ctx.record.path,
-      store: ctx.store,
+      journal: ctx.journal,
       blocks: pool,
       limits: this.#limits,
       signal: ctx.signal,
@@ -926,8 +926,7 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
     running.flushProgress = flush
     return {
       record,
-      store: this.store,
-      owner: this.owner,
+      journal: new Journal({ store: this.store, id, owner: this.owner, now: this.#now }),
       http: this.#http,
       policy: this.policy,
       signal: running.controller.signal,

@@ -45,8 +45,7 @@ function transientStatus (status: number | undefined): boolean {
  * 429/503 with Retry-After keeps that gateway aside for the time asked.
  */
 export async function runPathDownload (ctx: StrategyContext): Promise<StrategyResult> {
-  const { record, store, http, policy, signal } = ctx
-  const id = record.id
+  const { record, journal, http, policy, signal } = ctx
   if (await committedAlready(record.output, record.size, record.hash, record.expectedSha256)) {
     return { hash: record.hash as string, size: record.size as number, gateway: record.gateway ?? record.gateways[0] ?? '' }
   }
@@ -74,7 +73,7 @@ export async function runPathDownload (ctx: StrategyContext): Promise<StrategyRe
     let restartNote = offset === 0 && record.currentSize > 0
       ? `Restarted from the beginning: the partial data ${record.output}${DEFAULTS.PARTIAL_SUFFIX} holds none of the ${record.currentSize} bytes an earlier run recorded (deleted, or written on another machine)`
       : undefined
-    if (offset !== record.currentSize) await store.updateDownload(id, { currentSize: offset })
+    if (offset !== record.currentSize) await journal.durable(offset)
     let durable = offset
     let lastSync = ctx.now()
     let hash: Hash | undefined
@@ -107,7 +106,7 @@ export async function runPathDownload (ctx: StrategyContext): Promise<StrategyRe
     }
 
     const record_ = async (status: 'in_progress' | 'resuming'): Promise<void> => {
-      await store.updateDownloadResume(id, durable, attempts, ctx.now(), status)
+      await journal.attempt(durable, attempts, status)
     }
     // fsyncs while streaming run in the background: the socket keeps being read meanwhile
     let syncing: Promise<void> | undefined
@@ -115,7 +114,7 @@ export async function runPathDownload (ctx: StrategyContext): Promise<StrategyRe
     const recordDurable = async (target: number, at: number): Promise<void> => {
       if (at !== epoch || target <= durable) return
       durable = target
-      await store.updateDownload(id, { currentSize: durable })
+      await journal.durable(durable)
     }
     let syncMark = offset // where the latest fsync started
     const syncSoon = (): void => {
@@ -165,7 +164,7 @@ export async function runPathDownload (ctx: StrategyContext): Promise<StrategyRe
       syncMark = 0
       hash = createHash('sha256')
       hashed = 0
-      await store.updateDownload(id, { currentSize: 0, hash: null })
+      await journal.restart()
     }
     const wait = async (ms: number, err: CidgetError, gateway: string, action: 'wait' | 'switch' | 'resume' | 'restart'): Promise<void> => {
       ctx.onRetry({ code: err.code, message: err.message, gateway, action, offset, delayMs: Math.max(0, Math.round(ms)) })
@@ -195,7 +194,7 @@ export async function runPathDownload (ctx: StrategyContext): Promise<StrategyRe
       const status = offset > 0 ? 'resuming' : 'in_progress'
       await ctx.setStatus(status)
       if (restartNote !== undefined) {
-        await store.updateDownload(id, { error: restartNote, errorCode: null })
+        await journal.note(restartNote)
         restartNote = undefined
       }
       await record_(status)
@@ -254,7 +253,7 @@ export async function runPathDownload (ctx: StrategyContext): Promise<StrategyRe
         if (!finished) {
           const tag = res.headers.etag
           if (isStrongEtag(tag) && tag !== etag) etag = tag
-          if (size !== record.size || etag !== record.etag) await store.updateDownload(id, { size, etag })
+          if (size !== record.size || etag !== record.etag) await journal.describe(size, etag)
           if (size !== null) {
             try {
               await ensureFreeSpace(file.path, size - offset)
@@ -415,7 +414,7 @@ export async function runPathDownload (ctx: StrategyContext): Promise<StrategyRe
         continue
       }
       // the hash first: a kill after the rename leaves a record that says what the output must hold
-      await store.updateDownload(id, { hash: digest, size: offset })
+      await journal.finished(digest, offset)
       await file.commit()
       return { hash: digest, size: offset, gateway }
     }

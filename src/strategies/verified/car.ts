@@ -101,28 +101,22 @@ function prefixLength (bits: Bitmap): number {
  * followed; identity blocks are left out, as gateways do.
  */
 export async function runCarDownload (ctx: VerifiedContext): Promise<StrategyResult> {
-  const { record, store, policy, limits } = ctx
-  const id = record.id
+  const { record, journal, policy, limits } = ctx
   // a run killed between the rename onto the output and the success record: the CAR is in place
   if (await committedAlready(record.output, record.size, record.hash, record.expectedSha256)) {
     return { hash: record.hash as string, size: record.size as number, gateway: record.gateway ?? record.gateways[0] ?? '' }
   }
-  let stored = await store.getProgress(id)
+  let stored = await journal.progress()
   const partial = partialPath(record.output)
   if (stored !== undefined && await sizeOf(partial) < record.currentSize) {
     // the blocks the progress counts are not in a partial CAR here (deleted, cut short, or written
     // on another machine): appending after them would leave a hole, so the CAR starts again
     stored = undefined
-    await store.clearProgress(id)
-    await store.updateDownload(id, {
-      currentSize: 0,
-      error: `Restarted from the beginning: the partial CAR ${partial} does not hold the ${record.currentSize} bytes an earlier run recorded`,
-      errorCode: null
-    })
+    await journal.restart(`Restarted from the beginning: the partial CAR ${partial} does not hold the ${record.currentSize} bytes an earlier run recorded`)
   }
   const doneBits = new Bitmap(stored)
   const skip = stored === undefined ? 0 : prefixLength(doneBits) // blocks already in the CAR
-  const reader = await DagReader.open(id, store, ctx.blocks, ctx.signal, ctx.concurrency)
+  const reader = await DagReader.open(journal, ctx.blocks, ctx.signal, ctx.concurrency)
   const root = await reader.resolve(record.cid, record.path)
   const file = await PartialFile.open(record.output)
   let offset = skip === 0 ? 0 : record.currentSize
@@ -142,7 +136,7 @@ export async function runCarDownload (ctx: VerifiedContext): Promise<StrategyRes
     for (let i = 0; i < appended; i++) doneBits.add(i)
     durable = offset
     lastSync = ctx.now()
-    await store.saveProgress(id, doneBits.toBytes(), durable, ctx.owner)
+    await journal.checkpoint(doneBits.toBytes(), durable)
   }
   /** The CAR now holds `blocks` blocks and ends at `end` (recorded together at the next checkpoint). */
   const advance = async (end: number, blocks: number): Promise<void> => {
@@ -240,12 +234,11 @@ export async function runCarDownload (ctx: VerifiedContext): Promise<StrategyRes
   }
   if (record.expectedSha256 !== null && digest !== record.expectedSha256.toLowerCase()) {
     await file.remove()
-    await store.clearProgress(id)
-    await store.updateDownload(id, { currentSize: 0 })
+    await journal.restart()
     throw new CidgetError('CIDGET_ERR_HASH_MISMATCH', `The CAR's SHA-256 is ${digest}, not the expected ${record.expectedSha256}`)
   }
   // the hash and size first: a kill after the rename leaves a record that says what the output must hold
-  await store.updateDownload(id, { hash: digest, size: offset })
+  await journal.finished(digest, offset)
   // its progress is forgotten with the success record (one transaction)
   await file.commit()
   return { hash: digest, size: offset, gateway: ctx.lastGateway() ?? record.gateways[0] ?? '' }
