@@ -6,10 +6,11 @@ import { gatewayUrl } from '../target/parse.js'
 import { GatewayRotation } from '../gateways/rotation.js'
 import { isStrongEtag, parseContentLength, parseContentRange, parseUnsatisfiedRange } from '../gateways/headers.js'
 import { dirname } from 'node:path'
-import { PartialFile, ensureFreeSpace, committedAlready } from '../sink/partial.js'
+import { PartialFile, ensureFreeSpace } from '../sink/partial.js'
 import { DiskSpace } from '../sink/space.js'
 import type { HttpResponse } from '../gateways/http.js'
 import type { StrategyContext, StrategyResult } from './types.js'
+import { committedOutput, recordThenRename, restartWithoutPartial } from './steps.js'
 
 /** Path mode writes received bytes in batches of this size. */
 const WRITE_BYTES = 1024 * 1024
@@ -46,9 +47,8 @@ function transientStatus (status: number | undefined): boolean {
  */
 export async function runPathDownload (ctx: StrategyContext): Promise<StrategyResult> {
   const { record, journal, http, policy, signal } = ctx
-  if (await committedAlready(record.output, record.size, record.hash, record.expectedSha256)) {
-    return { hash: record.hash as string, size: record.size as number, gateway: record.gateway ?? record.gateways[0] ?? '' }
-  }
+  const committed = await committedOutput(record)
+  if (committed !== undefined) return committed
   const file = await PartialFile.open(record.output)
   const backoff = {
     initialMs: policy.initialBackoffMs,
@@ -71,7 +71,7 @@ export async function runPathDownload (ctx: StrategyContext): Promise<StrategyRe
     if (offset > record.currentSize) await file.sync()
     // progress without its data (deleted, or recorded on another machine): said in the record once the run has its status
     let restartNote = offset === 0 && record.currentSize > 0
-      ? `Restarted from the beginning: the partial data ${record.output}${DEFAULTS.PARTIAL_SUFFIX} holds none of the ${record.currentSize} bytes an earlier run recorded (deleted, or written on another machine)`
+      ? `the partial data ${record.output}${DEFAULTS.PARTIAL_SUFFIX} holds none of the ${record.currentSize} bytes an earlier run recorded (deleted, or written on another machine)`
       : undefined
     if (offset !== record.currentSize) await journal.durable(offset)
     let durable = offset
@@ -194,7 +194,7 @@ export async function runPathDownload (ctx: StrategyContext): Promise<StrategyRe
       const status = offset > 0 ? 'resuming' : 'in_progress'
       await ctx.setStatus(status)
       if (restartNote !== undefined) {
-        await journal.note(restartNote)
+        await restartWithoutPartial(journal, restartNote)
         restartNote = undefined
       }
       await record_(status)
@@ -414,8 +414,7 @@ export async function runPathDownload (ctx: StrategyContext): Promise<StrategyRe
         continue
       }
       // the hash first: a kill after the rename leaves a record that says what the output must hold
-      await journal.finished(digest, offset)
-      await file.commit()
+      await recordThenRename(journal, file, digest, offset)
       return { hash: digest, size: offset, gateway }
     }
   } finally {

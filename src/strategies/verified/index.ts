@@ -6,9 +6,10 @@ import { lstat, rename } from 'node:fs/promises'
 import { CidgetError, fsError, systemCode, toCidgetError } from '../../core/errors.js'
 import { DEFAULTS } from '../../core/defaults.js'
 import { dirname } from 'node:path'
-import { ensureFreeSpace, committedAlready } from '../../sink/partial.js'
+import { ensureFreeSpace } from '../../sink/partial.js'
 import { DiskSpace } from '../../sink/space.js'
 import type { StrategyContext, StrategyResult } from '../types.js'
+import { checkRecordRename, committedOutput, restartWithoutPartial } from '../steps.js'
 import { Bitmap } from './bitmap.js'
 import { FileHasher } from './file-hash.js'
 import { RunPlanner, type PlannedLeaf } from './runs.js'
@@ -148,9 +149,8 @@ export async function runVerifiedDownload (ctx: VerifiedContext): Promise<Strate
 
 async function verifiedDownload (ctx: VerifiedContext, internal: AbortController): Promise<StrategyResult> {
   const { record, journal, policy, limits } = ctx
-  if (await committedAlready(record.output, record.size, record.hash, record.expectedSha256)) {
-    return { hash: record.hash, size: record.size as number, gateway: record.gateway ?? record.gateways[0] ?? '' }
-  }
+  const committed = await committedOutput(record)
+  if (committed !== undefined) return committed
   let stored = await journal.progress()
   const partial = record.output + DEFAULTS.PARTIAL_SUFFIX
   if (stored !== undefined && !await partialExists(partial) && await isDirectoryPath(record.output)) {
@@ -163,7 +163,7 @@ async function verifiedDownload (ctx: VerifiedContext, internal: AbortController
   if (stored !== undefined && !await partialExists(partial)) {
     // progress without its data (deleted, or recorded on another machine): the blocks it counts are not here
     stored = undefined
-    await journal.restart(`Restarted from the beginning: the partial data ${record.output}${DEFAULTS.PARTIAL_SUFFIX} recorded by an earlier run is not on this machine`)
+    await restartWithoutPartial(journal, `the partial data ${record.output}${DEFAULTS.PARTIAL_SUFFIX} recorded by an earlier run is not on this machine`)
   }
   const done = new Bitmap(stored)
   // a partial file without progress: a run killed before its first record wrote it
@@ -707,16 +707,9 @@ async function verifiedDownload (ctx: VerifiedContext, internal: AbortController
     if (ctx.signal.aborted) throw ctx.signal.reason
     throw toCidgetError(err)
   }
-  if (hash !== null && record.expectedSha256 !== null && hash !== record.expectedSha256.toLowerCase()) {
-    await tree.remove()
-    await journal.restart()
-    throw new CidgetError('CIDGET_ERR_HASH_MISMATCH',
-      `The content of ${record.cid}${record.path} is verified against its CID, but its SHA-256 is ${hash}, not the expected ${record.expectedSha256}`)
-  }
-  // the hash first: a kill after the rename leaves a record that says what the output must hold
-  if (hash !== null) await journal.finished(hash)
   // its progress is forgotten with the success record (one transaction): a kill between the two
   // leaves progress beside the output in place, which the next run recognizes as done
-  await tree.commit()
+  await checkRecordRename(journal, tree, record.expectedSha256, hash, undefined, (h) =>
+    `The content of ${record.cid}${record.path} is verified against its CID, but its SHA-256 is ${h}, not the expected ${record.expectedSha256 ?? ''}`)
   return { hash, size: writtenBytes, gateway: ctx.lastGateway() ?? record.gateways[0] ?? '' }
 }
