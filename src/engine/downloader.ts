@@ -937,7 +937,8 @@ export class Downloader extends TypedEmitter<CidgetEvents> {
         if (status === running.status) return
         const from = running.status
         running.status = status
-        await this.store.updateDownload(id, { status, error: null, errorCode: null }, this.#now())
+        // fenced like the journal's writes: a run that lost its lease stops here
+        await this.store.updateDownload(id, { status, error: null, errorCode: null }, this.#now(), this.owner)
         this.#emitStatus(id, status, from, null, null)
       },
       onProgress: (bytes, total, gateway, files) => {
