@@ -1,18 +1,20 @@
 import type { Pool, PoolClient, QueryResult, QueryResultRow } from 'pg'
 import { CidgetError } from '../core/errors.js'
-import { ACTIVE_STATUSES, STATUSES } from '../core/types.js'
+import { STATUSES } from '../core/types.js'
 import type { DownloadRecord, DownloadStatus, NewDownload } from '../core/types.js'
 import { CLAIMABLE_SQL } from './migrations.js'
 import { detailOf, inTransaction, isConnectionError, migrate, openError, redactUrl } from './postgres-connect.js'
-
-export { isConnectionError, postgresDialect, redactUrl } from './postgres-connect.js'
 import { isOwnerDead as defaultIsOwnerDead } from './owner.js'
 import {
-  PATCH_FIELDS, badOption, checkList, outputInUse, checkStatus, checkTtl, checkUnder, isStatus, listParams, newDownloadParams, patchParams,
+  badOption, checkList, outputInUse, checkStatus, checkTtl, checkUnder, isStatus, listParams, newDownloadParams, patchParams,
   leaseLost, rowToRecord, unknownDownload
 } from './rows.js'
 import type { BindValue, DownloadRow, NewDownloadParams } from './rows.js'
+import { FENCE, INSERT_COLUMNS, SELECT_DOWNLOADS, SQL, UNFINISHED_SQL, bind, patchAssignments, positional } from './sql.js'
+import type { Positional, StatementName } from './sql.js'
 import type { ClaimOptions, DownloadPatch, ListOptions, OwnerLiveness, Store, StoreOptions } from './store.js'
+
+export { isConnectionError, postgresDialect, redactUrl } from './postgres-connect.js'
 
 /** Connections the store keeps open at most. */
 export const DEFAULT_POOL_SIZE = 10
@@ -42,18 +44,17 @@ const ANALYZE_AFTER_ROWS = 1000
 /** Rows per INSERT statement in `createDownloads` (each column travels as one array parameter). */
 export const INSERT_BATCH = 1000
 
-const COLUMNS = 'SELECT * FROM ipfs_downloads'
-/** The lease fence of an update, parameter `n` bound to the owner (null: an unconditional write). */
-const fence = (n: number): string => `($${n}::text IS NULL OR "leaseOwner" = $${n}::text)`
 /**
  * Writes of `ipfs_download_progress` and `ipfs_download_blocks` fenced in the same statement:
  * `owned` is the download's row while `$2` holds its lease, locked against a takeover (FOR SHARE)
  * until the write commits.
  */
 const OWNED = 'WITH owned AS (SELECT id FROM ipfs_downloads WHERE id = $1 AND "leaseOwner" = $2 FOR SHARE)'
-const sqlList = (values: readonly string[]): string => values.map(v => `'${v}'`).join(', ')
-const ACTIVE_LIST = sqlList(ACTIVE_STATUSES)
-const FINISHED_LIST = sqlList(['success', 'failed', 'cancelled'])
+/** Forgets a download's progress and kept blocks in one statement. */
+const CLEAR_PROGRESS = `WITH progress AS (DELETE FROM ipfs_download_progress WHERE "downloadId" = $1)
+  DELETE FROM ipfs_download_blocks WHERE "downloadId" = $1`
+/** The shared statements, numbered. */
+const STATEMENTS = Object.fromEntries(Object.entries(SQL).map(([name, sql]) => [name, positional(sql)])) as Record<StatementName, Positional>
 
 /**
  * Within the transaction of `client`: takes the output locks of `outputs`
@@ -66,7 +67,7 @@ async function lockOutputs (client: PoolClient, outputs: string[]): Promise<void
     `SELECT pg_advisory_xact_lock($1, b) FROM (SELECT DISTINCT abs(hashtext(o) % $2) AS b FROM unnest($3::text[]) AS o) AS buckets ORDER BY b`,
     [OUTPUT_LOCK_CLASS, OUTPUT_LOCK_BUCKETS, outputs])
   const clash = (await client.query<DownloadRow>(
-    `${COLUMNS} WHERE output = ANY($1::text[]) AND status NOT IN (${FINISHED_LIST}) ORDER BY id LIMIT 1`, [outputs])).rows[0]
+    `${SELECT_DOWNLOADS} WHERE output = ANY($1::text[]) AND ${UNFINISHED_SQL} ORDER BY id LIMIT 1`, [outputs])).rows[0]
   if (clash !== undefined) throw outputInUse(clash, clash.output)
 }
 
@@ -74,8 +75,6 @@ function insertValues (p: NewDownloadParams): BindValue[] {
   return [p.cid, p.path, p.target, p.output, p.mode, p.gateways, p.size, p.expectedSha256, p.priority, p.now]
 }
 
-const INSERT_COLUMNS = `(cid, path, target, output, mode, gateways, size, "expectedSha256", priority, status, attempts,
-  "currentSize", "createdAt", "updatedAt")`
 const INSERT_ONE = `INSERT INTO ipfs_downloads ${INSERT_COLUMNS}
   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', 0, 0, $10, $10)
   RETURNING *`
@@ -191,17 +190,22 @@ export class PostgresStore implements Store {
     }
   }
 
-  async #query<R extends QueryResultRow = DownloadRow>(text: string, values?: unknown[]): Promise<QueryResult<R>> {
-    return this.#pool.query<R>(text, values)
+  async #query<R extends QueryResultRow = DownloadRow>(text: string, values?: unknown[], client?: PoolClient): Promise<QueryResult<R>> {
+    return client === undefined ? await this.#pool.query<R>(text, values) : await client.query<R>(text, values)
+  }
+
+  /** Runs one of the statements both stores share, its `@name`s bound from `params`. */
+  async #exec<R extends QueryResultRow = DownloadRow>(name: StatementName, params: Record<string, unknown>, client?: PoolClient): Promise<QueryResult<R>> {
+    const statement = STATEMENTS[name]
+    return await this.#query<R>(statement.text, bind(statement, params), client)
   }
 
   /**
-   * Runs an UPDATE of one download; CIDGET_ERR_UNKNOWN_DOWNLOAD when no row has the id. With
-   * `owner`, `text` ends in a fence (`fence(n)`, its parameter bound to `owner`): no row updated
-   * then means CIDGET_ERR_LEASE_HELD when the download exists.
+   * Runs a fenced UPDATE of one download (`owner` null: unconditional). No row updated means
+   * CIDGET_ERR_UNKNOWN_DOWNLOAD, or CIDGET_ERR_LEASE_HELD when the download exists and `owner` was given.
    */
-  async #updateOne (id: number, text: string, values: unknown[], client?: PoolClient, owner?: string): Promise<void> {
-    const res = client === undefined ? await this.#query(text, values) : await client.query(text, values)
+  async #updateOne (id: number, name: StatementName, params: Record<string, unknown>, owner: string | undefined, client?: PoolClient): Promise<void> {
+    const res = await this.#exec(name, { ...params, id, owner: owner ?? null }, client)
     if ((res.rowCount ?? 0) > 0) return
     await this.#notChanged(id, owner, client)
   }
@@ -209,8 +213,7 @@ export class PostgresStore implements Store {
   /** Why a fenced write of `id` changed nothing: no such download, or a lease `owner` does not hold. */
   async #notChanged (id: number, owner: string | undefined, client?: PoolClient): Promise<never> {
     if (owner === undefined) throw unknownDownload(id)
-    const text = 'SELECT id FROM ipfs_downloads WHERE id = $1'
-    const found = (client === undefined ? await this.#query(text, [id]) : await client.query(text, [id])).rowCount ?? 0
+    const found = (await this.#exec('exists', { id }, client)).rowCount ?? 0
     throw found === 0 ? unknownDownload(id) : leaseLost(id, owner)
   }
 
@@ -255,30 +258,23 @@ export class PostgresStore implements Store {
 
   async getDownload (id: number): Promise<DownloadRecord | undefined> {
     return this.#run('getDownload', async () => {
-      const row = (await this.#query(`${COLUMNS} WHERE id = $1`, [id])).rows[0]
+      const row = (await this.#exec('get', { id })).rows[0]
       return row === undefined ? undefined : rowToRecord(row)
     })
   }
 
   async getDownloadsByStatus (status: DownloadStatus): Promise<DownloadRecord[]> {
     return this.#run('getDownloadsByStatus', async () =>
-      (await this.#query(`${COLUMNS} WHERE status = $1 ORDER BY id`, [checkStatus(status)])).rows.map(rowToRecord))
+      (await this.#exec('byStatus', { status: checkStatus(status) })).rows.map(rowToRecord))
   }
 
   async listDownloads (opts: ListOptions = {}): Promise<DownloadRecord[]> {
-    return this.#run('listDownloads', async () => {
-      const { status, afterId, limit } = listParams(opts)
-      const res = await this.#query(
-        `${COLUMNS} WHERE id > $1 AND ($2::text IS NULL OR status = $2) ORDER BY id LIMIT $3`, [afterId, status, limit])
-      return res.rows.map(rowToRecord)
-    })
+    return this.#run('listDownloads', async () => (await this.#exec('list', listParams(opts))).rows.map(rowToRecord))
   }
 
   async findDownload (cid: string, path: string, output: string): Promise<DownloadRecord | undefined> {
     return this.#run('findDownload', async () => {
-      const row = (await this.#query(
-        `${COLUMNS} WHERE cid = $1 AND path = $2 AND output = $3 AND status <> 'cancelled' ORDER BY id DESC LIMIT 1`,
-        [cid, path, output])).rows[0]
+      const row = (await this.#exec('find', { cid, path, output })).rows[0]
       return row === undefined ? undefined : rowToRecord(row)
     })
   }
@@ -286,8 +282,7 @@ export class PostgresStore implements Store {
   async countByStatus (): Promise<Record<DownloadStatus, number>> {
     return this.#run('countByStatus', async () => {
       const out = Object.fromEntries(STATUSES.map(s => [s, 0])) as Record<DownloadStatus, number>
-      const res = await this.#query<{ status: string, n: number }>('SELECT status, COUNT(*) AS n FROM ipfs_downloads GROUP BY status')
-      for (const row of res.rows) {
+      for (const row of (await this.#exec<{ status: string, n: number }>('countByStatus', {})).rows) {
         if (isStatus(row.status)) out[row.status] = Number(row.n)
       }
       return out
@@ -296,58 +291,45 @@ export class PostgresStore implements Store {
 
   async findUnfinishedByOutput (output: string): Promise<DownloadRecord[]> {
     return this.#run('findUnfinishedByOutput', async () =>
-      (await this.#query(`${COLUMNS} WHERE output = $1 AND status NOT IN (${FINISHED_LIST}) ORDER BY id`, [output]))
-        .rows.map(rowToRecord))
+      (await this.#exec('unfinishedByOutput', { output })).rows.map(rowToRecord))
   }
 
   async updateDownloadResume (id: number, currentSize: number, attempts: number, lastAttempt: number,
     status: DownloadStatus, owner?: string): Promise<void> {
     await this.#run('updateDownloadResume', async () => {
-      await this.#updateOne(id, `UPDATE ipfs_downloads SET "currentSize" = $1, attempts = $2, "lastAttempt" = $3,
-        status = $4, "updatedAt" = $5 WHERE id = $6 AND ${fence(7)}`,
-      [currentSize, attempts, lastAttempt, checkStatus(status), this.#now(), id, owner ?? null], undefined, owner)
+      await this.#updateOne(id, 'updateResume', { currentSize, attempts, lastAttempt, status: checkStatus(status), now: this.#now() }, owner)
     })
   }
 
   async updateDownloadHash (id: number, hash: string, owner?: string): Promise<void> {
     await this.#run('updateDownloadHash', async () => {
-      await this.#updateOne(id, `UPDATE ipfs_downloads SET hash = $1, "updatedAt" = $2 WHERE id = $3 AND ${fence(4)}`,
-        [hash, this.#now(), id, owner ?? null], undefined, owner)
+      await this.#updateOne(id, 'updateHash', { hash, now: this.#now() }, owner)
     })
   }
 
   async markDownloadResuming (id: number, owner?: string): Promise<void> {
     await this.#run('markDownloadResuming', async () => {
-      await this.#updateOne(id, `UPDATE ipfs_downloads SET status = 'resuming', "updatedAt" = $1 WHERE id = $2 AND ${fence(3)}`,
-        [this.#now(), id, owner ?? null], undefined, owner)
+      await this.#updateOne(id, 'markResuming', { now: this.#now() }, owner)
     })
   }
 
   async markDownloadPaused (id: number, error: string | null, errorCode?: string | null, owner?: string): Promise<void> {
     await this.#run('markDownloadPaused', async () => {
-      await this.#markStopped(id, 'paused', error, errorCode ?? null, owner)
+      await this.#updateOne(id, 'markStopped', { status: 'paused', error, errorCode: errorCode ?? null, now: this.#now() }, owner)
     })
   }
 
   async markDownloadFailed (id: number, error: string, errorCode: string, owner?: string): Promise<void> {
     await this.#run('markDownloadFailed', async () => {
-      await this.#markStopped(id, 'failed', error, errorCode, owner)
+      await this.#updateOne(id, 'markStopped', { status: 'failed', error, errorCode, now: this.#now() }, owner)
     })
-  }
-
-  async #markStopped (id: number, status: 'paused' | 'failed', error: string | null, errorCode: string | null, owner?: string): Promise<void> {
-    await this.#updateOne(id, `UPDATE ipfs_downloads SET status = $1, error = $2, "errorCode" = $3, "updatedAt" = $4
-      WHERE id = $5 AND ${fence(6)}`, [status, error, errorCode, this.#now(), id, owner ?? null], undefined, owner)
   }
 
   async markDownloadSuccess (id: number, hash: string | null, size: number, now?: number, owner?: string): Promise<void> {
     await this.#run('markDownloadSuccess', async () => {
       await inTransaction(this.#pool, async client => {
-        await this.#updateOne(id, `UPDATE ipfs_downloads SET status = 'success', hash = $1, size = $2, "currentSize" = $2,
-          "completedAt" = $3, error = NULL, "errorCode" = NULL, "leaseOwner" = NULL, "leaseExpires" = NULL, "updatedAt" = $3
-          WHERE id = $4 AND ${fence(5)}`, [hash, size, now ?? this.#now(), id, owner ?? null], client, owner)
-        await client.query(`WITH progress AS (DELETE FROM ipfs_download_progress WHERE "downloadId" = $1)
-          DELETE FROM ipfs_download_blocks WHERE "downloadId" = $1`, [id])
+        await this.#updateOne(id, 'markSuccess', { hash, size, now: now ?? this.#now() }, owner, client)
+        await client.query(CLEAR_PROGRESS, [id])
       })
     })
   }
@@ -356,50 +338,37 @@ export class PostgresStore implements Store {
     await this.#run('updateDownload', async () => {
       const params = patchParams(patch)
       const values: unknown[] = []
-      const assignments: string[] = []
-      for (const field of PATCH_FIELDS) {
-        if (params[`set_${field}`] !== 1) continue
-        values.push(params[field])
-        assignments.push(`"${field}" = $${values.length}`)
+      const param = (value: unknown): string => {
+        values.push(value)
+        return `$${values.length}`
       }
-      values.push(now ?? this.#now(), id, owner ?? null)
-      assignments.push(`"updatedAt" = $${values.length - 2}`)
-      await this.#updateOne(id, `UPDATE ipfs_downloads SET ${assignments.join(', ')} WHERE id = $${values.length - 1} AND ${fence(values.length)}`,
-        values, undefined, owner)
+      const assignments = patchAssignments(params, field => param(params[field]))
+      assignments.push(`"updatedAt" = ${param(now ?? this.#now())}`)
+      const idParam = param(id)
+      const ownerParam = param(owner ?? null)
+      const where = `id = ${idParam} AND ${FENCE.replaceAll('@owner', () => ownerParam)}`
+      const res = await this.#query(`UPDATE ipfs_downloads SET ${assignments.join(', ')} WHERE ${where}`, values)
+      if ((res.rowCount ?? 0) === 0) await this.#notChanged(id, owner)
     })
   }
 
   async deleteDownload (id: number): Promise<boolean> {
-    return this.#run('deleteDownload', async () =>
-      ((await this.#query('DELETE FROM ipfs_downloads WHERE id = $1', [id])).rowCount ?? 0) > 0)
+    return this.#run('deleteDownload', async () => ((await this.#exec('delete', { id })).rowCount ?? 0) > 0)
   }
 
   async saveProgress (id: number, bitmap: Uint8Array, currentSize: number, owner?: string): Promise<void> {
     await this.#run('saveProgress', async () => {
       const now = this.#now()
       await inTransaction(this.#pool, async client => {
-        if (owner === undefined) {
-          await this.#updateOne(id, 'UPDATE ipfs_downloads SET "currentSize" = $1, "updatedAt" = $2 WHERE id = $3',
-            [currentSize, now, id], client)
-        } else {
-          const res = await client.query('UPDATE ipfs_downloads SET "currentSize" = $1, "updatedAt" = $2 WHERE id = $3 AND "leaseOwner" = $4',
-            [currentSize, now, id, owner])
-          if ((res.rowCount ?? 0) === 0) {
-            const found = (await client.query('SELECT id FROM ipfs_downloads WHERE id = $1', [id])).rowCount ?? 0
-            throw found === 0 ? unknownDownload(id) : leaseLost(id, owner)
-          }
-        }
-        await client.query(`INSERT INTO ipfs_download_progress ("downloadId", bitmap, "updatedAt") VALUES ($1, $2, $3)
-          ON CONFLICT ("downloadId") DO UPDATE SET bitmap = excluded.bitmap, "updatedAt" = excluded."updatedAt"`,
-        [id, toBuffer(bitmap), now])
+        await this.#updateOne(id, 'setCurrentSize', { currentSize, now }, owner, client)
+        await this.#exec('saveProgress', { id, bitmap: toBuffer(bitmap), now }, client)
       })
     })
   }
 
   async getProgress (id: number): Promise<Uint8Array | undefined> {
     return this.#run('getProgress', async () => {
-      const row = (await this.#query<{ bitmap: Buffer }>(
-        'SELECT bitmap FROM ipfs_download_progress WHERE "downloadId" = $1', [id])).rows[0]
+      const row = (await this.#exec<{ bitmap: Buffer }>('getProgress', { id })).rows[0]
       return row === undefined ? undefined : new Uint8Array(row.bitmap)
     })
   }
@@ -407,8 +376,7 @@ export class PostgresStore implements Store {
   async putBlock (id: number, cid: string, bytes: Uint8Array, owner?: string): Promise<void> {
     await this.#run('putBlock', async () => {
       if (owner === undefined) {
-        await this.#query('INSERT INTO ipfs_download_blocks ("downloadId", cid, bytes) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING',
-          [id, cid, toBuffer(bytes)])
+        await this.#exec('putBlock', { id, cid, bytes: toBuffer(bytes) })
         return
       }
       const res = await this.#query(`${OWNED}, kept AS (INSERT INTO ipfs_download_blocks ("downloadId", cid, bytes)
@@ -419,8 +387,7 @@ export class PostgresStore implements Store {
 
   async getBlocks (id: number): Promise<Map<string, Uint8Array>> {
     return this.#run('getBlocks', async () => {
-      const res = await this.#query<{ cid: string, bytes: Buffer }>(
-        'SELECT cid, bytes FROM ipfs_download_blocks WHERE "downloadId" = $1', [id])
+      const res = await this.#exec<{ cid: string, bytes: Buffer }>('getBlocks', { id })
       return new Map(res.rows.map(r => [r.cid, new Uint8Array(r.bytes)]))
     })
   }
@@ -429,8 +396,7 @@ export class PostgresStore implements Store {
     await this.#run('clearProgress', async () => {
       // One statement, so both deletes commit together (and with the lease check, when fenced).
       if (owner === undefined) {
-        await this.#query(`WITH progress AS (DELETE FROM ipfs_download_progress WHERE "downloadId" = $1)
-          DELETE FROM ipfs_download_blocks WHERE "downloadId" = $1`, [id])
+        await this.#query(CLEAR_PROGRESS, [id])
         return
       }
       const res = await this.#query(`${OWNED},
@@ -451,8 +417,7 @@ export class PostgresStore implements Store {
           'SELECT "leaseOwner", "leaseExpires" FROM ipfs_downloads WHERE id = $1 FOR UPDATE', [id])).rows[0]
         if (row === undefined) throw unknownDownload(id)
         if (row.leaseOwner !== owner && !this.#leaseLapsed(row.leaseOwner, row.leaseExpires, at)) return false
-        await client.query('UPDATE ipfs_downloads SET "leaseOwner" = $1, "leaseExpires" = $2, "updatedAt" = $3 WHERE id = $4',
-          [owner, at + ttlMs, at, id])
+        await this.#exec('takeLease', { owner, expires: at + ttlMs, now: at, id }, client)
         return true
       })
     })
@@ -462,16 +427,13 @@ export class PostgresStore implements Store {
     return this.#run('renewLease', async () => {
       checkTtl(ttlMs)
       const at = now ?? this.#now()
-      const res = await this.#query('UPDATE ipfs_downloads SET "leaseExpires" = $1, "updatedAt" = $2 WHERE id = $3 AND "leaseOwner" = $4',
-        [at + ttlMs, at, id, owner])
-      return (res.rowCount ?? 0) > 0
+      return ((await this.#exec('renewLease', { expires: at + ttlMs, now: at, id, owner })).rowCount ?? 0) > 0
     })
   }
 
   async releaseLease (id: number, owner: string): Promise<void> {
     await this.#run('releaseLease', async () => {
-      await this.#query('UPDATE ipfs_downloads SET "leaseOwner" = NULL, "leaseExpires" = NULL, "updatedAt" = $1 ' +
-        'WHERE id = $2 AND "leaseOwner" = $3', [this.#now(), id, owner])
+      await this.#exec('releaseLease', { now: this.#now(), id, owner })
     })
   }
 
@@ -479,7 +441,7 @@ export class PostgresStore implements Store {
     return this.#run('listOrphaned', async () => {
       const at = now ?? this.#now()
       // Active rows are few; the owner check is a JS function, so filter here rather than in SQL.
-      return (await this.#query(`${COLUMNS} WHERE status IN (${ACTIVE_LIST}) ORDER BY id`)).rows.map(rowToRecord)
+      return (await this.#exec('active', {})).rows.map(rowToRecord)
         .filter(r => this.#leaseLapsed(r.leaseOwner, r.leaseExpires, at))
     })
   }

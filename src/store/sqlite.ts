@@ -1,16 +1,17 @@
 import { resolve } from 'node:path'
 import { Database } from './driver.js'
 import { CidgetError } from '../core/errors.js'
-import { ACTIVE_STATUSES, STATUSES } from '../core/types.js'
+import { STATUSES } from '../core/types.js'
 import type { DownloadRecord, DownloadStatus, NewDownload } from '../core/types.js'
 import { CLAIMABLE_SQL } from './migrations.js'
 import { checkLocation, createPrivate, enableWal, migrate, openError } from './sqlite-file.js'
 import { isOwnerDead as defaultIsOwnerDead } from './owner.js'
 import {
-  PATCH_FIELDS, badOption, checkList, outputInUse, checkStatus, checkTtl, checkUnder, isStatus, listParams, newDownloadParams, patchParams,
+  badOption, checkList, outputInUse, checkStatus, checkTtl, checkUnder, isStatus, listParams, newDownloadParams, patchParams,
   leaseLost, rowToRecord, unknownDownload
 } from './rows.js'
 import type { BindValue, DownloadRow, NewDownloadParams } from './rows.js'
+import { FENCE, INSERT_COLUMNS, SQL, patchAssignments } from './sql.js'
 import type { ClaimOptions, DownloadPatch, ListOptions, OwnerLiveness, Store, StoreOptions } from './store.js'
 
 /** How long a statement waits for another connection's write lock before SQLITE_BUSY. */
@@ -22,31 +23,25 @@ export interface SqliteStoreOptions extends StoreOptions {
   busyTimeoutMs?: number
 }
 
-const COLUMNS = 'SELECT * FROM ipfs_downloads'
-/** The lease fence of an update: with an owner bound, only while that owner holds the lease. */
-const FENCE = '(@owner IS NULL OR "leaseOwner" = @owner)'
-const ACTIVE_LIST = ACTIVE_STATUSES.map(s => `'${s}'`).join(', ')
+interface Id { id: number }
+/** The parameters every fenced update binds: `owner` null for an unconditional write. */
+interface Fenced extends Id {
+  now: number
+  owner: string | null
+}
 
 function prepareStatements (db: Database.Database) {
-  const patchAssignments = PATCH_FIELDS
-    .map(f => `"${f}" = CASE WHEN @set_${f} = 1 THEN @${f} ELSE "${f}" END`)
-    .join(',\n  ')
   return {
-    insert: db.prepare<NewDownloadParams, DownloadRow>(`INSERT INTO ipfs_downloads
-      (cid, path, target, output, mode, gateways, size, "expectedSha256", priority, status, attempts,
-       "currentSize", "createdAt", "updatedAt")
+    insert: db.prepare<NewDownloadParams, DownloadRow>(`INSERT INTO ipfs_downloads ${INSERT_COLUMNS}
       VALUES (@cid, @path, @target, @output, @mode, @gateways, @size, @expectedSha256, @priority, 'pending', 0,
        0, @now, @now)
       RETURNING *`),
-    get: db.prepare<[number], DownloadRow>(`${COLUMNS} WHERE id = ?`),
-    byStatus: db.prepare<[string], DownloadRow>(`${COLUMNS} WHERE status = ? ORDER BY id`),
-    list: db.prepare<{ status: string | null, afterId: number, limit: number }, DownloadRow>(
-      `${COLUMNS} WHERE id > @afterId AND (@status IS NULL OR status = @status) ORDER BY id LIMIT @limit`),
-    find: db.prepare<[string, string, string], DownloadRow>(
-      `${COLUMNS} WHERE cid = ? AND path = ? AND output = ? AND status <> 'cancelled' ORDER BY id DESC LIMIT 1`),
-    unfinishedByOutput: db.prepare<[string], DownloadRow>(
-      `${COLUMNS} WHERE output = ? AND status NOT IN ('success', 'failed', 'cancelled') ORDER BY id`),
-    active: db.prepare<[], DownloadRow>(`${COLUMNS} WHERE status IN (${ACTIVE_LIST}) ORDER BY id`),
+    get: db.prepare<Id, DownloadRow>(SQL.get),
+    byStatus: db.prepare<{ status: string }, DownloadRow>(SQL.byStatus),
+    list: db.prepare<{ status: string | null, afterId: number, limit: number }, DownloadRow>(SQL.list),
+    find: db.prepare<{ cid: string, path: string, output: string }, DownloadRow>(SQL.find),
+    unfinishedByOutput: db.prepare<{ output: string }, DownloadRow>(SQL.unfinishedByOutput),
+    active: db.prepare<[], DownloadRow>(SQL.active),
     // Candidates in claim order; a lease held by another owner is judged in JS (isOwnerDead).
     // INDEXED BY: without ANALYZE statistics SQLite would rather sort the rows of the status index.
     claimable: db.prepare<{ owner: string, now: number, under: string | null }, DownloadRow>(`SELECT * FROM ipfs_downloads
@@ -55,54 +50,31 @@ function prepareStatements (db: Database.Database) {
         AND ("leaseOwner" IS NULL OR "leaseExpires" IS NULL OR "leaseExpires" < @now OR "leaseOwner" <> @owner)
         AND (@under IS NULL OR substr(output, 1, length(@under)) = @under)
       ORDER BY priority DESC, id`),
-    updateResume: db.prepare<Fenced & {
-      currentSize: number, attempts: number, lastAttempt: number, status: string
-    }>(`UPDATE ipfs_downloads SET "currentSize" = @currentSize, attempts = @attempts,
-      "lastAttempt" = @lastAttempt, status = @status, "updatedAt" = @now WHERE id = @id AND ${FENCE}`),
-    updateHash: db.prepare<Fenced & { hash: string }>(
-      `UPDATE ipfs_downloads SET hash = @hash, "updatedAt" = @now WHERE id = @id AND ${FENCE}`),
-    markResuming: db.prepare<Fenced>(
-      `UPDATE ipfs_downloads SET status = 'resuming', "updatedAt" = @now WHERE id = @id AND ${FENCE}`),
-    markStopped: db.prepare<Fenced & { status: 'paused' | 'failed', error: string | null, errorCode: string | null }>(
-      `UPDATE ipfs_downloads SET status = @status, error = @error, "errorCode" = @errorCode, "updatedAt" = @now WHERE id = @id AND ${FENCE}`),
-    markSuccess: db.prepare<Fenced & { hash: string | null, size: number }>(
-      `UPDATE ipfs_downloads SET status = 'success', hash = @hash, size = @size, "currentSize" = @size,
-      "completedAt" = @now, error = NULL, "errorCode" = NULL, "leaseOwner" = NULL, "leaseExpires" = NULL,
-      "updatedAt" = @now WHERE id = @id AND ${FENCE}`),
+    updateResume: db.prepare<Fenced & { currentSize: number, attempts: number, lastAttempt: number, status: string }>(SQL.updateResume),
+    updateHash: db.prepare<Fenced & { hash: string }>(SQL.updateHash),
+    markResuming: db.prepare<Fenced>(SQL.markResuming),
+    markStopped: db.prepare<Fenced & { status: 'paused' | 'failed', error: string | null, errorCode: string | null }>(SQL.markStopped),
+    markSuccess: db.prepare<Fenced & { hash: string | null, size: number }>(SQL.markSuccess),
     // One statement for every patch: a field is written only when its set_ flag is 1.
-    update: db.prepare<Record<string, BindValue>>(
-      `UPDATE ipfs_downloads SET\n  ${patchAssignments},\n  "updatedAt" = @now\nWHERE id = @id AND ${FENCE}`),
-    delete: db.prepare<[number]>('DELETE FROM ipfs_downloads WHERE id = ?'),
-    countByStatus: db.prepare<[], { status: string, n: number }>('SELECT status, COUNT(*) AS n FROM ipfs_downloads GROUP BY status'),
-    saveProgress: db.prepare<[number, Uint8Array, number]>(
-      `INSERT INTO ipfs_download_progress ("downloadId", bitmap, "updatedAt") VALUES (?, ?, ?)
-      ON CONFLICT ("downloadId") DO UPDATE SET bitmap = excluded.bitmap, "updatedAt" = excluded."updatedAt"`),
-    getProgress: db.prepare<[number], { bitmap: Uint8Array }>('SELECT bitmap FROM ipfs_download_progress WHERE "downloadId" = ?'),
-    putBlock: db.prepare<[number, string, Uint8Array]>(
-      'INSERT INTO ipfs_download_blocks ("downloadId", cid, bytes) VALUES (?, ?, ?) ON CONFLICT DO NOTHING'),
-    getBlocks: db.prepare<[number], { cid: string, bytes: Uint8Array }>('SELECT cid, bytes FROM ipfs_download_blocks WHERE "downloadId" = ?'),
-    clearProgress: db.prepare<[number]>('DELETE FROM ipfs_download_progress WHERE "downloadId" = ?'),
-    clearBlocks: db.prepare<[number]>('DELETE FROM ipfs_download_blocks WHERE "downloadId" = ?'),
-    setCurrentSize: db.prepare<[number, number, number]>('UPDATE ipfs_downloads SET "currentSize" = ?, "updatedAt" = ? WHERE id = ?'),
-    setCurrentSizeOwned: db.prepare<[number, number, number, string]>(
-      'UPDATE ipfs_downloads SET "currentSize" = ?, "updatedAt" = ? WHERE id = ? AND "leaseOwner" = ?'),
-    exists: db.prepare<[number], { id: number }>('SELECT id FROM ipfs_downloads WHERE id = ?'),
-    leaseOwner: db.prepare<[number], { owner: string | null }>('SELECT "leaseOwner" AS owner FROM ipfs_downloads WHERE id = ?'),
-    takeLease: db.prepare<[string, number, number, number]>(
-      'UPDATE ipfs_downloads SET "leaseOwner" = ?, "leaseExpires" = ?, "updatedAt" = ? WHERE id = ?'),
-    renewLease: db.prepare<[number, number, number, string]>(
-      'UPDATE ipfs_downloads SET "leaseExpires" = ?, "updatedAt" = ? WHERE id = ? AND "leaseOwner" = ?'),
-    releaseLease: db.prepare<[number, number, string]>(
-      'UPDATE ipfs_downloads SET "leaseOwner" = NULL, "leaseExpires" = NULL, "updatedAt" = ? ' +
-      'WHERE id = ? AND "leaseOwner" = ?')
+    update: db.prepare<Record<string, BindValue>>(`UPDATE ipfs_downloads SET
+      ${patchAssignments('all', f => `CASE WHEN @set_${f} = 1 THEN @${f} ELSE "${f}" END`).join(',\n      ')},
+      "updatedAt" = @now
+      WHERE id = @id AND ${FENCE}`),
+    delete: db.prepare<Id>(SQL.delete),
+    countByStatus: db.prepare<[], { status: string, n: number }>(SQL.countByStatus),
+    saveProgress: db.prepare<Id & { bitmap: Uint8Array, now: number }>(SQL.saveProgress),
+    getProgress: db.prepare<Id, { bitmap: Uint8Array }>(SQL.getProgress),
+    putBlock: db.prepare<Id & { cid: string, bytes: Uint8Array }>(SQL.putBlock),
+    getBlocks: db.prepare<Id, { cid: string, bytes: Uint8Array }>(SQL.getBlocks),
+    clearProgress: db.prepare<Id>('DELETE FROM ipfs_download_progress WHERE "downloadId" = @id'),
+    clearBlocks: db.prepare<Id>('DELETE FROM ipfs_download_blocks WHERE "downloadId" = @id'),
+    setCurrentSize: db.prepare<Fenced & { currentSize: number }>(SQL.setCurrentSize),
+    exists: db.prepare<Id, { id: number }>(SQL.exists),
+    leaseOwner: db.prepare<Id, { owner: string | null }>(SQL.leaseOwner),
+    takeLease: db.prepare<Id & { owner: string, expires: number, now: number }>(SQL.takeLease),
+    renewLease: db.prepare<Id & { owner: string, expires: number, now: number }>(SQL.renewLease),
+    releaseLease: db.prepare<Id & { owner: string, now: number }>(SQL.releaseLease)
   }
-}
-
-/** The parameters every fenced update binds: `owner` null for an unconditional write. */
-interface Fenced {
-  id: number
-  now: number
-  owner: string | null
 }
 
 type Statements = ReturnType<typeof prepareStatements>
@@ -150,18 +122,18 @@ export class SqliteStore implements Store {
     this.#now = now
     // IMMEDIATE takes the write lock before the read, so two processes cannot both see a free lease.
     const claim = db.transaction((id: number, owner: string, ttlMs: number, at: number): boolean => {
-      const row = this.#stmts.get.get(id)
+      const row = this.#stmts.get.get({ id })
       if (row === undefined) throw unknownDownload(id)
       const expires = row.leaseExpires === null ? null : Number(row.leaseExpires)
       if (row.leaseOwner !== owner && !this.#leaseLapsed(row.leaseOwner, expires, at)) return false
-      this.#stmts.takeLease.run(owner, at + ttlMs, at, id)
+      this.#stmts.takeLease.run({ owner, expires: at + ttlMs, now: at, id })
       return true
     })
     this.#claim = (id, owner, ttlMs, at) => claim.immediate(id, owner, ttlMs, at)
     const insertMany = db.transaction((params: NewDownloadParams[], exclusive: boolean): DownloadRecord[] => {
       if (exclusive) {
         for (const p of params) {
-          const clash = this.#stmts.unfinishedByOutput.all(p.output)[0]
+          const clash = this.#stmts.unfinishedByOutput.all({ output: p.output })[0]
           if (clash !== undefined) throw outputInUse(clash, p.output)
         }
       }
@@ -182,7 +154,7 @@ export class SqliteStore implements Store {
         }
       }
       if (next === undefined) return undefined
-      this.#stmts.takeLease.run(owner, at + ttlMs, at, Number(next.id))
+      this.#stmts.takeLease.run({ owner, expires: at + ttlMs, now: at, id: Number(next.id) })
       return rowToRecord({ ...next, leaseOwner: owner, leaseExpires: at + ttlMs, updatedAt: at })
     })
     this.#claimNext = (owner, ttlMs, at, under) => claimNext.immediate(owner, ttlMs, at, under)
@@ -259,13 +231,13 @@ export class SqliteStore implements Store {
   /** After a fenced update of one row: nothing changed means no such id, or (with `owner`) a lease not ours. */
   #changeOne (id: number, changes: number, owner?: string): void {
     if (changes > 0) return
-    throw owner === undefined || this.#stmts.exists.get(id) === undefined ? unknownDownload(id) : leaseLost(id, owner)
+    throw owner === undefined || this.#stmts.exists.get({ id }) === undefined ? unknownDownload(id) : leaseLost(id, owner)
   }
 
   /** Inside a transaction: throws unless `owner` (when given) holds the lease of `id`. */
   #checkOwner (id: number, owner: string | undefined): void {
     if (owner === undefined) return
-    const row = this.#stmts.leaseOwner.get(id)
+    const row = this.#stmts.leaseOwner.get({ id })
     if (row === undefined) throw unknownDownload(id)
     if (row.owner !== owner) throw leaseLost(id, owner)
   }
@@ -290,13 +262,13 @@ export class SqliteStore implements Store {
 
   async getDownload (id: number): Promise<DownloadRecord | undefined> {
     return this.#run('getDownload', () => {
-      const row = this.#stmts.get.get(id)
+      const row = this.#stmts.get.get({ id })
       return row === undefined ? undefined : rowToRecord(row)
     })
   }
 
   async getDownloadsByStatus (status: DownloadStatus): Promise<DownloadRecord[]> {
-    return this.#run('getDownloadsByStatus', () => this.#stmts.byStatus.all(checkStatus(status)).map(rowToRecord))
+    return this.#run('getDownloadsByStatus', () => this.#stmts.byStatus.all({ status: checkStatus(status) }).map(rowToRecord))
   }
 
   async listDownloads (opts: ListOptions = {}): Promise<DownloadRecord[]> {
@@ -307,7 +279,7 @@ export class SqliteStore implements Store {
 
   async findDownload (cid: string, path: string, output: string): Promise<DownloadRecord | undefined> {
     return this.#run('findDownload', () => {
-      const row = this.#stmts.find.get(cid, path, output)
+      const row = this.#stmts.find.get({ cid, path, output })
       return row === undefined ? undefined : rowToRecord(row)
     })
   }
@@ -323,7 +295,7 @@ export class SqliteStore implements Store {
   }
 
   async findUnfinishedByOutput (output: string): Promise<DownloadRecord[]> {
-    return this.#run('findUnfinishedByOutput', () => this.#stmts.unfinishedByOutput.all(output).map(rowToRecord))
+    return this.#run('findUnfinishedByOutput', () => this.#stmts.unfinishedByOutput.all({ output }).map(rowToRecord))
   }
 
   async updateDownloadResume (id: number, currentSize: number, attempts: number, lastAttempt: number,
@@ -365,8 +337,8 @@ export class SqliteStore implements Store {
       this.#db.transaction(() => {
         const params = { id, hash, size, now: now ?? this.#now(), owner: owner ?? null }
         this.#changeOne(id, this.#stmts.markSuccess.run(params).changes, owner)
-        this.#stmts.clearProgress.run(id)
-        this.#stmts.clearBlocks.run(id)
+        this.#stmts.clearProgress.run({ id })
+        this.#stmts.clearBlocks.run({ id })
       }).immediate()
     })
   }
@@ -379,26 +351,22 @@ export class SqliteStore implements Store {
   }
 
   async deleteDownload (id: number): Promise<boolean> {
-    return this.#run('deleteDownload', () => this.#stmts.delete.run(id).changes > 0)
+    return this.#run('deleteDownload', () => this.#stmts.delete.run({ id }).changes > 0)
   }
 
   async saveProgress (id: number, bitmap: Uint8Array, currentSize: number, owner?: string): Promise<void> {
     this.#run('saveProgress', () => {
       this.#db.transaction(() => {
         const now = this.#now()
-        if (owner === undefined) {
-          this.#changeOne(id, this.#stmts.setCurrentSize.run(currentSize, now, id).changes)
-        } else if (this.#stmts.setCurrentSizeOwned.run(currentSize, now, id, owner).changes === 0) {
-          throw this.#stmts.exists.get(id) === undefined ? unknownDownload(id) : leaseLost(id, owner)
-        }
-        this.#stmts.saveProgress.run(id, bitmap, now)
+        this.#changeOne(id, this.#stmts.setCurrentSize.run({ id, currentSize, now, owner: owner ?? null }).changes, owner)
+        this.#stmts.saveProgress.run({ id, bitmap, now })
       }).immediate()
     })
   }
 
   async getProgress (id: number): Promise<Uint8Array | undefined> {
     return this.#run('getProgress', () => {
-      const row = this.#stmts.getProgress.get(id)
+      const row = this.#stmts.getProgress.get({ id })
       return row === undefined ? undefined : new Uint8Array(row.bitmap)
     })
   }
@@ -406,26 +374,26 @@ export class SqliteStore implements Store {
   async putBlock (id: number, cid: string, bytes: Uint8Array, owner?: string): Promise<void> {
     this.#run('putBlock', () => {
       if (owner === undefined) {
-        this.#stmts.putBlock.run(id, cid, bytes)
+        this.#stmts.putBlock.run({ id, cid, bytes })
         return
       }
       this.#db.transaction(() => {
         this.#checkOwner(id, owner)
-        this.#stmts.putBlock.run(id, cid, bytes)
+        this.#stmts.putBlock.run({ id, cid, bytes })
       }).immediate()
     })
   }
 
   async getBlocks (id: number): Promise<Map<string, Uint8Array>> {
-    return this.#run('getBlocks', () => new Map(this.#stmts.getBlocks.all(id).map(r => [r.cid, new Uint8Array(r.bytes)])))
+    return this.#run('getBlocks', () => new Map(this.#stmts.getBlocks.all({ id }).map(r => [r.cid, new Uint8Array(r.bytes)])))
   }
 
   async clearProgress (id: number, owner?: string): Promise<void> {
     this.#run('clearProgress', () => {
       this.#db.transaction(() => {
         this.#checkOwner(id, owner)
-        this.#stmts.clearProgress.run(id)
-        this.#stmts.clearBlocks.run(id)
+        this.#stmts.clearProgress.run({ id })
+        this.#stmts.clearBlocks.run({ id })
       }).immediate()
     })
   }
@@ -441,13 +409,13 @@ export class SqliteStore implements Store {
     return this.#run('renewLease', () => {
       checkTtl(ttlMs)
       const at = now ?? this.#now()
-      return this.#stmts.renewLease.run(at + ttlMs, at, id, owner).changes > 0
+      return this.#stmts.renewLease.run({ expires: at + ttlMs, now: at, id, owner }).changes > 0
     })
   }
 
   async releaseLease (id: number, owner: string): Promise<void> {
     this.#run('releaseLease', () => {
-      this.#stmts.releaseLease.run(this.#now(), id, owner)
+      this.#stmts.releaseLease.run({ now: this.#now(), id, owner })
     })
   }
 
