@@ -5,6 +5,8 @@ import { access } from 'node:fs/promises'
 import { world, progressReaches, KiB, MiB, type World } from '../helpers.js'
 import { SqliteStore } from '../../src/store/sqlite.js'
 import { DEFAULTS } from '../../src/core/defaults.js'
+import { Journal } from '../../src/engine/journal.js'
+import type { DownloadJournal } from '../../src/core/journal.js'
 
 let w: World
 afterEach(async () => { await w?.close() })
@@ -36,5 +38,49 @@ describe('journal', () => {
     }
     expect(await present(output)).toBe(false)
     expect(await present(output + DEFAULTS.PARTIAL_SUFFIX)).toBe(true)
+  })
+
+  describe('every write is fenced on its owner', () => {
+    const A = 'host-a:1:aaaa'
+    const B = 'host-b:2:bbbb'
+    const writes: Array<[string, (j: DownloadJournal) => Promise<void>]> = [
+      ['checkpoint', async j => { await j.checkpoint(new Uint8Array([0xff]), 4096) }],
+      ['keepBlock', async j => { await j.keepBlock('bafyNew', new Uint8Array([9])) }],
+      ['durable', async j => { await j.durable(4096) }],
+      ['attempt', async j => { await j.attempt(4096, 5, 'resuming') }],
+      ['describe', async j => { await j.describe(8192, '"etag"') }],
+      ['note', async j => { await j.note('a note') }],
+      ['restart', async j => { await j.restart('from zero') }],
+      ['forgetProgress', async j => { await j.forgetProgress() }],
+      ['finished', async j => { await j.finished('cd'.repeat(32), 8192) }],
+      ['succeed', async j => { await j.succeed('cd'.repeat(32), 8192, 'http://gw') }],
+      ['pause', async j => { await j.pause('stopped', 'CIDGET_ERR_INTERRUPTED') }],
+      ['fail', async j => { await j.fail('gone', 'CIDGET_ERR_NOT_FOUND') }],
+      ['cancel', async j => { await j.cancel() }]
+    ]
+    for (const [name, write] of writes) {
+      it(`${name}: written for the lease holder, refused with CIDGET_ERR_LEASE_HELD once another owner took the lease`, async () => {
+        const store = SqliteStore.open(':memory:')
+        try {
+          const { id } = await store.createDownload({ cid: 'bafkqaaa', path: '', target: 'bafkqaaa', output: '/tmp/o', mode: 'verified', gateways: ['http://gw'] }, 1_000)
+          expect(await store.claimLease(id, A, 60_000, 1_000)).toBe(true)
+          const a = new Journal({ store, id, owner: A, now: () => 2_000 })
+          await a.checkpoint(new Uint8Array([1]), 10)
+          await a.keepBlock('bafyA', new Uint8Array([1]))
+          const before = { record: await store.getDownload(id), progress: await store.getProgress(id), blocks: await store.getBlocks(id) }
+          expect(await store.claimLease(id, B, 60_000, 100_000)).toBe(true)
+          const taken = await store.getDownload(id)
+          await expect(write(a)).rejects.toMatchObject({ code: 'CIDGET_ERR_LEASE_HELD' })
+          expect(await store.getDownload(id)).toEqual(taken)
+          expect({ progress: await store.getProgress(id), blocks: await store.getBlocks(id) }).toEqual({ progress: before.progress, blocks: before.blocks })
+          // the holder's journal writes
+          await write(new Journal({ store, id, owner: B, now: () => 200_000 }))
+          const after = { record: await store.getDownload(id), progress: await store.getProgress(id), blocks: await store.getBlocks(id) }
+          expect(after).not.toEqual({ ...before, record: taken })
+        } finally {
+          await store.close()
+        }
+      })
+    }
   })
 })
