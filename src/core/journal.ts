@@ -1,5 +1,15 @@
 import type { DownloadStatus } from './types.js'
 
+export interface RestartOptions {
+  /** Said in the record's `error` (no error code). */
+  note?: string
+  /**
+   * Path mode: its progress is a byte count, and its kept blocks are the DAG's
+   * verified inner nodes its check against the CID reads: they stay.
+   */
+  keepBlocks?: boolean
+}
+
 /**
  * The record of one download as the run working on it sees it: the only way a
  * strategy reads or writes its state. Every write is fenced on the run's lease:
@@ -32,10 +42,10 @@ export interface DownloadJournal {
   /** A note for people in the record's `error` (no error code): why the run did what it did. */
   note (message: string): Promise<void>
   /**
-   * Starts again from zero: the progress forgotten, `currentSize` 0, no hash, and `note`
-   * (when given) in `error`.
+   * Starts again from zero: the progress (bitmap and kept blocks) forgotten, `currentSize` 0,
+   * no hash, and `note` (when given) in `error`.
    */
-  restart (note?: string): Promise<void>
+  restart (opts?: RestartOptions): Promise<void>
   /** Forgets the verified progress (bitmap and kept blocks) only. */
   forgetProgress (): Promise<void>
   /**

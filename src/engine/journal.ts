@@ -1,4 +1,4 @@
-import type { DownloadJournal } from '../core/journal.js'
+import type { DownloadJournal, RestartOptions } from '../core/journal.js'
 import type { DownloadStatus } from '../core/types.js'
 import type { Store } from '../store/store.js'
 
@@ -62,8 +62,8 @@ export class Journal implements DownloadJournal {
     await this.#store.updateDownload(this.id, { error: message, errorCode: null }, undefined, this.owner)
   }
 
-  async restart (note?: string): Promise<void> {
-    await this.#store.clearProgress(this.id, this.owner)
+  async restart ({ note, keepBlocks = false }: RestartOptions = {}): Promise<void> {
+    if (!keepBlocks) await this.#store.clearProgress(this.id, this.owner)
     await this.#store.updateDownload(this.id, {
       currentSize: 0,
       hash: null,

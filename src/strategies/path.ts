@@ -164,7 +164,7 @@ export async function runPathDownload (ctx: StrategyContext): Promise<StrategyRe
       syncMark = 0
       hash = createHash('sha256')
       hashed = 0
-      await journal.restart()
+      await journal.restart({ keepBlocks: true })
     }
     const wait = async (ms: number, err: CidgetError, gateway: string, action: 'wait' | 'switch' | 'resume' | 'restart'): Promise<void> => {
       ctx.onRetry({ code: err.code, message: err.message, gateway, action, offset, delayMs: Math.max(0, Math.round(ms)) })
@@ -194,7 +194,7 @@ export async function runPathDownload (ctx: StrategyContext): Promise<StrategyRe
       const status = offset > 0 ? 'resuming' : 'in_progress'
       await ctx.setStatus(status)
       if (restartNote !== undefined) {
-        await restartWithoutPartial(journal, restartNote)
+        await restartWithoutPartial(journal, restartNote, { keepBlocks: true })
         restartNote = undefined
       }
       await record_(status)

@@ -1,5 +1,5 @@
 import { CidgetError } from '../core/errors.js'
-import type { DownloadJournal } from '../core/journal.js'
+import type { DownloadJournal, RestartOptions } from '../core/journal.js'
 import type { DownloadRecord } from '../core/types.js'
 import { committedAlready } from '../sink/partial.js'
 import type { StrategyResult } from './types.js'
@@ -23,8 +23,8 @@ export async function committedOutput (record: DownloadRecord): Promise<Strategy
  * cut short, or written on another machine): forgotten, and the run starts from
  * zero; `why` (what is missing) is said in the record.
  */
-export async function restartWithoutPartial (journal: DownloadJournal, why: string): Promise<void> {
-  await journal.restart(`Restarted from the beginning: ${why}`)
+export async function restartWithoutPartial (journal: DownloadJournal, why: string, opts: Omit<RestartOptions, 'note'> = {}): Promise<void> {
+  await journal.restart({ ...opts, note: `Restarted from the beginning: ${why}` })
 }
 
 /** A finished partial file or staging directory: deleted, or renamed onto the output. */
