@@ -30,6 +30,7 @@ import { askHolder, startHeartbeat, type LeaseInit } from './lease.js'
 import { recordCancelled, recordPaused } from './outcome.js'
 import { emitStatus } from './progress.js'
 import { GatewayTotalsBook, type GatewayTotals } from './gateway-totals.js'
+import { Journal } from './journal.js'
 import { Runner } from './run.js'
 
 export { defaultStatePath } from './options.js'
@@ -128,7 +129,7 @@ export class Downloader extends TypedEmitter<CidgetEvents> {  readonly store: St
       try {
         const now = await this.store.getDownload(rec.id)
         if (now !== undefined && ACTIVE_STATUSES.includes(now.status)) {
-          const outcome = await recordPaused(this.store, rec.id, 'Interrupted: the process working on it stopped', 'CIDGET_ERR_INTERRUPTED')
+          const outcome = await recordPaused(this.#journal(rec.id), 'Interrupted: the process working on it stopped', 'CIDGET_ERR_INTERRUPTED')
           emitStatus(this, rec.id, now.status, outcome)
           out.push(rec.id)
         }
@@ -302,7 +303,7 @@ export class Downloader extends TypedEmitter<CidgetEvents> {  readonly store: St
     if (rec.status === 'pending' || ACTIVE_STATUSES.includes(rec.status)) {
       if (await this.#claim(id)) {
         try {
-          emitStatus(this, id, rec.status, await recordPaused(this.store, id, null, null))
+          emitStatus(this, id, rec.status, await recordPaused(this.#journal(id), null, null))
         } finally {
           await this.store.releaseLease(id, this.owner)
         }
@@ -329,7 +330,7 @@ export class Downloader extends TypedEmitter<CidgetEvents> {  readonly store: St
       return await this.#ask(id, 'cancel')
     }
     try {
-      emitStatus(this, id, rec.status, await recordCancelled(this.store, rec, this.#now, false))
+      emitStatus(this, id, rec.status, await recordCancelled(this.#journal(id), rec.output, false))
     } finally {
       await this.store.releaseLease(id, this.owner)
     }
@@ -420,6 +421,11 @@ export class Downloader extends TypedEmitter<CidgetEvents> {  readonly store: St
 
   #lease (): LeaseInit {
     return { store: this.store, owner: this.owner, leaseMs: this.#settings.leaseMs, now: this.#now }
+  }
+
+  /** The record of a download whose lease this process holds, written through its journal (fenced on that lease). */
+  #journal (id: number): Journal {
+    return new Journal({ store: this.store, id, owner: this.owner, now: this.#now })
   }
 
   async #claim (id: number): Promise<boolean> {

@@ -14,6 +14,7 @@ import { GatewayPool } from '../gateways/pool.js'
 import type { Store } from '../store/store.js'
 import type { StrategyContext } from '../strategies/types.js'
 import type { GatewayTotalsBook } from './gateway-totals.js'
+import { Journal } from './journal.js'
 import { releaseAfterRun } from './lease.js'
 import type { Settings } from './options.js'
 import { recordActive, recordRunFailure, recordSuccess } from './outcome.js'
@@ -63,7 +64,7 @@ export class Runner {
   async run (running: Running, queued: DownloadRecord, stopHeartbeat: () => void): Promise<DownloadRecord> {
     const { controller } = running
     const id = queued.id
-    const now = this.#settings.now
+    const journal = new Journal({ store: this.#store, id, owner: this.#owner, now: this.#settings.now })
     let record = queued
     let progress: ProgressThrottle | undefined
     try {
@@ -71,10 +72,10 @@ export class Runner {
       if (controller.signal.aborted) throw controller.signal.reason
       await this.#checkConfined(record.output)
       progress = this.#progress(record)
-      const ctx = this.#context(record, running, progress)
+      const ctx = this.#context(record, journal, running, progress)
       const result = await strategyFor(record.mode)(ctx, this.#services(ctx))
       progress.flush()
-      const outcome = await recordSuccess(this.#store, id, result, now)
+      const outcome = await recordSuccess(journal, result)
       emitStatus(this.#events, id, running.status, outcome)
       running.status = outcome.status
     } catch (thrown) {
@@ -82,7 +83,7 @@ export class Runner {
       const err = controller.signal.aborted ? toCidgetError(controller.signal.reason) : toCidgetError(thrown)
       // without the state (PostgreSQL unreachable), the status cannot be written: the lease then
       // lapses and the download is claimed again, from its durable progress
-      await this.#settle(running, record, err).catch(() => {})
+      await this.#settle(journal, running, record, err).catch(() => {})
     } finally {
       progress?.flush()
       stopHeartbeat()
@@ -92,8 +93,8 @@ export class Runner {
   }
 
   /** Maps a run's failure onto the record's status. */
-  async #settle (running: Running, record: DownloadRecord, err: CidgetError): Promise<void> {
-    const outcome = await recordRunFailure(this.#store, this.#owner, record, err, this.#settings.now)
+  async #settle (journal: Journal, running: Running, record: DownloadRecord, err: CidgetError): Promise<void> {
+    const outcome = await recordRunFailure(journal, record, err)
     if (outcome === undefined) return
     emitStatus(this.#events, record.id, running.status, outcome)
     running.status = outcome.status
@@ -109,13 +110,12 @@ export class Runner {
   }
 
   /** The context a strategy runs one download with. */
-  #context (record: DownloadRecord, running: Running, progress: ProgressThrottle): StrategyContext {
+  #context (record: DownloadRecord, journal: Journal, running: Running, progress: ProgressThrottle): StrategyContext {
     const id = record.id
     const { policy, now, sleep, random } = this.#settings
     return {
       record,
-      store: this.#store,
-      owner: this.#owner,
+      journal,
       http: this.#http,
       policy,
       signal: running.controller.signal,
@@ -127,7 +127,8 @@ export class Runner {
         if (status === running.status) return
         const from = running.status
         running.status = status
-        emitStatus(this.#events, id, from, await recordActive(this.#store, id, status, now))
+        // fenced like every write of the run: a run that lost its lease stops here
+        emitStatus(this.#events, id, from, await recordActive(journal, status))
       },
       onProgress: (bytes, total, gateway, files) => { progress.update(bytes, total, gateway, files) },
       onRetry: (event) => {

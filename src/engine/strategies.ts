@@ -35,10 +35,9 @@ const path: Strategy = async (ctx, engine) => {
   if (!engine.checkPath) return await runPathDownload(ctx)
   return await engine.withPool(() => {}, async (pool) => {
     const dag = {
-      id: ctx.record.id,
       cid: ctx.record.cid,
       path: ctx.record.path,
-      store: ctx.store,
+      journal: ctx.journal,
       blocks: pool,
       limits: engine.limits,
       signal: ctx.signal,

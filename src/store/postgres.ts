@@ -1,15 +1,20 @@
 import type { Pool, PoolClient, QueryResult, QueryResultRow } from 'pg'
-import { CidgetError, isNetworkCode, systemCode } from '../core/errors.js'
-import { ACTIVE_STATUSES, STATUSES } from '../core/types.js'
+import { CidgetError } from '../core/errors.js'
+import { STATUSES } from '../core/types.js'
 import type { DownloadRecord, DownloadStatus, NewDownload } from '../core/types.js'
-import { CLAIMABLE_SQL, LATEST_SCHEMA_VERSION, MIGRATIONS, SCHEMA_MIGRATIONS_SQL } from './migrations.js'
+import { CLAIMABLE_SQL } from './migrations.js'
+import { detailOf, inTransaction, isConnectionError, migrate, openError, redactUrl } from './postgres-connect.js'
 import { isOwnerDead as defaultIsOwnerDead } from './owner.js'
 import {
-  PATCH_FIELDS, badOption, checkList, outputInUse, checkStatus, checkTtl, checkUnder, isStatus, listParams, newDownloadParams, patchParams,
+  badOption, checkList, outputInUse, checkStatus, checkTtl, checkUnder, isStatus, listParams, newDownloadParams, patchParams,
   leaseLost, rowToRecord, unknownDownload
 } from './rows.js'
 import type { BindValue, DownloadRow, NewDownloadParams } from './rows.js'
+import { FENCE, INSERT_COLUMNS, SELECT_DOWNLOADS, SQL, UNFINISHED_SQL, bind, patchAssignments, positional } from './sql.js'
+import type { Positional, StatementName } from './sql.js'
 import type { ClaimOptions, DownloadPatch, ListOptions, OwnerLiveness, Store, StoreOptions } from './store.js'
+
+export { isConnectionError, postgresDialect, redactUrl } from './postgres-connect.js'
 
 /** Connections the store keeps open at most. */
 export const DEFAULT_POOL_SIZE = 10
@@ -23,8 +28,6 @@ export interface PostgresStoreOptions extends StoreOptions {
   connectTimeoutMs?: number
 }
 
-/** The session advisory lock that serializes migrations: "cidget" in ASCII. */
-const MIGRATION_LOCK = '109270236373364'
 /**
  * First key of the transaction advisory locks that make "no unfinished
  * download writes there" and the insert one step ("cidg"); the second key is
@@ -41,10 +44,17 @@ const ANALYZE_AFTER_ROWS = 1000
 /** Rows per INSERT statement in `createDownloads` (each column travels as one array parameter). */
 export const INSERT_BATCH = 1000
 
-const COLUMNS = 'SELECT * FROM ipfs_downloads'
-const sqlList = (values: readonly string[]): string => values.map(v => `'${v}'`).join(', ')
-const ACTIVE_LIST = sqlList(ACTIVE_STATUSES)
-const FINISHED_LIST = sqlList(['success', 'failed', 'cancelled'])
+/**
+ * Writes of `ipfs_download_progress` and `ipfs_download_blocks` fenced in the same statement:
+ * `owned` is the download's row while `$2` holds its lease, locked against a takeover (FOR SHARE)
+ * until the write commits.
+ */
+const OWNED = 'WITH owned AS (SELECT id FROM ipfs_downloads WHERE id = $1 AND "leaseOwner" = $2 FOR SHARE)'
+/** Forgets a download's progress and kept blocks in one statement. */
+const CLEAR_PROGRESS = `WITH progress AS (DELETE FROM ipfs_download_progress WHERE "downloadId" = $1)
+  DELETE FROM ipfs_download_blocks WHERE "downloadId" = $1`
+/** The shared statements, numbered. */
+const STATEMENTS = Object.fromEntries(Object.entries(SQL).map(([name, sql]) => [name, positional(sql)])) as Record<StatementName, Positional>
 
 /**
  * Within the transaction of `client`: takes the output locks of `outputs`
@@ -57,170 +67,14 @@ async function lockOutputs (client: PoolClient, outputs: string[]): Promise<void
     `SELECT pg_advisory_xact_lock($1, b) FROM (SELECT DISTINCT abs(hashtext(o) % $2) AS b FROM unnest($3::text[]) AS o) AS buckets ORDER BY b`,
     [OUTPUT_LOCK_CLASS, OUTPUT_LOCK_BUCKETS, outputs])
   const clash = (await client.query<DownloadRow>(
-    `${COLUMNS} WHERE output = ANY($1::text[]) AND status NOT IN (${FINISHED_LIST}) ORDER BY id LIMIT 1`, [outputs])).rows[0]
+    `${SELECT_DOWNLOADS} WHERE output = ANY($1::text[]) AND ${UNFINISHED_SQL} ORDER BY id LIMIT 1`, [outputs])).rows[0]
   if (clash !== undefined) throw outputInUse(clash, clash.output)
-}
-
-const DIALECT_LINE = /^(\s*)-- dialect: SQLite\. PostgreSQL: (.+?)\s*$/
-
-/**
- * The PostgreSQL text of a migration written for SQLite: a line
- * `-- dialect: SQLite. PostgreSQL: <line>` replaces the line after it by `<line>`
- * (keeping that line's trailing `,` or `;`), and BLOB becomes BYTEA.
- */
-export function postgresDialect (sql: string): string {
-  const lines = sql.split('\n')
-  const out: string[] = []
-  for (let i = 0; i < lines.length; i++) {
-    const line = lines[i] ?? ''
-    const marker = DIALECT_LINE.exec(line)
-    if (marker === null) {
-      out.push(line)
-      continue
-    }
-    const next = lines[i + 1]
-    if (next === undefined || next.trim() === '') throw new Error(`"${line.trim()}" has no line after it to replace`)
-    const separator = /[,;]\s*$/.exec(next)?.[0].trim() ?? ''
-    out.push(`${marker[1] ?? ''}${marker[2] ?? ''}${separator}`)
-    i++
-  }
-  return out.join('\n').replace(/\bBLOB\b/g, 'BYTEA')
-}
-
-/** The URL without its password (in the authority or as a `password` parameter). */
-export function redactUrl (url: string): string {
-  let parsed: URL
-  try {
-    parsed = new URL(url)
-  } catch {
-    throw new CidgetError('CIDGET_ERR_STATE', 'The state location is not a valid postgres:// URL')
-  }
-  parsed.password = ''
-  for (const key of ['password', 'sslpassword']) {
-    if (parsed.searchParams.has(key)) parsed.searchParams.delete(key)
-  }
-  return parsed.toString()
-}
-
-/** SQLSTATEs of a connection that is gone or refused: the server shut it down, restarts, or is full. */
-const CONNECTION_SQLSTATES = new Set(['57P01', '57P02', '57P03', '57P05', '53300'])
-const CONNECTION_MESSAGES = /Connection terminated|not queryable|timeout exceeded when trying to connect|connection timeout|Query read timeout/i
-
-/** True when the failure is a lost, refused or timed-out connection rather than a refused statement. */
-export function isConnectionError (err: unknown): boolean {
-  const errors = err instanceof AggregateError ? [err, ...(err.errors as unknown[])] : [err]
-  return errors.some(e => {
-    const code = systemCode(e)
-    if (code !== undefined && (code.startsWith('08') || CONNECTION_SQLSTATES.has(code) || isNetworkCode(code))) return true
-    return e instanceof Error && CONNECTION_MESSAGES.test(e.message)
-  })
-}
-
-function detailOf (err: unknown): string {
-  if (err instanceof Error) return err.message !== '' ? err.message : systemCode(err) ?? err.name
-  return String(err)
-}
-
-/** What opening threw, as one coded line naming the location. */
-function openError (location: string, err: unknown): CidgetError {
-  if (err instanceof CidgetError) return err
-  if (isConnectionError(err)) {
-    return new CidgetError('CIDGET_ERR_STATE_UNAVAILABLE', `Cannot reach the state database ${location}: ${detailOf(err)}`, { cause: err })
-  }
-  return new CidgetError('CIDGET_ERR_STATE', `Cannot open the state database ${location}: ${detailOf(err)}`, { cause: err })
-}
-
-/** Runs `fn` on one connection of the pool, dropping the connection if it broke meanwhile. */
-async function withClient<T> (pool: Pool, fn: (client: PoolClient) => Promise<T>): Promise<T> {
-  const client = await pool.connect()
-  let broken: Error | undefined
-  // While checked out, a client's 'error' (its backend killed, the socket reset) is ours to take:
-  // unhandled, it would end the process. The failing query rejects as well.
-  const onError = (err: Error): void => { broken ??= err }
-  client.on('error', onError)
-  try {
-    return await fn(client)
-  } catch (err) {
-    if (isConnectionError(err)) broken ??= err instanceof Error ? err : new Error(String(err))
-    throw err
-  } finally {
-    client.off('error', onError)
-    client.release(broken)
-  }
-}
-
-/** Runs `fn` in a transaction on one connection: COMMIT when it returns, ROLLBACK when it throws. */
-async function inTransaction<T> (pool: Pool, fn: (client: PoolClient) => Promise<T>): Promise<T> {
-  return withClient(pool, async client => {
-    await client.query('BEGIN')
-    let result: T
-    try {
-      result = await fn(client)
-    } catch (err) {
-      try {
-        await client.query('ROLLBACK')
-      } catch {
-        // The connection is gone (and is dropped): the server rolls back on its own.
-      }
-      throw err
-    }
-    await client.query('COMMIT')
-    return result
-  })
-}
-
-/**
- * Applies every migration the database lacks. A session advisory lock makes
- * workers that start at once take turns: the first migrates, the others find
- * the versions recorded. Each migration runs in its own transaction together
- * with its `schema_migrations` row.
- */
-async function migrate (pool: Pool, location: string, now: () => number): Promise<void> {
-  await withClient(pool, async client => {
-    await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK])
-    try {
-      // A schema with tables but no schema_migrations belongs to another program: leave it alone.
-      const tables = (await client.query<{ name: string }>(
-        `SELECT table_name AS name FROM information_schema.tables
-        WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' ORDER BY table_name`)).rows.map(r => r.name)
-      if (tables.length > 0 && !tables.includes('schema_migrations')) {
-        throw new CidgetError('CIDGET_ERR_STATE', `Cannot open the state database ${location}: ` +
-          `it holds the tables of another program (${tables.slice(0, 5).join(', ')})`)
-      }
-      await client.query(SCHEMA_MIGRATIONS_SQL)
-      const applied = new Set((await client.query<{ version: number }>('SELECT version FROM schema_migrations')).rows
-        .map(r => r.version))
-      const newest = Math.max(0, ...applied)
-      if (newest > LATEST_SCHEMA_VERSION) {
-        throw new CidgetError('CIDGET_ERR_STATE', `Cannot open the state database ${location}: its schema version ` +
-          `${newest} is newer than this cidget understands (${LATEST_SCHEMA_VERSION}); upgrade cidget or use another database`)
-      }
-      for (const migration of [...MIGRATIONS].sort((a, b) => a.version - b.version)) {
-        if (applied.has(migration.version)) continue
-        await client.query('BEGIN')
-        try {
-          await client.query(postgresDialect(migration.sql))
-          await client.query('INSERT INTO schema_migrations (version, name, "appliedAt") VALUES ($1, $2, $3)',
-            [migration.version, migration.name, now()])
-          await client.query('COMMIT')
-        } catch (err) {
-          await client.query('ROLLBACK').catch(() => undefined)
-          throw err
-        }
-      }
-    } finally {
-      // Also released by the server when the session ends, should this fail.
-      await client.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK]).catch(() => undefined)
-    }
-  })
 }
 
 function insertValues (p: NewDownloadParams): BindValue[] {
   return [p.cid, p.path, p.target, p.output, p.mode, p.gateways, p.size, p.expectedSha256, p.priority, p.now]
 }
 
-const INSERT_COLUMNS = `(cid, path, target, output, mode, gateways, size, "expectedSha256", priority, status, attempts,
-  "currentSize", "createdAt", "updatedAt")`
 const INSERT_ONE = `INSERT INTO ipfs_downloads ${INSERT_COLUMNS}
   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', 0, 0, $10, $10)
   RETURNING *`
@@ -336,14 +190,31 @@ export class PostgresStore implements Store {
     }
   }
 
-  async #query<R extends QueryResultRow = DownloadRow>(text: string, values?: unknown[]): Promise<QueryResult<R>> {
-    return this.#pool.query<R>(text, values)
+  async #query<R extends QueryResultRow = DownloadRow>(text: string, values?: unknown[], client?: PoolClient): Promise<QueryResult<R>> {
+    return client === undefined ? await this.#pool.query<R>(text, values) : await client.query<R>(text, values)
   }
 
-  /** Runs an UPDATE of one download; CIDGET_ERR_UNKNOWN_DOWNLOAD when no row has the id. */
-  async #updateOne (id: number, text: string, values: unknown[], client?: PoolClient): Promise<void> {
-    const res = client === undefined ? await this.#query(text, values) : await client.query(text, values)
-    if ((res.rowCount ?? 0) === 0) throw unknownDownload(id)
+  /** Runs one of the statements both stores share, its `@name`s bound from `params`. */
+  async #exec<R extends QueryResultRow = DownloadRow>(name: StatementName, params: Record<string, unknown>, client?: PoolClient): Promise<QueryResult<R>> {
+    const statement = STATEMENTS[name]
+    return await this.#query<R>(statement.text, bind(statement, params), client)
+  }
+
+  /**
+   * Runs a fenced UPDATE of one download (`owner` null: unconditional). No row updated means
+   * CIDGET_ERR_UNKNOWN_DOWNLOAD, or CIDGET_ERR_LEASE_HELD when the download exists and `owner` was given.
+   */
+  async #updateOne (id: number, name: StatementName, params: Record<string, unknown>, owner: string | undefined, client?: PoolClient): Promise<void> {
+    const res = await this.#exec(name, { ...params, id, owner: owner ?? null }, client)
+    if ((res.rowCount ?? 0) > 0) return
+    await this.#notChanged(id, owner, client)
+  }
+
+  /** Why a fenced write of `id` changed nothing: no such download, or a lease `owner` does not hold. */
+  async #notChanged (id: number, owner: string | undefined, client?: PoolClient): Promise<never> {
+    if (owner === undefined) throw unknownDownload(id)
+    const found = (await this.#exec('exists', { id }, client)).rowCount ?? 0
+    throw found === 0 ? unknownDownload(id) : leaseLost(id, owner)
   }
 
   async createDownload (init: NewDownload, now?: number, opts: { exclusiveOutput?: boolean } = {}): Promise<DownloadRecord> {
@@ -387,30 +258,23 @@ export class PostgresStore implements Store {
 
   async getDownload (id: number): Promise<DownloadRecord | undefined> {
     return this.#run('getDownload', async () => {
-      const row = (await this.#query(`${COLUMNS} WHERE id = $1`, [id])).rows[0]
+      const row = (await this.#exec('get', { id })).rows[0]
       return row === undefined ? undefined : rowToRecord(row)
     })
   }
 
   async getDownloadsByStatus (status: DownloadStatus): Promise<DownloadRecord[]> {
     return this.#run('getDownloadsByStatus', async () =>
-      (await this.#query(`${COLUMNS} WHERE status = $1 ORDER BY id`, [checkStatus(status)])).rows.map(rowToRecord))
+      (await this.#exec('byStatus', { status: checkStatus(status) })).rows.map(rowToRecord))
   }
 
   async listDownloads (opts: ListOptions = {}): Promise<DownloadRecord[]> {
-    return this.#run('listDownloads', async () => {
-      const { status, afterId, limit } = listParams(opts)
-      const res = await this.#query(
-        `${COLUMNS} WHERE id > $1 AND ($2::text IS NULL OR status = $2) ORDER BY id LIMIT $3`, [afterId, status, limit])
-      return res.rows.map(rowToRecord)
-    })
+    return this.#run('listDownloads', async () => (await this.#exec('list', listParams(opts))).rows.map(rowToRecord))
   }
 
   async findDownload (cid: string, path: string, output: string): Promise<DownloadRecord | undefined> {
     return this.#run('findDownload', async () => {
-      const row = (await this.#query(
-        `${COLUMNS} WHERE cid = $1 AND path = $2 AND output = $3 AND status <> 'cancelled' ORDER BY id DESC LIMIT 1`,
-        [cid, path, output])).rows[0]
+      const row = (await this.#exec('find', { cid, path, output })).rows[0]
       return row === undefined ? undefined : rowToRecord(row)
     })
   }
@@ -418,8 +282,7 @@ export class PostgresStore implements Store {
   async countByStatus (): Promise<Record<DownloadStatus, number>> {
     return this.#run('countByStatus', async () => {
       const out = Object.fromEntries(STATUSES.map(s => [s, 0])) as Record<DownloadStatus, number>
-      const res = await this.#query<{ status: string, n: number }>('SELECT status, COUNT(*) AS n FROM ipfs_downloads GROUP BY status')
-      for (const row of res.rows) {
+      for (const row of (await this.#exec<{ status: string, n: number }>('countByStatus', {})).rows) {
         if (isStatus(row.status)) out[row.status] = Number(row.n)
       }
       return out
@@ -428,127 +291,119 @@ export class PostgresStore implements Store {
 
   async findUnfinishedByOutput (output: string): Promise<DownloadRecord[]> {
     return this.#run('findUnfinishedByOutput', async () =>
-      (await this.#query(`${COLUMNS} WHERE output = $1 AND status NOT IN (${FINISHED_LIST}) ORDER BY id`, [output]))
-        .rows.map(rowToRecord))
+      (await this.#exec('unfinishedByOutput', { output })).rows.map(rowToRecord))
   }
 
   async updateDownloadResume (id: number, currentSize: number, attempts: number, lastAttempt: number,
-    status: DownloadStatus): Promise<void> {
+    status: DownloadStatus, owner?: string): Promise<void> {
     await this.#run('updateDownloadResume', async () => {
-      await this.#updateOne(id, `UPDATE ipfs_downloads SET "currentSize" = $1, attempts = $2, "lastAttempt" = $3,
-        status = $4, "updatedAt" = $5 WHERE id = $6`, [currentSize, attempts, lastAttempt, checkStatus(status), this.#now(), id])
+      await this.#updateOne(id, 'updateResume', { currentSize, attempts, lastAttempt, status: checkStatus(status), now: this.#now() }, owner)
     })
   }
 
-  async updateDownloadHash (id: number, hash: string): Promise<void> {
+  async updateDownloadHash (id: number, hash: string, owner?: string): Promise<void> {
     await this.#run('updateDownloadHash', async () => {
-      await this.#updateOne(id, 'UPDATE ipfs_downloads SET hash = $1, "updatedAt" = $2 WHERE id = $3', [hash, this.#now(), id])
+      await this.#updateOne(id, 'updateHash', { hash, now: this.#now() }, owner)
     })
   }
 
-  async markDownloadResuming (id: number): Promise<void> {
+  async markDownloadResuming (id: number, owner?: string): Promise<void> {
     await this.#run('markDownloadResuming', async () => {
-      await this.#updateOne(id, 'UPDATE ipfs_downloads SET status = \'resuming\', "updatedAt" = $1 WHERE id = $2', [this.#now(), id])
+      await this.#updateOne(id, 'markResuming', { now: this.#now() }, owner)
     })
   }
 
-  async markDownloadPaused (id: number, error: string | null, errorCode?: string | null): Promise<void> {
+  async markDownloadPaused (id: number, error: string | null, errorCode?: string | null, owner?: string): Promise<void> {
     await this.#run('markDownloadPaused', async () => {
-      await this.#updateOne(id, 'UPDATE ipfs_downloads SET status = \'paused\', error = $1, "errorCode" = $2, "updatedAt" = $3 WHERE id = $4',
-        [error, errorCode ?? null, this.#now(), id])
+      await this.#updateOne(id, 'markStopped', { status: 'paused', error, errorCode: errorCode ?? null, now: this.#now() }, owner)
     })
   }
 
-  async markDownloadFailed (id: number, error: string, errorCode: string): Promise<void> {
+  async markDownloadFailed (id: number, error: string, errorCode: string, owner?: string): Promise<void> {
     await this.#run('markDownloadFailed', async () => {
-      await this.#updateOne(id, 'UPDATE ipfs_downloads SET status = \'failed\', error = $1, "errorCode" = $2, "updatedAt" = $3 WHERE id = $4',
-        [error, errorCode, this.#now(), id])
+      await this.#updateOne(id, 'markStopped', { status: 'failed', error, errorCode, now: this.#now() }, owner)
     })
   }
 
-  async markDownloadSuccess (id: number, hash: string | null, size: number, now?: number): Promise<void> {
+  async markDownloadSuccess (id: number, hash: string | null, size: number, now?: number, owner?: string): Promise<void> {
     await this.#run('markDownloadSuccess', async () => {
       await inTransaction(this.#pool, async client => {
-        await this.#updateOne(id, `UPDATE ipfs_downloads SET status = 'success', hash = $1, size = $2, "currentSize" = $2,
-          "completedAt" = $3, error = NULL, "errorCode" = NULL, "leaseOwner" = NULL, "leaseExpires" = NULL, "updatedAt" = $3
-          WHERE id = $4`, [hash, size, now ?? this.#now(), id], client)
-        await client.query(`WITH progress AS (DELETE FROM ipfs_download_progress WHERE "downloadId" = $1)
-          DELETE FROM ipfs_download_blocks WHERE "downloadId" = $1`, [id])
+        await this.#updateOne(id, 'markSuccess', { hash, size, now: now ?? this.#now() }, owner, client)
+        await client.query(CLEAR_PROGRESS, [id])
       })
     })
   }
 
-  async updateDownload (id: number, patch: DownloadPatch, now?: number): Promise<void> {
+  async updateDownload (id: number, patch: DownloadPatch, now?: number, owner?: string): Promise<void> {
     await this.#run('updateDownload', async () => {
       const params = patchParams(patch)
       const values: unknown[] = []
-      const assignments: string[] = []
-      for (const field of PATCH_FIELDS) {
-        if (params[`set_${field}`] !== 1) continue
-        values.push(params[field])
-        assignments.push(`"${field}" = $${values.length}`)
+      const param = (value: unknown): string => {
+        values.push(value)
+        return `$${values.length}`
       }
-      values.push(now ?? this.#now(), id)
-      assignments.push(`"updatedAt" = $${values.length - 1}`)
-      await this.#updateOne(id, `UPDATE ipfs_downloads SET ${assignments.join(', ')} WHERE id = $${values.length}`, values)
+      const assignments = patchAssignments(params, field => param(params[field]))
+      assignments.push(`"updatedAt" = ${param(now ?? this.#now())}`)
+      const idParam = param(id)
+      const ownerParam = param(owner ?? null)
+      const where = `id = ${idParam} AND ${FENCE.replaceAll('@owner', () => ownerParam)}`
+      const res = await this.#query(`UPDATE ipfs_downloads SET ${assignments.join(', ')} WHERE ${where}`, values)
+      if ((res.rowCount ?? 0) === 0) await this.#notChanged(id, owner)
     })
   }
 
   async deleteDownload (id: number): Promise<boolean> {
-    return this.#run('deleteDownload', async () =>
-      ((await this.#query('DELETE FROM ipfs_downloads WHERE id = $1', [id])).rowCount ?? 0) > 0)
+    return this.#run('deleteDownload', async () => ((await this.#exec('delete', { id })).rowCount ?? 0) > 0)
   }
 
   async saveProgress (id: number, bitmap: Uint8Array, currentSize: number, owner?: string): Promise<void> {
     await this.#run('saveProgress', async () => {
       const now = this.#now()
       await inTransaction(this.#pool, async client => {
-        if (owner === undefined) {
-          await this.#updateOne(id, 'UPDATE ipfs_downloads SET "currentSize" = $1, "updatedAt" = $2 WHERE id = $3',
-            [currentSize, now, id], client)
-        } else {
-          const res = await client.query('UPDATE ipfs_downloads SET "currentSize" = $1, "updatedAt" = $2 WHERE id = $3 AND "leaseOwner" = $4',
-            [currentSize, now, id, owner])
-          if ((res.rowCount ?? 0) === 0) {
-            const found = (await client.query('SELECT id FROM ipfs_downloads WHERE id = $1', [id])).rowCount ?? 0
-            throw found === 0 ? unknownDownload(id) : leaseLost(id, owner)
-          }
-        }
-        await client.query(`INSERT INTO ipfs_download_progress ("downloadId", bitmap, "updatedAt") VALUES ($1, $2, $3)
-          ON CONFLICT ("downloadId") DO UPDATE SET bitmap = excluded.bitmap, "updatedAt" = excluded."updatedAt"`,
-        [id, toBuffer(bitmap), now])
+        await this.#updateOne(id, 'setCurrentSize', { currentSize, now }, owner, client)
+        await this.#exec('saveProgress', { id, bitmap: toBuffer(bitmap), now }, client)
       })
     })
   }
 
   async getProgress (id: number): Promise<Uint8Array | undefined> {
     return this.#run('getProgress', async () => {
-      const row = (await this.#query<{ bitmap: Buffer }>(
-        'SELECT bitmap FROM ipfs_download_progress WHERE "downloadId" = $1', [id])).rows[0]
+      const row = (await this.#exec<{ bitmap: Buffer }>('getProgress', { id })).rows[0]
       return row === undefined ? undefined : new Uint8Array(row.bitmap)
     })
   }
 
-  async putBlock (id: number, cid: string, bytes: Uint8Array): Promise<void> {
+  async putBlock (id: number, cid: string, bytes: Uint8Array, owner?: string): Promise<void> {
     await this.#run('putBlock', async () => {
-      await this.#query('INSERT INTO ipfs_download_blocks ("downloadId", cid, bytes) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING',
-        [id, cid, toBuffer(bytes)])
+      if (owner === undefined) {
+        await this.#exec('putBlock', { id, cid, bytes: toBuffer(bytes) })
+        return
+      }
+      const res = await this.#query(`${OWNED}, kept AS (INSERT INTO ipfs_download_blocks ("downloadId", cid, bytes)
+        SELECT id, $3, $4 FROM owned ON CONFLICT DO NOTHING) SELECT id FROM owned`, [id, owner, cid, toBuffer(bytes)])
+      if ((res.rowCount ?? 0) === 0) await this.#notChanged(id, owner)
     })
   }
 
   async getBlocks (id: number): Promise<Map<string, Uint8Array>> {
     return this.#run('getBlocks', async () => {
-      const res = await this.#query<{ cid: string, bytes: Buffer }>(
-        'SELECT cid, bytes FROM ipfs_download_blocks WHERE "downloadId" = $1', [id])
+      const res = await this.#exec<{ cid: string, bytes: Buffer }>('getBlocks', { id })
       return new Map(res.rows.map(r => [r.cid, new Uint8Array(r.bytes)]))
     })
   }
 
-  async clearProgress (id: number): Promise<void> {
+  async clearProgress (id: number, owner?: string): Promise<void> {
     await this.#run('clearProgress', async () => {
-      // One statement, so both deletes commit together.
-      await this.#query(`WITH progress AS (DELETE FROM ipfs_download_progress WHERE "downloadId" = $1)
-        DELETE FROM ipfs_download_blocks WHERE "downloadId" = $1`, [id])
+      // One statement, so both deletes commit together (and with the lease check, when fenced).
+      if (owner === undefined) {
+        await this.#query(CLEAR_PROGRESS, [id])
+        return
+      }
+      const res = await this.#query(`${OWNED},
+        progress AS (DELETE FROM ipfs_download_progress WHERE "downloadId" IN (SELECT id FROM owned)),
+        blocks AS (DELETE FROM ipfs_download_blocks WHERE "downloadId" IN (SELECT id FROM owned))
+        SELECT id FROM owned`, [id, owner])
+      if ((res.rowCount ?? 0) === 0) await this.#notChanged(id, owner)
     })
   }
 
@@ -562,8 +417,7 @@ export class PostgresStore implements Store {
           'SELECT "leaseOwner", "leaseExpires" FROM ipfs_downloads WHERE id = $1 FOR UPDATE', [id])).rows[0]
         if (row === undefined) throw unknownDownload(id)
         if (row.leaseOwner !== owner && !this.#leaseLapsed(row.leaseOwner, row.leaseExpires, at)) return false
-        await client.query('UPDATE ipfs_downloads SET "leaseOwner" = $1, "leaseExpires" = $2, "updatedAt" = $3 WHERE id = $4',
-          [owner, at + ttlMs, at, id])
+        await this.#exec('takeLease', { owner, expires: at + ttlMs, now: at, id }, client)
         return true
       })
     })
@@ -573,16 +427,13 @@ export class PostgresStore implements Store {
     return this.#run('renewLease', async () => {
       checkTtl(ttlMs)
       const at = now ?? this.#now()
-      const res = await this.#query('UPDATE ipfs_downloads SET "leaseExpires" = $1, "updatedAt" = $2 WHERE id = $3 AND "leaseOwner" = $4',
-        [at + ttlMs, at, id, owner])
-      return (res.rowCount ?? 0) > 0
+      return ((await this.#exec('renewLease', { expires: at + ttlMs, now: at, id, owner })).rowCount ?? 0) > 0
     })
   }
 
   async releaseLease (id: number, owner: string): Promise<void> {
     await this.#run('releaseLease', async () => {
-      await this.#query('UPDATE ipfs_downloads SET "leaseOwner" = NULL, "leaseExpires" = NULL, "updatedAt" = $1 ' +
-        'WHERE id = $2 AND "leaseOwner" = $3', [this.#now(), id, owner])
+      await this.#exec('releaseLease', { now: this.#now(), id, owner })
     })
   }
 
@@ -590,7 +441,7 @@ export class PostgresStore implements Store {
     return this.#run('listOrphaned', async () => {
       const at = now ?? this.#now()
       // Active rows are few; the owner check is a JS function, so filter here rather than in SQL.
-      return (await this.#query(`${COLUMNS} WHERE status IN (${ACTIVE_LIST}) ORDER BY id`)).rows.map(rowToRecord)
+      return (await this.#exec('active', {})).rows.map(rowToRecord)
         .filter(r => this.#leaseLapsed(r.leaseOwner, r.leaseExpires, at))
     })
   }

@@ -113,9 +113,9 @@ export function unknownDownload (id: number): CidgetError {
   return new CidgetError('CIDGET_ERR_UNKNOWN_DOWNLOAD', `No download has id ${id}`)
 }
 
-/** A progress write by `owner` for a download whose lease another process holds (or nobody does). */
+/** A fenced write by `owner` for a download whose lease another process holds (or nobody does). */
 export function leaseLost (id: number, owner: string): CidgetError {
-  return new CidgetError('CIDGET_ERR_LEASE_HELD', `Download ${id} is no longer leased to ${owner}: its progress was not recorded`)
+  return new CidgetError('CIDGET_ERR_LEASE_HELD', `Download ${id} is no longer leased to ${owner}: nothing was recorded`)
 }
 
 export function checkStatus (status: unknown): DownloadStatus {

@@ -1,16 +1,17 @@
-import { accessSync, closeSync, constants as fsConstants, openSync, statSync } from 'node:fs'
-import { dirname, resolve } from 'node:path'
+import { resolve } from 'node:path'
 import { Database } from './driver.js'
 import { CidgetError } from '../core/errors.js'
-import { ACTIVE_STATUSES, STATUSES } from '../core/types.js'
+import { STATUSES } from '../core/types.js'
 import type { DownloadRecord, DownloadStatus, NewDownload } from '../core/types.js'
-import { CLAIMABLE_SQL, LATEST_SCHEMA_VERSION, MIGRATIONS, SCHEMA_MIGRATIONS_SQL } from './migrations.js'
+import { CLAIMABLE_SQL } from './migrations.js'
+import { checkLocation, createPrivate, enableWal, migrate, openError } from './sqlite-file.js'
 import { isOwnerDead as defaultIsOwnerDead } from './owner.js'
 import {
-  PATCH_FIELDS, badOption, checkList, outputInUse, checkStatus, checkTtl, checkUnder, isStatus, listParams, newDownloadParams, patchParams,
+  badOption, checkList, outputInUse, checkStatus, checkTtl, checkUnder, isStatus, listParams, newDownloadParams, patchParams,
   leaseLost, rowToRecord, unknownDownload
 } from './rows.js'
 import type { BindValue, DownloadRow, NewDownloadParams } from './rows.js'
+import { FENCE, INSERT_COLUMNS, SQL, patchAssignments } from './sql.js'
 import type { ClaimOptions, DownloadPatch, ListOptions, OwnerLiveness, Store, StoreOptions } from './store.js'
 
 /** How long a statement waits for another connection's write lock before SQLITE_BUSY. */
@@ -22,157 +23,25 @@ export interface SqliteStoreOptions extends StoreOptions {
   busyTimeoutMs?: number
 }
 
-function stateError (location: string, reason: string, cause?: unknown): CidgetError {
-  return new CidgetError('CIDGET_ERR_STATE', `Cannot open the state database ${location}: ${reason}`,
-    cause === undefined ? {} : { cause })
+interface Id { id: number }
+/** The parameters every fenced update binds: `owner` null for an unconditional write. */
+interface Fenced extends Id {
+  now: number
+  owner: string | null
 }
-
-function errnoOf (err: unknown): string | undefined {
-  const code = (err as { code?: unknown } | null)?.code
-  return typeof code === 'string' ? code : undefined
-}
-
-/**
- * Checks the file's location with the file system first: SQLite's own errors for a
- * missing or read-only directory ("unable to open database file") do not say which.
- */
-function checkLocation (file: string): void {
-  const dir = dirname(file)
-  try {
-    if (!statSync(dir).isDirectory()) throw stateError(file, `${dir} is not a directory`)
-  } catch (err) {
-    if (err instanceof CidgetError) throw err
-    const code = errnoOf(err)
-    if (code === 'ENOENT') throw stateError(file, `the directory ${dir} does not exist`, err)
-    if (code === 'ENOTDIR') throw stateError(file, `a parent of ${dir} is a file, not a directory`, err)
-    throw stateError(file, `cannot access the directory ${dir} (${code ?? String(err)})`, err)
-  }
-  // WAL writes `-wal` and `-shm` files beside the database, so the directory must be writable too.
-  try {
-    accessSync(dir, fsConstants.W_OK)
-  } catch (err) {
-    throw stateError(file, `the directory ${dir} is not writable`, err)
-  }
-  let isFile: boolean
-  try {
-    isFile = statSync(file).isFile()
-  } catch (err) {
-    if (errnoOf(err) === 'ENOENT') return // created on open
-    throw stateError(file, `cannot access it (${errnoOf(err) ?? String(err)})`, err)
-  }
-  if (!isFile) throw stateError(file, 'it is not a regular file')
-  try {
-    accessSync(file, fsConstants.R_OK | fsConstants.W_OK)
-  } catch (err) {
-    throw stateError(file, 'it is not readable and writable', err)
-  }
-}
-
-/**
- * A new state file is created empty with mode 0600 before SQLite opens it
- * (SQLite would make it 0644): the `-wal` and `-shm` files SQLite adds take
- * the database file's mode, so they are private too. An existing file is left
- * as it is.
- */
-function createPrivate (file: string): void {
-  try {
-    closeSync(openSync(file, 'wx', 0o600))
-  } catch (err) {
-    if (errnoOf(err) !== 'EEXIST') throw stateError(file, `cannot create it (${errnoOf(err) ?? String(err)})`, err)
-  }
-}
-
-/**
- * `PRAGMA journal_mode = WAL`, retried for up to the busy timeout: while
- * another connection switches the same new database to WAL, SQLite answers
- * SQLITE_BUSY at once instead of waiting through its busy handler (two
- * `cidget get` started together on a new state file failed so, one time in
- * ten). The open is synchronous, so the waits between tries block too.
- */
-function enableWal (db: Database.Database, busyTimeoutMs: number): void {
-  const deadline = Date.now() + busyTimeoutMs
-  for (let waitMs = 1; ; waitMs = Math.min(waitMs * 2, 50)) {
-    try {
-      db.pragma('journal_mode = WAL')
-      return
-    } catch (err) {
-      if (errnoOf(err)?.startsWith('SQLITE_BUSY') !== true || Date.now() >= deadline) throw err
-      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, waitMs)
-    }
-  }
-}
-
-/** Turns whatever opening or migrating threw into one CIDGET_ERR_STATE line. */
-function openError (file: string, err: unknown, busyTimeoutMs: number): CidgetError {
-  if (err instanceof CidgetError) return err
-  const code = errnoOf(err) ?? ''
-  const detail = err instanceof Error ? err.message : String(err)
-  if (code === 'SQLITE_NOTADB') return stateError(file, 'it is not a SQLite database', err)
-  if (code.startsWith('SQLITE_CORRUPT')) return stateError(file, 'the database is corrupt', err)
-  if (code.startsWith('SQLITE_READONLY')) return stateError(file, 'it is read-only', err)
-  if (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED')) {
-    return stateError(file, `it stayed locked by another process for ${busyTimeoutMs} ms`, err)
-  }
-  if (code.startsWith('SQLITE_CANTOPEN')) return stateError(file, `SQLite cannot open it (${detail})`, err)
-  return stateError(file, detail, err)
-}
-
-/** Applies every migration the database lacks, each in its own IMMEDIATE transaction. */
-function migrate (db: Database.Database, file: string, now: () => number): void {
-  // A database with tables but no schema_migrations belongs to another program: leave it alone.
-  const tables = db.prepare<[], string>(
-    "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name").pluck().all()
-  if (tables.length > 0 && !tables.includes('schema_migrations')) {
-    throw stateError(file, `it is a SQLite database of another program (tables: ${tables.slice(0, 5).join(', ')})`)
-  }
-  db.exec(SCHEMA_MIGRATIONS_SQL)
-  const currentVersion = db.prepare<[], { v: number | null }>('SELECT MAX(version) AS v FROM schema_migrations')
-  const hasVersion = db.prepare<[number], { version: number }>('SELECT version FROM schema_migrations WHERE version = ?')
-  const record = db.prepare<[number, string, number]>(
-    'INSERT INTO schema_migrations (version, name, "appliedAt") VALUES (?, ?, ?)')
-  const refuseNewer = (): void => {
-    const version = currentVersion.get()?.v ?? 0
-    if (version > LATEST_SCHEMA_VERSION) {
-      throw stateError(file, `its schema version ${version} is newer than this cidget understands ` +
-        `(${LATEST_SCHEMA_VERSION}); upgrade cidget or use another state file`)
-    }
-  }
-  refuseNewer()
-  const ordered = [...MIGRATIONS].sort((a, b) => a.version - b.version)
-  for (const migration of ordered) {
-    // Checked again inside the transaction: another process may have migrated meanwhile.
-    db.transaction(() => {
-      refuseNewer()
-      if (hasVersion.get(migration.version) !== undefined) return
-      db.exec(migration.sql)
-      record.run(migration.version, migration.name, now())
-    }).immediate()
-  }
-}
-
-const COLUMNS = 'SELECT * FROM ipfs_downloads'
-const ACTIVE_LIST = ACTIVE_STATUSES.map(s => `'${s}'`).join(', ')
 
 function prepareStatements (db: Database.Database) {
-  const patchAssignments = PATCH_FIELDS
-    .map(f => `"${f}" = CASE WHEN @set_${f} = 1 THEN @${f} ELSE "${f}" END`)
-    .join(',\n  ')
   return {
-    insert: db.prepare<NewDownloadParams, DownloadRow>(`INSERT INTO ipfs_downloads
-      (cid, path, target, output, mode, gateways, size, "expectedSha256", priority, status, attempts,
-       "currentSize", "createdAt", "updatedAt")
+    insert: db.prepare<NewDownloadParams, DownloadRow>(`INSERT INTO ipfs_downloads ${INSERT_COLUMNS}
       VALUES (@cid, @path, @target, @output, @mode, @gateways, @size, @expectedSha256, @priority, 'pending', 0,
        0, @now, @now)
       RETURNING *`),
-    get: db.prepare<[number], DownloadRow>(`${COLUMNS} WHERE id = ?`),
-    byStatus: db.prepare<[string], DownloadRow>(`${COLUMNS} WHERE status = ? ORDER BY id`),
-    list: db.prepare<{ status: string | null, afterId: number, limit: number }, DownloadRow>(
-      `${COLUMNS} WHERE id > @afterId AND (@status IS NULL OR status = @status) ORDER BY id LIMIT @limit`),
-    find: db.prepare<[string, string, string], DownloadRow>(
-      `${COLUMNS} WHERE cid = ? AND path = ? AND output = ? AND status <> 'cancelled' ORDER BY id DESC LIMIT 1`),
-    unfinishedByOutput: db.prepare<[string], DownloadRow>(
-      `${COLUMNS} WHERE output = ? AND status NOT IN ('success', 'failed', 'cancelled') ORDER BY id`),
-    active: db.prepare<[], DownloadRow>(`${COLUMNS} WHERE status IN (${ACTIVE_LIST}) ORDER BY id`),
+    get: db.prepare<Id, DownloadRow>(SQL.get),
+    byStatus: db.prepare<{ status: string }, DownloadRow>(SQL.byStatus),
+    list: db.prepare<{ status: string | null, afterId: number, limit: number }, DownloadRow>(SQL.list),
+    find: db.prepare<{ cid: string, path: string, output: string }, DownloadRow>(SQL.find),
+    unfinishedByOutput: db.prepare<{ output: string }, DownloadRow>(SQL.unfinishedByOutput),
+    active: db.prepare<[], DownloadRow>(SQL.active),
     // Candidates in claim order; a lease held by another owner is judged in JS (isOwnerDead).
     // INDEXED BY: without ANALYZE statistics SQLite would rather sort the rows of the status index.
     claimable: db.prepare<{ owner: string, now: number, under: string | null }, DownloadRow>(`SELECT * FROM ipfs_downloads
@@ -181,47 +50,30 @@ function prepareStatements (db: Database.Database) {
         AND ("leaseOwner" IS NULL OR "leaseExpires" IS NULL OR "leaseExpires" < @now OR "leaseOwner" <> @owner)
         AND (@under IS NULL OR substr(output, 1, length(@under)) = @under)
       ORDER BY priority DESC, id`),
-    updateResume: db.prepare<{
-      id: number, currentSize: number, attempts: number, lastAttempt: number, status: string, now: number
-    }>(`UPDATE ipfs_downloads SET "currentSize" = @currentSize, attempts = @attempts,
-      "lastAttempt" = @lastAttempt, status = @status, "updatedAt" = @now WHERE id = @id`),
-    updateHash: db.prepare<[string, number, number]>(
-      'UPDATE ipfs_downloads SET hash = ?, "updatedAt" = ? WHERE id = ?'),
-    markResuming: db.prepare<[number, number]>(
-      'UPDATE ipfs_downloads SET status = \'resuming\', "updatedAt" = ? WHERE id = ?'),
-    markPaused: db.prepare<[string | null, string | null, number, number]>(
-      'UPDATE ipfs_downloads SET status = \'paused\', error = ?, "errorCode" = ?, "updatedAt" = ? WHERE id = ?'),
-    markFailed: db.prepare<[string, string, number, number]>(
-      'UPDATE ipfs_downloads SET status = \'failed\', error = ?, "errorCode" = ?, "updatedAt" = ? WHERE id = ?'),
-    markSuccess: db.prepare<{ id: number, hash: string | null, size: number, now: number }>(
-      `UPDATE ipfs_downloads SET status = 'success', hash = @hash, size = @size, "currentSize" = @size,
-      "completedAt" = @now, error = NULL, "errorCode" = NULL, "leaseOwner" = NULL, "leaseExpires" = NULL,
-      "updatedAt" = @now WHERE id = @id`),
+    updateResume: db.prepare<Fenced & { currentSize: number, attempts: number, lastAttempt: number, status: string }>(SQL.updateResume),
+    updateHash: db.prepare<Fenced & { hash: string }>(SQL.updateHash),
+    markResuming: db.prepare<Fenced>(SQL.markResuming),
+    markStopped: db.prepare<Fenced & { status: 'paused' | 'failed', error: string | null, errorCode: string | null }>(SQL.markStopped),
+    markSuccess: db.prepare<Fenced & { hash: string | null, size: number }>(SQL.markSuccess),
     // One statement for every patch: a field is written only when its set_ flag is 1.
-    update: db.prepare<Record<string, BindValue>>(
-      `UPDATE ipfs_downloads SET\n  ${patchAssignments},\n  "updatedAt" = @now\nWHERE id = @id`),
-    delete: db.prepare<[number]>('DELETE FROM ipfs_downloads WHERE id = ?'),
-    countByStatus: db.prepare<[], { status: string, n: number }>('SELECT status, COUNT(*) AS n FROM ipfs_downloads GROUP BY status'),
-    saveProgress: db.prepare<[number, Uint8Array, number]>(
-      `INSERT INTO ipfs_download_progress ("downloadId", bitmap, "updatedAt") VALUES (?, ?, ?)
-      ON CONFLICT ("downloadId") DO UPDATE SET bitmap = excluded.bitmap, "updatedAt" = excluded."updatedAt"`),
-    getProgress: db.prepare<[number], { bitmap: Uint8Array }>('SELECT bitmap FROM ipfs_download_progress WHERE "downloadId" = ?'),
-    putBlock: db.prepare<[number, string, Uint8Array]>(
-      'INSERT INTO ipfs_download_blocks ("downloadId", cid, bytes) VALUES (?, ?, ?) ON CONFLICT DO NOTHING'),
-    getBlocks: db.prepare<[number], { cid: string, bytes: Uint8Array }>('SELECT cid, bytes FROM ipfs_download_blocks WHERE "downloadId" = ?'),
-    clearProgress: db.prepare<[number]>('DELETE FROM ipfs_download_progress WHERE "downloadId" = ?'),
-    clearBlocks: db.prepare<[number]>('DELETE FROM ipfs_download_blocks WHERE "downloadId" = ?'),
-    setCurrentSize: db.prepare<[number, number, number]>('UPDATE ipfs_downloads SET "currentSize" = ?, "updatedAt" = ? WHERE id = ?'),
-    setCurrentSizeOwned: db.prepare<[number, number, number, string]>(
-      'UPDATE ipfs_downloads SET "currentSize" = ?, "updatedAt" = ? WHERE id = ? AND "leaseOwner" = ?'),
-    exists: db.prepare<[number], { id: number }>('SELECT id FROM ipfs_downloads WHERE id = ?'),
-    takeLease: db.prepare<[string, number, number, number]>(
-      'UPDATE ipfs_downloads SET "leaseOwner" = ?, "leaseExpires" = ?, "updatedAt" = ? WHERE id = ?'),
-    renewLease: db.prepare<[number, number, number, string]>(
-      'UPDATE ipfs_downloads SET "leaseExpires" = ?, "updatedAt" = ? WHERE id = ? AND "leaseOwner" = ?'),
-    releaseLease: db.prepare<[number, number, string]>(
-      'UPDATE ipfs_downloads SET "leaseOwner" = NULL, "leaseExpires" = NULL, "updatedAt" = ? ' +
-      'WHERE id = ? AND "leaseOwner" = ?')
+    update: db.prepare<Record<string, BindValue>>(`UPDATE ipfs_downloads SET
+      ${patchAssignments('all', f => `CASE WHEN @set_${f} = 1 THEN @${f} ELSE "${f}" END`).join(',\n      ')},
+      "updatedAt" = @now
+      WHERE id = @id AND ${FENCE}`),
+    delete: db.prepare<Id>(SQL.delete),
+    countByStatus: db.prepare<[], { status: string, n: number }>(SQL.countByStatus),
+    saveProgress: db.prepare<Id & { bitmap: Uint8Array, now: number }>(SQL.saveProgress),
+    getProgress: db.prepare<Id, { bitmap: Uint8Array }>(SQL.getProgress),
+    putBlock: db.prepare<Id & { cid: string, bytes: Uint8Array }>(SQL.putBlock),
+    getBlocks: db.prepare<Id, { cid: string, bytes: Uint8Array }>(SQL.getBlocks),
+    clearProgress: db.prepare<Id>('DELETE FROM ipfs_download_progress WHERE "downloadId" = @id'),
+    clearBlocks: db.prepare<Id>('DELETE FROM ipfs_download_blocks WHERE "downloadId" = @id'),
+    setCurrentSize: db.prepare<Fenced & { currentSize: number }>(SQL.setCurrentSize),
+    exists: db.prepare<Id, { id: number }>(SQL.exists),
+    leaseOwner: db.prepare<Id, { owner: string | null }>(SQL.leaseOwner),
+    takeLease: db.prepare<Id & { owner: string, expires: number, now: number }>(SQL.takeLease),
+    renewLease: db.prepare<Id & { owner: string, expires: number, now: number }>(SQL.renewLease),
+    releaseLease: db.prepare<Id & { owner: string, now: number }>(SQL.releaseLease)
   }
 }
 
@@ -270,18 +122,18 @@ export class SqliteStore implements Store {
     this.#now = now
     // IMMEDIATE takes the write lock before the read, so two processes cannot both see a free lease.
     const claim = db.transaction((id: number, owner: string, ttlMs: number, at: number): boolean => {
-      const row = this.#stmts.get.get(id)
+      const row = this.#stmts.get.get({ id })
       if (row === undefined) throw unknownDownload(id)
       const expires = row.leaseExpires === null ? null : Number(row.leaseExpires)
       if (row.leaseOwner !== owner && !this.#leaseLapsed(row.leaseOwner, expires, at)) return false
-      this.#stmts.takeLease.run(owner, at + ttlMs, at, id)
+      this.#stmts.takeLease.run({ owner, expires: at + ttlMs, now: at, id })
       return true
     })
     this.#claim = (id, owner, ttlMs, at) => claim.immediate(id, owner, ttlMs, at)
     const insertMany = db.transaction((params: NewDownloadParams[], exclusive: boolean): DownloadRecord[] => {
       if (exclusive) {
         for (const p of params) {
-          const clash = this.#stmts.unfinishedByOutput.all(p.output)[0]
+          const clash = this.#stmts.unfinishedByOutput.all({ output: p.output })[0]
           if (clash !== undefined) throw outputInUse(clash, p.output)
         }
       }
@@ -302,7 +154,7 @@ export class SqliteStore implements Store {
         }
       }
       if (next === undefined) return undefined
-      this.#stmts.takeLease.run(owner, at + ttlMs, at, Number(next.id))
+      this.#stmts.takeLease.run({ owner, expires: at + ttlMs, now: at, id: Number(next.id) })
       return rowToRecord({ ...next, leaseOwner: owner, leaseExpires: at + ttlMs, updatedAt: at })
     })
     this.#claimNext = (owner, ttlMs, at, under) => claimNext.immediate(owner, ttlMs, at, under)
@@ -376,8 +228,18 @@ export class SqliteStore implements Store {
     }
   }
 
-  #changeOne (id: number, changes: number): void {
-    if (changes === 0) throw unknownDownload(id)
+  /** After a fenced update of one row: nothing changed means no such id, or (with `owner`) a lease not ours. */
+  #changeOne (id: number, changes: number, owner?: string): void {
+    if (changes > 0) return
+    throw owner === undefined || this.#stmts.exists.get({ id }) === undefined ? unknownDownload(id) : leaseLost(id, owner)
+  }
+
+  /** Inside a transaction: throws unless `owner` (when given) holds the lease of `id`. */
+  #checkOwner (id: number, owner: string | undefined): void {
+    if (owner === undefined) return
+    const row = this.#stmts.leaseOwner.get({ id })
+    if (row === undefined) throw unknownDownload(id)
+    if (row.owner !== owner) throw leaseLost(id, owner)
   }
 
   async createDownload (init: NewDownload, now?: number, opts: { exclusiveOutput?: boolean } = {}): Promise<DownloadRecord> {
@@ -400,13 +262,13 @@ export class SqliteStore implements Store {
 
   async getDownload (id: number): Promise<DownloadRecord | undefined> {
     return this.#run('getDownload', () => {
-      const row = this.#stmts.get.get(id)
+      const row = this.#stmts.get.get({ id })
       return row === undefined ? undefined : rowToRecord(row)
     })
   }
 
   async getDownloadsByStatus (status: DownloadStatus): Promise<DownloadRecord[]> {
-    return this.#run('getDownloadsByStatus', () => this.#stmts.byStatus.all(checkStatus(status)).map(rowToRecord))
+    return this.#run('getDownloadsByStatus', () => this.#stmts.byStatus.all({ status: checkStatus(status) }).map(rowToRecord))
   }
 
   async listDownloads (opts: ListOptions = {}): Promise<DownloadRecord[]> {
@@ -417,7 +279,7 @@ export class SqliteStore implements Store {
 
   async findDownload (cid: string, path: string, output: string): Promise<DownloadRecord | undefined> {
     return this.#run('findDownload', () => {
-      const row = this.#stmts.find.get(cid, path, output)
+      const row = this.#stmts.find.get({ cid, path, output })
       return row === undefined ? undefined : rowToRecord(row)
     })
   }
@@ -433,96 +295,105 @@ export class SqliteStore implements Store {
   }
 
   async findUnfinishedByOutput (output: string): Promise<DownloadRecord[]> {
-    return this.#run('findUnfinishedByOutput', () => this.#stmts.unfinishedByOutput.all(output).map(rowToRecord))
+    return this.#run('findUnfinishedByOutput', () => this.#stmts.unfinishedByOutput.all({ output }).map(rowToRecord))
   }
 
   async updateDownloadResume (id: number, currentSize: number, attempts: number, lastAttempt: number,
-    status: DownloadStatus): Promise<void> {
+    status: DownloadStatus, owner?: string): Promise<void> {
     this.#run('updateDownloadResume', () => {
-      const params = { id, currentSize, attempts, lastAttempt, status: checkStatus(status), now: this.#now() }
-      this.#changeOne(id, this.#stmts.updateResume.run(params).changes)
+      const params = { id, currentSize, attempts, lastAttempt, status: checkStatus(status), now: this.#now(), owner: owner ?? null }
+      this.#changeOne(id, this.#stmts.updateResume.run(params).changes, owner)
     })
   }
 
-  async updateDownloadHash (id: number, hash: string): Promise<void> {
+  async updateDownloadHash (id: number, hash: string, owner?: string): Promise<void> {
     this.#run('updateDownloadHash', () => {
-      this.#changeOne(id, this.#stmts.updateHash.run(hash, this.#now(), id).changes)
+      this.#changeOne(id, this.#stmts.updateHash.run({ id, hash, now: this.#now(), owner: owner ?? null }).changes, owner)
     })
   }
 
-  async markDownloadResuming (id: number): Promise<void> {
+  async markDownloadResuming (id: number, owner?: string): Promise<void> {
     this.#run('markDownloadResuming', () => {
-      this.#changeOne(id, this.#stmts.markResuming.run(this.#now(), id).changes)
+      this.#changeOne(id, this.#stmts.markResuming.run({ id, now: this.#now(), owner: owner ?? null }).changes, owner)
     })
   }
 
-  async markDownloadPaused (id: number, error: string | null, errorCode?: string | null): Promise<void> {
+  async markDownloadPaused (id: number, error: string | null, errorCode?: string | null, owner?: string): Promise<void> {
     this.#run('markDownloadPaused', () => {
-      this.#changeOne(id, this.#stmts.markPaused.run(error, errorCode ?? null, this.#now(), id).changes)
+      const params = { id, status: 'paused' as const, error, errorCode: errorCode ?? null, now: this.#now(), owner: owner ?? null }
+      this.#changeOne(id, this.#stmts.markStopped.run(params).changes, owner)
     })
   }
 
-  async markDownloadFailed (id: number, error: string, errorCode: string): Promise<void> {
+  async markDownloadFailed (id: number, error: string, errorCode: string, owner?: string): Promise<void> {
     this.#run('markDownloadFailed', () => {
-      this.#changeOne(id, this.#stmts.markFailed.run(error, errorCode, this.#now(), id).changes)
+      const params = { id, status: 'failed' as const, error, errorCode, now: this.#now(), owner: owner ?? null }
+      this.#changeOne(id, this.#stmts.markStopped.run(params).changes, owner)
     })
   }
 
-  async markDownloadSuccess (id: number, hash: string | null, size: number, now?: number): Promise<void> {
+  async markDownloadSuccess (id: number, hash: string | null, size: number, now?: number, owner?: string): Promise<void> {
     this.#run('markDownloadSuccess', () => {
       this.#db.transaction(() => {
-        this.#changeOne(id, this.#stmts.markSuccess.run({ id, hash, size, now: now ?? this.#now() }).changes)
-        this.#stmts.clearProgress.run(id)
-        this.#stmts.clearBlocks.run(id)
+        const params = { id, hash, size, now: now ?? this.#now(), owner: owner ?? null }
+        this.#changeOne(id, this.#stmts.markSuccess.run(params).changes, owner)
+        this.#stmts.clearProgress.run({ id })
+        this.#stmts.clearBlocks.run({ id })
       }).immediate()
     })
   }
 
-  async updateDownload (id: number, patch: DownloadPatch, now?: number): Promise<void> {
+  async updateDownload (id: number, patch: DownloadPatch, now?: number, owner?: string): Promise<void> {
     this.#run('updateDownload', () => {
-      const params = { ...patchParams(patch), id, now: now ?? this.#now() }
-      this.#changeOne(id, this.#stmts.update.run(params).changes)
+      const params = { ...patchParams(patch), id, now: now ?? this.#now(), owner: owner ?? null }
+      this.#changeOne(id, this.#stmts.update.run(params).changes, owner)
     })
   }
 
   async deleteDownload (id: number): Promise<boolean> {
-    return this.#run('deleteDownload', () => this.#stmts.delete.run(id).changes > 0)
+    return this.#run('deleteDownload', () => this.#stmts.delete.run({ id }).changes > 0)
   }
 
   async saveProgress (id: number, bitmap: Uint8Array, currentSize: number, owner?: string): Promise<void> {
     this.#run('saveProgress', () => {
       this.#db.transaction(() => {
         const now = this.#now()
-        if (owner === undefined) {
-          this.#changeOne(id, this.#stmts.setCurrentSize.run(currentSize, now, id).changes)
-        } else if (this.#stmts.setCurrentSizeOwned.run(currentSize, now, id, owner).changes === 0) {
-          throw this.#stmts.exists.get(id) === undefined ? unknownDownload(id) : leaseLost(id, owner)
-        }
-        this.#stmts.saveProgress.run(id, bitmap, now)
+        this.#changeOne(id, this.#stmts.setCurrentSize.run({ id, currentSize, now, owner: owner ?? null }).changes, owner)
+        this.#stmts.saveProgress.run({ id, bitmap, now })
       }).immediate()
     })
   }
 
   async getProgress (id: number): Promise<Uint8Array | undefined> {
     return this.#run('getProgress', () => {
-      const row = this.#stmts.getProgress.get(id)
+      const row = this.#stmts.getProgress.get({ id })
       return row === undefined ? undefined : new Uint8Array(row.bitmap)
     })
   }
 
-  async putBlock (id: number, cid: string, bytes: Uint8Array): Promise<void> {
-    this.#run('putBlock', () => { this.#stmts.putBlock.run(id, cid, bytes) })
+  async putBlock (id: number, cid: string, bytes: Uint8Array, owner?: string): Promise<void> {
+    this.#run('putBlock', () => {
+      if (owner === undefined) {
+        this.#stmts.putBlock.run({ id, cid, bytes })
+        return
+      }
+      this.#db.transaction(() => {
+        this.#checkOwner(id, owner)
+        this.#stmts.putBlock.run({ id, cid, bytes })
+      }).immediate()
+    })
   }
 
   async getBlocks (id: number): Promise<Map<string, Uint8Array>> {
-    return this.#run('getBlocks', () => new Map(this.#stmts.getBlocks.all(id).map(r => [r.cid, new Uint8Array(r.bytes)])))
+    return this.#run('getBlocks', () => new Map(this.#stmts.getBlocks.all({ id }).map(r => [r.cid, new Uint8Array(r.bytes)])))
   }
 
-  async clearProgress (id: number): Promise<void> {
+  async clearProgress (id: number, owner?: string): Promise<void> {
     this.#run('clearProgress', () => {
       this.#db.transaction(() => {
-        this.#stmts.clearProgress.run(id)
-        this.#stmts.clearBlocks.run(id)
+        this.#checkOwner(id, owner)
+        this.#stmts.clearProgress.run({ id })
+        this.#stmts.clearBlocks.run({ id })
       }).immediate()
     })
   }
@@ -538,13 +409,13 @@ export class SqliteStore implements Store {
     return this.#run('renewLease', () => {
       checkTtl(ttlMs)
       const at = now ?? this.#now()
-      return this.#stmts.renewLease.run(at + ttlMs, at, id, owner).changes > 0
+      return this.#stmts.renewLease.run({ expires: at + ttlMs, now: at, id, owner }).changes > 0
     })
   }
 
   async releaseLease (id: number, owner: string): Promise<void> {
     this.#run('releaseLease', () => {
-      this.#stmts.releaseLease.run(this.#now(), id, owner)
+      this.#stmts.releaseLease.run({ now: this.#now(), id, owner })
     })
   }
 

@@ -23,6 +23,14 @@ export interface ListOptions {
  * succeeds when the row has no owner, its lease expired, the owner is the caller,
  * or `isOwnerDead(owner)` says the owner process is gone.
  *
+ * Fencing: every write a running download makes takes an optional `owner`, the
+ * lease holder the run works for. Given, the write is made only while `owner`
+ * holds the download's lease, checked in the same statement or transaction;
+ * otherwise nothing is written and it throws CIDGET_ERR_LEASE_HELD
+ * (CIDGET_ERR_UNKNOWN_DOWNLOAD when the id does not exist). Without it the
+ * write is unconditional, for callers that act on a download no run holds
+ * (the CLI, the service, the engine between runs).
+ *
  * Errors: an invalid argument is CIDGET_ERR_BAD_OPTION, a missing id (where a
  * method says so) CIDGET_ERR_UNKNOWN_DOWNLOAD, a lost or refused connection to a
  * database server CIDGET_ERR_STATE_UNAVAILABLE (retryable: the call may be made
@@ -58,39 +66,39 @@ export interface Store {
   findUnfinishedByOutput (output: string): Promise<DownloadRecord[]>
 
   /** Seed: records progress after an fsync. */
-  updateDownloadResume (id: number, currentSize: number, attempts: number, lastAttempt: number, status: DownloadStatus): Promise<void>
+  updateDownloadResume (id: number, currentSize: number, attempts: number, lastAttempt: number, status: DownloadStatus, owner?: string): Promise<void>
   /** Seed: stores the computed SHA-256. */
-  updateDownloadHash (id: number, hash: string): Promise<void>
+  updateDownloadHash (id: number, hash: string, owner?: string): Promise<void>
   /** Seed: status → resuming. */
-  markDownloadResuming (id: number): Promise<void>
+  markDownloadResuming (id: number, owner?: string): Promise<void>
   /** Seed: status → paused with the error message (and code). */
-  markDownloadPaused (id: number, error: string | null, errorCode?: string | null): Promise<void>
-  markDownloadFailed (id: number, error: string, errorCode: string): Promise<void>
-  /** `hash` is the SHA-256 of a single file, null for a directory. The lease is released in the same write. */
+  markDownloadPaused (id: number, error: string | null, errorCode?: string | null, owner?: string): Promise<void>
+  markDownloadFailed (id: number, error: string, errorCode: string, owner?: string): Promise<void>
   /**
-   * `success` with the output's hash and size, the lease released, and the download's verified
-   * progress (bitmap and kept blocks) forgotten, all in one transaction: until then a resume still
-   * finds the progress of an output a run renamed into place just before it stopped.
+   * `success` with the output's hash and size (`hash` is the SHA-256 of a single file, null for a
+   * directory), the lease released, and the download's verified progress (bitmap and kept blocks)
+   * forgotten, all in one transaction: until then a resume still finds the progress of an output a
+   * run renamed into place just before it stopped.
    */
-  markDownloadSuccess (id: number, hash: string | null, size: number, now?: number): Promise<void>
-  updateDownload (id: number, patch: DownloadPatch, now?: number): Promise<void>
+  markDownloadSuccess (id: number, hash: string | null, size: number, now?: number, owner?: string): Promise<void>
+  updateDownload (id: number, patch: DownloadPatch, now?: number, owner?: string): Promise<void>
   deleteDownload (id: number): Promise<boolean>
 
   /**
    * Verified mode: the bitmap of durable data blocks and the bytes they add up to, in one transaction.
-   * With `owner`, only while `owner` holds the download's lease: a process that lost its lease (it
-   * was stopped past the lease's end) cannot overwrite the progress of the one that took over.
-   *
-   * @throws {CidgetError} CIDGET_ERR_LEASE_HELD when `owner` is given and does not hold the lease
-   *   (nothing is written)
+   * Fenced with `owner` (see the interface's comment): a process that lost its lease (it was stopped
+   * past the lease's end) cannot overwrite the progress of the one that took over.
    */
   saveProgress (id: number, bitmap: Uint8Array, currentSize: number, owner?: string): Promise<void>
   getProgress (id: number): Promise<Uint8Array | undefined>
   /** Verified mode: keeps an inner DAG block (verified) so that a resume need not fetch it again. */
-  putBlock (id: number, cid: string, bytes: Uint8Array): Promise<void>
+  putBlock (id: number, cid: string, bytes: Uint8Array, owner?: string): Promise<void>
   getBlocks (id: number): Promise<Map<string, Uint8Array>>
-  /** Forgets the bitmap and blocks of a download (after success, cancel or a restart). */
-  clearProgress (id: number): Promise<void>
+  /**
+   * Forgets the bitmap and blocks of a download (after success, cancel or a restart). Unfenced, an
+   * unknown id is no error (there is nothing to forget); fenced, it is CIDGET_ERR_UNKNOWN_DOWNLOAD.
+   */
+  clearProgress (id: number, owner?: string): Promise<void>
 
   /** Takes the lease if free, expired, ours, or held by a dead owner. */
   claimLease (id: number, owner: string, ttlMs: number, now?: number): Promise<boolean>

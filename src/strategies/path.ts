@@ -6,12 +6,13 @@ import { blame, decideRetry, type FileRetryState, type RetryAction, type RetryFa
 import { gatewayUrl } from '../target/parse.js'
 import { GatewayRotation } from '../gateways/rotation.js'
 import { isStrongEtag } from '../gateways/headers.js'
-import { PartialFile, ensureFreeSpace, committedAlready } from '../sink/partial.js'
+import { PartialFile, ensureFreeSpace } from '../sink/partial.js'
 import { DiskSpace } from '../sink/space.js'
 import type { DownloadRecord } from '../core/types.js'
 import type { HttpResponse } from '../gateways/http.js'
 import { readAnswer, type Answer } from './path-answer.js'
 import type { StrategyContext, StrategyResult } from './types.js'
+import { committedOutput, recordThenRename, restartWithoutPartial } from './steps.js'
 
 /** Path mode writes received bytes in batches of this size. */
 const WRITE_BYTES = 1024 * 1024
@@ -31,9 +32,8 @@ const WRITE_BYTES = 1024 * 1024
  */
 export async function runPathDownload (ctx: StrategyContext): Promise<StrategyResult> {
   const { record } = ctx
-  if (await committedAlready(record.output, record.size, record.hash, record.expectedSha256)) {
-    return { hash: record.hash as string, size: record.size as number, gateway: record.gateway ?? record.gateways[0] ?? '' }
-  }
+  const committed = await committedOutput(record)
+  if (committed !== undefined) return committed
   const file = await PartialFile.open(record.output)
   try {
     const run = await PathRun.start(ctx, file)
@@ -119,7 +119,7 @@ class PathRun {
     if (onDisk !== offset) await file.truncate(offset)
     if (offset > record.currentSize) await file.sync()
     const restartNote = offset === 0 && record.currentSize > 0
-      ? `Restarted from the beginning: the partial data ${record.output}${DEFAULTS.PARTIAL_SUFFIX} holds none of the ${record.currentSize} bytes an earlier run recorded (deleted, or written on another machine)`
+      ? `the partial data ${record.output}${DEFAULTS.PARTIAL_SUFFIX} holds none of the ${record.currentSize} bytes an earlier run recorded (deleted, or written on another machine)`
       : undefined
     const run = new PathRun(ctx, file, offset, restartNote)
     if (offset !== record.currentSize) await run.#recordOffset()
@@ -137,38 +137,36 @@ class PathRun {
     }
   }
 
-  // --- the record: every store write of path mode ----------------------------------------------
+  // --- the record: every write of path mode, through the journal ----------------------------------------------
 
   async #recordOffset (): Promise<void> {
-    await this.#ctx.store.updateDownload(this.#record.id, { currentSize: this.#offset })
+    await this.#ctx.journal.durable(this.#offset)
   }
 
   async #recordAttempt (status: 'in_progress' | 'resuming'): Promise<void> {
-    await this.#ctx.store.updateDownloadResume(this.#record.id, this.#durable, this.#attempts, this.#ctx.now(), status)
+    await this.#ctx.journal.attempt(this.#durable, this.#attempts, status)
   }
 
-  async #recordNote (note: string): Promise<void> {
-    await this.#ctx.store.updateDownload(this.#record.id, { error: note, errorCode: null })
+  /** Progress without its data (deleted, or recorded on another machine): said in the record once the run has its status. */
+  async #recordNote (why: string): Promise<void> {
+    await restartWithoutPartial(this.#ctx.journal, why, { keepBlocks: true })
   }
 
   async #recordDurable (target: number, at: number): Promise<void> {
     if (at !== this.#epoch || target <= this.#durable) return
     this.#durable = target
-    await this.#ctx.store.updateDownload(this.#record.id, { currentSize: this.#durable })
+    await this.#ctx.journal.durable(this.#durable)
   }
 
+  /** The inner nodes the check against the CID reads stay kept: they do not change with the bytes. */
   async #recordRestart (): Promise<void> {
-    await this.#ctx.store.updateDownload(this.#record.id, { currentSize: 0, hash: null })
+    await this.#ctx.journal.restart({ keepBlocks: true })
   }
 
   async #recordLength (): Promise<void> {
-    await this.#ctx.store.updateDownload(this.#record.id, { size: this.#size, etag: this.#etag })
+    await this.#ctx.journal.describe(this.#size, this.#etag)
   }
 
-  /** The hash first: a kill after the rename leaves a record that says what the output must hold. */
-  async #recordResult (digest: string): Promise<void> {
-    await this.#ctx.store.updateDownload(this.#record.id, { hash: digest, size: this.#offset })
-  }
 
   // --- one request ------------------------------------------------------------------------------
 
@@ -478,8 +476,7 @@ class PathRun {
       await this.#retry({ error, phase: 'verify', received: 0, cidChecked: checked }, gateway)
       return undefined
     }
-    await this.#recordResult(digest)
-    await this.#file.commit()
+    await recordThenRename(this.#ctx.journal, this.#file, digest, this.#offset)
     return { hash: digest, size: this.#offset, gateway }
   }
 }

@@ -1,7 +1,7 @@
 import type { DownloadRecord, DownloadStatus } from '../core/types.js'
 import type { DownloadPolicy } from '../core/policy.js'
 import type { RetryEvent } from '../core/events.js'
-import type { Store } from '../store/store.js'
+import type { DownloadJournal } from '../core/journal.js'
 import type { HttpClient } from '../gateways/http.js'
 import type { HealthRegistry } from '../gateways/health.js'
 import type { PartialFile } from '../sink/partial.js'
@@ -11,13 +11,12 @@ import type { RepairReport } from './verified/check.js'
 export interface StrategyContext {
   /** The record as it was when the run started (the strategy owns the lease). */
   record: DownloadRecord
-  store: Store
   /**
-   * The lease holder this run works for: verified progress is recorded only
-   * while it holds the lease, so a run stopped past its lease's end cannot
-   * overwrite the progress of the process that took the download over.
+   * The only way the run reads and writes its record. Every write is fenced on
+   * the lease: a run stopped past its lease's end cannot overwrite the record
+   * of the process that took the download over.
    */
-  owner?: string
+  journal: DownloadJournal
   http: HttpClient
   policy: DownloadPolicy
   /** Aborted on pause, cancel or a lost lease; its reason is what to throw. */

@@ -26,7 +26,7 @@ import { DagReader, exporterError } from '../../src/strategies/verified/reader.j
 import { isInside } from '../../src/strategies/verified/names.js'
 import { CidgetError } from '../../src/core/errors.js'
 import { params, settleWithin, expectCoded } from './fc.js'
-import { TIME_BOUND_MS, type Fixture, fixture, edits, mutate, pick, hostileDags, plant, source, memoryStore, context, endsWell, type Placement } from './dag.js'
+import { TIME_BOUND_MS, type Fixture, fixture, edits, mutate, pick, hostileDags, plant, source, memoryJournal, context, endsWell, type Placement } from './dag.js'
 
 let fx: Fixture
 let dir: string
@@ -134,7 +134,7 @@ describe('DAG decoding of mutated blocks (properties)', () => {
     const where = fc.constantFrom<Placement>('in-place', 'root', 'dir-entry')
     await fc.assert(fc.asyncProperty(hostileDags(where), path, async (dag, p) => {
       const root = await plant(fx, dag, [fx.top, fx.sharded])
-      const reader = await DagReader.open(1, memoryStore(), source(fx), new AbortController().signal, 4)
+      const reader = await DagReader.open(memoryJournal(), source(fx), new AbortController().signal, 4)
       await endsWell(`resolving ${p} in ${root.toString()}`, async () => await reader.resolve(root.toString(), p))
     }), params(2, TIME_BOUND_MS * 2))
   })

@@ -17,7 +17,7 @@ import { checkFileAgainstDag } from '../../src/strategies/verified/check.js'
 import { PartialFile } from '../../src/sink/partial.js'
 import { params } from './fc.js'
 import type { CID } from 'multiformats/cid'
-import { TIME_BOUND_MS, type Fixture, type Placement, type HostileDag, fixture, hostileDags, plant, source, memoryStore, LIMITS, endsWell, blockSize } from './dag.js'
+import { TIME_BOUND_MS, type Fixture, type Placement, type HostileDag, fixture, hostileDags, plant, source, memoryJournal, LIMITS, endsWell, blockSize } from './dag.js'
 
 let fx: Fixture
 let dir: string
@@ -37,7 +37,7 @@ async function check (root: CID, out: string): Promise<void> {
   try {
     await writeFile(file.path, fx.file.data)
     await endsWell(`checking ${fx.file.data.length} bytes against ${root.toString()}`, async () => await checkFileAgainstDag(file, fx.file.data.length, {
-      id: 1, cid: root.toString(), path: '', store: memoryStore(), blocks: source(fx), limits: LIMITS, signal: new AbortController().signal, concurrency: 4
+      cid: root.toString(), path: '', journal: memoryJournal(), blocks: source(fx), limits: LIMITS, signal: new AbortController().signal, concurrency: 4
     }))
   } finally {
     await file.close()

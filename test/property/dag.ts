@@ -21,6 +21,7 @@ import { DEFAULT_POLICY } from '../../src/core/policy.js'
 import type { ErrorCode } from '../../src/core/errors.js'
 import type { DownloadRecord } from '../../src/core/types.js'
 import type { Store } from '../../src/store/store.js'
+import { Journal } from '../../src/engine/journal.js'
 import type { HttpClient } from '../../src/gateways/http.js'
 import { settleWithin, expectDeliberate } from './fc.js'
 
@@ -343,6 +344,11 @@ export function memoryStore (): Store {
   return store as Store
 }
 
+/** The journal of download 1 over `memoryStore()`. */
+export function memoryJournal (): Journal {
+  return new Journal({ store: memoryStore(), id: 1, owner: 'test-host:1:owner' })
+}
+
 /** The default limits: what a download runs with. */
 export const LIMITS: DagLimits = { ...DEFAULT_DAG_LIMITS }
 
@@ -355,7 +361,7 @@ export function context (fx: Fixture, root: CID, output: string, mode: 'verified
   } satisfies DownloadRecord
   return {
     record,
-    store: memoryStore(),
+    journal: memoryJournal(),
     http: {} as HttpClient,
     policy: { ...DEFAULT_POLICY, syncIntervalBytes: 4096 },
     signal: new AbortController().signal,

@@ -3,6 +3,7 @@ import { isCidgetError } from '../../src/core/errors.js'
 import type { ErrorCode } from '../../src/core/errors.js'
 import type { NewDownload } from '../../src/core/types.js'
 import type { OwnerLiveness, Store } from '../../src/store/store.js'
+import { fencingContract } from './fencing.js'
 
 /** What the contract passes to `open`: every Store must honour these. */
 export interface ContractOpenOptions {
@@ -751,5 +752,7 @@ export function storeContract (name: string, open: (opts: ContractOpenOptions) =
         await expectCode(store.claimLease(unknown, 'h:1:t', TTL), 'CIDGET_ERR_UNKNOWN_DOWNLOAD')
       })
     })
+
+    fencingContract(() => store)
   })
 }

@@ -7,9 +7,10 @@ import * as dagPb from '@ipld/dag-pb'
 import { createWriter, close as closeWriter, headerLength } from '@ipld/car/buffer-writer'
 import { CidgetError, fsError, systemCode, toCidgetError } from '../../core/errors.js'
 import { dirname } from 'node:path'
-import { PartialFile, committedAlready, partialPath } from '../../sink/partial.js'
+import { PartialFile, partialPath } from '../../sink/partial.js'
 import { DiskSpace } from '../../sink/space.js'
 import type { StrategyResult } from '../types.js'
+import { checkRecordRename, committedOutput, restartWithoutPartial } from '../steps.js'
 import { MAX_BLOCK_BYTES, verifyBlock } from '../../gateways/block.js'
 import { Bitmap } from './bitmap.js'
 import { DagReader } from './reader.js'
@@ -101,28 +102,21 @@ function prefixLength (bits: Bitmap): number {
  * followed; identity blocks are left out, as gateways do.
  */
 export async function runCarDownload (ctx: VerifiedContext): Promise<StrategyResult> {
-  const { record, store, policy, limits } = ctx
-  const id = record.id
+  const { record, journal, policy, limits } = ctx
   // a run killed between the rename onto the output and the success record: the CAR is in place
-  if (await committedAlready(record.output, record.size, record.hash, record.expectedSha256)) {
-    return { hash: record.hash as string, size: record.size as number, gateway: record.gateway ?? record.gateways[0] ?? '' }
-  }
-  let stored = await store.getProgress(id)
+  const committed = await committedOutput(record)
+  if (committed !== undefined) return committed
+  let stored = await journal.progress()
   const partial = partialPath(record.output)
   if (stored !== undefined && await sizeOf(partial) < record.currentSize) {
     // the blocks the progress counts are not in a partial CAR here (deleted, cut short, or written
     // on another machine): appending after them would leave a hole, so the CAR starts again
     stored = undefined
-    await store.clearProgress(id)
-    await store.updateDownload(id, {
-      currentSize: 0,
-      error: `Restarted from the beginning: the partial CAR ${partial} does not hold the ${record.currentSize} bytes an earlier run recorded`,
-      errorCode: null
-    })
+    await restartWithoutPartial(journal, `the partial CAR ${partial} does not hold the ${record.currentSize} bytes an earlier run recorded`)
   }
   const doneBits = new Bitmap(stored)
   const skip = stored === undefined ? 0 : prefixLength(doneBits) // blocks already in the CAR
-  const reader = await DagReader.open(id, store, ctx.blocks, ctx.signal, ctx.concurrency)
+  const reader = await DagReader.open(journal, ctx.blocks, ctx.signal, ctx.concurrency)
   const root = await reader.resolve(record.cid, record.path)
   const file = await PartialFile.open(record.output)
   let offset = skip === 0 ? 0 : record.currentSize
@@ -142,7 +136,7 @@ export async function runCarDownload (ctx: VerifiedContext): Promise<StrategyRes
     for (let i = 0; i < appended; i++) doneBits.add(i)
     durable = offset
     lastSync = ctx.now()
-    await store.saveProgress(id, doneBits.toBytes(), durable, ctx.owner)
+    await journal.checkpoint(doneBits.toBytes(), durable)
   }
   /** The CAR now holds `blocks` blocks and ends at `end` (recorded together at the next checkpoint). */
   const advance = async (end: number, blocks: number): Promise<void> => {
@@ -238,15 +232,8 @@ export async function runCarDownload (ctx: VerifiedContext): Promise<StrategyRes
     if (ctx.signal.aborted) throw ctx.signal.reason
     throw toCidgetError(err)
   }
-  if (record.expectedSha256 !== null && digest !== record.expectedSha256.toLowerCase()) {
-    await file.remove()
-    await store.clearProgress(id)
-    await store.updateDownload(id, { currentSize: 0 })
-    throw new CidgetError('CIDGET_ERR_HASH_MISMATCH', `The CAR's SHA-256 is ${digest}, not the expected ${record.expectedSha256}`)
-  }
-  // the hash and size first: a kill after the rename leaves a record that says what the output must hold
-  await store.updateDownload(id, { hash: digest, size: offset })
   // its progress is forgotten with the success record (one transaction)
-  await file.commit()
+  await checkRecordRename(journal, file, record.expectedSha256, digest, offset,
+    (hash) => `The CAR's SHA-256 is ${hash}, not the expected ${record.expectedSha256 ?? ''}`)
   return { hash: digest, size: offset, gateway: ctx.lastGateway() ?? record.gateways[0] ?? '' }
 }

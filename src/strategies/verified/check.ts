@@ -5,8 +5,7 @@ import { UnixFS } from 'ipfs-unixfs'
 import { CidgetError } from '../../core/errors.js'
 import { MAX_BLOCK_BYTES, verifyBlock } from '../../gateways/block.js'
 import type { PartialFile } from '../../sink/partial.js'
-import type { Store } from '../../store/store.js'
-import { DagReader, type BlockSource } from './reader.js'
+import { DagReader, type BlockSource, type KeptBlocks } from './reader.js'
 import type { DagLimits } from './index.js'
 
 export interface RepairReport {
@@ -16,10 +15,10 @@ export interface RepairReport {
 }
 
 export interface CheckOptions {
-  id: number
   cid: string
   path: string
-  store: Store
+  /** Where the download's inner blocks are kept (its journal). */
+  journal: KeptBlocks
   blocks: BlockSource
   limits: DagLimits
   signal: AbortSignal
@@ -39,7 +38,7 @@ function equal (a: Uint8Array, b: Uint8Array): boolean {
  * the DAG's, CIDGET_ERR_DAG_INVALID when the CID does not name a file.
  */
 export async function checkFileAgainstDag (file: PartialFile, size: number, opts: CheckOptions): Promise<RepairReport> {
-  const reader = await DagReader.open(opts.id, opts.store, opts.blocks, opts.signal, opts.concurrency)
+  const reader = await DagReader.open(opts.journal, opts.blocks, opts.signal, opts.concurrency)
   const root = await reader.resolve(opts.cid, opts.path)
   const report: RepairReport = { blocks: 0, bytes: 0 }
 
@@ -155,7 +154,7 @@ function sizeOfRoot (root: CID, bytes: Uint8Array): number {
  * cut off there; undefined when the CID does not name a UnixFS file.
  */
 export async function declaredFileSize (opts: CheckOptions): Promise<number | undefined> {
-  const reader = await DagReader.open(opts.id, opts.store, opts.blocks, opts.signal, opts.concurrency)
+  const reader = await DagReader.open(opts.journal, opts.blocks, opts.signal, opts.concurrency)
   const root = await reader.resolve(opts.cid, opts.path)
   const size = sizeOfRoot(root, await reader.get(root))
   return size >= 0 ? size : undefined

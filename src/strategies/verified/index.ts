@@ -6,9 +6,10 @@ import { lstat, rename } from 'node:fs/promises'
 import { CidgetError, fsError, systemCode, toCidgetError } from '../../core/errors.js'
 import { DEFAULTS } from '../../core/defaults.js'
 import { dirname } from 'node:path'
-import { ensureFreeSpace, committedAlready } from '../../sink/partial.js'
+import { ensureFreeSpace } from '../../sink/partial.js'
 import { DiskSpace } from '../../sink/space.js'
 import type { StrategyContext, StrategyResult } from '../types.js'
+import { checkRecordRename, committedOutput, restartWithoutPartial } from '../steps.js'
 import { Bitmap } from './bitmap.js'
 import { FileHasher } from './file-hash.js'
 import { RunPlanner, type PlannedLeaf } from './runs.js'
@@ -147,12 +148,10 @@ export async function runVerifiedDownload (ctx: VerifiedContext): Promise<Strate
 }
 
 async function verifiedDownload (ctx: VerifiedContext, internal: AbortController): Promise<StrategyResult> {
-  const { record, store, policy, limits } = ctx
-  const id = record.id
-  if (await committedAlready(record.output, record.size, record.hash, record.expectedSha256)) {
-    return { hash: record.hash, size: record.size as number, gateway: record.gateway ?? record.gateways[0] ?? '' }
-  }
-  let stored = await store.getProgress(id)
+  const { record, journal, policy, limits } = ctx
+  const committed = await committedOutput(record)
+  if (committed !== undefined) return committed
+  let stored = await journal.progress()
   const partial = record.output + DEFAULTS.PARTIAL_SUFFIX
   if (stored !== undefined && !await partialExists(partial) && await isDirectoryPath(record.output)) {
     // A directory is renamed into place only when every block is written and fsynced, and its
@@ -164,12 +163,7 @@ async function verifiedDownload (ctx: VerifiedContext, internal: AbortController
   if (stored !== undefined && !await partialExists(partial)) {
     // progress without its data (deleted, or recorded on another machine): the blocks it counts are not here
     stored = undefined
-    await store.clearProgress(id)
-    await store.updateDownload(id, {
-      currentSize: 0,
-      error: `Restarted from the beginning: the partial data ${record.output}${DEFAULTS.PARTIAL_SUFFIX} recorded by an earlier run is not on this machine`,
-      errorCode: null
-    })
+    await restartWithoutPartial(journal, `the partial data ${record.output}${DEFAULTS.PARTIAL_SUFFIX} recorded by an earlier run is not on this machine`)
   }
   const done = new Bitmap(stored)
   // a partial file without progress: a run killed before its first record wrote it
@@ -178,7 +172,7 @@ async function verifiedDownload (ctx: VerifiedContext, internal: AbortController
   let writtenBytes = durableBytes
   const signal = internal.signal
 
-  const reader = await DagReader.open(id, store, ctx.blocks, signal, ctx.concurrency)
+  const reader = await DagReader.open(journal, ctx.blocks, signal, ctx.concurrency)
   const storage = reader.storage()
   const getBlock = async (cid: CID): Promise<Uint8Array> => await reader.get(cid)
   const keep = async (cid: CID, bytes: Uint8Array): Promise<void> => { await reader.keep(cid, bytes) }
@@ -203,11 +197,11 @@ async function verifiedDownload (ctx: VerifiedContext, internal: AbortController
       const size = Number(fs.fileSize())
       fileSize = size
       if (size > limits.maxSize) throw new CidgetError('CIDGET_ERR_DAG_LIMIT', `The file declares ${size} bytes, over the limit of ${limits.maxSize}`)
-      if (record.size !== size) await store.updateDownload(id, { size })
+      if (record.size !== size) await journal.describe(size)
       await ensureFreeSpace(record.output + DEFAULTS.PARTIAL_SUFFIX, size - durableBytes)
     }
   } else if (root.code === rawCodec.code) {
-    if (record.size !== rootBytes.byteLength) await store.updateDownload(id, { size: rootBytes.byteLength })
+    if (record.size !== rootBytes.byteLength) await journal.describe(rootBytes.byteLength)
   } else {
     throw invalid(root, `codec 0x${root.code.toString(16)} is not UnixFS (dag-pb or raw)`)
   }
@@ -304,7 +298,7 @@ async function verifiedDownload (ctx: VerifiedContext, internal: AbortController
         done.union(found.blocks)
         durableBytes += found.bytes
         writtenBytes = durableBytes
-        await store.saveProgress(id, done.toBytes(), durableBytes, ctx.owner)
+        await journal.checkpoint(done.toBytes(), durableBytes)
       }
     } catch (err) {
       await tree.close() // a pause, a lost lease or an I/O error here leaves no handle open
@@ -341,7 +335,7 @@ async function verifiedDownload (ctx: VerifiedContext, internal: AbortController
         await tree.syncAll()
         for (const i of batch) done.add(i)
         durableBytes += bytes
-        await store.saveProgress(id, done.toBytes(), durableBytes, ctx.owner)
+        await journal.checkpoint(done.toBytes(), durableBytes)
       } finally {
         checkpointing = undefined
       }
@@ -690,7 +684,7 @@ async function verifiedDownload (ctx: VerifiedContext, internal: AbortController
       // a tree holding a link that leads out keeps nothing on disk: no such link stays for a later
       // write to go through (a resume fetches it again, and refuses it again)
       await tree.remove()
-      await store.clearProgress(id).catch(() => {}) // else the next run finds progress without its data, and starts again anyway
+      await journal.forgetProgress().catch(() => {}) // else the next run finds progress without its data, and starts again anyway
     } else {
       await tree.close()
     }
@@ -713,17 +707,9 @@ async function verifiedDownload (ctx: VerifiedContext, internal: AbortController
     if (ctx.signal.aborted) throw ctx.signal.reason
     throw toCidgetError(err)
   }
-  if (hash !== null && record.expectedSha256 !== null && hash !== record.expectedSha256.toLowerCase()) {
-    await tree.remove()
-    await store.clearProgress(id)
-    await store.updateDownload(id, { currentSize: 0 })
-    throw new CidgetError('CIDGET_ERR_HASH_MISMATCH',
-      `The content of ${record.cid}${record.path} is verified against its CID, but its SHA-256 is ${hash}, not the expected ${record.expectedSha256}`)
-  }
-  // the hash first: a kill after the rename leaves a record that says what the output must hold
-  if (hash !== null) await store.updateDownload(id, { hash })
   // its progress is forgotten with the success record (one transaction): a kill between the two
   // leaves progress beside the output in place, which the next run recognizes as done
-  await tree.commit()
+  await checkRecordRename(journal, tree, record.expectedSha256, hash, undefined, (h) =>
+    `The content of ${record.cid}${record.path} is verified against its CID, but its SHA-256 is ${h}, not the expected ${record.expectedSha256 ?? ''}`)
   return { hash, size: writtenBytes, gateway: ctx.lastGateway() ?? record.gateways[0] ?? '' }
 }

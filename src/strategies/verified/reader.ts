@@ -2,7 +2,7 @@ import { setMaxListeners } from 'node:events'
 import { CID } from 'multiformats/cid'
 import * as dagPb from '@ipld/dag-pb'
 import { CidgetError } from '../../core/errors.js'
-import type { Store } from '../../store/store.js'
+import type { DownloadJournal } from '../../core/journal.js'
 import type { RunRange } from '../../gateways/car.js'
 import type { BlockBytes } from '../../gateways/block.js'
 import type { EntityPrefetch } from '../../gateways/pool.js'
@@ -27,20 +27,22 @@ export interface BlockSource {
   prefetchEntity?: (entity: CID, range: RunRange, signal: AbortSignal) => EntityPrefetch | undefined
 }
 
+/** The part of a download's journal that keeps its inner blocks between runs. */
+export type KeptBlocks = Pick<DownloadJournal, 'keptBlocks' | 'keepBlock'>
+
 /** The storage interface ipfs-unixfs-exporter reads blocks through. */
 export interface ExporterStorage {
   get: (cid: CID) => AsyncGenerator<Uint8Array>
 }
 
 /**
- * Reads the blocks of one download: from the store's copy of its inner blocks
+ * Reads the blocks of one download: from the record's copy of its inner blocks
  * first, else from the block source (verified). Inner blocks are kept in the
- * store, so a resume never fetches them again; a bounded number of blocks can
+ * record, so a resume never fetches them again; a bounded number of blocks can
  * be read ahead of the walk.
  */
 export class DagReader {
-  readonly #id: number
-  readonly #store: Store
+  readonly #journal: KeptBlocks
   readonly #source: BlockSource
   readonly #signal: AbortSignal
   readonly #cache: Map<string, Uint8Array>
@@ -48,9 +50,8 @@ export class DagReader {
   readonly #maxAhead: number
   #resolved: { cid: CID, bytes: Uint8Array } | undefined
 
-  private constructor (id: number, store: Store, source: BlockSource, signal: AbortSignal, cache: Map<string, Uint8Array>, maxAhead: number) {
-    this.#id = id
-    this.#store = store
+  private constructor (journal: KeptBlocks, source: BlockSource, signal: AbortSignal, cache: Map<string, Uint8Array>, maxAhead: number) {
+    this.#journal = journal
     this.#source = source
     this.#signal = signal
     // every block request in flight listens on it: many listeners are expected, not a leak
@@ -59,8 +60,8 @@ export class DagReader {
     this.#maxAhead = maxAhead
   }
 
-  static async open (id: number, store: Store, source: BlockSource, signal: AbortSignal, maxAhead: number): Promise<DagReader> {
-    return new DagReader(id, store, source, signal, await store.getBlocks(id), maxAhead)
+  static async open (journal: KeptBlocks, source: BlockSource, signal: AbortSignal, maxAhead: number): Promise<DagReader> {
+    return new DagReader(journal, source, signal, await journal.keptBlocks(), maxAhead)
   }
 
   /** True when the block is one of the kept inner blocks. */
@@ -96,12 +97,12 @@ export class DagReader {
     return await this.#source.getPieces(cid, this.#signal)
   }
 
-  /** Keeps an inner block in the store (once). */
+  /** Keeps an inner block in the download's record (once). */
   async keep (cid: CID, bytes: Uint8Array): Promise<void> {
     const key = cid.toString()
     if (this.#cache.has(key)) return
     this.#cache.set(key, bytes)
-    await this.#store.putBlock(this.#id, key, bytes)
+    await this.#journal.keepBlock(key, bytes)
   }
 
   /** Starts fetching a block that the walk will ask for soon (bounded; errors surface at `get`). */
