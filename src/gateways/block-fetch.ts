@@ -8,6 +8,7 @@
 
 import type { CID } from 'multiformats/cid'
 import { CidgetError } from '../core/errors.js'
+import { blame } from '../core/retry.js'
 import { fetchRawBlock } from './block.js'
 import type { Gateway } from './gateway.js'
 import { WOKEN, asError, type PoolBase } from './pool-base.js'
@@ -239,7 +240,7 @@ export function blockFetchEnd (block: Pick<BlockFetch, 'id' | 'lastError' | 'not
     }
     const dropped = gateways.filter((g) => g.dropped).length
     // every gateway left sent a block over the limit (or a wrong one): that is the answer, not "unavailable"
-    if (lastError !== undefined && (lastError.code === 'CIDGET_ERR_BLOCK_TOO_LARGE' || lastError.code === 'CIDGET_ERR_BLOCK_INVALID') && block.notFound.size === 0) {
+    if (lastError !== undefined && blame({ error: lastError, phase: 'transfer', received: 0 }) === 'invalid' && block.notFound.size === 0) {
       return new CidgetError(lastError.code, `No gateway delivered a valid block ${id}: ${dropped} dropped${last}`, cause)
     }
     return new CidgetError('CIDGET_ERR_BLOCK_UNAVAILABLE', `No gateway can deliver block ${id}: ${dropped} dropped for invalid blocks, ${block.notFound.size} answered 404${last}`, cause)
