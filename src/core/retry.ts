@@ -80,8 +80,8 @@ export interface RetryPolicy extends BackOffPolicy {
   maxAttemptsPerBlock?: number
 }
 
-/** What the block scope reads: the set-aside and the attempts of one block. */
-export type BlockRetryPolicy = BackOffPolicy & { maxAttemptsPerBlock: number }
+/** What the block scope reads: the set-aside and the attempts of one block (a RetryPolicy's maxRetryAttempts when not given). */
+export type BlockRetryPolicy = BackOffPolicy & { maxAttemptsPerBlock?: number, maxRetryAttempts?: number }
 
 /**
  * What a failure says about the gateway that caused it, for its health to count before the
@@ -216,14 +216,17 @@ export function setAside (error: CidgetError, streak: number, policy: BackOffPol
 
 /**
  * The retry policy as one pure decision (apart from the jitter's randomness): what to do after
- * `failure`, given the download's `state` and the `policy`. The caller has counted the failure
- * against its gateway (see `blame`) and carries the decision out; this function does nothing.
+ * `failure`, given the download's `state` and the `policy`. The caller carries the decision out;
+ * this function does nothing. File scope: the caller has counted the failure against its gateway
+ * (see `blame`) first. Block scope: it names the gateway's streak with this failure, and counts it
+ * when the decision sets the gateway aside (`blockMs`).
  */
 export function decideRetry (failure: RetryFailure, state: FileRetryState, policy: RetryPolicy): RetryDecision
-export function decideRetry (failure: RetryFailure, state: BlockRetryState, policy: BlockRetryPolicy | RetryPolicy): RetryDecision
+export function decideRetry (failure: RetryFailure, state: BlockRetryState, policy: BlockRetryPolicy): RetryDecision
 export function decideRetry (failure: RetryFailure, state: RetryState, policy: RetryPolicy): RetryDecision
 export function decideRetry (failure: RetryFailure, state: RetryState, policy: RetryPolicy | BlockRetryPolicy): RetryDecision {
   if (state.scope === 'block') return decideForBlock(failure, state, policy)
+  // the overloads give a file state a whole RetryPolicy
   return decideForFile(failure, state, policy as RetryPolicy)
 }
 
@@ -283,7 +286,7 @@ function decideForFile (failure: RetryFailure, state: FileRetryState, policy: Re
   return { ...after, action: received > 0 ? carryOn : 'switch', restart, delayMs, gateway: spent, blockMs: error.retryAfterMs, told: error.retryAfterMs !== undefined }
 }
 
-function decideForBlock (failure: RetryFailure, state: BlockRetryState, policy: BlockRetryPolicy | RetryPolicy): RetryDecision {
+function decideForBlock (failure: RetryFailure, state: BlockRetryState, policy: BlockRetryPolicy): RetryDecision {
   const { error } = failure
   const base = { next: 'next' as const, delayMs: 0, restart: false, remove: false, blockMs: undefined, told: false, error: undefined, resumes: 0, corruptions: 0, failStreak: 0 }
   // the CID's fault, not the gateway's: no other gateway can do better
@@ -299,7 +302,7 @@ function decideForBlock (failure: RetryFailure, state: BlockRetryState, policy: 
     aside = { blockMs: ms, told }
   }
   const after = { ...base, gateway, ...aside }
-  const maxAttempts = policy.maxAttemptsPerBlock ?? (policy as RetryPolicy).maxRetryAttempts
+  const maxAttempts = policy.maxAttemptsPerBlock ?? policy.maxRetryAttempts ?? DEFAULTS.MAX_RETRY_ATTEMPTS
   if (attempts >= maxAttempts) {
     const err = new CidgetError('CIDGET_ERR_BLOCK_UNAVAILABLE', `No gateway delivered block ${state.item} in ${attempts} attempts (last error: ${error.message})`, { cause: error })
     return { ...after, action: 'fail', error: err }
