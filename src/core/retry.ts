@@ -59,22 +59,29 @@ export function parseRetryAfter (value: string | undefined | null, now: number =
   return Math.max(0, Math.min(maxMs, ms))
 }
 
-/** The backoff and budgets a retry decision reads; every field is a DownloadPolicy field of the same name. */
-export interface RetryPolicy {
-  maxResumeAttempts: number
-  maxRetryAttempts: number
-  maxCorruptionSwitches: number
-  resumeThreshold: number
+/** How long a gateway is set aside: the backoff on its errors in a row, and the cap on a Retry-After. */
+export interface BackOffPolicy {
   initialBackoffMs: number
   backoffMultiplier: number
   maxBackoffMs: number
   backoffJitter: number
   maxRetryAfterMs: number
-  /** Block scope: failed attempts of one block before it is given up. */
-  maxAttemptsPerBlock?: number
   /** Randomness for the jitter. @default Math.random */
   random?: () => number
 }
+
+/** The backoff and budgets a retry decision reads; every field is a DownloadPolicy field of the same name. */
+export interface RetryPolicy extends BackOffPolicy {
+  maxResumeAttempts: number
+  maxRetryAttempts: number
+  maxCorruptionSwitches: number
+  resumeThreshold: number
+  /** Block scope: failed attempts of one block before it is given up. */
+  maxAttemptsPerBlock?: number
+}
+
+/** What the block scope reads: the set-aside and the attempts of one block (a RetryPolicy's maxRetryAttempts when not given). */
+export type BlockRetryPolicy = BackOffPolicy & { maxAttemptsPerBlock?: number, maxRetryAttempts?: number }
 
 /**
  * What a failure says about the gateway that caused it, for its health to count before the
@@ -120,7 +127,7 @@ export interface BlockRetryState {
   item: string
   /** Failed attempts of this block before this one. */
   attempts: number
-  /** The failing gateway's errors in a row, this one counted. */
+  /** The failing gateway's errors in a row, this one counted (used if this one sets it aside). */
   gateway: { streak: number }
 }
 
@@ -143,6 +150,8 @@ export interface RetryDecision {
   gateway: 'keep' | 'drop' | 'skip'
   /** Keep the gateway aside this long (Retry-After; the pool's backoff); undefined: not blocked. */
   blockMs: number | undefined
+  /** `blockMs` is what the gateway asked for (Retry-After), not a backoff. */
+  told: boolean
   /** The error the download fails with (`action` fail). */
   error: CidgetError | undefined
   /** File scope: the counters after this failure. */
@@ -184,7 +193,7 @@ export function blame (failure: RetryFailure): Blame {
   }
 }
 
-function backoffOf (policy: RetryPolicy): BackoffOptions {
+function backoffOf (policy: BackOffPolicy): BackoffOptions {
   return {
     initialMs: policy.initialBackoffMs,
     multiplier: policy.backoffMultiplier,
@@ -195,18 +204,36 @@ function backoffOf (policy: RetryPolicy): BackoffOptions {
 }
 
 /**
- * The retry policy as one pure decision (apart from the jitter's randomness): what to do after
- * `failure`, given the download's `state` and the `policy`. The caller has counted the failure
- * against its gateway (see `blame`) and carries the decision out; this function does nothing.
+ * How long a gateway whose failure is its own is set aside: the Retry-After it sent (capped),
+ * else a backoff on `streak`, its errors in a row with this one.
  */
-export function decideRetry (failure: RetryFailure, state: RetryState, policy: RetryPolicy): RetryDecision {
-  return state.scope === 'file' ? decideForFile(failure, state, policy) : decideForBlock(failure, state, policy)
+export function setAside (error: CidgetError, streak: number, policy: BackOffPolicy): { ms: number, told: boolean } {
+  // drawn even when a Retry-After decides, so that the jitter's draws do not hang on the header
+  const backoff = retryDelay(Math.max(1, streak), backoffOf(policy))
+  const told = error.retryAfterMs === undefined ? undefined : Math.min(error.retryAfterMs, policy.maxRetryAfterMs)
+  return told !== undefined && told > 0 ? { ms: told, told: true } : { ms: backoff, told: false }
+}
+
+/**
+ * The retry policy as one pure decision (apart from the jitter's randomness): what to do after
+ * `failure`, given the download's `state` and the `policy`. The caller carries the decision out;
+ * this function does nothing. File scope: the caller has counted the failure against its gateway
+ * (see `blame`) first. Block scope: it names the gateway's streak with this failure, and counts it
+ * when the decision sets the gateway aside (`blockMs`).
+ */
+export function decideRetry (failure: RetryFailure, state: FileRetryState, policy: RetryPolicy): RetryDecision
+export function decideRetry (failure: RetryFailure, state: BlockRetryState, policy: BlockRetryPolicy): RetryDecision
+export function decideRetry (failure: RetryFailure, state: RetryState, policy: RetryPolicy): RetryDecision
+export function decideRetry (failure: RetryFailure, state: RetryState, policy: RetryPolicy | BlockRetryPolicy): RetryDecision {
+  if (state.scope === 'block') return decideForBlock(failure, state, policy)
+  // the overloads give a file state a whole RetryPolicy
+  return decideForFile(failure, state, policy as RetryPolicy)
 }
 
 function decideForFile (failure: RetryFailure, state: FileRetryState, policy: RetryPolicy): RetryDecision {
   const { error, received } = failure
   const counters = { resumes: state.resumes, corruptions: state.corruptions, failStreak: state.failStreak }
-  const base = { next: 'next' as const, delayMs: 0, restart: false, remove: false, gateway: 'keep' as const, blockMs: undefined, error: undefined, ...counters }
+  const base = { next: 'next' as const, delayMs: 0, restart: false, remove: false, gateway: 'keep' as const, blockMs: undefined, told: false, error: undefined, ...counters }
   const fail = (err: CidgetError, extra: Partial<RetryDecision> = {}): RetryDecision => ({ ...base, action: 'fail', error: err, ...extra })
   if (FATAL_KINDS.has(error.kind)) return fail(error)
   if (error.code === 'CIDGET_ERR_RANGE_IGNORED' || error.code === 'CIDGET_ERR_RANGE_NOT_SATISFIABLE') {
@@ -256,29 +283,29 @@ function decideForFile (failure: RetryFailure, state: FileRetryState, policy: Re
   // once every live gateway failed in a row, back off before the next round
   const round = Math.floor(failStreak / Math.max(1, state.gateway.alive))
   const delayMs = round >= 1 && error.retryAfterMs === undefined ? retryDelay(round, backoffOf(policy)) : 0
-  return { ...after, action: received > 0 ? carryOn : 'switch', restart, delayMs, gateway: spent, blockMs: error.retryAfterMs }
+  return { ...after, action: received > 0 ? carryOn : 'switch', restart, delayMs, gateway: spent, blockMs: error.retryAfterMs, told: error.retryAfterMs !== undefined }
 }
 
-function decideForBlock (failure: RetryFailure, state: BlockRetryState, policy: RetryPolicy): RetryDecision {
+function decideForBlock (failure: RetryFailure, state: BlockRetryState, policy: BlockRetryPolicy): RetryDecision {
   const { error } = failure
-  const base = { next: 'next' as const, delayMs: 0, restart: false, remove: false, blockMs: undefined, error: undefined, resumes: 0, corruptions: 0, failStreak: 0 }
+  const base = { next: 'next' as const, delayMs: 0, restart: false, remove: false, blockMs: undefined, told: false, error: undefined, resumes: 0, corruptions: 0, failStreak: 0 }
   // the CID's fault, not the gateway's: no other gateway can do better
-  if (FATAL_KINDS.has(error.kind) || error.code === 'CIDGET_ERR_DAG_INVALID') return { ...base, action: 'fail', gateway: 'keep', error }
+  if (error.code === 'CIDGET_ERR_DAG_INVALID') return { ...base, action: 'fail', gateway: 'keep', error }
   const attempts = state.attempts + 1
-  const verdict = blame(failure)
   let gateway: RetryDecision['gateway'] = 'keep'
-  let blockMs: number | undefined
-  if (verdict === 'invalid') gateway = 'drop'
+  let aside: { blockMs: number, told: boolean } | undefined
+  if (blame(failure) === 'invalid') gateway = 'drop'
   else if (error.code === 'CIDGET_ERR_NOT_FOUND') gateway = 'skip' // it lacks this block; it may well have the others
   else {
-    // a timeout, reset, 5xx or 429: aside for the Retry-After it sent, else for a backoff on its streak
-    const told = error.retryAfterMs === undefined ? undefined : Math.min(error.retryAfterMs, policy.maxRetryAfterMs)
-    blockMs = told !== undefined && told > 0 ? told : retryDelay(Math.max(1, state.gateway.streak), backoffOf(policy))
+    // any other failure (a timeout, reset, 5xx, 429, another 4xx) is the gateway's: aside for a while
+    const { ms, told } = setAside(error, state.gateway.streak, policy)
+    aside = { blockMs: ms, told }
   }
-  const maxAttempts = policy.maxAttemptsPerBlock ?? policy.maxRetryAttempts
+  const after = { ...base, gateway, ...aside }
+  const maxAttempts = policy.maxAttemptsPerBlock ?? policy.maxRetryAttempts ?? DEFAULTS.MAX_RETRY_ATTEMPTS
   if (attempts >= maxAttempts) {
     const err = new CidgetError('CIDGET_ERR_BLOCK_UNAVAILABLE', `No gateway delivered block ${state.item} in ${attempts} attempts (last error: ${error.message})`, { cause: error })
-    return { ...base, action: 'fail', gateway, blockMs, error: err }
+    return { ...after, action: 'fail', error: err }
   }
-  return { ...base, action: 'switch', gateway, blockMs }
+  return { ...after, action: 'switch' }
 }

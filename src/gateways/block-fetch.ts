@@ -8,6 +8,7 @@
 
 import type { CID } from 'multiformats/cid'
 import { CidgetError } from '../core/errors.js'
+import { blame } from '../core/retry.js'
 import { fetchRawBlock } from './block.js'
 import type { Gateway } from './gateway.js'
 import { WOKEN, asError, type PoolBase } from './pool-base.js'
@@ -21,6 +22,8 @@ export interface BlockFetch {
   notFound: Set<Gateway>
   failures: number
   lastError: CidgetError | undefined
+  /** The error the retry policy ends the fetch with once its attempts are spent. */
+  spent: CidgetError | undefined
   running: Set<Attempt>
 }
 
@@ -47,7 +50,7 @@ export class BlockFetcher {
     this.#base = base
   }
 
-  /** A verified block: each failed attempt is retried (elsewhere, see `blockFetchEnd`), a slow one hedged. `lastError`: a failure seen before, named if the fetch fails. */
+  /** A verified block: each failed attempt is retried (elsewhere, see `blockFetchEnd` and decideRetry), a slow one hedged. `lastError`: a failure seen before, named if the fetch fails. */
   async fetch (cid: CID, signal: AbortSignal, lastError?: CidgetError): Promise<Uint8Array> {
     const block: BlockFetch = {
       cid,
@@ -56,6 +59,7 @@ export class BlockFetcher {
       notFound: new Set(),
       failures: 0,
       lastError,
+      spent: undefined,
       running: new Set()
     }
     let onAbort: (() => void) | undefined
@@ -183,27 +187,25 @@ export class BlockFetcher {
     this.#base.delivered(gateway, block.id, bytes.length, ms)
   }
 
-  /** Counts a verified block that `gateway` delivered `ms` after the request; a block of a run is not measured alone (`measure` false: the run is one sample). */
-  /** Scores a failed request against its gateway (runs even when the block's fetch has moved on). */
+  /** Scores a failed request against its gateway as the retry policy decides (runs even when the block's fetch has moved on). */
   #record (block: BlockFetch, gateway: Gateway, error: CidgetError): void {
-    switch (error.code) {
-      case 'CIDGET_ERR_DAG_INVALID':
-        return // the CID's fault, not the gateway's
-      case 'CIDGET_ERR_NOT_FOUND':
-        // The gateway lacks this block; it may well have the others.
-        gateway.missing()
-        block.notFound.add(gateway)
-        return
-      default:
-        this.#base.penalize(gateway, error)
+    const decision = this.#base.penalize(gateway, error, block.id)
+    if (decision.gateway === 'skip') {
+      // it lacks this block; it may well have the others
+      gateway.missing()
+      block.notFound.add(gateway)
     }
   }
 
-  /** Counts a failed attempt of this block and announces the retry. */
+  /** Counts a failed attempt of this block as the retry policy decides, and announces the retry. */
   #failed (block: BlockFetch, gateway: Gateway, error: CidgetError): void {
-    if (error.code === 'CIDGET_ERR_DAG_INVALID') throw error
+    const decision = this.#base.decide(gateway, error, block.id, block.failures)
+    // failing with the failure itself (a malformed DAG): no gateway can do better
+    if (decision.action === 'fail' && decision.error === error) throw error
     block.failures++
     block.lastError = error
+    // attempts spent: the fetch ends once none is in flight (one still running may deliver)
+    block.spent = decision.action === 'fail' ? decision.error : undefined
     // The next loop turn either waits on the attempt still running or starts one (#start throws when the budget is spent).
     if (block.running.size === 0 && this.#terminal(block) !== undefined) return
     this.#base.emit({ type: 'retry', cid: block.id, gateway: gateway.url, code: error.code, message: error.message, delayMs: block.running.size > 0 ? 0 : this.#base.selector.waitEstimate(this.#base.now(), this.#candidates(block)) })
@@ -211,7 +213,7 @@ export class BlockFetcher {
 
   /** The error that ends this block's fetch, if it is over. */
   #terminal (block: BlockFetch): CidgetError | undefined {
-    return blockFetchEnd(block, this.#base.gateways, this.#base.maxAttempts)
+    return blockFetchEnd(block, this.#base.gateways)
   }
 
   /** Not dropped, not known to lack the block, not already asked for it right now. */
@@ -222,28 +224,26 @@ export class BlockFetcher {
 }
 
 /**
- * The per-block retry decision: the error that ends the fetch of a block, or
- * undefined to try again (on a gateway chosen then). The fetch is over when no
- * gateway is left that may have the block (each dropped or answered 404) or
- * when its attempts are spent.
+ * The end of the fetch of a block, or undefined to try again (on a gateway
+ * chosen then): over when no gateway is left that may have the block (each
+ * dropped or answered 404), else when the retry policy found its attempts
+ * spent (`spent`). The first is read before each attempt, not decided on a
+ * failure: gateways are dropped by other blocks' failures too.
  */
-export function blockFetchEnd (block: Pick<BlockFetch, 'id' | 'lastError' | 'notFound' | 'failures'>, gateways: readonly Gateway[], maxAttempts: number): CidgetError | undefined {
+export function blockFetchEnd (block: Pick<BlockFetch, 'id' | 'lastError' | 'notFound' | 'spent'>, gateways: readonly Gateway[]): CidgetError | undefined {
   const { id, lastError } = block
-  const last = lastError === undefined ? '' : ` (last error: ${lastError.message})`
-  const cause = lastError === undefined ? {} : { cause: lastError }
   if (!gateways.some((g) => !g.dropped && !block.notFound.has(g))) {
+    const last = lastError === undefined ? '' : ` (last error: ${lastError.message})`
+    const cause = lastError === undefined ? {} : { cause: lastError }
     if (block.notFound.size === gateways.length) {
       return new CidgetError('CIDGET_ERR_NOT_FOUND', `No gateway has block ${id}: all ${gateways.length} answered 404`, { ...cause, status: 404 })
     }
     const dropped = gateways.filter((g) => g.dropped).length
     // every gateway left sent a block over the limit (or a wrong one): that is the answer, not "unavailable"
-    if (lastError !== undefined && (lastError.code === 'CIDGET_ERR_BLOCK_TOO_LARGE' || lastError.code === 'CIDGET_ERR_BLOCK_INVALID') && block.notFound.size === 0) {
+    if (lastError !== undefined && blame({ error: lastError, phase: 'transfer', received: 0 }) === 'invalid' && block.notFound.size === 0) {
       return new CidgetError(lastError.code, `No gateway delivered a valid block ${id}: ${dropped} dropped${last}`, cause)
     }
     return new CidgetError('CIDGET_ERR_BLOCK_UNAVAILABLE', `No gateway can deliver block ${id}: ${dropped} dropped for invalid blocks, ${block.notFound.size} answered 404${last}`, cause)
   }
-  if (block.failures >= maxAttempts) {
-    return new CidgetError('CIDGET_ERR_BLOCK_UNAVAILABLE', `No gateway delivered block ${id} in ${block.failures} attempts${last}`, cause)
-  }
-  return undefined
+  return block.spent
 }

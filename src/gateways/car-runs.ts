@@ -188,12 +188,8 @@ export class RunScheduler {
         return
       }
       const error = asError(err, gateway.url)
-      if (error.code === 'CIDGET_ERR_NOT_FOUND') {
-        // it may still have single blocks: let the per-block fetches find out
-        gateway.missing()
-        return
-      }
-      this.#base.penalize(gateway, error)
+      // a 404 skips the gateway for this run only: it may still have single blocks, the per-block fetches find out
+      if (this.#base.penalize(gateway, error, part.entity.toString()).gateway === 'skip') gateway.missing()
     } finally {
       signal.removeEventListener('abort', onAbort)
       this.#parts.delete(part)

@@ -101,9 +101,8 @@ export class EntityPrefetcher {
         // a gateway may refuse ranges of what is not a file, or not have it: the usual requests find out
         if (signal.aborted || err instanceof CarUnsupportedError) return
         const error = asError(err, gateway.url)
-        if (error.code === 'CIDGET_ERR_NOT_FOUND') return
-        if (error.code === 'CIDGET_ERR_BLOCK_INVALID' || error.code === 'CIDGET_ERR_BLOCK_TOO_LARGE') stream.error = error
-        this.#base.penalize(gateway, error)
+        // a 404 (`skip`) is not counted here: the usual requests find out what the gateway lacks
+        if (this.#base.penalize(gateway, error, entity.toString()).gateway === 'drop') stream.error = error
       } finally {
         if (gateway.runs === 0) this.#runs.split()
       }

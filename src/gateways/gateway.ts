@@ -8,6 +8,7 @@
  */
 
 import type { CidgetError } from '../core/errors.js'
+import type { RetryDecision } from '../core/retry.js'
 import type { GatewayHealth } from './health.js'
 
 /** Weight of the newest sample in the latency and throughput EWMAs. */
@@ -113,21 +114,25 @@ export class Gateway {
   }
 
   /**
-   * An invalid block drops the gateway from this pool; any other failure
-   * (timeout, reset, 5xx, 429) backs it off for every download.
+   * Carries out what the retry policy decided `error` does to this gateway
+   * (see decideRetry, block scope): `drop` (an invalid or oversized block)
+   * drops it from this pool, a set-aside (timeout, reset, 5xx, 429) backs it
+   * off for every download. `skip` (a 404) is the caller's: see `missing`.
    */
-  penalize (error: CidgetError): Verdict {
-    this.errors++
-    if (error.code === 'CIDGET_ERR_BLOCK_INVALID' || error.code === 'CIDGET_ERR_BLOCK_TOO_LARGE') {
+  penalize (decision: Pick<RetryDecision, 'gateway' | 'blockMs' | 'told'>, error: CidgetError): Verdict {
+    if (decision.gateway === 'drop') {
+      this.errors++
       this.invalidBlocks++
       if (this.dropped) return undefined
       this.dropped = true
       return { state: 'dropped', reason: error.message }
     }
-    const { waitMs, told, consecutiveErrors } = this.health.backOff(error)
+    if (decision.blockMs === undefined) return undefined
+    this.errors++
+    const streak = this.health.setAside(decision.blockMs)
     return {
       state: 'blocked',
-      reason: `${told ? 'Retry-After' : `backoff after ${consecutiveErrors} consecutive error(s)`}: ${waitMs} ms (${error.message})`
+      reason: `${decision.told ? 'Retry-After' : `backoff after ${streak} consecutive error(s)`}: ${decision.blockMs} ms (${error.message})`
     }
   }
 

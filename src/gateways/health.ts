@@ -10,7 +10,7 @@
 
 import type { CidgetError } from '../core/errors.js'
 import { DEFAULTS } from '../core/defaults.js'
-import { retryDelay, type BackoffOptions } from '../core/retry.js'
+import { setAside, type BackOffPolicy, type BackoffOptions } from '../core/retry.js'
 
 /** Every default of {@link HealthRegistry} in one block. */
 export const HEALTH_DEFAULTS = {
@@ -53,6 +53,11 @@ export class GatewayHealth {
     this.#registry = registry
   }
 
+  /** How long it is set aside after a failure of its own (the registry's, shared by every download). */
+  get policy (): BackOffPolicy {
+    return this.#registry.policy
+  }
+
   /** Not to be asked now: backing off or told to wait. */
   blocked (now: number = this.#registry.now()): boolean {
     return this.blockedUntil > now
@@ -63,14 +68,17 @@ export class GatewayHealth {
     if (until > this.blockedUntil) this.blockedUntil = until
   }
 
-  /** A failure that is the gateway's (timeout, reset, 5xx, 429): it backs off, for as long as it said or by its error streak. */
+  /** A failure that is the gateway's (timeout, reset, 5xx, 429): it backs off, for as long as it said or by its error streak (see `setAside`). */
   backOff (error: CidgetError): BackOff {
+    const { ms, told } = setAside(error, this.consecutiveErrors + 1, this.#registry.policy)
+    return { waitMs: ms, told, consecutiveErrors: this.setAside(ms) }
+  }
+
+  /** One more error in a row, and aside for `waitMs` as the retry policy decided: returns the errors in a row. */
+  setAside (waitMs: number): number {
     this.consecutiveErrors++
-    const backoff = retryDelay(this.consecutiveErrors, this.#registry.backoff)
-    const told = error.retryAfterMs === undefined ? undefined : Math.min(error.retryAfterMs, this.#registry.maxRetryAfterMs)
-    const waitMs = told !== undefined && told > 0 ? told : backoff
     this.blockUntil(this.#registry.now() + waitMs)
-    return { waitMs, told: told !== undefined && told > 0, consecutiveErrors: this.consecutiveErrors }
+    return this.consecutiveErrors
   }
 
   /** It served again: true when that ends an error streak. */
@@ -87,8 +95,8 @@ export class GatewayHealth {
  * first (a download that still holds one keeps using its record).
  */
 export class HealthRegistry {
-  readonly backoff: BackoffOptions
-  readonly maxRetryAfterMs: number
+  /** How long a failing gateway is set aside: its backoff and the cap on a Retry-After. */
+  readonly policy: BackOffPolicy
   readonly now: () => number
   readonly #keep: Set<string>
   readonly #max: number
@@ -97,8 +105,15 @@ export class HealthRegistry {
   #others = 0
 
   constructor (init: HealthRegistryInit = {}) {
-    this.backoff = { ...init.backoff }
-    this.maxRetryAfterMs = init.maxRetryAfterMs ?? DEFAULTS.MAX_RETRY_AFTER_MS
+    const backoff = init.backoff ?? {}
+    this.policy = {
+      initialBackoffMs: backoff.initialMs ?? DEFAULTS.INITIAL_BACKOFF_MS,
+      backoffMultiplier: backoff.multiplier ?? DEFAULTS.BACKOFF_MULTIPLIER,
+      maxBackoffMs: backoff.maxMs ?? DEFAULTS.MAX_BACKOFF_MS,
+      backoffJitter: backoff.jitter ?? DEFAULTS.BACKOFF_JITTER,
+      maxRetryAfterMs: init.maxRetryAfterMs ?? DEFAULTS.MAX_RETRY_AFTER_MS,
+      ...(backoff.random === undefined ? {} : { random: backoff.random })
+    }
     this.now = init.now ?? Date.now
     this.#keep = new Set((init.keep ?? []).map(trim))
     this.#max = init.maxGateways ?? HEALTH_DEFAULTS.MAX_GATEWAYS

@@ -10,6 +10,7 @@
 import type { CID } from 'multiformats/cid'
 import { CidgetError } from '../core/errors.js'
 import type { Semaphore, Sleep } from '../core/async.js'
+import { decideRetry, type RetryDecision } from '../core/retry.js'
 import type { HttpClient } from './http.js'
 import { EWMA_ALPHA, MIN_THROUGHPUT_SAMPLE_BYTES, ewma, type Gateway } from './gateway.js'
 import type { ScoredSelector } from './selector.js'
@@ -113,10 +114,28 @@ export class PoolBase {
     if (latency) this.#latencyMs = ewma(this.#latencyMs, elapsed, EWMA_ALPHA)
   }
 
-  /** An invalid block drops the gateway from this pool; any other failure backs it off for every pool (see Gateway.penalize). */
-  penalize (gateway: Gateway, error: CidgetError): void {
-    const verdict = gateway.penalize(error)
+  /**
+   * The retry policy's answer to `error` from `gateway` while fetching `item`
+   * after `attempts` failed attempts of it (see decideRetry, block scope).
+   * Pure: nothing is counted.
+   */
+  decide (gateway: Gateway, error: CidgetError, item: string, attempts: number): RetryDecision {
+    // the streak with this failure, were it to set the gateway aside
+    const state = { scope: 'block' as const, item, attempts, gateway: { streak: gateway.health.consecutiveErrors + 1 } }
+    return decideRetry({ error, phase: 'transfer', received: 0 }, state, { ...gateway.health.policy, maxAttemptsPerBlock: this.maxAttempts })
+  }
+
+  /**
+   * Scores a failed request against its gateway as the retry policy decides:
+   * an invalid block drops it from this pool, another failure of its own backs
+   * it off for every pool (see Gateway.penalize). A `skip` (404) is left to the
+   * caller, which knows what the gateway lacks. Returns the decision.
+   */
+  penalize (gateway: Gateway, error: CidgetError, item: string): RetryDecision {
+    const decision = this.decide(gateway, error, item, 0)
+    const verdict = gateway.penalize(decision, error)
     if (verdict !== undefined) this.emit({ type: 'gateway', gateway: gateway.url, ...verdict })
+    return decision
   }
 
   /** How long a lone request waits before a second gateway is asked too; undefined with hedging off. */

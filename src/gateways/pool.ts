@@ -19,6 +19,8 @@
  * (a gateway's counters, scores and back-off), selector.ts (the choice),
  * block-fetch.ts (one block, retried and hedged), car-runs.ts (CAR runs and
  * their end game), entity.ts (the entity stream), pool-base.ts (what they share).
+ * What a failure does to a gateway and to a block is core/retry.ts's `decideRetry`
+ * (block scope); the pool counts and carries it out.
  *
  * @module
  */

@@ -56,7 +56,7 @@ const rows: Row[] = [
   { name: 'seed stream reset: the 3rd resume is allowed', failure: transfer(err('CIDGET_ERR_STREAM_RESET'), MiB), state: file({ offset: 6 * MiB, resumes: 2 }), want: { action: 'resume', resumes: 3 } },
   { name: 'seed stream reset: a 4th fails with the resume budget spent', failure: transfer(err('CIDGET_ERR_STREAM_RESET'), MiB), state: file({ offset: 6 * MiB, resumes: 3 }), want: { action: 'fail', errorCode: 'CIDGET_ERR_ATTEMPTS_EXHAUSTED', resumes: 4, remove: false } },
   // 429 / 503 with Retry-After: wait as told, other gateways meanwhile
-  { name: 'seed 429 with Retry-After: blocked as told, the next asked now', failure: transfer(err('CIDGET_ERR_HTTP_STATUS', { status: 429, retryAfterMs: 5000 })), state: file(), want: { action: 'switch', blockMs: 5000, delayMs: 0, gateway: 'keep' } },
+  { name: 'seed 429 with Retry-After: blocked as told, the next asked now', failure: transfer(err('CIDGET_ERR_HTTP_STATUS', { status: 429, retryAfterMs: 5000 })), state: file(), want: { action: 'switch', blockMs: 5000, told: true, delayMs: 0, gateway: 'keep' } },
   { name: 'seed 503 with Retry-After: no backoff on top of it after a round', failure: transfer(err('CIDGET_ERR_HTTP_STATUS', { status: 503, retryAfterMs: 2000 })), state: file({ failStreak: 5, gateway: { timeouts: 0, live: true, alive: 2 } }), want: { action: 'switch', blockMs: 2000, delayMs: 0 } },
   // Disk full: stop, keep the partial (the engine pauses)
   { name: 'seed disk full: fails at once and keeps the partial', failure: transfer(err('CIDGET_ERR_DISK_FULL'), MiB), state: file({ offset: 2 * MiB }), want: { action: 'fail', errorCode: 'CIDGET_ERR_DISK_FULL', remove: false, restart: false, resumes: 0 } },
@@ -97,7 +97,18 @@ const rows: Row[] = [
   { name: 'block: Retry-After 0 falls back to the backoff', failure: transfer(err('CIDGET_ERR_HTTP_STATUS', { status: 503, retryAfterMs: 0 })), state: block({ gateway: { streak: 2 } }), want: { blockMs: 2000 } },
   { name: 'block: a malformed DAG fails at once, the gateway kept', failure: transfer(err('CIDGET_ERR_DAG_INVALID')), state: block(), want: { action: 'fail', gateway: 'keep', errorCode: 'CIDGET_ERR_DAG_INVALID' } },
   { name: 'block: the attempts spent give the block up', failure: transfer(err('CIDGET_ERR_NETWORK')), state: block({ attempts: 8 }), policy: { maxAttemptsPerBlock: 9 }, want: { action: 'fail', errorCode: 'CIDGET_ERR_BLOCK_UNAVAILABLE' } },
-  { name: 'block: attempts left, another gateway', failure: transfer(err('CIDGET_ERR_NETWORK')), state: block({ attempts: 7 }), policy: { maxAttemptsPerBlock: 9 }, want: { action: 'switch' } }
+  { name: 'block: attempts left, another gateway', failure: transfer(err('CIDGET_ERR_NETWORK')), state: block({ attempts: 7 }), policy: { maxAttemptsPerBlock: 9 }, want: { action: 'switch' } },
+  // what the pool does with each failure of a block, a CAR run or the entity stream
+  { name: 'block: 410 skips the gateway for this block only', failure: transfer(err('CIDGET_ERR_NOT_FOUND', { status: 410 })), state: block(), want: { action: 'switch', gateway: 'skip', blockMs: undefined, told: false } },
+  { name: 'block: another 4xx sets the gateway aside (path mode drops it)', failure: transfer(err('CIDGET_ERR_HTTP_STATUS', { status: 403 })), state: block(), want: { action: 'switch', gateway: 'keep', blockMs: 1000, told: false } },
+  { name: 'block: a 5xx without Retry-After backs off on the streak', failure: transfer(err('CIDGET_ERR_HTTP_STATUS', { status: 502 })), state: block({ gateway: { streak: 2 } }), want: { action: 'switch', gateway: 'keep', blockMs: 2000, told: false } },
+  { name: 'block: 503 with Retry-After is set aside as told', failure: transfer(err('CIDGET_ERR_HTTP_STATUS', { status: 503, retryAfterMs: 5000 })), state: block({ gateway: { streak: 4 } }), want: { blockMs: 5000, told: true } },
+  { name: 'block: a reset backs off', failure: transfer(err('CIDGET_ERR_STREAM_RESET')), state: block(), want: { action: 'switch', gateway: 'keep', blockMs: 1000 } },
+  { name: 'block: the backoff is capped', failure: transfer(err('CIDGET_ERR_TIMEOUT')), state: block({ gateway: { streak: 20 } }), want: { blockMs: 30_000 } },
+  { name: 'block: the budget defaults to maxRetryAttempts', failure: transfer(err('CIDGET_ERR_NETWORK')), state: block({ attempts: 2 }), want: { action: 'fail', errorCode: 'CIDGET_ERR_BLOCK_UNAVAILABLE' } },
+  { name: 'block: the last attempt still sets its gateway aside', failure: transfer(err('CIDGET_ERR_TIMEOUT')), state: block({ attempts: 8 }), policy: { maxAttemptsPerBlock: 9 }, want: { action: 'fail', gateway: 'keep', blockMs: 1000, errorCode: 'CIDGET_ERR_BLOCK_UNAVAILABLE' } },
+  { name: 'block: the last attempt still drops a gateway that sent an invalid block', failure: transfer(err('CIDGET_ERR_BLOCK_INVALID')), state: block({ attempts: 8 }), policy: { maxAttemptsPerBlock: 9 }, want: { action: 'fail', gateway: 'drop', errorCode: 'CIDGET_ERR_BLOCK_UNAVAILABLE' } },
+  { name: 'block: a malformed DAG fails at once on the first attempt, with itself', failure: transfer(err('CIDGET_ERR_DAG_INVALID')), state: block({ attempts: 0 }), want: { action: 'fail', blockMs: undefined, errorCode: 'CIDGET_ERR_DAG_INVALID' } }
 ]
 
 describe('decideRetry', () => {
@@ -118,6 +129,15 @@ describe('decideRetry', () => {
     const c = decideRetry(verify(err('CIDGET_ERR_HASH_MISMATCH')), file({ corruptions: 2 }), policy)
     expect(c.error?.message).toBe('CIDGET_ERR_HASH_MISMATCH; gave up after 2 gateway switches')
     expect(c.error?.gateway).toBe('https://a.example')
+  })
+
+  it('gives a block up naming its attempts and the last error, the cause', () => {
+    const last = err('CIDGET_ERR_TIMEOUT')
+    const d = decideRetry(transfer(last), block({ attempts: 2 }), { ...policy, maxAttemptsPerBlock: 3 })
+    expect(d.error?.message).toBe('No gateway delivered block bafyblock in 3 attempts (last error: CIDGET_ERR_TIMEOUT)')
+    expect(d.error?.cause).toBe(last)
+    const dag = err('CIDGET_ERR_DAG_INVALID')
+    expect(decideRetry(transfer(dag), block(), policy).error).toBe(dag)
   })
 
   it('does not change its inputs', () => {
