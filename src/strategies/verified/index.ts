@@ -10,7 +10,7 @@ import { ensureFreeSpace, committedAlready } from '../../sink/partial.js'
 import { DiskSpace } from '../../sink/space.js'
 import type { StrategyContext, StrategyResult } from '../types.js'
 import { Bitmap } from './bitmap.js'
-import { FileHasher } from './file-hash.js'
+import { FileHasher } from '../../sink/file-hash.js'
 import { RunPlanner, type PlannedLeaf } from './runs.js'
 import { MAX_BLOCK_BYTES, blockLength, type BlockBytes } from '../../gateways/block.js'
 
@@ -28,9 +28,9 @@ const DEFAULT_RUNS_AHEAD = 4
 const EARLY_LEAF_BYTES = 256 * 1024
 /** Inner nodes that first request may carry (the root and a path down a deep DAG). */
 const EARLY_NODES = 8
-import { OutputTree } from './tree.js'
+import { OutputTree } from '../../sink/tree.js'
 import { LeafFinder } from './recover.js'
-import { checkName, checkSymlink, safeJoin } from './names.js'
+import { checkName, checkSymlink, safeJoin } from '../../sink/names.js'
 import { DagReader, exporterError, type BlockSource } from './reader.js'
 
 export type { BlockSource } from './reader.js'

@@ -6,7 +6,7 @@ import * as rawCodec from 'multiformats/codecs/raw'
 import { UnixFS } from 'ipfs-unixfs'
 import { CidgetError, fsError, systemCode } from '../../core/errors.js'
 import { MAX_BLOCK_BYTES, verifyBlock } from '../../gateways/block.js'
-import { safeJoin } from './names.js'
+import { safeJoin } from '../../sink/names.js'
 import { Bitmap } from './bitmap.js'
 
 /** Bytes read first from a leaf's range: all zero, it is taken for a hole (never written) and not read further. */

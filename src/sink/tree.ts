@@ -1,12 +1,12 @@
 import { open, mkdir, rm, symlink, lstat, readlink, type FileHandle } from 'node:fs/promises'
 import { constants } from 'node:fs'
 import { dirname, relative } from 'node:path'
-import { renameIntoPlace } from '../../sink/partial.js'
-import { openOwnedFile, ownedDirectory } from '../../sink/owned.js'
-import { CidgetError, fsError, systemCode } from '../../core/errors.js'
+import { renameIntoPlace } from './partial.js'
+import { openOwnedFile, ownedDirectory } from './owned.js'
+import { CidgetError, fsError, systemCode } from '../core/errors.js'
 import { confineLinks, linksBelow } from './links.js'
-import { DEFAULTS } from '../../core/defaults.js'
-import type { BlockBytes } from '../../gateways/block.js'
+import { DEFAULTS } from '../core/defaults.js'
+import type { BlockBytes } from '../gateways/block.js'
 
 const MAX_OPEN = 128
 /** fsyncs run at once; parallel fsyncs share journal commits on most file systems. */

@@ -2,7 +2,7 @@ import { describe, it, expect } from 'vitest'
 import { mkdir, mkdtemp, readFile, rm, readdir, readlink, symlink } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { OutputTree } from '../../src/strategies/verified/tree.js'
+import { OutputTree } from '../../src/sink/tree.js'
 import { isCidgetError } from '../../src/core/errors.js'
 
 describe('OutputTree', () => {
