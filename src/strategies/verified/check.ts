@@ -7,7 +7,7 @@ import { MAX_BLOCK_BYTES, verifyBlock } from '../../gateways/block.js'
 import type { PartialFile } from '../../sink/partial.js'
 import type { Store } from '../../store/store.js'
 import { DagReader, type BlockSource } from './reader.js'
-import type { DagLimits } from './index.js'
+import { DagBudget, type DagLimits } from './dag.js'
 
 export interface RepairReport {
   /** Data blocks whose bytes on disk did not match the DAG, rewritten from verified blocks. */
@@ -42,6 +42,7 @@ export async function checkFileAgainstDag (file: PartialFile, size: number, opts
   const reader = await DagReader.open(opts.id, opts.store, opts.blocks, opts.signal, opts.concurrency)
   const root = await reader.resolve(opts.cid, opts.path)
   const report: RepairReport = { blocks: 0, bytes: 0 }
+  const budget = new DagBudget(opts.limits)
 
   const repair = async (offset: number, data: Uint8Array): Promise<void> => {
     await file.write(data, offset)
@@ -57,7 +58,7 @@ export async function checkFileAgainstDag (file: PartialFile, size: number, opts
   const slots = new Set<Promise<number>>()
   const visit = async (cid: CID, offset: number, declared: number | undefined, depth: number, given?: Uint8Array): Promise<number> => {
     if (opts.signal.aborted) throw opts.signal.reason
-    if (depth > opts.limits.maxDepth) throw new CidgetError('CIDGET_ERR_DAG_LIMIT', `The DAG is deeper than ${opts.limits.maxDepth} levels`)
+    budget.depth(depth)
     if (cid.code === rawCodec.code && cid.multihash.code !== 0x00 && declared !== undefined) {
       // what a parent declares is read into memory below: no block can be larger than the limit
       if (declared > MAX_BLOCK_BYTES) {
