@@ -1,19 +1,15 @@
 /**
  * The CAR file a CAR download writes: a CARv1 header, then one section per
- * block, appended at the end, with the free space checked before each. A
- * resume finds the whole, valid sections a killed run appended after its
- * last record.
+ * block, appended at the end, with the free space checked before each.
  */
 import { createHash } from 'node:crypto'
 import { createReadStream } from 'node:fs'
 import { stat } from 'node:fs/promises'
 import { dirname } from 'node:path'
-import { CID } from 'multiformats/cid'
+import type { CID } from 'multiformats/cid'
 import { varint } from 'multiformats'
-import * as dagPb from '@ipld/dag-pb'
 import { createWriter, close as closeWriter, headerLength } from '@ipld/car/buffer-writer'
 import { fsError, systemCode } from '../core/errors.js'
-import { MAX_BLOCK_BYTES, verifyBlock } from '../gateways/block.js'
 import { PartialFile } from './partial.js'
 import { DiskSpace } from './space.js'
 
@@ -42,47 +38,6 @@ export async function sizeOf (path: string): Promise<number> {
     if (systemCode(err) === 'ENOENT') return -1
     throw fsError(err, `look for ${path}`)
   }
-}
-
-/** A whole CAR section found on disk past the recorded end: its block's CID, where it ends, its bytes when dag-pb. */
-export interface FoundSection {
-  cid: string
-  end: number
-  node?: Uint8Array
-}
-
-/**
- * The sections of the CAR at `file` from `from` to its end that are whole and
- * hash to their CIDs, up to the first that is not: what a run killed after its
- * last record appended.
- */
-export async function sectionsOnDisk (file: PartialFile, from: number): Promise<FoundSection[]> {
-  const found: FoundSection[] = []
-  const size = await file.size()
-  let at = from
-  while (at < size) {
-    const head = await file.read(at, Math.min(10, size - at))
-    let length: number
-    let prefix: number
-    try {
-      ;[length, prefix] = varint.decode(head)
-    } catch {
-      break
-    }
-    if (length <= 0 || length > MAX_BLOCK_BYTES + 128 || at + prefix + length > size) break
-    const section = await file.read(at + prefix, length)
-    let cid: CID
-    let bytes: Uint8Array
-    try {
-      ;[cid, bytes] = CID.decodeFirst(section)
-      await verifyBlock(cid, bytes)
-    } catch {
-      break
-    }
-    at += prefix + length
-    found.push({ cid: cid.toString(), end: at, ...(cid.code === dagPb.code ? { node: bytes } : {}) })
-  }
-  return found
 }
 
 /**
@@ -127,11 +82,6 @@ export class CarWriter {
   /** Cuts the file at `length`. */
   async truncate (length: number): Promise<void> {
     await this.file.truncate(length)
-  }
-
-  /** The whole, valid sections on disk past the end. */
-  async found (): Promise<FoundSection[]> {
-    return await sectionsOnDisk(this.file, this.#end)
   }
 
   /** The hex SHA-256 of the whole file. */

@@ -1,14 +1,57 @@
-import type { CID } from 'multiformats/cid'
+import { CID } from 'multiformats/cid'
+import { varint } from 'multiformats'
 import * as dagPb from '@ipld/dag-pb'
 import { CidgetError, toCidgetError } from '../../core/errors.js'
-import { committedAlready, partialPath } from '../../sink/partial.js'
-import { CarWriter, carHeader, carSection, sizeOf, type FoundSection } from '../../sink/car-writer.js'
+import { committedAlready, partialPath, type PartialFile } from '../../sink/partial.js'
+import { CarWriter, carHeader, carSection, sizeOf } from '../../sink/car-writer.js'
+import { MAX_BLOCK_BYTES, verifyBlock } from '../../gateways/block.js'
 import type { StrategyResult } from '../types.js'
 import { Bitmap } from './bitmap.js'
 import type { VerifiedContext } from './context.js'
 import { DagBudget, decodePb } from './dag.js'
 import { DagReader } from './reader.js'
 import { RunRecord } from './record.js'
+
+/** A whole CAR section found on disk past the recorded end: its block's CID, where it ends, its bytes when dag-pb. */
+interface FoundSection {
+  cid: string
+  end: number
+  node?: Uint8Array
+}
+
+/**
+ * The sections of the CAR at `file` from `from` to its end that are whole and
+ * hash to their CIDs, up to the first that is not: what a run killed after its
+ * last record appended. The CAR is cut after them.
+ */
+async function sectionsOnDisk (file: PartialFile, from: number): Promise<FoundSection[]> {
+  const found: FoundSection[] = []
+  const size = await file.size()
+  let at = from
+  while (at < size) {
+    const head = await file.read(at, Math.min(10, size - at))
+    let length: number
+    let prefix: number
+    try {
+      ;[length, prefix] = varint.decode(head)
+    } catch {
+      break
+    }
+    if (length <= 0 || length > MAX_BLOCK_BYTES + 128 || at + prefix + length > size) break
+    const section = await file.read(at + prefix, length)
+    let cid: CID
+    let bytes: Uint8Array
+    try {
+      ;[cid, bytes] = CID.decodeFirst(section)
+      await verifyBlock(cid, bytes)
+    } catch {
+      break
+    }
+    at += prefix + length
+    found.push({ cid: cid.toString(), end: at, ...(cid.code === dagPb.code ? { node: bytes } : {}) })
+  }
+  return found
+}
 
 /** How many leading bits of the bitmap are set. */
 function prefixLength (bits: Bitmap): number {
@@ -41,7 +84,7 @@ export async function runCarDownload (ctx: VerifiedContext): Promise<StrategyRes
   const root = await reader.resolve(record.cid, record.path)
   const writer = await CarWriter.open(record.output, skip === 0 ? 0 : record.currentSize)
   // blocks after the recorded ones, on disk: the walk takes them as it meets them, in order
-  const walk = new CarWalk(ctx, journal, reader, writer, done, skip, skip === 0 ? [] : await writer.found())
+  const walk = new CarWalk(ctx, journal, reader, writer, done, skip, skip === 0 ? [] : await sectionsOnDisk(writer.file, writer.end))
   await walk.run(root)
   return await finishCar(ctx, journal, writer, walk)
 }
