@@ -29,14 +29,16 @@ const HASH_END_STEP_BYTES = 4 * 1024 * 1024
  * hash-worker.ts, loaded through tsx.
  */
 function startWorker (path: string): Worker {
-  if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('../sink/hash-worker.js', import.meta.url), { workerData: { path } })
+  // the process's options, but not --input-type: it applies to a string given with --eval, and refuses a module file
+  const execArgv = process.execArgv.filter((a) => !a.startsWith('--input-type'))
+  if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('../sink/hash-worker.js', import.meta.url), { workerData: { path }, execArgv })
   const url = JSON.stringify(new URL('./hash-worker.ts', import.meta.url).href)
   // tsx's ES module API, found from here (its CommonJS one does not load .ts modules in a worker)
   const require = createRequire(import.meta.url)
   const pkg = require.resolve('tsx/package.json')
   const api = (require(pkg) as { exports: Record<string, { import: { default: string } }> }).exports['./esm/api']?.import.default ?? ''
   const tsx = JSON.stringify(pathToFileURL(join(dirname(pkg), api)).href)
-  return new Worker(`import(${tsx}).then((tsx) => tsx.tsImport(${url}, ${url}))`, { eval: true, workerData: { path } })
+  return new Worker(`import(${tsx}).then((tsx) => tsx.tsImport(${url}, ${url}))`, { eval: true, workerData: { path }, execArgv })
 }
 
 /**
