@@ -34,6 +34,24 @@ describe('OutputTree', () => {
     }
   })
 
+  it('an fsync of every open file is not cut short by writes that open more files meanwhile', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'cidget-tree-'))
+    try {
+      const tree = await OutputTree.open(join(dir, 'out'), true)
+      const bytes = new TextEncoder().encode('x')
+      // as many files open as the cap allows
+      for (let f = 0; f < 128; f++) await tree.write(join(tree.root, `a${f}`), 0, bytes)
+      // a checkpoint's fsync while the walk writes new files, each of which would evict an idle one
+      const sync = tree.syncAll()
+      await Promise.all(Array.from({ length: 128 }, async (_, f) => { await tree.write(join(tree.root, `b${f}`), 0, bytes) }))
+      await sync
+      await tree.commit()
+      expect(await readdir(join(dir, 'out'))).toHaveLength(256)
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+
   it('writes a block given in pieces at its offset, next to blocks given whole', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'cidget-tree-'))
     try {
