@@ -1,13 +1,13 @@
 import type { CID } from 'multiformats/cid'
 import * as dagPb from '@ipld/dag-pb'
 import * as rawCodec from 'multiformats/codecs/raw'
-import { UnixFS } from 'ipfs-unixfs'
+import type { UnixFS } from 'ipfs-unixfs'
 import { CidgetError } from '../../core/errors.js'
 import { MAX_BLOCK_BYTES, verifyBlock } from '../../gateways/block.js'
 import type { PartialFile } from '../../sink/partial.js'
 import type { Store } from '../../store/store.js'
 import { DagReader, type BlockSource } from './reader.js'
-import { DagBudget, type DagLimits } from './dag.js'
+import { DagBudget, decodeUnixFS, type DagLimits } from './dag.js'
 
 export interface RepairReport {
   /** Data blocks whose bytes on disk did not match the DAG, rewritten from verified blocks. */
@@ -85,8 +85,7 @@ export async function checkFileAgainstDag (file: PartialFile, size: number, opts
     let node: dagPb.PBNode
     let fs: UnixFS
     try {
-      node = dagPb.decode(bytes)
-      fs = UnixFS.unmarshal(node.Data ?? new Uint8Array(0))
+      ;({ node, fs } = decodeUnixFS(bytes))
     } catch (err) {
       throw new CidgetError('CIDGET_ERR_DAG_INVALID', `${cid.toString()}: not a UnixFS node (${(err as Error).message})`, { cause: err })
     }
@@ -143,7 +142,7 @@ export async function checkFileAgainstDag (file: PartialFile, size: number, opts
 function sizeOfRoot (root: CID, bytes: Uint8Array): number {
   try {
     if (root.code === rawCodec.code) return bytes.byteLength
-    if (root.code === dagPb.code) return Number(UnixFS.unmarshal(dagPb.decode(bytes).Data ?? new Uint8Array(0)).fileSize())
+    if (root.code === dagPb.code) return Number(decodeUnixFS(bytes).fs.fileSize())
   } catch (err) {
     throw new CidgetError('CIDGET_ERR_DAG_INVALID', `${root.toString()}: not a UnixFS node (${(err as Error).message})`, { cause: err })
   }

@@ -84,6 +84,8 @@ export class DagBudget {
   }
 }
 
+const EMPTY = new Uint8Array(0)
+
 export function invalid (cid: CID, why: string, cause?: unknown): CidgetError {
   return new CidgetError('CIDGET_ERR_DAG_INVALID', `Block ${cid.toString()}: ${why}`, cause === undefined ? {} : { cause })
 }
@@ -113,4 +115,14 @@ export function decode (cid: CID, bytes: Uint8Array): Decoded {
     throw invalid(cid, `bad UnixFS data (${(err as Error).message})`, err)
   }
   return { node, fs }
+}
+
+/**
+ * A dag-pb block's node and its UnixFS data (none: empty data), with the
+ * decoders' own errors: for callers that say what is wrong in their own
+ * words, or that only look (a node they cannot read is not theirs to judge).
+ */
+export function decodeUnixFS (bytes: Uint8Array): Decoded {
+  const node = dagPb.decode(bytes)
+  return { node, fs: UnixFS.unmarshal(node.Data ?? EMPTY) }
 }
