@@ -89,6 +89,18 @@ describe('cidget get (verified, the default)', () => {
     expect(s.gateways.flatMap(g => g.requests).every(q => q.format === 'raw' || q.format === 'car')).toBe(true)
   })
 
+  it('hashes a large file on the worker thread of the bundled CLI', async () => {
+    // 16 MiB and more: the SHA-256 is computed by the worker (dist/sink/hash-worker.js) as blocks arrive
+    const blocks = new MemoryBlocks()
+    const data = seededBytes(17 * MiB + 3, 21)
+    const cid = await addFile(blocks, data)
+    const s = await serve(blocks)
+    const out = join(s.dir, 'large.bin')
+    const r = await runCli(['get', cid.toString(), '-o', out, ...s.args, '--json'], { env: s.env })
+    expect(r.code, r.stderr).toBe(0)
+    expect(lastRecord(r.stdout)).toMatchObject({ status: 'success', size: 17 * MiB + 3, hash: sha256(data) })
+  })
+
   it('writes a directory tree', async () => {
     const blocks = new MemoryBlocks()
     const root = await addDirectory(blocks, [

@@ -11,7 +11,7 @@ import fc from 'fast-check'
 import { mkdir, mkdtemp, realpath, rm, symlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join, sep } from 'node:path'
-import { confineLinks, linksBelow, resolveLink } from '../../src/strategies/verified/links.js'
+import { confineLinks, linksBelow, resolveLink } from '../../src/sink/links.js'
 import { params } from './fc.js'
 
 const DIRS = ['', 'a', 'a/b', 'c']

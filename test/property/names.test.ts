@@ -7,7 +7,7 @@
 import { describe, it, expect } from 'vitest'
 import fc from 'fast-check'
 import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path'
-import { checkName, checkSymlink, isInside, safeJoin } from '../../src/strategies/verified/names.js'
+import { checkName, checkSymlink, isInside, safeJoin } from '../../src/sink/names.js'
 import { params, attempt, expectCoded, anyString, anyCodePoint } from './fc.js'
 
 /** Names a hostile DAG might carry: traversal, separators, NUL, controls, absolute paths, any unicode, very long. */

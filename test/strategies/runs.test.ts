@@ -58,4 +58,35 @@ describe('RunPlanner', () => {
     expect(sizes.slice(6)).toEqual([14, 10, 8, 6, 4, 3, 3, 2, 2, 2])
     expect(Math.min(...sizes)).toBeGreaterThanOrEqual(2)
   })
+
+  it('a node\'s children: runs of consecutive raw leaves within the window, none over done or withheld leaves, up to the first inner node', async () => {
+    const all = await leaves(40)
+    const children = all.map(l => l.cid)
+    // child 30 is an inner node: the block numbers after it are not known yet
+    const inner = CID.createV1(0x70, (all[30] as PlannedLeaf).cid.multihash)
+    children[30] = inner
+    const started: Array<{ from: number, count: number }> = []
+    const planner = new RunPlanner({
+      runBlocks: 4,
+      window: 16,
+      isDone: () => false,
+      start: (_entity, range, run) => { started.push({ from: range.from / LEAF, count: run.length }); return true }
+    })
+    // leaf 5 is done, leaf 9 comes another way
+    const leaf = (j: number): PlannedLeaf | undefined => j === 5 || j === 9 ? undefined : all[j]
+    expect(planner.startChildren(inner, children, 0, 0, leaf)).toBe(16)
+    expect(started).toEqual([{ from: 0, count: 4 }, { from: 6, count: 3 }, { from: 10, count: 4 }, { from: 14, count: 2 }])
+    expect(planner.startChildren(inner, children, 20, 16, leaf)).toBe(30)
+    expect(started.slice(4)).toEqual([{ from: 16, count: 4 }, { from: 20, count: 4 }, { from: 24, count: 4 }, { from: 28, count: 2 }])
+  })
+
+  it('a source that cannot start a node\'s run stops those runs, not the registered ones', async () => {
+    const all = await leaves(8)
+    let calls = 0
+    const planner = new RunPlanner({ runBlocks: 4, window: 8, isDone: () => false, start: () => { calls++; return false } })
+    expect(planner.startChildren(all[0]!.cid, all.map(l => l.cid), 0, 0, (j) => all[j])).toBe(4)
+    expect(calls).toBe(1)
+    expect(planner.children).toBe(false)
+    expect(planner.enabled).toBe(true)
+  })
 })

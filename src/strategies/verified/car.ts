@@ -1,47 +1,17 @@
-import { createHash } from 'node:crypto'
-import { createReadStream } from 'node:fs'
-import { stat } from 'node:fs/promises'
 import { CID } from 'multiformats/cid'
 import { varint } from 'multiformats'
 import * as dagPb from '@ipld/dag-pb'
-import { createWriter, close as closeWriter, headerLength } from '@ipld/car/buffer-writer'
-import { CidgetError, fsError, systemCode, toCidgetError } from '../../core/errors.js'
-import { dirname } from 'node:path'
-import { PartialFile, partialPath } from '../../sink/partial.js'
-import { DiskSpace } from '../../sink/space.js'
+import { toCidgetError } from '../../core/errors.js'
+import { partialPath, type PartialFile } from '../../sink/partial.js'
+import { CarWriter, carHeader, carSection, sizeOf } from '../../sink/car-writer.js'
+import { MAX_BLOCK_BYTES, verifyBlock } from '../../gateways/block.js'
+import type { DownloadJournal } from '../../core/journal.js'
 import type { StrategyResult } from '../types.js'
 import { checkRecordRename, committedOutput, restartWithoutPartial } from '../steps.js'
-import { MAX_BLOCK_BYTES, verifyBlock } from '../../gateways/block.js'
 import { Bitmap } from './bitmap.js'
+import type { VerifiedContext } from './context.js'
+import { DagBudget, decodePb } from './dag.js'
 import { DagReader } from './reader.js'
-import type { VerifiedContext } from './index.js'
-
-/** The CARv1 header naming `root`. */
-function carHeader (root: CID): Uint8Array {
-  const size = headerLength({ roots: [root] })
-  return closeWriter(createWriter(new ArrayBuffer(size), { roots: [root], headerSize: size }))
-}
-
-/** One CAR section: varint(length) ‖ CID ‖ bytes. */
-function carSection (cid: CID, bytes: Uint8Array): Uint8Array {
-  const length = cid.bytes.byteLength + bytes.byteLength
-  const prefix = varint.encodingLength(length)
-  const out = new Uint8Array(prefix + length)
-  varint.encodeTo(length, out, 0)
-  out.set(cid.bytes, prefix)
-  out.set(bytes, prefix + cid.bytes.byteLength)
-  return out
-}
-
-/** The size of the file at `path`, or -1 when there is none. */
-async function sizeOf (path: string): Promise<number> {
-  try {
-    return (await stat(path)).size
-  } catch (err) {
-    if (systemCode(err) === 'ENOENT') return -1
-    throw fsError(err, `look for ${path}`)
-  }
-}
 
 /** A whole CAR section found on disk past the recorded end: its block's CID, where it ends, its bytes when dag-pb. */
 interface FoundSection {
@@ -102,138 +72,185 @@ function prefixLength (bits: Bitmap): number {
  * followed; identity blocks are left out, as gateways do.
  */
 export async function runCarDownload (ctx: VerifiedContext): Promise<StrategyResult> {
-  const { record, journal, policy, limits } = ctx
+  const { record, journal } = ctx
   // a run killed between the rename onto the output and the success record: the CAR is in place
   const committed = await committedOutput(record)
   if (committed !== undefined) return committed
-  let stored = await journal.progress()
-  const partial = partialPath(record.output)
-  if (stored !== undefined && await sizeOf(partial) < record.currentSize) {
-    // the blocks the progress counts are not in a partial CAR here (deleted, cut short, or written
-    // on another machine): appending after them would leave a hole, so the CAR starts again
-    stored = undefined
-    await restartWithoutPartial(journal, `the partial CAR ${partial} does not hold the ${record.currentSize} bytes an earlier run recorded`)
-  }
-  const doneBits = new Bitmap(stored)
-  const skip = stored === undefined ? 0 : prefixLength(doneBits) // blocks already in the CAR
+  const stored = await restartShortCar(ctx, journal)
+  const done = new Bitmap(stored)
+  const skip = stored === undefined ? 0 : prefixLength(done) // blocks already in the CAR
   const reader = await DagReader.open(journal, ctx.blocks, ctx.signal, ctx.concurrency)
   const root = await reader.resolve(record.cid, record.path)
-  const file = await PartialFile.open(record.output)
-  let offset = skip === 0 ? 0 : record.currentSize
+  const writer = await CarWriter.open(record.output, skip === 0 ? 0 : record.currentSize)
   // blocks after the recorded ones, on disk: the walk takes them as it meets them, in order
-  let found = skip === 0 ? [] : await sectionsOnDisk(file, offset)
-  let durable = offset
-  let index = 0 // blocks met in walk order
-  let appended = skip // blocks in the CAR file
-  let entries = 0
-  let lastSync = ctx.now()
-  const seen = new Set<string>()
+  const walk = new CarWalk(ctx, journal, reader, writer, done, skip, skip === 0 ? [] : await sectionsOnDisk(writer.file, writer.end))
+  await walk.run(root)
+  return await finishCar(ctx, journal, writer, walk)
+}
+
+/**
+ * The progress an earlier run recorded, when the partial CAR holds the bytes
+ * it counts; else the CAR starts again (appending after them would leave a
+ * hole): deleted, cut short, or written on another machine.
+ */
+async function restartShortCar (ctx: VerifiedContext, journal: DownloadJournal): Promise<Uint8Array | undefined> {
+  const { record } = ctx
+  const stored = await journal.progress()
+  const partial = partialPath(record.output)
+  if (stored === undefined || await sizeOf(partial) >= record.currentSize) return stored
+  await restartWithoutPartial(journal, `the partial CAR ${partial} does not hold the ${record.currentSize} bytes an earlier run recorded`)
+  return undefined
+}
+
+/** The depth-first walk of a CAR download, appending each block met the first time. */
+class CarWalk {
+  readonly #ctx: VerifiedContext
+  readonly #journal: DownloadJournal
+  readonly #reader: DagReader
+  readonly #writer: CarWriter
+  readonly #done: Bitmap
+  /** Blocks in the CAR when the run began. */
+  readonly #skip: number
+  readonly #budget: DagBudget
+  readonly #seen = new Set<string>()
+  /** Sections on disk past the recorded end, not met by the walk yet. */
+  #found: FoundSection[]
+  #durable: number
+  /** Blocks met in walk order. */
+  #index = 0
+  /** Blocks in the CAR file. */
+  #appended: number
+  #lastSync: number
+
+  constructor (ctx: VerifiedContext, journal: DownloadJournal, reader: DagReader, writer: CarWriter, done: Bitmap, skip: number, found: FoundSection[]) {
+    this.#ctx = ctx
+    this.#journal = journal
+    this.#reader = reader
+    this.#writer = writer
+    this.#done = done
+    this.#skip = skip
+    this.#found = found
+    this.#budget = new DagBudget(ctx.limits, 'blocks')
+    this.#durable = writer.end
+    this.#appended = skip
+    this.#lastSync = ctx.now()
+  }
 
   /** fsyncs the CAR and records its length and blocks; `always`: records even when nothing was appended since. */
-  const checkpoint = async (always = false): Promise<void> => {
-    if (durable === offset && !always) return
-    await file.sync()
-    for (let i = 0; i < appended; i++) doneBits.add(i)
-    durable = offset
-    lastSync = ctx.now()
-    await journal.checkpoint(doneBits.toBytes(), durable)
-  }
-  /** The CAR now holds `blocks` blocks and ends at `end` (recorded together at the next checkpoint). */
-  const advance = async (end: number, blocks: number): Promise<void> => {
-    offset = end
-    appended = blocks
-    ctx.onProgress(offset, null, ctx.lastGateway() ?? '')
-    if (offset - durable >= policy.syncIntervalBytes || ctx.now() - lastSync >= policy.syncIntervalMs) await checkpoint()
-  }
-  // a CAR declares no size ahead: each block must fit in the free space as it comes
-  const space = new DiskSpace(dirname(file.path))
-  /** Appends `data`; `blocks` is how many blocks the CAR then holds. */
-  const append = async (data: Uint8Array, blocks: number): Promise<void> => {
-    await space.ensure(data.byteLength)
-    await file.write(data, offset)
-    space.wrote(data.byteLength)
-    await advance(offset + data.byteLength, blocks)
+  async checkpoint (always = false): Promise<void> {
+    const end = this.#writer.end
+    if (this.#durable === end && !always) return
+    await this.#writer.file.sync()
+    for (let i = 0; i < this.#appended; i++) this.#done.add(i)
+    this.#durable = end
+    this.#lastSync = this.#ctx.now()
+    await this.#journal.checkpoint(this.#done.toBytes(), this.#durable)
   }
 
-  const visit = async (cid: CID, depth: number): Promise<void> => {
+  /**
+   * Writes the CAR from `root`, and records the last checkpoint. On failure
+   * what is written is recorded and the CAR closed.
+   */
+  async run (root: CID): Promise<void> {
+    const writer = this.#writer
+    try {
+      if (this.#skip === 0) {
+        await writer.truncate(0)
+        await this.#append(carHeader(root), 0)
+      } else {
+        // after the last whole, valid block: a torn one, or bytes that are not a block, go
+        await writer.truncate(this.#found.at(-1)?.end ?? writer.end)
+      }
+      await this.#visit(root, 0)
+      // blocks on disk past the walk's end (none when the walk is the one that wrote them)
+      if (this.#found.length > 0 && (await writer.file.size()) > writer.end) await writer.truncate(writer.end)
+      await this.checkpoint()
+    } catch (err) {
+      await this.checkpoint().catch(() => {})
+      await writer.file.close()
+      if (this.#ctx.signal.aborted) throw this.#ctx.signal.reason
+      throw toCidgetError(err)
+    }
+  }
+
+  /** The CAR now holds `blocks` blocks (recorded together with its end at the next checkpoint). */
+  async #advance (blocks: number): Promise<void> {
+    const ctx = this.#ctx
+    const end = this.#writer.end
+    this.#appended = blocks
+    ctx.onProgress(end, null, ctx.lastGateway() ?? '')
+    if (end - this.#durable >= ctx.policy.syncIntervalBytes || ctx.now() - this.#lastSync >= ctx.policy.syncIntervalMs) await this.checkpoint()
+  }
+
+  /** Appends `data`; `blocks` is how many blocks the CAR then holds. */
+  async #append (data: Uint8Array, blocks: number): Promise<void> {
+    await this.#writer.append(data)
+    await this.#advance(blocks)
+  }
+
+  /** The bytes of block `cid`, the `i`th met, appended unless the CAR holds it already; undefined when nothing of it matters now. */
+  async #block (cid: CID, key: string, i: number): Promise<Uint8Array | undefined> {
+    const onDisk = i >= this.#skip && i === this.#appended ? this.#found[i - this.#skip] : undefined
+    if (i < this.#skip) {
+      // in the CAR already: only inner blocks matter now, and those were kept
+      return this.#reader.cached(cid)
+    }
+    if (onDisk !== undefined && onDisk.cid === key) {
+      // appended by a run killed before it recorded it: taken as it is
+      this.#writer.keepTo(onDisk.end)
+      await this.#advance(i + 1)
+      return onDisk.node
+    }
+    if (onDisk !== undefined) {
+      // not the block the walk expects here: the CAR on disk is cut before it
+      this.#found = []
+      await this.#writer.truncate(this.#writer.end)
+    }
+    const bytes = await this.#reader.get(cid)
+    await this.#append(carSection(cid, bytes), i + 1)
+    return bytes
+  }
+
+  async #visit (cid: CID, depth: number): Promise<void> {
+    const ctx = this.#ctx
     if (ctx.signal.aborted) throw ctx.signal.reason
-    if (depth > limits.maxDepth) throw new CidgetError('CIDGET_ERR_DAG_LIMIT', `The DAG is deeper than ${limits.maxDepth} levels at ${cid.toString()}`)
+    this.#budget.depth(depth, cid)
     if (cid.multihash.code === 0x00) return
     const key = cid.toString()
-    if (seen.has(key)) return
-    seen.add(key)
-    if (++entries > limits.maxEntries) throw new CidgetError('CIDGET_ERR_DAG_LIMIT', `The DAG has more than ${limits.maxEntries} blocks`)
-    const i = index++
-    let bytes: Uint8Array | undefined
-    const onDisk = i >= skip && i === appended ? found[i - skip] : undefined
-    if (i < skip) {
-      // in the CAR already: only inner blocks matter now, and those were kept
-      bytes = reader.cached(cid)
-      if (bytes === undefined) return
-    } else if (onDisk !== undefined && onDisk.cid === key) {
-      // appended by a run killed before it recorded it: taken as it is
-      await advance(onDisk.end, i + 1)
-      if (onDisk.node === undefined) return
-      bytes = onDisk.node
-    } else {
-      if (onDisk !== undefined) {
-        // not the block the walk expects here: the CAR on disk is cut before it
-        found = []
-        await file.truncate(offset)
-      }
-      bytes = await reader.get(cid)
-      await append(carSection(cid, bytes), i + 1)
-    }
-    if (cid.code !== dagPb.code) return
-    let links: CID[]
-    try {
-      links = dagPb.decode(bytes).Links.map(l => l.Hash)
-    } catch (err) {
-      throw new CidgetError('CIDGET_ERR_DAG_INVALID', `Block ${key}: not a valid dag-pb node (${(err as Error).message})`, { cause: err })
-    }
+    if (this.#seen.has(key)) return
+    this.#seen.add(key)
+    this.#budget.entry()
+    const bytes = await this.#block(cid, key, this.#index++)
+    if (bytes === undefined || cid.code !== dagPb.code) return
+    const links = decodePb(cid, bytes).Links.map(l => l.Hash)
     if (links.length === 0) return
-    await reader.keep(cid, bytes)
+    await this.#reader.keep(cid, bytes)
     for (let j = 0; j < links.length; j++) {
-      if (j % ctx.concurrency === 0 && index >= skip + found.length) {
-        for (const next of links.slice(j, j + ctx.concurrency * 2)) if (!seen.has(next.toString())) reader.readAhead(next)
+      if (j % ctx.concurrency === 0 && this.#index >= this.#skip + this.#found.length) {
+        for (const next of links.slice(j, j + ctx.concurrency * 2)) if (!this.#seen.has(next.toString())) this.#reader.readAhead(next)
       }
-      await visit(links[j] as CID, depth + 1)
+      await this.#visit(links[j] as CID, depth + 1)
     }
   }
+}
 
-  try {
-    if (skip === 0) {
-      await file.truncate(0)
-      await append(carHeader(root), 0)
-    } else {
-      // after the last whole, valid block: a torn one, or bytes that are not a block, go
-      await file.truncate(found.at(-1)?.end ?? offset)
-    }
-    await visit(root, 0)
-    // blocks on disk past the walk's end (none when the walk is the one that wrote them)
-    if (found.length > 0 && (await file.size()) > offset) await file.truncate(offset)
-    await checkpoint()
-  } catch (err) {
-    await checkpoint().catch(() => {})
-    await file.close()
-    if (ctx.signal.aborted) throw ctx.signal.reason
-    throw toCidgetError(err)
-  }
+/** The CAR's end: its SHA-256, the last checkpoint, the expected SHA-256 checked, then the hash and size recorded and the CAR renamed into place. */
+async function finishCar (ctx: VerifiedContext, journal: DownloadJournal, writer: CarWriter, walk: CarWalk): Promise<StrategyResult> {
+  const { record } = ctx
+  const size = writer.end
   let digest: string
   try {
-    const hash = createHash('sha256')
-    for await (const chunk of createReadStream(file.path, { highWaterMark: 1 << 20 })) hash.update(chunk as Buffer)
-    digest = hash.digest('hex')
+    digest = await writer.digest()
     // recorded once more, also when nothing is pending: a run that lost its lease (it was stopped past
     // its end) stops here, before it deletes or renames what the process that took over works on
-    await checkpoint(true)
+    await walk.checkpoint(true)
   } catch (err) {
-    await file.close()
+    await writer.file.close()
     if (ctx.signal.aborted) throw ctx.signal.reason
     throw toCidgetError(err)
   }
   // its progress is forgotten with the success record (one transaction)
-  await checkRecordRename(journal, file, record.expectedSha256, digest, offset,
+  await checkRecordRename(journal, writer.file, record.expectedSha256, digest, size,
     (hash) => `The CAR's SHA-256 is ${hash}, not the expected ${record.expectedSha256 ?? ''}`)
-  return { hash: digest, size: offset, gateway: ctx.lastGateway() ?? record.gateways[0] ?? '' }
+  return { hash: digest, size, gateway: ctx.lastGateway() ?? record.gateways[0] ?? '' }
 }

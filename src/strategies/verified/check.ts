@@ -1,12 +1,12 @@
 import type { CID } from 'multiformats/cid'
 import * as dagPb from '@ipld/dag-pb'
 import * as rawCodec from 'multiformats/codecs/raw'
-import { UnixFS } from 'ipfs-unixfs'
+import type { UnixFS } from 'ipfs-unixfs'
 import { CidgetError } from '../../core/errors.js'
 import { MAX_BLOCK_BYTES, verifyBlock } from '../../gateways/block.js'
 import type { PartialFile } from '../../sink/partial.js'
 import { DagReader, type BlockSource, type KeptBlocks } from './reader.js'
-import type { DagLimits } from './index.js'
+import { DagBudget, decodeUnixFS, type DagLimits } from './dag.js'
 
 export interface RepairReport {
   /** Data blocks whose bytes on disk did not match the DAG, rewritten from verified blocks. */
@@ -41,6 +41,7 @@ export async function checkFileAgainstDag (file: PartialFile, size: number, opts
   const reader = await DagReader.open(opts.journal, opts.blocks, opts.signal, opts.concurrency)
   const root = await reader.resolve(opts.cid, opts.path)
   const report: RepairReport = { blocks: 0, bytes: 0 }
+  const budget = new DagBudget(opts.limits)
 
   const repair = async (offset: number, data: Uint8Array): Promise<void> => {
     await file.write(data, offset)
@@ -56,7 +57,7 @@ export async function checkFileAgainstDag (file: PartialFile, size: number, opts
   const slots = new Set<Promise<number>>()
   const visit = async (cid: CID, offset: number, declared: number | undefined, depth: number, given?: Uint8Array): Promise<number> => {
     if (opts.signal.aborted) throw opts.signal.reason
-    if (depth > opts.limits.maxDepth) throw new CidgetError('CIDGET_ERR_DAG_LIMIT', `The DAG is deeper than ${opts.limits.maxDepth} levels`)
+    budget.depth(depth)
     if (cid.code === rawCodec.code && cid.multihash.code !== 0x00 && declared !== undefined) {
       // what a parent declares is read into memory below: no block can be larger than the limit
       if (declared > MAX_BLOCK_BYTES) {
@@ -83,8 +84,7 @@ export async function checkFileAgainstDag (file: PartialFile, size: number, opts
     let node: dagPb.PBNode
     let fs: UnixFS
     try {
-      node = dagPb.decode(bytes)
-      fs = UnixFS.unmarshal(node.Data ?? new Uint8Array(0))
+      ;({ node, fs } = decodeUnixFS(bytes))
     } catch (err) {
       throw new CidgetError('CIDGET_ERR_DAG_INVALID', `${cid.toString()}: not a UnixFS node (${(err as Error).message})`, { cause: err })
     }
@@ -141,7 +141,7 @@ export async function checkFileAgainstDag (file: PartialFile, size: number, opts
 function sizeOfRoot (root: CID, bytes: Uint8Array): number {
   try {
     if (root.code === rawCodec.code) return bytes.byteLength
-    if (root.code === dagPb.code) return Number(UnixFS.unmarshal(dagPb.decode(bytes).Data ?? new Uint8Array(0)).fileSize())
+    if (root.code === dagPb.code) return Number(decodeUnixFS(bytes).fs.fileSize())
   } catch (err) {
     throw new CidgetError('CIDGET_ERR_DAG_INVALID', `${root.toString()}: not a UnixFS node (${(err as Error).message})`, { cause: err })
   }

@@ -3,11 +3,11 @@ import { constants } from 'node:fs'
 import type { CID } from 'multiformats/cid'
 import * as dagPb from '@ipld/dag-pb'
 import * as rawCodec from 'multiformats/codecs/raw'
-import { UnixFS } from 'ipfs-unixfs'
 import { CidgetError, fsError, systemCode } from '../../core/errors.js'
 import { MAX_BLOCK_BYTES, verifyBlock } from '../../gateways/block.js'
-import { safeJoin } from './names.js'
+import { safeJoin } from '../../sink/names.js'
 import { Bitmap } from './bitmap.js'
+import { decodeUnixFS, type Decoded } from './dag.js'
 
 /** Bytes read first from a leaf's range: all zero, it is taken for a hole (never written) and not read further. */
 const PROBE_BYTES = 4096
@@ -222,15 +222,6 @@ export class LeafFinder {
   }
 }
 
-function decode (bytes: Uint8Array): { node: dagPb.PBNode, fs: UnixFS } | undefined {
-  try {
-    const node = dagPb.decode(bytes)
-    return { node, fs: UnixFS.unmarshal(node.Data ?? new Uint8Array(0)) }
-  } catch {
-    return undefined // the walk itself says what is wrong with it
-  }
-}
-
 async function read (fh: FileHandle, at: number, length: number): Promise<Uint8Array> {
   const buf = new Uint8Array(length)
   let got = 0
@@ -240,4 +231,12 @@ async function read (fh: FileHandle, at: number, length: number): Promise<Uint8A
     got += bytesRead
   }
   return buf.subarray(0, got)
+}
+
+function decode (bytes: Uint8Array): Decoded | undefined {
+  try {
+    return decodeUnixFS(bytes)
+  } catch {
+    return undefined // the walk itself says what is wrong with it
+  }
 }

@@ -8,7 +8,7 @@
  */
 import { lstat, open, readdir, readlink, unlink } from 'node:fs/promises'
 import { dirname, isAbsolute, join, relative, sep } from 'node:path'
-import { CidgetError, fsError, systemCode } from '../../core/errors.js'
+import { CidgetError, fsError, systemCode } from '../core/errors.js'
 
 /** Links followed in one resolution before it counts as a loop (Linux's MAXSYMLINKS). */
 export const MAX_LINK_HOPS = 40

@@ -2,7 +2,7 @@ import { describe, it, expect } from 'vitest'
 import { mkdir, mkdtemp, readFile, rm, readdir, readlink, symlink } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { OutputTree } from '../../src/strategies/verified/tree.js'
+import { OutputTree } from '../../src/sink/tree.js'
 import { isCidgetError } from '../../src/core/errors.js'
 
 describe('OutputTree', () => {
@@ -29,6 +29,24 @@ describe('OutputTree', () => {
       expect(open).toEqual([])
       expect(await readdir(join(dir, 'out'))).toHaveLength(files)
       for (const f of [0, 150, 299]) expect(await readFile(join(dir, 'out', `f${f}`), 'utf8')).toBe('000111222333')
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('an fsync of every open file is not cut short by writes that open more files meanwhile', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'cidget-tree-'))
+    try {
+      const tree = await OutputTree.open(join(dir, 'out'), true)
+      const bytes = new TextEncoder().encode('x')
+      // as many files open as the cap allows
+      for (let f = 0; f < 128; f++) await tree.write(join(tree.root, `a${f}`), 0, bytes)
+      // a checkpoint's fsync while the walk writes new files, each of which would evict an idle one
+      const sync = tree.syncAll()
+      await Promise.all(Array.from({ length: 128 }, async (_, f) => { await tree.write(join(tree.root, `b${f}`), 0, bytes) }))
+      await sync
+      await tree.commit()
+      expect(await readdir(join(dir, 'out'))).toHaveLength(256)
     } finally {
       await rm(dir, { recursive: true, force: true })
     }

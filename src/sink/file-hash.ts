@@ -1,6 +1,10 @@
 import { Worker } from 'node:worker_threads'
-import { CidgetError, fsError } from '../../core/errors.js'
-import { hashFilePrefix } from '../../sink/partial.js'
+import { createRequire } from 'node:module'
+import { dirname, join } from 'node:path'
+import { pathToFileURL } from 'node:url'
+import { CidgetError, fsError } from '../core/errors.js'
+import { hashFilePrefix } from './partial.js'
+import type { HashReply, HashRequest } from './hash-worker.js'
 
 /** From this size on, a file is hashed on a worker thread while it downloads. */
 export const HASH_WORKER_BYTES = 16 * 1024 * 1024
@@ -19,42 +23,23 @@ const HASH_STEP_BYTES = 32 * 1024 * 1024
 const HASH_END_STEP_BYTES = 4 * 1024 * 1024
 
 /**
- * The worker of {@link FileHasher}: plain CommonJS, evaluated from a string so
- * that it runs the same from the build and from the TypeScript sources. It
- * reads the file from where it stopped up to the offset it is given (the
- * bytes are on disk, most likely still in the page cache) and hashes them.
+ * Starts the worker: hash-worker.js beside this module in dist/, which the
+ * bundled CLI in dist/bin/ finds at the same relative place (both sit one
+ * level below dist/). From the TypeScript sources (tests, benchmarks) it is
+ * hash-worker.ts, loaded through tsx.
  */
-const WORKER_SOURCE = `
-const { parentPort, workerData } = require('node:worker_threads')
-const { createHash } = require('node:crypto')
-const { openSync, readSync, closeSync } = require('node:fs')
-const hash = createHash('sha256')
-const buffer = Buffer.allocUnsafe(1 << 20)
-let fd
-let at = 0
-const readTo = (end) => {
-  if (fd === undefined) fd = openSync(workerData.path, 'r')
-  while (at < end) {
-    const n = readSync(fd, buffer, 0, Math.min(buffer.length, end - at), at)
-    if (n === 0) throw Object.assign(new Error('the file ended at ' + at + ' of ' + end + ' bytes'), { code: 'ESHORT' })
-    hash.update(buffer.subarray(0, n))
-    at += n
-  }
+function startWorker (path: string): Worker {
+  // the process's options, but not --input-type: it applies to a string given with --eval, and refuses a module file
+  const execArgv = process.execArgv.filter((a) => !a.startsWith('--input-type'))
+  if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('../sink/hash-worker.js', import.meta.url), { workerData: { path }, execArgv })
+  const url = JSON.stringify(new URL('./hash-worker.ts', import.meta.url).href)
+  // tsx's ES module API, found from here (its CommonJS one does not load .ts modules in a worker)
+  const require = createRequire(import.meta.url)
+  const pkg = require.resolve('tsx/package.json')
+  const api = (require(pkg) as { exports: Record<string, { import: { default: string } }> }).exports['./esm/api']?.import.default ?? ''
+  const tsx = JSON.stringify(pathToFileURL(join(dirname(pkg), api)).href)
+  return new Worker(`import(${tsx}).then((tsx) => tsx.tsImport(${url}, ${url}))`, { eval: true, workerData: { path }, execArgv })
 }
-parentPort.on('message', (m) => {
-  try {
-    readTo(m.upTo)
-    if (m.end) {
-      if (fd !== undefined) closeSync(fd)
-      parentPort.postMessage({ type: 'digest', hex: hash.digest('hex') })
-    }
-  } catch (err) {
-    parentPort.postMessage({ type: 'error', message: String((err && err.message) || err), code: err && err.code })
-  }
-})
-`
-
-type WorkerReply = { type: 'digest', hex: string } | { type: 'error', message: string, code?: string }
 
 /**
  * The SHA-256 of a file that is written in pieces, in any order. The caller
@@ -81,10 +66,10 @@ export class FileHasher {
     this.#path = path
     this.#expectedSize = expectedSize
     if (worker) {
-      this.#worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { path } })
+      this.#worker = startWorker(path)
       this.#worker.unref()
       this.#worker.on('error', (err) => { this.#failure = err })
-      this.#worker.on('message', (m: WorkerReply) => {
+      this.#worker.on('message', (m: HashReply) => {
         if (m.type === 'error') this.#failure = this.#readError(m)
       })
     }
@@ -107,7 +92,7 @@ export class FileHasher {
     const step = this.#expectedSize - this.#next <= 2 * HASH_STEP_BYTES ? HASH_END_STEP_BYTES : HASH_STEP_BYTES
     if (this.#worker !== undefined && this.#next - this.#posted >= step) {
       this.#posted = this.#next
-      this.#worker.postMessage({ upTo: this.#next })
+      this.#worker.postMessage({ upTo: this.#next } satisfies HashRequest)
     }
   }
 
@@ -130,12 +115,12 @@ export class FileHasher {
         signal.addEventListener('abort', onAbort, { once: true })
         worker.once('error', reject)
         worker.once('exit', (code) => { reject(this.#readError({ message: `the hashing thread ended (exit code ${code}) before its answer` })) })
-        worker.on('message', (m: WorkerReply) => {
+        worker.on('message', (m: HashReply) => {
           signal.removeEventListener('abort', onAbort)
           if (m.type === 'digest') resolve(m.hex)
           else reject(this.#readError(m))
         })
-        worker.postMessage({ upTo: size, end: true })
+        worker.postMessage({ upTo: size, end: true } satisfies HashRequest)
       })
     } finally {
       this.close()

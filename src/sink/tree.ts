@@ -1,12 +1,12 @@
 import { open, mkdir, rm, symlink, lstat, readlink, type FileHandle } from 'node:fs/promises'
 import { constants } from 'node:fs'
 import { dirname, relative } from 'node:path'
-import { renameIntoPlace } from '../../sink/partial.js'
-import { openOwnedFile, ownedDirectory } from '../../sink/owned.js'
-import { CidgetError, fsError, systemCode } from '../../core/errors.js'
+import { renameIntoPlace } from './partial.js'
+import { openOwnedFile, ownedDirectory } from './owned.js'
+import { CidgetError, fsError, systemCode } from '../core/errors.js'
 import { confineLinks, linksBelow } from './links.js'
-import { DEFAULTS } from '../../core/defaults.js'
-import type { BlockBytes } from '../../gateways/block.js'
+import { DEFAULTS } from '../core/defaults.js'
+import type { BlockBytes } from '../gateways/block.js'
 
 const MAX_OPEN = 128
 /** fsyncs run at once; parallel fsyncs share journal commits on most file systems. */
@@ -196,8 +196,11 @@ export class OutputTree {
   async syncAll (): Promise<void> {
     const closed = [...this.#unsynced]
     this.#unsynced = new Set()
+    const held = [...this.#open.values()]
+    // held open until synced: a write that opens another file meanwhile must not evict one under its fsync
+    for (const entry of held) entry.users++
     const jobs: Array<() => Promise<void>> = [
-      ...[...this.#open.values()].map(entry => async () => { await (await entry.fh).sync() }),
+      ...held.map(entry => async () => { await (await entry.fh).sync() }),
       ...closed.filter(p => !this.#open.has(p)).map(p => async () => {
         const fh = await open(p, constants.O_RDONLY | constants.O_NOFOLLOW)
         try { await fh.sync() } finally { await fh.close() }
@@ -210,6 +213,8 @@ export class OutputTree {
     } catch (err) {
       for (const p of closed) this.#unsynced.add(p)
       throw fsError(err, 'fsync the output')
+    } finally {
+      for (const entry of held) entry.users--
     }
   }
 

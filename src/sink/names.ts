@@ -1,5 +1,5 @@
 import { isAbsolute, join, relative, resolve, dirname, sep } from 'node:path'
-import { CidgetError } from '../../core/errors.js'
+import { CidgetError } from '../core/errors.js'
 
 /**
  * Checks one name from a DAG before it becomes a file name: no '', '.', '..',

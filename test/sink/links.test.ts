@@ -11,7 +11,7 @@ import { CID } from 'multiformats/cid'
 import * as rawCodec from 'multiformats/codecs/raw'
 import { MemoryBlocks, addFile, seededBytes, startTestGateway } from '../../src/testing/index.js'
 import { Downloader, type DownloaderInit } from '../../src/engine/downloader.js'
-import { confineLinks, linksBelow, resolveLink, MAX_LINK_HOPS } from '../../src/strategies/verified/links.js'
+import { confineLinks, linksBelow, resolveLink, MAX_LINK_HOPS } from '../../src/sink/links.js'
 import { isCidgetError } from '../../src/core/errors.js'
 import { putBlock, symlinkNode, directoryNode, listTree } from '../helpers.js'
 

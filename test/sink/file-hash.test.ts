@@ -2,7 +2,7 @@ import { describe, it, expect } from 'vitest'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { FileHasher } from '../../src/strategies/verified/file-hash.js'
+import { FileHasher } from '../../src/sink/file-hash.js'
 import { seededBytes } from '../../src/testing/index.js'
 import { sha256 } from '../helpers.js'
 
