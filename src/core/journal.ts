@@ -60,6 +60,9 @@ export interface DownloadJournal {
   pause (error: string | null, errorCode: string | null): Promise<void>
   /** `failed`, with the error. */
   fail (error: string, errorCode: string): Promise<void>
-  /** `cancelled`: the progress forgotten, no error. */
-  cancel (): Promise<void>
+  /**
+   * `cancelled`: the progress forgotten, no error. `bestEffort` (after a run): the status is written
+   * even when the progress could not be forgotten, unless the lease is lost.
+   */
+  cancel (opts?: { bestEffort?: boolean }): Promise<void>
 }

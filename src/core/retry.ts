@@ -163,6 +163,11 @@ export interface RetryDecision {
 /** Failures no retry can mend: the disk, the file system, the input, the state, a pause or cancel. */
 const FATAL_KINDS = new Set<ErrorKind>(['disk', 'fs', 'input', 'state', 'aborted'])
 
+/** Failures no gateway can help with (disk, file system, input, state, an abort): the run ends, and no gateway is blamed. */
+export function endsTheRun (error: CidgetError): boolean {
+  return FATAL_KINDS.has(error.kind)
+}
+
 /** Statuses worth asking the same gateway again (after a wait). */
 function transientStatus (status: number | undefined): boolean {
   return status === 408 || status === 425 || status === 429 || (status !== undefined && status >= 500)
@@ -177,7 +182,8 @@ function refusal (error: CidgetError): boolean {
 export function blame (failure: RetryFailure): Blame {
   const { error } = failure
   if (FATAL_KINDS.has(error.kind) || failure.cidChecked === true) return 'none'
-  if (failure.phase === 'verify') return error.kind === 'corruption' ? 'error' : 'none'
+  // a finished file: only bytes that differ from what was declared are the gateway's doing
+  if (failure.phase === 'verify') return error.code === 'CIDGET_ERR_HASH_MISMATCH' || error.code === 'CIDGET_ERR_LENGTH_MISMATCH' ? 'error' : 'none'
   switch (error.code) {
     case 'CIDGET_ERR_DAG_INVALID':
     case 'CIDGET_ERR_RANGE_IGNORED':

@@ -1,3 +1,4 @@
+import { toCidgetError } from '../core/errors.js'
 import type { DownloadJournal, RestartOptions } from '../core/journal.js'
 import type { DownloadStatus } from '../core/types.js'
 import type { Store } from '../store/store.js'
@@ -107,8 +108,12 @@ export class Journal implements DownloadJournal {
     await this.#store.markDownloadFailed(this.id, error, errorCode, this.owner)
   }
 
-  async cancel (): Promise<void> {
-    await this.#store.clearProgress(this.id, this.owner)
+  async cancel ({ bestEffort = false }: { bestEffort?: boolean } = {}): Promise<void> {
+    try {
+      await this.#store.clearProgress(this.id, this.owner)
+    } catch (err) {
+      if (!bestEffort || toCidgetError(err).code === 'CIDGET_ERR_LEASE_HELD') throw err
+    }
     await this.#store.updateDownload(this.id, { status: 'cancelled', currentSize: 0, error: null, errorCode: null }, this.#now(), this.owner)
   }
 }

@@ -50,7 +50,7 @@ export async function recordFailed (journal: Journal, error: string, errorCode: 
 export async function recordCancelled (journal: Journal, output: string, afterRun: boolean): Promise<Outcome> {
   if (afterRun) await removePartial(output).catch(() => {})
   else await removePartial(output)
-  await journal.cancel()
+  await journal.cancel({ bestEffort: afterRun })
   return { status: 'cancelled', error: null, errorCode: null }
 }
 

@@ -129,7 +129,7 @@ export class Gateway {
     }
     if (decision.blockMs === undefined) return undefined
     this.errors++
-    const streak = this.health.setAside(decision.blockMs)
+    const streak = this.health.setAside(decision.blockMs, error)
     return {
       state: 'blocked',
       reason: `${decision.told ? 'Retry-After' : `backoff after ${streak} consecutive error(s)`}: ${decision.blockMs} ms (${error.message})`

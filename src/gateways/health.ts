@@ -46,6 +46,8 @@ export class GatewayHealth {
   consecutiveErrors = 0
   /** `now()` until which the gateway is not asked (Retry-After or backoff); 0 when never blocked. */
   blockedUntil = 0
+  /** The failure that set it aside last: what a download that finds it aside is told. */
+  lastError: CidgetError | undefined
   readonly #registry: HealthRegistry
 
   constructor (url: string, registry: HealthRegistry) {
@@ -64,20 +66,21 @@ export class GatewayHealth {
   }
 
   /** Keeps the gateway aside until `until` (a `now()` time), unless it already is for longer. */
-  blockUntil (until: number): void {
+  blockUntil (until: number, error?: CidgetError): void {
     if (until > this.blockedUntil) this.blockedUntil = until
+    if (error !== undefined) this.lastError = error
   }
 
   /** A failure that is the gateway's (timeout, reset, 5xx, 429): it backs off, for as long as it said or by its error streak (see `setAside`). */
   backOff (error: CidgetError): BackOff {
     const { ms, told } = setAside(error, this.consecutiveErrors + 1, this.#registry.policy)
-    return { waitMs: ms, told, consecutiveErrors: this.setAside(ms) }
+    return { waitMs: ms, told, consecutiveErrors: this.setAside(ms, error) }
   }
 
   /** One more error in a row, and aside for `waitMs` as the retry policy decided: returns the errors in a row. */
-  setAside (waitMs: number): number {
+  setAside (waitMs: number, error?: CidgetError): number {
     this.consecutiveErrors++
-    this.blockUntil(this.#registry.now() + waitMs)
+    this.blockUntil(this.#registry.now() + waitMs, error)
     return this.consecutiveErrors
   }
 

@@ -118,10 +118,16 @@ export class GatewayRotation implements GatewaySelector<string> {
     this.#s(gateway).dead = err
   }
 
-  block (gateway: string, until: number): void {
+  /** Keeps a gateway aside until `until` (a Retry-After), for every download that shares its health. */
+  block (gateway: string, until: number, err?: CidgetError): void {
     const s = this.#s(gateway)
     s.blockedUntil = Math.max(s.blockedUntil, until)
-    s.health?.blockUntil(until)
+    s.health?.blockUntil(until, err)
+  }
+
+  /** Why a gateway is aside for every download (another download's failure), if it is. */
+  asideBecause (gateway: string): CidgetError | undefined {
+    return this.#s(gateway).health?.lastError
   }
 
   /** Bytes arrived: the gateway's failure streak starts over. */

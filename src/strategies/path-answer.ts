@@ -2,6 +2,7 @@ import { CidgetError } from '../core/errors.js'
 import { parseRetryAfter } from '../core/retry.js'
 import { parseContentLength, parseContentRange, parseUnsatisfiedRange } from '../gateways/headers.js'
 import type { HttpResponse } from '../gateways/http.js'
+import type { DownloadRecord } from '../core/types.js'
 
 /**
  * What a gateway's answer to a path-mode request means for the data held: a body to read
@@ -69,4 +70,14 @@ function statusError (res: HttpResponse, gateway: string, now: number, maxRetryA
   return new CidgetError('CIDGET_ERR_HTTP_STATUS', `${gateway}: HTTP ${status}${wait}`, {
     gateway, status, ...(retryAfterMs === undefined ? {} : { retryAfterMs })
   })
+}
+
+/** The error of a run whose every gateway is dropped: not found everywhere, or the last failure. */
+export function noGatewayLeft (record: DownloadRecord, dead: readonly CidgetError[], lastError: CidgetError | undefined): CidgetError {
+  if (dead.length > 0 && dead.every(e => e.code === 'CIDGET_ERR_NOT_FOUND')) {
+    return new CidgetError('CIDGET_ERR_NOT_FOUND', `No gateway has ${record.cid}${record.path} (${dead.length} tried)`)
+  }
+  const last = lastError ?? dead[dead.length - 1]
+  return new CidgetError(last?.code ?? 'CIDGET_ERR_NETWORK',
+    `All ${record.gateways.length} gateway(s) failed; last error: ${last?.message ?? 'unknown'}`, { cause: last })
 }

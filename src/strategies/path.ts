@@ -2,7 +2,7 @@ import { createHash, type Hash } from 'node:crypto'
 import { dirname } from 'node:path'
 import { DEFAULTS } from '../core/defaults.js'
 import { CidgetError, toCidgetError } from '../core/errors.js'
-import { blame, decideRetry, type FileRetryState, type RetryAction, type RetryFailure, type RetryPolicy } from '../core/retry.js'
+import { blame, decideRetry, endsTheRun, type FileRetryState, type RetryAction, type RetryFailure, type RetryPolicy } from '../core/retry.js'
 import { gatewayUrl } from '../target/parse.js'
 import { GatewayRotation } from '../gateways/rotation.js'
 import { isStrongEtag } from '../gateways/headers.js'
@@ -10,7 +10,7 @@ import { PartialFile, ensureFreeSpace } from '../sink/partial.js'
 import { DiskSpace } from '../sink/space.js'
 import type { DownloadRecord } from '../core/types.js'
 import type { HttpResponse } from '../gateways/http.js'
-import { readAnswer, type Answer } from './path-answer.js'
+import { noGatewayLeft, readAnswer, type Answer } from './path-answer.js'
 import type { StrategyContext, StrategyResult } from './types.js'
 import { committedOutput, recordThenRename, restartWithoutPartial } from './steps.js'
 
@@ -170,23 +170,19 @@ class PathRun {
 
   // --- one request ------------------------------------------------------------------------------
 
-  /** The gateway to ask next, after waiting out a Retry-After when every live one is blocked. */
+  /**
+   * The gateway to ask next, after waiting out a Retry-After or a back-off when every live one is
+   * aside: this run's own failures, or another download's (the process shares gateway health).
+   */
   async #pick (): Promise<string> {
     const pick = this.#rotation.pick(this.#ctx.now())
-    if (pick === undefined) throw this.#noGatewayLeft()
-    if (pick.waitMs > 0 && this.#lastError !== undefined) await this.#announce(pick.waitMs, this.#lastError, pick.gateway, 'wait')
-    return pick.gateway
-  }
-
-  #noGatewayLeft (): CidgetError {
-    const record = this.#record
-    const dead = this.#rotation.deadErrors
-    if (dead.length > 0 && dead.every(e => e.code === 'CIDGET_ERR_NOT_FOUND')) {
-      return new CidgetError('CIDGET_ERR_NOT_FOUND', `No gateway has ${record.cid}${record.path} (${dead.length} tried)`)
+    if (pick === undefined) throw noGatewayLeft(this.#record, this.#rotation.deadErrors, this.#lastError)
+    if (pick.waitMs > 0) {
+      const why = this.#lastError ?? this.#rotation.asideBecause(pick.gateway) ??
+        new CidgetError('CIDGET_ERR_NETWORK', `${pick.gateway} is backing off after failures`, { gateway: pick.gateway })
+      await this.#announce(pick.waitMs, why, pick.gateway, 'wait')
     }
-    const last = this.#lastError ?? dead[dead.length - 1]
-    return new CidgetError(last?.code ?? 'CIDGET_ERR_NETWORK',
-      `All ${record.gateways.length} gateway(s) failed; last error: ${last?.message ?? 'unknown'}`, { cause: last })
+    return pick.gateway
   }
 
   /** Counts the attempt and records it under its status. */
@@ -363,18 +359,23 @@ class PathRun {
     await this.#recordDurable(this.#offset, this.#epoch)
   }
 
+  /**
+   * Recorded first, then the bytes dropped: a run that lost its lease stops at the record, before it
+   * cuts a file the new lease holder writes (a kill between the two leaves bytes past the recorded
+   * 0, which the next run cuts off, or checks against the CID).
+   */
   async #restartFromZero (): Promise<void> {
     this.#epoch++
     if (this.#syncing !== undefined) await this.#syncing.catch(() => {})
     this.#buffered = []
     this.#bufferedBytes = 0
+    await this.#recordRestart()
     await this.#file.truncate(0)
     this.#offset = 0
     this.#durable = 0
     this.#syncMark = 0
     this.#hash = createHash('sha256')
     this.#hashed = 0
-    await this.#recordRestart()
   }
 
   // --- failures: the retry policy decides, the run carries it out --------------------------------
@@ -385,12 +386,19 @@ class PathRun {
     try { await this.#flush() } catch { this.#buffered = []; this.#bufferedBytes = 0 }
     if (this.#received > 0 || this.#offset !== this.#durable) {
       // keep what arrived: make it durable and record it before deciding anything
-      try { await this.#syncNow() } catch { /* the original error matters more */ }
+      try {
+        await this.#syncNow()
+      } catch (err) {
+        // the original error matters more, unless this run may write no more (its lease is lost)
+        if (toCidgetError(err).code === 'CIDGET_ERR_LEASE_HELD') throw err
+      }
     }
     if (this.#ctx.signal.aborted) throw this.#ctx.signal.reason
+    const error = toCidgetError(thrown)
+    if (endsTheRun(error)) throw error
     // it delivered: its failure streak starts over; the resume budget bounds what follows
     if (this.#received > 0) this.#rotation.succeeded(gateway)
-    await this.#retry({ error: toCidgetError(thrown), phase: 'transfer', received: this.#received }, gateway)
+    await this.#retry({ error, phase: 'transfer', received: this.#received }, gateway)
   }
 
   /** Counts the failure against its gateway, asks the policy, and carries its decision out. */
@@ -414,12 +422,16 @@ class PathRun {
     this.#failStreak = decision.failStreak
     if (decision.restart) await this.#restartFromZero()
     if (decision.action === 'fail') {
-      if (decision.remove) await this.#file.remove()
+      if (decision.remove) {
+        // recorded first: a run that lost its lease deletes nothing
+        if (!decision.restart) await this.#recordRestart()
+        await this.#file.remove()
+      }
       throw decision.error ?? error
     }
     this.#lastError = error
     if (decision.gateway === 'drop') rotation.drop(gateway, error)
-    if (decision.blockMs !== undefined) rotation.block(gateway, this.#ctx.now() + decision.blockMs)
+    if (decision.blockMs !== undefined) rotation.block(gateway, this.#ctx.now() + decision.blockMs, error)
     if (decision.next === 'next') rotation.advance()
     await this.#announce(decision.delayMs, error, gateway, decision.action)
   }
@@ -459,7 +471,8 @@ class PathRun {
         if (signal.aborted) throw signal.reason
         const err = toCidgetError(thrown)
         // a size the DAG refuses is bad data from this gateway; any other failure ends the run
-        await this.#retry({ error: err.code === 'CIDGET_ERR_LENGTH_MISMATCH' ? new CidgetError(err.code, `${gateway}: ${err.message}`, { gateway }) : err, phase: 'verify', received: 0 }, gateway)
+        if (err.code !== 'CIDGET_ERR_LENGTH_MISMATCH') throw err
+        await this.#retry({ error: new CidgetError(err.code, `${gateway}: ${err.message}`, { gateway }), phase: 'verify', received: 0 }, gateway)
         return undefined
       }
       checked = true

@@ -158,6 +158,8 @@ describe('blame', () => {
     ['length mismatch', transfer(err('CIDGET_ERR_LENGTH_MISMATCH')), 'error'],
     ['hash mismatch', verify(err('CIDGET_ERR_HASH_MISMATCH')), 'error'],
     ['a failure checking against the CID', verify(err('CIDGET_ERR_NETWORK')), 'none'],
+    ['a DAG the CID check refuses', verify(err('CIDGET_ERR_DAG_INVALID')), 'none'],
+    ['a size the DAG refuses, found by the CID check', verify(err('CIDGET_ERR_LENGTH_MISMATCH')), 'error'],
     ['404', transfer(err('CIDGET_ERR_NOT_FOUND', { status: 404 })), 'missing'],
     ['403', transfer(err('CIDGET_ERR_HTTP_STATUS', { status: 403 })), 'missing'],
     ['invalid block', transfer(err('CIDGET_ERR_BLOCK_INVALID')), 'invalid'],

@@ -1,7 +1,7 @@
 /** The journal: every write a run makes is fenced on its lease, path mode included. */
 import { describe, it, expect, afterEach } from 'vitest'
 import { join } from 'node:path'
-import { access } from 'node:fs/promises'
+import { access, stat } from 'node:fs/promises'
 import { world, progressReaches, KiB, MiB, type World } from '../helpers.js'
 import { SqliteStore } from '../../src/store/sqlite.js'
 import { DEFAULTS } from '../../src/core/defaults.js'
@@ -38,6 +38,28 @@ describe('journal', () => {
     }
     expect(await present(output)).toBe(false)
     expect(await present(output + DEFAULTS.PARTIAL_SUFFIX)).toBe(true)
+  })
+
+  it('path mode: a run that lost its lease does not cut the partial file when a failure would restart it from zero', async () => {
+    w = await world({ size: MiB, maxBytesPerSecond: 512 * KiB, chunkSize: 16 * KiB })
+    // the body breaks at 400 KiB of 1 MiB: under half of it, a restart from zero
+    ;(w.gateways[0] as NonNullable<World['gateways'][0]>).addFault({ fault: { type: 'reset', afterBytes: 400 * KiB }, times: 1 })
+    const a = await w.open({ owner: 'host-a:1:aaaa', leaseMs: 60_000, heartbeatMs: 3_600_000, syncIntervalBytes: 64 * KiB, checkPath: false })
+    const output = join(w.dir, 'o')
+    const job = await a.add(w.cid, { mode: 'path', output })
+    await progressReaches(a, job.id, 256 * KiB)
+    const b = SqliteStore.open(w.state)
+    try {
+      expect(await b.claimLease(job.id, 'host-b:2:bbbb', 60_000, w.time.now() + 120_000)).toBe(true)
+      const taken = await b.getDownload(job.id)
+      await job.done
+      expect(await b.getDownload(job.id)).toEqual(taken)
+    } finally {
+      await b.close()
+    }
+    // the partial the new lease holder continues from is as A left it at the break, not cut to 0
+    expect((await stat(output + DEFAULTS.PARTIAL_SUFFIX)).size).toBeGreaterThanOrEqual(256 * KiB)
+    expect(await present(output)).toBe(false)
   })
 
   describe('every write is fenced on its owner', () => {

@@ -58,7 +58,7 @@ const OVER: unique symbol = Symbol('download over')
  * cursor that reads dag-pb nodes (a few ahead) while raw leaves are fetched in
  * parallel and written at their offsets (walk.ts). Each data-bearing block
  * gets the next number in walk order; the numbers of blocks that are written
- * and fsynced go into a bitmap in the store (checkpoint.ts), and inner nodes
+ * and fsynced go into a bitmap in the record, through the journal (checkpoint.ts), and inner nodes
  * are kept there too, so a resume fetches nothing that was verified.
  */
 export async function runVerifiedDownload (ctx: VerifiedContext): Promise<StrategyResult> {

@@ -180,8 +180,12 @@ export class VerifiedWalk {
       if (isDirectory && err.code === 'CIDGET_ERR_UNSAFE_SYMLINK' && !ctx.signal.aborted) {
         // a tree holding a link that leads out keeps nothing on disk: no such link stays for a later
         // write to go through (a resume fetches it again, and refuses it again)
-        await tree.remove()
-        await this.#init.journal.forgetProgress().catch(() => {}) // else the next run finds progress without its data, and starts again anyway
+        // (its progress forgotten first: a run that lost its lease deletes nothing; a next run that finds
+        // the staging directory without progress empties it as stale)
+        let leaseLost = false
+        await this.#init.journal.forgetProgress().catch((e: unknown) => { leaseLost = toCidgetError(e).code === 'CIDGET_ERR_LEASE_HELD' })
+        if (leaseLost) await tree.close()
+        else await tree.remove()
       } else {
         await tree.close()
       }
