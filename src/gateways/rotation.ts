@@ -43,10 +43,6 @@ export class GatewayRotation implements GatewaySelector<string> {
     return s
   }
 
-  get current (): string {
-    return this.#gateways[this.#index] as string
-  }
-
   get alive (): number {
     let n = 0
     for (const s of this.#state.values()) if (s.dead === undefined) n++
