@@ -3,6 +3,7 @@ import { homedir } from 'node:os'
 import { join } from 'node:path'
 import { CidgetError } from '../core/errors.js'
 import { DEFAULT_POLICY, type DownloadPolicy } from '../core/policy.js'
+import type { DagLimits } from '../strategies/verified/index.js'
 
 /** The settings a config file or CIDGET_* variables may carry. */
 export type Settings = Partial<DownloadPolicy> & {
@@ -15,10 +16,13 @@ export type Settings = Partial<DownloadPolicy> & {
   blockConcurrency?: number
   runBlocks?: number
   hedgeAfterMs?: number
+  limits?: Partial<DagLimits>
 }
 
 const NUMBER_KEYS = [...Object.keys(DEFAULT_POLICY), 'concurrency', 'leaseMs', 'heartbeatMs', 'blockConcurrency', 'runBlocks', 'hedgeAfterMs'] as const
-const KEYS = new Set<string>([...NUMBER_KEYS, 'state', 'gateways', 'userAgent'])
+/** The DAG limits: flat keys in the file and the environment, the Downloader's `limits` inside. */
+export const LIMIT_KEYS = ['maxEntries', 'maxDepth', 'maxSize'] as const
+const KEYS = new Set<string>([...NUMBER_KEYS, ...LIMIT_KEYS, 'state', 'gateways', 'userAgent'])
 
 /** `maxResumeAttempts` → `CIDGET_MAX_RESUME_ATTEMPTS`. */
 export function envName (key: string): string {
@@ -29,6 +33,14 @@ function num (key: string, value: unknown, from: string): number {
   const n = typeof value === 'string' && value.trim() !== '' ? Number(value) : value
   if (typeof n !== 'number' || !Number.isFinite(n) || n < 0) {
     throw new CidgetError('CIDGET_ERR_BAD_OPTION', `${from}: ${key} must be a non-negative number, got ${JSON.stringify(value)}`)
+  }
+  return n
+}
+
+function positiveInt (key: string, value: unknown, from: string): number {
+  const n = typeof value === 'string' && /^\s*\d+\s*$/.test(value) ? Number(value) : value
+  if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 1) {
+    throw new CidgetError('CIDGET_ERR_BAD_OPTION', `${from}: ${key} must be a positive integer, got ${JSON.stringify(value)}`)
   }
   return n
 }
@@ -48,6 +60,8 @@ function merge (into: Settings, raw: Record<string, unknown>, from: string): voi
         throw new CidgetError('CIDGET_ERR_BAD_OPTION', `${from}: gateways must be a non-empty list of URLs`)
       }
       into.gateways = list as string[]
+    } else if ((LIMIT_KEYS as readonly string[]).includes(key)) {
+      into.limits = { ...into.limits, [key]: positiveInt(key, value, from) }
     } else {
       (into as Record<string, number>)[key] = num(key, value, from)
     }

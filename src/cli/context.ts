@@ -1,4 +1,5 @@
-import { InvalidArgumentError } from 'commander'
+import { InvalidArgumentError, type Command } from 'commander'
+import { DEFAULTS } from '../core/defaults.js'
 import { Downloader, type DownloaderInit } from '../engine/downloader.js'
 import type { DownloadRecord } from '../core/types.js'
 import { CidgetError } from '../core/errors.js'
@@ -13,10 +14,13 @@ export interface StateOptions {
 
 /** Opens a Downloader from config file, environment and flags (flags win). */
 export async function openDownloader (flags: StateOptions & Partial<DownloaderInit>): Promise<Downloader> {
-  const init: DownloaderInit = { ...loadSettings() }
+  const settings = loadSettings()
+  const init: DownloaderInit = { ...settings }
   for (const [k, v] of Object.entries(flags)) {
     if (v !== undefined) (init as Record<string, unknown>)[k] = v
   }
+  // a limit given as a flag replaces that limit only, not the others from the config file
+  if (settings.limits !== undefined && flags.limits !== undefined) init.limits = { ...settings.limits, ...flags.limits }
   return await Downloader.open(init)
 }
 
@@ -82,6 +86,31 @@ export function parseIntOption (name: string, min: number): (value: string) => n
     }
     return n
   }
+}
+
+/** The DAG limits as flags, on every command that runs downloads. */
+export interface LimitFlags {
+  maxEntries?: number
+  maxDepth?: number
+  maxSize?: number
+}
+
+/** Adds `--max-entries`, `--max-depth` and `--max-size` (each a positive integer; a bad value is a usage error). */
+export function limitOptions (cmd: Command): Command {
+  return cmd
+    .option('--max-entries <n>', `verified mode: most files, directories and links in one download, the root included (default: ${DEFAULTS.MAX_DAG_ENTRIES})`, parseIntOption('--max-entries', 1))
+    .option('--max-depth <n>', `verified mode: deepest DAG node below the root (default: ${DEFAULTS.MAX_DAG_DEPTH})`, parseIntOption('--max-depth', 1))
+    .option('--max-size <bytes>', `most bytes a DAG may declare (default: ${DEFAULTS.MAX_DAG_SIZE}, 16 TiB)`, parseIntOption('--max-size', 1))
+}
+
+/** The Downloader's `limits` option from those flags; nothing when none is given (the config file's stay). */
+export function limitsFrom (flags: LimitFlags): Pick<DownloaderInit, 'limits'> {
+  const limits: Partial<DownloaderInit['limits']> = {
+    ...(flags.maxEntries === undefined ? {} : { maxEntries: flags.maxEntries }),
+    ...(flags.maxDepth === undefined ? {} : { maxDepth: flags.maxDepth }),
+    ...(flags.maxSize === undefined ? {} : { maxSize: flags.maxSize })
+  }
+  return Object.keys(limits).length === 0 ? {} : { limits }
 }
 
 export { EXIT }

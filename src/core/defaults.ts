@@ -35,8 +35,8 @@ export const DEFAULTS = {
   CONCURRENCY: 4,
   /** Verified mode: deepest DAG node below the root. */
   MAX_DAG_DEPTH: 256,
-  /** Verified mode: files, directories and links in one download. */
-  MAX_DAG_ENTRIES: 1_000_000,
+  /** Verified mode: files, directories and links in one download, the root included (a tree of millions of files fits). */
+  MAX_DAG_ENTRIES: 10_000_000,
   /** Verified mode: total size a DAG may declare (16 TiB). */
   MAX_DAG_SIZE: 16 * 1024 ** 4,
   /** Verified mode: block requests in flight. */

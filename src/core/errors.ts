@@ -180,7 +180,7 @@ export const ERROR_CODES = {
     kind: 'corruption',
     retryable: false,
     message: 'The DAG exceeds a safety limit (declared size, entries or depth)',
-    solve: 'If the content is trusted, raise the limit named in the message.'
+    solve: 'If the content is trusted, raise the limit named in the message (--max-entries, --max-depth, --max-size, or the same keys in the config file).'
   },
   CIDGET_ERR_UNSAFE_NAME: {
     kind: 'corruption',

@@ -154,6 +154,12 @@ export function validateInit (init: DownloaderInit): void {
   if (init.runBlocks !== undefined && !(Number.isSafeInteger(init.runBlocks) && init.runBlocks >= 0)) {
     throw new CidgetError('CIDGET_ERR_BAD_OPTION', `Option runBlocks must be a whole number ≥ 0, got ${String(init.runBlocks)}`)
   }
+  for (const [k, v] of Object.entries(init.limits ?? {}) as Array<[string, unknown]>) {
+    if (!(k in DEFAULT_DAG_LIMITS)) throw new CidgetError('CIDGET_ERR_BAD_OPTION', `Unknown limit "${k}"`)
+    if (v !== undefined && !(Number.isSafeInteger(v) && (v as number) >= 1)) {
+      throw new CidgetError('CIDGET_ERR_BAD_OPTION', `Option limits.${k} must be a positive integer, got ${String(v)}`)
+    }
+  }
   if (init.resumeThreshold !== undefined && init.resumeThreshold > 1) {
     throw new CidgetError('CIDGET_ERR_BAD_OPTION', 'Option resumeThreshold must be between 0 and 1')
   }

@@ -21,6 +21,22 @@ describe('settings', () => {
     expect(s).toEqual({ timeoutMs: 900, gateways: ['https://b.example', 'https://c.example'], maxResumeAttempts: 7 })
   })
 
+  it('reads the DAG limits as flat keys into the Downloader\'s limits, the environment winning key by key', async () => {
+    const file = join(dir, 'config.json')
+    await writeFile(file, JSON.stringify({ maxEntries: 20_000_000, maxDepth: 64 }))
+    const s = loadSettings({ CIDGET_CONFIG: file, CIDGET_MAX_ENTRIES: '3', CIDGET_MAX_SIZE: '1024' })
+    expect(s).toEqual({ limits: { maxEntries: 3, maxDepth: 64, maxSize: 1024 } })
+    expect(envName('maxEntries')).toBe('CIDGET_MAX_ENTRIES')
+  })
+
+  it.each([0, -1, 1.5, 'many', '', null])('refuses maxEntries %j, and in the environment too', async (value) => {
+    const file = join(dir, 'config.json')
+    await writeFile(file, JSON.stringify({ maxEntries: value }))
+    expect(() => loadSettings({ CIDGET_CONFIG: file })).toThrow(/maxEntries must be a positive integer/)
+    if (typeof value !== 'string' || value === '') return
+    expect(() => loadSettings({ HOME: dir + '/none', CIDGET_MAX_ENTRIES: value })).toThrow(/maxEntries must be a positive integer/)
+  })
+
   it('finds ~/.cidget/config.json through HOME, and is empty without one', async () => {
     expect(loadSettings({ HOME: dir })).toEqual({})
   })

@@ -8,7 +8,7 @@ import { mkdir, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { world, runCli, lastRecord, fileSha256, skipUnlessCi, MiB, KiB, CLI, type World, pathRequests } from '../helpers.js'
 import { partialPath, exists } from '../../src/sink/partial.js'
-import type { Fault } from '../../src/testing/index.js'
+import { MemoryBlocks, addDirectory, startTestGateway, type Fault } from '../../src/testing/index.js'
 import type { DownloadRecord } from '../../src/core/types.js'
 
 let w: World
@@ -342,5 +342,48 @@ describe('list, status, pause, cancel, rm', () => {
     expect((await runCli(['rm', '1'], { env: env() })).code).toBe(0)
     expect(await exists(out)).toBe(true) // the finished file stays
     expect((await runCli(['status', '1'], { env: env() })).code).toBe(2)
+  })
+})
+
+describe('the DAG limits', () => {
+  it('--max-entries refuses a tree of more entries (exit 1, CIDGET_ERR_DAG_LIMIT); a bad value is a usage error (exit 2)', async () => {
+    w = await world({ size: 1 })
+    const blocks = new MemoryBlocks()
+    const text = (t: string): Uint8Array => new TextEncoder().encode(t)
+    // five entries: the root, a, a/1, b, c
+    const root = (await addDirectory(blocks, [{ path: 'a/1', content: text('1') }, { path: 'b', content: text('b') }, { path: 'c', content: text('c') }])).toString()
+    const gw = await startTestGateway({ blocks })
+    try {
+      const args = (out: string, ...more: string[]): string[] => ['get', `/ipfs/${root}`, '-o', join(w.dir, out), '-g', gw.url, '--json', ...more]
+      const refused = await runCli(args('small', '--max-entries', '3'), { env: env() })
+      expect(refused.code, refused.stderr).toBe(1)
+      const rec = lastRecord(refused.stdout)
+      expect(rec).toMatchObject({ status: 'failed', errorCode: 'CIDGET_ERR_DAG_LIMIT' })
+      expect(rec.error).toMatch(/more than 3 /)
+      // the same limit from the environment (and so the config file), and a flag above it wins
+      const fromEnv = await runCli(args('env'), { env: { ...env(), CIDGET_MAX_ENTRIES: '4' } })
+      expect(lastRecord(fromEnv.stdout)).toMatchObject({ status: 'failed', errorCode: 'CIDGET_ERR_DAG_LIMIT' })
+      const enough = await runCli(args('enough', '--max-entries', '5'), { env: { ...env(), CIDGET_MAX_ENTRIES: '4' } })
+      expect(enough.code, enough.stderr).toBe(0)
+      expect(await stat(join(w.dir, 'enough', 'a', '1'))).toBeTruthy()
+
+      for (const bad of ['0', '-1', 'many', '2.5']) {
+        const r = await runCli(args('bad', '--max-entries', bad), { env: env() })
+        expect(r.code, bad).toBe(2)
+        expect(r.stderr).toMatch(/--max-entries.*must be an integer ≥ 1/)
+        expect(r.stderr).not.toMatch(/\n\s+at /)
+      }
+      const badEnv = await runCli(args('bad'), { env: { ...env(), CIDGET_MAX_ENTRIES: 'many' } })
+      expect(badEnv.code).toBe(2)
+      expect(badEnv.stderr).toMatch(/maxEntries must be a positive integer, got "many" \[CIDGET_ERR_BAD_OPTION\]/)
+      expect(badEnv.stderr).not.toMatch(/\n\s+at /)
+      for (const cmd of ['serve', 'worker', 'resume']) {
+        const r = await runCli([cmd, '--max-entries', '0'], { env: env() })
+        expect(r.code, cmd).toBe(2)
+        expect(r.stderr).toMatch(/--max-entries/)
+      }
+    } finally {
+      await gw.close()
+    }
   })
 })

@@ -118,6 +118,9 @@ describe('records and outputs', () => {
     await expect(w.open({ timeoutMS: 5 } as never)).rejects.toMatchObject({ code: 'CIDGET_ERR_BAD_OPTION', message: /timeoutMS/ })
     await expect(w.open({ concurrency: 0 })).rejects.toMatchObject({ code: 'CIDGET_ERR_BAD_OPTION' })
     await expect(w.open({ resumeThreshold: 2 })).rejects.toMatchObject({ code: 'CIDGET_ERR_BAD_OPTION' })
+    await expect(w.open({ limits: { maxEntries: 0 } })).rejects.toMatchObject({ code: 'CIDGET_ERR_BAD_OPTION', message: /limits\.maxEntries must be a positive integer/ })
+    await expect(w.open({ limits: { maxDepth: 2.5 } })).rejects.toMatchObject({ code: 'CIDGET_ERR_BAD_OPTION', message: /limits\.maxDepth/ })
+    await expect(w.open({ limits: { maxEntry: 5 } as never })).rejects.toMatchObject({ code: 'CIDGET_ERR_BAD_OPTION', message: /Unknown limit "maxEntry"/ })
   })
 })
 

@@ -1,13 +1,13 @@
 import type { Command } from 'commander'
 import { CidgetError } from '../../core/errors.js'
 import { MODES, type Mode } from '../../core/types.js'
-import { action, openDownloader, pauseOnSignals, parseIntOption, EXIT } from '../context.js'
+import { action, limitOptions, limitsFrom, openDownloader, pauseOnSignals, parseIntOption, EXIT, type LimitFlags } from '../context.js'
 import { exitCodeForRecord } from '../exit.js'
 import { ProgressView } from '../progress.js'
 import { humanBytes, printable } from '../format.js'
 import type { DownloadRecord } from '../../core/types.js'
 
-interface GetFlags {
+interface GetFlags extends LimitFlags {
   output?: string
   car?: string
   gateway?: string[]
@@ -39,7 +39,7 @@ export function summary (rec: DownloadRecord): string {
 }
 
 export function registerGet (program: Command): void {
-  program.command('get')
+  limitOptions(program.command('get')
     .description('download a CID, /ipfs/ path, ipfs:// URL or gateway URL (resumes an unfinished download of the same target and output)')
     .argument('<target>', 'CID, /ipfs/CID[/path], ipfs://CID[/path] or https://gateway/ipfs/CID[/path]')
     .option('-o, --output <path>', 'output file, or a directory to put it in (default: ./<name>)')
@@ -52,7 +52,7 @@ export function registerGet (program: Command): void {
     .option('--max-resume-attempts <n>', 'resumes after interruptions before giving up', parseIntOption('--max-resume-attempts', 0))
     .option('--force', 'overwrite an existing output file')
     .option('--skip-symlinks', 'verified directories: leave symlinks out instead of refusing unsafe ones')
-    .option('--no-cid-check', 'path mode: do not check the finished file against the CID')
+    .option('--no-cid-check', 'path mode: do not check the finished file against the CID'))
     .option('--json', 'print the final download record as JSON')
     .option('-q, --quiet', 'print nothing but errors')
     .action(async (target: string, flags: GetFlags) => {
@@ -70,7 +70,8 @@ export function registerGet (program: Command): void {
           ...(flags.skipSymlinks === true ? { skipSymlinks: true } : {}),
           ...(flags.cidCheck === false ? { checkPath: false } : {}),
           ...(flags.timeout === undefined ? {} : { timeoutMs: flags.timeout }),
-          ...(flags.maxResumeAttempts === undefined ? {} : { maxResumeAttempts: flags.maxResumeAttempts })
+          ...(flags.maxResumeAttempts === undefined ? {} : { maxResumeAttempts: flags.maxResumeAttempts }),
+          ...limitsFrom(flags)
         })
         const unhook = pauseOnSignals(dl)
         const view = new ProgressView(dl, { tty: process.stderr.isTTY === true && flags.json !== true, quiet: flags.quiet === true || flags.json === true })

@@ -1,6 +1,6 @@
 import type { Command } from 'commander'
 import { CidgetError } from '../../core/errors.js'
-import { action, openDownloader, parseId, pauseOnSignals } from '../context.js'
+import { action, limitOptions, limitsFrom, openDownloader, parseId, pauseOnSignals, type LimitFlags } from '../context.js'
 import { EXIT, exitCodeForRecord, worstExit } from '../exit.js'
 import { ProgressView } from '../progress.js'
 import { summary } from './get.js'
@@ -8,17 +8,17 @@ import { RemoteClient, type RemoteFlags } from '../remote.js'
 import type { DownloadRecord } from '../../core/types.js'
 
 export function registerResume (program: Command): void {
-  program.command('resume')
+  limitOptions(program.command('resume')
     .description('continue a paused, failed or interrupted download, or all paused ones with --all')
     .argument('[id]', 'download id')
     .option('--all', 'resume every paused and pending download (and recover interrupted ones)')
     .option('--state <location>', 'state: a SQLite file or a postgres:// URL (default: $CIDGET_STATE or ~/.cidget/state.db)')
-    .option('--skip-symlinks', 'verified directories: leave symlinks out instead of refusing unsafe ones')
+    .option('--skip-symlinks', 'verified directories: leave symlinks out instead of refusing unsafe ones'))
     .option('--json', 'print the final records as JSON (one per line)')
     .option('-q, --quiet', 'print nothing but errors')
     .option('--server <url>', 'act through a running `cidget serve` (waits for the downloads as a local resume does)')
     .option('--token <token>', 'API token for --server (default: $CIDGET_TOKEN, else the token file next to the default state)')
-    .action(async (idText: string | undefined, flags: { all?: boolean, state?: string, skipSymlinks?: boolean, json?: boolean, quiet?: boolean } & RemoteFlags) => {
+    .action(async (idText: string | undefined, flags: { all?: boolean, state?: string, skipSymlinks?: boolean, json?: boolean, quiet?: boolean } & LimitFlags & RemoteFlags) => {
       await action(async () => {
         if ((idText === undefined) === (flags.all !== true)) {
           throw new CidgetError('CIDGET_ERR_BAD_OPTION', 'Give either a download id or --all')
@@ -39,7 +39,7 @@ export function registerResume (program: Command): void {
           if (ids.length === 0 && flags.quiet !== true && flags.json !== true) process.stderr.write('nothing to resume\n')
           return report(await client.resumeAndWait(ids, id === undefined))
         }
-        const dl = await openDownloader({ state: flags.state, ...(flags.skipSymlinks === true ? { skipSymlinks: true } : {}) })
+        const dl = await openDownloader({ state: flags.state, ...(flags.skipSymlinks === true ? { skipSymlinks: true } : {}), ...limitsFrom(flags) })
         const unhook = pauseOnSignals(dl)
         const view = new ProgressView(dl, { tty: process.stderr.isTTY === true && flags.json !== true, quiet: flags.quiet === true || flags.json === true })
         try {

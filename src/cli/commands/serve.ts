@@ -8,10 +8,10 @@ import { isLoopbackHost } from '../../server/auth.js'
 import { checkToken, loadOrCreateToken, tokenFile } from '../../server/token.js'
 import { loadSettings } from '../config.js'
 import { isPostgresUrl } from '../../store/index.js'
-import { action, openDownloader, parseIntOption, EXIT } from '../context.js'
+import { action, limitOptions, limitsFrom, openDownloader, parseIntOption, EXIT, type LimitFlags } from '../context.js'
 import { errorLine } from '../exit.js'
 
-interface ServeFlags {
+interface ServeFlags extends LimitFlags {
   host: string
   port: number
   state?: string
@@ -33,14 +33,14 @@ function urlHost (host: string): string {
 }
 
 export function registerServe (program: Command): void {
-  program.command('serve')
+  limitOptions(program.command('serve')
     .description('run the service: HTTP API, live events (WebSocket, SSE), metrics and the web dashboard')
     .option('--host <host>', 'address to listen on', '127.0.0.1')
     .option('--port <port>', `port to listen on (0: any free one, printed) (default: ${DEFAULT_PORT})`, parseIntOption('--port', 0), DEFAULT_PORT)
     .option('--state <location>', 'state: a SQLite file or a postgres:// URL (default: $CIDGET_STATE or ~/.cidget/state.db)')
     .option('--dir <dir>', 'directory the downloads are written to (default: ~/.cidget/downloads)')
     .option('--concurrency <n>', 'downloads at once (default: 4)', parseIntOption('--concurrency', 1))
-    .option('-g, --gateway <url>', 'gateway base URL for downloads that name none; repeat for several', (v: string, prev: string[] | undefined) => [...(prev ?? []), v])
+    .option('-g, --gateway <url>', 'gateway base URL for downloads that name none; repeat for several', (v: string, prev: string[] | undefined) => [...(prev ?? []), v]))
     .option('--token <token>', 'API token (default: $CIDGET_TOKEN, else generated once and kept in <state dir>/token)')
     .option('--no-auth', 'serve without a token (only with a loopback --host)')
     .option('--allow-local', 'let API clients name gateways on loopback, private and link-local addresses too')
@@ -72,7 +72,8 @@ async function serve (flags: ServeFlags): Promise<ServeExit> {
     // API clients name the gateways: not this machine's network, unless the operator allows it
     service: { allowLocal: flags.allowLocal === true, dir },
     ...(flags.concurrency === undefined ? {} : { concurrency: flags.concurrency }),
-    ...(flags.gateway === undefined ? {} : { gateways: flags.gateway })
+    ...(flags.gateway === undefined ? {} : { gateways: flags.gateway }),
+    ...limitsFrom(flags)
   })
   let token: string | null = null
   // printed only when it was made now: the stored one is for `cidget token`, a given one the user knows

@@ -8,11 +8,11 @@ import { boundHeapGrowth } from '../../core/memory.js'
 import { retryDelay } from '../../core/retry.js'
 import type { Downloader } from '../../engine/downloader.js'
 import { runWorker, type WorkerEvent } from '../../engine/worker.js'
-import { action, openDownloader, parseIntOption } from '../context.js'
+import { action, limitOptions, limitsFrom, openDownloader, parseIntOption, type LimitFlags } from '../context.js'
 import { EXIT } from '../exit.js'
 import { describe, printable } from '../format.js'
 
-interface WorkerFlags {
+interface WorkerFlags extends LimitFlags {
   state?: string
   concurrency?: number
   dir?: string
@@ -35,13 +35,13 @@ function line (owner: string, e: WorkerEvent): string {
 }
 
 export function registerWorker (program: Command): void {
-  program.command('worker')
+  limitOptions(program.command('worker')
     .description('work through the shared queue of a state (PostgreSQL for a fleet of machines): claim downloads, run them, repeat until stopped')
     .option('--state <location>', 'the shared state: postgres://user@host/db (or a SQLite file for workers on one machine); default $CIDGET_STATE')
     .option('--concurrency <n>', 'downloads run at once (default: 4)', parseIntOption('--concurrency', 1))
     .option('--dir <path>', 'claim only downloads whose output is inside this directory (default: the current directory)')
     .option('--worker-id <id>', 'a name for this worker in lease owners and logs (default: a random token)')
-    .option('--poll-ms <ms>', 'wait before asking an empty queue again (default: 1000)', parseIntOption('--poll-ms', 1))
+    .option('--poll-ms <ms>', 'wait before asking an empty queue again (default: 1000)', parseIntOption('--poll-ms', 1)))
     .option('--json', 'print events as JSON lines on stdout')
     .option('-q, --quiet', 'print nothing but errors')
     .option('--allow-local', 'let queued downloads name gateways on loopback, private and link-local addresses too')
@@ -77,7 +77,8 @@ export function registerWorker (program: Command): void {
               recover: false,
               // the queue's downloads were named by others: not this machine's network, unless the operator allows it
               service: { allowLocal: flags.allowLocal === true, dir },
-              ...(flags.concurrency === undefined ? {} : { concurrency: flags.concurrency })
+              ...(flags.concurrency === undefined ? {} : { concurrency: flags.concurrency }),
+              ...limitsFrom(flags)
             })
           } catch (err) {
             const e = toCidgetError(err)

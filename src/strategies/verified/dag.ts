@@ -13,7 +13,7 @@ import { DEFAULTS } from '../../core/defaults.js'
 export interface DagLimits {
   /** Deepest node below the root. @default 256 */
   maxDepth: number
-  /** Files, directories and links in one download. @default 1000000 */
+  /** Files, directories and links in one download, the root included. @default 10000000 */
   maxEntries: number
   /** Total size the DAG may declare. @default 16 TiB */
   maxSize: number
