@@ -12,12 +12,24 @@
  * (0: any free ones); `--exit-with-stdin` also exits when stdin closes.
  * SIGUSR2 prints a JSON line of request counters (see below).
  *
+ * `--tree COUNTxBYTES` (e.g. `10000x4096`) serves a directory of COUNT files
+ * instead (`f0.bin`, `f1.bin`…, file i being `seededBytes(BYTES, seed * 1e6 + i)`),
+ * imported with the importer's defaults (a directory past 256 KiB of links
+ * is HAMT-sharded); the ready line then also gives `files`, `fileBytes` and
+ * `sharded`, and `sha256` is empty. `--latency MS` delays every answer's
+ * headers by MS milliseconds (the test gateway's `latency` fault): a distant
+ * gateway.
+ *
  * The content is generated in 1 MiB pieces and streamed into the importer,
  * so the process holds one copy of it (the blocks) and no more.
  */
 import { createHash } from 'node:crypto'
 import { parseArgs } from 'node:util'
-import { MemoryBlocks, addFile, startTestGateway } from '../src/testing/index.js'
+import * as dagPb from '@ipld/dag-pb'
+import { UnixFS } from 'ipfs-unixfs'
+import { importer } from 'ipfs-unixfs-importer'
+import type { CID } from 'multiformats/cid'
+import { MemoryBlocks, addFile, seededBytes, startTestGateway } from '../src/testing/index.js'
 import type { TestGateway } from '../src/testing/index.js'
 
 const MiB = 1024 * 1024
@@ -30,6 +42,8 @@ const { values } = parseArgs({
     seed: { type: 'string', default: '1' },
     port: { type: 'string', default: '0' },
     host: { type: 'string', default: '127.0.0.1' },
+    tree: { type: 'string' },
+    latency: { type: 'string', default: '0' },
     'exit-with-stdin': { type: 'boolean', default: false }
   },
   strict: true
@@ -49,6 +63,31 @@ const count = Math.floor(positive('count', values.count))
 const rate = values.rate === undefined ? undefined : Math.round(positive('rate', values.rate) * MiB)
 const seed = Math.floor(positive('seed', values.seed, true))
 const basePort = Math.floor(positive('port', values.port, true))
+const latencyMs = positive('latency', values.latency, true)
+const tree = values.tree === undefined ? undefined : parseTree(values.tree)
+
+function parseTree (text: string): { files: number, fileBytes: number } {
+  const m = /^(\d+)x(\d+)$/.exec(text)
+  if (m === null) {
+    process.stderr.write(`gateway-server: --tree must be COUNTxBYTES, got ${text}\n`)
+    process.exit(2)
+  }
+  return { files: Number(m[1]), fileBytes: Number(m[2]) }
+}
+
+/** The files of `--tree`, generated one at a time so that only the blocks are held. */
+function * treeEntries (files: number, fileBytes: number, seedValue: number): Generator<{ path: string, content: Uint8Array[] }> {
+  for (let i = 0; i < files; i++) yield { path: `f${i}.bin`, content: [seededBytes(fileBytes, seedValue * 1e6 + i)] }
+}
+
+async function importTree (files: number, fileBytes: number, seedValue: number): Promise<{ cid: CID, sharded: boolean }> {
+  let root: CID | undefined
+  for await (const r of importer(treeEntries(files, fileBytes, seedValue), blocks.asBlockstore(), { wrapWithDirectory: true })) root = r.cid
+  if (root === undefined) throw new Error('gateway-server: the importer produced no root')
+  const node = dagPb.decode(blocks.get(root))
+  const sharded = node.Data !== undefined && UnixFS.unmarshal(node.Data).type === 'hamt-sharded-directory'
+  return { cid: root, sharded }
+}
 
 /**
  * Deterministic pseudo-random bytes (xorshift32), generated piece by piece.
@@ -76,8 +115,11 @@ function * seededPieces (total: number, seedValue: number, hash: ReturnType<type
 const started = performance.now()
 const blocks = new MemoryBlocks()
 const hash = createHash('sha256')
-const cid = await addFile(blocks, seededPieces(size, seed, hash))
-const sha256 = hash.digest('hex')
+const built = tree === undefined
+  ? { cid: await addFile(blocks, seededPieces(size, seed, hash)), sharded: false }
+  : await importTree(tree.files, tree.fileBytes, seed)
+const cid = built.cid
+const sha256 = tree === undefined ? hash.digest('hex') : ''
 const importMs = Math.round(performance.now() - started)
 
 const gateways: TestGateway[] = []
@@ -89,6 +131,7 @@ for (let i = 0; i < count; i++) {
     ...(rate === undefined ? {} : { maxBytesPerSecond: rate })
   }))
 }
+if (latencyMs > 0) for (const g of gateways) g.addFault({ fault: { type: 'latency', ms: latencyMs } })
 
 let closing = false
 async function shutdown (): Promise<void> {
@@ -132,7 +175,9 @@ if (values['exit-with-stdin']) {
 process.stdout.write(JSON.stringify({
   cid: cid.toString(),
   sha256,
-  size,
+  size: tree === undefined ? size : tree.files * tree.fileBytes,
+  ...(tree === undefined ? {} : { files: tree.files, fileBytes: tree.fileBytes, sharded: built.sharded }),
+  latencyMs,
   urls: gateways.map((g) => g.url),
   rate: rate ?? null,
   importMs,

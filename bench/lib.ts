@@ -33,6 +33,12 @@ export interface GatewayInfo {
   rate: number | null
   importMs: number
   pid: number
+  /** Added delay before each answer's headers, ms. */
+  latencyMs?: number
+  /** A tree (`--tree`): its number of files, the size of each, and whether its root is HAMT-sharded. */
+  files?: number
+  fileBytes?: number
+  sharded?: boolean
 }
 
 /** Counters a gateway process prints on SIGUSR2, for the requests since the previous call. */
@@ -61,10 +67,20 @@ export interface GatewayProcess {
  * Starts `bench/gateway-server.ts` in its own Node process (`node --import tsx`,
  * no npx wrapper, so the pid is the server's) and waits for its ready line.
  */
-export async function startGatewayProcess (opts: { sizeMiB: number, count?: number, rateMiBps?: number, seed?: number }): Promise<GatewayProcess> {
+export async function startGatewayProcess (opts: {
+  sizeMiB: number
+  count?: number
+  rateMiBps?: number
+  seed?: number
+  /** Serve a tree of `files` files of `fileBytes` each instead of one file of `sizeMiB`. */
+  tree?: { files: number, fileBytes: number }
+  latencyMs?: number
+}): Promise<GatewayProcess> {
   const args = ['--import', 'tsx', join(BENCH_DIR, 'gateway-server.ts'),
     '--size', String(opts.sizeMiB), '--count', String(opts.count ?? 1), '--seed', String(opts.seed ?? 1), '--exit-with-stdin']
   if (opts.rateMiBps !== undefined) args.push('--rate', String(opts.rateMiBps))
+  if (opts.tree !== undefined) args.push('--tree', `${opts.tree.files}x${opts.tree.fileBytes}`)
+  if (opts.latencyMs !== undefined) args.push('--latency', String(opts.latencyMs))
   const child = spawn(process.execPath, args, { cwd: ROOT, stdio: ['pipe', 'pipe', 'inherit'] })
   const exited = new Promise<void>((resolve) => { child.once('exit', () => { resolve() }) })
   const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream })
