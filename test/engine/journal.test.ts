@@ -15,48 +15,44 @@ async function present (path: string): Promise<boolean> {
   return await access(path).then(() => true, () => false)
 }
 
+/**
+ * A path download of 1 MiB at 512 KiB/s run by A, which never renews its lease (a process stopped
+ * past the lease's end looks so); once 256 KiB arrived, B comes two minutes later by its clock and
+ * takes the download. `fault` is set on the gateway first. Returns the record as B took it and as
+ * it is once A's run ended, and the output path.
+ */
+async function leaseLostMidBody (fault?: Parameters<NonNullable<World['gateways'][0]>['addFault']>[0]): Promise<{ taken: unknown, after: unknown, output: string }> {
+  w = await world({ size: MiB, maxBytesPerSecond: 512 * KiB, chunkSize: 16 * KiB })
+  if (fault !== undefined) (w.gateways[0] as NonNullable<World['gateways'][0]>).addFault(fault)
+  const a = await w.open({ owner: 'host-a:1:aaaa', leaseMs: 60_000, heartbeatMs: 3_600_000, syncIntervalBytes: 64 * KiB, checkPath: false })
+  const output = join(w.dir, 'o')
+  const job = await a.add(w.cid, { mode: 'path', output })
+  await progressReaches(a, job.id, 256 * KiB)
+  const b = SqliteStore.open(w.state)
+  try {
+    expect(await b.claimLease(job.id, 'host-b:2:bbbb', 60_000, w.time.now() + 120_000)).toBe(true)
+    const taken = await b.getDownload(job.id)
+    await job.done
+    return { taken, after: await b.getDownload(job.id), output }
+  } finally {
+    await b.close()
+  }
+}
+
 describe('journal', () => {
   it('path mode: a run that lost its lease records no more progress and does not rename its partial onto the output', async () => {
-    // 1 MiB at 512 KiB/s: about two seconds of body after the lease is taken
-    w = await world({ size: MiB, maxBytesPerSecond: 512 * KiB, chunkSize: 16 * KiB })
-    // A never renews its lease here (a process stopped past the lease's end looks so)
-    const a = await w.open({ owner: 'host-a:1:aaaa', leaseMs: 60_000, heartbeatMs: 3_600_000, syncIntervalBytes: 64 * KiB, checkPath: false })
-    const output = join(w.dir, 'o')
-    const job = await a.add(w.cid, { mode: 'path', output })
-    await progressReaches(a, job.id, 256 * KiB)
-    // B comes two minutes later by its clock: A's lease ran out, and B takes the download
-    const b = SqliteStore.open(w.state)
-    try {
-      expect(await b.claimLease(job.id, 'host-b:2:bbbb', 60_000, w.time.now() + 120_000)).toBe(true)
-      const taken = await b.getDownload(job.id)
-      await job.done
-      // A went on receiving, syncing and hashing, but nothing of it reached the record
-      expect(await b.getDownload(job.id)).toEqual(taken)
-      expect(taken).toMatchObject({ leaseOwner: 'host-b:2:bbbb', hash: null })
-    } finally {
-      await b.close()
-    }
+    const { taken, after, output } = await leaseLostMidBody()
+    // A went on receiving, syncing and hashing, but nothing of it reached the record
+    expect(after).toEqual(taken)
+    expect(taken).toMatchObject({ leaseOwner: 'host-b:2:bbbb', hash: null })
     expect(await present(output)).toBe(false)
     expect(await present(output + DEFAULTS.PARTIAL_SUFFIX)).toBe(true)
   })
 
   it('path mode: a run that lost its lease does not cut the partial file when a failure would restart it from zero', async () => {
-    w = await world({ size: MiB, maxBytesPerSecond: 512 * KiB, chunkSize: 16 * KiB })
     // the body breaks at 400 KiB of 1 MiB: under half of it, a restart from zero
-    ;(w.gateways[0] as NonNullable<World['gateways'][0]>).addFault({ fault: { type: 'reset', afterBytes: 400 * KiB }, times: 1 })
-    const a = await w.open({ owner: 'host-a:1:aaaa', leaseMs: 60_000, heartbeatMs: 3_600_000, syncIntervalBytes: 64 * KiB, checkPath: false })
-    const output = join(w.dir, 'o')
-    const job = await a.add(w.cid, { mode: 'path', output })
-    await progressReaches(a, job.id, 256 * KiB)
-    const b = SqliteStore.open(w.state)
-    try {
-      expect(await b.claimLease(job.id, 'host-b:2:bbbb', 60_000, w.time.now() + 120_000)).toBe(true)
-      const taken = await b.getDownload(job.id)
-      await job.done
-      expect(await b.getDownload(job.id)).toEqual(taken)
-    } finally {
-      await b.close()
-    }
+    const { taken, after, output } = await leaseLostMidBody({ fault: { type: 'reset', afterBytes: 400 * KiB }, times: 1 })
+    expect(after).toEqual(taken)
     // the partial the new lease holder continues from is as A left it at the break, not cut to 0
     expect((await stat(output + DEFAULTS.PARTIAL_SUFFIX)).size).toBeGreaterThanOrEqual(256 * KiB)
     expect(await present(output)).toBe(false)

@@ -10,11 +10,8 @@ import { refreshOne } from './downloads.js'
 import { baseName, statusText } from './format.js'
 import { scheduleGateways } from './gateways.js'
 import { markDirty, upsert } from './rows.js'
-import { isActive, state, type DownloadRecord, type DownloadStatus, type ProgressData } from './state.js'
-
-interface StatusData { id: number, status: DownloadStatus, error: string | null, errorCode: string | null }
-interface RetryData { id: number, action: string, code: string | null, message: string }
-interface RepairData { id: number, blocks: number }
+import type { RepairEvent, RetryEvent, StatusEvent } from '../../../core/event-types.js'
+import { isActive, state, type DownloadRecord, type ProgressData } from './state.js'
 
 /** Takes one parsed message; anything but `{ type, data }` with a known type is ignored. */
 export function onEvent (msg: unknown): void {
@@ -30,19 +27,19 @@ export function onEvent (msg: unknown): void {
       break
     }
     case 'status':
-      onStatus(d as StatusData)
+      onStatus(d as StatusEvent)
       break
     case 'progress':
       onProgress(d as ProgressData)
       break
     case 'retry': {
-      const r = d as RetryData
+      const r = d as RetryEvent
       state.notes.set(r.id, 'Retry (' + r.action + '): ' + (r.code ? r.code + ' ' : '') + r.message)
       markDirty(r.id)
       break
     }
     case 'repaired': {
-      const r = d as RepairData
+      const r = d as RepairEvent
       state.notes.set(r.id, 'Repaired ' + r.blocks + ' block(s) that did not match the CID')
       markDirty(r.id)
       break
@@ -55,7 +52,7 @@ export function onEvent (msg: unknown): void {
   }
 }
 
-function onStatus (d: StatusData): void {
+function onStatus (d: StatusEvent): void {
   const rec = state.downloads.get(d.id)
   state.touched.set(d.id, Date.now())
   if (rec !== undefined) {

@@ -6,6 +6,7 @@
  */
 
 import type { DownloadRecord, DownloadStatus } from '../../../core/types.js'
+import type { ProgressEvent } from '../../../core/event-types.js'
 
 export type { DownloadRecord, DownloadStatus }
 
@@ -27,15 +28,8 @@ export const MAX_PAGES = 100
 export const GATEWAY_POLL_MS = 2000
 export const GATEWAY_IDLE_POLL_MS = 10000
 
-/** A `progress` event's data (core/events.ts `ProgressEvent`, as JSON). */
-export interface ProgressData {
-  id: number
-  bytes: number
-  total: number | null
-  speed: number
-  gateway: string | null
-  files: number | null
-}
+/** A `progress` event's data: the engine's ProgressEvent, as JSON. */
+export type ProgressData = ProgressEvent
 
 /** A row of `GET /api/gateways` (the fields the table shows). */
 export interface GatewayRow {
