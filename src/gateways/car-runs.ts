@@ -137,9 +137,9 @@ export class RunScheduler {
     })
   }
 
-  /** A gateway for a run (its request counted) and a permit, or undefined when no gateway left serves CAR ranges. */
-  async startRun (signal: AbortSignal): Promise<Gateway | undefined> {
-    const capable = (): Gateway[] => this.#base.gateways.filter((g) => !g.dropped && g.car !== false)
+  /** A gateway for a run (its request counted) and a permit, or undefined when no gateway left serves CAR ranges (and `may` allows). */
+  async startRun (signal: AbortSignal, may: (g: Gateway) => boolean = () => true): Promise<Gateway | undefined> {
+    const capable = (): Gateway[] => this.#base.gateways.filter((g) => !g.dropped && g.car !== false && may(g))
     for (;;) {
       if (capable().length === 0) return undefined
       await this.#base.permits.acquire(signal)
@@ -207,26 +207,42 @@ export class RunScheduler {
    */
   async carRequest (gateway: Gateway, entity: CID, range: RunRange, expected: ReadonlyMap<string, CID> | undefined,
     take: (key: string, bytes: BlockBytes) => boolean, signal: AbortSignal): Promise<void> {
+    await this.streamRequest(gateway, (onBlock) => fetchCarRun(this.#base.http, gateway.url, entity, range, expected, onBlock, {
+      signal, maxBlockBytes: this.#base.maxBlockBytes, maxRetryAfterMs: this.#base.maxRetryAfterMs
+    }), take, signal)
+  }
+
+  /**
+   * The accounting of one CAR request (see {@link carRequest}) around
+   * `request`, which streams the blocks into the `onBlock` it is given; `take`
+   * may be async (a consumer that is behind slows the stream). A `tree`
+   * stream's outcome says nothing of the gateway's CAR ranges.
+   */
+  async streamRequest (gateway: Gateway, request: (onBlock: (key: string, bytes: BlockBytes, cid: CID) => Promise<void>) => Promise<number>,
+    take: (key: string, bytes: BlockBytes) => boolean | Promise<boolean>, signal: AbortSignal, kind: 'run' | 'tree' = 'run'): Promise<void> {
     const started = performance.now()
     let received = 0
     let delivered = 0
     try {
       try {
-        await fetchCarRun(this.#base.http, gateway.url, entity, range, expected, (key, bytes, cid) => {
-          if (!take(key, bytes)) return
+        await request(async (key, bytes, cid) => {
+          if (!await take(key, bytes)) return
           if (++delivered > 1) gateway.requests++
           const length = blockLength(bytes)
           received += length
           this.#base.delivered(gateway, cid.toString(), length, performance.now() - started, false)
-        }, { signal, maxBlockBytes: this.#base.maxBlockBytes, maxRetryAfterMs: this.#base.maxRetryAfterMs })
+        })
       } catch (err) {
         if (signal.reason !== HANDED_ON) throw err
       }
-      gateway.car = true
-      gateway.runFailed = false
+      if (kind === 'tree') gateway.tree = true
+      else {
+        gateway.car = true
+        gateway.runFailed = false
+      }
       this.#base.measure(gateway, received, performance.now() - started, false)
     } catch (err) {
-      gateway.runFailed = true
+      if (kind === 'run') gateway.runFailed = true
       throw err
     } finally {
       gateway.inFlight--

@@ -83,13 +83,70 @@ export async function fetchCarRun (
   opts: CarRunOptions
 ): Promise<number> {
   const id = entity.toString()
-  const url = `${gateway}/ipfs/${id}?format=car&dag-scope=entity&entity-bytes=${range.from}:${range.to}`
-  const res = await http.request(url, {
+  // the range's leaves, the inner nodes on the way to them, and each section's length and CID
+  const nodes = range.nodes ?? 1
+  const span = range.to - range.from + 1
+  const allowance = span + nodes * opts.maxBlockBytes + ((expected?.size ?? Math.ceil(span / 1024)) + nodes + 1) * 128
+  return await fetchCar(http, gateway, {
+    url: `${gateway}/ipfs/${id}?format=car&dag-scope=entity&entity-bytes=${range.from}:${range.to}`,
+    what: `CAR of ${id} bytes ${range.from}-${range.to}`,
+    allowance,
+    // more than the range can hold: a gateway that ignores entity-bytes (it may still serve single blocks well)
+    over: 'unsupported'
+  }, expected, onBlock, opts)
+}
+
+/**
+ * GETs `${gateway}/ipfs/${root}?format=car&dag-scope=all`: the whole DAG of
+ * `root` (a directory, a HAMT shard, a file) in one stream, depth-first, each
+ * block once. Every block must hash to its CID and fit `maxBlockBytes`; each
+ * is handed to `onBlock` (awaited: a slow consumer slows the stream), also
+ * blocks the caller may not need (it judges). The stream is cut, without an
+ * error, once it carried `allowance` bytes (what the DAG declares, with room
+ * for the framing): a gateway cannot make cidget read without end. Returns the
+ * bytes received; throws as {@link fetchCarRun} does.
+ */
+export async function fetchCarTree (
+  http: HttpClient,
+  gateway: string,
+  root: CID,
+  allowance: number,
+  onBlock: (key: string, bytes: BlockBytes, cid: CID) => Promise<void> | void,
+  opts: CarRunOptions
+): Promise<number> {
+  const id = root.toString()
+  return await fetchCar(http, gateway, {
+    url: `${gateway}/ipfs/${id}?format=car&dag-scope=all`,
+    what: `CAR of the DAG of ${id}`,
+    allowance,
+    over: 'stop'
+  }, undefined, onBlock, opts)
+}
+
+interface CarAsk {
+  url: string
+  /** The request in words, for messages. */
+  what: string
+  /** Bytes the body may carry. */
+  allowance: number
+  /** Past the allowance: the gateway does not serve what was asked (an error), or the stream just ends there. */
+  over: 'unsupported' | 'stop'
+}
+
+async function fetchCar (
+  http: HttpClient,
+  gateway: string,
+  ask: CarAsk,
+  expected: ReadonlyMap<string, CID> | undefined,
+  onBlock: (key: string, bytes: BlockBytes, cid: CID) => Promise<void> | void,
+  opts: CarRunOptions
+): Promise<number> {
+  const { what, allowance } = ask
+  const res = await http.request(ask.url, {
     gateway,
     headers: { accept: CAR_MEDIA_TYPE },
     ...(opts.signal === undefined ? {} : { signal: opts.signal })
   })
-  const what = `CAR of ${id} bytes ${range.from}-${range.to}`
   if (res.status !== 200) {
     res.discard()
     if (UNSUPPORTED_STATUSES.has(res.status)) throw new CarUnsupportedError(`${gateway}: HTTP ${res.status} for ${what}`, gateway, res.status)
@@ -100,17 +157,17 @@ export async function fetchCarRun (
     res.discard()
     throw new CarUnsupportedError(`${gateway}: answered ${type === '' ? 'without a content type' : type} for ${what}, not a CAR`, gateway, res.status)
   }
-  // the range's leaves, the inner nodes on the way to them, and each section's length and CID
-  const nodes = range.nodes ?? 1
-  const span = range.to - range.from + 1
-  const allowance = span + nodes * opts.maxBlockBytes + ((expected?.size ?? Math.ceil(span / 1024)) + nodes + 1) * 128
   let received = 0
+  let over = false
   async function * counted (): AsyncGenerator<Uint8Array> {
     for await (const chunk of res.body) {
       received += chunk.length
       if (received > allowance) {
-        // more than the range can hold: a gateway that ignores entity-bytes (it may still serve single blocks well)
-        throw new CarUnsupportedError(`${gateway}: ${what} is over ${allowance} bytes, more than its blocks can hold`, gateway, res.status)
+        if (ask.over === 'unsupported') throw new CarUnsupportedError(`${gateway}: ${what} is over ${allowance} bytes, more than its blocks can hold`, gateway, res.status)
+        // the blocks wholly within the allowance are read; the rest of the stream is not
+        over = true
+        yield chunk.subarray(0, chunk.length - (received - allowance))
+        return
       }
       yield chunk
     }
@@ -129,6 +186,7 @@ export async function fetchCarRun (
       try {
         next = await blocks.next()
       } catch (err) {
+        if (over) break // a block cut by the allowance is not the gateway's fault
         throw carError(err, gateway, what)
       }
       if (next.done === true) break
@@ -142,13 +200,15 @@ export async function fetchCarRun (
       }
       const key = Buffer.from(cid.multihash.bytes).toString('base64')
       if ((expected !== undefined && !expected.has(key)) || seen.has(key)) continue
-      seen.add(key)
+      // a tree's blocks are many (not held here): its caller tells repeats apart
+      if (ask.over === 'unsupported') seen.add(key)
       await onBlock(key, bytes, cid)
     }
   } catch (err) {
     res.discard()
     throw err
   }
+  if (over) res.discard()
   return received
 }
 

@@ -64,6 +64,12 @@ export class Gateway {
   dropped = false
   /** Serves CAR entity ranges: learned from its first run (undefined until then). */
   car: boolean | undefined = undefined
+  /**
+   * Serves whole DAGs as CAR (`dag-scope=all`): learned from its first tree
+   * stream (undefined until then); false once it refused one, or sent one
+   * that lacked blocks of the DAG.
+   */
+  tree: boolean | undefined = undefined
   /** CAR runs in flight (also counted in `inFlight`). */
   runs = 0
   /** Its last CAR request failed (404, an error): it is not given the rest of another's run. */

@@ -40,10 +40,12 @@ import { POOL_DEFAULTS, PoolBase, blockKey, type PoolEvent } from './pool-base.j
 import { BlockFetcher } from './block-fetch.js'
 import { RunScheduler } from './car-runs.js'
 import { EntityPrefetcher, type EntityPrefetch } from './entity.js'
+import { TreeStreamer, type TreePrefetch } from './tree.js'
 
 export type { GatewayStats } from './gateway.js'
 export { POOL_DEFAULTS, type PoolEvent } from './pool-base.js'
 export type { EntityPrefetch } from './entity.js'
+export { TREE_DEFAULTS, type TreePrefetch } from './tree.js'
 
 export interface GatewayPoolInit {
   /** Base URLs (`https://host`), at least one; trailing slashes are removed, duplicates ignored. */
@@ -80,11 +82,15 @@ export interface GatewayPoolInit {
    * @default one of this pool's own, with this pool's backoff, maxRetryAfterMs and now
    */
   health?: HealthRegistry
+  /** Blocks of one tree stream held until taken. @default TREE_DEFAULTS.BUFFER_BYTES (16 MiB) */
+  treeBufferBytes?: number
+  /** A subtree declaring more is not streamed whole while several gateways can share it. @default TREE_DEFAULTS.WINDOW_BYTES (64 MiB) */
+  treeWindowBytes?: number
 }
 
 const INIT_KEYS = new Set<string>([
   'gateways', 'http', 'concurrency', 'perGatewayConcurrency', 'maxBlockBytes', 'maxAttemptsPerBlock',
-  'hedgeAfterMs', 'backoff', 'maxRetryAfterMs', 'now', 'sleep', 'random', 'onEvent', 'health'
+  'hedgeAfterMs', 'backoff', 'maxRetryAfterMs', 'now', 'sleep', 'random', 'onEvent', 'health', 'treeBufferBytes', 'treeWindowBytes'
 ])
 
 /** One fetch of a block, shared by the get() calls that wait for it. */
@@ -109,6 +115,7 @@ export class GatewayPool {
   readonly #blocks: BlockFetcher
   readonly #runs: RunScheduler
   readonly #entity: EntityPrefetcher
+  readonly #trees: TreeStreamer
   readonly #pending = new Map<string, Shared>()
 
   constructor (init: GatewayPoolInit) {
@@ -141,6 +148,10 @@ export class GatewayPool {
     this.#blocks = new BlockFetcher(this.#base)
     this.#runs = new RunScheduler(this.#base, this.#blocks)
     this.#entity = new EntityPrefetcher(this.#base, this.#runs)
+    this.#trees = new TreeStreamer(this.#base, this.#runs, {
+      ...(init.treeBufferBytes === undefined ? {} : { bufferBytes: init.treeBufferBytes }),
+      ...(init.treeWindowBytes === undefined ? {} : { windowBytes: init.treeWindowBytes })
+    })
   }
 
   /**
@@ -170,6 +181,10 @@ export class GatewayPool {
     if (inline !== undefined) return inline
     checkMultihash(cid)
     const key = blockKey(cid)
+    if (!this.#trees.idle) {
+      const streamed = await this.#trees.take(key, signal)
+      if (streamed !== undefined) return streamed
+    }
     // a block the entity stream was to bring but did not: if a bad block ended it, that is this fetch's first failure
     let missed: CidgetError | undefined
     const stream = this.#entity.current
@@ -245,6 +260,25 @@ export class GatewayPool {
     return this.#entity.prefetchEntity(entity, range, signal)
   }
 
+  /**
+   * Streams the whole DAG of `root` (a directory, a HAMT shard: a subtree of
+   * the download) as one CAR (`dag-scope=all`) from one gateway; `declared`
+   * is what it says it holds (its node and its links' sizes). Each block is
+   * verified as it arrives and held (a bounded buffer) until a get() takes
+   * it: a get() for a block of the subtree waits for the stream while it
+   * goes. Best effort, like the runs: what the stream does not bring is
+   * fetched block by block; a gateway that refuses such streams, or sends
+   * one that lacks blocks of the DAG, is not asked for one again; one that
+   * breaks off or stalls is backed off. The caller releases it when it
+   * leaves the subtree.
+   *
+   * @returns undefined, and nothing starts, when no gateway may serve it, or
+   *   when `declared` is over the tree window and several gateways can share the work
+   */
+  prefetchTree (root: CID, declared: number, signal: AbortSignal): TreePrefetch | undefined {
+    return this.#trees.start(root, declared, signal)
+  }
+
   stats (): GatewayStats[] {
     return this.#base.gateways.map((g) => g.stats())
   }
@@ -276,6 +310,8 @@ function checkInit (init: GatewayPoolInit): void {
   positive('perGatewayConcurrency')
   positive('maxBlockBytes')
   positive('maxAttemptsPerBlock')
+  positive('treeBufferBytes')
+  positive('treeWindowBytes')
   const nonNegative = (name: 'hedgeAfterMs' | 'maxRetryAfterMs'): void => {
     const v = init[name]
     if (v !== undefined && !(Number.isFinite(v) && v >= 0)) bad(`${name} must be a number >= 0, got ${String(v)}`)

@@ -597,12 +597,16 @@ describe('hostile DAGs', () => {
     expect(await tree(join(s.dir, 'ok'))).toEqual(['a', 'a/1', 'a/2', 'b', 'c'])
   })
 
-  it('refuses a sharded directory listing more than maxEntries entries while it lists it', async () => {
+  it('refuses a sharded directory with more than maxEntries entries as it walks it (its shard nodes count too)', async () => {
     const blocks = new MemoryBlocks()
     const root = await addDirectory(blocks, Array.from({ length: 40 }, (_, i) => ({ path: `s/f${i}`, content: new TextEncoder().encode(String(i)) })),
       { shardSplitThresholdBytes: 1 })
-    // the listing itself is cut off (it is held in memory), before any of its entries is walked
-    expect(await expectRefused(blocks, root, 'CIDGET_ERR_DAG_LIMIT', { limits: { maxEntries: 30 } })).toMatch(/The directory .*\/s has more than 30 entries/)
+    // a sharded directory is walked as its shard nodes come (it is not listed in memory first)
+    expect(await expectRefused(blocks, root, 'CIDGET_ERR_DAG_LIMIT', { limits: { maxEntries: 30 } })).toMatch(/The DAG has more than 30 entries/)
+    const s = await setup(blocks)
+    const done = await (await (await s.open({ limits: { maxEntries: 45 } })).add(root.toString(), { output: join(s.dir, 'ok') })).done
+    expect(done.status, done.error ?? '').toBe('success')
+    expect((await tree(join(s.dir, 'ok'))).length).toBe(41)
   })
 
   it('counts a raw leaf\'s own level against the depth limit', async () => {

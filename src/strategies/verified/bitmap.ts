@@ -42,6 +42,15 @@ export class Bitmap {
     return n
   }
 
+  /** The largest number in the set; -1 when it is empty. */
+  last (): number {
+    for (let at = this.#bytes.length - 1; at >= 0; at--) {
+      const byte = this.#bytes[at] as number
+      if (byte !== 0) return at * 8 + 31 - Math.clz32(byte)
+    }
+    return -1
+  }
+
   /** The bytes without trailing zero bytes (compact to store). */
   toBytes (): Uint8Array {
     let end = this.#bytes.length

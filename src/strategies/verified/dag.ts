@@ -126,3 +126,33 @@ export function decodeUnixFS (bytes: Uint8Array): Decoded {
   const node = dagPb.decode(bytes)
   return { node, fs: UnixFS.unmarshal(node.Data ?? EMPTY) }
 }
+
+/** What a DAG node declares it holds: its own bytes and its links' sizes (unverified: for planning only). */
+export function declaredSize (bytes: Uint8Array, node: dagPb.PBNode): number {
+  let size = bytes.byteLength
+  for (const link of node.Links) size += link.Tsize ?? 0
+  return size
+}
+
+/** One link of a HAMT shard node, in its order: a sub-shard, or an entry of the directory. */
+export type ShardLink = { shard: CID } | { name: string, cid: CID }
+
+/**
+ * The links of the HAMT shard node `cid` in their order (the order a CAR of
+ * the DAG sends them in): a link named by the bucket alone is a sub-shard,
+ * one named by the bucket then a name is an entry. A fanout that is not a
+ * power of two from 2 to 1024, or a link name shorter than the bucket, is
+ * refused.
+ */
+export function shardLinks (cid: CID, node: dagPb.PBNode, fs: UnixFS): ShardLink[] {
+  const fanout = Number(fs.fanout ?? 0n)
+  if (!Number.isSafeInteger(fanout) || fanout < 2 || fanout > 1024 || (fanout & (fanout - 1)) !== 0) {
+    throw invalid(cid, `HAMT fanout ${String(fs.fanout)} is not a power of two from 2 to 1024`)
+  }
+  const pad = (fanout - 1).toString(16).length
+  return node.Links.map((link) => {
+    const name = link.Name ?? ''
+    if (name.length < pad) throw invalid(cid, `HAMT link name ${JSON.stringify(name)} is shorter than its bucket`)
+    return name.length === pad ? { shard: link.Hash } : { name: name.slice(pad), cid: link.Hash }
+  })
+}

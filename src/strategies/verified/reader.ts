@@ -5,7 +5,7 @@ import { CidgetError } from '../../core/errors.js'
 import type { DownloadJournal } from '../../core/journal.js'
 import type { RunRange } from '../../gateways/car.js'
 import type { BlockBytes } from '../../gateways/block.js'
-import type { EntityPrefetch } from '../../gateways/pool.js'
+import type { EntityPrefetch, TreePrefetch } from '../../gateways/pool.js'
 
 /** Where verified blocks come from (the gateway pool). Every block it returns matches its CID. */
 export interface BlockSource {
@@ -25,6 +25,13 @@ export interface BlockSource {
    * source cannot.
    */
   prefetchEntity?: (entity: CID, range: RunRange, signal: AbortSignal) => EntityPrefetch | undefined
+  /**
+   * Optional: starts streaming the whole DAG of `root` (which declares
+   * `declared` bytes) in one request; `get()` of its blocks then waits for
+   * the stream while it goes. Undefined when the source cannot, or would
+   * rather not (see the pool's `prefetchTree`).
+   */
+  prefetchTree?: (root: CID, declared: number, signal: AbortSignal) => TreePrefetch | undefined
 }
 
 /** The part of a download's journal that keeps its inner blocks between runs. */
@@ -117,6 +124,11 @@ export class DagReader {
   /** Asks the source to stream the first bytes of `entity` (see {@link BlockSource.prefetchEntity}); undefined when it cannot. */
   prefetchEntity (entity: CID, range: RunRange): EntityPrefetch | undefined {
     return this.#source.prefetchEntity?.(entity, range, this.#signal)
+  }
+
+  /** Asks the source to stream the whole DAG of `root` (see {@link BlockSource.prefetchTree}); undefined when it cannot. */
+  prefetchTree (root: CID, declared: number): TreePrefetch | undefined {
+    return this.#source.prefetchTree?.(root, declared, this.#signal)
   }
 
   /** Asks the source for a run of leaves in one request (see {@link BlockSource.prefetchRun}); false when it cannot. */

@@ -1,19 +1,19 @@
 import type { CID } from 'multiformats/cid'
-import type * as dagPb from '@ipld/dag-pb'
 import { code as DAG_PB } from '@ipld/dag-pb'
 import * as rawCodec from 'multiformats/codecs/raw'
-import { CidgetError, toCidgetError } from '../../core/errors.js'
+import { toCidgetError } from '../../core/errors.js'
 import { MAX_BLOCK_BYTES } from '../../gateways/block.js'
 import { FileHasher } from '../../sink/file-hash.js'
-import { checkName, checkSymlink, safeJoin } from '../../sink/names.js'
+import { checkSymlink } from '../../sink/names.js'
 import type { OutputTree } from '../../sink/tree.js'
 import type { DiskSpace } from '../../sink/space.js'
 import type { Bitmap } from './bitmap.js'
 import { Checkpoints } from './checkpoint.js'
 import type { VerifiedContext } from './context.js'
-import { DagBudget, decode, invalid } from './dag.js'
+import { DagBudget, decode, declaredSize, invalid } from './dag.js'
+import { DirectoryWalk } from './directories.js'
 import { LeafWriter } from './leaves.js'
-import { exporterError, type DagReader, type ExporterStorage } from './reader.js'
+import type { DagReader } from './reader.js'
 import type { DownloadJournal } from '../../core/journal.js'
 import { RunPlanner, type PlannedLeaf } from './runs.js'
 
@@ -70,7 +70,6 @@ export class VerifiedWalk {
   readonly #tree: OutputTree
   readonly #done: Bitmap
   readonly #signal: AbortSignal
-  readonly #storage: ExporterStorage
   readonly #budget: DagBudget
   readonly #leaves: LeafWriter
   readonly #planner: RunPlanner<WrittenLeaf>
@@ -87,6 +86,8 @@ export class VerifiedWalk {
   #written: number
   #total: number | null
   #failure: unknown
+  /** Directories' entries, and the streams of whole subtrees. */
+  readonly #dirs: DirectoryWalk
 
   constructor (init: WalkInit) {
     const { ctx, reader, tree, done } = init
@@ -96,10 +97,20 @@ export class VerifiedWalk {
     this.#tree = tree
     this.#done = done
     this.#signal = init.internal.signal
-    this.#storage = reader.storage()
+    this.#budget = new DagBudget(ctx.limits)
+    const fresh = done.last() + 1
+    this.#dirs = new DirectoryWalk({
+      reader,
+      budget: this.#budget,
+      concurrency: ctx.concurrency,
+      signal: this.#signal,
+      stopped: () => this.#stopped(),
+      entry: async (cid, path, depth) => { await this.#entry(cid, path, depth) },
+      readAhead: (cids) => { this.#readAhead(cids) },
+      fresh: () => this.#index >= fresh
+    })
     this.#written = init.durable
     this.#total = init.total
-    this.#budget = new DagBudget(ctx.limits)
     const fail = (err: unknown): void => { this.#fail(err) }
     this.checkpoints = new Checkpoints({
       done,
@@ -243,6 +254,7 @@ export class VerifiedWalk {
    * the next number.
    */
   #readAhead (cids: CID[]): void {
+    if (this.#dirs.covered()) return // the stream brings them
     let next = this.#index
     for (const cid of cids) {
       if (this.#reader.kept(cid)) return
@@ -330,6 +342,8 @@ export class VerifiedWalk {
     // so that runs keep going across the children's boundaries
     const twoLevels = planner.children && planner.enabled && children.length > 0 && children.every(c => c.code === DAG_PB)
     const plannedLeaves = this.#plannedNodes.has(cid.toString())
+    // a tree stream brings the leaves in the walk's order: no runs ask for them again
+    const streamed = this.#dirs.covered()
     let planned = -1 // children up to this one are registered, or could not be
     let nextBase: number | undefined // the first block number of child planned + 1, when known now
     // a planning node reads ahead only the two children it plans first: more would take the
@@ -337,7 +351,9 @@ export class VerifiedWalk {
     const ahead = twoLevels ? 2 : concurrency * 2
     for (let j = 0; j < children.length; j++) {
       if (j % concurrency === 0) this.#readAhead(children.slice(j, j + ahead))
-      if (twoLevels && planner.enabled) {
+      if (streamed) {
+        // the stream's blocks are taken as the walk and its writers ask for them
+      } else if (twoLevels && planner.enabled) {
         if (planned < j) {
           nextBase = await this.#plan(cid, path, offset, children[j] as CID, sizes[j] as number, starts[j] as number, j, this.#index)
           planned = j
@@ -422,7 +438,11 @@ export class VerifiedWalk {
       case 'directory':
       case 'hamt-sharded-directory':
         await this.#reader.keep(cid, bytes)
-        await this.#directory(cid, fs.type, node, path, depth)
+        await this.#tree.mkdir(path)
+        await this.#dirs.streamed(cid, declaredSize(bytes, node), async () => {
+          if (fs.type === 'directory') await this.#dirs.entries(cid, node.Links.map((l) => ({ name: l.Name ?? '', cid: l.Hash })), path, depth)
+          else await this.#dirs.shard(cid, node, fs, path, depth)
+        })
         return
       case 'file':
       case 'raw':
@@ -455,42 +475,5 @@ export class VerifiedWalk {
     }
     await this.#tree.symlink(path, target)
     this.#wrote(i, 0)
-  }
-
-  async #directory (cid: CID, type: string, node: dagPb.PBNode, path: string, depth: number): Promise<void> {
-    await this.#tree.mkdir(path)
-    const listed = type === 'directory' ? node.Links.map((link) => ({ name: link.Name ?? '', cid: link.Hash })) : await this.#listShard(cid, path)
-    const seen = new Set<string>()
-    for (const e of listed) {
-      checkName(e.name, cid.toString())
-      if (seen.has(e.name)) throw new CidgetError('CIDGET_ERR_UNSAFE_NAME', `Refusing duplicate name ${JSON.stringify(e.name)} in ${cid.toString()}`)
-      seen.add(e.name)
-    }
-    const concurrency = this.#ctx.concurrency
-    for (let j = 0; j < listed.length; j++) {
-      if (j % concurrency === 0) this.#readAhead(listed.slice(j, j + concurrency * 2).map(e => e.cid))
-      const e = listed[j] as { name: string, cid: CID }
-      await this.#entry(e.cid, safeJoin(path, [e.name], cid.toString()), depth + 1)
-    }
-  }
-
-  /** The entries of the sharded directory `cid` at `path` (held in memory: cut off at the entry limit). */
-  async #listShard (cid: CID, path: string): Promise<Array<{ name: string, cid: CID }>> {
-    const listed: Array<{ name: string, cid: CID }> = []
-    const signal = this.#signal
-    try {
-      // loaded when needed: most downloads never list a sharded directory
-      const { exporter } = await import('ipfs-unixfs-exporter')
-      const dir = await exporter(cid, this.#storage, { signal })
-      if (dir.type !== 'directory') throw invalid(cid, 'sharded directory did not list as a directory')
-      for await (const e of dir.entries({ signal })) {
-        listed.push({ name: e.name, cid: e.cid })
-        this.#budget.listing(listed.length, path)
-      }
-    } catch (err) {
-      if (signal.aborted) throw this.#stopped()
-      throw exporterError(err, `Listing sharded directory ${cid.toString()}`)
-    }
-    return listed
   }
 }
