@@ -84,7 +84,7 @@ export interface GatewayPoolInit {
   health?: HealthRegistry
   /** Blocks of one tree stream held until taken. @default TREE_DEFAULTS.BUFFER_BYTES (16 MiB) */
   treeBufferBytes?: number
-  /** A subtree declaring more is not streamed whole while several gateways can share it. @default TREE_DEFAULTS.WINDOW_BYTES (64 MiB) */
+  /** A subtree declaring more is not streamed whole while several gateways can share it. @default TREE_DEFAULTS.WINDOW_BYTES (16 MiB) */
   treeWindowBytes?: number
 }
 
@@ -270,13 +270,14 @@ export class GatewayPool {
    * fetched block by block; a gateway that refuses such streams, or sends
    * one that lacks blocks of the DAG, is not asked for one again; one that
    * breaks off or stalls is backed off. The caller releases it when it
-   * leaves the subtree.
+   * leaves the subtree. One started `ahead` of the walk (a later sibling) is
+   * waited for only once the caller enters it.
    *
    * @returns undefined, and nothing starts, when no gateway may serve it, or
    *   when `declared` is over the tree window and several gateways can share the work
    */
-  prefetchTree (root: CID, declared: number, signal: AbortSignal): TreePrefetch | undefined {
-    return this.#trees.start(root, declared, signal)
+  prefetchTree (root: CID, declared: number, signal: AbortSignal, ahead = false): TreePrefetch | undefined {
+    return this.#trees.start(root, declared, signal, ahead)
   }
 
   stats (): GatewayStats[] {

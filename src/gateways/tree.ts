@@ -34,7 +34,7 @@ export const TREE_DEFAULTS = {
   /** Blocks of one stream held until the walk takes them. */
   BUFFER_BYTES: 16 * MiB,
   /** A subtree that declares more than this is not streamed whole while several gateways can share it. */
-  WINDOW_BYTES: 64 * MiB,
+  WINDOW_BYTES: 16 * MiB,
   /** Keys of the blocks a stream brought that it remembers, to tell a repeat from a block still to come. */
   SEEN: 65_536,
   /** A get() gives up on a block a stream has not brought after this many more bytes of it. */
@@ -60,6 +60,8 @@ export interface TreePrefetch {
    * broke off, stalled, was cut, or lacked a block the walk asked for.
    */
   readonly covering: boolean
+  /** The walk is in the subtree now (a stream started ahead of it is not waited for before). */
+  enter: () => void
   /** The walk left the subtree: the stream stops once no get() waits for it any more. */
   release: () => void
 }
@@ -75,6 +77,8 @@ interface TreeStream {
   forgot: boolean
   /** get() calls waiting for a block from it. */
   waiters: number
+  /** The walk is in its subtree: get() waits for its blocks. */
+  active: boolean
   /** The walk left its subtree. */
   released: boolean
   ended: boolean
@@ -113,12 +117,13 @@ export class TreeStreamer {
 
   /**
    * Streams the whole DAG of `root` (which declares `declared` bytes: its
-   * node and its links' sizes) from one gateway that may serve it. Undefined,
+   * node and its links' sizes) from one gateway that may serve it; one
+   * started `ahead` of the walk is waited for only once entered. Undefined,
    * and nothing starts, when no gateway may, or when the subtree is larger
    * than the window and several gateways can share it (their runs and the
    * streams of its smaller subtrees spread it better).
    */
-  start (root: CID, declared: number, signal: AbortSignal): TreePrefetch | undefined {
+  start (root: CID, declared: number, signal: AbortSignal, ahead = false): TreePrefetch | undefined {
     if (signal.aborted || identityBytes(root) !== undefined) return undefined
     const able = this.#base.gateways.filter((g) => !g.dropped && g.car !== false && g.tree !== false)
     if (able.length === 0) return undefined
@@ -131,6 +136,7 @@ export class TreeStreamer {
       seen: new Set(),
       forgot: false,
       waiters: 0,
+      active: !ahead,
       released: false,
       ended: false,
       complete: false,
@@ -151,6 +157,7 @@ export class TreeStreamer {
     })
     return {
       get covering () { return !stream.stalled && (stream.ended ? stream.complete : !stream.stop.signal.aborted) },
+      enter: () => { stream.active = true },
       release: () => {
         stream.released = true
         if (stream.waiters === 0) this.#close(stream)
@@ -292,7 +299,7 @@ export class TreeStreamer {
   #awaited (key: string): TreeStream | undefined {
     let awaited: TreeStream | undefined
     for (const stream of this.#streams) {
-      if (stream.released || stream.seen.has(key)) continue
+      if (!stream.active || stream.released || stream.seen.has(key)) continue
       if (!stream.ended && !stream.stalled) awaited ??= stream
       else if (stream.complete && !stream.forgot && stream.gateway !== undefined) {
         this.#unable(stream.gateway, `sent the CAR of the DAG of ${stream.root.toString()} without all its blocks; asked block by block`)

@@ -135,7 +135,7 @@ export function declaredSize (bytes: Uint8Array, node: dagPb.PBNode): number {
 }
 
 /** One link of a HAMT shard node, in its order: a sub-shard, or an entry of the directory. */
-export type ShardLink = { shard: CID } | { name: string, cid: CID }
+export type ShardLink = ({ shard: CID } | { name: string, cid: CID }) & { size: number }
 
 /**
  * The links of the HAMT shard node `cid` in their order (the order a CAR of
@@ -153,6 +153,7 @@ export function shardLinks (cid: CID, node: dagPb.PBNode, fs: UnixFS): ShardLink
   return node.Links.map((link) => {
     const name = link.Name ?? ''
     if (name.length < pad) throw invalid(cid, `HAMT link name ${JSON.stringify(name)} is shorter than its bucket`)
-    return name.length === pad ? { shard: link.Hash } : { name: name.slice(pad), cid: link.Hash }
+    const size = link.Tsize ?? 0
+    return name.length === pad ? { shard: link.Hash, size } : { name: name.slice(pad), cid: link.Hash, size }
   })
 }

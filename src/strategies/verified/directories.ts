@@ -7,6 +7,19 @@ import { decode, invalid, declaredSize, shardLinks, type DagBudget } from './dag
 import type { DagReader } from './reader.js'
 import type { TreePrefetch } from '../../gateways/pool.js'
 
+/** Children streamed ahead of the walk at most, in all… */
+const MAX_AHEAD = 8
+/** …declaring this many bytes in all; a child declaring more is not streamed ahead. */
+const AHEAD_BYTES = 16 * 1024 * 1024
+
+/** A child of a directory: an entry, or a sub-shard of a sharded directory. */
+interface Child {
+  cid: CID
+  /** What its link declares (unverified: only for planning). */
+  size: number
+  walk: () => Promise<void>
+}
+
 export interface DirectoryWalkInit {
   reader: DagReader
   /** The walk's budget: entries and depth. */
@@ -34,6 +47,8 @@ export class DirectoryWalk {
   readonly #init: DirectoryWalkInit
   /** The stream of the whole subtree the walk is in, if one brings it. */
   #stream: TreePrefetch | undefined
+  /** Streams started ahead of the walk (not entered yet), and the bytes their subtrees declare. */
+  readonly #ahead = { count: 0, bytes: 0 }
 
   constructor (init: DirectoryWalkInit) {
     this.#init = init
@@ -56,14 +71,7 @@ export class DirectoryWalk {
       await walk()
       return
     }
-    const outer = this.#stream
-    this.#stream = stream
-    try {
-      await walk()
-    } finally {
-      this.#stream = outer
-      stream.release()
-    }
+    await this.#within(stream, walk)
   }
 
   /** Checks the name of an entry of directory `dir` (which holds `names` so far): a safe name, not there yet. */
@@ -75,15 +83,18 @@ export class DirectoryWalk {
   }
 
   /** The entries of the plain directory `dir` at `path`: every name checked before any is written. */
-  async entries (dir: CID, listed: Array<{ name: string, cid: CID }>, path: string, depth: number): Promise<void> {
+  async entries (dir: CID, listed: Array<{ name: string, cid: CID, size: number }>, path: string, depth: number): Promise<void> {
     const names = new Set<string>()
     for (const e of listed) this.#name(dir, names, e.name, path)
     const concurrency = this.#init.concurrency
-    for (let j = 0; j < listed.length; j++) {
-      if (j % concurrency === 0) this.#init.readAhead(listed.slice(j, j + concurrency * 2).map(e => e.cid))
-      const e = listed[j] as { name: string, cid: CID }
-      await this.#init.entry(e.cid, safeJoin(path, [e.name], dir.toString()), depth + 1)
-    }
+    await this.#children(listed.map((e, j) => ({
+      cid: e.cid,
+      size: e.size,
+      walk: async () => {
+        if (j % concurrency === 0 && this.#ahead.count === 0) this.#init.readAhead(listed.slice(j, j + concurrency * 2).map(e => e.cid))
+        await this.#init.entry(e.cid, safeJoin(path, [e.name], dir.toString()), depth + 1)
+      }
+    })))
   }
 
   /**
@@ -94,21 +105,92 @@ export class DirectoryWalk {
    */
   async shard (dir: CID, node: dagPb.PBNode, fs: UnixFS, path: string, depth: number, names = new Set<string>(), level = 0): Promise<void> {
     const links = shardLinks(dir, node, fs)
-    this.#init.readAhead(links.map((l) => 'shard' in l ? l.shard : l.cid).slice(0, this.#init.concurrency * 2))
-    for (const link of links) {
-      if (this.#init.signal.aborted) throw this.#init.stopped()
-      if (!('shard' in link)) {
-        this.#name(dir, names, link.name, path)
-        await this.#init.entry(link.cid, safeJoin(path, [link.name], dir.toString()), depth + 1)
-        continue
+    if (this.#ahead.count === 0) this.#init.readAhead(links.map((l) => 'shard' in l ? l.shard : l.cid).slice(0, this.#init.concurrency * 2))
+    await this.#children(links.map((link) => 'shard' in link
+      ? {
+          cid: link.shard,
+          size: link.size,
+          walk: async () => {
+            this.#init.budget.depth(depth + level + 1, link.shard)
+            this.#init.budget.entry()
+            const bytes = this.#init.reader.cached(link.shard) ?? await this.#init.reader.get(link.shard)
+            const sub = decode(link.shard, bytes)
+            if (sub.fs.type !== 'hamt-sharded-directory') throw invalid(link.shard, `UnixFS ${sub.fs.type} where a HAMT shard belongs`)
+            await this.#init.reader.keep(link.shard, bytes)
+            await this.streamed(link.shard, declaredSize(bytes, sub.node), async () => { await this.shard(link.shard, sub.node, sub.fs, path, depth, names, level + 1) })
+          }
+        }
+      : {
+          cid: link.cid,
+          size: link.size,
+          walk: async () => {
+            this.#name(dir, names, link.name, path)
+            await this.#init.entry(link.cid, safeJoin(path, [link.name], dir.toString()), depth + 1)
+          }
+        }))
+  }
+
+  /**
+   * Walks the children of a directory (entries, or a shard node's links) in
+   * order. Where no stream brings them (the directory was too large to come
+   * whole from one gateway while several can share it, or its stream broke
+   * off), each child that declares at most AHEAD_BYTES is streamed whole on
+   * its own, several ahead of the walk (spread over the gateways by the
+   * pool, within AHEAD_BYTES and MAX_AHEAD for the whole walk), and the walk
+   * takes each stream over when it gets there.
+   */
+  async #children (children: Child[]): Promise<void> {
+    const ahead = new Map<number, { stream: TreePrefetch, size: number }>()
+    let next = 0
+    let able = true
+    try {
+      for (let j = 0; j < children.length; j++) {
+        if (this.#init.signal.aborted) throw this.#init.stopped()
+        if (able && !this.covered() && this.#init.fresh()) {
+          for (next = Math.max(next, j); next < children.length && this.#ahead.count < MAX_AHEAD; next++) {
+            const { cid, size } = children[next] as Child
+            if (size > AHEAD_BYTES) continue // walked when reached: its own children, or runs of a file's leaves
+            if (this.#ahead.bytes + size > AHEAD_BYTES) break
+            const stream = this.#init.reader.prefetchTree(cid, size, true)
+            if (stream === undefined) {
+              able = false
+              break
+            }
+            ahead.set(next, { stream, size })
+            this.#ahead.count++
+            this.#ahead.bytes += size
+          }
+        }
+        const child = children[j] as Child
+        const mine = ahead.get(j)
+        if (mine === undefined) {
+          await child.walk()
+          continue
+        }
+        ahead.delete(j)
+        this.#ahead.count--
+        this.#ahead.bytes -= mine.size
+        await this.#within(mine.stream, child.walk)
       }
-      this.#init.budget.depth(depth + level + 1, link.shard)
-      this.#init.budget.entry()
-      const bytes = this.#init.reader.cached(link.shard) ?? await this.#init.reader.get(link.shard)
-      const sub = decode(link.shard, bytes)
-      if (sub.fs.type !== 'hamt-sharded-directory') throw invalid(link.shard, `UnixFS ${sub.fs.type} where a HAMT shard belongs`)
-      await this.#init.reader.keep(link.shard, bytes)
-      await this.streamed(link.shard, declaredSize(bytes, sub.node), async () => { await this.shard(link.shard, sub.node, sub.fs, path, depth, names, level + 1) })
+    } finally {
+      for (const { stream, size } of ahead.values()) {
+        stream.release()
+        this.#ahead.count--
+        this.#ahead.bytes -= size
+      }
+    }
+  }
+
+  /** Runs `walk` with `stream` bringing what it walks: entered first, released after. */
+  async #within (stream: TreePrefetch, walk: () => Promise<void>): Promise<void> {
+    const outer = this.#stream
+    this.#stream = stream
+    stream.enter()
+    try {
+      await walk()
+    } finally {
+      this.#stream = outer
+      stream.release()
     }
   }
 }

@@ -28,10 +28,10 @@ export interface BlockSource {
   /**
    * Optional: starts streaming the whole DAG of `root` (which declares
    * `declared` bytes) in one request; `get()` of its blocks then waits for
-   * the stream while it goes. Undefined when the source cannot, or would
+   * the stream while it goes (`ahead`: once it is entered). Undefined when the source cannot, or would
    * rather not (see the pool's `prefetchTree`).
    */
-  prefetchTree?: (root: CID, declared: number, signal: AbortSignal) => TreePrefetch | undefined
+  prefetchTree?: (root: CID, declared: number, signal: AbortSignal, ahead?: boolean) => TreePrefetch | undefined
 }
 
 /** The part of a download's journal that keeps its inner blocks between runs. */
@@ -127,8 +127,8 @@ export class DagReader {
   }
 
   /** Asks the source to stream the whole DAG of `root` (see {@link BlockSource.prefetchTree}); undefined when it cannot. */
-  prefetchTree (root: CID, declared: number): TreePrefetch | undefined {
-    return this.#source.prefetchTree?.(root, declared, this.#signal)
+  prefetchTree (root: CID, declared: number, ahead = false): TreePrefetch | undefined {
+    return this.#source.prefetchTree?.(root, declared, this.#signal, ahead)
   }
 
   /** Asks the source for a run of leaves in one request (see {@link BlockSource.prefetchRun}); false when it cannot. */

@@ -440,7 +440,7 @@ export class VerifiedWalk {
         await this.#reader.keep(cid, bytes)
         await this.#tree.mkdir(path)
         await this.#dirs.streamed(cid, declaredSize(bytes, node), async () => {
-          if (fs.type === 'directory') await this.#dirs.entries(cid, node.Links.map((l) => ({ name: l.Name ?? '', cid: l.Hash })), path, depth)
+          if (fs.type === 'directory') await this.#dirs.entries(cid, node.Links.map((l) => ({ name: l.Name ?? '', cid: l.Hash, size: l.Tsize ?? 0 })), path, depth)
           else await this.#dirs.shard(cid, node, fs, path, depth)
         })
         return
