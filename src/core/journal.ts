@@ -28,6 +28,10 @@ export interface DownloadJournal {
   progress (): Promise<Uint8Array | undefined>
   /** Verified mode: the inner DAG blocks kept by earlier runs, by CID. */
   keptBlocks (): Promise<Map<string, Uint8Array>>
+  /** Verified mode: the CIDs of the inner blocks kept so far (not their bytes). */
+  keptBlockKeys (): Promise<Set<string>>
+  /** Verified mode: one kept inner block; undefined when it was not kept. */
+  keptBlock (cid: string): Promise<Uint8Array | undefined>
 
   /** Verified mode: the bitmap of blocks written and fsynced, and the bytes they add up to (after an fsync). */
   checkpoint (bitmap: Uint8Array, bytes: number): Promise<void>

@@ -39,6 +39,14 @@ export class Journal implements DownloadJournal {
     return await this.#store.getBlocks(this.id)
   }
 
+  async keptBlockKeys (): Promise<Set<string>> {
+    return new Set(await this.#store.getBlockKeys(this.id))
+  }
+
+  async keptBlock (cid: string): Promise<Uint8Array | undefined> {
+    return await this.#store.getBlock(this.id, cid)
+  }
+
   async checkpoint (bitmap: Uint8Array, bytes: number): Promise<void> {
     await this.#store.saveProgress(this.id, bitmap, bytes, this.owner)
   }

@@ -47,7 +47,8 @@ export interface DownloaderInit extends Partial<DownloadPolicy> {
   /**
    * Verified mode: consecutive raw leaves asked for in one CAR request
    * (IPIP-402 entity bytes) from gateways that serve them; 0 or 1: one
-   * request per block. @default 16
+   * request per block, and no CAR requests at all (a tree's subtrees are not
+   * streamed whole either). @default 16
    */
   runBlocks?: number
   /** Verified mode: hedge a block request after this many ms without an answer (0: never). @default adaptive */

@@ -10,7 +10,7 @@ import {
   leaseLost, rowToRecord, unknownDownload
 } from './rows.js'
 import type { BindValue, DownloadRow, NewDownloadParams } from './rows.js'
-import { FENCE, INSERT_COLUMNS, SELECT_DOWNLOADS, SQL, UNFINISHED_SQL, bind, patchAssignments, positional } from './sql.js'
+import { CLEAR_PROGRESS, FENCE, INSERT_COLUMNS, OWNED, SELECT_DOWNLOADS, SQL, UNFINISHED_SQL, bind, patchAssignments, positional } from './sql.js'
 import type { Positional, StatementName } from './sql.js'
 import type { ClaimOptions, DownloadPatch, ListOptions, OwnerLiveness, Store, StoreOptions } from './store.js'
 
@@ -44,15 +44,6 @@ const ANALYZE_AFTER_ROWS = 1000
 /** Rows per INSERT statement in `createDownloads` (each column travels as one array parameter). */
 export const INSERT_BATCH = 1000
 
-/**
- * Writes of `ipfs_download_progress` and `ipfs_download_blocks` fenced in the same statement:
- * `owned` is the download's row while `$2` holds its lease, locked against a takeover (FOR SHARE)
- * until the write commits.
- */
-const OWNED = 'WITH owned AS (SELECT id FROM ipfs_downloads WHERE id = $1 AND "leaseOwner" = $2 FOR SHARE)'
-/** Forgets a download's progress and kept blocks in one statement. */
-const CLEAR_PROGRESS = `WITH progress AS (DELETE FROM ipfs_download_progress WHERE "downloadId" = $1)
-  DELETE FROM ipfs_download_blocks WHERE "downloadId" = $1`
 /** The shared statements, numbered. */
 const STATEMENTS = Object.fromEntries(Object.entries(SQL).map(([name, sql]) => [name, positional(sql)])) as Record<StatementName, Positional>
 
@@ -386,10 +377,16 @@ export class PostgresStore implements Store {
   }
 
   async getBlocks (id: number): Promise<Map<string, Uint8Array>> {
-    return this.#run('getBlocks', async () => {
-      const res = await this.#exec<{ cid: string, bytes: Buffer }>('getBlocks', { id })
-      return new Map(res.rows.map(r => [r.cid, new Uint8Array(r.bytes)]))
-    })
+    return this.#run('getBlocks', async () =>
+      new Map((await this.#exec<{ cid: string, bytes: Buffer }>('getBlocks', { id })).rows.map(r => [r.cid, new Uint8Array(r.bytes)])))
+  }
+
+  async getBlock (id: number, cid: string): Promise<Uint8Array | undefined> {
+    return this.#run('getBlock', async () => (await this.#exec<{ bytes: Buffer }>('getBlock', { id, cid })).rows.map(r => new Uint8Array(r.bytes))[0])
+  }
+
+  async getBlockKeys (id: number): Promise<string[]> {
+    return this.#run('getBlockKeys', async () => (await this.#exec<{ cid: string }>('getBlockKeys', { id })).rows.map(r => r.cid))
   }
 
   async clearProgress (id: number, owner?: string): Promise<void> {

@@ -51,6 +51,8 @@ export const SQL = {
   getProgress: 'SELECT bitmap FROM ipfs_download_progress WHERE "downloadId" = @id',
   putBlock: 'INSERT INTO ipfs_download_blocks ("downloadId", cid, bytes) VALUES (@id, @cid, @bytes) ON CONFLICT DO NOTHING',
   getBlocks: 'SELECT cid, bytes FROM ipfs_download_blocks WHERE "downloadId" = @id',
+  getBlock: 'SELECT bytes FROM ipfs_download_blocks WHERE "downloadId" = @id AND cid = @cid',
+  getBlockKeys: 'SELECT cid FROM ipfs_download_blocks WHERE "downloadId" = @id',
 
   takeLease: 'UPDATE ipfs_downloads SET "leaseOwner" = @owner, "leaseExpires" = @expires, "updatedAt" = @now WHERE id = @id',
   renewLease: 'UPDATE ipfs_downloads SET "leaseExpires" = @expires, "updatedAt" = @now WHERE id = @id AND "leaseOwner" = @owner',
@@ -93,3 +95,13 @@ export function bind (statement: Positional, params: Record<string, unknown>): u
     return params[name]
   })
 }
+
+/**
+ * PostgreSQL: writes of `ipfs_download_progress` and `ipfs_download_blocks` fenced in the same statement:
+ * `owned` is the download's row while `$2` holds its lease, locked against a takeover (FOR SHARE)
+ * until the write commits.
+ */
+export const OWNED = 'WITH owned AS (SELECT id FROM ipfs_downloads WHERE id = $1 AND "leaseOwner" = $2 FOR SHARE)'
+/** Forgets a download's progress and kept blocks in one statement. */
+export const CLEAR_PROGRESS = `WITH progress AS (DELETE FROM ipfs_download_progress WHERE "downloadId" = $1)
+  DELETE FROM ipfs_download_blocks WHERE "downloadId" = $1`

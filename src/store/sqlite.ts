@@ -66,6 +66,8 @@ function prepareStatements (db: Database.Database) {
     getProgress: db.prepare<Id, { bitmap: Uint8Array }>(SQL.getProgress),
     putBlock: db.prepare<Id & { cid: string, bytes: Uint8Array }>(SQL.putBlock),
     getBlocks: db.prepare<Id, { cid: string, bytes: Uint8Array }>(SQL.getBlocks),
+    getBlock: db.prepare<Id & { cid: string }, { bytes: Uint8Array }>(SQL.getBlock),
+    getBlockKeys: db.prepare<Id, { cid: string }>(SQL.getBlockKeys),
     clearProgress: db.prepare<Id>('DELETE FROM ipfs_download_progress WHERE "downloadId" = @id'),
     clearBlocks: db.prepare<Id>('DELETE FROM ipfs_download_blocks WHERE "downloadId" = @id'),
     setCurrentSize: db.prepare<Fenced & { currentSize: number }>(SQL.setCurrentSize),
@@ -386,6 +388,17 @@ export class SqliteStore implements Store {
 
   async getBlocks (id: number): Promise<Map<string, Uint8Array>> {
     return this.#run('getBlocks', () => new Map(this.#stmts.getBlocks.all({ id }).map(r => [r.cid, new Uint8Array(r.bytes)])))
+  }
+
+  async getBlock (id: number, cid: string): Promise<Uint8Array | undefined> {
+    return this.#run('getBlock', () => {
+      const row = this.#stmts.getBlock.get({ id, cid })
+      return row === undefined ? undefined : new Uint8Array(row.bytes)
+    })
+  }
+
+  async getBlockKeys (id: number): Promise<string[]> {
+    return this.#run('getBlockKeys', () => this.#stmts.getBlockKeys.all({ id }).map(r => r.cid))
   }
 
   async clearProgress (id: number, owner?: string): Promise<void> {

@@ -94,6 +94,10 @@ export interface Store {
   /** Verified mode: keeps an inner DAG block (verified) so that a resume need not fetch it again. */
   putBlock (id: number, cid: string, bytes: Uint8Array, owner?: string): Promise<void>
   getBlocks (id: number): Promise<Map<string, Uint8Array>>
+  /** One kept block of a download, by CID; undefined when it was not kept. */
+  getBlock (id: number, cid: string): Promise<Uint8Array | undefined>
+  /** The CIDs of a download's kept blocks (not their bytes). */
+  getBlockKeys (id: number): Promise<string[]>
   /**
    * Forgets the bitmap and blocks of a download (after success, cancel or a restart). Unfenced, an
    * unknown id is no error (there is nothing to forget); fenced, it is CIDGET_ERR_UNKNOWN_DOWNLOAD.

@@ -333,11 +333,13 @@ export function source (fx: Fixture): BlockSource {
 export function memoryStore (): Store {
   const kept = new Map<string, Uint8Array>()
   let progress: Uint8Array | undefined
-  const store: Pick<Store, 'getProgress' | 'saveProgress' | 'clearProgress' | 'getBlocks' | 'putBlock' | 'updateDownload'> = {
+  const store: Pick<Store, 'getProgress' | 'saveProgress' | 'clearProgress' | 'getBlocks' | 'getBlock' | 'getBlockKeys' | 'putBlock' | 'updateDownload'> = {
     getProgress: async () => progress,
     saveProgress: async (_id, bitmap) => { progress = bitmap },
     clearProgress: async () => { progress = undefined; kept.clear() },
     getBlocks: async () => new Map(kept),
+    getBlock: async (_id, cid) => kept.get(cid),
+    getBlockKeys: async () => [...kept.keys()],
     putBlock: async (_id, cid, bytes) => { kept.set(cid, bytes) },
     updateDownload: async () => {}
   }

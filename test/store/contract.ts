@@ -502,9 +502,14 @@ export function storeContract (name: string, open: (opts: ContractOpenOptions) =
         const blocks = await store.getBlocks(id)
         expect([...blocks.keys()].sort()).toEqual(['bafyA', 'bafyB'])
         expect(blocks.get('bafyA')).toEqual(new Uint8Array([1, 2, 3]))
+        // one by one: the CIDs alone, then a block's bytes when needed
+        expect((await store.getBlockKeys(id)).sort()).toEqual(['bafyA', 'bafyB'])
+        expect(await store.getBlock(id, 'bafyB')).toEqual(new Uint8Array([4]))
+        expect(await store.getBlock(id, 'bafyC')).toBeUndefined()
         await store.clearProgress(id)
         expect(await store.getProgress(id)).toBeUndefined()
         expect((await store.getBlocks(id)).size).toBe(0)
+        expect(await store.getBlockKeys(id)).toEqual([])
       })
 
       it('the success record forgets the progress in the same write', async () => {

@@ -193,7 +193,7 @@ class CarWalk {
     const onDisk = i >= this.#skip && i === this.#appended ? this.#found[i - this.#skip] : undefined
     if (i < this.#skip) {
       // in the CAR already: only inner blocks matter now, and those were kept
-      return this.#reader.cached(cid)
+      return await this.#reader.keptBytes(cid)
     }
     if (onDisk !== undefined && onDisk.cid === key) {
       // appended by a run killed before it recorded it: taken as it is

@@ -11,7 +11,8 @@ export interface VerifiedContext extends StrategyContext {
   concurrency: number
   /**
    * Consecutive raw leaves asked for in one CAR request (IPIP-402 entity
-   * bytes) where the block source can; 0 or 1: block by block. @default 16
+   * bytes) where the block source can; 0 or 1: block by block, and no CAR
+   * request at all (no streams of whole subtrees either). @default 16
    */
   runBlocks?: number
   /** Runs started ahead of the leaf being written. @default 4 */

@@ -34,6 +34,8 @@ export interface DirectoryWalkInit {
   readAhead: (cids: CID[]) => void
   /** True when nothing from the walk's next block on was written in an earlier run. */
   fresh: () => boolean
+  /** Whether subtrees may come as CAR streams (block by block only: false). */
+  streams: boolean
 }
 
 /**
@@ -66,7 +68,7 @@ export class DirectoryWalk {
    * may have been written in an earlier run (a resume fetches nothing twice).
    */
   async streamed (cid: CID, declared: number, walk: () => Promise<void>): Promise<void> {
-    const stream = this.covered() || !this.#init.fresh() ? undefined : this.#init.reader.prefetchTree(cid, declared)
+    const stream = !this.#init.streams || this.covered() || !this.#init.fresh() ? undefined : this.#init.reader.prefetchTree(cid, declared)
     if (stream === undefined) {
       await walk()
       return
@@ -113,7 +115,7 @@ export class DirectoryWalk {
           walk: async () => {
             this.#init.budget.depth(depth + level + 1, link.shard)
             this.#init.budget.entry()
-            const bytes = this.#init.reader.cached(link.shard) ?? await this.#init.reader.get(link.shard)
+            const bytes = await this.#init.reader.get(link.shard)
             const sub = decode(link.shard, bytes)
             if (sub.fs.type !== 'hamt-sharded-directory') throw invalid(link.shard, `UnixFS ${sub.fs.type} where a HAMT shard belongs`)
             await this.#init.reader.keep(link.shard, bytes)
@@ -142,7 +144,7 @@ export class DirectoryWalk {
   async #children (children: Child[]): Promise<void> {
     const ahead = new Map<number, { stream: TreePrefetch, size: number }>()
     let next = 0
-    let able = true
+    let able = this.#init.streams
     try {
       for (let j = 0; j < children.length; j++) {
         if (this.#init.signal.aborted) throw this.#init.stopped()

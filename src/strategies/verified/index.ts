@@ -198,7 +198,7 @@ async function openRoot (ctx: VerifiedContext, journal: DownloadJournal, reader:
  */
 async function recoverLeaves (journal: DownloadJournal, tree: OutputTree, reader: DagReader, done: Bitmap, start: RootStart, durable: number, signal: AbortSignal): Promise<number> {
   try {
-    const finder = new LeafFinder(done, (cid) => reader.cached(cid), signal)
+    const finder = new LeafFinder(done, async (cid) => await reader.keptBytes(cid), signal)
     const found = start.isDirectory ? await finder.tree(tree.root, start.root, start.rootBytes) : await finder.file(tree.root, start.root, start.rootBytes)
     if (found.count === 0) return 0
     done.union(found.blocks)

@@ -35,7 +35,10 @@ export interface BlockSource {
 }
 
 /** The part of a download's journal that keeps its inner blocks between runs. */
-export type KeptBlocks = Pick<DownloadJournal, 'keptBlocks' | 'keepBlock'>
+export type KeptBlocks = Pick<DownloadJournal, 'keptBlockKeys' | 'keptBlock' | 'keepBlock'>
+
+/** Bytes of kept blocks held in memory at most: the rest are read back from the record when needed. */
+const KEPT_CACHE_BYTES = 8 * 1024 * 1024
 
 /** The storage interface ipfs-unixfs-exporter reads blocks through. */
 export interface ExporterStorage {
@@ -46,46 +49,74 @@ export interface ExporterStorage {
  * Reads the blocks of one download: from the record's copy of its inner blocks
  * first, else from the block source (verified). Inner blocks are kept in the
  * record, so a resume never fetches them again; a bounded number of blocks can
- * be read ahead of the walk.
+ * be read ahead of the walk. Only the CIDs of the kept blocks stay in memory,
+ * with the last 8 MiB of their bytes: a tree of millions of entries keeps its
+ * directories in the record, not in memory.
  */
 export class DagReader {
   readonly #journal: KeptBlocks
   readonly #source: BlockSource
   readonly #signal: AbortSignal
-  readonly #cache: Map<string, Uint8Array>
+  /** The CIDs of every kept block. */
+  readonly #keys: Set<string>
+  /** Bytes of kept blocks lately used, least recently used first. */
+  readonly #cache = new Map<string, Uint8Array>()
+  #cacheBytes = 0
   readonly #ahead = new Map<string, Promise<Uint8Array>>()
   readonly #maxAhead: number
   #resolved: { cid: CID, bytes: Uint8Array } | undefined
 
-  private constructor (journal: KeptBlocks, source: BlockSource, signal: AbortSignal, cache: Map<string, Uint8Array>, maxAhead: number) {
+  private constructor (journal: KeptBlocks, source: BlockSource, signal: AbortSignal, keys: Set<string>, maxAhead: number) {
     this.#journal = journal
     this.#source = source
     this.#signal = signal
     // every block request in flight listens on it: many listeners are expected, not a leak
     setMaxListeners(0, signal)
-    this.#cache = cache
+    this.#keys = keys
     this.#maxAhead = maxAhead
   }
 
   static async open (journal: KeptBlocks, source: BlockSource, signal: AbortSignal, maxAhead: number): Promise<DagReader> {
-    return new DagReader(journal, source, signal, await journal.keptBlocks(), maxAhead)
+    return new DagReader(journal, source, signal, await journal.keptBlockKeys(), maxAhead)
   }
 
   /** True when the block is one of the kept inner blocks. */
   kept (cid: CID): boolean {
-    return this.#cache.has(cid.toString())
+    return this.#keys.has(cid.toString())
   }
 
-  /** A kept block, without any request. */
-  cached (cid: CID): Uint8Array | undefined {
-    return this.#cache.get(cid.toString())
+  /** A kept block (from memory, else from the record), without any request; undefined when it is not kept. */
+  async keptBytes (cid: CID): Promise<Uint8Array | undefined> {
+    const key = cid.toString()
+    if (!this.#keys.has(key)) return undefined
+    const hit = this.#cache.get(key)
+    if (hit !== undefined) {
+      this.#cache.delete(key)
+      this.#cache.set(key, hit)
+      return hit
+    }
+    const bytes = await this.#journal.keptBlock(key)
+    if (bytes !== undefined) this.#remember(key, bytes)
+    return bytes
+  }
+
+  #remember (key: string, bytes: Uint8Array): void {
+    this.#cache.set(key, bytes)
+    this.#cacheBytes += bytes.byteLength
+    for (const [k, b] of this.#cache) {
+      if (this.#cacheBytes <= KEPT_CACHE_BYTES) break
+      this.#cache.delete(k)
+      this.#cacheBytes -= b.byteLength
+    }
   }
 
   /** The block: kept, read ahead, just read by path resolution, or fetched now. */
   async get (cid: CID): Promise<Uint8Array> {
     const key = cid.toString()
-    const local = this.#cache.get(key)
-    if (local !== undefined) return local
+    if (this.#keys.has(key)) {
+      const local = await this.keptBytes(cid)
+      if (local !== undefined) return local
+    }
     const early = this.#ahead.get(key)
     if (early !== undefined) {
       this.#ahead.delete(key)
@@ -98,7 +129,7 @@ export class DagReader {
   /** A leaf that is only written: as {@link get}, but it may come as the pieces it arrived in (no copy). */
   async getLeaf (cid: CID): Promise<BlockBytes> {
     const key = cid.toString()
-    if (this.#cache.has(key) || this.#ahead.has(key) || (this.#resolved !== undefined && this.#resolved.cid.equals(cid)) || this.#source.getPieces === undefined) {
+    if (this.#keys.has(key) || this.#ahead.has(key) || (this.#resolved !== undefined && this.#resolved.cid.equals(cid)) || this.#source.getPieces === undefined) {
       return await this.get(cid)
     }
     return await this.#source.getPieces(cid, this.#signal)
@@ -107,15 +138,16 @@ export class DagReader {
   /** Keeps an inner block in the download's record (once). */
   async keep (cid: CID, bytes: Uint8Array): Promise<void> {
     const key = cid.toString()
-    if (this.#cache.has(key)) return
-    this.#cache.set(key, bytes)
+    if (this.#keys.has(key)) return
+    this.#keys.add(key)
+    this.#remember(key, bytes)
     await this.#journal.keepBlock(key, bytes)
   }
 
   /** Starts fetching a block that the walk will ask for soon (bounded; errors surface at `get`). */
   readAhead (cid: CID): void {
     const key = cid.toString()
-    if (this.#ahead.has(key) || this.#cache.has(key) || this.#ahead.size >= this.#maxAhead) return
+    if (this.#ahead.has(key) || this.#keys.has(key) || this.#ahead.size >= this.#maxAhead) return
     const p = this.#source.get(cid, this.#signal)
     p.catch(() => {})
     this.#ahead.set(key, p)

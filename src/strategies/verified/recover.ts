@@ -47,14 +47,14 @@ interface OpenFile {
  */
 export class LeafFinder {
   readonly #done: Bitmap
-  readonly #cached: (cid: CID) => Uint8Array | undefined
+  readonly #cached: (cid: CID) => Promise<Uint8Array | undefined>
   readonly #signal: AbortSignal
   readonly #found: Recovered = { blocks: new Bitmap(), count: 0, bytes: 0 }
   #index = 0
   #misses = 0
   #file: OpenFile | undefined
 
-  constructor (done: Bitmap, cached: (cid: CID) => Uint8Array | undefined, signal: AbortSignal) {
+  constructor (done: Bitmap, cached: (cid: CID) => Promise<Uint8Array | undefined>, signal: AbortSignal) {
     this.#done = done
     this.#cached = cached
     this.#signal = signal
@@ -85,7 +85,7 @@ export class LeafFinder {
     if (this.#signal.aborted) throw this.#signal.reason
     if (cid.code === rawCodec.code) return await this.#leaf(path, cid, 0, undefined)
     if (cid.code !== dagPb.code) return false
-    const bytes = given ?? this.#cached(cid)
+    const bytes = given ?? await this.#cached(cid)
     if (bytes === undefined) {
       if (!this.#done.has(this.#index)) return false // not reached, or a one-block file not written: the walk fetches it
       this.#index++ // a one-block file or symlink finished earlier, as the walk counts it
@@ -142,7 +142,7 @@ export class LeafFinder {
       if (child.code === rawCodec.code) {
         if (!await this.#leaf(path, child, offset, length)) return false
       } else if (child.code === dagPb.code) {
-        const kept = this.#cached(child)
+        const kept = await this.#cached(child)
         if (kept !== undefined) {
           if (!await this.#fileNode(path, kept, offset)) return false
         } else if (this.#done.has(this.#index)) {

@@ -107,7 +107,8 @@ export class VerifiedWalk {
       stopped: () => this.#stopped(),
       entry: async (cid, path, depth) => { await this.#entry(cid, path, depth) },
       readAhead: (cids) => { this.#readAhead(cids) },
-      fresh: () => this.#index >= fresh
+      fresh: () => this.#index >= fresh,
+      streams: init.runBlocks > 1
     })
     this.#written = init.durable
     this.#total = init.total
@@ -302,7 +303,7 @@ export class VerifiedWalk {
       return
     }
     if (cid.code !== DAG_PB) throw invalid(cid, `codec 0x${cid.code.toString(16)} inside a file`)
-    let bytes = given ?? this.#reader.cached(cid)
+    let bytes = given ?? await this.#reader.keptBytes(cid)
     if (bytes === undefined) {
       if (this.#done.has(this.#index)) { // a leaf written in an earlier run
         this.#index++
@@ -396,7 +397,7 @@ export class VerifiedWalk {
    */
   async #plan (node: CID, path: string, offset: number, child: CID, size: number, start: number, k: number, base: number): Promise<number | undefined> {
     if (size <= MAX_BLOCK_BYTES) return undefined
-    const bytes = this.#reader.cached(child) ?? await this.#reader.get(child)
+    const bytes = await this.#reader.get(child)
     await this.#reader.keep(child, bytes)
     const { node: pb, fs } = decode(child, bytes)
     const sizes = fs.blockSizes.map(Number)
@@ -424,7 +425,7 @@ export class VerifiedWalk {
       return
     }
     if (cid.code !== DAG_PB) throw invalid(cid, `codec 0x${cid.code.toString(16)} in a directory`)
-    let bytes = given ?? this.#reader.cached(cid)
+    let bytes = given ?? await this.#reader.keptBytes(cid)
     if (bytes === undefined) {
       if (this.#done.has(this.#index)) { // a one-block file or symlink finished earlier
         this.#index++
