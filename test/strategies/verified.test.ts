@@ -609,6 +609,31 @@ describe('hostile DAGs', () => {
     expect((await tree(join(s.dir, 'ok'))).length).toBe(41)
   })
 
+  it('writes sharded directories of any fanout, and refuses an entry not in the bucket its name hashes to (a second entry of one name cannot hide in another bucket)', async () => {
+    const blocks = new MemoryBlocks()
+    const text = (t: string): Uint8Array => new TextEncoder().encode(t)
+    // fanout 16 (4 bits a level, several levels) and 2 (1 bit a level, deep): the bits are read as go-unixfs places them
+    for (const bits of [4, 1]) {
+      const root = await addDirectory(blocks, Array.from({ length: 200 }, (_, i) => ({ path: `n${i}`, content: text(`${bits}:${i}`) })),
+        { shardSplitThresholdBytes: 1, shardFanoutBits: bits })
+      const s = await setup(blocks)
+      const done = await (await (await s.open()).add(root.toString(), { output: join(s.dir, 'ok') })).done
+      expect(done.status, done.error ?? '').toBe('success')
+      expect(await readFile(join(s.dir, 'ok', 'n123'), 'utf8')).toBe(`${bits}:123`)
+    }
+    // a shard node whose entry is renamed: same bucket, another name (one that hashes elsewhere)
+    const root = await addDirectory(blocks, Array.from({ length: 40 }, (_, i) => ({ path: `f${i}`, content: text(String(i)) })), { shardSplitThresholdBytes: 1 })
+    const node = dagPb.decode(blocks.get(root))
+    const fs = UnixFS.unmarshal(node.Data!)
+    const pad = (Number(fs.fanout) - 1).toString(16).length
+    const at = node.Links.findIndex(l => (l.Name ?? '').length > pad)
+    expect(at).toBeGreaterThanOrEqual(0)
+    const moved = (node.Links[at]!.Name ?? '').slice(0, pad) + 'f0-elsewhere'
+    const links = node.Links.map((l, i) => i === at ? { ...l, Name: moved } : l)
+    const forged = await put(blocks, dagPb.encode(dagPb.prepare({ Data: node.Data, Links: links })), dagPb.code)
+    expect(await expectRefused(blocks, forged, 'CIDGET_ERR_DAG_INVALID')).toMatch(/not in the bucket its name hashes to/)
+  })
+
   it('counts a raw leaf\'s own level against the depth limit', async () => {
     const blocks = new MemoryBlocks()
     let cid = await put(blocks, new Uint8Array([1]), rawCodec.code)

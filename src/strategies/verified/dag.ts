@@ -5,6 +5,7 @@
  */
 import type { CID } from 'multiformats/cid'
 import * as dagPb from '@ipld/dag-pb'
+import { murmur3128 } from '@multiformats/murmur3'
 import { UnixFS } from 'ipfs-unixfs'
 import { CidgetError } from '../../core/errors.js'
 import { DEFAULTS } from '../../core/defaults.js'
@@ -134,26 +135,52 @@ export function declaredSize (bytes: Uint8Array, node: dagPb.PBNode): number {
   return size
 }
 
-/** One link of a HAMT shard node, in its order: a sub-shard, or an entry of the directory. */
-export type ShardLink = ({ shard: CID } | { name: string, cid: CID }) & { size: number }
+/** One link of a HAMT shard node, in its order: a sub-shard, or an entry of the directory; `bucket` is its place in the node. */
+export type ShardLink = ({ shard: CID } | { name: string, cid: CID }) & { size: number, bucket: number }
 
 /**
  * The links of the HAMT shard node `cid` in their order (the order a CAR of
  * the DAG sends them in): a link named by the bucket alone is a sub-shard,
  * one named by the bucket then a name is an entry. A fanout that is not a
- * power of two from 2 to 1024, or a link name shorter than the bucket, is
- * refused.
+ * power of two from 2 to 1024, a link name that does not start with a
+ * bucket of the node (in hexadecimal), or two links in one bucket, are
+ * refused. `bits` is log2 of the fanout.
  */
-export function shardLinks (cid: CID, node: dagPb.PBNode, fs: UnixFS): ShardLink[] {
+export function shardLinks (cid: CID, node: dagPb.PBNode, fs: UnixFS): { links: ShardLink[], bits: number } {
   const fanout = Number(fs.fanout ?? 0n)
   if (!Number.isSafeInteger(fanout) || fanout < 2 || fanout > 1024 || (fanout & (fanout - 1)) !== 0) {
     throw invalid(cid, `HAMT fanout ${String(fs.fanout)} is not a power of two from 2 to 1024`)
   }
   const pad = (fanout - 1).toString(16).length
-  return node.Links.map((link) => {
+  const taken = new Set<number>()
+  const links = node.Links.map((link): ShardLink => {
     const name = link.Name ?? ''
-    if (name.length < pad) throw invalid(cid, `HAMT link name ${JSON.stringify(name)} is shorter than its bucket`)
+    const prefix = name.slice(0, pad)
+    const bucket = /^[0-9A-Fa-f]+$/.test(prefix) && prefix.length === pad ? parseInt(prefix, 16) : fanout
+    if (bucket >= fanout) throw invalid(cid, `HAMT link name ${JSON.stringify(name)} does not start with a bucket of the node`)
+    if (taken.has(bucket)) throw invalid(cid, `two HAMT links in bucket ${prefix}`)
+    taken.add(bucket)
     const size = link.Tsize ?? 0
-    return name.length === pad ? { shard: link.Hash, size } : { name: name.slice(pad), cid: link.Hash, size }
+    return name.length === pad ? { shard: link.Hash, size, bucket } : { name: name.slice(pad), cid: link.Hash, size, bucket }
   })
+  return { links, bits: Math.log2(fanout) }
+}
+
+/**
+ * The bits of a name's place in a UnixFS HAMT: murmur3-x64-128 of the name,
+ * of which go-unixfs and the JS importer use the first 64 bits, taken from
+ * the first byte on, most significant bit first.
+ */
+export function hamtHash (name: string): Uint8Array {
+  const digest = murmur3128.encode(new TextEncoder().encode(name))
+  if (!(digest instanceof Uint8Array)) throw new TypeError('murmur3-128 was expected to hash synchronously')
+  return digest.subarray(0, 8)
+}
+
+/** `bits` bits of `hash` from bit `offset` on (most significant first); undefined past its 64 bits. */
+export function hashBits (hash: Uint8Array, offset: number, bits: number): number | undefined {
+  if (offset + bits > hash.byteLength * 8) return undefined
+  let value = 0
+  for (let i = offset; i < offset + bits; i++) value = (value << 1) | (((hash[i >> 3] as number) >> (7 - (i & 7))) & 1)
+  return value
 }

@@ -3,7 +3,7 @@ import type * as dagPb from '@ipld/dag-pb'
 import type { UnixFS } from 'ipfs-unixfs'
 import { CidgetError } from '../../core/errors.js'
 import { checkName, safeJoin } from '../../sink/names.js'
-import { decode, invalid, declaredSize, shardLinks, type DagBudget } from './dag.js'
+import { decode, invalid, declaredSize, hamtHash, hashBits, shardLinks, type DagBudget } from './dag.js'
 import type { DagReader } from './reader.js'
 import type { TreePrefetch } from '../../gateways/pool.js'
 
@@ -11,6 +11,13 @@ import type { TreePrefetch } from '../../gateways/pool.js'
 const MAX_AHEAD = 8
 /** …declaring this many bytes in all; a child declaring more is not streamed ahead. */
 const AHEAD_BYTES = 16 * 1024 * 1024
+
+/** The bucket a HAMT shard node sits in, in its parent: `bits` bits of the name hashes from `offset` on. */
+interface Bucket {
+  offset: number
+  bits: number
+  bucket: number
+}
 
 /** A child of a directory: an entry, or a sub-shard of a sharded directory. */
 interface Child {
@@ -103,30 +110,41 @@ export class DirectoryWalk {
    * A HAMT shard node of the sharded directory at `path`, walked in its
    * links' order, depth-first (the order of a CAR of the DAG): each entry
    * as it comes, each sub-shard (streamed whole where it can be) in its turn.
-   * Names are checked as they come; `names` holds those of the directory so far.
+   * Each entry must sit in the buckets its name hashes to, all the way down
+   * (`above`: the buckets of the shard nodes on the way): two entries of one
+   * name would then share a bucket of one node, which `shardLinks` refuses,
+   * so no list of the directory's names is held, whatever its size.
+   * `listed` counts its entries.
    */
-  async shard (dir: CID, node: dagPb.PBNode, fs: UnixFS, path: string, depth: number, names = new Set<string>(), level = 0): Promise<void> {
-    const links = shardLinks(dir, node, fs)
+  async shard (dir: CID, node: dagPb.PBNode, fs: UnixFS, path: string, depth: number, listed = { count: 0 }, above: Bucket[] = []): Promise<void> {
+    const { links, bits } = shardLinks(dir, node, fs)
+    const offset = above.reduce((sum, b) => sum + b.bits, 0)
     if (this.#ahead.count === 0) this.#init.readAhead(links.map((l) => 'shard' in l ? l.shard : l.cid).slice(0, this.#init.concurrency * 2))
     await this.#children(links.map((link) => 'shard' in link
       ? {
           cid: link.shard,
           size: link.size,
           walk: async () => {
-            this.#init.budget.depth(depth + level + 1, link.shard)
+            this.#init.budget.depth(depth + above.length + 1, link.shard)
             this.#init.budget.entry()
             const bytes = await this.#init.reader.get(link.shard)
             const sub = decode(link.shard, bytes)
             if (sub.fs.type !== 'hamt-sharded-directory') throw invalid(link.shard, `UnixFS ${sub.fs.type} where a HAMT shard belongs`)
             await this.#init.reader.keep(link.shard, bytes)
-            await this.streamed(link.shard, declaredSize(bytes, sub.node), async () => { await this.shard(link.shard, sub.node, sub.fs, path, depth, names, level + 1) })
+            const below = [...above, { offset, bits, bucket: link.bucket }]
+            await this.streamed(link.shard, declaredSize(bytes, sub.node), async () => { await this.shard(link.shard, sub.node, sub.fs, path, depth, listed, below) })
           }
         }
       : {
           cid: link.cid,
           size: link.size,
           walk: async () => {
-            this.#name(dir, names, link.name, path)
+            checkName(link.name, dir.toString())
+            const hash = hamtHash(link.name)
+            for (const b of [...above, { offset, bits, bucket: link.bucket }]) {
+              if (hashBits(hash, b.offset, b.bits) !== b.bucket) throw invalid(dir, `HAMT entry ${JSON.stringify(link.name)} is not in the bucket its name hashes to`)
+            }
+            this.#init.budget.listing(++listed.count, path)
             await this.#init.entry(link.cid, safeJoin(path, [link.name], dir.toString()), depth + 1)
           }
         }))
