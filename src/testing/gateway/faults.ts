@@ -82,6 +82,7 @@ function validateRule (rule: FaultRule): void {
     case 'no-length':
     case 'endless':
     case 'bad-content-range':
+    case 'ignore-scope':
       break
     default:
       bad(`unknown fault type ${(fault as { type: unknown }).type as string}`)
@@ -121,6 +122,8 @@ function faultApplies (fault: Fault, record: RequestRecord): boolean {
       return record.method === 'GET' || record.method === 'HEAD'
     case 'wrong-block':
       return record.format === 'raw' || record.format === 'car'
+    case 'ignore-scope':
+      return record.format === 'car'
     default:
       return true
   }
