@@ -719,6 +719,16 @@ describe('faults', () => {
     expect((await get(`/ipfs/${v0Cid}`, { method: 'HEAD' })).status).toBe(200)
   })
 
+  it('match.query: only requests that carry those query parameters with those values', async () => {
+    gw.setFaults([{ fault: { type: 'status', status: 503 }, match: { format: 'car', query: { 'dag-scope': 'all' } } }])
+    expect((await get(`/ipfs/${dirCid}?format=car&dag-scope=all`)).status).toBe(503)
+    expect((await get(`/ipfs/${dirCid}?dag-scope=all&format=car&entity-bytes=0:*`)).status).toBe(503)
+    expect((await get(`/ipfs/${dirCid}?format=car&dag-scope=entity`)).status).toBe(200)
+    // the parameter must be there: a CAR without dag-scope (all by default) is not matched
+    expect((await get(`/ipfs/${dirCid}?format=car`)).status).toBe(200)
+    expect((await get(`/ipfs/${fileCid}?format=raw&dag-scope=all`)).status).toBe(200)
+  })
+
   it('refuses invalid rules', () => {
     expect(() => gw.addFault({ fault: { type: 'throttle', bytesPerSecond: 0 } })).toThrow(/bytesPerSecond/)
     expect(() => gw.addFault({ fault: { type: 'status', status: 42 } })).toThrow(/status/)

@@ -141,6 +141,8 @@ export interface FaultRule {
     path?: string | RegExp
     /** `true`: only requests with a `Range` header; `false`: only requests without. */
     ranged?: boolean
+    /** Query parameters the request must carry with these values (`{ 'dag-scope': 'all' }`); others may be there too. */
+    query?: Record<string, string>
   }
 }
 
