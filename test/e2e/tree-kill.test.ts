@@ -2,8 +2,8 @@
  * A tree stream cut by SIGKILL: a real `cidget get` child process downloads
  * a tree of 3,000 small files and two multi-MiB files from a throttled test
  * gateway, as one CAR of the whole DAG (`dag-scope=all`), and is killed in
- * the middle of that stream, once the state has recorded part of the tree;
- * `cidget resume --all` then completes it.
+ * the middle of that stream (held open past half of the tree), once the state
+ * has recorded part of the tree; `cidget resume --all` then completes it.
  *
  * What is checked: every file's bytes; and that nothing recorded as written
  * before the kill crosses the wire again. The state's progress bitmap numbers
@@ -29,14 +29,10 @@ import * as rawCodec from 'multiformats/codecs/raw'
 import { MemoryBlocks, addDirectory, seededBytes, startTestGateway, type RequestRecord, type TestGateway } from '../../src/testing/index.js'
 import { SqliteStore } from '../../src/store/sqlite.js'
 import { Bitmap } from '../../src/strategies/verified/bitmap.js'
-import { CLI, KiB, MiB, sha256 } from '../helpers.js'
+import { CLI, KiB, MiB, sha256, within } from '../helpers.js'
 
-/**
- * The gateway's cap: the tree's 8 MiB take about four seconds, and the walk
- * (a few hundred small files a second on a loaded machine) has recorded some
- * of the small files before the gateway has sent them all.
- */
-const RATE = 2 * MiB
+/** The gateway's cap: the tree's 8 MiB take about two seconds. */
+const RATE = 4 * MiB
 
 let cleanups: Array<() => Promise<void>> = []
 afterEach(async () => {
@@ -59,6 +55,15 @@ function leavesInOrder (blocks: MemoryBlocks, root: CID, out: CID[] = []): CID[]
   if (fs.type === 'file') expect(fs.data?.byteLength ?? 0).toBe(0)
   for (const link of node.Links) leavesInOrder(blocks, link.Hash, out)
   return out
+}
+
+/** Bytes of every block of the DAG of `root` (each once): about what a CAR of it carries. */
+function dagBytes (blocks: MemoryBlocks, root: CID, seen = new Set<string>()): number {
+  if (seen.has(root.toString())) return 0
+  seen.add(root.toString())
+  const bytes = blocks.get(root)
+  if (root.code !== dagPb.code) return bytes.byteLength
+  return dagPb.decode(bytes).Links.reduce((n, l) => n + dagBytes(blocks, l.Hash, seen), bytes.byteLength)
 }
 
 /** Resolves once every request the gateway has seen has ended (the killed client's included). */
@@ -107,7 +112,8 @@ describe('a tree stream cut by SIGKILL', () => {
       CIDGET_SYNC_INTERVAL_BYTES: String(64 * KiB),
       CIDGET_SYNC_INTERVAL_MS: '50',
       CIDGET_INITIAL_BACKOFF_MS: '20',
-      CIDGET_TIMEOUT_MS: '5000'
+      CIDGET_HEDGE_AFTER_MS: '0',
+      CIDGET_TIMEOUT_MS: '60000'
     })
     const run = (args: string[]): { pid: number, closed: Promise<{ code: number | null, signal: NodeJS.Signals | null, stderr: string }> } => {
       const child = spawn(process.execPath, [CLI, ...args], { env, cwd: join(dir, 'work'), stdio: ['ignore', 'ignore', 'pipe'] })
@@ -130,33 +136,27 @@ describe('a tree stream cut by SIGKILL', () => {
       }
     }
 
-    // killed while the tree's CAR is still on its way and the state records part of the tree: checked
-    // at each chunk the gateway sends (a state read at a time), not after a fixed delay
+    // killed while the tree's CAR is on its way and the state records part of the tree: the CAR stalls
+    // past half of the tree (once; the client waits for it: no hedging, a long timeout), so however slow
+    // the walk is on a loaded machine, it cannot have ended when the state records the 100th block
+    gw.addFault({ fault: { type: 'stall', afterBytes: Math.floor(dagBytes(blocks, root) * 0.55) }, match: { format: 'car', query: { 'dag-scope': 'all' } }, times: 1 })
     const first = run(['get', root.toString(), '-o', output, '-g', gw.url, '-q'])
-    const killedAt = new Promise<void>((resolve, reject) => {
-      let checking = false
-      const onProgress = (r: RequestRecord): void => {
-        if (checking || r.format !== 'car' || !r.url.includes('dag-scope=all')) return
-        checking = true
-        recorded().then((done) => {
-          checking = false
-          if (done.size < 100) return
-          gw.off('progress', onProgress)
-          process.kill(first.pid, 'SIGKILL')
-          resolve()
-        }, reject)
+    let ended: Error | undefined
+    void first.closed.then(r => { ended = new Error(`the first run ended before the kill: exit ${String(r.code)}\n${r.stderr}`) })
+    await within(60_000, (async () => {
+      while ((await recorded()).size < 100) {
+        if (ended !== undefined) throw ended
+        await new Promise(resolve => setTimeout(resolve, 20)) // the state is read again: no event tells a record
       }
-      gw.on('progress', onProgress)
-      void first.closed.then(r => { reject(new Error(`the first run ended before the kill: exit ${String(r.code)}\n${r.stderr}`)) })
-    })
-    await killedAt
+    })(), 'the state has not recorded 100 blocks')
+    process.kill(first.pid, 'SIGKILL')
     const killed = await first.closed
     expect(killed.signal).toBe('SIGKILL')
     await quiet(gw)
     // the kill cut the tree's stream
     const trees = gw.requests.filter(r => r.format === 'car' && r.url.includes('dag-scope=all'))
     expect(trees).toHaveLength(1)
-    expect(trees[0]!.aborted).toBe(true)
+    expect(trees[0]).toMatchObject({ fault: 'stall', aborted: true })
     const before = await recorded()
     expect(before.size).toBeGreaterThanOrEqual(100)
     expect(before.size).toBeLessThan(leaves.length)
