@@ -302,6 +302,19 @@ describe('tree streams: faults on one of two gateways', () => {
 })
 
 describe('tree streams: one gateway', () => {
+  it.each([[400], [406], [415], [501]])('a gateway that answers a tree CAR with %i is not asked for one again; the tree comes block by block', async (status) => {
+    const blocks = new MemoryBlocks()
+    const entries = mixed()
+    const root = await build(blocks, entries)
+    const s = await setup(blocks)
+    const g = s.gateways[0]!
+    g.addFault({ fault: { type: 'status', status }, match: TREE_CARS })
+    await expectTree(await get(s, root), entries)
+    // the root's stream was refused; its subdirectories asked for none
+    expect(treeRequests(g).map(r => r.status)).toEqual([status])
+    expect(g.requests.filter(r => r.status === 200).length).toBeGreaterThan(10)
+  })
+
   it('a tree CAR cut once: the tree still completes, block by block or in new streams', async () => {
     const blocks = new MemoryBlocks()
     const entries = mixed()
