@@ -545,6 +545,24 @@ describe('faults', () => {
     expect(res.body.length).toBe(FILE_SIZE)
   })
 
+  it('ignore-scope: every CAR carries the path\'s blocks and the terminal block only, whatever dag-scope asked', async () => {
+    gw.addFault({ fault: { type: 'ignore-scope' } })
+    const all = await get(`/ipfs/${dirCid}?format=car&dag-scope=all`)
+    expect(all.status).toBe(200)
+    expect((await readCar(all.body)).blocks.map((b) => b.cid.toString())).toEqual([dirCid.toString()])
+    expect(await lastRecord()).toMatchObject({ fault: 'ignore-scope', carBlocks: [dirCid.toString()] })
+    const entity = await readCar((await get(`/ipfs/${fileCid}?format=car&dag-scope=entity&entity-bytes=0:*`)).body)
+    expect(entity.blocks.map((b) => b.cid.toString())).toEqual([fileCid.toString()])
+    // through a path: the directory's node, then the file's root alone
+    const pathed = await readCar((await get(`/ipfs/${dirCid}/sub/data.bin?format=car`)).body)
+    expect(pathed.blocks[0]?.cid.toString()).toBe(dirCid.toString())
+    expect(pathed.blocks.length).toBe(3)
+    for (const b of [...entity.blocks, ...pathed.blocks]) expect(await verifies(b.cid, b.bytes)).toBe(true)
+    // not a CAR request: served as usual, no fault recorded
+    expect(await verifies(fileCid, (await get(`/ipfs/${fileCid}?format=raw`)).body)).toBe(true)
+    expect((await lastRecord()).fault).toBeNull()
+  })
+
   it('range-not-satisfiable: 416 with Content-Range bytes */SIZE', async () => {
     gw.addFault({ fault: { type: 'range-not-satisfiable' } })
     const res = await get(`/ipfs/${fileCid}`, { headers: { range: 'bytes=100-' } })
@@ -699,6 +717,16 @@ describe('faults', () => {
     gw.setFaults([{ fault: { type: 'status', status: 500 }, match: { path: `/ipfs/${fileCid}` } }])
     expect((await get(`/ipfs/${fileCid}`)).status).toBe(500)
     expect((await get(`/ipfs/${v0Cid}`, { method: 'HEAD' })).status).toBe(200)
+  })
+
+  it('match.query: only requests that carry those query parameters with those values', async () => {
+    gw.setFaults([{ fault: { type: 'status', status: 503 }, match: { format: 'car', query: { 'dag-scope': 'all' } } }])
+    expect((await get(`/ipfs/${dirCid}?format=car&dag-scope=all`)).status).toBe(503)
+    expect((await get(`/ipfs/${dirCid}?dag-scope=all&format=car&entity-bytes=0:*`)).status).toBe(503)
+    expect((await get(`/ipfs/${dirCid}?format=car&dag-scope=entity`)).status).toBe(200)
+    // the parameter must be there: a CAR without dag-scope (all by default) is not matched
+    expect((await get(`/ipfs/${dirCid}?format=car`)).status).toBe(200)
+    expect((await get(`/ipfs/${fileCid}?format=raw&dag-scope=all`)).status).toBe(200)
   })
 
   it('refuses invalid rules', () => {

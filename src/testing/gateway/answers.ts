@@ -88,7 +88,10 @@ export class Answers {
     // a gateway that does not know entity-bytes sends the whole entity
     const served = fault?.type === 'ignore-range' ? null : entityBytes
     const resolved = await this.#content.resolve(cid, ctx.ipfs?.segments ?? [], ctx.signal)
-    const plan = carPlan(this.#content.blocks, resolved, entityBytes === null ? scopeParam : 'entity', served)
+    // a gateway that does not know dag-scope sends the terminal block alone, whatever was asked
+    const plan = fault?.type === 'ignore-scope'
+      ? carPlan(this.#content.blocks, resolved, 'block', null)
+      : carPlan(this.#content.blocks, resolved, entityBytes === null ? scopeParam : 'entity', served)
     if (fault?.type === 'wrong-block' && plan.blocks[0] !== undefined) {
       const first = plan.blocks[0]
       plan.blocks[0] = { cid: first.cid, bytes: this.#content.wrongBytes(first.cid, first.bytes) }

@@ -82,6 +82,7 @@ function validateRule (rule: FaultRule): void {
     case 'no-length':
     case 'endless':
     case 'bad-content-range':
+    case 'ignore-scope':
       break
     default:
       bad(`unknown fault type ${(fault as { type: unknown }).type as string}`)
@@ -94,6 +95,10 @@ function ruleMatches (rule: FaultRule, record: RequestRecord): boolean {
   if (m.method !== undefined && m.method.toUpperCase() !== record.method.toUpperCase()) return false
   if (m.format !== undefined && m.format !== record.format) return false
   if (m.ranged !== undefined && m.ranged !== (record.range !== null)) return false
+  if (m.query !== undefined) {
+    const query = new URLSearchParams(record.url.split('?')[1] ?? '')
+    for (const [name, value] of Object.entries(m.query)) if (query.get(name) !== value) return false
+  }
   if (m.path !== undefined) {
     if (typeof m.path === 'string') return m.path === record.path
     m.path.lastIndex = 0 // a /g or /y RegExp keeps state between test() calls
@@ -121,6 +126,8 @@ function faultApplies (fault: Fault, record: RequestRecord): boolean {
       return record.method === 'GET' || record.method === 'HEAD'
     case 'wrong-block':
       return record.format === 'raw' || record.format === 'car'
+    case 'ignore-scope':
+      return record.format === 'car'
     default:
       return true
   }

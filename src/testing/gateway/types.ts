@@ -91,6 +91,7 @@ export interface RequestRecord {
  * | `no-length` | no `Content-Length` (chunked transfer encoding) | GET |
  * | `endless` | no `Content-Length` (or `claimLength`, a false one), and after the body zero bytes that never end (until the client goes away) | GET |
  * | `bad-content-range` | `206` whose `Content-Range` start (and end) is off by one from the requested range; the body is the requested bytes | requests with `Range` |
+ * | `ignore-scope` | a CAR as if `dag-scope=block` whatever was asked (`entity`, `all`, `entity-bytes`): the path's blocks and the terminal block only | `car` |
  *
  * `reset` and `stall` with `afterBytes` at or past the end of the body send
  * the whole body and then close or stall instead of ending the response.
@@ -111,6 +112,7 @@ export type Fault =
   | { type: 'no-length' }
   | { type: 'endless', claimLength?: number }
   | { type: 'bad-content-range' }
+  | { type: 'ignore-scope' }
 
 /**
  * When to inject a {@link Fault}. For each request, rules are tried in
@@ -139,6 +141,8 @@ export interface FaultRule {
     path?: string | RegExp
     /** `true`: only requests with a `Range` header; `false`: only requests without. */
     ranged?: boolean
+    /** Query parameters the request must carry with these values (`{ 'dag-scope': 'all' }`); others may be there too. */
+    query?: Record<string, string>
   }
 }
 
