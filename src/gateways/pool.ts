@@ -183,7 +183,12 @@ export class GatewayPool {
     const key = blockKey(cid)
     if (!this.#trees.idle) {
       const streamed = await this.#trees.take(key, signal)
-      if (streamed !== undefined) return streamed
+      if (streamed !== undefined) {
+        // a run that was to bring it too: one use of it fewer
+        const early = this.#runs.prefetched.get(key)
+        if (early !== undefined && --early.uses <= 0) this.#runs.prefetched.delete(key)
+        return streamed
+      }
     }
     // a block the entity stream was to bring but did not: if a bad block ended it, that is this fetch's first failure
     let missed: CidgetError | undefined
@@ -239,7 +244,28 @@ export class GatewayPool {
    * @returns false, and nothing starts, when no gateway left can serve CAR ranges
    */
   prefetchRun (entity: CID, range: RunRange, leaves: CID[], signal: AbortSignal): boolean {
+    const sizes = range.sizes
+    if (!this.#trees.idle && sizes?.length === leaves.length) {
+      // leaves a tree stream brought before it broke off are taken from it: the run asks for the rest
+      const held = (i: number): boolean => identityBytes(leaves[i] as CID) === undefined && this.#trees.holds(blockKey(leaves[i] as CID))
+      let first = 0
+      let last = leaves.length - 1
+      while (first <= last && held(first)) first++
+      while (last >= first && held(last)) last--
+      if (first > last) return true
+      if (first > 0 || last < leaves.length - 1) {
+        const from = range.from + sizes.slice(0, first).reduce((a, b) => a + b, 0)
+        const kept = sizes.slice(first, last + 1)
+        range = { ...range, from, to: from + kept.reduce((a, b) => a + b, 0) - 1, sizes: kept }
+        leaves = leaves.slice(first, last + 1)
+      }
+    }
     return this.#runs.prefetchRun(entity, range, leaves, signal)
+  }
+
+  /** Whether a tree stream brought `cid` (see TreeStreamer.brought): its subtree is not asked for whole again. */
+  brought (cid: CID): boolean {
+    return !this.#trees.idle && this.#trees.brought(blockKey(cid))
   }
 
   /**

@@ -258,6 +258,23 @@ export class TreeStreamer {
     }
   }
 
+  /** Whether a stream holds `key` now (a get() would take it without a request). */
+  holds (key: string): boolean {
+    if (this.#recent.has(key)) return true
+    for (const stream of this.#streams) if (stream.blocks.has(key)) return true
+    return false
+  }
+
+  /**
+   * Whether a stream the walk has not left brought `key` (held, taken or
+   * let go): a subtree whose root came in a stream that then broke off is
+   * not asked for whole again, its blocks would come twice.
+   */
+  brought (key: string): boolean {
+    for (const stream of this.#streams) if (!stream.released && stream.seen.has(key)) return true
+    return false
+  }
+
   /** Takes `key` if a stream holds it (or took it lately); undefined otherwise. */
   #held (key: string): BlockBytes | undefined {
     const recent = this.#recent.get(key)

@@ -75,7 +75,10 @@ export class DirectoryWalk {
    * may have been written in an earlier run (a resume fetches nothing twice).
    */
   async streamed (cid: CID, declared: number, walk: () => Promise<void>): Promise<void> {
-    const stream = !this.#init.streams || this.covered() || !this.#init.fresh() ? undefined : this.#init.reader.prefetchTree(cid, declared)
+    // a directory that came (in part) in a stream that broke off is not asked for whole again: its entries are, in turn
+    const stream = !this.#init.streams || this.covered() || !this.#init.fresh() || this.#init.reader.brought(cid)
+      ? undefined
+      : this.#init.reader.prefetchTree(cid, declared)
     if (stream === undefined) {
       await walk()
       return
@@ -169,7 +172,8 @@ export class DirectoryWalk {
         if (able && !this.covered() && this.#init.fresh()) {
           for (next = Math.max(next, j); next < children.length && this.#ahead.count < MAX_AHEAD; next++) {
             const { cid, size } = children[next] as Child
-            if (size > AHEAD_BYTES) continue // walked when reached: its own children, or runs of a file's leaves
+            // walked when reached: its own children, or runs of a file's leaves (as a child a broken stream brought in part)
+            if (size > AHEAD_BYTES || this.#init.reader.brought(cid)) continue
             if (this.#ahead.bytes + size > AHEAD_BYTES) break
             const stream = this.#init.reader.prefetchTree(cid, size, true)
             if (stream === undefined) {

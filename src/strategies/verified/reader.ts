@@ -32,6 +32,8 @@ export interface BlockSource {
    * rather not (see the pool's `prefetchTree`).
    */
   prefetchTree?: (root: CID, declared: number, signal: AbortSignal, ahead?: boolean) => TreePrefetch | undefined
+  /** Optional: whether a tree stream brought `cid` already (then its subtree is not asked for whole again). */
+  brought?: (cid: CID) => boolean
 }
 
 /** The part of a download's journal that keeps its inner blocks between runs. */
@@ -161,6 +163,11 @@ export class DagReader {
   /** Asks the source to stream the whole DAG of `root` (see {@link BlockSource.prefetchTree}); undefined when it cannot. */
   prefetchTree (root: CID, declared: number, ahead = false): TreePrefetch | undefined {
     return this.#source.prefetchTree?.(root, declared, this.#signal, ahead)
+  }
+
+  /** Whether a tree stream of the source brought `cid` already (see {@link BlockSource.brought}). */
+  brought (cid: CID): boolean {
+    return this.#source.brought?.(cid) ?? false
   }
 
   /** Asks the source for a run of leaves in one request (see {@link BlockSource.prefetchRun}); false when it cannot. */
