@@ -103,6 +103,20 @@ describe('CAR output', () => {
     expect((await readCar(done.output)).cids).toEqual(dfs(blocks, root))
   })
 
+  it('writes a tree from a few requests: its whole DAG comes as one stream', async () => {
+    const blocks = new MemoryBlocks()
+    const files = Array.from({ length: 600 }, (_, i) => ({ path: `d${i % 7}/f${i}`, content: seededBytes(1 + (i * 37) % 3000, 100 + i) }))
+    const root = await addDirectory(blocks, files)
+    const s = await setup(blocks)
+    const done = await (await s.dl.add(root.toString(), { mode: 'car', output: join(s.dir, 'tree.car') })).done
+    expect(done.status, done.error ?? '').toBe('success')
+    const car = await readCar(done.output)
+    expect(car.cids).toEqual(dfs(blocks, root))
+    // the root, then one CAR of the whole DAG (and the first request a new download makes): not one per file
+    expect(s.gw.requests.length).toBeLessThanOrEqual(4)
+    expect(s.gw.requests.filter(r => r.url.includes('dag-scope=all'))).toHaveLength(1)
+  })
+
   it('resumes after a pause without fetching a block twice', async () => {
     const blocks = new MemoryBlocks()
     const root = await addFile(blocks, seededBytes(2 * MiB, 4))

@@ -10,7 +10,7 @@ import type { StrategyResult } from '../types.js'
 import { checkRecordRename, committedOutput, restartWithoutPartial } from '../steps.js'
 import { Bitmap } from './bitmap.js'
 import type { VerifiedContext } from './context.js'
-import { DagBudget, decodePb } from './dag.js'
+import { DagBudget, decodePb, decodeUnixFS, declaredSize } from './dag.js'
 import { DagReader } from './reader.js'
 
 /** A whole CAR section found on disk past the recorded end: its block's CID, where it ends, its bytes when dag-pb. */
@@ -121,6 +121,8 @@ class CarWalk {
   /** Blocks in the CAR file. */
   #appended: number
   #lastSync: number
+  /** The whole DAG comes in one stream: nothing is read ahead. */
+  #streaming = false
 
   constructor (ctx: VerifiedContext, journal: DownloadJournal, reader: DagReader, writer: CarWriter, done: Bitmap, skip: number, found: FoundSection[]) {
     this.#ctx = ctx
@@ -161,7 +163,7 @@ class CarWalk {
         // after the last whole, valid block: a torn one, or bytes that are not a block, go
         await writer.truncate(this.#found.at(-1)?.end ?? writer.end)
       }
-      await this.#visit(root, 0)
+      await this.#streamed(root, async () => { await this.#visit(root, 0) })
       // blocks on disk past the walk's end (none when the walk is the one that wrote them)
       if (this.#found.length > 0 && (await writer.file.size()) > writer.end) await writer.truncate(writer.end)
       await this.checkpoint()
@@ -170,6 +172,37 @@ class CarWalk {
       await writer.file.close()
       if (this.#ctx.signal.aborted) throw this.#ctx.signal.reason
       throw toCidgetError(err)
+    }
+  }
+
+  /**
+   * Runs `walk` with the whole DAG of `root`, a directory, streamed in one
+   * CAR request (`dag-scope=all`, in the walk's order) where the source can,
+   * when the CAR starts empty (a resume appends after what it holds: the
+   * stream would bring that again). What it does not bring is fetched block
+   * by block. A file comes as in the other modes, in runs of its leaves.
+   */
+  async #streamed (root: CID, walk: () => Promise<void>): Promise<void> {
+    const runBlocks = this.#ctx.runBlocks ?? 16
+    if (this.#skip > 0 || runBlocks <= 1 || root.code !== dagPb.code) {
+      await walk()
+      return
+    }
+    const bytes = await this.#reader.get(root)
+    await this.#reader.keep(root, bytes) // the walk takes it from there, not from the network again
+    let type: string | undefined
+    try {
+      type = decodeUnixFS(bytes).fs.type
+    } catch {
+      // not UnixFS: walked block by block (the walk judges the node)
+    }
+    const stream = type === 'directory' || type === 'hamt-sharded-directory' ? this.#reader.prefetchTree(root, declaredSize(bytes, decodePb(root, bytes))) : undefined
+    this.#streaming = stream !== undefined
+    try {
+      await walk()
+    } finally {
+      this.#streaming = false
+      stream?.release()
     }
   }
 
@@ -226,7 +259,7 @@ class CarWalk {
     if (links.length === 0) return
     await this.#reader.keep(cid, bytes)
     for (let j = 0; j < links.length; j++) {
-      if (j % ctx.concurrency === 0 && this.#index >= this.#skip + this.#found.length) {
+      if (j % ctx.concurrency === 0 && this.#index >= this.#skip + this.#found.length && !this.#streaming) {
         for (const next of links.slice(j, j + ctx.concurrency * 2)) if (!this.#seen.has(next.toString())) this.#reader.readAhead(next)
       }
       await this.#visit(links[j] as CID, depth + 1)
