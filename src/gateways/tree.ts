@@ -180,6 +180,8 @@ export class TreeStreamer {
         return carried
       }, async (key, bytes) => await this.#arrived(stream, key, bytes), signal, 'tree')
       stream.complete = carried < allowance && !signal.aborted
+      // more than the DAG declares, with room to spare: blocks out of it, or blocks again
+      if (carried >= allowance) this.#unable(gateway, `sent more than the DAG of ${stream.root.toString()} declares; asked block by block`)
     } catch (err) {
       if (signal.reason === STALLED) {
         const error = new CidgetError('CIDGET_ERR_TIMEOUT', `${gateway.url}: the CAR of the DAG of ${stream.root.toString()} stalled`, { gateway: gateway.url })
@@ -211,8 +213,9 @@ export class TreeStreamer {
     this.#base.wake() // a get() may wait for it
     // the stream waits while its buffer is full and the walk takes what it holds; when the walk
     // waits for a block not here, the oldest it did not take are let go so the stream goes on
-    while (stream.held > this.#bufferBytes && !stream.released) {
-      if (stream.waiters > 0) {
+    // (a stream the walk left goes on only for the writes still waiting on it: it holds no more than its buffer)
+    while (stream.held > this.#bufferBytes) {
+      if (stream.waiters > 0 || stream.released) {
         for (const [k, b] of stream.blocks) {
           if (stream.held <= this.#bufferBytes) break
           stream.blocks.delete(k)
@@ -221,6 +224,7 @@ export class TreeStreamer {
         break
       }
       await this.#base.waitForChange(undefined, stream.stop.signal)
+      stream.lastArrival = this.#base.now() // waiting for room is not stalling
     }
     return true
   }
@@ -237,15 +241,18 @@ export class TreeStreamer {
     if (stream === undefined) return undefined
     stream.waiters++
     const from = stream.received
+    const since = this.#base.now()
     try {
       for (;;) {
+        // nothing new for `stall` since the last block, or since this wait began (a stream that waited for room)
         const stall = this.#stallMs()
-        const deadline = stall === undefined ? undefined : stream.lastArrival + stall
+        const quiet = (): number => Math.max(stream.lastArrival, since)
+        const deadline = stall === undefined ? undefined : quiet() + stall
         const changed = await this.#base.waitForChange(deadline, signal ?? NEVER)
         const bytes = this.#held(key)
         if (bytes !== undefined) return bytes
         if (stream.ended || stream.stalled || stream.seen.has(key) || stream.received - from > TREE_DEFAULTS.GIVE_UP_BYTES) return undefined
-        if (!changed && stall !== undefined && this.#base.now() >= stream.lastArrival + stall) {
+        if (!changed && stall !== undefined && this.#base.now() >= quiet() + stall) {
           // nothing for a while, and the walk waits: its gateway is slow or gone; the rest comes another way
           stream.stalled = true
           stream.stop.abort(STALLED)

@@ -6,6 +6,9 @@
 import { describe, it, expect, afterEach } from 'vitest'
 import { mkdtemp, readdir, readFile, readlink, rm, lstat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
+import { once } from 'node:events'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { CID } from 'multiformats/cid'
 import { sha256 as mhSha256 } from 'multiformats/hashes/sha2'
@@ -327,5 +330,72 @@ describe('tree streams: one gateway', () => {
     // what the cut stream brought is not asked for again: no subtree it entered comes whole a second
     // time, no run carries leaves it holds (the bytes sent stay near the tree's once, not 1.5 times)
     expect(g.bytesSent()).toBeLessThan(dagBytes(blocks, root) * 1.15)
+  })
+})
+
+describe('tree streams: what a hostile CAR costs', () => {
+  it('blocks out of the DAG and blocks twice cost only bytes: the stream is cut past what the tree declares, the tree comes block by block', async () => {
+    const blocks = new MemoryBlocks()
+    const entries = smallFiles('d', 50)
+    const root = await build(blocks, entries)
+    // a gateway of its own: 32 MiB of valid blocks that belong to no DAG, then every block of the tree twice
+    const junk: Array<{ cid: CID, bytes: Uint8Array }> = []
+    for (let i = 0; i < 2048; i++) {
+      const bytes = seededBytes(16 * KiB, 10_000 + i)
+      junk.push({ cid: CID.createV1(0x55, await mhSha256.digest(bytes)), bytes })
+    }
+    const { CarWriter } = await import('@ipld/car/writer')
+    let carBytes = 0
+    let rawRequests = 0
+    const server = createServer((req, res) => {
+      const url = new URL(req.url ?? '/', 'http://x')
+      const cid = CID.parse(url.pathname.split('/')[2] ?? '')
+      if (url.searchParams.get('format') === 'raw') {
+        rawRequests++
+        res.writeHead(200, { 'content-type': 'application/vnd.ipld.raw' }).end(blocks.get(cid))
+        return
+      }
+      if (url.searchParams.get('dag-scope') !== 'all') {
+        res.writeHead(400).end()
+        return
+      }
+      res.writeHead(200, { 'content-type': 'application/vnd.ipld.car; version=1' })
+      const { writer, out } = CarWriter.create([cid])
+      void (async () => {
+        for (const b of junk) await writer.put(b)
+        for (const [c, bytes] of blocks.entries()) {
+          await writer.put({ cid: c, bytes })
+          await writer.put({ cid: c, bytes })
+        }
+        await writer.close()
+      })().catch(() => {})
+      void (async () => {
+        for await (const chunk of out) {
+          carBytes += chunk.length
+          if (!res.write(chunk)) await once(res, 'drain').catch(() => {})
+          if (res.destroyed) return
+        }
+        res.end()
+      })()
+    })
+    server.listen(0, '127.0.0.1')
+    await once(server, 'listening')
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+    const dir = await mkdtemp(join(tmpdir(), 'cidget-trees-'))
+    const dl = await Downloader.open({ state: join(dir, 'state.db'), gateways: [url], hedgeAfterMs: 0, timeoutMs: 5_000 })
+    cleanups.push(async () => {
+      await dl.close()
+      server.closeAllConnections()
+      server.close()
+      await rm(dir, { recursive: true, force: true })
+    })
+    const done = await (await dl.add(root.toString(), { output: join(dir, 'out') })).done
+    expect(done.status, done.error ?? '').toBe('success')
+    await expectTree(done.output, entries)
+    // the tree declares about 50 KiB: its stream is cut a little past 1 MiB (1.25 × that, and 1 MiB of room),
+    // long before the 32 MiB of blocks out of the DAG end (the server got as far as the sockets' buffers
+    // let it), and the gateway is not asked for another; what the stream never brought came block by block
+    expect(carBytes).toBeLessThan(16 * MiB)
+    expect(rawRequests).toBeGreaterThanOrEqual(entries.length)
   })
 })
