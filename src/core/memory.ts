@@ -1,7 +1,9 @@
 /**
  * Bounds on V8's heap growth, for processes that run for weeks (`cidget
- * serve`, `cidget worker`). Neither is a leak: both are sizes V8 chooses and
- * keeps, and the pages it has touched stay in the RSS.
+ * serve`, `cidget worker`) and, with a smaller young generation, for the
+ * downloads the CLI runs itself (`cidget get`, `cidget resume`). Neither is a
+ * leak: both are sizes V8 chooses and keeps, and the pages it has touched stay
+ * in the RSS.
  *
  * - **The young generation** (two semi-spaces). V8 grows it whenever the bytes
  *   that survived scavenges since its last growth exceed its capacity, which
@@ -41,6 +43,16 @@ import { getHeapSpaceStatistics, setFlagsFromString } from 'node:v8'
 
 /** Node 20's own bound on a semi-space, which Node 24 raised fourfold. */
 export const DEFAULT_SEMI_SPACE_MIB = 16
+/**
+ * The bound for a download the CLI runs in the foreground (`cidget get`,
+ * `cidget resume`): its live heap is small (some 15 MB) while it moves a lot
+ * of bytes, and every page of a young generation grown to 2 × 16 MiB stays in
+ * its RSS. Scavenges of 2 × 4 MiB are short and come more often, which also
+ * frees the network's chunks (array buffers, outside the heap) sooner. (A
+ * bound this small can be passed by one growth, to 2 × 8 MiB, when V8 grows
+ * the young generation twice before the observer below runs.)
+ */
+export const DOWNLOAD_SEMI_SPACE_MIB = 4
 /** The old generation may grow to 1.5 × what survived the last full collection. */
 export const DEFAULT_HEAP_GROWING_PERCENT = 50
 /** V8's default `--semi-space-growth-factor`. */

@@ -10,7 +10,7 @@
 import { describe, it, expect } from 'vitest'
 import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
-import { boundHeapGrowth } from '../../src/core/memory.js'
+import { DOWNLOAD_SEMI_SPACE_MIB, boundHeapGrowth } from '../../src/core/memory.js'
 
 const MEMORY = fileURLToPath(new URL('../../src/core/memory.ts', import.meta.url))
 const MiB = 1024 * 1024
@@ -23,7 +23,7 @@ const MiB = 1024 * 1024
  */
 const WORKLOAD = `
 const { boundHeapGrowth, youngGenerationBytes } = await import(${JSON.stringify(MEMORY)})
-const bound = process.argv[1] === 'bound' ? boundHeapGrowth() : undefined
+const bound = process.argv[1] === 'bound' ? boundHeapGrowth(process.argv[2] === undefined ? {} : { semiSpaceMiB: Number(process.argv[2]) }) : undefined
 const ring = new Array(20000)
 let i = 0
 let largest = 0
@@ -38,10 +38,11 @@ await new Promise((resolve) => {
 process.stdout.write(JSON.stringify({ largest, young: bound?.young ?? null, old: bound?.old ?? null }) + '\\n')
 `
 
-async function child (mode: 'bound' | 'free', env: NodeJS.ProcessEnv = {}): Promise<{ largest: number, young: boolean | null, old: boolean | null }> {
+async function child (mode: 'bound' | 'free', env: NodeJS.ProcessEnv = {}, semiSpaceMiB?: number): Promise<{ largest: number, young: boolean | null, old: boolean | null }> {
   const env0: NodeJS.ProcessEnv = { ...process.env, ...env }
   if (env.NODE_OPTIONS === undefined) delete env0.NODE_OPTIONS
-  const p = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', WORKLOAD, mode], { env: env0, stdio: ['ignore', 'pipe', 'pipe'] })
+  const args = ['--import', 'tsx', '--input-type=module', '-e', WORKLOAD, mode, ...(semiSpaceMiB === undefined ? [] : [String(semiSpaceMiB)])]
+  const p = spawn(process.execPath, args, { env: env0, stdio: ['ignore', 'pipe', 'pipe'] })
   let out = ''
   let err = ''
   p.stdout.setEncoding('utf8').on('data', (d: string) => { out += d })
@@ -61,6 +62,14 @@ describe('boundHeapGrowth', () => {
     expect(bound.largest).toBeLessThanOrEqual(32 * MiB)
     // the workload does make V8 grow it (else the check above says nothing)
     expect(free.largest).toBeGreaterThanOrEqual(32 * MiB)
+  }, 30_000)
+
+  it('holds it near 2 × 4 MiB for a download of the CLI (DOWNLOAD_SEMI_SPACE_MIB): one growth past it at most, under the 32 MiB of V8 alone', async () => {
+    // this workload allocates faster than a download: V8 may grow the young generation twice before the
+    // observer runs between them (a growth doubles it)
+    const bound = await child('bound', {}, DOWNLOAD_SEMI_SPACE_MIB)
+    expect(bound.young).toBe(true)
+    expect(bound.largest).toBeLessThanOrEqual(2 * 2 * DOWNLOAD_SEMI_SPACE_MIB * MiB)
   }, 30_000)
 
   it('leaves alone what the process was started with a flag for', async () => {

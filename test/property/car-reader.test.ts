@@ -122,6 +122,24 @@ describe('CAR stream reader', () => {
     expect([...(one[0] as Uint8Array)]).toEqual(Array.from({ length: 100 }, (_, i) => i))
   })
 
+  it('copies a block much smaller than its chunk, and a CID\'s bytes, so that neither keeps the chunk alive', async () => {
+    const { car, blocks } = await carOf([new Uint8Array(300).fill(1), new Uint8Array(5000).fill(2)])
+    // one chunk of 64 KiB, as a socket read brings it, holding the whole CAR
+    const chunk = new Uint8Array(64 * 1024)
+    chunk.set(car)
+    const read = []
+    for await (const b of carBlocks(new ChunkReader((async function * () { yield chunk.subarray(0, car.length) })()))) read.push(b)
+    expect(read.map(b => b.cid.toString())).toEqual(blocks.map(b => b.cid.toString()))
+    for (const { cid, bytes } of read) {
+      const pieces = bytes as Uint8Array[]
+      expect(pieces).toHaveLength(1)
+      expect(pieces[0]!.buffer).not.toBe(chunk.buffer)
+      expect(pieces[0]!.buffer.byteLength).toBe(pieces[0]!.length)
+      expect(cid.multihash.bytes.buffer).not.toBe(chunk.buffer)
+    }
+    expect(Buffer.concat(read[0]!.bytes as Uint8Array[])).toEqual(Buffer.alloc(300, 1))
+  })
+
   it('reads the data section of a CARv2 and stops where it ends (the index after it is not blocks)', async () => {
     const { car: v1, blocks } = await carOf([Uint8Array.of(1, 2, 3), new Uint8Array(5000).fill(7)])
     const pragma = Uint8Array.from([0x0a, 0xa1, 0x67, 0x76, 0x65, 0x72, 0x73, 0x69, 0x6f, 0x6e, 0x02])

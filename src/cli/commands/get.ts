@@ -1,5 +1,6 @@
 import type { Command } from 'commander'
 import { CidgetError } from '../../core/errors.js'
+import { DOWNLOAD_SEMI_SPACE_MIB, boundHeapGrowth } from '../../core/memory.js'
 import { MODES, type Mode } from '../../core/types.js'
 import { action, limitOptions, limitsFrom, openDownloader, pauseOnSignals, parseIntOption, EXIT, type LimitFlags } from '../context.js'
 import { exitCodeForRecord } from '../exit.js'
@@ -56,6 +57,8 @@ export function registerGet (program: Command): void {
     .option('--json', 'print the final download record as JSON')
     .option('-q, --quiet', 'print nothing but errors')
     .action(async (target: string, flags: GetFlags) => {
+      // a download moves many bytes through a small heap: V8 is kept from growing pages it then keeps (see core/memory.ts)
+      boundHeapGrowth({ semiSpaceMiB: DOWNLOAD_SEMI_SPACE_MIB })
       await action(async () => {
         if (flags.mode !== undefined && !MODES.includes(flags.mode as Mode)) {
           throw new CidgetError('CIDGET_ERR_BAD_OPTION', `--mode must be verified, path or car, got "${flags.mode}"`)

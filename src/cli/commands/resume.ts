@@ -1,5 +1,6 @@
 import type { Command } from 'commander'
 import { CidgetError } from '../../core/errors.js'
+import { DOWNLOAD_SEMI_SPACE_MIB, boundHeapGrowth } from '../../core/memory.js'
 import { action, limitOptions, limitsFrom, openDownloader, parseId, pauseOnSignals, type LimitFlags } from '../context.js'
 import { EXIT, exitCodeForRecord, worstExit } from '../exit.js'
 import { ProgressView } from '../progress.js'
@@ -19,6 +20,8 @@ export function registerResume (program: Command): void {
     .option('--server <url>', 'act through a running `cidget serve` (waits for the downloads as a local resume does)')
     .option('--token <token>', 'API token for --server (default: $CIDGET_TOKEN, else the token file next to the default state)')
     .action(async (idText: string | undefined, flags: { all?: boolean, state?: string, skipSymlinks?: boolean, json?: boolean, quiet?: boolean } & LimitFlags & RemoteFlags) => {
+      // as `get` (see core/memory.ts)
+      boundHeapGrowth({ semiSpaceMiB: DOWNLOAD_SEMI_SPACE_MIB })
       await action(async () => {
         if ((idText === undefined) === (flags.all !== true)) {
           throw new CidgetError('CIDGET_ERR_BAD_OPTION', 'Give either a download id or --all')
