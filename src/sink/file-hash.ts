@@ -31,6 +31,18 @@ const HASH_END_STEP_BYTES = 4 * 1024 * 1024
 function startWorker (path: string): Worker {
   // the process's options, but not --input-type: it applies to a string given with --eval, and refuses a module file
   const execArgv = process.execArgv.filter((a) => !a.startsWith('--input-type'))
+  try {
+    return newWorker(path, execArgv)
+  } catch (err) {
+    // V8's flags (--max-semi-space-size=…) are the whole process's, the worker's too, and a Worker
+    // refuses them in its execArgv: they are left out, by the names its error gives
+    if ((err as { code?: string }).code !== 'ERR_WORKER_INVALID_EXEC_ARGV') throw err
+    const refused = new Set((err as Error).message.split(': ').slice(1).join(': ').split(', '))
+    return newWorker(path, execArgv.filter((a) => !refused.has(a)))
+  }
+}
+
+function newWorker (path: string, execArgv: string[]): Worker {
   if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('../sink/hash-worker.js', import.meta.url), { workerData: { path }, execArgv })
   const url = JSON.stringify(new URL('./hash-worker.ts', import.meta.url).href)
   // tsx's ES module API, found from here (its CommonJS one does not load .ts modules in a worker)

@@ -99,6 +99,18 @@ describe('cidget get (verified, the default)', () => {
     const r = await runCli(['get', cid.toString(), '-o', out, ...s.args, '--json'], { env: s.env })
     expect(r.code, r.stderr).toBe(0)
     expect(lastRecord(r.stdout)).toMatchObject({ status: 'success', size: 17 * MiB + 3, hash: sha256(data) })
+    // started with a V8 flag of the user's (which a worker thread refuses in its execArgv): the same
+    const flagged = await new Promise<{ code: number | null, stdout: string, stderr: string }>((resolve) => {
+      const child = spawn(process.execPath, ['--max-semi-space-size=8', CLI, 'get', cid.toString(), '-o', join(s.dir, 'again.bin'), ...s.args, '--json'],
+        { env: { ...process.env, ...s.env }, stdio: ['ignore', 'pipe', 'pipe'] })
+      let stdout = ''
+      let stderr = ''
+      child.stdout.on('data', (d: Buffer) => { stdout += d.toString() })
+      child.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
+      child.on('close', (code) => { resolve({ code, stdout, stderr }) })
+    })
+    expect(flagged.code, flagged.stderr).toBe(0)
+    expect(lastRecord(flagged.stdout)).toMatchObject({ status: 'success', hash: sha256(data) })
   })
 
   it('writes a directory tree', async () => {
