@@ -22,13 +22,13 @@
  * multiple of the write floor's in the same group, and the gateways' RSS.
  *
  *   npm run build && npx tsx bench/trees.ts [--trees 10000x4K,1000x1M] [--latencies 0,50] [--runs 3]
- *     [--gateways 1] [--rate 8M] [--clients cidget,aria2,curl,floor] [--cache /tmp/cidget-bench-tree-cache]
+ *     [--gateways 1] [--rate 8M] [--clients cidget,curl,floor (and aria2)] [--cache /tmp/cidget-bench-tree-cache]
  *     [--quiet-wait 30] [--ref HEAD | --cli dist/bin/cidget.mjs]
  */
 import { createHash } from 'node:crypto'
 import { execFile, execFileSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
-import { readFile, readdir, rm, stat, writeFile } from 'node:fs/promises'
+import { open, readFile, readdir, rm, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { promisify } from 'node:util'
@@ -125,13 +125,24 @@ function filePaths (tree: Tree): string[] {
  * file lands at its path under `out`.
  */
 async function writeAria2List (list: string, urls: string[], cid: string, tree: Tree, out: string): Promise<void> {
-  const lines: string[] = []
-  filePaths(tree).forEach((path, i) => {
-    const mirrors = urls.map((_, k) => `${urls[(i + k) % urls.length] as string}/ipfs/${cid}/${path}`)
-    const slash = path.lastIndexOf('/')
-    lines.push(mirrors.join('\t'), `  dir=${slash < 0 ? out : join(out, dirname(path))}`, `  out=${path.slice(slash + 1)}`)
-  })
-  await writeFile(list, lines.join('\n') + '\n')
+  const file = await open(list, 'w')
+  try {
+    let lines: string[] = []
+    const paths = filePaths(tree)
+    for (let i = 0; i < paths.length; i++) {
+      const path = paths[i] as string
+      const mirrors = urls.map((_, k) => `${urls[(i + k) % urls.length] as string}/ipfs/${cid}/${path}`)
+      const slash = path.lastIndexOf('/')
+      lines.push(mirrors.join('\t'), `  dir=${slash < 0 ? out : join(out, dirname(path))}`, `  out=${path.slice(slash + 1)}`)
+      // written 10,000 entries at a time: a million entries' list is past V8's longest string
+      if (lines.length >= 30_000 || i === paths.length - 1) {
+        await file.write(lines.join('\n') + '\n')
+        lines = []
+      }
+    }
+  } finally {
+    await file.close()
+  }
 }
 
 async function command (client: Client, urls: string[], cid: string, tree: Tree, dir: string, out: string): Promise<[string, string[]]> {
