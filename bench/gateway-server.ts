@@ -20,6 +20,12 @@
  * headers by MS milliseconds (the test gateway's `latency` fault): a distant
  * gateway.
  *
+ * `--cache DIR` (with `--tree`): the tree's blocks come from a cache file in
+ * DIR named by the tree and the seed (`bench/tree-blocks.ts`), built first
+ * if missing (streamed into the file: the process then holds only the
+ * directory nodes), and are served from one buffer indexed by multihash;
+ * `--build-only` exits once the cache is there, printing its metadata.
+ *
  * The content is generated in 1 MiB pieces and streamed into the importer,
  * so the process holds one copy of it (the blocks) and no more.
  */
@@ -28,8 +34,9 @@ import { parseArgs } from 'node:util'
 import * as dagPb from '@ipld/dag-pb'
 import { UnixFS } from 'ipfs-unixfs'
 import { importer } from 'ipfs-unixfs-importer'
-import type { CID } from 'multiformats/cid'
-import { MemoryBlocks, addFile, seededBytes, startTestGateway } from '../src/testing/index.js'
+import { CID } from 'multiformats/cid'
+import { MemoryBlocks, addFile, startTestGateway } from '../src/testing/index.js'
+import { PackedBlocks, buildTreeCache, cachePaths, treeEntries } from './tree-blocks.js'
 import type { TestGateway } from '../src/testing/index.js'
 
 const MiB = 1024 * 1024
@@ -44,6 +51,8 @@ const { values } = parseArgs({
     host: { type: 'string', default: '127.0.0.1' },
     tree: { type: 'string' },
     latency: { type: 'string', default: '0' },
+    cache: { type: 'string' },
+    'build-only': { type: 'boolean', default: false },
     'exit-with-stdin': { type: 'boolean', default: false }
   },
   strict: true
@@ -73,11 +82,6 @@ function parseTree (text: string): { files: number, fileBytes: number } {
     process.exit(2)
   }
   return { files: Number(m[1]), fileBytes: Number(m[2]) }
-}
-
-/** The files of `--tree`, generated one at a time so that only the blocks are held. */
-function * treeEntries (files: number, fileBytes: number, seedValue: number): Generator<{ path: string, content: Uint8Array[] }> {
-  for (let i = 0; i < files; i++) yield { path: `f${i}.bin`, content: [seededBytes(fileBytes, seedValue * 1e6 + i)] }
 }
 
 async function importTree (files: number, fileBytes: number, seedValue: number): Promise<{ cid: CID, sharded: boolean }> {
@@ -113,11 +117,22 @@ function * seededPieces (total: number, seedValue: number, hash: ReturnType<type
 }
 
 const started = performance.now()
-const blocks = new MemoryBlocks()
+let blocks = new MemoryBlocks()
 const hash = createHash('sha256')
-const built = tree === undefined
-  ? { cid: await addFile(blocks, seededPieces(size, seed, hash)), sharded: false }
-  : await importTree(tree.files, tree.fileBytes, seed)
+let built: { cid: CID, sharded: boolean }
+if (tree !== undefined && values.cache !== undefined) {
+  const meta = await buildTreeCache(values.cache, tree.files, tree.fileBytes, seed)
+  if (values['build-only']) {
+    process.stdout.write(JSON.stringify({ ...meta, cache: cachePaths(values.cache, tree.files, tree.fileBytes, seed).blocks }) + '\n')
+    process.exit(0)
+  }
+  blocks = new PackedBlocks(cachePaths(values.cache, tree.files, tree.fileBytes, seed).blocks, meta.blocks)
+  built = { cid: CID.parse(meta.cid), sharded: meta.sharded }
+} else {
+  built = tree === undefined
+    ? { cid: await addFile(blocks, seededPieces(size, seed, hash)), sharded: false }
+    : await importTree(tree.files, tree.fileBytes, seed)
+}
 const cid = built.cid
 const sha256 = tree === undefined ? hash.digest('hex') : ''
 const importMs = Math.round(performance.now() - started)

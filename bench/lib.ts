@@ -75,12 +75,15 @@ export async function startGatewayProcess (opts: {
   /** Serve a tree of `files` files of `fileBytes` each instead of one file of `sizeMiB`. */
   tree?: { files: number, fileBytes: number }
   latencyMs?: number
+  /** With `tree`: the folder of the tree's block cache (`gateway-server.ts --cache`). */
+  cacheDir?: string
 }): Promise<GatewayProcess> {
   const args = ['--import', 'tsx', join(BENCH_DIR, 'gateway-server.ts'),
     '--size', String(opts.sizeMiB), '--count', String(opts.count ?? 1), '--seed', String(opts.seed ?? 1), '--exit-with-stdin']
   if (opts.rateMiBps !== undefined) args.push('--rate', String(opts.rateMiBps))
   if (opts.tree !== undefined) args.push('--tree', `${opts.tree.files}x${opts.tree.fileBytes}`)
   if (opts.latencyMs !== undefined) args.push('--latency', String(opts.latencyMs))
+  if (opts.cacheDir !== undefined) args.push('--cache', opts.cacheDir)
   const child = spawn(process.execPath, args, { cwd: ROOT, stdio: ['pipe', 'pipe', 'inherit'] })
   const exited = new Promise<void>((resolve) => { child.once('exit', () => { resolve() }) })
   const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream })
@@ -125,6 +128,17 @@ export function procCpuSeconds (pid: number): number {
     return ticks / 100 // USER_HZ is 100 on Linux
   } catch {
     return Number.NaN
+  }
+}
+
+/** Resident set size now and its peak (VmRSS, VmHWM from /proc/PID/status) of a live process, bytes. */
+export function procMemory (pid: number): { rssBytes: number, peakRssBytes: number } {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8')
+    const kb = (field: string): number => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1]) * 1024
+    return { rssBytes: kb('VmRSS'), peakRssBytes: kb('VmHWM') }
+  } catch {
+    return { rssBytes: Number.NaN, peakRssBytes: Number.NaN }
   }
 }
 
