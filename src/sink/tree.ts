@@ -2,7 +2,7 @@ import { open, mkdir, rm, symlink, lstat, readlink, type FileHandle } from 'node
 import { constants } from 'node:fs'
 import { dirname, relative } from 'node:path'
 import { renameIntoPlace } from './partial.js'
-import { openOwnedFile, ownedDirectory } from './owned.js'
+import { createOwnedFile, openOwnedFile, ownedDirectory } from './owned.js'
 import { CidgetError, fsError, systemCode } from '../core/errors.js'
 import { confineLinks, linksBelow } from './links.js'
 import { DEFAULTS } from '../core/defaults.js'
@@ -20,8 +20,8 @@ const SYNC_PARALLEL = 64
  * are created one at a time and must be a plain file or a real directory of
  * this process's user (CIDGET_ERR_UNSAFE_PARTIAL), files are opened without
  * following links, and only in directories checked so. At most 128 files stay
- * open: the least recently used is closed and fsynced at the next `syncAll`,
- * together with the open ones.
+ * open: the least recently used is fsynced and closed in the background,
+ * and `syncAll` waits for those and fsyncs the open ones.
  */
 export class OutputTree {
   readonly output: string
@@ -30,8 +30,12 @@ export class OutputTree {
   readonly isDirectory: boolean
   /** Open files, least recently used first; `users` are writes in progress, which keep it open. */
   readonly #open = new Map<string, { fh: Promise<FileHandle>, users: number }>()
-  /** Files closed since the last syncAll, whose data is not known to be durable. */
+  /** Files closed since the last syncAll whose data is not known to be durable (their fsync on closing failed). */
   #unsynced = new Set<string>()
+  /** Files being fsynced and closed (evicted); syncAll waits for them. */
+  readonly #closing = new Set<Promise<void>>()
+  /** The first failed fsync of a closing file since the last syncAll. */
+  #syncError: unknown
   /** Directories made or checked (real directories, not links): the only places files and links are created in. */
   readonly #dirs = new Set<string>()
   /** Symlinks written by this run. */
@@ -103,7 +107,7 @@ export class OutputTree {
       entry.users++
     } else {
       if (path !== this.root) this.#below(path)
-      const opened = { fh: openOwnedFile(path, constants.O_WRONLY), users: 1 }
+      const opened = { fh: this.#openFile(path), users: 1 }
       entry = opened
       this.#open.set(path, opened)
       opened.fh.catch(() => { if (this.#open.get(path) === opened) this.#open.delete(path) })
@@ -116,14 +120,44 @@ export class OutputTree {
     }
   }
 
-  /** Closes the least recently used idle files while more than MAX_OPEN are open; they are fsynced at the next syncAll. */
+  /**
+   * Opens a file of the tree for writing: in a staging directory this run made,
+   * it is first created (O_EXCL: no check needed); one that is there (opened
+   * before and closed, or in a directory an earlier run made) is opened and
+   * checked.
+   */
+  async #openFile (path: string): Promise<FileHandle> {
+    if (this.#fresh && path !== this.root) {
+      const fh = await createOwnedFile(path, constants.O_WRONLY)
+      if (fh !== undefined) return fh
+    }
+    return await openOwnedFile(path, constants.O_WRONLY)
+  }
+
+  /**
+   * Closes the least recently used idle files while more than MAX_OPEN are
+   * open, each fsynced first, in the background (the next syncAll waits for
+   * it): no file is opened again only to be fsynced. At most SYNC_PARALLEL
+   * are closing at once.
+   */
   async #evict (): Promise<void> {
     for (const [path, entry] of this.#open) {
       if (this.#open.size <= MAX_OPEN) return
       if (entry.users > 0) continue
       this.#open.delete(path)
-      this.#unsynced.add(path)
-      await entry.fh.then(async fh => { await fh.close() }, () => {})
+      const closing = entry.fh.then(async fh => {
+        try {
+          await fh.sync()
+        } catch (err) {
+          // fsynced at the next syncAll instead (which fails if that fails too)
+          this.#unsynced.add(path)
+          this.#syncError ??= err
+        } finally {
+          await fh.close().catch(() => {})
+        }
+      }, () => {}).finally(() => { this.#closing.delete(closing) })
+      this.#closing.add(closing)
+      if (this.#closing.size >= SYNC_PARALLEL) await Promise.race(this.#closing)
     }
   }
 
@@ -194,6 +228,9 @@ export class OutputTree {
 
   /** fsyncs every file written since the last call: the open ones and those closed meanwhile. */
   async syncAll (): Promise<void> {
+    await Promise.all(this.#closing)
+    const closeError = this.#syncError
+    this.#syncError = undefined
     const closed = [...this.#unsynced]
     this.#unsynced = new Set()
     const held = [...this.#open.values()]
@@ -210,6 +247,8 @@ export class OutputTree {
       for (let i = 0; i < jobs.length; i += SYNC_PARALLEL) {
         await Promise.all(jobs.slice(i, i + SYNC_PARALLEL).map(async job => { await job() }))
       }
+      // a file whose fsync failed on closing was fsynced again above; the failure still counts
+      if (closeError !== undefined) throw closeError
     } catch (err) {
       for (const p of closed) this.#unsynced.add(p)
       throw fsError(err, 'fsync the output')
@@ -221,7 +260,7 @@ export class OutputTree {
   async close (): Promise<void> {
     const entries = [...this.#open.values()]
     this.#open.clear()
-    await Promise.all(entries.map(async entry => { await entry.fh.then(async fh => { await fh.close() }).catch(() => {}) }))
+    await Promise.all([...entries.map(async entry => { await entry.fh.then(async fh => { await fh.close() }).catch(() => {}) }), ...this.#closing])
   }
 
   /** Durable, then renamed onto the output, then the parent directory fsynced. */

@@ -5,7 +5,7 @@ import { chown, link, mkdir, mkdtemp, readFile, rm, stat, symlink, writeFile } f
 import { constants } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { openOwnedFile, ownedDirectory } from '../../src/sink/owned.js'
+import { createOwnedFile, openOwnedFile, ownedDirectory } from '../../src/sink/owned.js'
 import { PartialFile } from '../../src/sink/partial.js'
 import { isCidgetError } from '../../src/core/errors.js'
 
@@ -39,6 +39,20 @@ describe('openOwnedFile and PartialFile.open', () => {
     const file = await PartialFile.open(join(dir, 'p'), '')
     expect(await file.size()).toBe(3)
     await file.close()
+  })
+
+  it('createOwnedFile makes a new file, and leaves anything already there (a file, a link, dangling or not) to the checked open', async () => {
+    const { outside } = await setup()
+    const fh = await createOwnedFile(join(dir, 'new'), constants.O_WRONLY)
+    expect(fh).toBeDefined()
+    await fh?.write('abc', 0)
+    await fh?.close()
+    expect(await readFile(join(dir, 'new'), 'utf8')).toBe('abc')
+    await symlink(join(outside, 'secret'), join(dir, 'to-file'))
+    await symlink(join(outside, 'made'), join(dir, 'dangling'))
+    for (const name of ['new', 'to-file', 'dangling']) expect(await createOwnedFile(join(dir, name), constants.O_WRONLY)).toBeUndefined()
+    expect(await readFile(join(outside, 'secret'), 'utf8')).toBe('secret')
+    await expect(stat(join(outside, 'made'))).rejects.toThrow(/ENOENT/)
   })
 
   it('refuses a symlink (to a file, to a directory, dangling), and writes nothing through it', async () => {

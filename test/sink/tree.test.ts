@@ -1,5 +1,5 @@
 import { describe, it, expect } from 'vitest'
-import { mkdir, mkdtemp, readFile, rm, readdir, readlink, symlink } from 'node:fs/promises'
+import { mkdir, mkdtemp, readFile, rm, readdir, readlink, symlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { OutputTree } from '../../src/sink/tree.js'
@@ -47,6 +47,39 @@ describe('OutputTree', () => {
       await sync
       await tree.commit()
       expect(await readdir(join(dir, 'out'))).toHaveLength(256)
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('in a fresh staging directory, a link planted where a file is to be created is refused, not written through', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'cidget-tree-'))
+    try {
+      await writeFile(join(dir, 'secret'), 'secret')
+      const tree = await OutputTree.open(join(dir, 'out'), true)
+      await symlink(join(dir, 'secret'), join(tree.root, 'f'))
+      const err = await tree.write(join(tree.root, 'f'), 0, new TextEncoder().encode('x')).then(() => undefined, (e: unknown) => e)
+      expect(isCidgetError(err, 'CIDGET_ERR_UNSAFE_PARTIAL'), String(err)).toBe(true)
+      expect(await readFile(join(dir, 'secret'), 'utf8')).toBe('secret')
+      await tree.remove()
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('a file evicted (fsynced and closed) and written again keeps both writes', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'cidget-tree-'))
+    try {
+      const tree = await OutputTree.open(join(dir, 'out'), true)
+      const enc = new TextEncoder()
+      await tree.write(join(tree.root, 'first'), 0, enc.encode('ab'))
+      // more files than the cap: 'first' is evicted
+      for (let f = 0; f < 200; f++) await tree.write(join(tree.root, `f${f}`), 0, enc.encode('x'))
+      await tree.write(join(tree.root, 'first'), 2, enc.encode('cd'))
+      await tree.syncAll()
+      await tree.commit()
+      expect(await readFile(join(dir, 'out', 'first'), 'utf8')).toBe('abcd')
+      expect(await readdir(join(dir, 'out'))).toHaveLength(201)
     } finally {
       await rm(dir, { recursive: true, force: true })
     }
