@@ -138,13 +138,13 @@ export class RunScheduler {
   }
 
   /** A gateway for a run (its request counted) and a permit, or undefined when no gateway left serves CAR ranges (and `may` allows). */
-  async startRun (signal: AbortSignal, may: (g: Gateway) => boolean = () => true): Promise<Gateway | undefined> {
+  async startRun (signal: AbortSignal, may: (g: Gateway) => boolean = () => true, bySpeed = true): Promise<Gateway | undefined> {
     const capable = (): Gateway[] => this.#base.gateways.filter((g) => !g.dropped && g.car !== false && may(g))
     for (;;) {
       if (capable().length === 0) return undefined
       await this.#base.permits.acquire(signal)
       // runs are spread by the runs each gateway has in flight (its block requests are small beside them)
-      const choice = this.#base.selector.pick(this.#base.now(), capable(), (g) => g.runs)
+      const choice = this.#base.selector.pick(this.#base.now(), capable(), (g) => g.runs, bySpeed)
       const gateway = choice?.waitMs === 0 ? choice.gateway : undefined
       if (gateway !== undefined) {
         // counted at once: runs choosing in the same turn must see each other's load
@@ -239,8 +239,9 @@ export class RunScheduler {
       else {
         gateway.car = true
         gateway.runFailed = false
+        // a tree stream goes at the pace of the walk that takes its blocks: no measure of the gateway's speed
+        this.#base.measure(gateway, received, performance.now() - started, false)
       }
-      this.#base.measure(gateway, received, performance.now() - started, false)
     } catch (err) {
       if (kind === 'run') gateway.runFailed = true
       throw err

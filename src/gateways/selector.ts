@@ -44,8 +44,8 @@ export class ScoredSelector implements GatewaySelector<Gateway> {
    * must end first) or none is left. `load` is what the score is divided by
    * (plus one): by default the requests in flight.
    */
-  pick (now: number, among: readonly Gateway[] = this.#gateways, load: (g: Gateway) => number = (g) => g.inFlight): Choice<Gateway> | undefined {
-    const best = this.best(now, among, load)
+  pick (now: number, among: readonly Gateway[] = this.#gateways, load: (g: Gateway) => number = (g) => g.inFlight, bySpeed = true): Choice<Gateway> | undefined {
+    const best = this.best(now, among, load, bySpeed)
     if (best !== undefined) return { gateway: best, waitMs: 0 }
     let soonest: Gateway | undefined
     for (const g of among) {
@@ -54,8 +54,12 @@ export class ScoredSelector implements GatewaySelector<Gateway> {
     return soonest === undefined ? undefined : { gateway: soonest, waitMs: soonest.blockedUntil - now }
   }
 
-  /** The best of `among` usable now (not blocked, below its request limit), or undefined. */
-  best (now: number, among: readonly Gateway[], load: (g: Gateway) => number = (g) => g.inFlight): Gateway | undefined {
+  /**
+   * The best of `among` usable now (not blocked, below its request limit), or
+   * undefined; without `bySpeed`, by reliability and load alone (for
+   * requests whose pace is not the gateway's).
+   */
+  best (now: number, among: readonly Gateway[], load: (g: Gateway) => number = (g) => g.inFlight, bySpeed = true): Gateway | undefined {
     let fastest = 0
     for (const g of this.#gateways) if (g.throughputBps !== undefined && g.throughputBps > fastest) fastest = g.throughputBps
     let best: Gateway | undefined
@@ -63,7 +67,7 @@ export class ScoredSelector implements GatewaySelector<Gateway> {
     for (const g of among) {
       if (g.blockedUntil > now || g.inFlight >= this.#perGateway) continue
       // An unmeasured gateway counts as fast (like an unused one counts as reliable), so each gets tried.
-      const speed = g.throughputBps === undefined || fastest === 0 ? 1 : g.throughputBps / fastest
+      const speed = !bySpeed || g.throughputBps === undefined || fastest === 0 ? 1 : g.throughputBps / fastest
       // The small floor keeps a gateway that has only failed so far ordered by load rather than tied at 0.
       const score = (g.reliability() + 0.01) * (0.2 + 0.8 * speed) / (load(g) + 1)
       if (score > bestScore) {

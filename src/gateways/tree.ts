@@ -167,7 +167,8 @@ export class TreeStreamer {
 
   async #stream (stream: TreeStream, allowance: number): Promise<void> {
     const signal = stream.stop.signal
-    const gateway = await this.#runs.startRun(signal, (g) => g.tree !== false)
+    // spread by load and reliability: a stream's pace is the walk's, which says nothing of the gateway's speed
+    const gateway = await this.#runs.startRun(signal, (g) => g.tree !== false, false)
     if (gateway === undefined) return
     stream.gateway = gateway
     stream.lastArrival = this.#base.now()
