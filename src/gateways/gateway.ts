@@ -70,6 +70,8 @@ export class Gateway {
    * that lacked blocks of the DAG.
    */
   tree: boolean | undefined = undefined
+  /** Tree streams it was given (ties between gateways alike go to the one given fewest). */
+  streams = 0
   /** CAR runs in flight (also counted in `inFlight`). */
   runs = 0
   /** Its last CAR request failed (404, an error): it is not given the rest of another's run. */

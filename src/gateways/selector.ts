@@ -70,7 +70,8 @@ export class ScoredSelector implements GatewaySelector<Gateway> {
       const speed = !bySpeed || g.throughputBps === undefined || fastest === 0 ? 1 : g.throughputBps / fastest
       // The small floor keeps a gateway that has only failed so far ordered by load rather than tied at 0.
       const score = (g.reliability() + 0.01) * (0.2 + 0.8 * speed) / (load(g) + 1)
-      if (score > bestScore) {
+      // without speed, a tie (gateways alike, idle between short streams) goes to the one given fewest so far
+      if (score > bestScore || (!bySpeed && score === bestScore && best !== undefined && g.streams < best.streams)) {
         best = g
         bestScore = score
       }

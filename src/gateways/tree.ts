@@ -170,6 +170,7 @@ export class TreeStreamer {
     // spread by load and reliability: a stream's pace is the walk's, which says nothing of the gateway's speed
     const gateway = await this.#runs.startRun(signal, (g) => g.tree !== false, false)
     if (gateway === undefined) return
+    gateway.streams++
     stream.gateway = gateway
     stream.lastArrival = this.#base.now()
     let carried = 0

@@ -304,6 +304,21 @@ describe('tree streams: faults on one of two gateways', () => {
   })
 })
 
+describe('tree streams: several gateways', () => {
+  it('a sharded tree larger than one stream takes (16 MiB) is spread: each of four gateways streams a share of its sub-shards', async () => {
+    const blocks = new MemoryBlocks()
+    const entries = Array.from({ length: 1100 }, (_, i) => ({ path: `f${i}.bin`, content: seededBytes(16 * KiB, 500 + i) }))
+    const root = await build(blocks, entries, { shardSplitThresholdBytes: 1 })
+    const s = await setup(blocks, 4)
+    await expectTree(await get(s, root), entries)
+    const shares = s.gateways.map(g => treeRequests(g).length)
+    const total = shares.reduce((a, b) => a + b, 0)
+    // one stream per sub-shard (a few hundred), not one per file, and every gateway has its share
+    expect(total).toBeLessThan(entries.length / 2)
+    for (const n of shares) expect(n, JSON.stringify(shares)).toBeGreaterThanOrEqual(total / 6)
+  })
+})
+
 describe('tree streams: one gateway', () => {
   it.each([[400], [406], [415], [501]])('a gateway that answers a tree CAR with %i is not asked for one again; the tree comes block by block', async (status) => {
     const blocks = new MemoryBlocks()
