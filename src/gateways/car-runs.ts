@@ -235,7 +235,7 @@ export class RunScheduler {
       } catch (err) {
         if (signal.reason !== HANDED_ON) throw err
       }
-      if (kind === 'tree') gateway.tree = true
+      if (kind === 'tree') gateway.tree ??= true // one learned unable stays so
       else {
         gateway.car = true
         gateway.runFailed = false

@@ -51,6 +51,8 @@ export const TREE_DEFAULTS = {
 
 /** The abort reason of a stream found stalled; its gateway is backed off as for a timeout. */
 const STALLED: unique symbol = Symbol('stalled')
+/** The abort reason of a stream that kept bringing blocks the walk did not ask for; not an error. */
+const ASTRAY: unique symbol = Symbol('astray')
 
 /** What the walk holds of a tree stream it started. */
 export interface TreePrefetch {
@@ -145,6 +147,18 @@ export class TreeStreamer {
       received: 0,
       gateway: undefined,
       stop: new AbortController()
+    }
+    // streams that broke off, stalled or went astray keep what they brought for the walk (it is not
+    // asked for again) up to one buffer in all, the oldest let go first: one such stream per level
+    // of a deep tree cannot add up; what the walk then needs of them is fetched alone
+    let dead = 0
+    for (const other of this.#streams) if (other.ended && !other.complete) dead += other.held
+    for (const other of this.#streams) {
+      if (dead <= this.#bufferBytes) break
+      if (!other.ended || other.complete) continue
+      dead -= other.held
+      other.blocks.clear()
+      other.held = 0
     }
     this.#streams.add(stream)
     const onAbort = (): void => { stream.stop.abort(signal.reason) }
@@ -242,6 +256,7 @@ export class TreeStreamer {
     const stream = this.#awaited(key)
     if (stream === undefined) return undefined
     stream.waiters++
+    this.#base.wake() // a stream waiting for room lets the oldest blocks go now, and goes on
     const from = stream.received
     const since = this.#base.now()
     try {
@@ -253,7 +268,14 @@ export class TreeStreamer {
         const changed = await this.#base.waitForChange(deadline, signal ?? NEVER)
         const bytes = this.#held(key)
         if (bytes !== undefined) return bytes
-        if (stream.ended || stream.stalled || stream.seen.has(key) || stream.received - from > TREE_DEFAULTS.GIVE_UP_BYTES) return undefined
+        if (stream.ended || stream.stalled || stream.seen.has(key)) return undefined
+        if (stream.received - from > TREE_DEFAULTS.GIVE_UP_BYTES) {
+          // it brings other blocks than the walk's, in another order or out of the DAG: it no longer
+          // covers the subtree (the next directory gets a stream of its own), and its gateway is not blamed
+          stream.stalled = true
+          stream.stop.abort(ASTRAY)
+          return undefined
+        }
         if (!changed && stall !== undefined && this.#base.now() >= quiet() + stall) {
           // nothing for a while, and the walk waits: its gateway is slow or gone; the rest comes another way
           stream.stalled = true

@@ -228,22 +228,24 @@ export class OutputTree {
 
   /** fsyncs every file written since the last call: the open ones and those closed meanwhile. */
   async syncAll (): Promise<void> {
-    await Promise.all(this.#closing)
-    const closeError = this.#syncError
-    this.#syncError = undefined
-    const closed = [...this.#unsynced]
-    this.#unsynced = new Set()
+    // the files open now are held first (a write that opens another file meanwhile must not evict one
+    // of them into a close this sync would not wait for), then the files being closed are waited for
     const held = [...this.#open.values()]
-    // held open until synced: a write that opens another file meanwhile must not evict one under its fsync
     for (const entry of held) entry.users++
-    const jobs: Array<() => Promise<void>> = [
-      ...held.map(entry => async () => { await (await entry.fh).sync() }),
-      ...closed.filter(p => !this.#open.has(p)).map(p => async () => {
-        const fh = await open(p, constants.O_RDONLY | constants.O_NOFOLLOW)
-        try { await fh.sync() } finally { await fh.close() }
-      })
-    ]
+    let closed: string[] = []
     try {
+      await Promise.all(this.#closing)
+      const closeError = this.#syncError
+      this.#syncError = undefined
+      closed = [...this.#unsynced]
+      this.#unsynced = new Set()
+      const jobs: Array<() => Promise<void>> = [
+        ...held.map(entry => async () => { await (await entry.fh).sync() }),
+        ...closed.filter(p => !this.#open.has(p)).map(p => async () => {
+          const fh = await open(p, constants.O_RDONLY | constants.O_NOFOLLOW)
+          try { await fh.sync() } finally { await fh.close() }
+        })
+      ]
       for (let i = 0; i < jobs.length; i += SYNC_PARALLEL) {
         await Promise.all(jobs.slice(i, i + SYNC_PARALLEL).map(async job => { await job() }))
       }

@@ -14,17 +14,13 @@ import { CID } from 'multiformats/cid'
 import { sha256 as mhSha256 } from 'multiformats/hashes/sha2'
 import * as dagPb from '@ipld/dag-pb'
 import { UnixFS } from 'ipfs-unixfs'
-import { MemoryBlocks, addDirectory, seededBytes, startTestGateway, type TestGateway, type RequestRecord, type FaultRule } from '../../src/testing/index.js'
+import { MemoryBlocks, addDirectory, seededBytes, type TestGateway, type RequestRecord, type FaultRule } from '../../src/testing/index.js'
 import { Downloader, type DownloaderInit } from '../../src/engine/downloader.js'
-import { sha256, KiB, MiB } from '../helpers.js'
+import { sha256, KiB, MiB, gatewaySetup, type GatewaySetup } from '../helpers.js'
 
 interface Entry { path: string, content?: Uint8Array, symlink?: string }
 
-interface Setup {
-  gateways: TestGateway[]
-  dir: string
-  open: (init?: DownloaderInit) => Promise<Downloader>
-}
+type Setup = GatewaySetup
 
 let cleanups: Array<() => Promise<void>> = []
 afterEach(async () => {
@@ -33,32 +29,7 @@ afterEach(async () => {
 })
 
 async function setup (blocks: MemoryBlocks, n = 1): Promise<Setup> {
-  const gateways: TestGateway[] = []
-  for (let i = 0; i < n; i++) gateways.push(await startTestGateway({ blocks }))
-  const dir = await mkdtemp(join(tmpdir(), 'cidget-trees-'))
-  const opened: Downloader[] = []
-  cleanups.push(async () => {
-    for (const d of opened) await d.close()
-    for (const g of gateways) await g.close()
-    await rm(dir, { recursive: true, force: true })
-  })
-  return {
-    gateways,
-    dir,
-    open: async (init = {}) => {
-      const dl = await Downloader.open({
-        state: join(dir, 'state.db'),
-        gateways: gateways.map(g => g.url),
-        hedgeAfterMs: 0,
-        initialBackoffMs: 1,
-        timeoutMs: 5_000,
-        syncIntervalBytes: 64 * KiB,
-        ...init
-      })
-      opened.push(dl)
-      return dl
-    }
-  }
+  return await gatewaySetup(blocks, n, (c) => { cleanups.push(c) }, { prefix: 'cidget-trees-', defaults: { timeoutMs: 5_000 } })
 }
 
 const text = (s: string): Uint8Array => new TextEncoder().encode(s)

@@ -4,8 +4,7 @@
  */
 import { describe, it, expect, afterEach } from 'vitest'
 import { once } from 'node:events'
-import { mkdtemp, readdir, readFile, readlink, rm, stat, lstat } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { readdir, readFile, readlink, stat, lstat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { CID } from 'multiformats/cid'
 import { sha256 as mhSha256 } from 'multiformats/hashes/sha2'
@@ -14,16 +13,11 @@ import * as dagPb from '@ipld/dag-pb'
 import { UnixFS } from 'ipfs-unixfs'
 import { fixedSize } from 'ipfs-unixfs-importer/chunker'
 import { balanced, trickle } from 'ipfs-unixfs-importer/layout'
-import { MemoryBlocks, addFile, addDirectory, seededBytes, startTestGateway, type TestGateway, type ImporterOptions } from '../../src/testing/index.js'
-import { Downloader, type DownloaderInit } from '../../src/engine/downloader.js'
-import { progressReaches, sha256, KiB, MiB } from '../helpers.js'
+import { MemoryBlocks, addFile, addDirectory, seededBytes, type TestGateway, type ImporterOptions } from '../../src/testing/index.js'
+import type { DownloaderInit } from '../../src/engine/downloader.js'
+import { progressReaches, sha256, KiB, MiB, gatewaySetup, type GatewaySetup } from '../helpers.js'
 
-interface Setup {
-  blocks: MemoryBlocks
-  gateways: TestGateway[]
-  dir: string
-  open: (init?: DownloaderInit) => Promise<Downloader>
-}
+type Setup = GatewaySetup
 
 let cleanups: Array<() => Promise<void>> = []
 afterEach(async () => {
@@ -32,33 +26,7 @@ afterEach(async () => {
 })
 
 async function setup (blocks: MemoryBlocks, n = 1): Promise<Setup> {
-  const gateways: TestGateway[] = []
-  for (let i = 0; i < n; i++) gateways.push(await startTestGateway({ blocks }))
-  const dir = await mkdtemp(join(tmpdir(), 'cidget-verified-'))
-  const opened: Downloader[] = []
-  cleanups.push(async () => {
-    for (const d of opened) await d.close()
-    for (const g of gateways) await g.close()
-    await rm(dir, { recursive: true, force: true })
-  })
-  return {
-    blocks,
-    gateways,
-    dir,
-    open: async (init = {}) => {
-      const dl = await Downloader.open({
-        state: join(dir, 'state.db'),
-        gateways: gateways.map(g => g.url),
-        hedgeAfterMs: 0,
-        initialBackoffMs: 1,
-        timeoutMs: 2_000,
-        syncIntervalBytes: 64 * KiB,
-        ...init
-      })
-      opened.push(dl)
-      return dl
-    }
-  }
+  return await gatewaySetup(blocks, n, (c) => { cleanups.push(c) }, { prefix: 'cidget-verified-', defaults: { timeoutMs: 2_000 } })
 }
 
 async function put (blocks: MemoryBlocks, bytes: Uint8Array, code: number): Promise<CID> {
