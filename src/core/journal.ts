@@ -26,8 +26,6 @@ export interface DownloadJournal {
 
   /** Verified mode: the bitmap of durable data blocks recorded by earlier runs (undefined: none). */
   progress (): Promise<Uint8Array | undefined>
-  /** Verified mode: the inner DAG blocks kept by earlier runs, by CID. */
-  keptBlocks (): Promise<Map<string, Uint8Array>>
   /** Verified mode: the CIDs of the inner blocks kept so far (not their bytes). */
   keptBlockKeys (): Promise<Set<string>>
   /** Verified mode: one kept inner block; undefined when it was not kept. */

@@ -35,10 +35,6 @@ export class Journal implements DownloadJournal {
     return await this.#store.getProgress(this.id)
   }
 
-  async keptBlocks (): Promise<Map<string, Uint8Array>> {
-    return await this.#store.getBlocks(this.id)
-  }
-
   async keptBlockKeys (): Promise<Set<string>> {
     return new Set(await this.#store.getBlockKeys(this.id))
   }

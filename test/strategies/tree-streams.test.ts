@@ -140,19 +140,25 @@ function mixed (): Entry[] {
   ]
 }
 
+/** A root, a tree CAR, maybe a block or two: never one per file. */
+const FEW = 10
+
+/** Fetches `entries` built into a tree from one gateway, checks them file by file, and that few requests did it: the gateway. */
+async function fetchedInFew (entries: Entry[], opts: Parameters<typeof addDirectory>[2] = {}): Promise<TestGateway> {
+  const blocks = new MemoryBlocks()
+  const root = await build(blocks, entries, opts)
+  const s = await setup(blocks)
+  await expectTree(await get(s, root), entries)
+  const g = s.gateways[0]!
+  expect(treeRequests(g).length).toBeGreaterThanOrEqual(1)
+  expect(g.requests.length).toBeLessThan(FEW)
+  return g
+}
+
 describe('tree streams: a whole tree in a handful of requests', () => {
-  // a root, a tree CAR, maybe a block or two: never one per file
-  const FEW = 10
 
   it('a flat directory of 1,000 files', async () => {
-    const blocks = new MemoryBlocks()
-    const entries = smallFiles('flat', 1_000)
-    const root = await build(blocks, entries)
-    const s = await setup(blocks)
-    await expectTree(await get(s, root), entries)
-    const g = s.gateways[0]!
-    expect(treeRequests(g).length).toBeGreaterThanOrEqual(1)
-    expect(g.requests.length).toBeLessThan(FEW)
+    const g = await fetchedInFew(smallFiles('flat', 1_000))
     expect(g.requests.filter(r => r.format === 'raw').length).toBeLessThan(FEW)
   })
 
@@ -208,11 +214,7 @@ describe('tree streams: a whole tree in a handful of requests', () => {
     const blocks = new MemoryBlocks()
     const entries = mixed()
     const root = await build(blocks, entries)
-    const s = await setup(blocks)
-    await expectTree(await get(s, root), entries)
-    const g = s.gateways[0]!
-    expect(treeRequests(g).length).toBeGreaterThanOrEqual(1)
-    expect(g.requests.length).toBeLessThan(FEW)
+    const g = await fetchedInFew(entries)
     // the 8 MiB of leaves came in the tree's CAR, not a second time: the only block sent twice is the
     // root (with the first request, and as the head of the tree's CAR)
     const sent = g.requests.flatMap(r => r.format === 'car' ? r.carBlocks ?? [] : [r.path.split('/')[2]!])
