@@ -75,8 +75,9 @@ describe('boundHeapGrowth', () => {
   it('leaves alone what the process was started with a flag for', async () => {
     const semi = await child('bound', { NODE_OPTIONS: '--max-semi-space-size=8' })
     expect(semi).toMatchObject({ young: false, old: true })
-    // V8's own size for semi-spaces of 8 MiB: 16 MiB of new space on Node 20; Node 24 was seen at 24 MiB
-    expect(semi.largest).toBeLessThanOrEqual(3 * 8 * MiB)
+    // V8's own size for semi-spaces of 8 MiB: 16 MiB of new space on Node 20; Node 24 was seen at
+    // 24 and 24.5 MiB; below the 2 × 16 MiB the bound itself would have set, and the 64 MiB V8 reaches alone
+    expect(semi.largest).toBeLessThan(2 * 16 * MiB)
     expect(boundHeapGrowth({ execArgv: ['--heap-growing-percent=30'], nodeOptions: '--semi-space-growth-factor=3' })).toMatchObject({ young: false, old: false })
   }, 30_000)
 })
