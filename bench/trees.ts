@@ -15,9 +15,11 @@
  * of the whole tree as a CAR from the first gateway (`?format=car&dag-scope=all`:
  * the wire's floor, no files written) and the write floor
  * (`bench/tree-floor.mjs`: the same files from Node, 64 at a time, one fsync
- * each, no network). Every run writes into a fresh temporary folder;
- * cidget's, aria2's and the floor's files are counted and each one's SHA-256
- * checked. Reports medians: seconds, files/s, MB/s (and its ratio to the sum
+ * each, no network). Every run writes into a fresh temporary folder, kept
+ * until the tree's runs are over (ext4 pays for creating files where many
+ * were removed in the last minutes: a run following a removal was up to
+ * twice as slow); cidget's, aria2's and the floor's files are counted and
+ * each one's SHA-256 checked. Reports medians: seconds, files/s, MB/s (and its ratio to the sum
  * of the caps), peak RSS, the requests all gateways saw, files/s as a
  * multiple of the write floor's in the same group, and the gateways' RSS.
  *
@@ -238,6 +240,8 @@ const samples: Sample[] = []
 const sections: string[] = []
 const gatewayMemory: Array<{ tree: string, latencyMs: number, loadMs: number, rssBytes: number[], peakRssBytes: number[] }> = []
 const started = Date.now()
+/** The runs' directories, removed once each tree's runs are over. */
+const leftovers: string[] = []
 
 async function runOne (client: Client, gws: GatewayProcess[], tree: Tree, latencyMs: number, run: number, hashes: string[]): Promise<void> {
   const { cid } = gws[0]?.info as GatewayProcess['info']
@@ -255,7 +259,9 @@ async function runOne (client: Client, gws: GatewayProcess[], tree: Tree, latenc
   const requests = served.reduce((n, s) => n + s.requests, 0)
   const state = client === 'cidget' ? await stateBytes(dir) : undefined
   const failure = await check(client, m, out, tree, hashes)
-  await rm(dir, { recursive: true, force: true })
+  // kept until the tree's runs are over: ext4 skips the inodes freed in the last minute or more when it
+  // creates files, at a cost that made one client's runs differ twofold when each followed a removal
+  leftovers.push(dir)
   execFileSync('sync')
   const other = otherCores(m, gatewayCpuSeconds)
   samples.push({
@@ -334,9 +340,15 @@ try {
       gatewayMemory.push(memory)
       sections.push(section(tree, latencyMs, meta, memory))
     }
+    await removeLeftovers()
   }
 } finally {
+  await removeLeftovers()
   await cli.cleanup()
+}
+
+async function removeLeftovers (): Promise<void> {
+  for (const dir of leftovers.splice(0)) await rm(dir, { recursive: true, force: true })
 }
 
 const notes = (clients.includes('aria2') ? 'aria2 trusts the gateways: it checks nothing against the CIDs (the files\' SHA-256 are checked here after the run). ' : '') +

@@ -1,16 +1,19 @@
-import { open, mkdir, rm, symlink, lstat, readlink, type FileHandle } from 'node:fs/promises'
+import { open, mkdir, rm, symlink, lstat, readlink, stat, type FileHandle } from 'node:fs/promises'
 import { constants } from 'node:fs'
 import { dirname, relative } from 'node:path'
 import { renameIntoPlace } from './partial.js'
 import { createOwnedFile, openOwnedFile, ownedDirectory } from './owned.js'
 import { CidgetError, fsError, systemCode } from '../core/errors.js'
 import { confineLinks, linksBelow } from './links.js'
+import { SyncfsUnavailable, syncFileSystem, syncfsAvailable } from './syncfs.js'
 import { DEFAULTS } from '../core/defaults.js'
 import type { BlockBytes } from '../gateways/block.js'
 
 const MAX_OPEN = 128
 /** fsyncs run at once; parallel fsyncs share journal commits on most file systems. */
 const SYNC_PARALLEL = 64
+/** From this many files to make durable, one syncfs of the file system rather than an fsync each. */
+const SYNCFS_FROM = 16
 
 /**
  * Where a verified download writes: one partial file (`<output>.cidget-partial`)
@@ -20,8 +23,14 @@ const SYNC_PARALLEL = 64
  * are created one at a time and must be a plain file or a real directory of
  * this process's user (CIDGET_ERR_UNSAFE_PARTIAL), files are opened without
  * following links, and only in directories checked so. At most 128 files stay
- * open: the least recently used is fsynced and closed in the background,
- * and `syncAll` waits for those and fsyncs the open ones.
+ * open: the least recently used is closed in the background, and `syncAll`
+ * waits for those and makes every file written since the last call durable.
+ *
+ * Durability of a directory is batched: files are closed without an fsync,
+ * and `syncAll` makes them all durable with one syncfs of the file system
+ * ({@link syncFileSystem}), once 16 or more are to be; where syncfs cannot be
+ * had, or for fewer files, each is fsynced (the evicted ones before they are
+ * closed, so none is opened again only to be fsynced).
  */
 export class OutputTree {
   readonly output: string
@@ -42,6 +51,8 @@ export class OutputTree {
   readonly #links = new Set<string>()
   /** Whether the staging directory was made by this run (else it may hold links of an earlier run). */
   #fresh = false
+  /** The device of the staging directory, when its files are made durable by one syncfs (see above). */
+  #dev: number | undefined
 
   private constructor (output: string, isDirectory: boolean) {
     this.output = output
@@ -73,6 +84,7 @@ export class OutputTree {
         tree.#fresh = await ownedDirectory(tree.root)
       }
       tree.#dirs.add(tree.root)
+      if (syncfsAvailable()) tree.#dev = await stat(tree.root).then(s => s.dev, () => undefined)
     } else {
       const fh = await openOwnedFile(tree.root, constants.O_WRONLY)
       const size = opts.size
@@ -136,9 +148,9 @@ export class OutputTree {
 
   /**
    * Closes the least recently used idle files while more than MAX_OPEN are
-   * open, each fsynced first, in the background (the next syncAll waits for
-   * it): no file is opened again only to be fsynced. At most SYNC_PARALLEL
-   * are closing at once.
+   * open, in the background (the next syncAll waits for it), each fsynced
+   * first unless the next syncAll makes them durable with one syncfs. At most
+   * SYNC_PARALLEL are closing at once.
    */
   async #evict (): Promise<void> {
     for (const [path, entry] of this.#open) {
@@ -147,6 +159,10 @@ export class OutputTree {
       this.#open.delete(path)
       const closing = entry.fh.then(async fh => {
         try {
+          if (this.#dev !== undefined) {
+            this.#unsynced.add(path)
+            return
+          }
           await fh.sync()
         } catch (err) {
           // fsynced at the next syncAll instead (which fails if that fails too)
@@ -226,7 +242,10 @@ export class OutputTree {
     return (await confineLinks(this.root, links, skip)).map(p => relative(this.root, p))
   }
 
-  /** fsyncs every file written since the last call: the open ones and those closed meanwhile. */
+  /**
+   * Makes every file written since the last call durable: the open ones and
+   * those closed meanwhile (one syncfs for 16 or more, else an fsync each).
+   */
   async syncAll (): Promise<void> {
     // the files open now are held first (a write that opens another file meanwhile must not evict one
     // of them into a close this sync would not wait for), then the files being closed are waited for
@@ -239,23 +258,42 @@ export class OutputTree {
       this.#syncError = undefined
       closed = [...this.#unsynced]
       this.#unsynced = new Set()
-      const jobs: Array<() => Promise<void>> = [
-        ...held.map(entry => async () => { await (await entry.fh).sync() }),
-        ...closed.filter(p => !this.#open.has(p)).map(p => async () => {
-          const fh = await open(p, constants.O_RDONLY | constants.O_NOFOLLOW)
-          try { await fh.sync() } finally { await fh.close() }
-        })
-      ]
-      for (let i = 0; i < jobs.length; i += SYNC_PARALLEL) {
-        await Promise.all(jobs.slice(i, i + SYNC_PARALLEL).map(async job => { await job() }))
+      if (!await this.#syncFileSystem(held.length + closed.length)) {
+        const jobs: Array<() => Promise<void>> = [
+          ...held.map(entry => async () => { await (await entry.fh).sync() }),
+          ...closed.filter(p => !this.#open.has(p)).map(p => async () => {
+            const fh = await open(p, constants.O_RDONLY | constants.O_NOFOLLOW)
+            try { await fh.sync() } finally { await fh.close() }
+          })
+        ]
+        for (let i = 0; i < jobs.length; i += SYNC_PARALLEL) {
+          await Promise.all(jobs.slice(i, i + SYNC_PARALLEL).map(async job => { await job() }))
+        }
       }
-      // a file whose fsync failed on closing was fsynced again above; the failure still counts
+      // a file whose fsync failed on closing was made durable again above; the failure still counts
       if (closeError !== undefined) throw closeError
     } catch (err) {
       for (const p of closed) this.#unsynced.add(p)
       throw fsError(err, 'fsync the output')
     } finally {
       for (const entry of held) entry.users--
+    }
+  }
+
+  /**
+   * One syncfs of the staging directory's file system for `files` files, when
+   * they are many and it can be had; false when each is to be fsynced (from
+   * now on, if `sync -f` turned out missing).
+   */
+  async #syncFileSystem (files: number): Promise<boolean> {
+    if (this.#dev === undefined || files < SYNCFS_FROM) return false
+    try {
+      await syncFileSystem(this.root, this.#dev)
+      return true
+    } catch (err) {
+      if (!(err instanceof SyncfsUnavailable)) throw err
+      this.#dev = undefined
+      return false
     }
   }
 
