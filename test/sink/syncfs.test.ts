@@ -76,6 +76,19 @@ describe.runIf(onLinux)('a tree made durable by one syncfs', () => {
     expect(await readFile(join(dir, 'out', 'f399'), 'utf8')).toBe('file 399')
   })
 
+  it('checkpoints of three trees on one file system share syncfs calls: those asking while one runs share the next', async () => {
+    // each call takes a while: the second and third trees ask while the first's runs
+    await fakeSync(`sleep 0.3; exec '${SYSTEM_SYNC}' "$@"`)
+    vi.resetModules()
+    const { OutputTree } = await import('../../src/sink/tree.js')
+    const trees = await Promise.all(['a', 'b', 'c'].map(async n => await OutputTree.open(join(dir, n), true)))
+    for (const tree of trees) await writeFiles(tree, 20)
+    await Promise.all(trees.map(async tree => { await tree.syncAll() }))
+    // one call for the first to ask, one more for the two that asked while it ran (not one each)
+    expect(await calls()).toHaveLength(2)
+    for (const tree of trees) await tree.remove()
+  })
+
   it('a few files are fsynced each: no process is started for them', async () => {
     await fakeSync(`exec '${SYSTEM_SYNC}' "$@"`)
     const tree = await freshTree()
