@@ -147,16 +147,18 @@ export class PoolBase {
 
   /**
    * Waits until `until` (a `now()` time) or until something changes (a request ends, the entity
-   * stream brings a block or ends), whichever is first: true when woken by a change.
+   * stream brings a block or ends), whichever is first: true when woken by a change. `wakers`:
+   * a set of the caller's instead, whose owner wakes its waiters by calling them (a tree stream
+   * wakes the get() waiting for one block, not every waiter of the pool).
    */
-  async waitForChange (until: number | undefined, signal: AbortSignal): Promise<boolean> {
+  async waitForChange (until: number | undefined, signal: AbortSignal, wakers: Set<() => void> = this.#wakers): Promise<boolean> {
     signal.throwIfAborted()
     const wake = new AbortController()
     const onAbort = (): void => wake.abort(signal.reason)
     // a plain value as the reason: abort() without one builds a DOMException (and its stack) per wake-up
     const waker = (): void => wake.abort(WOKEN)
     signal.addEventListener('abort', onAbort, { once: true })
-    this.#wakers.add(waker)
+    wakers.add(waker)
     try {
       if (until === undefined) {
         await new Promise<void>((resolve) => wake.signal.addEventListener('abort', () => resolve(), { once: true }))
@@ -167,7 +169,7 @@ export class PoolBase {
       if (!wake.signal.aborted || signal.aborted) throw err
     } finally {
       signal.removeEventListener('abort', onAbort)
-      this.#wakers.delete(waker)
+      wakers.delete(waker)
     }
     signal.throwIfAborted()
     return wake.signal.aborted

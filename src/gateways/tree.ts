@@ -79,6 +79,12 @@ interface TreeStream {
   forgot: boolean
   /** get() calls waiting for a block from it. */
   waiters: number
+  /** Their wake-ups, by the block they wait for (woken when it arrives, or all when the stream ends). */
+  wanted: Map<string, Set<() => void>>
+  /** The stream's own wait for room in its buffer (woken when the walk takes a block or waits on it). */
+  room: Set<() => void>
+  /** Bytes received at which every waiter looks again whether the stream went astray. */
+  checkAt: number
   /** The walk is in its subtree: get() waits for its blocks. */
   active: boolean
   /** The walk left its subtree. */
@@ -138,6 +144,9 @@ export class TreeStreamer {
       seen: new Set(),
       forgot: false,
       waiters: 0,
+      wanted: new Map(),
+      room: new Set(),
+      checkAt: TREE_DEFAULTS.GIVE_UP_BYTES / 4,
       active: !ahead,
       released: false,
       ended: false,
@@ -167,6 +176,7 @@ export class TreeStreamer {
     this.#stream(stream, allowance).catch(() => {}).finally(() => {
       stream.ended = true
       signal.removeEventListener('abort', onAbort)
+      wakeAll(stream)
       this.#base.wake()
     })
     return {
@@ -175,6 +185,7 @@ export class TreeStreamer {
       release: () => {
         stream.released = true
         if (stream.waiters === 0) this.#close(stream)
+        else wake(stream.room) // it lets go of what it holds past its buffer, and goes on for the waiters
       }
     }
   }
@@ -226,7 +237,16 @@ export class TreeStreamer {
     stream.held += blockLength(bytes)
     stream.received += blockLength(bytes)
     stream.lastArrival = this.#base.now()
-    this.#base.wake() // a get() may wait for it
+    // the get() waiting for it (on this stream, or on another that may bring it too)
+    for (const other of this.#streams) {
+      const waiting = other.wanted.get(key)
+      if (waiting !== undefined) wake(waiting)
+    }
+    if (stream.received >= stream.checkAt) {
+      // every so often, all of its waiters look whether it brings anything of theirs (else they give it up)
+      stream.checkAt = stream.received + TREE_DEFAULTS.GIVE_UP_BYTES / 4
+      wakeAll(stream)
+    }
     // the stream waits while its buffer is full and the walk takes what it holds; when the walk
     // waits for a block not here, the oldest it did not take are let go so the stream goes on
     // (a stream the walk left goes on only for the writes still waiting on it: it holds no more than its buffer)
@@ -239,7 +259,7 @@ export class TreeStreamer {
         }
         break
       }
-      await this.#base.waitForChange(undefined, stream.stop.signal)
+      await this.#base.waitForChange(undefined, stream.stop.signal, stream.room)
       stream.lastArrival = this.#base.now() // waiting for room is not stalling
     }
     return true
@@ -256,7 +276,7 @@ export class TreeStreamer {
     const stream = this.#awaited(key)
     if (stream === undefined) return undefined
     stream.waiters++
-    this.#base.wake() // a stream waiting for room lets the oldest blocks go now, and goes on
+    wake(stream.room) // a stream waiting for room lets the oldest blocks go now, and goes on
     const from = stream.received
     const since = this.#base.now()
     try {
@@ -265,7 +285,13 @@ export class TreeStreamer {
         const stall = this.#stallMs()
         const quiet = (): number => Math.max(stream.lastArrival, since)
         const deadline = stall === undefined ? undefined : quiet() + stall
-        const changed = await this.#base.waitForChange(deadline, signal ?? NEVER)
+        // woken when the block arrives, when the stream ends or every so often (above), or at the deadline
+        let wakers = stream.wanted.get(key)
+        if (wakers === undefined) {
+          wakers = new Set()
+          stream.wanted.set(key, wakers)
+        }
+        const changed = await this.#base.waitForChange(deadline, signal ?? NEVER, wakers)
         const bytes = this.#held(key)
         if (bytes !== undefined) return bytes
         if (stream.ended || stream.stalled || stream.seen.has(key)) return undefined
@@ -285,6 +311,7 @@ export class TreeStreamer {
       }
     } finally {
       stream.waiters--
+      if (stream.wanted.get(key)?.size === 0) stream.wanted.delete(key)
       if (stream.waiters === 0 && stream.released) this.#close(stream)
     }
   }
@@ -320,7 +347,7 @@ export class TreeStreamer {
       stream.blocks.delete(key)
       const length = blockLength(bytes)
       stream.held -= length
-      this.#base.wake() // a stream waiting for room may go on
+      wake(stream.room) // the stream may be waiting for room
       if (length <= TREE_DEFAULTS.RECENT_BLOCK_BYTES) this.#remember(key, bytes)
       return bytes
     }
@@ -379,4 +406,16 @@ export class TreeStreamer {
       this.#recentBytes = 0
     }
   }
+}
+
+/** Calls every wake-up of `wakers` (each removes itself when its wait ends). */
+function wake (wakers: Set<() => void>): void {
+  if (wakers.size === 0) return
+  for (const waker of [...wakers]) waker()
+}
+
+/** Wakes every get() waiting on `stream`, and the stream if it waits for room. */
+function wakeAll (stream: TreeStream): void {
+  for (const waiting of stream.wanted.values()) wake(waiting)
+  wake(stream.room)
 }

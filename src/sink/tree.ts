@@ -1,8 +1,9 @@
-import { open, mkdir, rm, symlink, lstat, readlink, stat, type FileHandle } from 'node:fs/promises'
-import { constants } from 'node:fs'
+import { mkdir, rm, symlink, lstat, readlink, stat } from 'node:fs/promises'
+import { close, closeSync, constants, fstat, fsync, ftruncate, open, writev, writevSync } from 'node:fs'
+import { promisify } from 'node:util'
 import { dirname, relative } from 'node:path'
 import { renameIntoPlace } from './partial.js'
-import { createOwnedFile, openOwnedFile, ownedDirectory } from './owned.js'
+import { createOwnedFd, createOwnedFdSync, openOwnedFd, openOwnedFdSync, ownedDirectory } from './owned.js'
 import { CidgetError, fsError, systemCode } from '../core/errors.js'
 import { confineLinks, linksBelow } from './links.js'
 import { SyncfsUnavailable, syncFileSystem, syncfsAvailable } from './syncfs.js'
@@ -14,6 +15,22 @@ const MAX_OPEN = 128
 const SYNC_PARALLEL = 64
 /** From this many files to make durable, one syncfs of the file system rather than an fsync each. */
 const SYNCFS_FROM = 16
+/** Writes up to this size are made on the event loop's thread while its calls are fast (see OutputTree). */
+const INLINE_WRITE_MAX = 64 * 1024
+/** A call on the event loop's thread that took this long sends the tree's calls to the thread pool from then on. */
+const INLINE_SLOW_MS = 10
+
+const openP = promisify(open)
+const fstatP = promisify(fstat)
+const fsyncP = promisify(fsync)
+const closeP = promisify(close)
+const ftruncateP = promisify(ftruncate)
+/** fs.writev as a promise of the bytes written (promisify would resolve with its last argument). */
+async function writevP (fd: number, pieces: readonly Uint8Array[], at: number): Promise<number> {
+  return await new Promise((resolve, reject) => {
+    writev(fd, pieces as Uint8Array[], at, (err, n) => { if (err === null) resolve(n); else reject(err) })
+  })
+}
 
 /**
  * Where a verified download writes: one partial file (`<output>.cidget-partial`)
@@ -31,14 +48,21 @@ const SYNCFS_FROM = 16
  * ({@link syncFileSystem}), once 16 or more are to be; where syncfs cannot be
  * had, or for fewer files, each is fsynced (the evicted ones before they are
  * closed, so none is opened again only to be fsynced).
+ *
+ * Files of a staging directory are opened, closed and written in small
+ * blocks (up to 64 KiB) on the event loop's thread: each call through
+ * the thread pool costs a thread's wake-up, more than the call itself for a
+ * small file. A call that takes 10 ms or more (a slow or remote file system)
+ * sends every later call of the tree to the thread pool; fsyncs and larger
+ * writes always go there.
  */
 export class OutputTree {
   readonly output: string
   /** The partial file, or the staging directory. */
   readonly root: string
   readonly isDirectory: boolean
-  /** Open files, least recently used first; `users` are writes in progress, which keep it open. */
-  readonly #open = new Map<string, { fh: Promise<FileHandle>, users: number }>()
+  /** Open files (descriptors), least recently used first; `users` are writes in progress, which keep it open. */
+  readonly #open = new Map<string, { fd: Promise<number>, users: number }>()
   /** Files closed since the last syncAll whose data is not known to be durable (their fsync on closing failed). */
   #unsynced = new Set<string>()
   /** Files being fsynced and closed (evicted); syncAll waits for them. */
@@ -53,11 +77,20 @@ export class OutputTree {
   #fresh = false
   /** The device of the staging directory, when its files are made durable by one syncfs (see above). */
   #dev: number | undefined
+  /** Writes and syncs in progress over all files; close() waits for them (a descriptor is never closed under a call). */
+  #busy = 0
+  readonly #drained: Array<() => void> = []
+  #closed = false
+  /** Whether opens, closes and small writes are made on the event loop's thread (see above). */
+  #inline: boolean
+  readonly #inlineSlowMs: number
 
-  private constructor (output: string, isDirectory: boolean) {
+  private constructor (output: string, isDirectory: boolean, inlineSlowMs: number) {
     this.output = output
     this.root = output + DEFAULTS.PARTIAL_SUFFIX
     this.isDirectory = isDirectory
+    this.#inline = isDirectory
+    this.#inlineSlowMs = inlineSlowMs
   }
 
   /**
@@ -67,9 +100,10 @@ export class OutputTree {
    * hashes to its leaf's CID. A staging directory is emptied when `stale` (no
    * progress of it is recorded: a run stopped before its first checkpoint, or
    * planted), so that none of its files can end up in the output.
+   * `inlineSlowMs`: see the class (tests set 0 to send every call after the first to the thread pool).
    */
-  static async open (output: string, isDirectory: boolean, opts: { stale?: boolean, size?: number } = {}): Promise<OutputTree> {
-    const tree = new OutputTree(output, isDirectory)
+  static async open (output: string, isDirectory: boolean, opts: { stale?: boolean, size?: number, inlineSlowMs?: number } = {}): Promise<OutputTree> {
+    const tree = new OutputTree(output, isDirectory, opts.inlineSlowMs ?? INLINE_SLOW_MS)
     try {
       // the output's own directory is the user's choice, links on the way included
       await mkdir(dirname(output), { recursive: true })
@@ -86,15 +120,15 @@ export class OutputTree {
       tree.#dirs.add(tree.root)
       if (syncfsAvailable()) tree.#dev = await stat(tree.root).then(s => s.dev, () => undefined)
     } else {
-      const fh = await openOwnedFile(tree.root, constants.O_WRONLY)
+      const fd = await openOwnedFd(tree.root, constants.O_WRONLY)
       const size = opts.size
       if (size !== undefined) {
-        await fh.stat().then(async s => { if (s.size > size) await fh.truncate(size) }).catch(async (err: unknown) => {
-          await fh.close().catch(() => {})
+        await fstatP(fd).then(async s => { if (s.size > size) await ftruncateP(fd, size) }).catch(async (err: unknown) => {
+          await closeP(fd).catch(() => {})
           throw fsError(err, `truncate ${tree.root}`)
         })
       }
-      tree.#open.set(tree.root, { fh: Promise.resolve(fh), users: 0 })
+      tree.#open.set(tree.root, { fd: Promise.resolve(fd), users: 0 })
     }
     return tree
   }
@@ -110,7 +144,16 @@ export class OutputTree {
    * Runs `fn` with the file at `path` open. Concurrent writes to one file share
    * one handle (opened once); a handle in use is never closed under a writer.
    */
-  async #use<T> (path: string, fn: (fh: FileHandle) => Promise<T>): Promise<T> {
+  async #use<T> (path: string, fn: (fd: number) => Promise<T>): Promise<T> {
+    this.#enter()
+    try {
+      return await this.#useOpen(path, fn)
+    } finally {
+      this.#leave()
+    }
+  }
+
+  async #useOpen<T> (path: string, fn: (fd: number) => Promise<T>): Promise<T> {
     let entry = this.#open.get(path)
     if (entry !== undefined) {
       // most recently used goes last
@@ -119,14 +162,14 @@ export class OutputTree {
       entry.users++
     } else {
       if (path !== this.root) this.#below(path)
-      const opened = { fh: this.#openFile(path), users: 1 }
+      const opened = { fd: this.#openFile(path), users: 1 }
       entry = opened
       this.#open.set(path, opened)
-      opened.fh.catch(() => { if (this.#open.get(path) === opened) this.#open.delete(path) })
+      opened.fd.catch(() => { if (this.#open.get(path) === opened) this.#open.delete(path) })
       await this.#evict()
     }
     try {
-      return await fn(await entry.fh)
+      return await fn(await entry.fd)
     } finally {
       entry.users--
     }
@@ -138,12 +181,31 @@ export class OutputTree {
    * before and closed, or in a directory an earlier run made) is opened and
    * checked.
    */
-  async #openFile (path: string): Promise<FileHandle> {
-    if (this.#fresh && path !== this.root) {
-      const fh = await createOwnedFile(path, constants.O_WRONLY)
-      if (fh !== undefined) return fh
+  async #openFile (path: string): Promise<number> {
+    const create = this.#fresh && path !== this.root
+    if (this.#inline) {
+      return this.#timed(() => {
+        const fd = create ? createOwnedFdSync(path, constants.O_WRONLY) : undefined
+        return fd ?? openOwnedFdSync(path, constants.O_WRONLY)
+      })
     }
-    return await openOwnedFile(path, constants.O_WRONLY)
+    const fd = create ? await createOwnedFd(path, constants.O_WRONLY) : undefined
+    return fd ?? await openOwnedFd(path, constants.O_WRONLY)
+  }
+
+  /** Runs a call on the event loop's thread; one that took INLINE_SLOW_MS or more sends the later ones to the thread pool. */
+  #timed<T> (call: () => T): T {
+    const started = performance.now()
+    try {
+      return call()
+    } finally {
+      if (performance.now() - started >= this.#inlineSlowMs) this.#inline = false
+    }
+  }
+
+  async #close (fd: number): Promise<void> {
+    if (this.#inline) this.#timed(() => { closeSync(fd) })
+    else await closeP(fd)
   }
 
   /**
@@ -157,19 +219,19 @@ export class OutputTree {
       if (this.#open.size <= MAX_OPEN) return
       if (entry.users > 0) continue
       this.#open.delete(path)
-      const closing = entry.fh.then(async fh => {
+      const closing = entry.fd.then(async fd => {
         try {
           if (this.#dev !== undefined) {
             this.#unsynced.add(path)
             return
           }
-          await fh.sync()
+          await fsyncP(fd)
         } catch (err) {
           // fsynced at the next syncAll instead (which fails if that fails too)
           this.#unsynced.add(path)
           this.#syncError ??= err
         } finally {
-          await fh.close().catch(() => {})
+          await this.#close(fd).catch(() => {})
         }
       }, () => {}).finally(() => { this.#closing.delete(closing) })
       this.#closing.add(closing)
@@ -192,12 +254,14 @@ export class OutputTree {
   /** Writes `data` at `offset` of the file at `path` (created if missing). */
   async write (path: string, offset: number, data: BlockBytes): Promise<void> {
     try {
-      await this.#use(path, async fh => {
+      await this.#use(path, async fd => {
         // one writev (of the pieces a block arrived in, or of the block), again from where a short write stopped
         let pieces: readonly Uint8Array[] = Array.isArray(data) ? data as readonly Uint8Array[] : [data as Uint8Array]
         let at = offset
+        const inline = this.#inline && pieces.reduce((n, p) => n + p.byteLength, 0) <= INLINE_WRITE_MAX
         while (pieces.length > 0) {
-          const { bytesWritten } = await fh.writev(pieces as Uint8Array[], at)
+          const left = pieces
+          const bytesWritten = inline ? this.#timed(() => writevSync(fd, left as Uint8Array[], at)) : await writevP(fd, left, at)
           at += bytesWritten
           pieces = rest(pieces, bytesWritten)
         }
@@ -249,6 +313,7 @@ export class OutputTree {
   async syncAll (): Promise<void> {
     // the files open now are held first (a write that opens another file meanwhile must not evict one
     // of them into a close this sync would not wait for), then the files being closed are waited for
+    this.#enter()
     const held = [...this.#open.values()]
     for (const entry of held) entry.users++
     let closed: string[] = []
@@ -260,10 +325,10 @@ export class OutputTree {
       this.#unsynced = new Set()
       if (!await this.#syncFileSystem(held.length + closed.length)) {
         const jobs: Array<() => Promise<void>> = [
-          ...held.map(entry => async () => { await (await entry.fh).sync() }),
+          ...held.map(entry => async () => { await fsyncP(await entry.fd) }),
           ...closed.filter(p => !this.#open.has(p)).map(p => async () => {
-            const fh = await open(p, constants.O_RDONLY | constants.O_NOFOLLOW)
-            try { await fh.sync() } finally { await fh.close() }
+            const fd = await openP(p, constants.O_RDONLY | constants.O_NOFOLLOW)
+            try { await fsyncP(fd) } finally { await closeP(fd) }
           })
         ]
         for (let i = 0; i < jobs.length; i += SYNC_PARALLEL) {
@@ -277,6 +342,7 @@ export class OutputTree {
       throw fsError(err, 'fsync the output')
     } finally {
       for (const entry of held) entry.users--
+      this.#leave()
     }
   }
 
@@ -297,10 +363,22 @@ export class OutputTree {
     }
   }
 
+  #enter (): void {
+    if (this.#closed) throw new Error('the output is closed')
+    this.#busy++
+  }
+
+  #leave (): void {
+    if (--this.#busy === 0) for (const resolve of this.#drained.splice(0)) resolve()
+  }
+
+  /** Waits for the writes and syncs in progress, then closes every file (later writes fail). */
   async close (): Promise<void> {
+    this.#closed = true
+    if (this.#busy > 0) await new Promise<void>(resolve => this.#drained.push(resolve))
     const entries = [...this.#open.values()]
     this.#open.clear()
-    await Promise.all([...entries.map(async entry => { await entry.fh.then(async fh => { await fh.close() }).catch(() => {}) }), ...this.#closing])
+    await Promise.all([...entries.map(async entry => { await entry.fd.then(async fd => { await closeP(fd) }).catch(() => {}) }), ...this.#closing])
   }
 
   /** Durable, then renamed onto the output, then the parent directory fsynced. */

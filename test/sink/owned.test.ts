@@ -2,10 +2,10 @@
 import { describe, it, expect, afterEach } from 'vitest'
 import { execFileSync } from 'node:child_process'
 import { chown, link, mkdir, mkdtemp, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises'
-import { constants } from 'node:fs'
+import { closeSync, constants, writeSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { createOwnedFile, openOwnedFile, ownedDirectory } from '../../src/sink/owned.js'
+import { createOwnedFd, createOwnedFdSync, openOwnedFd, openOwnedFdSync, openOwnedFile, ownedDirectory } from '../../src/sink/owned.js'
 import { PartialFile } from '../../src/sink/partial.js'
 import { isCidgetError } from '../../src/core/errors.js'
 
@@ -41,18 +41,37 @@ describe('openOwnedFile and PartialFile.open', () => {
     await file.close()
   })
 
-  it('createOwnedFile makes a new file, and leaves anything already there (a file, a link, dangling or not) to the checked open', async () => {
+  it('createOwnedFd (and on the calling thread) makes a new file, and leaves anything already there (a file, a link, dangling or not) to the checked open', async () => {
     const { outside } = await setup()
-    const fh = await createOwnedFile(join(dir, 'new'), constants.O_WRONLY)
-    expect(fh).toBeDefined()
-    await fh?.write('abc', 0)
-    await fh?.close()
-    expect(await readFile(join(dir, 'new'), 'utf8')).toBe('abc')
     await symlink(join(outside, 'secret'), join(dir, 'to-file'))
     await symlink(join(outside, 'made'), join(dir, 'dangling'))
-    for (const name of ['new', 'to-file', 'dangling']) expect(await createOwnedFile(join(dir, name), constants.O_WRONLY)).toBeUndefined()
+    for (const [n, create] of [createOwnedFd, createOwnedFdSync].entries()) {
+      const fd = await create(join(dir, `new${n}`), constants.O_WRONLY)
+      expect(fd).toBeTypeOf('number')
+      writeSync(fd as number, 'abc')
+      closeSync(fd as number)
+      expect(await readFile(join(dir, `new${n}`), 'utf8')).toBe('abc')
+      for (const name of [`new${n}`, 'to-file', 'dangling']) expect(await create(join(dir, name), constants.O_WRONLY)).toBeUndefined()
+    }
     expect(await readFile(join(outside, 'secret'), 'utf8')).toBe('secret')
     await expect(stat(join(outside, 'made'))).rejects.toThrow(/ENOENT/)
+  })
+
+  it('openOwnedFd (and on the calling thread) refuses a symlink, a directory, a FIFO and a file with another hard link', async () => {
+    const { outside } = await setup()
+    await symlink(join(outside, 'secret'), join(dir, 'link'))
+    await mkdir(join(dir, 'd'))
+    execFileSync('mkfifo', [join(dir, 'fifo')])
+    await link(join(outside, 'secret'), join(dir, 'hard'))
+    for (const open of [openOwnedFd, async (p: string, a: number) => openOwnedFdSync(p, a)]) {
+      await refused(open(join(dir, 'link'), constants.O_WRONLY), /is a symlink/)
+      await refused(open(join(dir, 'd'), constants.O_WRONLY), /not a plain file/)
+      await refused(open(join(dir, 'fifo'), constants.O_WRONLY), /not a plain file/)
+      await refused(open(join(dir, 'hard'), constants.O_WRONLY), /2 hard links/)
+      const fd = await open(join(dir, 'plain'), constants.O_WRONLY)
+      closeSync(fd)
+    }
+    expect(await readFile(join(outside, 'secret'), 'utf8')).toBe('secret')
   })
 
   it('refuses a symlink (to a file, to a directory, dangling), and writes nothing through it', async () => {

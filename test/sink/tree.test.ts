@@ -34,6 +34,40 @@ describe('OutputTree', () => {
     }
   })
 
+  it('with every call after the first sent to the thread pool (as on a slow file system), the same tree is written', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'cidget-tree-'))
+    try {
+      // a call on the event loop's thread that takes 0 ms or more is "slow": the first sends the rest away
+      const tree = await OutputTree.open(join(dir, 'out'), true, { inlineSlowMs: 0 })
+      const writes: Array<Promise<void>> = []
+      for (let f = 0; f < 300; f++) {
+        for (let part = 0; part < 4; part++) writes.push(tree.write(join(tree.root, `f${f}`), part * 3, new TextEncoder().encode(`${part}${part}${part}`)))
+      }
+      await Promise.all(writes)
+      await tree.commit()
+      expect(await readdir(join(dir, 'out'))).toHaveLength(300)
+      for (const f of [0, 150, 299]) expect(await readFile(join(dir, 'out', `f${f}`), 'utf8')).toBe('000111222333')
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('close waits for a write in progress (its descriptor is not closed under it); a write after close fails', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'cidget-tree-'))
+    try {
+      const tree = await OutputTree.open(join(dir, 'out'), true)
+      const big = new Uint8Array(8 * 1024 * 1024).fill(7) // past what is written on the event loop's thread
+      const writing = tree.write(join(tree.root, 'big'), 0, big)
+      await tree.close()
+      await writing
+      expect((await readFile(join(tree.root, 'big'))).equals(Buffer.from(big))).toBe(true)
+      const err: unknown = await tree.write(join(tree.root, 'late'), 0, big).then(() => undefined, (e: unknown) => e)
+      expect(isCidgetError(err, 'CIDGET_ERR_FS'), String(err)).toBe(true)
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+
   it('an fsync of every open file is not cut short by writes that open more files meanwhile', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'cidget-tree-'))
     try {
