@@ -102,7 +102,10 @@ export function openOwnedFdSync (path: string, access: number, mode = 0o644): nu
     checkOpened(path, fstatSync(fd))
     return fd
   } catch (err) {
-    try { closeSync(fd) } catch { // the error above is the one to report
+    try {
+      closeSync(fd)
+    } catch {
+      // the error above is the one to report
     }
     throw fsError(err, `inspect ${path}`)
   }
