@@ -17,8 +17,12 @@ const SYNC_PARALLEL = 64
 const SYNCFS_FROM = 16
 /** Writes up to this size are made on the event loop's thread while its calls are fast (see OutputTree). */
 const INLINE_WRITE_MAX = 64 * 1024
-/** A call on the event loop's thread that took this long sends the tree's calls to the thread pool from then on. */
+/**
+ * Calls on the event loop's thread that took this long, INLINE_SLOW_CALLS in a row, send the tree's
+ * calls to the thread pool from then on (one alone may be the process waiting for a core, not the disk).
+ */
 const INLINE_SLOW_MS = 10
+const INLINE_SLOW_CALLS = 3
 
 const openP = promisify(open)
 const fstatP = promisify(fstat)
@@ -52,9 +56,9 @@ async function writevP (fd: number, pieces: readonly Uint8Array[], at: number): 
  * Files of a staging directory are opened, closed and written in small
  * blocks (up to 64 KiB) on the event loop's thread: each call through
  * the thread pool costs a thread's wake-up, more than the call itself for a
- * small file. A call that takes 10 ms or more (a slow or remote file system)
- * sends every later call of the tree to the thread pool; fsyncs and larger
- * writes always go there.
+ * small file. Three calls in a row that take 10 ms or more (a slow or remote
+ * file system) send every later call of the tree to the thread pool; fsyncs
+ * and larger writes always go there.
  */
 export class OutputTree {
   readonly output: string
@@ -84,6 +88,8 @@ export class OutputTree {
   /** Whether opens, closes and small writes are made on the event loop's thread (see above). */
   #inline: boolean
   readonly #inlineSlowMs: number
+  /** Slow calls on the event loop's thread in a row. */
+  #slowCalls = 0
 
   private constructor (output: string, isDirectory: boolean, inlineSlowMs: number) {
     this.output = output
@@ -100,7 +106,7 @@ export class OutputTree {
    * hashes to its leaf's CID. A staging directory is emptied when `stale` (no
    * progress of it is recorded: a run stopped before its first checkpoint, or
    * planted), so that none of its files can end up in the output.
-   * `inlineSlowMs`: see the class (tests set 0 to send every call after the first to the thread pool).
+   * `inlineSlowMs`: see the class (tests set 0 to send every call after the third to the thread pool).
    */
   static async open (output: string, isDirectory: boolean, opts: { stale?: boolean, size?: number, inlineSlowMs?: number } = {}): Promise<OutputTree> {
     const tree = new OutputTree(output, isDirectory, opts.inlineSlowMs ?? INLINE_SLOW_MS)
@@ -131,6 +137,11 @@ export class OutputTree {
       tree.#open.set(tree.root, { fd: Promise.resolve(fd), users: 0 })
     }
     return tree
+  }
+
+  /** Whether opens, closes and small writes are still made on the event loop's thread (see the class). */
+  get callsInline (): boolean {
+    return this.#inline
   }
 
   /** Refuses a path whose directory was not made or checked by `mkdir`: a component of it could be a link. */
@@ -193,13 +204,14 @@ export class OutputTree {
     return fd ?? await openOwnedFd(path, constants.O_WRONLY)
   }
 
-  /** Runs a call on the event loop's thread; one that took INLINE_SLOW_MS or more sends the later ones to the thread pool. */
+  /** Runs a call on the event loop's thread; slow ones in a row send the later ones to the thread pool (see INLINE_SLOW_MS). */
   #timed<T> (call: () => T): T {
     const started = performance.now()
     try {
       return call()
     } finally {
-      if (performance.now() - started >= this.#inlineSlowMs) this.#inline = false
+      if (performance.now() - started < this.#inlineSlowMs) this.#slowCalls = 0
+      else if (++this.#slowCalls >= INLINE_SLOW_CALLS) this.#inline = false
     }
   }
 

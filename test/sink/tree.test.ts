@@ -19,6 +19,7 @@ describe('OutputTree', () => {
         }
       }
       await Promise.all(writes)
+      expect(tree.callsInline).toBe(true)
       await tree.commit()
       // no handle is left open behind the tree's back (a lost handle would only be closed by GC)
       const open = []
@@ -37,13 +38,15 @@ describe('OutputTree', () => {
   it('with every call after the first sent to the thread pool (as on a slow file system), the same tree is written', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'cidget-tree-'))
     try {
-      // a call on the event loop's thread that takes 0 ms or more is "slow": the first sends the rest away
+      // a call on the event loop's thread that takes 0 ms or more is "slow": the third in a row sends the rest away
       const tree = await OutputTree.open(join(dir, 'out'), true, { inlineSlowMs: 0 })
+      expect(tree.callsInline).toBe(true)
       const writes: Array<Promise<void>> = []
       for (let f = 0; f < 300; f++) {
         for (let part = 0; part < 4; part++) writes.push(tree.write(join(tree.root, `f${f}`), part * 3, new TextEncoder().encode(`${part}${part}${part}`)))
       }
       await Promise.all(writes)
+      expect(tree.callsInline).toBe(false)
       await tree.commit()
       expect(await readdir(join(dir, 'out'))).toHaveLength(300)
       for (const f of [0, 150, 299]) expect(await readFile(join(dir, 'out', `f${f}`), 'utf8')).toBe('000111222333')
