@@ -82,7 +82,7 @@ export interface GatewayPoolInit {
    * @default one of this pool's own, with this pool's backoff, maxRetryAfterMs and now
    */
   health?: HealthRegistry
-  /** Blocks of one tree stream held until taken. @default TREE_DEFAULTS.BUFFER_BYTES (16 MiB) */
+  /** Blocks of one tree stream held until taken. @default TREE_DEFAULTS.BUFFER_BYTES (8 MiB) */
   treeBufferBytes?: number
   /** A subtree declaring more is not streamed whole while several gateways can share it. @default TREE_DEFAULTS.WINDOW_BYTES (16 MiB) */
   treeWindowBytes?: number

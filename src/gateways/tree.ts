@@ -32,7 +32,7 @@ const MiB = 1024 * 1024
 /** Every default of the tree streams in one block. */
 export const TREE_DEFAULTS = {
   /** Blocks of one stream held until the walk takes them. */
-  BUFFER_BYTES: 16 * MiB,
+  BUFFER_BYTES: 8 * MiB,
   /** A subtree that declares more than this is not streamed whole while several gateways can share it. */
   WINDOW_BYTES: 16 * MiB,
   /** Keys of the blocks a stream brought that it remembers, to tell a repeat from a block still to come. */

@@ -23,6 +23,12 @@ const INLINE_WRITE_MAX = 64 * 1024
  */
 const INLINE_SLOW_MS = 10
 const INLINE_SLOW_CALLS = 3
+/**
+ * Opens taking more than this on average (µs) go to the thread pool, where they overlap with the
+ * rest of the work: creating a file can cost 100 µs or more (ext4 scans for inodes it may reuse
+ * where many files were removed lately), far more than the thread's wake-up.
+ */
+const INLINE_OPEN_MICROS = 60
 
 const openP = promisify(open)
 const fstatP = promisify(fstat)
@@ -56,9 +62,11 @@ async function writevP (fd: number, pieces: readonly Uint8Array[], at: number): 
  * Files of a staging directory are opened, closed and written in small
  * blocks (up to 64 KiB) on the event loop's thread: each call through
  * the thread pool costs a thread's wake-up, more than the call itself for a
- * small file. Three calls in a row that take 10 ms or more (a slow or remote
- * file system) send every later call of the tree to the thread pool; fsyncs
- * and larger writes always go there.
+ * small file. Opens go to the thread pool while they take more than 60 µs
+ * on average (creating files is slow where many were removed lately); three
+ * calls in a row that take 10 ms or more (a slow or remote file system) send
+ * every later call of the tree there; fsyncs and larger writes always go
+ * there.
  */
 export class OutputTree {
   readonly output: string
@@ -90,6 +98,9 @@ export class OutputTree {
   readonly #inlineSlowMs: number
   /** Slow calls on the event loop's thread in a row. */
   #slowCalls = 0
+  /** What an open on the event loop's thread takes lately (a moving average, µs), and the opens made elsewhere. */
+  #openMicros = 0
+  #opens = 0
 
   private constructor (output: string, isDirectory: boolean, inlineSlowMs: number) {
     this.output = output
@@ -194,11 +205,15 @@ export class OutputTree {
    */
   async #openFile (path: string): Promise<number> {
     const create = this.#fresh && path !== this.root
-    if (this.#inline) {
-      return this.#timed(() => {
+    // while opens are cheap here; one open in 64 still made here when they are not, to see if they are again
+    if (this.#inline && (this.#openMicros <= INLINE_OPEN_MICROS || ++this.#opens % 64 === 0)) {
+      const started = performance.now()
+      const fd = this.#timed(() => {
         const fd = create ? createOwnedFdSync(path, constants.O_WRONLY) : undefined
         return fd ?? openOwnedFdSync(path, constants.O_WRONLY)
       })
+      this.#openMicros += ((performance.now() - started) * 1000 - this.#openMicros) / 16
+      return fd
     }
     const fd = create ? await createOwnedFd(path, constants.O_WRONLY) : undefined
     return fd ?? await openOwnedFd(path, constants.O_WRONLY)
