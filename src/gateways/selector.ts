@@ -69,7 +69,11 @@ export class ScoredSelector implements GatewaySelector<Gateway> {
       // An unmeasured gateway counts as fast (like an unused one counts as reliable), so each gets tried.
       const speed = !bySpeed || g.throughputBps === undefined || fastest === 0 ? 1 : g.throughputBps / fastest
       // The small floor keeps a gateway that has only failed so far ordered by load rather than tied at 0.
-      const score = (g.reliability() + 0.01) * (0.2 + 0.8 * speed) / (load(g) + 1)
+      // Without speed (tree streams, at the walk's pace), reliability weighs a fifth: a gateway whose first
+      // requests were out-raced or handed on (reliability 0, no error) still takes its share of the streams
+      // (the others carrying one more each); one that fails is backed off or dropped instead.
+      const trust = bySpeed ? g.reliability() + 0.01 : 0.8 + 0.2 * g.reliability()
+      const score = trust * (0.2 + 0.8 * speed) / (load(g) + 1)
       // without speed, a tie (gateways alike, idle between short streams) goes to the one given fewest so far
       if (score > bestScore || (!bySpeed && score === bestScore && best !== undefined && g.streams < best.streams)) {
         best = g
