@@ -96,8 +96,9 @@ export class OutputTree {
   /** Whether opens, closes and small writes are made on the event loop's thread (see above). */
   #inline: boolean
   readonly #inlineSlowMs: number
-  /** Slow calls on the event loop's thread in a row. */
+  /** Slow calls on the event loop's thread in a row, and how long the latest took. */
   #slowCalls = 0
+  #lastCallMs = 0
   /** What an open on the event loop's thread takes lately (a moving average, µs), and the opens made elsewhere. */
   #openMicros = 0
   #opens = 0
@@ -207,12 +208,11 @@ export class OutputTree {
     const create = this.#fresh && path !== this.root
     // while opens are cheap here; one open in 64 still made here when they are not, to see if they are again
     if (this.#inline && (this.#openMicros <= INLINE_OPEN_MICROS || ++this.#opens % 64 === 0)) {
-      const started = performance.now()
       const fd = this.#timed(() => {
         const fd = create ? createOwnedFdSync(path, constants.O_WRONLY) : undefined
         return fd ?? openOwnedFdSync(path, constants.O_WRONLY)
       })
-      this.#openMicros += ((performance.now() - started) * 1000 - this.#openMicros) / 16
+      this.#openMicros += (this.#lastCallMs * 1000 - this.#openMicros) / 16
       return fd
     }
     const fd = create ? await createOwnedFd(path, constants.O_WRONLY) : undefined
@@ -225,7 +225,8 @@ export class OutputTree {
     try {
       return call()
     } finally {
-      if (performance.now() - started < this.#inlineSlowMs) this.#slowCalls = 0
+      this.#lastCallMs = performance.now() - started
+      if (this.#lastCallMs < this.#inlineSlowMs) this.#slowCalls = 0
       else if (++this.#slowCalls >= INLINE_SLOW_CALLS) this.#inline = false
     }
   }

@@ -112,13 +112,16 @@ describe.runIf(onLinux)('a tree made durable by one syncfs', () => {
     expect(await readdir(join(dir, 'out'))).toHaveLength(300)
   })
 
-  it('an I/O error reported by syncfs fails the checkpoint with CIDGET_ERR_FS', async () => {
-    await fakeSync(`echo "sync: error syncing '$3': Input/output error" >&2; exit 1`)
+  it.each([
+    ['Input/output error', 'CIDGET_ERR_FS', /Input\/output error/],
+    ['Disk quota exceeded', 'CIDGET_ERR_DISK_FULL', /No space left/]
+  ])('syncfs reporting "%s" fails the checkpoint with %s', async (message, code, said) => {
+    await fakeSync(`echo "sync: error syncing '$3': ${message}" >&2; exit 1`)
     const tree = await freshTree()
     await writeFiles(tree, 300)
     const err: unknown = await tree.syncAll().then(() => undefined, (e: unknown) => e)
-    expect(codeOf(err)).toBe('CIDGET_ERR_FS')
-    expect(String((err as Error).message)).toMatch(/Input\/output error/)
+    expect(codeOf(err)).toBe(code)
+    expect(String((err as Error).message)).toMatch(said)
     await tree.remove()
   })
 
