@@ -1,7 +1,12 @@
 import { toCidgetError } from '../core/errors.js'
 import type { DownloadJournal, RestartOptions } from '../core/journal.js'
 import type { DownloadStatus } from '../core/types.js'
-import type { Store } from '../store/store.js'
+import type { KeptBlock, Store } from '../store/store.js'
+
+/** Kept blocks are written in batches of this many… */
+const KEEP_BATCH_BLOCKS = 256
+/** …or of this many bytes, whichever comes first (and at each checkpoint and pause). */
+const KEEP_BATCH_BYTES = 1024 * 1024
 
 export interface JournalInit {
   store: Store
@@ -23,6 +28,9 @@ export class Journal implements DownloadJournal {
   readonly owner: string
   readonly #store: Store
   readonly #now: () => number
+  /** Inner blocks to keep, written together (one transaction) when enough wait or at the next checkpoint. */
+  #pending = new Map<string, Uint8Array>()
+  #pendingBytes = 0
 
   constructor (init: JournalInit) {
     this.#store = init.store
@@ -40,15 +48,36 @@ export class Journal implements DownloadJournal {
   }
 
   async keptBlock (cid: string): Promise<Uint8Array | undefined> {
-    return await this.#store.getBlock(this.id, cid)
+    return this.#pending.get(cid) ?? await this.#store.getBlock(this.id, cid)
   }
 
   async checkpoint (bitmap: Uint8Array, bytes: number): Promise<void> {
+    await this.#flushBlocks()
     await this.#store.saveProgress(this.id, bitmap, bytes, this.owner)
   }
 
+  /**
+   * Kept in batches (a transaction per block cost more than the block): a
+   * block not written yet when the process dies is fetched again by the next
+   * run, nothing recorded depends on it.
+   */
   async keepBlock (cid: string, bytes: Uint8Array): Promise<void> {
-    await this.#store.putBlock(this.id, cid, bytes, this.owner)
+    if (this.#pending.has(cid)) return
+    this.#pending.set(cid, bytes)
+    this.#pendingBytes += bytes.byteLength
+    if (this.#pending.size >= KEEP_BATCH_BLOCKS || this.#pendingBytes >= KEEP_BATCH_BYTES) await this.#flushBlocks()
+  }
+
+  async #flushBlocks (): Promise<void> {
+    if (this.#pending.size === 0) return
+    const blocks: KeptBlock[] = [...this.#pending].map(([cid, bytes]) => ({ cid, bytes }))
+    this.#dropBlocks()
+    await this.#store.putBlocks(this.id, blocks, this.owner)
+  }
+
+  #dropBlocks (): void {
+    this.#pending = new Map()
+    this.#pendingBytes = 0
   }
 
   async durable (bytes: number): Promise<void> {
@@ -68,7 +97,11 @@ export class Journal implements DownloadJournal {
   }
 
   async restart ({ note, keepBlocks = false }: RestartOptions = {}): Promise<void> {
-    if (!keepBlocks) await this.#store.clearProgress(this.id, this.owner)
+    if (keepBlocks) await this.#flushBlocks()
+    else {
+      this.#dropBlocks()
+      await this.#store.clearProgress(this.id, this.owner)
+    }
     await this.#store.updateDownload(this.id, {
       currentSize: 0,
       hash: null,
@@ -77,6 +110,7 @@ export class Journal implements DownloadJournal {
   }
 
   async forgetProgress (): Promise<void> {
+    this.#dropBlocks()
     await this.#store.clearProgress(this.id, this.owner)
   }
 
@@ -100,19 +134,23 @@ export class Journal implements DownloadJournal {
   }
 
   async succeed (hash: string | null, size: number, gateway: string): Promise<void> {
+    this.#dropBlocks() // the record forgets kept blocks with its success
     await this.#store.updateDownload(this.id, { gateway, control: null }, this.#now(), this.owner)
     await this.#store.markDownloadSuccess(this.id, hash, size, this.#now(), this.owner)
   }
 
   async pause (error: string | null, errorCode: string | null): Promise<void> {
+    await this.#flushBlocks()
     await this.#store.markDownloadPaused(this.id, error, errorCode, this.owner)
   }
 
   async fail (error: string, errorCode: string): Promise<void> {
+    await this.#flushBlocks()
     await this.#store.markDownloadFailed(this.id, error, errorCode, this.owner)
   }
 
   async cancel ({ bestEffort = false }: { bestEffort?: boolean } = {}): Promise<void> {
+    this.#dropBlocks()
     try {
       await this.#store.clearProgress(this.id, this.owner)
     } catch (err) {

@@ -12,7 +12,7 @@ import {
 import type { BindValue, DownloadRow, NewDownloadParams } from './rows.js'
 import { CLEAR_PROGRESS, FENCE, INSERT_COLUMNS, OWNED, SELECT_DOWNLOADS, SQL, UNFINISHED_SQL, bind, patchAssignments, positional } from './sql.js'
 import type { Positional, StatementName } from './sql.js'
-import type { ClaimOptions, DownloadPatch, ListOptions, OwnerLiveness, Store, StoreOptions } from './store.js'
+import type { ClaimOptions, DownloadPatch, KeptBlock, ListOptions, OwnerLiveness, Store, StoreOptions } from './store.js'
 
 export { isConnectionError, postgresDialect, redactUrl } from './postgres-connect.js'
 
@@ -365,13 +365,16 @@ export class PostgresStore implements Store {
   }
 
   async putBlock (id: number, cid: string, bytes: Uint8Array, owner?: string): Promise<void> {
-    await this.#run('putBlock', async () => {
-      if (owner === undefined) {
-        await this.#exec('putBlock', { id, cid, bytes: toBuffer(bytes) })
-        return
-      }
-      const res = await this.#query(`${OWNED}, kept AS (INSERT INTO ipfs_download_blocks ("downloadId", cid, bytes)
-        SELECT id, $3, $4 FROM owned ON CONFLICT DO NOTHING) SELECT id FROM owned`, [id, owner, cid, toBuffer(bytes)])
+    await this.putBlocks(id, [{ cid, bytes }], owner)
+  }
+
+  async putBlocks (id: number, blocks: readonly KeptBlock[], owner?: string): Promise<void> {
+    if (blocks.length === 0) return
+    await this.#run('putBlocks', async () => {
+      const res = await this.#query(`WITH owned AS (SELECT id FROM ipfs_downloads WHERE id = $1 AND ($2::text IS NULL OR "leaseOwner" = $2) FOR SHARE),
+        kept AS (INSERT INTO ipfs_download_blocks ("downloadId", cid, bytes) SELECT owned.id, b.cid, b.bytes
+          FROM owned, unnest($3::text[], $4::bytea[]) AS b(cid, bytes) ON CONFLICT DO NOTHING) SELECT id FROM owned`,
+      [id, owner ?? null, blocks.map(b => b.cid), blocks.map(b => toBuffer(b.bytes))])
       if ((res.rowCount ?? 0) === 0) await this.#notChanged(id, owner)
     })
   }

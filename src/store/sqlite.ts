@@ -12,7 +12,7 @@ import {
 } from './rows.js'
 import type { BindValue, DownloadRow, NewDownloadParams } from './rows.js'
 import { FENCE, INSERT_COLUMNS, SQL, patchAssignments } from './sql.js'
-import type { ClaimOptions, DownloadPatch, ListOptions, OwnerLiveness, Store, StoreOptions } from './store.js'
+import type { ClaimOptions, DownloadPatch, KeptBlock, ListOptions, OwnerLiveness, Store, StoreOptions } from './store.js'
 
 /** How long a statement waits for another connection's write lock before SQLITE_BUSY. */
 export const DEFAULT_BUSY_TIMEOUT_MS = 5_000
@@ -374,14 +374,16 @@ export class SqliteStore implements Store {
   }
 
   async putBlock (id: number, cid: string, bytes: Uint8Array, owner?: string): Promise<void> {
-    this.#run('putBlock', () => {
-      if (owner === undefined) {
-        this.#stmts.putBlock.run({ id, cid, bytes })
-        return
-      }
+    await this.putBlocks(id, [{ cid, bytes }], owner)
+  }
+
+  async putBlocks (id: number, blocks: readonly KeptBlock[], owner?: string): Promise<void> {
+    if (blocks.length === 0) return
+    this.#run('putBlocks', () => {
       this.#db.transaction(() => {
-        this.#checkOwner(id, owner)
-        this.#stmts.putBlock.run({ id, cid, bytes })
+        if (owner !== undefined) this.#checkOwner(id, owner)
+        else if (this.#stmts.leaseOwner.get({ id }) === undefined) throw unknownDownload(id)
+        for (const { cid, bytes } of blocks) this.#stmts.putBlock.run({ id, cid, bytes })
       }).immediate()
     })
   }

@@ -93,6 +93,8 @@ export interface Store {
   getProgress (id: number): Promise<Uint8Array | undefined>
   /** Verified mode: keeps an inner DAG block (verified) so that a resume need not fetch it again. */
   putBlock (id: number, cid: string, bytes: Uint8Array, owner?: string): Promise<void>
+  /** {@link putBlock} for several blocks in one transaction (all or none). */
+  putBlocks (id: number, blocks: readonly KeptBlock[], owner?: string): Promise<void>
   getBlocks (id: number): Promise<Map<string, Uint8Array>>
   /** One kept block of a download, by CID; undefined when it was not kept. */
   getBlock (id: number, cid: string): Promise<Uint8Array | undefined>
@@ -142,4 +144,10 @@ export interface StoreOptions {
   isOwnerDead?: OwnerLiveness
   /** The clock for `updatedAt` and for calls that take no `now`; default `Date.now`. */
   now?: () => number
+}
+
+/** An inner DAG block kept by a download (see {@link Store.putBlocks}). */
+export interface KeptBlock {
+  cid: string
+  bytes: Uint8Array
 }

@@ -58,12 +58,42 @@ describe('journal', () => {
     expect(await present(output)).toBe(false)
   })
 
+  it('keeps inner blocks in batches: readable at once, written at the next checkpoint, pause or failure, or when 256 wait', async () => {
+    const store = SqliteStore.open(':memory:')
+    try {
+      const { id } = await store.createDownload({ cid: 'bafkqaaa', path: '', target: 'bafkqaaa', output: '/tmp/o', mode: 'verified', gateways: ['http://gw'] }, 1_000)
+      const owner = 'host-a:1:aaaa'
+      expect(await store.claimLease(id, owner, 60_000, 1_000)).toBe(true)
+      const j = new Journal({ store, id, owner, now: () => 2_000 })
+      await j.keepBlock('bafyA', new Uint8Array([1]))
+      await j.keepBlock('bafyA', new Uint8Array([1]))
+      expect(await j.keptBlock('bafyA')).toEqual(new Uint8Array([1]))
+      expect(await store.getBlockKeys(id)).toEqual([])
+      await j.checkpoint(new Uint8Array([1]), 10)
+      expect(await store.getBlockKeys(id)).toEqual(['bafyA'])
+      for (let i = 0; i < 255; i++) await j.keepBlock(`bafy${i}`, new Uint8Array([i]))
+      expect(await store.getBlockKeys(id)).toHaveLength(1)
+      await j.keepBlock('bafy255', new Uint8Array([255]))
+      expect(await store.getBlockKeys(id)).toHaveLength(257)
+      expect(await j.keptBlock('bafy7')).toEqual(new Uint8Array([7]))
+      // a restart from zero forgets those not written yet too
+      await j.keepBlock('bafyLost', new Uint8Array([1]))
+      await j.restart()
+      expect(await j.keptBlock('bafyLost')).toBeUndefined()
+      await j.keepBlock('bafyP', new Uint8Array([2]))
+      await j.pause('stopped', 'CIDGET_ERR_INTERRUPTED')
+      expect(await store.getBlockKeys(id)).toEqual(['bafyP'])
+    } finally {
+      await store.close()
+    }
+  })
+
   describe('every write is fenced on its owner', () => {
     const A = 'host-a:1:aaaa'
     const B = 'host-b:2:bbbb'
     const writes: Array<[string, (j: DownloadJournal) => Promise<void>]> = [
       ['checkpoint', async j => { await j.checkpoint(new Uint8Array([0xff]), 4096) }],
-      ['keepBlock', async j => { await j.keepBlock('bafyNew', new Uint8Array([9])) }],
+      ['keepBlock (written at the next checkpoint)', async j => { await j.keepBlock('bafyNew', new Uint8Array([9])); await j.checkpoint(new Uint8Array([0xff]), 4096) }],
       ['durable', async j => { await j.durable(4096) }],
       ['attempt', async j => { await j.attempt(4096, 5, 'resuming') }],
       ['describe', async j => { await j.describe(8192, '"etag"') }],
@@ -84,8 +114,8 @@ describe('journal', () => {
           const { id } = await store.createDownload({ cid: 'bafkqaaa', path: '', target: 'bafkqaaa', output: '/tmp/o', mode: 'verified', gateways: ['http://gw'] }, 1_000)
           expect(await store.claimLease(id, A, 60_000, 1_000)).toBe(true)
           const a = new Journal({ store, id, owner: A, now: () => 2_000 })
-          await a.checkpoint(new Uint8Array([1]), 10)
           await a.keepBlock('bafyA', new Uint8Array([1]))
+          await a.checkpoint(new Uint8Array([1]), 10)
           const before = { record: await store.getDownload(id), progress: await store.getProgress(id), blocks: await store.getBlocks(id) }
           expect(await store.claimLease(id, B, 60_000, 100_000)).toBe(true)
           const taken = await store.getDownload(id)

@@ -512,6 +512,26 @@ export function storeContract (name: string, open: (opts: ContractOpenOptions) =
         expect(await store.getBlockKeys(id)).toEqual([])
       })
 
+      it('keeps several blocks in one write, once each', async () => {
+        const { id } = await store.createDownload(newDownload(), T0)
+        await store.putBlock(id, 'bafyA', new Uint8Array([1, 2, 3]))
+        await store.putBlocks(id, [])
+        await store.putBlocks(id, [
+          { cid: 'bafyA', bytes: new Uint8Array([1, 2, 3]) },
+          { cid: 'bafyB', bytes: new Uint8Array([4]) },
+          { cid: 'bafyB', bytes: new Uint8Array([4]) },
+          { cid: 'bafyC', bytes: new Uint8Array(70_000).fill(7) }
+        ])
+        const blocks = await store.getBlocks(id)
+        expect([...blocks.keys()].sort()).toEqual(['bafyA', 'bafyB', 'bafyC'])
+        expect(blocks.get('bafyC')).toEqual(new Uint8Array(70_000).fill(7))
+        const A = 'host-a:100:aaaa'
+        expect(await store.claimLease(id, A, 60_000, T0)).toBe(true)
+        await store.putBlocks(id, [{ cid: 'bafyD', bytes: new Uint8Array([5]) }], A)
+        expect(await store.getBlock(id, 'bafyD')).toEqual(new Uint8Array([5]))
+        await expect(store.putBlocks(999_999, [{ cid: 'bafyA', bytes: new Uint8Array([1]) }])).rejects.toMatchObject({ code: 'CIDGET_ERR_UNKNOWN_DOWNLOAD' })
+      })
+
       it('the success record forgets the progress in the same write', async () => {
         const { id } = await store.createDownload(newDownload(), T0)
         await store.saveProgress(id, new Uint8Array([0xff]), 8)

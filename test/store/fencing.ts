@@ -29,6 +29,7 @@ const WRITES: Array<[string, (s: Store, id: number, owner: string) => Promise<vo
   ['markDownloadSuccess', async (s, id, o) => { await s.markDownloadSuccess(id, 'cd'.repeat(32), 4096, T0 + 5, o) }],
   ['updateDownload', async (s, id, o) => { await s.updateDownload(id, { size: 4096, etag: '"x"', error: 'note', currentSize: 0, hash: null }, T0 + 5, o) }],
   ['putBlock', async (s, id, o) => { await s.putBlock(id, 'bafyNew', new Uint8Array([9]), o) }],
+  ['putBlocks', async (s, id, o) => { await s.putBlocks(id, [{ cid: 'bafyNew', bytes: new Uint8Array([9]) }, { cid: 'bafyNew2', bytes: new Uint8Array([8]) }], o) }],
   ['clearProgress', async (s, id, o) => { await s.clearProgress(id, o) }]
 ]
 
