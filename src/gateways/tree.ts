@@ -354,9 +354,14 @@ export class TreeStreamer {
     return undefined
   }
 
-  /** Keeps a copy of a small block taken (the same file may come again; a view would hold the socket's chunk). */
+  /**
+   * Keeps a small block taken (the same file may come again): as it is when it
+   * has its memory to itself (the CAR reader copies small blocks out of their
+   * chunks), else a copy (a view would hold the socket's chunk).
+   */
   #remember (key: string, bytes: BlockBytes): void {
-    const copy = Uint8Array.prototype.slice.call(joinBlock(bytes))
+    const whole = joinBlock(bytes)
+    const copy = whole.byteOffset === 0 && whole.buffer.byteLength === whole.byteLength ? whole : Uint8Array.prototype.slice.call(whole)
     this.#recent.set(key, copy)
     this.#recentBytes += copy.byteLength
     for (const [k, b] of this.#recent) {

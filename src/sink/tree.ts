@@ -11,6 +11,14 @@ import { DEFAULTS } from '../core/defaults.js'
 import type { BlockBytes } from '../gateways/block.js'
 
 const MAX_OPEN = 128
+
+/** An open file of the tree: its descriptor (once open), and the writes using it. */
+interface OpenFile {
+  fd: Promise<number>
+  /** The descriptor, once the open succeeded. */
+  opened?: number
+  users: number
+}
 /** fsyncs run at once; parallel fsyncs share journal commits on most file systems. */
 const SYNC_PARALLEL = 64
 /** From this many files to make durable, one syncfs of the file system rather than an fsync each. */
@@ -23,12 +31,6 @@ const INLINE_WRITE_MAX = 64 * 1024
  */
 const INLINE_SLOW_MS = 10
 const INLINE_SLOW_CALLS = 3
-/**
- * Opens taking more than this on average (µs) go to the thread pool, where they overlap with the
- * rest of the work: creating a file can cost 100 µs or more (ext4 scans for inodes it may reuse
- * where many files were removed lately), far more than the thread's wake-up.
- */
-const INLINE_OPEN_MICROS = 60
 
 const openP = promisify(open)
 const fstatP = promisify(fstat)
@@ -62,8 +64,9 @@ async function writevP (fd: number, pieces: readonly Uint8Array[], at: number): 
  * Files of a staging directory are opened, closed and written in small
  * blocks (up to 64 KiB) on the event loop's thread: each call through
  * the thread pool costs a thread's wake-up, more than the call itself for a
- * small file. Opens go to the thread pool while they take more than 60 µs
- * on average (creating files is slow where many were removed lately); three
+ * small file, and where creating a file is slow (100 µs or more where many
+ * were removed lately) a create in the pool cost the event loop's thread as
+ * much as one made on it, as a woken thread took the core. Three
  * calls in a row that take 10 ms or more (a slow or remote file system) send
  * every later call of the tree there; fsyncs and larger writes always go
  * there.
@@ -73,8 +76,10 @@ export class OutputTree {
   /** The partial file, or the staging directory. */
   readonly root: string
   readonly isDirectory: boolean
-  /** Open files (descriptors), least recently used first; `users` are writes in progress, which keep it open. */
-  readonly #open = new Map<string, { fd: Promise<number>, users: number }>()
+  /** Open files (descriptors); `users` are writes in progress, which keep it open. */
+  readonly #open = new Map<string, OpenFile>()
+  /** The open files no write uses, least recently used first: the ones to close when too many are open. */
+  readonly #idle = new Map<string, OpenFile>()
   /** Files closed since the last syncAll whose data is not known to be durable (their fsync on closing failed). */
   #unsynced = new Set<string>()
   /** Files being fsynced and closed (evicted); syncAll waits for them. */
@@ -96,12 +101,8 @@ export class OutputTree {
   /** Whether opens, closes and small writes are made on the event loop's thread (see above). */
   #inline: boolean
   readonly #inlineSlowMs: number
-  /** Slow calls on the event loop's thread in a row, and how long the latest took. */
+  /** Slow calls on the event loop's thread in a row. */
   #slowCalls = 0
-  #lastCallMs = 0
-  /** What an open on the event loop's thread takes lately (a moving average, µs), and the opens made elsewhere. */
-  #openMicros = 0
-  #opens = 0
 
   private constructor (output: string, isDirectory: boolean, inlineSlowMs: number) {
     this.output = output
@@ -146,7 +147,9 @@ export class OutputTree {
           throw fsError(err, `truncate ${tree.root}`)
         })
       }
-      tree.#open.set(tree.root, { fd: Promise.resolve(fd), users: 0 })
+      const entry = { fd: Promise.resolve(fd), opened: fd, users: 0 }
+      tree.#open.set(tree.root, entry)
+      tree.#idle.set(tree.root, entry)
     }
     return tree
   }
@@ -179,22 +182,21 @@ export class OutputTree {
   async #useOpen<T> (path: string, fn: (fd: number) => Promise<T>): Promise<T> {
     let entry = this.#open.get(path)
     if (entry !== undefined) {
-      // most recently used goes last
-      this.#open.delete(path)
-      this.#open.set(path, entry)
+      this.#idle.delete(path)
       entry.users++
     } else {
       if (path !== this.root) this.#below(path)
-      const opened = { fd: this.#openFile(path), users: 1 }
+      const opened: OpenFile = { fd: this.#openFile(path), users: 1 }
       entry = opened
       this.#open.set(path, opened)
-      opened.fd.catch(() => { if (this.#open.get(path) === opened) this.#open.delete(path) })
+      opened.fd.then(fd => { opened.opened = fd }, () => { if (this.#open.get(path) === opened) this.#open.delete(path) })
       await this.#evict()
     }
     try {
       return await fn(await entry.fd)
     } finally {
-      entry.users--
+      // idle again: most recently used goes last
+      if (--entry.users === 0 && this.#open.get(path) === entry) this.#idle.set(path, entry)
     }
   }
 
@@ -206,14 +208,11 @@ export class OutputTree {
    */
   async #openFile (path: string): Promise<number> {
     const create = this.#fresh && path !== this.root
-    // while opens are cheap here; one open in 64 still made here when they are not, to see if they are again
-    if (this.#inline && (this.#openMicros <= INLINE_OPEN_MICROS || ++this.#opens % 64 === 0)) {
-      const fd = this.#timed(() => {
+    if (this.#inline) {
+      return this.#timed(() => {
         const fd = create ? createOwnedFdSync(path, constants.O_WRONLY) : undefined
         return fd ?? openOwnedFdSync(path, constants.O_WRONLY)
       })
-      this.#openMicros += (this.#lastCallMs * 1000 - this.#openMicros) / 16
-      return fd
     }
     const fd = create ? await createOwnedFd(path, constants.O_WRONLY) : undefined
     return fd ?? await openOwnedFd(path, constants.O_WRONLY)
@@ -225,8 +224,7 @@ export class OutputTree {
     try {
       return call()
     } finally {
-      this.#lastCallMs = performance.now() - started
-      if (this.#lastCallMs < this.#inlineSlowMs) this.#slowCalls = 0
+      if (performance.now() - started < this.#inlineSlowMs) this.#slowCalls = 0
       else if (++this.#slowCalls >= INLINE_SLOW_CALLS) this.#inline = false
     }
   }
@@ -243,10 +241,21 @@ export class OutputTree {
    * SYNC_PARALLEL are closing at once.
    */
   async #evict (): Promise<void> {
-    for (const [path, entry] of this.#open) {
+    for (const [path, entry] of this.#idle) {
       if (this.#open.size <= MAX_OPEN) return
-      if (entry.users > 0) continue
+      this.#idle.delete(path)
       this.#open.delete(path)
+      if (this.#dev !== undefined && this.#inline && entry.opened !== undefined) {
+        // made durable by the next syncAll's syncfs: closed here and now
+        this.#unsynced.add(path)
+        const fd = entry.opened
+        try {
+          this.#timed(() => { closeSync(fd) })
+        } catch {
+          // as a close in the background: nothing to do (its data is synced with the file system's)
+        }
+        continue
+      }
       const closing = entry.fd.then(async fd => {
         try {
           if (this.#dev !== undefined) {
@@ -406,6 +415,7 @@ export class OutputTree {
     if (this.#busy > 0) await new Promise<void>(resolve => this.#drained.push(resolve))
     const entries = [...this.#open.values()]
     this.#open.clear()
+    this.#idle.clear()
     await Promise.all([...entries.map(async entry => { await entry.fd.then(async fd => { await closeP(fd) }).catch(() => {}) }), ...this.#closing])
   }
 

@@ -112,6 +112,15 @@ describe('OutputTree', () => {
       await tree.write(join(tree.root, 'first'), 0, enc.encode('ab'))
       // more files than the cap: 'first' is evicted
       for (let f = 0; f < 200; f++) await tree.write(join(tree.root, `f${f}`), 0, enc.encode('x'))
+      // the least recently used idle files were closed: no more than the cap are open
+      const open = []
+      for (const fd of await readdir('/proc/self/fd')) {
+        const target = await readlink(join('/proc/self/fd', fd)).catch(() => '')
+        if (target.startsWith(dir)) open.push(target)
+      }
+      expect(open.length).toBeGreaterThan(100)
+      expect(open.length).toBeLessThanOrEqual(128 + 1)
+      expect(open).not.toContain(join(tree.root, 'first'))
       await tree.write(join(tree.root, 'first'), 2, enc.encode('cd'))
       await tree.syncAll()
       await tree.commit()

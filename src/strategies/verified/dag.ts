@@ -171,8 +171,10 @@ export function shardLinks (cid: CID, node: dagPb.PBNode, fs: UnixFS): { links: 
  * of which go-unixfs and the JS importer use the first 64 bits, taken from
  * the first byte on, most significant bit first.
  */
+const UTF8 = new TextEncoder()
+
 export function hamtHash (name: string): Uint8Array {
-  const digest = murmur3128.encode(new TextEncoder().encode(name))
+  const digest = murmur3128.encode(UTF8.encode(name))
   if (!(digest instanceof Uint8Array)) throw new TypeError('murmur3-128 was expected to hash synchronously')
   return digest.subarray(0, 8)
 }
