@@ -9,7 +9,7 @@
 
 import type { CID } from 'multiformats/cid'
 import { CidgetError } from '../core/errors.js'
-import type { Semaphore, Sleep } from '../core/async.js'
+import { abortableSleep, type Semaphore, type Sleep } from '../core/async.js'
 import { decideRetry, type RetryDecision } from '../core/retry.js'
 import type { HttpClient } from './http.js'
 import { EWMA_ALPHA, MIN_THROUGHPUT_SAMPLE_BYTES, ewma, type Gateway } from './gateway.js'
@@ -153,26 +153,37 @@ export class PoolBase {
    */
   async waitForChange (until: number | undefined, signal: AbortSignal, wakers: Set<() => void> = this.#wakers): Promise<boolean> {
     signal.throwIfAborted()
-    const wake = new AbortController()
-    const onAbort = (): void => wake.abort(signal.reason)
-    // a plain value as the reason: abort() without one builds a DOMException (and its stack) per wake-up
-    const waker = (): void => wake.abort(WOKEN)
-    signal.addEventListener('abort', onAbort, { once: true })
+    // a promise and plain callbacks, not an AbortController per wait: a tree of small files waits once per block
+    let woken = false
+    let done!: () => void
+    const settled = new Promise<void>(resolve => { done = resolve })
+    const waker = (): void => {
+      woken = true
+      done()
+    }
+    signal.addEventListener('abort', done, { once: true })
     wakers.add(waker)
+    let timer: ReturnType<typeof setTimeout> | undefined
+    let stopSleep: AbortController | undefined
     try {
-      if (until === undefined) {
-        await new Promise<void>((resolve) => wake.signal.addEventListener('abort', () => resolve(), { once: true }))
-      } else {
-        await this.sleep(Math.max(0, until - this.now()), wake.signal)
+      if (until !== undefined) {
+        const ms = Math.max(0, until - this.now())
+        // the process's own clock: a timer; an injected one (tests) is asked through its sleep
+        if (this.sleep === abortableSleep) timer = setTimeout(done, ms)
+        else {
+          stopSleep = new AbortController()
+          this.sleep(ms, stopSleep.signal).then(done, () => {})
+        }
       }
-    } catch (err) {
-      if (!wake.signal.aborted || signal.aborted) throw err
+      await settled
     } finally {
-      signal.removeEventListener('abort', onAbort)
+      clearTimeout(timer)
+      stopSleep?.abort(WOKEN)
+      signal.removeEventListener('abort', done)
       wakers.delete(waker)
     }
     signal.throwIfAborted()
-    return wake.signal.aborted
+    return woken
   }
 
   wake (): void {
