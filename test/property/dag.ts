@@ -333,7 +333,7 @@ export function source (fx: Fixture): BlockSource {
 export function memoryStore (): Store {
   const kept = new Map<string, Uint8Array>()
   let progress: Uint8Array | undefined
-  const store: Pick<Store, 'getProgress' | 'saveProgress' | 'clearProgress' | 'getBlocks' | 'getBlock' | 'getBlockKeys' | 'putBlock' | 'updateDownload'> = {
+  const store: Pick<Store, 'getProgress' | 'saveProgress' | 'clearProgress' | 'getBlocks' | 'getBlock' | 'getBlockKeys' | 'putBlock' | 'putBlocks' | 'updateDownload'> = {
     getProgress: async () => progress,
     saveProgress: async (_id, bitmap) => { progress = bitmap },
     clearProgress: async () => { progress = undefined; kept.clear() },
@@ -341,6 +341,7 @@ export function memoryStore (): Store {
     getBlock: async (_id, cid) => kept.get(cid),
     getBlockKeys: async () => [...kept.keys()],
     putBlock: async (_id, cid, bytes) => { kept.set(cid, bytes) },
+    putBlocks: async (_id, blocks) => { for (const { cid, bytes } of blocks) kept.set(cid, bytes) },
     updateDownload: async () => {}
   }
   return store as Store

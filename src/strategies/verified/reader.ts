@@ -39,6 +39,16 @@ export interface BlockSource {
 /** The part of a download's journal that keeps its inner blocks between runs. */
 export type KeptBlocks = Pick<DownloadJournal, 'keptBlockKeys' | 'keptBlock' | 'keepBlock'>
 
+/** The multicodec of raw blocks (leaves). */
+const RAW = 0x55
+
+/** 32-bit FNV-1a of a kept block's CID (as a small integer, which a Set holds without an object). */
+export function fingerprint (key: string): number {
+  let h = 0x811c9dc5
+  for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193)
+  return h | 0
+}
+
 /** Bytes of kept blocks held in memory at most: the rest are read back from the record when needed. */
 const KEPT_CACHE_BYTES = 8 * 1024 * 1024
 
@@ -51,16 +61,22 @@ export interface ExporterStorage {
  * Reads the blocks of one download: from the record's copy of its inner blocks
  * first, else from the block source (verified). Inner blocks are kept in the
  * record, so a resume never fetches them again; a bounded number of blocks can
- * be read ahead of the walk. Only the CIDs of the kept blocks stay in memory,
- * with the last 8 MiB of their bytes: a tree of millions of entries keeps its
+ * be read ahead of the walk. Only a 32-bit fingerprint of each kept block's
+ * CID stays in memory (about 20 bytes each, against 100 for the CID: a
+ * million-entry tree keeps some 70,000 directory shards), with the last 8 MiB
+ * of their bytes: a tree of millions of entries keeps its
  * directories in the record, not in memory.
  */
 export class DagReader {
   readonly #journal: KeptBlocks
   readonly #source: BlockSource
   readonly #signal: AbortSignal
-  /** The CIDs of every kept block. */
-  readonly #keys: Set<string>
+  /**
+   * The fingerprints of the CIDs of every kept block ({@link fingerprint}). Two CIDs may share
+   * one (about once in 4 billion): the second is then looked up in the record and not found
+   * (fetched), or not kept (fetched again by a resume).
+   */
+  readonly #keys: Set<number>
   /** Bytes of kept blocks lately used, least recently used first. */
   readonly #cache = new Map<string, Uint8Array>()
   #cacheBytes = 0
@@ -74,7 +90,8 @@ export class DagReader {
     this.#signal = signal
     // every block request in flight listens on it: many listeners are expected, not a leak
     setMaxListeners(0, signal)
-    this.#keys = keys
+    this.#keys = new Set()
+    for (const key of keys) this.#keys.add(fingerprint(key))
     this.#maxAhead = maxAhead
   }
 
@@ -84,13 +101,13 @@ export class DagReader {
 
   /** True when the block is one of the kept inner blocks. */
   kept (cid: CID): boolean {
-    return this.#keys.has(cid.toString())
+    return this.#keys.has(fingerprint(cid.toString()))
   }
 
   /** A kept block (from memory, else from the record), without any request; undefined when it is not kept. */
   async keptBytes (cid: CID): Promise<Uint8Array | undefined> {
     const key = cid.toString()
-    if (!this.#keys.has(key)) return undefined
+    if (!this.#keys.has(fingerprint(key))) return undefined
     const hit = this.#cache.get(key)
     if (hit !== undefined) {
       this.#cache.delete(key)
@@ -115,7 +132,7 @@ export class DagReader {
   /** The block: kept, read ahead, just read by path resolution, or fetched now. */
   async get (cid: CID): Promise<Uint8Array> {
     const key = cid.toString()
-    if (this.#keys.has(key)) {
+    if (this.#keys.has(fingerprint(key))) {
       const local = await this.keptBytes(cid)
       if (local !== undefined) return local
     }
@@ -131,7 +148,8 @@ export class DagReader {
   /** A leaf that is only written: as {@link get}, but it may come as the pieces it arrived in (no copy). */
   async getLeaf (cid: CID): Promise<BlockBytes> {
     const key = cid.toString()
-    if (this.#keys.has(key) || this.#ahead.has(key) || (this.#resolved !== undefined && this.#resolved.cid.equals(cid)) || this.#source.getPieces === undefined) {
+    // a raw block is a leaf, never kept
+    if ((cid.code !== RAW && this.#keys.has(fingerprint(key))) || this.#ahead.has(key) || (this.#resolved !== undefined && this.#resolved.cid.equals(cid)) || this.#source.getPieces === undefined) {
       return await this.get(cid)
     }
     return await this.#source.getPieces(cid, this.#signal)
@@ -140,8 +158,9 @@ export class DagReader {
   /** Keeps an inner block in the download's record (once). */
   async keep (cid: CID, bytes: Uint8Array): Promise<void> {
     const key = cid.toString()
-    if (this.#keys.has(key)) return
-    this.#keys.add(key)
+    const print = fingerprint(key)
+    if (this.#keys.has(print)) return
+    this.#keys.add(print)
     this.#remember(key, bytes)
     await this.#journal.keepBlock(key, bytes)
   }
@@ -149,7 +168,7 @@ export class DagReader {
   /** Starts fetching a block that the walk will ask for soon (bounded; errors surface at `get`). */
   readAhead (cid: CID): void {
     const key = cid.toString()
-    if (this.#ahead.has(key) || this.#keys.has(key) || this.#ahead.size >= this.#maxAhead) return
+    if (this.#ahead.has(key) || this.#keys.has(fingerprint(key)) || this.#ahead.size >= this.#maxAhead) return
     const p = this.#source.get(cid, this.#signal)
     p.catch(() => {})
     this.#ahead.set(key, p)
