@@ -11,14 +11,6 @@ import { DEFAULTS } from '../core/defaults.js'
 import type { BlockBytes } from '../gateways/block.js'
 
 const MAX_OPEN = 128
-
-/** An open file of the tree: its descriptor (once open), and the writes using it. */
-interface OpenFile {
-  fd: Promise<number>
-  /** The descriptor, once the open succeeded. */
-  opened?: number
-  users: number
-}
 /** fsyncs run at once; parallel fsyncs share journal commits on most file systems. */
 const SYNC_PARALLEL = 64
 /** From this many files to make durable, one syncfs of the file system rather than an fsync each. */
@@ -42,6 +34,14 @@ async function writevP (fd: number, pieces: readonly Uint8Array[], at: number): 
   return await new Promise((resolve, reject) => {
     writev(fd, pieces as Uint8Array[], at, (err, n) => { if (err === null) resolve(n); else reject(err) })
   })
+}
+
+/** An open file of the tree: its descriptor (once open), and the writes using it. */
+interface OpenFile {
+  fd: Promise<number>
+  /** The descriptor, once the open succeeded. */
+  opened?: number
+  users: number
 }
 
 /**
