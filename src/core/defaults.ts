@@ -23,8 +23,12 @@ export const DEFAULTS = {
   MAX_RETRY_AFTER_MS: 60_000,
   /** After a stream reset: resume if at least this share is done, else restart from 0. */
   RESUME_THRESHOLD: 0.5,
-  /** Bytes written between fsyncs; progress is recorded after each fsync. */
-  SYNC_INTERVAL_BYTES: 8 * 1024 * 1024,
+  /**
+   * Bytes written between fsyncs; progress is recorded after each fsync. A tree's checkpoint is a
+   * syncfs of the file system (a process started for it): every 8 MiB, that cost the 1,000 × 1 MiB
+   * tree 11.5 s where every 64 MiB took 7.0–7.7 s on a 2-core VM.
+   */
+  SYNC_INTERVAL_BYTES: 64 * 1024 * 1024,
   /** Longest time between fsyncs while bytes arrive. */
   SYNC_INTERVAL_MS: 1_000,
   /** A lease lasts this long without a heartbeat. */
