@@ -33,7 +33,7 @@ export interface DownloadJournal {
 
   /** Verified mode: the bitmap of blocks written and fsynced, and the bytes they add up to (after an fsync). */
   checkpoint (bitmap: Uint8Array, bytes: number): Promise<void>
-  /** Verified mode: keeps a verified inner block, so that a resume need not fetch it again. */
+  /** Verified mode: keeps a verified inner block, so that a resume need not fetch it again (written with the next checkpoint, pause or failure at the latest). */
   keepBlock (cid: string, bytes: Uint8Array): Promise<void>
   /** Path mode: the bytes of the partial file that are durable (after an fsync). */
   durable (bytes: number): Promise<void>

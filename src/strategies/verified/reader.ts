@@ -73,8 +73,8 @@ export class DagReader {
   readonly #signal: AbortSignal
   /**
    * The fingerprints of the CIDs of every kept block ({@link fingerprint}). Two CIDs may share
-   * one (about once in 4 billion): the second is then looked up in the record and not found
-   * (fetched), or not kept (fetched again by a resume).
+   * one (a given pair once in 4 billion): the second is then looked up in the record and not
+   * found (fetched), or not kept (fetched again by a resume).
    */
   readonly #keys: Set<number>
   /** Bytes of kept blocks lately used, least recently used first. */
