@@ -246,14 +246,10 @@ export class OutputTree {
       this.#idle.delete(path)
       this.#open.delete(path)
       if (this.#dev !== undefined && this.#inline && entry.opened !== undefined) {
-        // made durable by the next syncAll's syncfs: closed here and now
+        // made durable by the next syncAll's syncfs: closed here and now (#close closes synchronously
+        // while calls are inline; a failed close leaves nothing to do, as in the background below)
         this.#unsynced.add(path)
-        const fd = entry.opened
-        try {
-          this.#timed(() => { closeSync(fd) })
-        } catch {
-          // as a close in the background: nothing to do (its data is synced with the file system's)
-        }
+        this.#close(entry.opened).catch(() => {})
         continue
       }
       const closing = entry.fd.then(async fd => {
