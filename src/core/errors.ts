@@ -122,6 +122,24 @@ export const ERROR_CODES = {
     message: 'No gateway has the content',
     solve: 'Check the CID and path; content that nobody provides cannot be fetched.'
   },
+  CIDGET_ERR_IPNS_RECORD_INVALID: {
+    kind: 'corruption',
+    retryable: false,
+    message: 'A source sent an IPNS record that does not verify',
+    solve: 'Nothing to do: the record is refused and the other sources are used; the message names the source and the check that failed.'
+  },
+  CIDGET_ERR_NAME_NOT_RESOLVED: {
+    kind: 'network',
+    retryable: true,
+    message: 'No source gave a valid answer for the name',
+    solve: 'Check the name; the message says what each gateway, router or DNS resolver answered. Add sources with -g, --router or --dns-resolver.'
+  },
+  CIDGET_ERR_NAME_LOOP: {
+    kind: 'input',
+    retryable: false,
+    message: 'The name leads back to itself, or through too many names',
+    solve: 'Fix the DNSLink or IPNS records so that the chain ends at an /ipfs/ path.'
+  },
   CIDGET_ERR_RANGE_MISMATCH: {
     kind: 'range',
     retryable: true,

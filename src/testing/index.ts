@@ -43,3 +43,6 @@ export type {
   Fault,
   FaultRule
 } from './gateway.js'
+
+export { startTestRouter, startTestDnsResolver } from './names.js'
+export type { TestRouter, TestDnsResolver, NameRequestRecord, NameServerFault } from './names.js'

@@ -15,6 +15,7 @@ import type { RequestFormat, RequestRecord } from './types.js'
 export const IMMUTABLE = 'public, max-age=29030400, immutable'
 export const CAR_CONTENT_TYPE = 'application/vnd.ipld.car; version=1; order=dfs; dups=n'
 export const RAW_CONTENT_TYPE = 'application/vnd.ipld.raw'
+export const IPNS_RECORD_CONTENT_TYPE = 'application/vnd.ipfs.ipns-record'
 
 /** One request being answered. */
 export interface Ctx {
@@ -57,13 +58,14 @@ export function parseIpfsPath (pathname: string): { cidText: string, segments: s
 export function detectFormat (query: URLSearchParams, accept: string | undefined): RequestFormat | null {
   const format = query.get('format')
   if (format !== null) {
-    if (format === 'raw' || format === 'car') return format
+    if (format === 'raw' || format === 'car' || format === 'ipns-record') return format
     return format === '' ? 'path' : null
   }
   for (const item of (accept ?? '').split(',')) {
     const type = (item.split(';')[0] ?? '').trim().toLowerCase()
     if (type === RAW_CONTENT_TYPE) return 'raw'
     if (type === 'application/vnd.ipld.car') return 'car'
+    if (type === IPNS_RECORD_CONTENT_TYPE) return 'ipns-record'
   }
   return 'path'
 }

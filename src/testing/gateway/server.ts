@@ -15,7 +15,7 @@ import { Answers } from './answers.js'
 import { GatewayContent } from './content.js'
 import { FaultRules } from './faults.js'
 import { RateLimiter, checkRate, sleep } from './pace.js'
-import { HttpError, detectFormat, errorStatus, headerValue, parseCid, parseIpfsPath } from './request.js'
+import { HttpError, IPNS_RECORD_CONTENT_TYPE, detectFormat, errorStatus, headerValue, parseCid, parseIpfsPath } from './request.js'
 import type { Ctx } from './request.js'
 import { Responder } from './respond.js'
 import { DEFAULT_TEST_GATEWAY_CHUNK_SIZE } from './types.js'
@@ -30,6 +30,7 @@ export class TestGatewayServer extends EventEmitter<TestGatewayEvents> implement
   readonly #sockets = new Set<Socket>()
   readonly #active = new Set<Ctx>()
   readonly #requests: RequestRecord[] = []
+  readonly #ipns: Map<string, Uint8Array>
   #nextId = 1
   #url = ''
   #closing: Promise<void> | undefined
@@ -43,6 +44,7 @@ export class TestGatewayServer extends EventEmitter<TestGatewayEvents> implement
     this.#limiter = new RateLimiter(checkRate(opts.maxBytesPerSecond, 'maxBytesPerSecond'))
     this.#respond = new Responder(chunkSize, this.#limiter, (record) => this.emit('progress', record))
     this.#answers = new Answers(new GatewayContent(opts.blocks), this.#respond)
+    this.#ipns = new Map(opts.ipnsRecords ?? [])
     this.#server = createServer((req, res) => { this.#onRequest(req, res) })
     this.#server.on('connection', (socket) => {
       this.#sockets.add(socket)
@@ -81,6 +83,11 @@ export class TestGatewayServer extends EventEmitter<TestGatewayEvents> implement
 
   setMaxBytesPerSecond (bytesPerSecond: number | undefined): void {
     this.#limiter.setRate(checkRate(bytesPerSecond, 'maxBytesPerSecond'))
+  }
+
+  setIpnsRecord (name: string, record: Uint8Array | undefined): void {
+    if (record === undefined) this.#ipns.delete(name)
+    else this.#ipns.set(name, record)
   }
 
   bytesSent (filter?: (record: RequestRecord) => boolean): number {
@@ -122,7 +129,7 @@ export class TestGatewayServer extends EventEmitter<TestGatewayEvents> implement
       method: req.method ?? 'GET',
       url: target,
       path,
-      format: ipfs === null ? null : detectFormat(url.searchParams, req.headers.accept),
+      format: ipfs === null && !url.pathname.startsWith('/ipns/') ? null : detectFormat(url.searchParams, req.headers.accept),
       range: req.headers.range ?? null,
       ifRange: headerValue(req.headers['if-range']),
       userAgent: req.headers['user-agent'] ?? null,
@@ -199,11 +206,15 @@ export class TestGatewayServer extends EventEmitter<TestGatewayEvents> implement
       this.#respond.sendText(ctx, 405, 'only GET and HEAD are supported\n', { Allow: 'GET, HEAD' })
       return
     }
+    if (ctx.ipfs === null && ctx.rawPath.startsWith('/ipns/')) {
+      this.#ipnsRecord(ctx)
+      return
+    }
     if (ctx.ipfs === null) {
       this.#respond.sendText(ctx, 404, 'not found: the test gateway serves /ipfs/CID[/path] only\n')
       return
     }
-    if (record.format === null) {
+    if (record.format === null || record.format === 'ipns-record') {
       this.#respond.sendText(ctx, 400, `unsupported format: ${ctx.query.get('format') ?? ''}\n`)
       return
     }
@@ -219,5 +230,22 @@ export class TestGatewayServer extends EventEmitter<TestGatewayEvents> implement
       case 'car': await this.#answers.car(ctx, cid, fault); return
       default: await this.#answers.path(ctx, cid, fault)
     }
+  }
+
+  /** `/ipns/NAME` as a record (`?format=ipns-record`); a name without a record, or another format, is a 404. */
+  #ipnsRecord (ctx: Ctx): void {
+    const name = ctx.rawPath.slice('/ipns/'.length).split('/')[0] ?? ''
+    const bytes = ctx.record.format === 'ipns-record' ? this.#ipns.get(name) : undefined
+    if (bytes === undefined) {
+      this.#respond.sendText(ctx, 404, ctx.record.format === 'ipns-record' ? `no IPNS record for ${name}\n` : 'the test gateway serves /ipns/ names as records only\n')
+      return
+    }
+    this.#respond.head(ctx, 200, { 'Content-Type': IPNS_RECORD_CONTENT_TYPE, 'Content-Length': String(bytes.byteLength), 'Cache-Control': 'public, max-age=60' })
+    if (ctx.record.method === 'HEAD') {
+      ctx.res.end()
+      return
+    }
+    ctx.res.end(bytes)
+    ctx.record.bytesSent = bytes.byteLength
   }
 }

@@ -30,10 +30,16 @@ export interface TestGatewayOptions {
   maxBytesPerSecond?: number
   /** Size of each body write; smaller values give finer `progress` events. @default 65536 */
   chunkSize?: number
+  /**
+   * IPNS records served at `/ipns/NAME` to `?format=ipns-record` or `Accept:
+   * application/vnd.ipfs.ipns-record`, by the name as the request spells it
+   * (`k51…`). Change them later with {@link TestGateway.setIpnsRecord}.
+   */
+  ipnsRecords?: ReadonlyMap<string, Uint8Array>
 }
 
 /** Which kind of answer a request asked for; `null` for paths outside `/ipfs/` and unknown formats. */
-export type RequestFormat = 'path' | 'raw' | 'car'
+export type RequestFormat = 'path' | 'raw' | 'car' | 'ipns-record'
 
 /**
  * One request as the gateway saw it. The same object is updated while the
@@ -175,6 +181,8 @@ export interface TestGateway extends EventEmitter<TestGatewayEvents> {
   clearFaults (): void
   /** Changes the gateway-wide bandwidth cap; `undefined` removes it. */
   setMaxBytesPerSecond (bytesPerSecond: number | undefined): void
+  /** Serves `record` as the IPNS record of `name` from now on (`undefined`: none, a 404). The bytes are sent as they are. */
+  setIpnsRecord (name: string, record: Uint8Array | undefined): void
   /** Sum of body bytes sent, over all records in {@link requests} or those `filter` accepts. */
   bytesSent (filter?: (record: RequestRecord) => boolean): number
   /** Stops listening and destroys every open connection, stalled ones included. Idempotent. */
