@@ -9,6 +9,8 @@ import type { DagLimits } from '../strategies/verified/index.js'
 export type Settings = Partial<DownloadPolicy> & {
   state?: string
   gateways?: string[]
+  routers?: string[]
+  dnsResolvers?: string[]
   userAgent?: string
   concurrency?: number
   leaseMs?: number
@@ -22,7 +24,7 @@ export type Settings = Partial<DownloadPolicy> & {
 const NUMBER_KEYS = [...Object.keys(DEFAULT_POLICY), 'concurrency', 'leaseMs', 'heartbeatMs', 'blockConcurrency', 'runBlocks', 'hedgeAfterMs'] as const
 /** The DAG limits: flat keys in the file and the environment, the Downloader's `limits` inside. */
 export const LIMIT_KEYS = ['maxEntries', 'maxDepth', 'maxSize'] as const
-const KEYS = new Set<string>([...NUMBER_KEYS, ...LIMIT_KEYS, 'state', 'gateways', 'userAgent'])
+const KEYS = new Set<string>([...NUMBER_KEYS, ...LIMIT_KEYS, 'state', 'gateways', 'routers', 'dnsResolvers', 'userAgent'])
 
 /** `maxResumeAttempts` → `CIDGET_MAX_RESUME_ATTEMPTS`. */
 export function envName (key: string): string {
@@ -60,6 +62,13 @@ function merge (into: Settings, raw: Record<string, unknown>, from: string): voi
         throw new CidgetError('CIDGET_ERR_BAD_OPTION', `${from}: gateways must be a non-empty list of URLs`)
       }
       into.gateways = list as string[]
+    } else if (key === 'routers' || key === 'dnsResolvers') {
+      // routers may be an empty list (names then resolve through the gateways and DNS only)
+      const list = typeof value === 'string' ? value.split(',').map(s => s.trim()).filter(s => s !== '') : value
+      if (!Array.isArray(list) || (key === 'dnsResolvers' && list.length === 0) || !list.every(g => typeof g === 'string')) {
+        throw new CidgetError('CIDGET_ERR_BAD_OPTION', `${from}: ${key} must be a ${key === 'dnsResolvers' ? 'non-empty ' : ''}list of URLs`)
+      }
+      into[key] = list as string[]
     } else if ((LIMIT_KEYS as readonly string[]).includes(key)) {
       into.limits = { ...into.limits, [key]: positiveInt(key, value, from) }
     } else {

@@ -1,5 +1,5 @@
 import { InvalidArgumentError, type Command } from 'commander'
-import { DEFAULTS } from '../core/defaults.js'
+import { DEFAULTS, DEFAULT_DNS_RESOLVERS, DEFAULT_ROUTERS } from '../core/defaults.js'
 import { Downloader, type DownloaderInit } from '../engine/downloader.js'
 import type { DownloadRecord } from '../core/types.js'
 import { CidgetError } from '../core/errors.js'
@@ -97,7 +97,8 @@ export interface LimitFlags {
 
 /** Adds `--max-entries`, `--max-depth` and `--max-size` (each a positive integer; a bad value is a usage error). */
 export function limitOptions (cmd: Command): Command {
-  return cmd
+  // the commands that start downloads: they resolve names too
+  return nameOptions(cmd)
     .option('--max-entries <n>', `verified mode: most files, directories and links in one download, the root included (default: ${DEFAULTS.MAX_DAG_ENTRIES})`, parseIntOption('--max-entries', 1))
     .option('--max-depth <n>', `verified mode: deepest DAG node below the root (default: ${DEFAULTS.MAX_DAG_DEPTH})`, parseIntOption('--max-depth', 1))
     .option('--max-size <bytes>', `most bytes a DAG may declare (default: ${DEFAULTS.MAX_DAG_SIZE}, 16 TiB)`, parseIntOption('--max-size', 1))
@@ -111,6 +112,29 @@ export function limitsFrom (flags: LimitFlags): Pick<DownloaderInit, 'limits'> {
     ...(flags.maxSize === undefined ? {} : { maxSize: flags.maxSize })
   }
   return Object.keys(limits).length === 0 ? {} : { limits }
+}
+
+/** Flags of the commands that resolve /ipns/ names (the processes that start downloads). */
+export interface NameFlags {
+  router?: string[]
+  dnsResolver?: string[]
+}
+
+const collect = (v: string, prev: string[] | undefined): string[] => [...(prev ?? []), v]
+
+/** Adds the name flags to a command. */
+export function nameOptions (cmd: Command): Command {
+  return cmd
+    .option('--router <url>', `delegated router asked for IPNS records; repeat for several (replaces the default list: ${DEFAULT_ROUTERS.join(', ')})`, collect)
+    .option('--dns-resolver <url>', `DNS-over-HTTPS resolver (JSON API) for DNSLink, or "system"; repeat for several, asked in order (default: ${DEFAULT_DNS_RESOLVERS.join(', ')})`, collect)
+}
+
+/** The Downloader's `routers` and `dnsResolvers` from those flags; nothing when none is given (the config file's stay). */
+export function namesFrom (flags: NameFlags): Pick<DownloaderInit, 'routers' | 'dnsResolvers'> {
+  return {
+    ...(flags.router === undefined ? {} : { routers: flags.router }),
+    ...(flags.dnsResolver === undefined ? {} : { dnsResolvers: flags.dnsResolver })
+  }
 }
 
 export { EXIT }

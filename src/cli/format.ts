@@ -42,7 +42,8 @@ export function describe (r: DownloadRecord): string {
     `id:        ${r.id}`,
     `status:    ${r.status}`,
     `target:    ${printable(r.target)}`,
-    `cid:       ${r.cid}${printable(r.path)}`,
+    ...(r.name === null ? [] : [`name:      ${printable(r.name)}${nameDetails(r)}`]),
+    `cid:       ${r.cid === '' ? '- (resolved when the download starts)' : r.cid + printable(r.path)}`,
     `output:    ${printable(r.output)}`,
     `mode:      ${r.mode}`,
     `progress:  ${humanBytes(r.currentSize)} of ${humanBytes(r.size)}${pct}`,
@@ -53,6 +54,13 @@ export function describe (r: DownloadRecord): string {
   if (r.expectedSha256 !== null) lines.push(`expected:  ${r.expectedSha256}`)
   if (r.error !== null) lines.push(`error:     ${printable(r.error)}${r.errorCode !== null ? ` [${r.errorCode}]` : ''}`)
   return lines.join('\n')
+}
+
+/** How a name resolved: the IPNS record's sequence and validity, and when. */
+function nameDetails (r: DownloadRecord): string {
+  if (r.nameResolvedAt === null) return ''
+  const record = r.nameSequence === null ? '' : `sequence ${r.nameSequence}, valid until ${printable(r.nameValidity ?? '?')}, `
+  return ` (${record}resolved ${new Date(r.nameResolvedAt).toISOString()})`
 }
 
 /** A table for `cidget list`. */

@@ -70,3 +70,14 @@ export const DEFAULT_GATEWAYS: readonly string[] = [
   'https://trustless-gateway.link',
   'https://4everland.io'
 ]
+
+/** Delegated routers (Delegated Routing V1 HTTP API) asked for IPNS records, beside the gateways. */
+export const DEFAULT_ROUTERS: readonly string[] = [
+  'https://delegated-ipfs.dev'
+]
+
+/** DNS-over-HTTPS resolvers (JSON API) asked, in order, for DNSLink records. */
+export const DEFAULT_DNS_RESOLVERS: readonly string[] = [
+  'https://cloudflare-dns.com/dns-query',
+  'https://dns.google/resolve'
+]

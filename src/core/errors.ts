@@ -29,8 +29,8 @@ export const ERROR_CODES = {
   CIDGET_ERR_BAD_TARGET: {
     kind: 'input',
     retryable: false,
-    message: 'The target is not a CID, /ipfs/ path, ipfs:// URL or gateway URL',
-    solve: 'Pass a CID (bafy…, Qm…), /ipfs/CID[/path], ipfs://CID[/path] or https://host/ipfs/CID[/path].'
+    message: 'The target is not a CID, /ipfs/ or /ipns/ path, ipfs:// or ipns:// URL or gateway URL',
+    solve: 'Pass a CID (bafy…, Qm…), /ipfs/CID[/path], /ipns/NAME[/path] (a key k51… or a DNSLink domain), ipfs://, ipns:// or https://host/ipfs/CID[/path].'
   },
   CIDGET_ERR_BAD_OPTION: {
     kind: 'input',

@@ -50,6 +50,18 @@ export interface RepairEvent {
   bytes: number
 }
 
+/** An /ipns/ name resolved when its download started: what the run fetches (and a resume continues). */
+export interface ResolvedEvent {
+  id: number
+  /** The name and the path after it, as recorded (`/ipns/example.org/a.bin`). */
+  name: string
+  cid: string
+  path: string
+  /** The IPNS record's sequence (decimal) and validity, when the name went through one. */
+  sequence: string | null
+  validity: string | null
+}
+
 /** A gateway's health changed for a download: dropped (invalid block), blocked (Retry-After, backoff), healthy again. */
 export interface GatewayEvent {
   id: number
@@ -64,5 +76,6 @@ export interface CidgetEvents {
   'cidget:download:progress': [ProgressEvent]
   'cidget:download:retry': [RetryEvent]
   'cidget:download:repaired': [RepairEvent]
+  'cidget:download:resolved': [ResolvedEvent]
   'cidget:gateway': [GatewayEvent]
 }

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events'
 
-export type { ProgressEvent, StatusEvent, RetryEvent, RepairEvent, GatewayEvent, CidgetEvents } from './event-types.js'
+export type { ProgressEvent, StatusEvent, RetryEvent, RepairEvent, ResolvedEvent, GatewayEvent, CidgetEvents } from './event-types.js'
 
 /** A typed EventEmitter: event names and payloads checked at compile time. */
 export class TypedEmitter<E extends { [K in keyof E]: unknown[] }> {

@@ -52,6 +52,18 @@ export interface DownloadRecord {
   leaseExpires: number | null
   /** A pause or cancel requested by another process, acted on by the lease holder. */
   control: 'pause' | 'cancel' | null
+  /**
+   * For a download of an /ipns/ name: the name and the path after it (`/ipns/example.org/a.bin`).
+   * `cid` and `path` are then what it resolved to when a run first started ('' and '' before),
+   * and a resume continues that CID.
+   */
+  name: string | null
+  /** The sequence (decimal) of the name's IPNS record, when the resolution went through one. */
+  nameSequence: string | null
+  /** That record's validity (RFC 3339). */
+  nameValidity: string | null
+  /** When the name was resolved (ms since the epoch). */
+  nameResolvedAt: number | null
 }
 
 /** What a caller supplies to create a record. */
@@ -65,4 +77,6 @@ export interface NewDownload {
   expectedSha256?: string | null
   size?: number | null
   priority?: number
+  /** A download of an /ipns/ name (see {@link DownloadRecord.name}); `cid` is '' until a run resolves it. */
+  name?: string | null
 }

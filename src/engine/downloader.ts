@@ -17,6 +17,9 @@ import type { DownloadPolicy } from '../core/policy.js'
 import { ACTIVE_STATUSES, type DownloadRecord, type Mode } from '../core/types.js'
 import { parseTarget, normalizeGateway } from '../target/parse.js'
 import { HttpClient } from '../gateways/http.js'
+import { NameResolver } from '../names/resolve.js'
+import { SYSTEM_RESOLVER } from '../names/dnslink.js'
+import { splitName } from './names.js'
 import { AddressGuard } from '../gateways/address.js'
 import { HealthRegistry } from '../gateways/health.js'
 import { openStore, makeOwnerId } from '../store/index.js'
@@ -67,7 +70,8 @@ export class Downloader extends TypedEmitter<CidgetEvents> {  readonly store: St
     this.#guard = init.service === undefined
       ? undefined
       : new AddressGuard({
-        trusted: settings.gateways,
+        // the operator's endpoints: routers and DNS-over-HTTPS resolvers are trusted like the gateways
+        trusted: [...settings.gateways, ...settings.routers, ...settings.dnsResolvers.filter((r) => r !== SYSTEM_RESOLVER)],
         ...(init.service.allowLocal === undefined ? {} : { allowLocal: init.service.allowLocal }),
         ...(init.service.lookup === undefined ? {} : { lookup: init.service.lookup })
       })
@@ -160,16 +164,21 @@ export class Downloader extends TypedEmitter<CidgetEvents> {  readonly store: St
     const output = await resolveOutput(opts.output, outputName(target, mode))
     await ensureWritableDir(dirname(output))
 
-    const existing = await this.store.findDownload(target.cid, target.path, output)
-    if (existing !== undefined) {
+    const find = async (): Promise<DownloadRecord | undefined> => target.name !== undefined
+      ? await this.store.findNamedDownload(target.name, output)
+      : await this.store.findDownload(target.cid, target.path, output)
+    const existing = await find()
+    if (existing !== undefined && !(existing.status === 'success' && target.name !== undefined && opts.force === true)) {
       if (existing.status === 'success' && await exists(output)) {
+        if (existing.name !== null) await this.#checkNameUnmoved({ ...existing, name: existing.name }, output, gateways)
         return { id: existing.id, record: existing, done: Promise.resolve(existing) }
       }
       const patch: Parameters<Store['updateDownload']>[1] = { gateways }
       if (sha256 !== null) patch.expectedSha256 = sha256
       if (existing.status === 'success') {
-        // the file was removed since: fetch it again
+        // the file was removed since: fetch it again (a name: as it resolves now)
         Object.assign(patch, { status: 'pending', currentSize: 0, hash: null, completedAt: null })
+        if (existing.name !== null) Object.assign(patch, { cid: '', path: '', nameSequence: null, nameValidity: null, nameResolvedAt: null })
       }
       await this.store.updateDownload(existing.id, patch, this.#now())
       return await this.#start(existing.id)
@@ -182,9 +191,7 @@ export class Downloader extends TypedEmitter<CidgetEvents> {  readonly store: St
       record = await this.#create(target, output, mode, gateways, sha256, opts.priority ?? 0)
     } catch (err) {
       // another process created the same download a moment ago: join it (its lease decides who works)
-      const raced = err instanceof CidgetError && err.code === 'CIDGET_ERR_OUTPUT_IN_USE'
-        ? await this.store.findDownload(target.cid, target.path, output)
-        : undefined
+      const raced = err instanceof CidgetError && err.code === 'CIDGET_ERR_OUTPUT_IN_USE' ? await find() : undefined
       if (raced === undefined || raced.status === 'success') throw err
       return await this.#start(raced.id)
     }
@@ -198,11 +205,34 @@ export class Downloader extends TypedEmitter<CidgetEvents> {  readonly store: St
     return gateways
   }
 
-  async #create (target: { cid: string, path: string, input: string }, output: string, mode: Mode, gateways: string[],
+  /**
+   * A finished download of a name whose output is there: the name is resolved
+   * again; while it points to the same CID and path there is nothing to do.
+   * Otherwise CIDGET_ERR_OUTPUT_EXISTS, naming both versions.
+   */
+  async #checkNameUnmoved (done: DownloadRecord & { name: string }, output: string, gateways: string[]): Promise<void> {
+    const s = this.#settings
+    const { name, rest } = splitName(done.name)
+    const now = await new NameResolver({
+      http: this.#http,
+      gateways,
+      routers: s.routers,
+      dnsResolvers: s.dnsResolvers,
+      ...(s.nameSettleMs === undefined ? {} : { settleMs: s.nameSettleMs }),
+      now: s.now
+    }).resolve(name, rest)
+    if (now.cid === done.cid && now.path === done.path) return
+    throw new CidgetError('CIDGET_ERR_OUTPUT_EXISTS',
+      `${output} holds ${done.name} as it was (/ipfs/${done.cid}${done.path}); the name now points to /ipfs/${now.cid}${now.path}. ` +
+      'Pass --force to download the new version over it, or choose another path with -o')
+  }
+
+  async #create (target: { cid: string, path: string, name?: string, input: string }, output: string, mode: Mode, gateways: string[],
     sha256: string | null, priority: number): Promise<DownloadRecord> {
     return await this.store.createDownload({
       cid: target.cid,
       path: target.path,
+      name: target.name ?? null,
       target: target.input,
       output,
       mode,

@@ -88,6 +88,7 @@ export async function planQueue (items: readonly QueueItem[], dir: string,
       downloads.push({
         cid: target.cid,
         path: target.path,
+        name: target.name ?? null,
         target: target.input,
         output,
         mode,

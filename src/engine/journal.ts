@@ -1,7 +1,7 @@
 import { toCidgetError } from '../core/errors.js'
 import type { DownloadJournal, RestartOptions } from '../core/journal.js'
 import type { DownloadStatus } from '../core/types.js'
-import type { KeptBlock, Store } from '../store/store.js'
+import type { DownloadPatch, KeptBlock, Store } from '../store/store.js'
 
 /** Kept blocks are written in batches of this many… */
 const KEEP_BATCH_BLOCKS = 256
@@ -90,6 +90,11 @@ export class Journal implements DownloadJournal {
 
   async describe (size: number | null, etag?: string | null): Promise<void> {
     await this.#store.updateDownload(this.id, etag === undefined ? { size } : { size, etag }, undefined, this.owner)
+  }
+
+  /** What the download's name resolved to: the CID and path its runs fetch from now on. */
+  async resolved (patch: Pick<DownloadPatch, 'cid' | 'path' | 'nameSequence' | 'nameValidity' | 'nameResolvedAt'>): Promise<void> {
+    await this.#store.updateDownload(this.id, patch, undefined, this.owner)
   }
 
   async note (message: string): Promise<void> {

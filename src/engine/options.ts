@@ -10,11 +10,12 @@ import { join } from 'node:path'
 import type { LookupFunction } from 'node:net'
 import type { Dispatcher } from 'undici'
 import { CidgetError } from '../core/errors.js'
-import { DEFAULTS, DEFAULT_GATEWAYS } from '../core/defaults.js'
+import { DEFAULTS, DEFAULT_DNS_RESOLVERS, DEFAULT_GATEWAYS, DEFAULT_ROUTERS } from '../core/defaults.js'
 import { abortableSleep } from '../core/async.js'
 import { DEFAULT_POLICY, type DownloadPolicy } from '../core/policy.js'
 import type { DownloadRecord, Mode } from '../core/types.js'
 import { normalizeGateway } from '../target/parse.js'
+import { SYSTEM_RESOLVER } from '../names/dnslink.js'
 import type { Store } from '../store/store.js'
 import { DEFAULT_DAG_LIMITS, type DagLimits } from '../strategies/verified/index.js'
 
@@ -26,6 +27,12 @@ export interface DownloaderInit extends Partial<DownloadPolicy> {
   store?: Store
   /** Gateways (base URLs) for new downloads. @default DEFAULT_GATEWAYS */
   gateways?: string[]
+  /** Delegated routers asked for the IPNS records of names (besides the download's gateways); [] for none. @default DEFAULT_ROUTERS */
+  routers?: string[]
+  /** DNS-over-HTTPS endpoints (JSON API) asked in order for DNSLink, or `system` for the system resolver. @default DEFAULT_DNS_RESOLVERS */
+  dnsResolvers?: string[]
+  /** Names: once one valid IPNS record arrived, how long other sources may still send a newer one. @default 1500 */
+  nameSettleMs?: number
   /** Downloads run at once. @default 4 */
   concurrency?: number
   /** @default 30000 */
@@ -88,7 +95,7 @@ export interface DownloaderInit extends Partial<DownloadPolicy> {
 }
 
 const INIT_KEYS = new Set<string>([
-  'state', 'store', 'gateways', 'concurrency', 'leaseMs', 'heartbeatMs', 'controlWaitMs', 'owner', 'recover', 'dispatcher', 'service', 'userAgent', 'progressIntervalMs',
+  'state', 'store', 'gateways', 'routers', 'dnsResolvers', 'nameSettleMs', 'concurrency', 'leaseMs', 'heartbeatMs', 'controlWaitMs', 'owner', 'recover', 'dispatcher', 'service', 'userAgent', 'progressIntervalMs',
   'blockConcurrency', 'runBlocks', 'hedgeAfterMs', 'limits', 'skipSymlinks', 'checkPath',
   'now', 'sleep', 'random', ...Object.keys(DEFAULT_POLICY)
 ])
@@ -152,6 +159,7 @@ export function validateInit (init: DownloaderInit): void {
   positive('leaseMs', init.leaseMs, 1)
   positive('heartbeatMs', init.heartbeatMs, 1)
   positive('controlWaitMs', init.controlWaitMs)
+  positive('nameSettleMs', init.nameSettleMs)
   if (init.runBlocks !== undefined && !(Number.isSafeInteger(init.runBlocks) && init.runBlocks >= 0)) {
     throw new CidgetError('CIDGET_ERR_BAD_OPTION', `Option runBlocks must be a whole number ≥ 0, got ${String(init.runBlocks)}`)
   }
@@ -173,6 +181,9 @@ export function validateInit (init: DownloaderInit): void {
 export interface Settings {
   policy: DownloadPolicy
   gateways: string[]
+  routers: string[]
+  dnsResolvers: string[]
+  nameSettleMs: number | undefined
   concurrency: number
   leaseMs: number
   heartbeatMs: number
@@ -199,6 +210,9 @@ export function resolveSettings (init: DownloaderInit): Settings {
   return {
     policy,
     gateways: (init.gateways ?? [...DEFAULT_GATEWAYS]).map(normalizeGateway),
+    routers: (init.routers ?? [...DEFAULT_ROUTERS]).map((r) => normalizeEndpoint(r, 'router')),
+    dnsResolvers: (init.dnsResolvers ?? [...DEFAULT_DNS_RESOLVERS]).map((r) => r === SYSTEM_RESOLVER ? r : normalizeEndpoint(r, 'DNS resolver')),
+    nameSettleMs: init.nameSettleMs,
     concurrency: init.concurrency ?? DEFAULTS.CONCURRENCY,
     leaseMs: init.leaseMs ?? DEFAULTS.LEASE_MS,
     heartbeatMs,
@@ -214,4 +228,17 @@ export function resolveSettings (init: DownloaderInit): Settings {
     sleep: init.sleep ?? abortableSleep,
     random: init.random ?? Math.random
   }
+}
+
+/** A router's or DNS-over-HTTPS resolver's URL: http(s), no query or fragment, no trailing slash. */
+export function normalizeEndpoint (url: string, what: string): string {
+  let u: URL
+  try {
+    u = new URL(url.trim())
+  } catch {
+    throw new CidgetError('CIDGET_ERR_BAD_OPTION', `Invalid ${what} URL "${url}"`)
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new CidgetError('CIDGET_ERR_BAD_OPTION', `The ${what} URL "${url}" must be http or https`)
+  if (u.search !== '' || u.hash !== '') throw new CidgetError('CIDGET_ERR_BAD_OPTION', `The ${what} URL "${url}" must not have a query or fragment`)
+  return u.origin + u.pathname.replace(/\/+$/, '')
 }

@@ -17,6 +17,7 @@ import type { GatewayTotalsBook } from './gateway-totals.js'
 import { Journal } from './journal.js'
 import { releaseAfterRun } from './lease.js'
 import type { Settings } from './options.js'
+import { resolveName } from './names.js'
 import { recordActive, recordRunFailure, recordSuccess } from './outcome.js'
 import { ProgressThrottle, emitStatus } from './progress.js'
 import { mustGet, type Running } from './queue.js'
@@ -71,6 +72,10 @@ export class Runner {
       record = await mustGet(this.#store, id)
       if (controller.signal.aborted) throw controller.signal.reason
       await this.#checkConfined(record.output)
+      if (record.name !== null && record.cid === '') {
+        await resolveName({ ...record, name: record.name }, journal, { http: this.#http, settings: this.#settings, events: this.#events, health: this.#health }, controller.signal)
+        record = await mustGet(this.#store, id)
+      }
       progress = this.#progress(record)
       const ctx = this.#context(record, journal, running, progress)
       const result = await strategyFor(record.mode)(ctx, this.#services(ctx))

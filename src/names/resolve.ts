@@ -11,7 +11,7 @@ import type { HttpClient } from '../gateways/http.js'
 import { parseCid } from '../target/parse.js'
 import { SYSTEM_RESOLVER, dohLookup, lookupDnslink, systemLookup, type TxtLookup } from './dnslink.js'
 import { betterRecord, fetchIpnsRecord, verifyIpnsRecord, type IpnsRecordAnswer, type RecordSource } from './ipns.js'
-import { parseIpnsName } from './name.js'
+import { parseIpnsName } from '../target/name.js'
 
 /** Names followed before a chain is refused as too long (each `/ipns/` step counts). */
 export const MAX_NAME_DEPTH = 16

@@ -14,7 +14,8 @@ export const SERVICE_EVENT_TYPES = {
   progress: 'cidget:download:progress',
   gateway: 'cidget:gateway',
   retry: 'cidget:download:retry',
-  repaired: 'cidget:download:repaired'
+  repaired: 'cidget:download:repaired',
+  resolved: 'cidget:download:resolved'
 } as const
 
 export type ServiceEventType = keyof typeof SERVICE_EVENT_TYPES
@@ -58,6 +59,7 @@ export class EventHub {
     on('cidget:gateway', (e) => { this.#send('gateway', e) })
     on('cidget:download:retry', (e) => { this.#send('retry', e) })
     on('cidget:download:repaired', (e) => { this.#send('repaired', e) })
+    on('cidget:download:resolved', (e) => { this.#send('resolved', e) })
   }
 
   /** Adds a subscriber; returns the function that removes it. */

@@ -122,6 +122,20 @@ CREATE INDEX idx_ipfs_downloads_claim ON ipfs_downloads (priority DESC, id)
 CREATE INDEX idx_ipfs_downloads_lease_owner ON ipfs_downloads ("leaseOwner")
   WHERE "leaseOwner" IS NOT NULL;
 `
+  },
+  {
+    version: 6,
+    name: 'names',
+    // A download of an /ipns/ name: the name (and the path after it) as given, and what it resolved
+    // to when a run started (the cid and path columns), with the IPNS record's sequence and validity.
+    // A name not resolved yet has cid ''. Adding a name again to the same output finds its download.
+    sql: `
+ALTER TABLE ipfs_downloads ADD COLUMN name TEXT;
+ALTER TABLE ipfs_downloads ADD COLUMN "nameSequence" TEXT;
+ALTER TABLE ipfs_downloads ADD COLUMN "nameValidity" TEXT;
+ALTER TABLE ipfs_downloads ADD COLUMN "nameResolvedAt" BIGINT;
+CREATE INDEX idx_ipfs_downloads_name_output ON ipfs_downloads (name, output) WHERE name IS NOT NULL;
+`
   }
 ]
 

@@ -9,8 +9,8 @@ import {
   badOption, checkList, outputInUse, checkStatus, checkTtl, checkUnder, isStatus, listParams, newDownloadParams, patchParams,
   leaseLost, rowToRecord, unknownDownload
 } from './rows.js'
-import type { BindValue, DownloadRow, NewDownloadParams } from './rows.js'
-import { CLEAR_PROGRESS, FENCE, INSERT_COLUMNS, OWNED, SELECT_DOWNLOADS, SQL, UNFINISHED_SQL, bind, patchAssignments, positional } from './sql.js'
+import type { DownloadRow, NewDownloadParams } from './rows.js'
+import { CLEAR_PROGRESS, FENCE, INSERT_MANY, INSERT_ONE, OWNED, insertValues, SELECT_DOWNLOADS, SQL, UNFINISHED_SQL, bind, patchAssignments, positional } from './sql.js'
 import type { Positional, StatementName } from './sql.js'
 import type { ClaimOptions, DownloadPatch, KeptBlock, ListOptions, OwnerLiveness, Store, StoreOptions } from './store.js'
 
@@ -62,21 +62,6 @@ async function lockOutputs (client: PoolClient, outputs: string[]): Promise<void
   if (clash !== undefined) throw outputInUse(clash, clash.output)
 }
 
-function insertValues (p: NewDownloadParams): BindValue[] {
-  return [p.cid, p.path, p.target, p.output, p.mode, p.gateways, p.size, p.expectedSha256, p.priority, p.now]
-}
-
-const INSERT_ONE = `INSERT INTO ipfs_downloads ${INSERT_COLUMNS}
-  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', 0, 0, $10, $10)
-  RETURNING *`
-// Many rows in one statement: each column is one array, unnested in input order. The ids are
-// drawn as the sorted rows are inserted, so they ascend in input order.
-const INSERT_MANY = `INSERT INTO ipfs_downloads ${INSERT_COLUMNS}
-  SELECT t.cid, t.path, t.target, t.output, t.mode, t.gateways, t.size, t.sha256, t.priority, 'pending', 0, 0, $10, $10
-  FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::text[],
-    $9::integer[]) WITH ORDINALITY AS t (cid, path, target, output, mode, gateways, size, sha256, priority, ord)
-  ORDER BY t.ord
-  RETURNING *`
 
 /**
  * The PostgreSQL state store, for a fleet of workers sharing one queue. It runs
@@ -233,7 +218,7 @@ export class PostgresStore implements Store {
           const column = <K extends keyof NewDownloadParams>(key: K): Array<NewDownloadParams[K]> => batch.map(p => p[key])
           const res = await client.query<DownloadRow>(INSERT_MANY, [
             column('cid'), column('path'), column('target'), column('output'), column('mode'), column('gateways'),
-            column('size'), column('expectedSha256'), column('priority'), at
+            column('size'), column('expectedSha256'), column('priority'), column('name'), at
           ])
           if (res.rows.length !== batch.length) throw new Error(`inserted ${res.rows.length} rows of ${batch.length}`)
           out.push(...res.rows.map(rowToRecord).sort((a, b) => a.id - b.id))
@@ -269,6 +254,13 @@ export class PostgresStore implements Store {
       return row === undefined ? undefined : rowToRecord(row)
     })
   }
+  async findNamedDownload (name: string, output: string): Promise<DownloadRecord | undefined> {
+    return this.#run('findNamedDownload', async () => {
+      const row = (await this.#exec('findNamed', { name, output })).rows[0]
+      return row === undefined ? undefined : rowToRecord(row)
+    })
+  }
+
 
   async countByStatus (): Promise<Record<DownloadStatus, number>> {
     return this.#run('countByStatus', async () => {

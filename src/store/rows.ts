@@ -38,6 +38,10 @@ export interface DownloadRow {
   leaseOwner: string | null
   leaseExpires: IntValue | null
   control: string | null
+  name: string | null
+  nameSequence: string | null
+  nameValidity: string | null
+  nameResolvedAt: IntValue | null
 }
 
 function corrupt (id: IntValue, what: string): CidgetError {
@@ -101,7 +105,11 @@ export function rowToRecord (row: DownloadRow): DownloadRecord {
     completedAt: intOrNull(row.completedAt),
     leaseOwner: row.leaseOwner,
     leaseExpires: intOrNull(row.leaseExpires),
-    control: row.control === 'pause' || row.control === 'cancel' ? row.control : null
+    control: row.control === 'pause' || row.control === 'cancel' ? row.control : null,
+    name: row.name ?? null,
+    nameSequence: row.nameSequence ?? null,
+    nameValidity: row.nameValidity ?? null,
+    nameResolvedAt: intOrNull(row.nameResolvedAt ?? null)
   }
 }
 
@@ -185,6 +193,7 @@ export interface NewDownloadParams {
   size: number | null
   expectedSha256: string | null
   priority: number
+  name: string | null
   now: number
 }
 
@@ -200,6 +209,7 @@ export function newDownloadParams (init: NewDownload, now: number): NewDownloadP
     size: init.size ?? null,
     expectedSha256: init.expectedSha256 ?? null,
     priority: init.priority ?? 0,
+    name: init.name ?? null,
     now
   }
 }
@@ -207,7 +217,8 @@ export function newDownloadParams (init: NewDownload, now: number): NewDownloadP
 /** Every field `updateDownload` may set, in a fixed order (the update statement is built from it). */
 export const PATCH_FIELDS = [
   'status', 'attempts', 'lastAttempt', 'currentSize', 'hash', 'etag', 'error', 'errorCode',
-  'gateway', 'gateways', 'size', 'completedAt', 'expectedSha256', 'priority', 'control'
+  'gateway', 'gateways', 'size', 'completedAt', 'expectedSha256', 'priority', 'control',
+  'cid', 'path', 'nameSequence', 'nameValidity', 'nameResolvedAt'
 ] as const satisfies ReadonlyArray<keyof DownloadPatch>
 
 // Fails to compile when DownloadPatch gains a field that PATCH_FIELDS does not list.

@@ -1,6 +1,6 @@
 import { ACTIVE_STATUSES } from '../core/types.js'
 import { PATCH_FIELDS } from './rows.js'
-import type { BindValue } from './rows.js'
+import type { BindValue, NewDownloadParams } from './rows.js'
 
 /**
  * The statements both stores run, written once with named parameters (`@name`):
@@ -20,7 +20,7 @@ export const UNFINISHED_SQL = `status NOT IN (${sqlList(['success', 'failed', 'c
 /** The lease fence of an update: with `@owner` bound, only while that owner holds the lease; null, always. */
 export const FENCE = '(CAST(@owner AS TEXT) IS NULL OR "leaseOwner" = @owner)'
 /** The columns an insert of a new download sets. */
-export const INSERT_COLUMNS = `(cid, path, target, output, mode, gateways, size, "expectedSha256", priority, status, attempts,
+export const INSERT_COLUMNS = `(cid, path, target, output, mode, gateways, size, "expectedSha256", priority, name, status, attempts,
   "currentSize", "createdAt", "updatedAt")`
 
 export const SQL = {
@@ -28,6 +28,7 @@ export const SQL = {
   byStatus: `${SELECT_DOWNLOADS} WHERE status = @status ORDER BY id`,
   list: `${SELECT_DOWNLOADS} WHERE id > @afterId AND (CAST(@status AS TEXT) IS NULL OR status = @status) ORDER BY id LIMIT @limit`,
   find: `${SELECT_DOWNLOADS} WHERE cid = @cid AND path = @path AND output = @output AND status <> 'cancelled' ORDER BY id DESC LIMIT 1`,
+  findNamed: `${SELECT_DOWNLOADS} WHERE name = @name AND output = @output AND status <> 'cancelled' ORDER BY id DESC LIMIT 1`,
   unfinishedByOutput: `${SELECT_DOWNLOADS} WHERE output = @output AND ${UNFINISHED_SQL} ORDER BY id`,
   active: `${SELECT_DOWNLOADS} WHERE ${ACTIVE_SQL} ORDER BY id`,
   exists: 'SELECT id FROM ipfs_downloads WHERE id = @id',
@@ -105,3 +106,20 @@ export const OWNED = 'WITH owned AS (SELECT id FROM ipfs_downloads WHERE id = $1
 /** Forgets a download's progress and kept blocks in one statement. */
 export const CLEAR_PROGRESS = `WITH progress AS (DELETE FROM ipfs_download_progress WHERE "downloadId" = $1)
   DELETE FROM ipfs_download_blocks WHERE "downloadId" = $1`
+
+// PostgreSQL's inserts (SQLite's are prepared in its store): one row, and many in one statement.
+export function insertValues (p: NewDownloadParams): BindValue[] {
+  return [p.cid, p.path, p.target, p.output, p.mode, p.gateways, p.size, p.expectedSha256, p.priority, p.name, p.now]
+}
+
+export const INSERT_ONE = `INSERT INTO ipfs_downloads ${INSERT_COLUMNS}
+  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'pending', 0, 0, $11, $11)
+  RETURNING *`
+// Many rows in one statement: each column is one array, unnested in input order. The ids are
+// drawn as the sorted rows are inserted, so they ascend in input order.
+export const INSERT_MANY = `INSERT INTO ipfs_downloads ${INSERT_COLUMNS}
+  SELECT t.cid, t.path, t.target, t.output, t.mode, t.gateways, t.size, t.sha256, t.priority, t.name, 'pending', 0, 0, $11, $11
+  FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::text[],
+    $9::integer[], $10::text[]) WITH ORDINALITY AS t (cid, path, target, output, mode, gateways, size, sha256, priority, name, ord)
+  ORDER BY t.ord
+  RETURNING *`

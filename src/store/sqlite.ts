@@ -33,13 +33,14 @@ interface Fenced extends Id {
 function prepareStatements (db: Database.Database) {
   return {
     insert: db.prepare<NewDownloadParams, DownloadRow>(`INSERT INTO ipfs_downloads ${INSERT_COLUMNS}
-      VALUES (@cid, @path, @target, @output, @mode, @gateways, @size, @expectedSha256, @priority, 'pending', 0,
+      VALUES (@cid, @path, @target, @output, @mode, @gateways, @size, @expectedSha256, @priority, @name, 'pending', 0,
        0, @now, @now)
       RETURNING *`),
     get: db.prepare<Id, DownloadRow>(SQL.get),
     byStatus: db.prepare<{ status: string }, DownloadRow>(SQL.byStatus),
     list: db.prepare<{ status: string | null, afterId: number, limit: number }, DownloadRow>(SQL.list),
     find: db.prepare<{ cid: string, path: string, output: string }, DownloadRow>(SQL.find),
+    findNamed: db.prepare<{ name: string, output: string }, DownloadRow>(SQL.findNamed),
     unfinishedByOutput: db.prepare<{ output: string }, DownloadRow>(SQL.unfinishedByOutput),
     active: db.prepare<[], DownloadRow>(SQL.active),
     // Candidates in claim order; a lease held by another owner is judged in JS (isOwnerDead).
@@ -285,6 +286,13 @@ export class SqliteStore implements Store {
       return row === undefined ? undefined : rowToRecord(row)
     })
   }
+  async findNamedDownload (name: string, output: string): Promise<DownloadRecord | undefined> {
+    return this.#run('findNamedDownload', () => {
+      const row = this.#stmts.findNamed.get({ name, output })
+      return row === undefined ? undefined : rowToRecord(row)
+    })
+  }
+
 
   async countByStatus (): Promise<Record<DownloadStatus, number>> {
     return this.#run('countByStatus', () => {

@@ -3,7 +3,8 @@ import type { DownloadRecord, DownloadStatus, NewDownload } from '../core/types.
 /** Fields a caller may change with `updateDownload`. */
 export type DownloadPatch = Partial<Pick<DownloadRecord,
   'status' | 'attempts' | 'lastAttempt' | 'currentSize' | 'hash' | 'etag' | 'error' | 'errorCode' |
-  'gateway' | 'gateways' | 'size' | 'completedAt' | 'expectedSha256' | 'priority' | 'control'>>
+  'gateway' | 'gateways' | 'size' | 'completedAt' | 'expectedSha256' | 'priority' | 'control' |
+  'cid' | 'path' | 'nameSequence' | 'nameValidity' | 'nameResolvedAt'>>
 
 export interface ListOptions {
   status?: DownloadStatus
@@ -60,6 +61,8 @@ export interface Store {
   listDownloads (opts?: ListOptions): Promise<DownloadRecord[]>
   /** The newest download for this cid, path and output that is not `cancelled`. */
   findDownload (cid: string, path: string, output: string): Promise<DownloadRecord | undefined>
+  /** The latest download (not cancelled) of the name `name` (`/ipns/…`, its path included) to `output`. */
+  findNamedDownload (name: string, output: string): Promise<DownloadRecord | undefined>
   /** How many downloads have each status (every status present, 0 when none). */
   countByStatus (): Promise<Record<DownloadStatus, number>>
   /** Unfinished downloads (not success/failed/cancelled) writing to this output. */

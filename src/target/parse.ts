@@ -1,55 +1,24 @@
-import { CID } from 'multiformats/cid'
-import { bases } from 'multiformats/basics'
-import type { MultibaseDecoder } from 'multiformats/bases/interface'
 import { CidgetError } from '../core/errors.js'
+import { bad, parseCid } from './cid.js'
+import { fromSubdomainLabel, parseIpnsName } from './name.js'
 
-/** What the user asked for, reduced to a CID and a path inside it. */
+export { parseCid } from './cid.js'
+
+/** What the user asked for, reduced to a CID and a path inside it, or to a name and a path after it. */
 export interface Target {
-  /** The CID in its canonical string form (CIDv0 stays `Qm…`, CIDv1 is base32). */
+  /** The CID in its canonical string form (CIDv0 stays `Qm…`, CIDv1 is base32); '' for a name (resolved when the download starts). */
   cid: string
-  /** Path inside the CID: '' for the root, otherwise '/a/b' (decoded, no empty, '.' or '..' segments). */
+  /** Path inside the CID: '' for the root, otherwise '/a/b' (decoded, no empty, '.' or '..' segments); '' for a name. */
   path: string
+  /**
+   * An /ipns/ name and the path after it, canonical: `/ipns/k51…/a/b` (a key in base36) or
+   * `/ipns/example.org/a/b` (a DNSLink domain, lower case).
+   */
+  name?: string
   /** The gateway the target URL named (origin plus any prefix before /ipfs/), if any. */
   gateway?: string
   /** The input as given. */
   input: string
-}
-
-// One decoder for every multibase prefix multiformats knows (base32, base58btc, base36, base64, …).
-const decoders = new Map<string, { decode: (text: string) => Uint8Array<ArrayBuffer> }>(
-  Object.values(bases).map(b => [b.prefix, b.decoder as unknown as { decode: (text: string) => Uint8Array<ArrayBuffer> }])
-)
-const anyBase: MultibaseDecoder<string> = {
-  decode (text: string): Uint8Array<ArrayBuffer> {
-    // by code point: a prefix can lie outside the BMP (base256emoji's is 🚀)
-    const prefix = String.fromCodePoint(text.codePointAt(0) ?? 0)
-    const d = decoders.get(prefix)
-    if (d === undefined) throw new Error(`unknown multibase prefix "${prefix}"`)
-    return d.decode(text)
-  }
-}
-
-/**
- * Longest CID text accepted. Real CIDs are far shorter (a sha2-512 CID in base2
- * is about 560 characters); the bound keeps base58 and base36 decoding, which is
- * quadratic in the length, from stalling on a huge argument.
- */
-const MAX_CID_LENGTH = 4096
-
-function bad (input: string, why: string): CidgetError {
-  const shown = input.length > 80 ? `${input.slice(0, 77)}…` : input
-  return new CidgetError('CIDGET_ERR_BAD_TARGET', `Invalid target "${shown}": ${why}`)
-}
-
-/** Parses a CID string (any multibase; CIDv0 base58btc). Throws CIDGET_ERR_BAD_TARGET. */
-export function parseCid (text: string, input = text): CID {
-  if (text === '') throw bad(input, 'no CID')
-  if (text.length > MAX_CID_LENGTH) throw bad(input, `the CID is longer than ${MAX_CID_LENGTH} characters`)
-  try {
-    return text.startsWith('Qm') || text.startsWith('1') ? CID.parse(text) : CID.parse(text, anyBase)
-  } catch (err) {
-    throw bad(input, `"${text}" is not a CID (${(err as Error).message})`)
-  }
 }
 
 /** Decodes and checks path segments; refuses '.', '..', NUL and separators inside a segment. */
@@ -83,19 +52,29 @@ function cidAndPath (rest: string, input: string): Target {
   return { cid: cid.toString(), path: parsePath(slash === -1 ? '' : clean.slice(slash), input), input }
 }
 
+/** Splits "NAME/rest" into a name target. */
+function nameAndPath (rest: string, input: string): Target {
+  const clean = rest.replace(/[?#].*$/s, '')
+  const slash = clean.indexOf('/')
+  const name = parseIpnsName(slash === -1 ? clean : clean.slice(0, slash), input)
+  return { cid: '', path: '', name: `/ipns/${name.name}${parsePath(slash === -1 ? '' : clean.slice(slash), input)}`, input }
+}
+
 /**
  * Parses a target: a CID (`bafy…`, `Qm…`, optionally followed by `/path`), an
  * `/ipfs/CID[/path]` path, an `ipfs://CID[/path]` URL, a path-gateway URL
  * (`https://host[/prefix]/ipfs/CID[/path]`) or a subdomain-gateway URL
- * (`https://CID.ipfs.host/path`). Throws CidgetError CIDGET_ERR_BAD_TARGET.
+ * (`https://CID.ipfs.host/path`); or a name: `/ipns/NAME[/path]`, `ipns://NAME[/path]`,
+ * `https://host/ipns/NAME[/path]`, `https://NAME.ipns.host/path` (NAME a key, `k51…` or
+ * `12D3Koo…`, or a DNSLink domain; in a subdomain, a domain's dots are `-` and its hyphens `--`).
+ * Throws CidgetError CIDGET_ERR_BAD_TARGET.
  */
 export function parseTarget (input: string): Target {
   const text = input.trim()
   if (text === '') throw bad(input, 'empty')
   if (text.startsWith('/ipfs/')) return cidAndPath(text.slice('/ipfs/'.length), input)
-  if (text.startsWith('/ipns/') || text.startsWith('ipns://')) {
-    throw bad(input, 'IPNS names are not supported; give the /ipfs/ CID they point to')
-  }
+  if (text.startsWith('/ipns/')) return nameAndPath(text.slice('/ipns/'.length), input)
+  if (/^ipns:\/\//i.test(text)) return nameAndPath(text.slice('ipns://'.length), input)
   if (/^ipfs:\/\//i.test(text)) return cidAndPath(text.slice('ipfs://'.length), input)
   if (/^https?:\/\//i.test(text)) {
     let url: URL
@@ -109,13 +88,24 @@ export function parseTarget (input: string): Target {
       const t = cidAndPath(url.pathname.slice(at + '/ipfs/'.length), input)
       return { ...t, gateway: url.origin + url.pathname.slice(0, at) }
     }
+    const ipns = url.pathname.indexOf('/ipns/')
+    if (ipns !== -1) {
+      const t = nameAndPath(url.pathname.slice(ipns + '/ipns/'.length), input)
+      return { ...t, gateway: url.origin + url.pathname.slice(0, ipns) }
+    }
+    const named = /^([^.]+)\.ipns\.(.+)$/.exec(url.hostname)
+    if (named !== null && named[1] !== undefined && named[2] !== undefined) {
+      const name = parseIpnsName(fromSubdomainLabel(named[1]), input)
+      const port = url.port === '' ? '' : `:${url.port}`
+      return { cid: '', path: '', name: `/ipns/${name.name}${parsePath(url.pathname, input)}`, gateway: `${url.protocol}//${named[2]}${port}`, input }
+    }
     const sub = /^([^.]+)\.ipfs\.(.+)$/.exec(url.hostname)
     if (sub !== null && sub[1] !== undefined && sub[2] !== undefined) {
       const cid = parseCid(sub[1], input)
       const port = url.port === '' ? '' : `:${url.port}`
       return { cid: cid.toString(), path: parsePath(url.pathname, input), gateway: `${url.protocol}//${sub[2]}${port}`, input }
     }
-    throw bad(input, 'a gateway URL must contain /ipfs/CID or be a CID.ipfs.host subdomain URL')
+    throw bad(input, 'a gateway URL must contain /ipfs/CID or /ipns/NAME, or be a CID.ipfs.host or NAME.ipns.host subdomain URL')
   }
   if (/^[a-z][a-z0-9+.-]*:/i.test(text) && !/^[a-zA-Z0-9]+$/.test(text.split('/')[0] ?? '')) {
     throw bad(input, 'unsupported URL scheme')
@@ -123,8 +113,9 @@ export function parseTarget (input: string): Target {
   return cidAndPath(text, input)
 }
 
-/** The file name a download of this target gets by default: the last path segment, else the CID. */
+/** The file name a download of this target gets by default: the last path segment, else the CID (or the name). */
 export function defaultName (target: Target): string {
+  if (target.name !== undefined) return target.name.slice(target.name.lastIndexOf('/') + 1)
   if (target.path === '') return target.cid
   const last = target.path.slice(target.path.lastIndexOf('/') + 1)
   return last === '' ? target.cid : last

@@ -37,6 +37,15 @@ describe('settings', () => {
     expect(() => loadSettings({ HOME: dir + '/none', CIDGET_MAX_ENTRIES: value })).toThrow(/maxEntries must be a positive integer/)
   })
 
+  it('reads routers (an empty list turns them off) and DNS resolvers, from the file and the environment', async () => {
+    const file = join(dir, 'config.json')
+    await writeFile(file, JSON.stringify({ routers: [], dnsResolvers: ['https://dns.example/dns-query', 'system'] }))
+    expect(loadSettings({ CIDGET_CONFIG: file })).toEqual({ routers: [], dnsResolvers: ['https://dns.example/dns-query', 'system'] })
+    expect(loadSettings({ CIDGET_CONFIG: file, CIDGET_ROUTERS: 'https://r1.example, https://r2.example', CIDGET_DNS_RESOLVERS: 'system' }))
+      .toEqual({ routers: ['https://r1.example', 'https://r2.example'], dnsResolvers: ['system'] })
+    expect(envName('dnsResolvers')).toBe('CIDGET_DNS_RESOLVERS')
+  })
+
   it('finds ~/.cidget/config.json through HOME, and is empty without one', async () => {
     expect(loadSettings({ HOME: dir })).toEqual({})
   })
@@ -45,6 +54,8 @@ describe('settings', () => {
     [{ timeoutMs: 'soon' }, /timeoutMs must be a non-negative number/],
     [{ timeotMs: 5 }, /unknown setting "timeotMs"/],
     [{ gateways: [] }, /gateways must be a non-empty list/],
+    [{ dnsResolvers: [] }, /dnsResolvers must be a non-empty list/],
+    [{ routers: 5 }, /routers must be a list/],
     [[1, 2], /must hold a JSON object/]
   ])('refuses %j', async (content, message) => {
     const file = join(dir, 'config.json')

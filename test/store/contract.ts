@@ -85,7 +85,11 @@ export function storeContract (name: string, open: (opts: ContractOpenOptions) =
           completedAt: null,
           leaseOwner: null,
           leaseExpires: null,
-          control: null
+          control: null,
+          name: null,
+          nameSequence: null,
+          nameValidity: null,
+          nameResolvedAt: null
         })
         expect(Number.isInteger(created.id) && created.id > 0).toBe(true)
         expect(await store.getDownload(created.id)).toEqual(created)
@@ -206,6 +210,25 @@ export function storeContract (name: string, open: (opts: ContractOpenOptions) =
         await store.updateDownload(first.id, { status: 'cancelled' })
         expect(await store.findDownload(c.cid, c.path, c.output)).toBeUndefined()
         expect(await store.findDownload('nope', '', '/x')).toBeUndefined()
+      })
+
+      it('a download of a name: created unresolved, found by name and output, its resolution written fenced (one or many inserted)', async () => {
+        const name = '/ipns/example.org/data'
+        const [a] = await store.createDownloads([newDownload({ cid: '', name, output: '/o/a' })], T0)
+        const b = await store.createDownload(newDownload({ cid: '', name, output: '/o/b' }), T0)
+        expect(a).toMatchObject({ cid: '', path: '', name, nameSequence: null, nameValidity: null, nameResolvedAt: null })
+        expect((await store.findNamedDownload(name, '/o/b'))?.id).toBe(b.id)
+        expect(await store.findNamedDownload('/ipns/example.org', '/o/b')).toBeUndefined()
+        expect(await store.findNamedDownload(name, '/o/c')).toBeUndefined()
+        const resolved = { cid: 'bafyresolved', path: '/v2/data', nameSequence: '18446744073709551615', nameValidity: '2030-01-01T00:00:00.000000000Z', nameResolvedAt: T0 + 5 }
+        expect(await store.claimLease(b.id, 'w1', 60_000, T0)).toBe(true)
+        await expect(store.updateDownload(b.id, resolved, T0 + 5, 'w2')).rejects.toMatchObject({ code: 'CIDGET_ERR_LEASE_HELD' })
+        expect(await store.getDownload(b.id)).toMatchObject({ cid: '', nameSequence: null })
+        await store.updateDownload(b.id, resolved, T0 + 5, 'w1')
+        expect(await store.getDownload(b.id)).toMatchObject({ ...resolved, name })
+        expect((await store.findNamedDownload(name, '/o/b'))?.cid).toBe('bafyresolved')
+        await store.updateDownload(b.id, { status: 'cancelled' })
+        expect(await store.findNamedDownload(name, '/o/b')).toBeUndefined()
       })
 
       it('findUnfinishedByOutput lists downloads to that output that are not success, failed or cancelled', async () => {

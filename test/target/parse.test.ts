@@ -31,7 +31,7 @@ describe('parseTarget', () => {
 
   it.each([
     '', '   ', 'bafy', 'not a cid', 'Qm123', `/ipfs/${V1}/../etc/passwd`, `/ipfs/${V1}/./x`,
-    'ftp://host/ipfs/x', 'https://example.com/no/cid/here', `/ipns/example.com`, `ipfs://${V1}/a%00b`, `${V1}/bad%zz`,
+    'ftp://host/ipfs/x', 'https://example.com/no/cid/here', '/ipns/localhost', `/ipns/${V1}`, 'ipns://', '/ipns/exa_mple.com', 'https://x.ipns.dweb.link/', `/ipns/example.com/../x`, `ipfs://${V1}/a%00b`, `${V1}/bad%zz`,
     // control characters, as in names from a DAG (issue 14: ESC [2J and a newline became an output name)
     `${V1}/a%1B%5B2Jb%0Ac`, `/ipfs/${V1}/x%0Ay`, `/ipfs/${V1}/tab%09`, `${V1}/del%7F`, `${V1}/c1%C2%9B2J`, `https://ipfs.io/ipfs/${V1}/a%0Db`, `${V1}/raw\u001b[2J`
   ])('refuses %j with CIDGET_ERR_BAD_TARGET', (input) => {
@@ -39,6 +39,30 @@ describe('parseTarget', () => {
     try { parseTarget(input) } catch (err) { caught = err }
     expect(isCidgetError(caught, 'CIDGET_ERR_BAD_TARGET')).toBe(true)
     expect((caught as Error).message).toMatch(/^Invalid target/)
+  })
+})
+
+describe('names (/ipns/)', () => {
+  const KEY = 'k51qzi5uqu5dhxw20dywa87mx0ijvq7veabi8gwxcbog866ysnn5u7jthyvd4i'
+  const PEER = '12D3KooWEZm4Rr8SXXGYCQFZiNagqkrMwAZqnRLbWV7zkjybhG49'
+  it.each([
+    [`/ipns/${KEY}`, `/ipns/${KEY}`, undefined],
+    [`/ipns/${PEER}/a/b.bin`, `/ipns/${KEY}/a/b.bin`, undefined],
+    [`ipns://${KEY}/x%20y`, `/ipns/${KEY}/x y`, undefined],
+    ['/ipns/Docs.IPFS.tech/a/', '/ipns/docs.ipfs.tech/a', undefined],
+    ['IPNS://example.org', '/ipns/example.org', undefined],
+    [`https://ipfs.io/ipns/${KEY}/f?x=1`, `/ipns/${KEY}/f`, 'https://ipfs.io'],
+    [`https://${KEY}.ipns.dweb.link/f`, `/ipns/${KEY}/f`, 'https://dweb.link'],
+    ['https://en-wikipedia--on--ipfs-org.ipns.dweb.link/wiki/', '/ipns/en.wikipedia-on-ipfs.org/wiki', 'https://dweb.link']
+  ])('%s', (input, name, gateway) => {
+    const t = parseTarget(input)
+    expect(t).toMatchObject({ cid: '', path: '', name })
+    expect(t.gateway).toBe(gateway)
+  })
+  it('default name is the last segment after the name, else the name', () => {
+    expect(defaultName(parseTarget('/ipns/example.org'))).toBe('example.org')
+    expect(defaultName(parseTarget('/ipns/example.org/d/f.bin'))).toBe('f.bin')
+    expect(defaultName(parseTarget(`/ipns/${PEER}`))).toBe(KEY)
   })
 })
 

@@ -90,7 +90,7 @@ async function checkDir (dir: string): Promise<string> {
 export function registerAdd (program: Command): void {
   program.command('add')
     .description('queue downloads without waiting for them: on a running `cidget serve` (it starts them at once), or, with --state, straight into a state that `cidget worker` processes drain')
-    .argument('[target]', 'CID, /ipfs/CID[/path], ipfs://CID[/path] or https://gateway/ipfs/CID[/path]')
+    .argument('[target]', 'CID, /ipfs/CID[/path], /ipns/NAME[/path], ipfs://, ipns:// or https://gateway/ipfs/CID[/path] (a name is resolved when the download starts)')
     .option('--from <file>', 'queue every download listed in this file (- for standard input): a target, or a JSON object {"target", "output", "sha256", "mode", "priority", "gateways"}, a line; blank lines and # comments are skipped')
     .option('--server <url>', `the service (default: $CIDGET_SERVER or ${DEFAULT_SERVER})`)
     .option('--token <token>', 'API token (default: $CIDGET_TOKEN, else the token file next to the default state)')

@@ -2,13 +2,13 @@ import type { Command } from 'commander'
 import { CidgetError } from '../../core/errors.js'
 import { DOWNLOAD_SEMI_SPACE_MIB, boundHeapGrowth } from '../../core/memory.js'
 import { MODES, type Mode } from '../../core/types.js'
-import { action, limitOptions, limitsFrom, openDownloader, pauseOnSignals, parseIntOption, EXIT, type LimitFlags } from '../context.js'
+import { action, limitOptions, limitsFrom, namesFrom, openDownloader, pauseOnSignals, parseIntOption, EXIT, type LimitFlags, type NameFlags } from '../context.js'
 import { exitCodeForRecord } from '../exit.js'
 import { ProgressView } from '../progress.js'
 import { humanBytes, printable } from '../format.js'
 import type { DownloadRecord } from '../../core/types.js'
 
-interface GetFlags extends LimitFlags {
+interface GetFlags extends LimitFlags, NameFlags {
   output?: string
   car?: string
   gateway?: string[]
@@ -41,8 +41,8 @@ export function summary (rec: DownloadRecord): string {
 
 export function registerGet (program: Command): void {
   limitOptions(program.command('get')
-    .description('download a CID, /ipfs/ path, ipfs:// URL or gateway URL (resumes an unfinished download of the same target and output)')
-    .argument('<target>', 'CID, /ipfs/CID[/path], ipfs://CID[/path] or https://gateway/ipfs/CID[/path]')
+    .description('download a CID, /ipfs/ or /ipns/ path, ipfs:// or ipns:// URL or gateway URL (resumes an unfinished download of the same target and output)')
+    .argument('<target>', 'CID, /ipfs/CID[/path], /ipns/NAME[/path] (a key k51… or a DNSLink domain), ipfs://, ipns:// or https://gateway/ipfs/CID[/path]')
     .option('-o, --output <path>', 'output file, or a directory to put it in (default: ./<name>)')
     .option('--car <file>', 'write the verified blocks as a CARv1 file instead of files (same as --mode car -o FILE)')
     .option('-g, --gateway <url>', 'gateway base URL; repeat for several (replaces the default list)', (v: string, prev: string[] | undefined) => [...(prev ?? []), v])
@@ -74,7 +74,7 @@ export function registerGet (program: Command): void {
           ...(flags.cidCheck === false ? { checkPath: false } : {}),
           ...(flags.timeout === undefined ? {} : { timeoutMs: flags.timeout }),
           ...(flags.maxResumeAttempts === undefined ? {} : { maxResumeAttempts: flags.maxResumeAttempts }),
-          ...limitsFrom(flags)
+          ...limitsFrom(flags), ...namesFrom(flags)
         })
         const unhook = pauseOnSignals(dl)
         const view = new ProgressView(dl, { tty: process.stderr.isTTY === true && flags.json !== true, quiet: flags.quiet === true || flags.json === true })

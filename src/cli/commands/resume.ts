@@ -1,7 +1,7 @@
 import type { Command } from 'commander'
 import { CidgetError } from '../../core/errors.js'
 import { DOWNLOAD_SEMI_SPACE_MIB, boundHeapGrowth } from '../../core/memory.js'
-import { action, limitOptions, limitsFrom, openDownloader, parseId, pauseOnSignals, type LimitFlags } from '../context.js'
+import { action, limitOptions, limitsFrom, namesFrom, openDownloader, parseId, pauseOnSignals, type LimitFlags, type NameFlags } from '../context.js'
 import { EXIT, exitCodeForRecord, worstExit } from '../exit.js'
 import { ProgressView } from '../progress.js'
 import { summary } from './get.js'
@@ -19,7 +19,7 @@ export function registerResume (program: Command): void {
     .option('-q, --quiet', 'print nothing but errors')
     .option('--server <url>', 'act through a running `cidget serve` (waits for the downloads as a local resume does)')
     .option('--token <token>', 'API token for --server (default: $CIDGET_TOKEN, else the token file next to the default state)')
-    .action(async (idText: string | undefined, flags: { all?: boolean, state?: string, skipSymlinks?: boolean, json?: boolean, quiet?: boolean } & LimitFlags & RemoteFlags) => {
+    .action(async (idText: string | undefined, flags: { all?: boolean, state?: string, skipSymlinks?: boolean, json?: boolean, quiet?: boolean } & LimitFlags & NameFlags & RemoteFlags) => {
       // as `get` (see core/memory.ts)
       boundHeapGrowth({ semiSpaceMiB: DOWNLOAD_SEMI_SPACE_MIB })
       await action(async () => {
@@ -42,7 +42,7 @@ export function registerResume (program: Command): void {
           if (ids.length === 0 && flags.quiet !== true && flags.json !== true) process.stderr.write('nothing to resume\n')
           return report(await client.resumeAndWait(ids, id === undefined))
         }
-        const dl = await openDownloader({ state: flags.state, ...(flags.skipSymlinks === true ? { skipSymlinks: true } : {}), ...limitsFrom(flags) })
+        const dl = await openDownloader({ state: flags.state, ...(flags.skipSymlinks === true ? { skipSymlinks: true } : {}), ...limitsFrom(flags), ...namesFrom(flags) })
         const unhook = pauseOnSignals(dl)
         const view = new ProgressView(dl, { tty: process.stderr.isTTY === true && flags.json !== true, quiet: flags.quiet === true || flags.json === true })
         try {

@@ -8,10 +8,10 @@ import { isLoopbackHost } from '../../server/auth.js'
 import { checkToken, loadOrCreateToken, tokenFile } from '../../server/token.js'
 import { loadSettings } from '../config.js'
 import { isPostgresUrl } from '../../store/index.js'
-import { action, limitOptions, limitsFrom, openDownloader, parseIntOption, EXIT, type LimitFlags } from '../context.js'
+import { action, limitOptions, limitsFrom, namesFrom, openDownloader, parseIntOption, EXIT, type LimitFlags, type NameFlags } from '../context.js'
 import { errorLine } from '../exit.js'
 
-interface ServeFlags extends LimitFlags {
+interface ServeFlags extends LimitFlags, NameFlags {
   host: string
   port: number
   state?: string
@@ -73,7 +73,7 @@ async function serve (flags: ServeFlags): Promise<ServeExit> {
     service: { allowLocal: flags.allowLocal === true, dir },
     ...(flags.concurrency === undefined ? {} : { concurrency: flags.concurrency }),
     ...(flags.gateway === undefined ? {} : { gateways: flags.gateway }),
-    ...limitsFrom(flags)
+    ...limitsFrom(flags), ...namesFrom(flags)
   })
   let token: string | null = null
   // printed only when it was made now: the stored one is for `cidget token`, a given one the user knows

@@ -8,11 +8,11 @@ import { boundHeapGrowth } from '../../core/memory.js'
 import { retryDelay } from '../../core/retry.js'
 import type { Downloader } from '../../engine/downloader.js'
 import { runWorker, type WorkerEvent } from '../../engine/worker.js'
-import { action, limitOptions, limitsFrom, openDownloader, parseIntOption, type LimitFlags } from '../context.js'
+import { action, limitOptions, limitsFrom, namesFrom, openDownloader, parseIntOption, type LimitFlags, type NameFlags } from '../context.js'
 import { EXIT } from '../exit.js'
 import { describe, printable } from '../format.js'
 
-interface WorkerFlags extends LimitFlags {
+interface WorkerFlags extends LimitFlags, NameFlags {
   state?: string
   concurrency?: number
   dir?: string
@@ -78,7 +78,7 @@ export function registerWorker (program: Command): void {
               // the queue's downloads were named by others: not this machine's network, unless the operator allows it
               service: { allowLocal: flags.allowLocal === true, dir },
               ...(flags.concurrency === undefined ? {} : { concurrency: flags.concurrency }),
-              ...limitsFrom(flags)
+              ...limitsFrom(flags), ...namesFrom(flags)
             })
           } catch (err) {
             const e = toCidgetError(err)

@@ -44,6 +44,10 @@ export function onEvent (msg: unknown): void {
       markDirty(r.id)
       break
     }
+    case 'resolved':
+      // the record now holds the CID the name resolved to
+      refreshOne((d as { id: number }).id)
+      break
     case 'gateway':
       scheduleGateways(200)
       break

@@ -155,7 +155,8 @@ export function renderRow (id: number): void {
   }
   row.name.textContent = baseName(rec.output) || rec.cid
   row.name.title = rec.output || ''
-  row.sub.textContent = rec.target || (rec.cid + (rec.path || ''))
+  // a name shows what it resolved to, once it did
+  row.sub.textContent = (rec.target || (rec.cid + (rec.path || ''))) + (rec.name && rec.cid ? ' → /ipfs/' + rec.cid + (rec.path || '') : '')
   row.sub.title = row.sub.textContent
   row.out.textContent = (rec.mode ? rec.mode + ' · ' : '') + (rec.output || '')
   row.out.title = rec.output || ''

@@ -9,7 +9,7 @@
 import { peerIdFromCID, peerIdFromString } from '@libp2p/peer-id'
 import { base36 } from 'multiformats/bases/base36'
 import { CidgetError } from '../core/errors.js'
-import { parseCid } from '../target/parse.js'
+import { parseCid } from './cid.js'
 
 /** The multicodec of a CID that carries a public key's multihash. */
 const LIBP2P_KEY = 0x72
@@ -33,7 +33,7 @@ export type IpnsName =
 
 function bad (input: string, why: string): CidgetError {
   const shown = input.length > 80 ? `${input.slice(0, 77)}…` : input
-  return new CidgetError('CIDGET_ERR_BAD_TARGET', `Invalid name "${shown}": ${why}`)
+  return new CidgetError('CIDGET_ERR_BAD_TARGET', `Invalid target "${shown}": ${why}`)
 }
 
 /** Whether `text` is a domain name DNSLink could be published under (letters, digits, hyphens, at least two labels). */
