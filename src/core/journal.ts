@@ -1,4 +1,4 @@
-import type { DownloadStatus } from './types.js'
+import type { DownloadStatus, UpdateReport } from './types.js'
 
 export interface RestartOptions {
   /** Said in the record's `error` (no error code). */
@@ -43,6 +43,8 @@ export interface DownloadJournal {
   describe (size: number | null, etag?: string | null): Promise<void>
   /** A note for people in the record's `error` (no error code): why the run did what it did. */
   note (message: string): Promise<void>
+  /** An update: what it kept, fetched, removed and carried over (written before its success). */
+  report (update: UpdateReport): Promise<void>
   /**
    * Starts again from zero: the progress (bitmap and kept blocks) forgotten, `currentSize` 0,
    * no hash, and `note` (when given) in `error`.

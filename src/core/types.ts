@@ -64,6 +64,27 @@ export interface DownloadRecord {
   nameValidity: string | null
   /** When the name was resolved (ms since the epoch). */
   nameResolvedAt: number | null
+  /** An update: the id of the earlier download whose output this one brings to a newer version. */
+  updateOf: number | null
+  /** A finished update: what it kept, fetched, removed and carried over. */
+  updateReport: UpdateReport | null
+}
+
+/** What an update did to the output (see {@link DownloadRecord.updateOf}). */
+export interface UpdateReport {
+  /** Files of the new version found whole in the old output, checked against their CIDs and kept (hard-linked, or copied). */
+  keptFiles: number
+  keptBytes: number
+  /** Bytes of changed files taken from the old copy (each leaf checked against its CID). */
+  reusedBytes: number
+  /** Bytes fetched: the data of the new version not found in the old output. */
+  fetchedBytes: number
+  /** Entries of the old version that the new one does not have: removed (at most 100 named, `removedCount` in all). */
+  removed: string[]
+  removedCount: number
+  /** Files in the old output that were never part of it (added by hand): carried over (at most 100 named). */
+  carried: string[]
+  carriedCount: number
 }
 
 /** What a caller supplies to create a record. */
@@ -79,4 +100,10 @@ export interface NewDownload {
   priority?: number
   /** A download of an /ipns/ name (see {@link DownloadRecord.name}); `cid` is '' until a run resolves it. */
   name?: string | null
+  /** Sets {@link DownloadRecord.updateOf}. */
+  updateOf?: number | null
+  /** A name resolved already (an update decided on it): its record's sequence and validity, and when. */
+  nameSequence?: string | null
+  nameValidity?: string | null
+  nameResolvedAt?: number | null
 }

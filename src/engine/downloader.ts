@@ -15,11 +15,11 @@ import { CidgetError, fsError } from '../core/errors.js'
 import { TypedEmitter, type CidgetEvents } from '../core/events.js'
 import type { DownloadPolicy } from '../core/policy.js'
 import { ACTIVE_STATUSES, type DownloadRecord, type Mode } from '../core/types.js'
-import { parseTarget, normalizeGateway } from '../target/parse.js'
+import { parseTarget, normalizeGateway, type Target } from '../target/parse.js'
 import { HttpClient } from '../gateways/http.js'
-import { NameResolver } from '../names/resolve.js'
+import type { Resolution } from '../names/resolve.js'
 import { SYSTEM_RESOLVER } from '../names/dnslink.js'
-import { splitName } from './names.js'
+import { nameMoved } from './names.js'
 import { AddressGuard } from '../gateways/address.js'
 import { HealthRegistry } from '../gateways/health.js'
 import { openStore, makeOwnerId } from '../store/index.js'
@@ -161,17 +161,21 @@ export class Downloader extends TypedEmitter<CidgetEvents> {  readonly store: St
         ? dedupe([normalizeGateway(target.gateway), ...this.#settings.gateways])
         : this.#settings.gateways
     this.#checkGateways(gateways)
-    const output = await resolveOutput(opts.output, outputName(target, mode))
+    const findAt = async (at: string): Promise<DownloadRecord | undefined> => target.name !== undefined
+      ? await this.store.findNamedDownload(target.name, at)
+      : await this.store.findDownload(target.cid, target.path, at)
+    // `-o dir` names the output of an earlier download of this target (a tree, there now): that one, not a new one inside it
+    const given = opts.output === undefined || opts.output === '' || opts.output.endsWith('/') ? undefined : resolve(opts.output)
+    const output = given !== undefined && await findAt(given) !== undefined ? given : await resolveOutput(opts.output, outputName(target, mode))
     await ensureWritableDir(dirname(output))
 
-    const find = async (): Promise<DownloadRecord | undefined> => target.name !== undefined
-      ? await this.store.findNamedDownload(target.name, output)
-      : await this.store.findDownload(target.cid, target.path, output)
+    const find = async (): Promise<DownloadRecord | undefined> => await findAt(output)
     const existing = await find()
     if (existing !== undefined && !(existing.status === 'success' && target.name !== undefined && opts.force === true)) {
       if (existing.status === 'success' && await exists(output)) {
-        if (existing.name !== null) await this.#checkNameUnmoved({ ...existing, name: existing.name }, output, gateways)
-        return { id: existing.id, record: existing, done: Promise.resolve(existing) }
+        const moved = existing.name === null ? undefined : await nameMoved({ ...existing, name: existing.name }, gateways, this.#http, this.#settings)
+        if (moved === undefined) return { id: existing.id, record: existing, done: Promise.resolve(existing) }
+        return await this.#update(existing, moved, { target, output, mode, gateways, sha256, priority: opts.priority ?? 0 })
       }
       const patch: Parameters<Store['updateDownload']>[1] = { gateways }
       if (sha256 !== null) patch.expectedSha256 = sha256
@@ -206,25 +210,34 @@ export class Downloader extends TypedEmitter<CidgetEvents> {  readonly store: St
   }
 
   /**
-   * A finished download of a name whose output is there: the name is resolved
-   * again; while it points to the same CID and path there is nothing to do.
-   * Otherwise CIDGET_ERR_OUTPUT_EXISTS, naming both versions.
+   * A new download that brings the finished download `done`'s output to the
+   * version `now` (verified mode: what the output holds of it is kept, the rest
+   * fetched, the two swapped when complete). Other modes: CIDGET_ERR_OUTPUT_EXISTS.
    */
-  async #checkNameUnmoved (done: DownloadRecord & { name: string }, output: string, gateways: string[]): Promise<void> {
-    const s = this.#settings
-    const { name, rest } = splitName(done.name)
-    const now = await new NameResolver({
-      http: this.#http,
-      gateways,
-      routers: s.routers,
-      dnsResolvers: s.dnsResolvers,
-      ...(s.nameSettleMs === undefined ? {} : { settleMs: s.nameSettleMs }),
-      now: s.now
-    }).resolve(name, rest)
-    if (now.cid === done.cid && now.path === done.path) return
-    throw new CidgetError('CIDGET_ERR_OUTPUT_EXISTS',
-      `${output} holds ${done.name} as it was (/ipfs/${done.cid}${done.path}); the name now points to /ipfs/${now.cid}${now.path}. ` +
-      'Pass --force to download the new version over it, or choose another path with -o')
+  async #update (done: DownloadRecord, now: Resolution, add: { target: Target, output: string, mode: Mode, gateways: string[], sha256: string | null, priority: number }): Promise<DownloadJob> {
+    const { target, output } = add
+    if (add.mode !== 'verified' || done.mode !== 'verified') {
+      throw new CidgetError('CIDGET_ERR_OUTPUT_EXISTS',
+        `${output} holds ${done.name ?? done.target} as it was (/ipfs/${done.cid}${done.path}); it now points to /ipfs/${now.cid}${now.path}, ` +
+        'and only verified mode updates an output. Pass --force to download the new version over it, or choose another path with -o')
+    }
+    const record = await this.store.createDownload({
+      cid: now.cid,
+      path: now.path,
+      name: target.name ?? null,
+      nameSequence: now.sequence,
+      nameValidity: now.validity,
+      nameResolvedAt: now.resolvedAt,
+      updateOf: done.id,
+      target: target.input,
+      output,
+      mode: add.mode,
+      gateways: add.gateways,
+      expectedSha256: add.sha256,
+      priority: add.priority
+    }, this.#now(), { exclusiveOutput: true })
+    this.emit('cidget:download:added', record)
+    return await this.#start(record.id)
   }
 
   async #create (target: { cid: string, path: string, name?: string, input: string }, output: string, mode: Mode, gateways: string[],

@@ -1,6 +1,6 @@
 import { toCidgetError } from '../core/errors.js'
 import type { DownloadJournal, RestartOptions } from '../core/journal.js'
-import type { DownloadStatus } from '../core/types.js'
+import type { DownloadStatus, UpdateReport } from '../core/types.js'
 import type { DownloadPatch, KeptBlock, Store } from '../store/store.js'
 
 /** Kept blocks are written in batches of this many… */
@@ -95,6 +95,10 @@ export class Journal implements DownloadJournal {
   /** What the download's name resolved to: the CID and path its runs fetch from now on. */
   async resolved (patch: Pick<DownloadPatch, 'cid' | 'path' | 'nameSequence' | 'nameValidity' | 'nameResolvedAt'>): Promise<void> {
     await this.#store.updateDownload(this.id, patch, undefined, this.owner)
+  }
+
+  async report (update: UpdateReport): Promise<void> {
+    await this.#store.updateDownload(this.id, { updateReport: update }, undefined, this.owner)
   }
 
   async note (message: string): Promise<void> {

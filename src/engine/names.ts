@@ -61,3 +61,22 @@ export async function resolveName (record: DownloadRecord & { name: string }, jo
   deps.events.emit('cidget:download:resolved', { id: record.id, name: record.name, cid: r.cid, path: r.path, sequence: r.sequence, validity: r.validity })
   return r
 }
+
+/**
+ * A finished download of a name whose output is there: the name resolved
+ * again through `gateways` and the settings' routers and resolvers; undefined
+ * while it points to the same CID and path (nothing to do), else what it
+ * points to now.
+ */
+export async function nameMoved (done: DownloadRecord & { name: string }, gateways: string[], http: HttpClient, settings: Settings): Promise<Resolution | undefined> {
+  const { name, rest } = splitName(done.name)
+  const now = await new NameResolver({
+    http,
+    gateways,
+    routers: settings.routers,
+    dnsResolvers: settings.dnsResolvers,
+    ...(settings.nameSettleMs === undefined ? {} : { settleMs: settings.nameSettleMs }),
+    now: settings.now
+  }).resolve(name, rest)
+  return now.cid === done.cid && now.path === done.path ? undefined : now
+}

@@ -78,6 +78,10 @@ export class Runner {
       }
       progress = this.#progress(record)
       const ctx = this.#context(record, journal, running, progress)
+      if (record.updateOf !== null) {
+        const previous = await this.#store.getDownload(record.updateOf)
+        if (previous !== undefined) ctx.update = { cid: previous.cid, path: previous.path }
+      }
       const result = await strategyFor(record.mode)(ctx, this.#services(ctx))
       progress.flush()
       const outcome = await recordSuccess(journal, result)

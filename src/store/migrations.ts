@@ -136,6 +136,16 @@ ALTER TABLE ipfs_downloads ADD COLUMN "nameValidity" TEXT;
 ALTER TABLE ipfs_downloads ADD COLUMN "nameResolvedAt" BIGINT;
 CREATE INDEX idx_ipfs_downloads_name_output ON ipfs_downloads (name, output) WHERE name IS NOT NULL;
 `
+  },
+  {
+    version: 7,
+    name: 'updates',
+    // An update of an earlier download's output to a newer version: the id of the download it
+    // updates, and (once done) what it kept, fetched, removed and carried over, as JSON.
+    sql: `
+ALTER TABLE ipfs_downloads ADD COLUMN "updateOf" BIGINT;
+ALTER TABLE ipfs_downloads ADD COLUMN "updateReport" TEXT;
+`
   }
 ]
 

@@ -218,7 +218,8 @@ export class PostgresStore implements Store {
           const column = <K extends keyof NewDownloadParams>(key: K): Array<NewDownloadParams[K]> => batch.map(p => p[key])
           const res = await client.query<DownloadRow>(INSERT_MANY, [
             column('cid'), column('path'), column('target'), column('output'), column('mode'), column('gateways'),
-            column('size'), column('expectedSha256'), column('priority'), column('name'), at
+            column('size'), column('expectedSha256'), column('priority'), column('name'), column('updateOf'),
+            column('nameSequence'), column('nameValidity'), column('nameResolvedAt'), at
           ])
           if (res.rows.length !== batch.length) throw new Error(`inserted ${res.rows.length} rows of ${batch.length}`)
           out.push(...res.rows.map(rowToRecord).sort((a, b) => a.id - b.id))

@@ -1,6 +1,6 @@
 import { CidgetError } from '../core/errors.js'
 import { MODES, STATUSES } from '../core/types.js'
-import type { DownloadRecord, DownloadStatus, Mode, NewDownload } from '../core/types.js'
+import type { DownloadRecord, DownloadStatus, Mode, NewDownload, UpdateReport } from '../core/types.js'
 import type { DownloadPatch, ListOptions } from './store.js'
 
 /**
@@ -42,6 +42,8 @@ export interface DownloadRow {
   nameSequence: string | null
   nameValidity: string | null
   nameResolvedAt: IntValue | null
+  updateOf: IntValue | null
+  updateReport: string | null
 }
 
 function corrupt (id: IntValue, what: string): CidgetError {
@@ -77,6 +79,17 @@ function parseGateways (id: IntValue, text: string): string[] {
   return value
 }
 
+function parseReport (id: IntValue, text: string | null): UpdateReport | null {
+  if (text === null) return null
+  try {
+    const value: unknown = JSON.parse(text)
+    if (typeof value === 'object' && value !== null && !Array.isArray(value)) return value as UpdateReport
+  } catch {
+    // refused below
+  }
+  throw corrupt(id, 'an updateReport column that is not a JSON object')
+}
+
 export function rowToRecord (row: DownloadRow): DownloadRecord {
   if (!isStatus(row.status)) throw corrupt(row.id, `an unknown status '${row.status}'`)
   if (!isMode(row.mode)) throw corrupt(row.id, `an unknown mode '${row.mode}'`)
@@ -109,7 +122,9 @@ export function rowToRecord (row: DownloadRow): DownloadRecord {
     name: row.name ?? null,
     nameSequence: row.nameSequence ?? null,
     nameValidity: row.nameValidity ?? null,
-    nameResolvedAt: intOrNull(row.nameResolvedAt ?? null)
+    nameResolvedAt: intOrNull(row.nameResolvedAt ?? null),
+    updateOf: intOrNull(row.updateOf ?? null),
+    updateReport: parseReport(row.id, row.updateReport ?? null)
   }
 }
 
@@ -194,6 +209,10 @@ export interface NewDownloadParams {
   expectedSha256: string | null
   priority: number
   name: string | null
+  updateOf: number | null
+  nameSequence: string | null
+  nameValidity: string | null
+  nameResolvedAt: number | null
   now: number
 }
 
@@ -210,6 +229,10 @@ export function newDownloadParams (init: NewDownload, now: number): NewDownloadP
     expectedSha256: init.expectedSha256 ?? null,
     priority: init.priority ?? 0,
     name: init.name ?? null,
+    updateOf: init.updateOf ?? null,
+    nameSequence: init.nameSequence ?? null,
+    nameValidity: init.nameValidity ?? null,
+    nameResolvedAt: init.nameResolvedAt ?? null,
     now
   }
 }
@@ -218,7 +241,7 @@ export function newDownloadParams (init: NewDownload, now: number): NewDownloadP
 export const PATCH_FIELDS = [
   'status', 'attempts', 'lastAttempt', 'currentSize', 'hash', 'etag', 'error', 'errorCode',
   'gateway', 'gateways', 'size', 'completedAt', 'expectedSha256', 'priority', 'control',
-  'cid', 'path', 'nameSequence', 'nameValidity', 'nameResolvedAt'
+  'cid', 'path', 'nameSequence', 'nameValidity', 'nameResolvedAt', 'updateReport'
 ] as const satisfies ReadonlyArray<keyof DownloadPatch>
 
 // Fails to compile when DownloadPatch gains a field that PATCH_FIELDS does not list.
@@ -247,6 +270,8 @@ export function patchParams (patch: DownloadPatch): Record<string, BindValue> {
       params[field] = null
     } else if (field === 'gateways') {
       params[field] = JSON.stringify(checkGateways(value))
+    } else if (field === 'updateReport') {
+      params[field] = value === null ? null : JSON.stringify(value)
     } else if (field === 'status' && !isStatus(value)) {
       throw badOption(`status must be one of ${STATUSES.join(', ')}, not '${String(value)}'`)
     } else {

@@ -20,8 +20,8 @@ export const UNFINISHED_SQL = `status NOT IN (${sqlList(['success', 'failed', 'c
 /** The lease fence of an update: with `@owner` bound, only while that owner holds the lease; null, always. */
 export const FENCE = '(CAST(@owner AS TEXT) IS NULL OR "leaseOwner" = @owner)'
 /** The columns an insert of a new download sets. */
-export const INSERT_COLUMNS = `(cid, path, target, output, mode, gateways, size, "expectedSha256", priority, name, status, attempts,
-  "currentSize", "createdAt", "updatedAt")`
+export const INSERT_COLUMNS = `(cid, path, target, output, mode, gateways, size, "expectedSha256", priority, name, "updateOf",
+  "nameSequence", "nameValidity", "nameResolvedAt", status, attempts, "currentSize", "createdAt", "updatedAt")`
 
 export const SQL = {
   get: `${SELECT_DOWNLOADS} WHERE id = @id`,
@@ -109,17 +109,20 @@ export const CLEAR_PROGRESS = `WITH progress AS (DELETE FROM ipfs_download_progr
 
 // PostgreSQL's inserts (SQLite's are prepared in its store): one row, and many in one statement.
 export function insertValues (p: NewDownloadParams): BindValue[] {
-  return [p.cid, p.path, p.target, p.output, p.mode, p.gateways, p.size, p.expectedSha256, p.priority, p.name, p.now]
+  return [p.cid, p.path, p.target, p.output, p.mode, p.gateways, p.size, p.expectedSha256, p.priority, p.name, p.updateOf,
+    p.nameSequence, p.nameValidity, p.nameResolvedAt, p.now]
 }
 
 export const INSERT_ONE = `INSERT INTO ipfs_downloads ${INSERT_COLUMNS}
-  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'pending', 0, 0, $11, $11)
+  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'pending', 0, 0, $15, $15)
   RETURNING *`
 // Many rows in one statement: each column is one array, unnested in input order. The ids are
 // drawn as the sorted rows are inserted, so they ascend in input order.
 export const INSERT_MANY = `INSERT INTO ipfs_downloads ${INSERT_COLUMNS}
-  SELECT t.cid, t.path, t.target, t.output, t.mode, t.gateways, t.size, t.sha256, t.priority, t.name, 'pending', 0, 0, $11, $11
+  SELECT t.cid, t.path, t.target, t.output, t.mode, t.gateways, t.size, t.sha256, t.priority, t.name, t.upd, t.seq, t.validity,
+    t.resolved, 'pending', 0, 0, $15, $15
   FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::text[],
-    $9::integer[], $10::text[]) WITH ORDINALITY AS t (cid, path, target, output, mode, gateways, size, sha256, priority, name, ord)
+    $9::integer[], $10::text[], $11::bigint[], $12::text[], $13::text[], $14::bigint[])
+    WITH ORDINALITY AS t (cid, path, target, output, mode, gateways, size, sha256, priority, name, upd, seq, validity, resolved, ord)
   ORDER BY t.ord
   RETURNING *`

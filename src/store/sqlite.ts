@@ -33,7 +33,8 @@ interface Fenced extends Id {
 function prepareStatements (db: Database.Database) {
   return {
     insert: db.prepare<NewDownloadParams, DownloadRow>(`INSERT INTO ipfs_downloads ${INSERT_COLUMNS}
-      VALUES (@cid, @path, @target, @output, @mode, @gateways, @size, @expectedSha256, @priority, @name, 'pending', 0,
+      VALUES (@cid, @path, @target, @output, @mode, @gateways, @size, @expectedSha256, @priority, @name, @updateOf,
+       @nameSequence, @nameValidity, @nameResolvedAt, 'pending', 0,
        0, @now, @now)
       RETURNING *`),
     get: db.prepare<Id, DownloadRow>(SQL.get),

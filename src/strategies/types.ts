@@ -45,6 +45,12 @@ export interface StrategyContext {
    * there. Absent when the input is not a CID.
    */
   declaredSize?: () => Promise<number | undefined>
+  /**
+   * Verified mode, an update (the record's `updateOf`): the CID and path of the
+   * version in the output now. Its blocks that the new version has at the same
+   * places are taken from it, and it is swapped for the new one when done.
+   */
+  update?: { cid: string, path: string }
 }
 
 export interface StrategyResult {

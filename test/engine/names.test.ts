@@ -9,7 +9,6 @@ import { createIPNSRecord, marshalIPNSRecord } from 'ipns'
 import { base36 } from 'multiformats/bases/base36'
 import { addDirectory, addFile, seededBytes, startTestDnsResolver, startTestRouter, type TestDnsResolver, type TestRouter } from '../../src/testing/index.js'
 import type { ResolvedEvent } from '../../src/core/events.js'
-import { CidgetError } from '../../src/core/errors.js'
 import { KiB, MiB, sha256, world, type World } from '../helpers.js'
 
 describe('downloads of /ipns/ names', () => {
@@ -97,7 +96,7 @@ describe('downloads of /ipns/ names', () => {
     expect(w.gateways[0]!.requests.filter((r) => r.format === 'ipns-record' || r.url.includes(cid2))).toEqual([])
   })
 
-  it('done and unmoved: nothing fetched; moved: a clear error naming both versions; --force fetches the new one; a removed output: the newest', async () => {
+  it('done and unmoved: nothing fetched; moved: an update that names the download it updates; --force: a new download; a removed output: the newest', async () => {
     await publish(`/ipfs/${cid1}/data/model.bin`, 1)
     const dl = await open()
     const output = join(w.dir, 'm.bin')
@@ -109,23 +108,21 @@ describe('downloads of /ipns/ names', () => {
     expect(w.gateways[0]!.requests.map((r) => r.format)).toEqual(['ipns-record'])
 
     await publish(`/ipfs/${cid2}/data/model.bin`, 2)
-    const err = await dl.add(`/ipns/${name}`, { output }).catch((e: unknown) => e)
-    expect(err).toBeInstanceOf(CidgetError)
-    expect((err as CidgetError).code).toBe('CIDGET_ERR_OUTPUT_EXISTS')
-    expect((err as CidgetError).message).toContain(`/ipfs/${cid1}`)
-    expect((err as CidgetError).message).toContain(`/ipfs/${cid2}`)
-    expect(sha256(await readFile(output))).toBe(sha256(v1))
-
-    const forced = await (await dl.add(`/ipns/${name}`, { output, force: true })).done
-    expect(forced).toMatchObject({ status: 'success', cid: cid2, nameSequence: '2' })
-    expect(forced.id).not.toBe(first.id)
+    const updated = await (await dl.add(`/ipns/${name}`, { output })).done
+    expect(updated).toMatchObject({ status: 'success', cid: cid2, nameSequence: '2', updateOf: first.id })
+    expect(updated.updateReport).toMatchObject({ keptFiles: 0, reusedBytes: 0, fetchedBytes: v2.byteLength })
     expect(sha256(await readFile(output))).toBe(sha256(v2))
 
     await publish(`/ipfs/${cid1}/data/model.bin`, 3)
+    const forced = await (await dl.add(`/ipns/${name}`, { output, force: true })).done
+    expect(forced).toMatchObject({ status: 'success', cid: cid1, nameSequence: '3', updateOf: null })
+    expect(sha256(await readFile(output))).toBe(sha256(v1))
+
+    await publish(`/ipfs/${cid2}/data/model.bin`, 4)
     await rm(output)
     const refetched = await (await dl.add(`/ipns/${name}`, { output })).done
-    expect(refetched).toMatchObject({ id: forced.id, status: 'success', cid: cid1, nameSequence: '3' })
-    expect(sha256(await readFile(output))).toBe(sha256(v1))
+    expect(refetched).toMatchObject({ id: forced.id, status: 'success', cid: cid2, nameSequence: '4' })
+    expect(sha256(await readFile(output))).toBe(sha256(v2))
   })
 
   it('no valid record: the download fails with CIDGET_ERR_NAME_NOT_RESOLVED and the gateway that lied is marked', async () => {

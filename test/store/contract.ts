@@ -89,7 +89,9 @@ export function storeContract (name: string, open: (opts: ContractOpenOptions) =
           name: null,
           nameSequence: null,
           nameValidity: null,
-          nameResolvedAt: null
+          nameResolvedAt: null,
+          updateOf: null,
+          updateReport: null
         })
         expect(Number.isInteger(created.id) && created.id > 0).toBe(true)
         expect(await store.getDownload(created.id)).toEqual(created)
@@ -229,6 +231,20 @@ export function storeContract (name: string, open: (opts: ContractOpenOptions) =
         expect((await store.findNamedDownload(name, '/o/b'))?.cid).toBe('bafyresolved')
         await store.updateDownload(b.id, { status: 'cancelled' })
         expect(await store.findNamedDownload(name, '/o/b')).toBeUndefined()
+      })
+
+      it('an update: created resolved, naming the download it updates (one or many inserted), its report written as JSON', async () => {
+        const name = '/ipns/k51example'
+        const resolved = { cid: 'bafynew', path: '/x', name, nameSequence: '9', nameValidity: '2030-01-01T00:00:00Z', nameResolvedAt: T0 }
+        const old = await store.createDownload(newDownload({ ...resolved, output: '/o/u' }), T0)
+        await store.markDownloadSuccess(old.id, 'ab'.repeat(32), 1)
+        const [u] = await store.createDownloads([newDownload({ ...resolved, output: '/o/u', updateOf: old.id })], T0 + 1)
+        const one = await store.createDownload(newDownload({ ...resolved, output: '/o/v', updateOf: old.id }), T0 + 1)
+        for (const rec of [u, one]) expect(rec).toMatchObject({ ...resolved, updateOf: old.id, updateReport: null })
+        const report = { keptFiles: 3, keptBytes: 30, reusedBytes: 5, fetchedBytes: 7, removed: ['a/b'], removedCount: 1, carried: [], carriedCount: 0 }
+        await store.updateDownload(one.id, { updateReport: report })
+        expect((await store.getDownload(one.id))?.updateReport).toEqual(report)
+        expect((await store.findNamedDownload(name, '/o/u'))?.id).toBe(u!.id)
       })
 
       it('findUnfinishedByOutput lists downloads to that output that are not success, failed or cancelled', async () => {

@@ -16,6 +16,8 @@ import type { VerifiedContext } from './context.js'
 import { DagBudget, decode, invalid } from './dag.js'
 import { DagReader } from './reader.js'
 import { LeafFinder } from './recover.js'
+import { UpdateSeeder, type Seeded } from './seed.js'
+import { carryOver, settleSwap, swapIn, updateReport } from './update.js'
 import { VerifiedWalk } from './walk.js'
 
 export type { BlockSource } from './reader.js'
@@ -78,6 +80,8 @@ export async function runVerifiedDownload (ctx: VerifiedContext): Promise<Strate
 
 async function verifiedDownload (ctx: VerifiedContext, internal: AbortController): Promise<StrategyResult> {
   const { record, journal } = ctx
+  // an update stopped between its two renames: one whole version is put back in place first
+  if (ctx.update !== undefined) await settleSwap(record.output)
   const committed = await committedOutput(record)
   if (committed !== undefined) return committed
   const partial = record.output + DEFAULTS.PARTIAL_SUFFIX
@@ -87,13 +91,20 @@ async function verifiedDownload (ctx: VerifiedContext, internal: AbortController
   const resumed = stored !== undefined || await partialExists(partial)
   let durable = stored === undefined ? 0 : record.currentSize
   const reader = await DagReader.open(journal, ctx.blocks, internal.signal, ctx.concurrency)
-  const start = await openRoot(ctx, journal, reader, resumed, durable)
+  // an update asks for no leaves with the root: the old output may hold them
+  const start = await openRoot(ctx, journal, reader, resumed || ctx.update !== undefined, durable)
   const { root, rootBytes, isDirectory, fileSize } = start
   // a partial no progress counts is stale: a directory is emptied, a file cut to its size (its leaves are checked below)
   const tree = await OutputTree.open(record.output, isDirectory, { stale: stored === undefined, size: fileSize ?? rootBytes.byteLength })
   // what the DAG declares and is not written yet must fit in the free space, looked at as bytes arrive
   const space = new DiskSpace(dirname(tree.root))
-  if (resumed) durable += await recoverLeaves(journal, tree, reader, done, start, durable, internal.signal)
+  let seeded: Seeded | undefined
+  if (ctx.update !== undefined && stored === undefined) {
+    seeded = await seedUpdate(ctx, tree, reader, done, start, internal.signal)
+    durable += seeded.bytes
+  } else if (resumed) {
+    durable += await recoverLeaves(journal, tree, reader, done, start, durable, internal.signal)
+  }
   const walk = new VerifiedWalk({
     ctx,
     internal,
@@ -113,7 +124,30 @@ async function verifiedDownload (ctx: VerifiedContext, internal: AbortController
     runBlocks: start.runBlocks
   })
   await walk.run()
-  return await finish(ctx, journal, tree, walk)
+  return await finish(ctx, journal, tree, walk, reader, seeded)
+}
+
+/**
+ * An update's first run: the blocks of the new version that the old output
+ * holds at the same places are placed (files found whole are hard-linked),
+ * made durable and recorded as done; the walk fetches only the rest. What was
+ * kept is written to the record's report at once, so that a resumed run
+ * reports it too.
+ */
+async function seedUpdate (ctx: VerifiedContext, tree: OutputTree, reader: DagReader, done: Bitmap, start: RootStart, signal: AbortSignal): Promise<Seeded> {
+  try {
+    const seeded = await new UpdateSeeder(reader, tree, signal).run(ctx.record.output, start.root, start.rootBytes)
+    if (seeded.blocks.count > 0) {
+      done.union(seeded.blocks)
+      await tree.syncAll()
+      await ctx.journal.checkpoint(done.toBytes(), seeded.bytes)
+    }
+    await ctx.journal.report(updateReport(seeded, seeded.bytes, { removed: [], removedCount: 0, carried: [], carriedCount: 0 }))
+    return seeded
+  } catch (err) {
+    await tree.close()
+    throw err
+  }
 }
 
 /**
@@ -214,8 +248,9 @@ async function recoverLeaves (journal: DownloadJournal, tree: OutputTree, reader
  * A walked output's end: a file's SHA-256, the last checkpoint, the expected
  * SHA-256 checked, then the hash recorded and the output renamed into place.
  */
-async function finish (ctx: VerifiedContext, journal: DownloadJournal, tree: OutputTree, walk: VerifiedWalk): Promise<StrategyResult> {
+async function finish (ctx: VerifiedContext, journal: DownloadJournal, tree: OutputTree, walk: VerifiedWalk, reader: DagReader, seeded: Seeded | undefined): Promise<StrategyResult> {
   const { record } = ctx
+  const update = ctx.update
   const size = walk.written
   let hash: string | null = null
   try {
@@ -232,9 +267,19 @@ async function finish (ctx: VerifiedContext, journal: DownloadJournal, tree: Out
     if (ctx.signal.aborted) throw ctx.signal.reason
     throw toCidgetError(err)
   }
+  if (update !== undefined) {
+    // the old output's entries that the new version lacks: removed, or carried over when the user added them
+    const carried = await carryOver(tree.root, record.output, update, reader)
+    // what the first run kept (a resumed run did not seed), from the record
+    const kept = seeded ?? record.updateReport ?? { keptFiles: 0, keptBytes: 0, reusedBytes: 0 }
+    await journal.report(updateReport(kept, size, carried))
+  }
+  const partial = update === undefined
+    ? tree
+    : { remove: async () => { await tree.remove() }, commit: async () => { await tree.syncAll(); await tree.close(); await swapIn(tree.root, record.output) } }
   // its progress is forgotten with the success record (one transaction): a kill between the two
   // leaves progress beside the output in place, which the next run recognizes as done
-  await checkRecordRename(journal, tree, record.expectedSha256, hash, undefined, (h) =>
+  await checkRecordRename(journal, partial, record.expectedSha256, hash, undefined, (h) =>
     `The content of ${record.cid}${record.path} is verified against its CID, but its SHA-256 is ${h}, not the expected ${record.expectedSha256 ?? ''}`)
   return { hash, size, gateway: ctx.lastGateway() ?? record.gateways[0] ?? '' }
 }
