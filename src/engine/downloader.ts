@@ -164,9 +164,12 @@ export class Downloader extends TypedEmitter<CidgetEvents> {  readonly store: St
     const findAt = async (at: string): Promise<DownloadRecord | undefined> => target.name !== undefined
       ? await this.store.findNamedDownload(target.name, at)
       : await this.store.findDownload(target.cid, target.path, at)
-    // `-o dir` names the output of an earlier download of this target (a tree, there now): that one, not a new one inside it
+    // `-o dir` naming the output of an earlier download (of this target, or a finished one of another: an update) means
+    // that output, not a new one inside it; `-o dir/` always means inside
     const given = opts.output === undefined || opts.output === '' || opts.output.endsWith('/') ? undefined : resolve(opts.output)
-    const output = given !== undefined && await findAt(given) !== undefined ? given : await resolveOutput(opts.output, outputName(target, mode))
+    const output = given !== undefined && (await findAt(given) !== undefined || await this.store.findDoneByOutput(given) !== undefined)
+      ? given
+      : await resolveOutput(opts.output, outputName(target, mode))
     await ensureWritableDir(dirname(output))
 
     const find = async (): Promise<DownloadRecord | undefined> => await findAt(output)
@@ -188,6 +191,12 @@ export class Downloader extends TypedEmitter<CidgetEvents> {  readonly store: St
       return await this.#start(existing.id)
     }
     if (opts.force !== true && await exists(output)) {
+      // the output of an earlier download, finished: brought to this CID's version (a name's is found above)
+      const before = target.name === undefined ? await this.store.findDoneByOutput(output) : undefined
+      if (before !== undefined) {
+        const now = { cid: target.cid, path: target.path, sequence: null, validity: null, resolvedAt: null }
+        return await this.#update(before, now, { target, output, mode, gateways, sha256, priority: opts.priority ?? 0 })
+      }
       throw new CidgetError('CIDGET_ERR_OUTPUT_EXISTS', `${output} already exists; pass --force to overwrite it or choose another path with -o`)
     }
     let record: DownloadRecord
@@ -214,12 +223,12 @@ export class Downloader extends TypedEmitter<CidgetEvents> {  readonly store: St
    * version `now` (verified mode: what the output holds of it is kept, the rest
    * fetched, the two swapped when complete). Other modes: CIDGET_ERR_OUTPUT_EXISTS.
    */
-  async #update (done: DownloadRecord, now: Resolution, add: { target: Target, output: string, mode: Mode, gateways: string[], sha256: string | null, priority: number }): Promise<DownloadJob> {
+  async #update (done: DownloadRecord, now: Pick<Resolution, 'cid' | 'path' | 'sequence' | 'validity'> & { resolvedAt: number | null }, add: { target: Target, output: string, mode: Mode, gateways: string[], sha256: string | null, priority: number }): Promise<DownloadJob> {
     const { target, output } = add
     if (add.mode !== 'verified' || done.mode !== 'verified') {
       throw new CidgetError('CIDGET_ERR_OUTPUT_EXISTS',
-        `${output} holds ${done.name ?? done.target} as it was (/ipfs/${done.cid}${done.path}); it now points to /ipfs/${now.cid}${now.path}, ` +
-        'and only verified mode updates an output. Pass --force to download the new version over it, or choose another path with -o')
+        `${output} holds ${done.name ?? done.target} (/ipfs/${done.cid}${done.path}); only verified mode brings it to another version ` +
+        `(/ipfs/${now.cid}${now.path}). Pass --force to download that over it, or choose another path with -o`)
     }
     const record = await this.store.createDownload({
       cid: now.cid,

@@ -9,7 +9,7 @@ import {
   badOption, checkList, outputInUse, checkStatus, checkTtl, checkUnder, isStatus, listParams, newDownloadParams, patchParams,
   leaseLost, rowToRecord, unknownDownload
 } from './rows.js'
-import type { DownloadRow, NewDownloadParams } from './rows.js'
+import type { BindValue, DownloadRow, NewDownloadParams } from './rows.js'
 import { CLEAR_PROGRESS, FENCE, INSERT_MANY, INSERT_ONE, OWNED, insertValues, SELECT_DOWNLOADS, SQL, UNFINISHED_SQL, bind, patchAssignments, positional } from './sql.js'
 import type { Positional, StatementName } from './sql.js'
 import type { ClaimOptions, DownloadPatch, KeptBlock, ListOptions, OwnerLiveness, Store, StoreOptions } from './store.js'
@@ -250,14 +250,20 @@ export class PostgresStore implements Store {
   }
 
   async findDownload (cid: string, path: string, output: string): Promise<DownloadRecord | undefined> {
-    return this.#run('findDownload', async () => {
-      const row = (await this.#exec('find', { cid, path, output })).rows[0]
-      return row === undefined ? undefined : rowToRecord(row)
-    })
+    return await this.#one('findDownload', 'find', { cid, path, output })
   }
   async findNamedDownload (name: string, output: string): Promise<DownloadRecord | undefined> {
-    return this.#run('findNamedDownload', async () => {
-      const row = (await this.#exec('findNamed', { name, output })).rows[0]
+    return await this.#one('findNamedDownload', 'findNamed', { name, output })
+  }
+
+  async findDoneByOutput (output: string): Promise<DownloadRecord | undefined> {
+    return await this.#one('findDoneByOutput', 'doneByOutput', { output })
+  }
+
+  /** The record of the first row of a statement, if any. */
+  async #one (what: string, statement: StatementName, params: Record<string, BindValue>): Promise<DownloadRecord | undefined> {
+    return this.#run(what, async () => {
+      const row = (await this.#exec(statement, params)).rows[0]
       return row === undefined ? undefined : rowToRecord(row)
     })
   }

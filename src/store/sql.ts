@@ -29,6 +29,7 @@ export const SQL = {
   list: `${SELECT_DOWNLOADS} WHERE id > @afterId AND (CAST(@status AS TEXT) IS NULL OR status = @status) ORDER BY id LIMIT @limit`,
   find: `${SELECT_DOWNLOADS} WHERE cid = @cid AND path = @path AND output = @output AND status <> 'cancelled' ORDER BY id DESC LIMIT 1`,
   findNamed: `${SELECT_DOWNLOADS} WHERE name = @name AND output = @output AND status <> 'cancelled' ORDER BY id DESC LIMIT 1`,
+  doneByOutput: `${SELECT_DOWNLOADS} WHERE output = @output AND status = 'success' ORDER BY id DESC LIMIT 1`,
   unfinishedByOutput: `${SELECT_DOWNLOADS} WHERE output = @output AND ${UNFINISHED_SQL} ORDER BY id`,
   active: `${SELECT_DOWNLOADS} WHERE ${ACTIVE_SQL} ORDER BY id`,
   exists: 'SELECT id FROM ipfs_downloads WHERE id = @id',

@@ -42,6 +42,7 @@ function prepareStatements (db: Database.Database) {
     list: db.prepare<{ status: string | null, afterId: number, limit: number }, DownloadRow>(SQL.list),
     find: db.prepare<{ cid: string, path: string, output: string }, DownloadRow>(SQL.find),
     findNamed: db.prepare<{ name: string, output: string }, DownloadRow>(SQL.findNamed),
+    doneByOutput: db.prepare<{ output: string }, DownloadRow>(SQL.doneByOutput),
     unfinishedByOutput: db.prepare<{ output: string }, DownloadRow>(SQL.unfinishedByOutput),
     active: db.prepare<[], DownloadRow>(SQL.active),
     // Candidates in claim order; a lease held by another owner is judged in JS (isOwnerDead).
@@ -287,6 +288,13 @@ export class SqliteStore implements Store {
       return row === undefined ? undefined : rowToRecord(row)
     })
   }
+  async findDoneByOutput (output: string): Promise<DownloadRecord | undefined> {
+    return this.#run('findDoneByOutput', () => {
+      const row = this.#stmts.doneByOutput.get({ output })
+      return row === undefined ? undefined : rowToRecord(row)
+    })
+  }
+
   async findNamedDownload (name: string, output: string): Promise<DownloadRecord | undefined> {
     return this.#run('findNamedDownload', () => {
       const row = this.#stmts.findNamed.get({ name, output })

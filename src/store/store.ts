@@ -65,6 +65,8 @@ export interface Store {
   findNamedDownload (name: string, output: string): Promise<DownloadRecord | undefined>
   /** How many downloads have each status (every status present, 0 when none). */
   countByStatus (): Promise<Record<DownloadStatus, number>>
+  /** The latest download that finished (success) at this output. */
+  findDoneByOutput (output: string): Promise<DownloadRecord | undefined>
   /** Unfinished downloads (not success/failed/cancelled) writing to this output. */
   findUnfinishedByOutput (output: string): Promise<DownloadRecord[]>
 

@@ -9,7 +9,10 @@ import type { PrivateKey } from '@libp2p/interface'
 import { createIPNSRecord, marshalIPNSRecord } from 'ipns'
 import { base36 } from 'multiformats/bases/base36'
 import { MemoryBlocks, addDirectory, seededBytes, startTestDnsResolver, startTestGateway, startTestRouter, type TestDnsResolver, type TestGateway, type TestRouter } from '../../src/testing/index.js'
-import { runCli, lastRecord, sha256, KiB } from '../helpers.js'
+import { spawn } from 'node:child_process'
+import { readdir } from 'node:fs/promises'
+import { SqliteStore } from '../../src/store/sqlite.js'
+import { runCli, lastRecord, sha256, CLI, KiB } from '../helpers.js'
 
 describe('cidget get NAME', () => {
   let gw: TestGateway
@@ -72,5 +75,56 @@ describe('cidget get NAME', () => {
     const rec = lastRecord(r.stdout)
     expect(rec).toMatchObject({ status: 'failed', errorCode: 'CIDGET_ERR_NAME_NOT_RESOLVED' })
     expect(rec.error).toContain('nothing.example has no DNSLink')
+  })
+
+  it('an update killed with SIGKILL leaves the old tree whole; the next get finishes it', async () => {
+    const files = (seed: number): Array<{ path: string, content: Uint8Array }> =>
+      Array.from({ length: 16 }, (_, i) => ({ path: `t/f${i}.bin`, content: seededBytes(256 * KiB, seed * 100 + i) }))
+    const v1 = files(1)
+    const v2 = [...files(1).slice(0, 4), ...files(2).slice(4)]
+    const key2 = await generateKeyPair('Ed25519')
+    const name2 = peerIdFromPrivateKey(key2).toCID().toString(base36)
+    const blocks = new MemoryBlocks()
+    const r1 = (await addDirectory(blocks, v1)).toString()
+    const r2 = (await addDirectory(blocks, v2)).toString()
+    const g = await startTestGateway({ blocks })
+    const state = join(dir, 'update.db')
+    const e = { ...env, CIDGET_STATE: state, CIDGET_GATEWAYS: g.url, CIDGET_SYNC_INTERVAL_BYTES: String(256 * KiB) }
+    const out = join(dir, 'tree')
+    const treeOf = async (): Promise<Record<string, string>> => Object.fromEntries(await Promise.all(
+      (await readdir(join(out, 't'))).sort().map(async (f) => [f, sha256(await readFile(join(out, 't', f)))])))
+    const expected = (v: typeof v1): Record<string, string> => Object.fromEntries(v.map((f) => [f.path.slice(2), sha256(f.content)]))
+    try {
+      g.setIpnsRecord(name2, marshalIPNSRecord(await createIPNSRecord(key2, `/ipfs/${r1}`, 1, 3_600_000)))
+      expect((await runCli(['get', `/ipns/${name2}`, '-o', out], { env: e })).code).toBe(0)
+      expect(await treeOf()).toEqual(expected(v1))
+
+      g.setIpnsRecord(name2, marshalIPNSRecord(await createIPNSRecord(key2, `/ipfs/${r2}`, 2, 3_600_000)))
+      g.setMaxBytesPerSecond(512 * KiB)
+      const child = spawn(process.execPath, [CLI, 'get', `/ipns/${name2}`, '-o', out, '-q'], { env: { ...process.env, ...e }, stdio: 'ignore' })
+      const exited = new Promise((resolve) => child.once('exit', resolve))
+      const store = SqliteStore.open(state)
+      try {
+        for (let i = 0; i < 500 && ((await store.getDownload(2))?.currentSize ?? 0) <= 4 * 256 * KiB; i++) await new Promise((resolve) => setTimeout(resolve, 20))
+        expect((await store.getDownload(2))?.updateOf).toBe(1)
+      } finally {
+        await store.close()
+      }
+      child.kill('SIGKILL')
+      await exited
+      // the old version, whole, at the output
+      expect(await treeOf()).toEqual(expected(v1))
+
+      g.setMaxBytesPerSecond(undefined)
+      const r = await runCli(['get', `/ipns/${name2}`, '-o', out, '--json'], { env: e })
+      expect(r.code).toBe(0)
+      expect(lastRecord(r.stdout)).toMatchObject({ id: 2, status: 'success', cid: r2, updateOf: 1, updateReport: { keptFiles: 4, removedCount: 0 } })
+      expect(await treeOf()).toEqual(expected(v2))
+      expect((await readdir(dir)).filter((f) => f.startsWith('tree'))).toEqual(['tree'])
+      const human = await runCli(['status', '2'], { env: e })
+      expect(human.stdout).toContain(`name:      /ipns/${name2}`)
+    } finally {
+      await g.close()
+    }
   })
 })

@@ -169,6 +169,27 @@ describe('updates of a tree', () => {
   })
 })
 
+describe('updates of a CID\'s output', () => {
+  let w: World
+  beforeEach(async () => { w = await world({ size: 4 * KiB }) })
+  afterEach(async () => { await w.close() })
+
+  it('-o at the output of an earlier finished download brings it to the new CID; other modes refuse', async () => {
+    const v1 = (await addDirectory(w.blocks, [{ path: 'a.bin', content: seededBytes(300 * KiB, 1) }, { path: 'b.bin', content: seededBytes(KiB, 2) }])).toString()
+    const v2 = (await addDirectory(w.blocks, [{ path: 'a.bin', content: seededBytes(300 * KiB, 1) }, { path: 'c.bin', content: seededBytes(KiB, 3) }])).toString()
+    const dl = await w.open()
+    const output = join(w.dir, 'out')
+    const first = await (await dl.add(v1, { output })).done
+    await expect(dl.add(v2, { output, mode: 'path' })).rejects.toMatchObject({ code: 'CIDGET_ERR_OUTPUT_EXISTS' })
+    w.gateways[0]!.requests.length = 0
+    const update = await (await dl.add(v2, { output })).done
+    expect(update).toMatchObject({ status: 'success', cid: v2, updateOf: first.id })
+    expect(update.updateReport).toMatchObject({ keptFiles: 1, keptBytes: 300 * KiB, removed: ['b.bin'], removedCount: 1, carriedCount: 0 })
+    expect([...(await filesOf(output)).keys()].sort()).toEqual(['a.bin', 'c.bin'])
+    for (const leaf of await leavesOf(seededBytes(300 * KiB, 1))) expect(w.gateways[0]!.requests.some((r) => r.path.includes(leaf) || (r.carBlocks ?? []).includes(leaf))).toBe(false)
+  })
+})
+
 describe('the swap of an update', () => {
   let dir: string
   beforeEach(async () => {

@@ -247,6 +247,17 @@ export function storeContract (name: string, open: (opts: ContractOpenOptions) =
         expect((await store.findNamedDownload(name, '/o/u'))?.id).toBe(u!.id)
       })
 
+      it('findDoneByOutput returns the latest download that finished at that output', async () => {
+        const a = await store.createDownload(newDownload({ output: '/o/done' }), T0)
+        expect(await store.findDoneByOutput('/o/done')).toBeUndefined()
+        await store.markDownloadSuccess(a.id, null, 1)
+        const b = await store.createDownload(newDownload({ cid: 'bafyb', output: '/o/done' }), T0 + 1)
+        expect((await store.findDoneByOutput('/o/done'))?.id).toBe(a.id)
+        await store.markDownloadSuccess(b.id, null, 1)
+        expect((await store.findDoneByOutput('/o/done'))?.id).toBe(b.id)
+        expect(await store.findDoneByOutput('/o/other')).toBeUndefined()
+      })
+
       it('findUnfinishedByOutput lists downloads to that output that are not success, failed or cancelled', async () => {
         const out = '/tmp/out/shared.bin'
         const ids: Record<string, number> = {}

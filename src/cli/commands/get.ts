@@ -26,8 +26,15 @@ interface GetFlags extends LimitFlags, NameFlags {
 
 /** The final line(s) of a download for people. */
 export function summary (rec: DownloadRecord): string {
+  const u = rec.updateReport
   switch (rec.status) {
     case 'success':
+      if (u !== null) {
+        return `updated ${printable(rec.output)} to /ipfs/${rec.cid}${printable(rec.path)}: kept ${u.keptFiles} file(s) (${humanBytes(u.keptBytes)}) as they were, ` +
+          `reused ${humanBytes(u.reusedBytes)} of changed files, fetched ${humanBytes(u.fetchedBytes)}, removed ${u.removedCount} entr${u.removedCount === 1 ? 'y' : 'ies'}` +
+          (u.carriedCount > 0 ? `, carried over ${u.carriedCount} of your own (${u.carried.slice(0, 3).map(printable).join(', ')}${u.carriedCount > 3 ? ', …' : ''})` : '') +
+          ` [download ${rec.id}]`
+      }
       return rec.hash === null
         ? `saved ${printable(rec.output)}/ (${humanBytes(rec.size)}, every block verified against ${rec.cid}) [download ${rec.id}]`
         : `saved ${printable(rec.output)} (${humanBytes(rec.size)}, sha256 ${rec.hash}${rec.mode === 'verified' ? ', verified against the CID' : ''}) [download ${rec.id}]`
