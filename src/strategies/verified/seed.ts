@@ -35,6 +35,9 @@ interface Piece {
   data?: Uint8Array
 }
 
+/** Blocks of the DAG asked for ahead of the seeding (within the reader's own bound). */
+const READ_AHEAD = 32
+
 /** Stops the seeding where the walk will refuse the DAG itself (it says why). */
 class Unwalkable extends Error {}
 
@@ -56,6 +59,12 @@ export class UpdateSeeder {
   readonly #signal: AbortSignal
   readonly #found: Seeded = { blocks: new Bitmap(), bytes: 0, keptFiles: 0, keptBytes: 0, reusedBytes: 0 }
   #index = 0
+  /**
+   * The one buffer old bytes are read into: each is hashed, and written (awaited) before the
+   * next read. A buffer of its own per block, outside the heap, set off a full collection every
+   * few MiB (0.9 s of 4 on a 1 GiB tree).
+   */
+  #scratch: Buffer | undefined
 
   constructor (reader: DagReader, tree: OutputTree, signal: AbortSignal) {
     this.#reader = reader
@@ -89,7 +98,11 @@ export class UpdateSeeder {
         await this.#tree.mkdir(path)
         const dir = old !== undefined && await isDirectory(old) ? old : undefined
         if (fs.type === 'directory') {
-          for (const l of node.Links) await this.#child(path, dir, cid, l.Name ?? '', l.Hash)
+          const cids = node.Links.map((l) => l.Hash)
+          for (const [j, l] of node.Links.entries()) {
+            this.#readAhead(cids, j)
+            await this.#child(path, dir, cid, l.Name ?? '', l.Hash)
+          }
         } else {
           await this.#shard(path, dir, cid, node, fs)
         }
@@ -123,7 +136,10 @@ export class UpdateSeeder {
 
   /** A HAMT shard node: its links in order, depth-first, as the walk takes them. */
   async #shard (path: string, old: string | undefined, cid: CID, node: dagPb.PBNode, fs: Parameters<typeof shardLinks>[2]): Promise<void> {
-    for (const link of shardLinks(cid, node, fs).links) {
+    const { links } = shardLinks(cid, node, fs)
+    const cids = links.map((l) => 'shard' in l ? l.shard : l.cid)
+    for (const [j, link] of links.entries()) {
+      this.#readAhead(cids, j)
       if ('shard' in link) {
         const bytes = await this.#reader.get(link.shard)
         const sub = decode(link.shard, bytes)
@@ -133,6 +149,18 @@ export class UpdateSeeder {
       } else {
         await this.#child(path, old, cid, link.name, link.cid)
       }
+    }
+  }
+
+  /**
+   * Starts fetching the dag-pb blocks among the next READ_AHEAD of `cids` from
+   * `j` on: the nodes of the files the seeding will reach, many in flight
+   * rather than one round trip each (the reader bounds them).
+   */
+  #readAhead (cids: CID[], j: number): void {
+    for (let k = j; k < Math.min(cids.length, j + READ_AHEAD); k++) {
+      const c = cids[k] as CID
+      if (c.code === dagPb.code) this.#reader.readAhead(c)
     }
   }
 
@@ -150,8 +178,10 @@ export class UpdateSeeder {
     await this.#reader.keep(cid, bytes)
     if (data.byteLength > 0) out.push({ index: this.#index++, at, data })
     let offset = at + data.byteLength
+    const cids = node.Links.map((l) => l.Hash)
     for (let j = 0; j < node.Links.length; j++) {
       const child = (node.Links[j] as dagPb.PBLink).Hash
+      if (child.code === dagPb.code) this.#readAhead(cids, j)
       const length = Number(fs.blockSizes[j])
       if (child.code === rawCodec.code) out.push({ index: this.#index++, at: offset, cid: child, length })
       else if (child.code === dagPb.code) await this.#pieces(child, await this.#reader.get(child), offset, out)
@@ -202,12 +232,13 @@ export class UpdateSeeder {
     }
   }
 
-  /** The old copy's bytes of piece `p` when they are the piece (a leaf: hashed against its CID). */
+  /** The old copy's bytes of piece `p` when they are the piece (a leaf: hashed against its CID); valid until the next call. */
   async #match (fh: FileHandle, p: Piece, oldSize: number): Promise<Uint8Array | undefined> {
     if (this.#signal.aborted) throw this.#signal.reason
     const length = p.data?.byteLength ?? p.length ?? oldSize - p.at
     if (length <= 0 || length > MAX_BLOCK_BYTES || p.at + length > oldSize) return undefined
-    const bytes = await read(fh, p.at, length)
+    this.#scratch ??= Buffer.allocUnsafeSlow(MAX_BLOCK_BYTES)
+    const bytes = await read(fh, p.at, this.#scratch.subarray(0, length))
     if (bytes.byteLength !== length) return undefined
     if (p.data !== undefined) return Buffer.compare(bytes, p.data) === 0 ? bytes : undefined
     try {
@@ -262,8 +293,9 @@ async function openFile (path: string): Promise<FileHandle | undefined> {
   return undefined
 }
 
-async function read (fh: FileHandle, at: number, length: number): Promise<Uint8Array> {
-  const buf = Buffer.allocUnsafe(length)
+/** Reads into all of `buf` from `at` (less at the end of the file). */
+async function read (fh: FileHandle, at: number, buf: Buffer): Promise<Uint8Array> {
+  const length = buf.byteLength
   let got = 0
   while (got < length) {
     const { bytesRead } = await fh.read(buf, got, length - got, at + got)
