@@ -85,6 +85,14 @@ export interface UpdateReport {
   /** Files in the old output that were never part of it (added by hand): carried over (at most 100 named). */
   carried: string[]
   carriedCount: number
+  /**
+   * The old version's directories could not be read (no gateway has them any more, or its download
+   * was removed): its entries that the new version lacks could not be told from yours, and were
+   * carried over too, rather than deleted.
+   */
+  previousUnknown: boolean
+  /** The new version is complete (then swapped in); false while it is assembled. */
+  complete: boolean
 }
 
 /** What a caller supplies to create a record. */

@@ -15,11 +15,10 @@ import { CidgetError, fsError } from '../core/errors.js'
 import { TypedEmitter, type CidgetEvents } from '../core/events.js'
 import type { DownloadPolicy } from '../core/policy.js'
 import { ACTIVE_STATUSES, type DownloadRecord, type Mode } from '../core/types.js'
-import { parseTarget, normalizeGateway, type Target } from '../target/parse.js'
+import { parseTarget, normalizeGateway } from '../target/parse.js'
 import { HttpClient } from '../gateways/http.js'
-import type { Resolution } from '../names/resolve.js'
 import { SYSTEM_RESOLVER } from '../names/dnslink.js'
-import { nameMoved } from './names.js'
+import { olderRecord, resolveNow, updateOf, type UpdateAdd, type UpdateTo } from './names.js'
 import { AddressGuard } from '../gateways/address.js'
 import { HealthRegistry } from '../gateways/health.js'
 import { openStore, makeOwnerId } from '../store/index.js'
@@ -176,9 +175,15 @@ export class Downloader extends TypedEmitter<CidgetEvents> {  readonly store: St
     const existing = await find()
     if (existing !== undefined && !(existing.status === 'success' && target.name !== undefined && opts.force === true)) {
       if (existing.status === 'success' && await exists(output)) {
-        const moved = existing.name === null ? undefined : await nameMoved({ ...existing, name: existing.name }, gateways, this.#http, this.#settings)
-        if (moved === undefined) return { id: existing.id, record: existing, done: Promise.resolve(existing) }
-        return await this.#update(existing, moved, { target, output, mode, gateways, sha256, priority: opts.priority ?? 0 })
+        // what the output holds now: this download's version, or a later update's (of another target)
+        const current = await this.store.findDoneByOutput(output) ?? existing
+        const now = target.name === undefined
+          ? { cid: target.cid, path: target.path, sequence: null, validity: null, resolvedAt: null }
+          : await resolveNow(target.name, gateways, this.#http, this.#settings)
+        if ((now.cid === current.cid && now.path === current.path) || (target.name !== undefined && olderRecord(current, target.name, now))) {
+          return { id: current.id, record: current, done: Promise.resolve(current) }
+        }
+        return await this.#update(current, now, { target, output, mode, gateways, sha256, priority: opts.priority ?? 0 })
       }
       const patch: Parameters<Store['updateDownload']>[1] = { gateways }
       if (sha256 !== null) patch.expectedSha256 = sha256
@@ -218,33 +223,9 @@ export class Downloader extends TypedEmitter<CidgetEvents> {  readonly store: St
     return gateways
   }
 
-  /**
-   * A new download that brings the finished download `done`'s output to the
-   * version `now` (verified mode: what the output holds of it is kept, the rest
-   * fetched, the two swapped when complete). Other modes: CIDGET_ERR_OUTPUT_EXISTS.
-   */
-  async #update (done: DownloadRecord, now: Pick<Resolution, 'cid' | 'path' | 'sequence' | 'validity'> & { resolvedAt: number | null }, add: { target: Target, output: string, mode: Mode, gateways: string[], sha256: string | null, priority: number }): Promise<DownloadJob> {
-    const { target, output } = add
-    if (add.mode !== 'verified' || done.mode !== 'verified') {
-      throw new CidgetError('CIDGET_ERR_OUTPUT_EXISTS',
-        `${output} holds ${done.name ?? done.target} (/ipfs/${done.cid}${done.path}); only verified mode brings it to another version ` +
-        `(/ipfs/${now.cid}${now.path}). Pass --force to download that over it, or choose another path with -o`)
-    }
-    const record = await this.store.createDownload({
-      cid: now.cid,
-      path: now.path,
-      name: target.name ?? null,
-      nameSequence: now.sequence,
-      nameValidity: now.validity,
-      nameResolvedAt: now.resolvedAt,
-      updateOf: done.id,
-      target: target.input,
-      output,
-      mode: add.mode,
-      gateways: add.gateways,
-      expectedSha256: add.sha256,
-      priority: add.priority
-    }, this.#now(), { exclusiveOutput: true })
+  /** An update of `done`'s output to `now` (see {@link updateOf}). */
+  async #update (done: DownloadRecord, now: UpdateTo, add: UpdateAdd): Promise<DownloadJob> {
+    const record = await this.store.createDownload(updateOf(done, now, add), this.#now(), { exclusiveOutput: true })
     this.emit('cidget:download:added', record)
     return await this.#start(record.id)
   }

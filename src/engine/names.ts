@@ -6,9 +6,10 @@
  * @module
  */
 
-import type { CidgetError } from '../core/errors.js'
+import { CidgetError } from '../core/errors.js'
 import type { CidgetEvents, TypedEmitter } from '../core/events.js'
-import type { DownloadRecord } from '../core/types.js'
+import type { DownloadRecord, Mode, NewDownload } from '../core/types.js'
+import type { Target } from '../target/parse.js'
 import type { HealthRegistry } from '../gateways/health.js'
 import type { HttpClient } from '../gateways/http.js'
 import { NameResolver, type Resolution } from '../names/resolve.js'
@@ -62,15 +63,10 @@ export async function resolveName (record: DownloadRecord & { name: string }, jo
   return r
 }
 
-/**
- * A finished download of a name whose output is there: the name resolved
- * again through `gateways` and the settings' routers and resolvers; undefined
- * while it points to the same CID and path (nothing to do), else what it
- * points to now.
- */
-export async function nameMoved (done: DownloadRecord & { name: string }, gateways: string[], http: HttpClient, settings: Settings): Promise<Resolution | undefined> {
-  const { name, rest } = splitName(done.name)
-  const now = await new NameResolver({
+/** A name (`/ipns/NAME/rest`) resolved now through `gateways` and the settings' routers and resolvers. */
+export async function resolveNow (target: string, gateways: string[], http: HttpClient, settings: Settings): Promise<Resolution> {
+  const { name, rest } = splitName(target)
+  return await new NameResolver({
     http,
     gateways,
     routers: settings.routers,
@@ -78,5 +74,49 @@ export async function nameMoved (done: DownloadRecord & { name: string }, gatewa
     ...(settings.nameSettleMs === undefined ? {} : { settleMs: settings.nameSettleMs }),
     now: settings.now
   }).resolve(name, rest)
-  return now.cid === done.cid && now.path === done.path ? undefined : now
+}
+
+/**
+ * Whether `now` is older than what `current` (a download of the same name)
+ * resolved to: a lower sequence of the same key's record (a source that
+ * withheld the newer one). A DNSLink name may lead to another key: not compared.
+ */
+export function olderRecord (current: DownloadRecord, name: string, now: Pick<Resolution, 'sequence'>): boolean {
+  if (current.name !== name || !/^\/ipns\/k[^./]+(\/|$)/.test(name)) return false
+  if (current.nameSequence === null || now.sequence === null) return false
+  return BigInt(now.sequence) < BigInt(current.nameSequence)
+}
+
+/** What an update is brought to: a name's resolution, or a CID and path. */
+export type UpdateTo = Pick<Resolution, 'cid' | 'path' | 'sequence' | 'validity'> & { resolvedAt: number | null }
+/** How the target of an update was added. */
+export interface UpdateAdd { target: Target, output: string, mode: Mode, gateways: string[], sha256: string | null, priority: number }
+
+/**
+ * The record of a download that brings the finished download `done`'s output
+ * to the version `now` (verified mode: what the output holds of it is kept, the
+ * rest fetched, the two swapped when complete). Other modes: CIDGET_ERR_OUTPUT_EXISTS.
+ */
+export function updateOf (done: DownloadRecord, now: UpdateTo, add: UpdateAdd): NewDownload {
+  const { target, output } = add
+  if (add.mode !== 'verified' || done.mode !== 'verified') {
+    throw new CidgetError('CIDGET_ERR_OUTPUT_EXISTS',
+      `${output} holds ${done.name ?? done.target} (/ipfs/${done.cid}${done.path}); only verified mode brings it to another version ` +
+      `(/ipfs/${now.cid}${now.path}). Pass --force to download that over it, or choose another path with -o`)
+  }
+  return {
+    cid: now.cid,
+    path: now.path,
+    name: target.name ?? null,
+    nameSequence: now.sequence,
+    nameValidity: now.validity,
+    nameResolvedAt: now.resolvedAt,
+    updateOf: done.id,
+    target: target.input,
+    output,
+    mode: add.mode,
+    gateways: add.gateways,
+    expectedSha256: add.sha256,
+    priority: add.priority
+  }
 }

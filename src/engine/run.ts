@@ -80,7 +80,7 @@ export class Runner {
       const ctx = this.#context(record, journal, running, progress)
       if (record.updateOf !== null) {
         const previous = await this.#store.getDownload(record.updateOf)
-        if (previous !== undefined) ctx.update = { cid: previous.cid, path: previous.path }
+        ctx.update = { previous: previous === undefined ? undefined : { cid: previous.cid, path: previous.path } }
       }
       const result = await strategyFor(record.mode)(ctx, this.#services(ctx))
       progress.flush()

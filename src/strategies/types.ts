@@ -50,7 +50,7 @@ export interface StrategyContext {
    * version in the output now. Its blocks that the new version has at the same
    * places are taken from it, and it is swapped for the new one when done.
    */
-  update?: { cid: string, path: string }
+  update?: { previous: { cid: string, path: string } | undefined }
 }
 
 export interface StrategyResult {

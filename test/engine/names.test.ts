@@ -41,7 +41,8 @@ describe('downloads of /ipns/ names', () => {
   })
 
   function open (): ReturnType<World['open']> {
-    return w.open({ routers: [router.url], dnsResolvers: [`${dns.url}/dns-query`], nameSettleMs: 20 })
+    // the real clock: the fake one's heartbeats race ahead of the leases under load
+    return w.open({ routers: [router.url], dnsResolvers: [`${dns.url}/dns-query`], nameSettleMs: 20, now: Date.now, sleep: undefined })
   }
 
   it('resolves a key through its IPNS record, fetches the path after it, and records name, CID, sequence and validity', async () => {
@@ -49,6 +50,7 @@ describe('downloads of /ipns/ names', () => {
     const dl = await open()
     const resolved: ResolvedEvent[] = []
     dl.on('cidget:download:resolved', (e) => resolved.push(e))
+    const before = Date.now()
     const job = await dl.add(`/ipns/${name}/model.bin`, { output: join(w.dir, 'out.bin') })
     expect(job.record).toMatchObject({ cid: '', name: `/ipns/${name}/model.bin` })
     const rec = await job.done
@@ -56,7 +58,8 @@ describe('downloads of /ipns/ names', () => {
     expect(sha256(await readFile(join(w.dir, 'out.bin')))).toBe(sha256(v1))
     expect(rec).toMatchObject({ cid: cid1, path: '/data/model.bin', name: `/ipns/${name}/model.bin`, nameSequence: '3' })
     expect(rec.nameValidity).toMatch(/^\d{4}-\d\d-\d\dT/)
-    expect(rec.nameResolvedAt).toBe(w.time.now())
+    expect(rec.nameResolvedAt).toBeGreaterThanOrEqual(before)
+    expect(rec.nameResolvedAt).toBeLessThanOrEqual(Date.now())
     expect(resolved).toEqual([{ id: rec.id, name: `/ipns/${name}/model.bin`, cid: cid1, path: '/data/model.bin', sequence: '3', validity: rec.nameValidity }])
   })
 

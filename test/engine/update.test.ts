@@ -18,6 +18,9 @@ import { KiB, MiB, sha256, world, type World } from '../helpers.js'
 
 type Tree = Map<string, Uint8Array>
 
+/** Downloads of seconds run on the real clock: the fake one's heartbeats race ahead of the leases under load. */
+const REAL_TIME = { now: Date.now, sleep: undefined }
+
 /** Every file below `dir`, by path relative to it. */
 async function filesOf (dir: string, rel = ''): Promise<Map<string, string>> {
   const out = new Map<string, string>()
@@ -88,7 +91,7 @@ describe('updates of a tree', () => {
     for (let j = 0; j < 5; j++) v2.set(`new/n${j}.bin`, seededBytes(2 * KiB, 8000 + j))
 
     const root1 = await publish(v1)
-    const dl = await w.open({ routers: [], dnsResolvers: [], nameSettleMs: 10 })
+    const dl = await w.open({ routers: [], dnsResolvers: [], nameSettleMs: 10, ...REAL_TIME })
     const output = join(w.dir, 'out')
     const first = await (await dl.add(`/ipns/${name}`, { output })).done
     expect(first).toMatchObject({ status: 'success', cid: root1, path: '/site' })
@@ -143,7 +146,7 @@ describe('updates of a tree', () => {
   it('a name that did not move fetches nothing; an unfinished update is resumed, not started again', async () => {
     const v1: Tree = new Map([['a.bin', seededBytes(600 * KiB, 1)], ['b.bin', seededBytes(KiB, 2)]])
     await publish(v1)
-    const dl = await w.open({ routers: [], dnsResolvers: [], nameSettleMs: 10 })
+    const dl = await w.open({ routers: [], dnsResolvers: [], nameSettleMs: 10, ...REAL_TIME })
     const output = join(w.dir, 'out')
     const first = await (await dl.add(`/ipns/${name}`, { output })).done
     w.gateways[0]!.requests.length = 0
@@ -169,6 +172,104 @@ describe('updates of a tree', () => {
   })
 })
 
+describe('updates: what must not be lost or trusted', () => {
+  let w: World
+  let key: PrivateKey
+  let name: string
+  let seq = 0
+  beforeEach(async () => {
+    w = await world({ size: 4 * KiB })
+    key = await generateKeyPair('Ed25519')
+    name = peerIdFromPrivateKey(key).toCID().toString(base36)
+  })
+  afterEach(async () => { await w.close() })
+
+  async function publish (entries: Array<{ path: string, content?: Uint8Array }>, sequence = ++seq): Promise<string> {
+    const root = (await addDirectory(w.blocks, entries.map((e) => ({ ...e, path: `site/${e.path}` })))).toString()
+    w.gateways[0]!.setIpnsRecord(name, marshalIPNSRecord(await createIPNSRecord(key, `/ipfs/${root}/site`, sequence, 3_600_000)))
+    return root
+  }
+  const open = async (): ReturnType<World['open']> => await w.open({ routers: [], dnsResolvers: [], nameSettleMs: 10, ...REAL_TIME })
+
+  it('your files at paths the new version now uses go beside them (.cidget-local), also those in a directory it replaced by a file', async () => {
+    await publish([{ path: 'a.txt', content: seededBytes(KiB, 1) }, { path: 'docs/x.txt', content: seededBytes(KiB, 2) }])
+    const dl = await open()
+    const output = join(w.dir, 'out')
+    await (await dl.add(`/ipns/${name}`, { output })).done
+    await writeFile(join(output, 'notes.md'), 'mine')
+    await writeFile(join(output, 'docs', 'mine.txt'), 'also mine')
+    await publish([{ path: 'a.txt', content: seededBytes(KiB, 1) }, { path: 'notes.md', content: seededBytes(KiB, 3) }, { path: 'docs', content: seededBytes(KiB, 4) }])
+    const rec = await (await dl.add(`/ipns/${name}`, { output })).done
+    expect(rec.status).toBe('success')
+    expect(await readFile(join(output, 'notes.md'))).toEqual(Buffer.from(seededBytes(KiB, 3)))
+    expect(await readFile(join(output, 'notes.md.cidget-local'), 'utf8')).toBe('mine')
+    expect(await readFile(join(output, 'docs'))).toEqual(Buffer.from(seededBytes(KiB, 4)))
+    expect(await readFile(join(output, 'docs.cidget-local', 'mine.txt'), 'utf8')).toBe('also mine')
+    expect(rec.updateReport).toMatchObject({ carriedCount: 2, carried: expect.arrayContaining(['notes.md.cidget-local', 'docs.cidget-local/mine.txt']) as unknown, previousUnknown: false })
+  })
+
+  it('when the old version is on no gateway any more, nothing it had is deleted: kept and reported', async () => {
+    const root1 = await publish([{ path: 'keep.txt', content: seededBytes(KiB, 1) }, { path: 'gone.txt', content: seededBytes(KiB, 2) }])
+    const dl = await open()
+    const output = join(w.dir, 'out')
+    await (await dl.add(`/ipns/${name}`, { output })).done
+    await publish([{ path: 'keep.txt', content: seededBytes(KiB, 1) }, { path: 'new.txt', content: seededBytes(KiB, 3) }])
+    w.gateways[0]!.addFault({ fault: { type: 'status', status: 404 }, match: { path: `/ipfs/${root1}` } })
+    const rec = await (await dl.add(`/ipns/${name}`, { output })).done
+    expect(rec.status).toBe('success')
+    expect((await readdir(output)).sort()).toEqual(['gone.txt', 'keep.txt', 'new.txt'])
+    expect(rec.updateReport).toMatchObject({ previousUnknown: true, carried: ['gone.txt'], removedCount: 0 })
+  })
+
+  it('an update whose staging directory was deleted starts again from the old output, which stays whole', async () => {
+    const v1 = [{ path: 'a.bin', content: seededBytes(600 * KiB, 1) }, { path: 'b.bin', content: seededBytes(KiB, 2) }]
+    const v2 = [{ path: 'a.bin', content: seededBytes(900 * KiB, 3) }, { path: 'b.bin', content: seededBytes(KiB, 2) }]
+    await publish(v1)
+    const dl = await open()
+    const output = join(w.dir, 'out')
+    await (await dl.add(`/ipns/${name}`, { output })).done
+    await publish(v2)
+    w.gateways[0]!.setMaxBytesPerSecond(256 * KiB)
+    const job = await dl.add(`/ipns/${name}`, { output })
+    await new Promise<void>((resolve) => {
+      dl.on('cidget:download:progress', (e) => { if (e.id === job.id && e.bytes >= 300 * KiB) resolve() })
+    })
+    await dl.pause(job.id)
+    await job.done
+    await rm(output + '.cidget-partial', { recursive: true })
+    w.gateways[0]!.setMaxBytesPerSecond(undefined)
+    const rec = await (await dl.resume(job.id)).done
+    expect(rec.status).toBe('success')
+    expect(await filesOf(output)).toEqual(new Map(v2.map((f) => [f.path, sha256(f.content)])))
+  })
+
+  it('an older record of the same key (a source that withheld the newer one) does not roll the output back', async () => {
+    await publish([{ path: 'a.txt', content: seededBytes(KiB, 1) }], 5)
+    const dl = await open()
+    const output = join(w.dir, 'out')
+    const first = await (await dl.add(`/ipns/${name}`, { output })).done
+    await publish([{ path: 'a.txt', content: seededBytes(KiB, 9) }], 4)
+    const again = await (await dl.add(`/ipns/${name}`, { output })).done
+    expect(again.id).toBe(first.id)
+    expect(await readFile(join(output, 'a.txt'))).toEqual(Buffer.from(seededBytes(KiB, 1)))
+  })
+
+  it('a single file whose every block the old copy holds (another DAG of the same bytes) is written from it, nothing fetched', async () => {
+    const data = seededBytes(700 * KiB, 4)
+    const v1 = (await addFile(w.blocks, data)).toString()
+    const v0 = (await addFile(w.blocks, data, { cidVersion: 0, rawLeaves: true })).toString()
+    expect(v0).not.toBe(v1)
+    const dl = await open()
+    const output = join(w.dir, 'f.bin')
+    await (await dl.add(v1, { output })).done
+    w.gateways[0]!.requests.length = 0
+    const rec = await (await dl.add(v0, { output })).done
+    expect(rec).toMatchObject({ status: 'success', cid: v0, updateReport: { reusedBytes: data.byteLength, fetchedBytes: 0 } })
+    expect(sha256(await readFile(output))).toBe(sha256(data))
+    expect(w.gateways[0]!.requests.filter((r) => r.format === 'raw' && r.path !== `/ipfs/${v0}`)).toEqual([])
+  })
+})
+
 describe('updates of a CID\'s output', () => {
   let w: World
   beforeEach(async () => { w = await world({ size: 4 * KiB }) })
@@ -177,7 +278,7 @@ describe('updates of a CID\'s output', () => {
   it('-o at the output of an earlier finished download brings it to the new CID; other modes refuse', async () => {
     const v1 = (await addDirectory(w.blocks, [{ path: 'a.bin', content: seededBytes(300 * KiB, 1) }, { path: 'b.bin', content: seededBytes(KiB, 2) }])).toString()
     const v2 = (await addDirectory(w.blocks, [{ path: 'a.bin', content: seededBytes(300 * KiB, 1) }, { path: 'c.bin', content: seededBytes(KiB, 3) }])).toString()
-    const dl = await w.open()
+    const dl = await w.open(REAL_TIME)
     const output = join(w.dir, 'out')
     const first = await (await dl.add(v1, { output })).done
     await expect(dl.add(v2, { output, mode: 'path' })).rejects.toMatchObject({ code: 'CIDGET_ERR_OUTPUT_EXISTS' })
@@ -187,6 +288,18 @@ describe('updates of a CID\'s output', () => {
     expect(update.updateReport).toMatchObject({ keptFiles: 1, keptBytes: 300 * KiB, removed: ['b.bin'], removedCount: 1, carriedCount: 0 })
     expect([...(await filesOf(output)).keys()].sort()).toEqual(['a.bin', 'c.bin'])
     for (const leaf of await leavesOf(seededBytes(300 * KiB, 1))) expect(w.gateways[0]!.requests.some((r) => r.path.includes(leaf) || (r.carBlocks ?? []).includes(leaf))).toBe(false)
+  })
+
+  it('asking again for the first CID after an update brings the output back to it, not "done"', async () => {
+    const v1 = (await addDirectory(w.blocks, [{ path: 'a.bin', content: seededBytes(KiB, 1) }])).toString()
+    const v2 = (await addDirectory(w.blocks, [{ path: 'a.bin', content: seededBytes(KiB, 2) }])).toString()
+    const dl = await w.open(REAL_TIME)
+    const output = join(w.dir, 'out')
+    await (await dl.add(v1, { output })).done
+    const second = await (await dl.add(v2, { output })).done
+    const back = await (await dl.add(v1, { output })).done
+    expect(back).toMatchObject({ status: 'success', cid: v1, updateOf: second.id })
+    expect(await readFile(join(output, 'a.bin'))).toEqual(Buffer.from(seededBytes(KiB, 1)))
   })
 })
 

@@ -241,7 +241,7 @@ export function storeContract (name: string, open: (opts: ContractOpenOptions) =
         const [u] = await store.createDownloads([newDownload({ ...resolved, output: '/o/u', updateOf: old.id })], T0 + 1)
         const one = await store.createDownload(newDownload({ ...resolved, output: '/o/v', updateOf: old.id }), T0 + 1)
         for (const rec of [u, one]) expect(rec).toMatchObject({ ...resolved, updateOf: old.id, updateReport: null })
-        const report = { keptFiles: 3, keptBytes: 30, reusedBytes: 5, fetchedBytes: 7, removed: ['a/b'], removedCount: 1, carried: [], carriedCount: 0 }
+        const report = { keptFiles: 3, keptBytes: 30, reusedBytes: 5, fetchedBytes: 7, removed: ['a/b'], removedCount: 1, carried: [], carriedCount: 0, previousUnknown: false, complete: true }
         await store.updateDownload(one.id, { updateReport: report })
         expect((await store.getDownload(one.id))?.updateReport).toEqual(report)
         expect((await store.findNamedDownload(name, '/o/u'))?.id).toBe(u!.id)

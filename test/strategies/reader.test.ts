@@ -51,6 +51,18 @@ describe('DagReader', () => {
     expect(fetched).toEqual([b.cid.toString()])
   })
 
+  it('a block kept after another that shares its fingerprint is kept too, and read back', async () => {
+    const [a, b] = await collidingBlocks() as [{ cid: CID, bytes: Uint8Array }, { cid: CID, bytes: Uint8Array }]
+    const journal = memoryKept()
+    const reader = await DagReader.open(journal, { get: async () => { throw new Error('no fetch expected') } }, new AbortController().signal, 4)
+    await reader.keep(a.cid, a.bytes)
+    await reader.keep(b.cid, b.bytes)
+    expect([...journal.kept.keys()].sort()).toEqual([a.cid.toString(), b.cid.toString()].sort())
+    const again = await DagReader.open(journal, { get: async () => { throw new Error('no fetch expected') } }, new AbortController().signal, 4)
+    expect(await again.keptBytes(b.cid)).toEqual(b.bytes)
+    expect(await again.keptBytes(a.cid)).toEqual(a.bytes)
+  })
+
   it('keeps each inner block once and reads it back without a request', async () => {
     const bytes = dagPb.encode({ Data: new Uint8Array([8, 1]), Links: [] })
     const cid = CID.createV1(dagPb.code, await sha256.digest(bytes))

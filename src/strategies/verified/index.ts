@@ -136,13 +136,13 @@ async function verifiedDownload (ctx: VerifiedContext, internal: AbortController
  */
 async function seedUpdate (ctx: VerifiedContext, tree: OutputTree, reader: DagReader, done: Bitmap, start: RootStart, signal: AbortSignal): Promise<Seeded> {
   try {
-    const seeded = await new UpdateSeeder(reader, tree, signal).run(ctx.record.output, start.root, start.rootBytes)
+    const seeded = await new UpdateSeeder(reader, tree, ctx.limits, signal).run(ctx.record.output, start.root, start.rootBytes)
     if (seeded.blocks.count > 0) {
       done.union(seeded.blocks)
       await tree.syncAll()
       await ctx.journal.checkpoint(done.toBytes(), seeded.bytes)
     }
-    await ctx.journal.report(updateReport(seeded, seeded.bytes, { removed: [], removedCount: 0, carried: [], carriedCount: 0 }))
+    await ctx.journal.report(updateReport(seeded, seeded.bytes, { removed: [], removedCount: 0, carried: [], carriedCount: 0, previousUnknown: false }, false))
     return seeded
   } catch (err) {
     await tree.close()
@@ -160,7 +160,9 @@ async function progressWithData (ctx: VerifiedContext, partial: string): Promise
   const { record, journal } = ctx
   const stored = await journal.progress()
   if (stored === undefined) return undefined
-  if (!await partialExists(partial) && await isDirectoryPath(record.output)) {
+  // an update's output is the old version until its swap began (its complete report is written first)
+  const swapped = ctx.update === undefined || record.updateReport?.complete === true
+  if (swapped && !await partialExists(partial) && await isDirectoryPath(record.output)) {
     // A directory is renamed into place only when every block is written and fsynced, and its
     // progress is cleared just after: progress, no staging directory and the directory in place
     // mean a run stopped between the two. Moved back, it is resumed (nothing is left to fetch) and
@@ -267,12 +269,13 @@ async function finish (ctx: VerifiedContext, journal: DownloadJournal, tree: Out
     if (ctx.signal.aborted) throw ctx.signal.reason
     throw toCidgetError(err)
   }
-  if (update !== undefined) {
-    // the old output's entries that the new version lacks: removed, or carried over when the user added them
-    const carried = await carryOver(tree.root, record.output, update, reader)
+  // an update: the old output's entries that the new version lacks, removed or carried over when the user added
+  // them; then the report, complete (a run stopped after the swap finds the lists there, and the old output gone)
+  if (update !== undefined && record.updateReport?.complete !== true) {
+    const carried = await carryOver(tree.root, record.output, update.previous, reader)
     // what the first run kept (a resumed run did not seed), from the record
     const kept = seeded ?? record.updateReport ?? { keptFiles: 0, keptBytes: 0, reusedBytes: 0 }
-    await journal.report(updateReport(kept, size, carried))
+    await journal.report(updateReport(kept, size, carried, true))
   }
   const partial = update === undefined
     ? tree

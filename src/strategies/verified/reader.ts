@@ -159,7 +159,9 @@ export class DagReader {
   async keep (cid: CID, bytes: Uint8Array): Promise<void> {
     const key = cid.toString()
     const print = fingerprint(key)
-    if (this.#keys.has(print)) return
+    // a fingerprint seen before: this block, kept already, or another one that shares it (kept too,
+    // or keptBytes would find nothing for it and the walk take it for a leaf done earlier)
+    if (this.#keys.has(print) && (this.#cache.has(key) || await this.#journal.keptBlock(key) !== undefined)) return
     this.#keys.add(print)
     this.#remember(key, bytes)
     await this.#journal.keepBlock(key, bytes)

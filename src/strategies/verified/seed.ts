@@ -8,7 +8,7 @@ import { MAX_BLOCK_BYTES, verifyBlock } from '../../gateways/block.js'
 import { checkName, safeJoin } from '../../sink/names.js'
 import type { OutputTree } from '../../sink/tree.js'
 import { Bitmap } from './bitmap.js'
-import { decode, shardLinks } from './dag.js'
+import { DagBudget, decode, shardLinks, type DagLimits } from './dag.js'
 import type { DagReader } from './reader.js'
 
 /** What an update found of the new version in the old output, placed in the staging directory or partial file. */
@@ -35,6 +35,8 @@ interface Piece {
   data?: Uint8Array
 }
 
+/** Blocks of one file looked for at most (a 64 GiB file of 256 KiB leaves); a larger one is left to the walk. */
+const MAX_PIECES = 1 << 18
 /** Blocks of the DAG asked for ahead of the seeding (within the reader's own bound). */
 const READ_AHEAD = 32
 
@@ -66,24 +68,30 @@ export class UpdateSeeder {
    */
   #scratch: Buffer | undefined
 
-  constructor (reader: DagReader, tree: OutputTree, signal: AbortSignal) {
+  /** The walk's limits: a DAG over them is left to the walk, which refuses it. */
+  readonly #budget: DagBudget
+
+  constructor (reader: DagReader, tree: OutputTree, limits: DagLimits, signal: AbortSignal) {
     this.#reader = reader
     this.#tree = tree
+    this.#budget = new DagBudget(limits)
     this.#signal = signal
   }
 
   /** Places what `old` (the old output) holds of the entity `root` (`bytes`), a file or a directory. */
   async run (old: string, root: CID, bytes: Uint8Array): Promise<Seeded> {
     try {
-      await this.#entry(this.#tree.root, old, root, bytes)
+      await this.#entry(this.#tree.root, old, root, 0, bytes)
     } catch (err) {
-      if (!(err instanceof Unwalkable)) throw err
+      if (!(err instanceof Unwalkable) && !(err instanceof CidgetError && err.code === 'CIDGET_ERR_DAG_LIMIT')) throw err
     }
     return this.#found
   }
 
-  async #entry (path: string, old: string | undefined, cid: CID, given?: Uint8Array): Promise<void> {
+  async #entry (path: string, old: string | undefined, cid: CID, depth: number, given?: Uint8Array): Promise<void> {
     if (this.#signal.aborted) throw this.#signal.reason
+    this.#budget.depth(depth, cid)
+    this.#budget.entry()
     if (cid.code === rawCodec.code) {
       await this.#file(path, old, [{ index: this.#index++, at: 0, cid }], undefined)
       return
@@ -101,17 +109,18 @@ export class UpdateSeeder {
           const cids = node.Links.map((l) => l.Hash)
           for (const [j, l] of node.Links.entries()) {
             this.#readAhead(cids, j)
-            await this.#child(path, dir, cid, l.Name ?? '', l.Hash)
+            await this.#child(path, dir, cid, l.Name ?? '', l.Hash, depth)
           }
         } else {
-          await this.#shard(path, dir, cid, node, fs)
+          await this.#shard(path, dir, cid, node, fs, depth)
         }
         return
       }
       case 'file':
       case 'raw': {
         const pieces: Piece[] = []
-        await this.#pieces(cid, bytes, 0, pieces)
+        this.#budget.file(Number(fs.fileSize()))
+        await this.#pieces(cid, bytes, 0, pieces, depth)
         await this.#file(path, old, pieces, Number(fs.fileSize()))
         return
       }
@@ -123,7 +132,7 @@ export class UpdateSeeder {
     }
   }
 
-  async #child (path: string, old: string | undefined, dir: CID, name: string, cid: CID): Promise<void> {
+  async #child (path: string, old: string | undefined, dir: CID, name: string, cid: CID, depth: number): Promise<void> {
     let child: string
     try {
       checkName(name, dir.toString())
@@ -131,11 +140,11 @@ export class UpdateSeeder {
     } catch {
       throw new Unwalkable() // the walk refuses it
     }
-    await this.#entry(child, old === undefined ? undefined : safeJoin(old, [name], dir.toString()), cid)
+    await this.#entry(child, old === undefined ? undefined : safeJoin(old, [name], dir.toString()), cid, depth + 1)
   }
 
   /** A HAMT shard node: its links in order, depth-first, as the walk takes them. */
-  async #shard (path: string, old: string | undefined, cid: CID, node: dagPb.PBNode, fs: Parameters<typeof shardLinks>[2]): Promise<void> {
+  async #shard (path: string, old: string | undefined, cid: CID, node: dagPb.PBNode, fs: Parameters<typeof shardLinks>[2], depth: number): Promise<void> {
     const { links } = shardLinks(cid, node, fs)
     const cids = links.map((l) => 'shard' in l ? l.shard : l.cid)
     for (const [j, link] of links.entries()) {
@@ -145,9 +154,9 @@ export class UpdateSeeder {
         const sub = decode(link.shard, bytes)
         if (sub.fs.type !== 'hamt-sharded-directory') throw new Unwalkable()
         await this.#reader.keep(link.shard, bytes)
-        await this.#shard(path, old, link.shard, sub.node, sub.fs)
+        await this.#shard(path, old, link.shard, sub.node, sub.fs, depth)
       } else {
-        await this.#child(path, old, cid, link.name, link.cid)
+        await this.#child(path, old, cid, link.name, link.cid, depth)
       }
     }
   }
@@ -165,8 +174,10 @@ export class UpdateSeeder {
   }
 
   /** The data-bearing blocks of the file node `cid` at `at`, in walk order; inner nodes kept. */
-  async #pieces (cid: CID, bytes: Uint8Array, at: number, out: Piece[]): Promise<void> {
+  async #pieces (cid: CID, bytes: Uint8Array, at: number, out: Piece[], depth: number): Promise<void> {
     if (this.#signal.aborted) throw this.#signal.reason
+    this.#budget.depth(depth, cid)
+    if (out.length > MAX_PIECES) throw new Unwalkable()
     const { node, fs } = decode(cid, bytes)
     if (fs.type !== 'file' && fs.type !== 'raw') throw new Unwalkable()
     const data = fs.data ?? new Uint8Array(0)
@@ -184,7 +195,7 @@ export class UpdateSeeder {
       if (child.code === dagPb.code) this.#readAhead(cids, j)
       const length = Number(fs.blockSizes[j])
       if (child.code === rawCodec.code) out.push({ index: this.#index++, at: offset, cid: child, length })
-      else if (child.code === dagPb.code) await this.#pieces(child, await this.#reader.get(child), offset, out)
+      else if (child.code === dagPb.code) await this.#pieces(child, await this.#reader.get(child), offset, out, depth + 1)
       else throw new Unwalkable()
       offset += length
     }
@@ -213,7 +224,8 @@ export class UpdateSeeder {
             break
           }
         }
-        if (all && old !== undefined) {
+        // a tree's file is linked; a single file's partial file is there already (opened by the tree): written below
+        if (all && old !== undefined && path !== this.#tree.root) {
           await this.#link(old, path)
           for (const p of pieces) this.#found.blocks.add(p.index)
           this.#found.bytes += whole

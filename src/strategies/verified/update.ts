@@ -1,5 +1,4 @@
-import { link, lstat, mkdir, readdir, readlink, rename, rm, symlink, copyFile } from 'node:fs/promises'
-import { constants } from 'node:fs'
+import { link, lstat, mkdir, open, readdir, readlink, rename, rm, symlink, copyFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { fsError, isCidgetError, systemCode } from '../../core/errors.js'
 import type { UpdateReport } from '../../core/types.js'
@@ -36,7 +35,7 @@ export async function swapIn (staging: string, output: string): Promise<void> {
 }
 
 /** What was kept, fetched, removed and carried over, from the seeding and the walk's total. */
-export function updateReport (seeded: Pick<Seeded, 'keptFiles' | 'keptBytes' | 'reusedBytes'>, written: number, tree: CarriedOver): UpdateReport {
+export function updateReport (seeded: Pick<Seeded, 'keptFiles' | 'keptBytes' | 'reusedBytes'>, written: number, tree: CarriedOver, complete: boolean): UpdateReport {
   return {
     keptFiles: seeded.keptFiles,
     keptBytes: seeded.keptBytes,
@@ -45,7 +44,9 @@ export function updateReport (seeded: Pick<Seeded, 'keptFiles' | 'keptBytes' | '
     removed: tree.removed,
     removedCount: tree.removedCount,
     carried: tree.carried,
-    carriedCount: tree.carriedCount
+    carriedCount: tree.carriedCount,
+    previousUnknown: tree.previousUnknown,
+    complete
   }
 }
 
@@ -54,65 +55,102 @@ export interface CarriedOver {
   removedCount: number
   carried: string[]
   carriedCount: number
+  previousUnknown: boolean
 }
+
+/** Where a file of yours goes when the new version has something else at its path. */
+export const LOCAL_SUFFIX = '.cidget-local'
 
 /**
  * The old output's entries that the new version (in `staging`) does not have:
- * those of the old version (`previous`, its CID and path) are removed with
- * it; the others were never part of it (added by hand) and are carried over
- * into the new version (hard-linked, or copied; links as links), their
- * directories made. Nothing of the old output is changed.
+ * those of the old version (`previous`, its CID and path) are removed with it;
+ * the others were never part of it (added by hand) and are carried over into
+ * the new version (hard-linked, or copied; links as links), their directories
+ * made. One of yours at a path the new version now uses goes beside it with
+ * LOCAL_SUFFIX. When the old version cannot be read (`previous` unknown, or
+ * its directories on no gateway any more), nothing is deleted: every entry the
+ * new version lacks is carried over. Nothing of the old output is changed.
  */
-export async function carryOver (staging: string, old: string, previous: { cid: string, path: string }, reader: DagReader): Promise<CarriedOver> {
-  const out: CarriedOver = { removed: [], removedCount: 0, carried: [], carriedCount: 0 }
+export async function carryOver (staging: string, old: string, previous: { cid: string, path: string } | undefined, reader: DagReader): Promise<CarriedOver> {
+  const out: CarriedOver = { removed: [], removedCount: 0, carried: [], carriedCount: 0, previousUnknown: previous === undefined }
   if (!(await lstat(old).then((s) => s.isDirectory(), () => false))) return out
   const inOld = async (rel: string): Promise<boolean> => {
+    if (previous === undefined) return false
     try {
       await reader.resolve(previous.cid, previous.path + rel)
       return true
     } catch (err) {
-      if (isCidgetError(err, 'CIDGET_ERR_NOT_FOUND')) return false
+      // the path is not in the old version: its directories were read, and have no such entry
+      // (the reader's own "not found in", or the exporter's answer wrapped as "Resolving …"; a block that no
+      // gateway has is a CIDGET_ERR_NOT_FOUND of the pool's, as it is)
+      if (isCidgetError(err, 'CIDGET_ERR_NOT_FOUND') && (err.message.includes(' not found in ') || err.message.startsWith('Resolving '))) return false
+      if (isCidgetError(err) && err.kind !== 'aborted' && err.kind !== 'state') {
+        out.previousUnknown = true // on no gateway any more: keep, do not guess
+        return false
+      }
       throw err
     }
   }
-  const walk = async (rel: string): Promise<void> => {
+  const carried = async (from: string, to: string, rel: string): Promise<void> => {
+    await carry(from, to)
+    out.carriedCount++
+    if (out.carried.length < MAX_NAMED) out.carried.push(rel)
+  }
+  const walk = async (rel: string, into: string): Promise<void> => {
     for (const entry of await readdir(join(old, rel), { withFileTypes: true })) {
       const r = `${rel}/${entry.name}`
-      const there = await lstat(join(staging, r)).then((s) => s, () => undefined)
+      const target = `${into}/${entry.name}`
+      const there = await lstat(join(staging, target)).then((s) => s, () => undefined)
       if (there !== undefined) {
-        // the new version has it: what the user added inside a directory of both is looked for below
-        if (there.isDirectory() && entry.isDirectory()) await walk(r)
+        if (there.isDirectory() && entry.isDirectory()) {
+          await walk(r, target) // what the user added inside a directory of both
+          continue
+        }
+        const mine = await lstat(join(old, r))
+        // the new version's file kept from this very one (a hard link): part of both
+        if (mine.ino === there.ino && mine.dev === there.dev) continue
+        if (await inOld(r)) {
+          // replaced by the new version; what the user added inside an old directory stays theirs
+          if (entry.isDirectory()) await walk(r, `${target}${LOCAL_SUFFIX}`)
+          continue
+        }
+        await carried(join(old, r), join(staging, target + LOCAL_SUFFIX), target.slice(1) + LOCAL_SUFFIX)
         continue
       }
       if (await inOld(r)) {
         out.removedCount++
         if (out.removed.length < MAX_NAMED) out.removed.push(r.slice(1))
-        if (entry.isDirectory()) await walk(r) // what the user added in it is carried over
+        if (entry.isDirectory()) await walk(r, target) // what the user added in it is carried over
         continue
       }
-      await carry(join(old, r), join(staging, r))
-      out.carriedCount++
-      if (out.carried.length < MAX_NAMED) out.carried.push(r.slice(1))
+      await carried(join(old, r), join(staging, target), target.slice(1))
     }
   }
-  await walk('')
+  await walk('', '')
   return out
 }
 
-/** Copies `from` (a file, a link or a directory of the user's) to `to`, files hard-linked where possible. */
+/** Copies `from` (a file, a link or a directory of the user's) to `to`, files hard-linked where possible, else copied whole then renamed. */
 async function carry (from: string, to: string): Promise<void> {
   try {
     await mkdir(dirname(to), { recursive: true })
     const st = await lstat(from)
     if (st.isDirectory()) {
-      await mkdir(to)
+      await mkdir(to, { recursive: true })
       for (const name of await readdir(from)) await carry(join(from, name), join(to, name))
     } else if (st.isSymbolicLink()) {
+      await rm(to, { force: true })
       await symlink(await readlink(from), to)
     } else if (st.isFile()) {
+      await rm(to, { force: true }) // a copy cut short by a kill
       await link(from, to).catch(async (err: unknown) => {
         if (systemCode(err) === 'EEXIST') throw err
-        await copyFile(from, to, constants.COPYFILE_EXCL)
+        // a copy under another name, durable, then renamed: never a part of the file at its name
+        const tmp = to + '.cidget-tmp'
+        await copyFile(from, tmp)
+        const fh = await open(tmp, 'r+')
+        try { await fh.sync() } finally { await fh.close() }
+        await rename(tmp, to)
       })
     }
   } catch (err) {
