@@ -12,8 +12,8 @@ export const OLD_SUFFIX = '.cidget-old'
 const MAX_NAMED = 100
 
 /**
- * An update's swap, two renames: the old output aside, the new one into place,
- * then the old one deleted. A run that finds the old one aside (it was stopped
+ * An update's swap of a directory, two renames: the old output aside, the new
+ * one into place, then the old one deleted (a file: one rename over the old). A run that finds the old one aside (it was stopped
  * between the renames) puts it back when nothing is in place (the update then
  * resumes and swaps again), or deletes it when the new one is: either way one
  * whole version is at the output at every moment but between the renames.
@@ -29,6 +29,11 @@ export async function settleSwap (output: string): Promise<void> {
 export async function swapIn (staging: string, output: string): Promise<void> {
   const old = output + OLD_SUFFIX
   await rm(old, { recursive: true, force: true }).catch((err: unknown) => { throw fsError(err, `remove ${old}`) })
+  // a file replaces the old one in one rename: there is no moment without one
+  if (!(await lstat(staging)).isDirectory() && !(await lstat(output).then((s) => s.isDirectory(), () => false))) {
+    await renameIntoPlace(staging, output)
+    return
+  }
   if (await present(output)) await rename(output, old).catch((err: unknown) => { throw fsError(err, `move ${output} aside`) })
   await renameIntoPlace(staging, output)
   await rm(old, { recursive: true, force: true }).catch((err: unknown) => { throw fsError(err, `remove ${old}`) })
