@@ -1,4 +1,4 @@
-import { open, rename, rm, mkdir, statfs, stat, type FileHandle } from 'node:fs/promises'
+import { open, rename, rm, mkdir, statfs, stat, lstat, type FileHandle } from 'node:fs/promises'
 import { createReadStream, constants } from 'node:fs'
 import { createHash, type Hash } from 'node:crypto'
 import { dirname } from 'node:path'
@@ -197,4 +197,27 @@ export async function hashFilePrefix (path: string, length: number, signal?: Abo
   const stream = createReadStream(path, { start: 0, end: length - 1, highWaterMark: 1 << 20, ...(signal === undefined ? {} : { signal }) })
   for await (const chunk of stream) hash.update(chunk as Buffer)
   return hash
+}
+
+/** True when something is at `path`, itself (a symlink is not followed: a link is there, wherever it leads). */
+export async function present (path: string): Promise<boolean> {
+  try {
+    await lstat(path)
+    return true
+  } catch (err) {
+    if (systemCode(err) === 'ENOENT') return false
+    throw fsError(err, `look for ${path}`)
+  }
+}
+
+/** Reads into all of `buf` from `at` of the open file (less at its end); the bytes read. */
+export async function readAt (fh: FileHandle, at: number, buf: Uint8Array): Promise<Uint8Array> {
+  const length = buf.byteLength
+  let got = 0
+  while (got < length) {
+    const { bytesRead } = await fh.read(buf, got, length - got, at + got)
+    if (bytesRead === 0) break
+    got += bytesRead
+  }
+  return buf.subarray(0, got)
 }

@@ -17,6 +17,10 @@ import type { FastifyInstance } from 'fastify'
 import { chromium, type Browser, type Page } from 'playwright-core'
 import { MemoryBlocks, addDirectory, addFile, seededBytes, startTestGateway, type TestGateway } from '../../src/testing/index.js'
 import { Downloader } from '../../src/engine/downloader.js'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { createIPNSRecord, marshalIPNSRecord } from 'ipns'
+import { base36 } from 'multiformats/bases/base36'
 import type { DownloadRecord } from '../../src/core/types.js'
 import { buildServer } from '../../src/server/app.js'
 import { DASHBOARD_HTML, DASHBOARD_JS, DASHBOARD_CSS } from '../../src/server/dashboard/assets.js'
@@ -75,7 +79,8 @@ describe.skipIf(why !== undefined)('web dashboard in chromium', () => {
     tmp = await mkdtemp(join(tmpdir(), 'cidget-dashboard-'))
     dir = join(tmp, 'downloads')
     await mkdir(dir)
-    dl = await Downloader.open({ state: join(tmp, 'state.db'), gateways: [gw.url] })
+    // names resolve through the gateway's records only: no router, no resolver is asked
+    dl = await Downloader.open({ state: join(tmp, 'state.db'), gateways: [gw.url], routers: [], dnsResolvers: ['system'], nameSettleMs: 10 })
     app = await buildServer({ downloader: dl, dir, token })
     await app.listen({ port: 0, host: '127.0.0.1' })
     const addr = app.server.address()
@@ -205,6 +210,18 @@ describe.skipIf(why !== undefined)('web dashboard in chromium', () => {
 
     await mkdir(OUTPUT_DIR, { recursive: true })
     await page.screenshot({ path: join(OUTPUT_DIR, 'dashboard.png'), fullPage: true, animations: 'disabled' })
+    await page.close()
+    expect(pageErrors).toEqual([])
+  })
+
+  it('shows a name and, once its download starts, the CID it resolved to', async () => {
+    const key = await generateKeyPair('Ed25519')
+    const name = peerIdFromPrivateKey(key).toCID().toString(base36)
+    gw.setIpnsRecord(name, marshalIPNSRecord(await createIPNSRecord(key, `/ipfs/${tree.cid}`, 1, 3_600_000)))
+    const page = await openPage(`${base}/#token=${token}`)
+    const id = await addThroughForm(page, `/ipns/${name}/sub/c.txt`, 'named.txt')
+    await waitForText(page, `target-${id}`, new RegExp(`/ipns/${name}/sub/c\\.txt → /ipfs/${tree.cid}/sub/c\\.txt`))
+    await waitForText(page, `status-${id}`, /done|success|complete/i)
     await page.close()
     expect(pageErrors).toEqual([])
   })

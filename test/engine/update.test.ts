@@ -44,29 +44,43 @@ async function leavesOf (content: Uint8Array): Promise<string[]> {
   return dagPb.decode(blocks.get(root)).Links.map((l) => l.Hash.toString())
 }
 
-describe('updates of a tree', () => {
-  let w: World
-  let key: PrivateKey
-  let name: string
+/** A world whose first gateway serves an IPNS name's records: `publish` puts a tree under `site/` and points the name at it. */
+function named (): {
+  readonly w: World
+  readonly name: string
+  publish: (entries: Array<{ path: string, content?: Uint8Array }>, sequence?: number) => Promise<string>
+  open: () => ReturnType<World['open']>
+} {
+  let w: World | undefined
+  let key: PrivateKey | undefined
+  let name = ''
   let seq = 0
-
   beforeEach(async () => {
     w = await world({ size: 4 * KiB })
     key = await generateKeyPair('Ed25519')
     name = peerIdFromPrivateKey(key).toCID().toString(base36)
   })
-  afterEach(async () => { await w.close() })
-
-  async function publish (tree: Tree): Promise<string> {
-    const root = (await addDirectory(w.blocks, [...tree].map(([path, content]) => ({ path: `site/${path}`, content })))).toString()
-    w.gateways[0]!.setIpnsRecord(name, marshalIPNSRecord(await createIPNSRecord(key, `/ipfs/${root}/site`, ++seq, 3_600_000)))
-    return root
+  afterEach(async () => { await w?.close() })
+  return {
+    get w () { return w as World },
+    get name () { return name },
+    publish: async (entries, sequence = ++seq) => {
+      const root = (await addDirectory((w as World).blocks, entries.map((e) => ({ ...e, path: `site/${e.path}` })))).toString()
+      ;(w as World).gateways[0]!.setIpnsRecord(name, marshalIPNSRecord(await createIPNSRecord(key as PrivateKey, `/ipfs/${root}/site`, sequence, 3_600_000)))
+      return root
+    },
+    open: async () => await (w as World).open({ routers: [], dnsResolvers: [], nameSettleMs: 10, ...REAL_TIME })
   }
+}
+
+describe('updates of a tree', () => {
+  const n = named()
+  const publish = async (tree: Tree): Promise<string> => await n.publish([...tree].map(([path, content]) => ({ path, content })))
 
   /** Every block CID the gateway sent since its record was last emptied: raw answers and CAR bodies. */
   function sent (): Set<string> {
     const out = new Set<string>()
-    for (const r of w.gateways[0]!.requests) {
+    for (const r of n.w.gateways[0]!.requests) {
       if (r.format === 'raw') out.add(r.path.slice('/ipfs/'.length))
       for (const c of r.carBlocks ?? []) out.add(c)
     }
@@ -91,9 +105,9 @@ describe('updates of a tree', () => {
     for (let j = 0; j < 5; j++) v2.set(`new/n${j}.bin`, seededBytes(2 * KiB, 8000 + j))
 
     const root1 = await publish(v1)
-    const dl = await w.open({ routers: [], dnsResolvers: [], nameSettleMs: 10, ...REAL_TIME })
-    const output = join(w.dir, 'out')
-    const first = await (await dl.add(`/ipns/${name}`, { output })).done
+    const dl = await n.open()
+    const output = join(n.w.dir, 'out')
+    const first = await (await dl.add(`/ipns/${n.name}`, { output })).done
     expect(first).toMatchObject({ status: 'success', cid: root1, path: '/site' })
     expect(await filesOf(output)).toEqual(hashes(v1))
 
@@ -103,8 +117,8 @@ describe('updates of a tree', () => {
     await writeFile(join(output, 'd0', 'mine.txt'), 'my notes')
 
     const root2 = await publish(v2)
-    w.gateways[0]!.requests.length = 0
-    const update = await (await dl.add(`/ipns/${name}`, { output })).done
+    n.w.gateways[0]!.requests.length = 0
+    const update = await (await dl.add(`/ipns/${n.name}`, { output })).done
     expect(update).toMatchObject({ status: 'success', cid: root2, updateOf: first.id })
 
     const expected = hashes(v2)
@@ -129,7 +143,7 @@ describe('updates of a tree', () => {
     expect(wire.has(ed![1]!)).toBe(true)
 
     const changedBytes = [...v2].filter(([p, c]) => v1.get(p) !== c).reduce((n, [, c]) => n + c.byteLength, 0)
-    const fetchedData = w.gateways[0]!.bytesSent()
+    const fetchedData = n.w.gateways[0]!.bytesSent()
     // the changed data that had to come (the grown tail, the shrunk and the edited leaves, small files, the altered one), plus the inner nodes
     expect(fetchedData).toBeLessThan(1.1 * (changedBytes - (MiB + 600 * KiB + 3 * 256 * KiB) + 2 * KiB) + 200 * KiB)
 
@@ -146,17 +160,17 @@ describe('updates of a tree', () => {
   it('a name that did not move fetches nothing; an unfinished update is resumed, not started again', async () => {
     const v1: Tree = new Map([['a.bin', seededBytes(600 * KiB, 1)], ['b.bin', seededBytes(KiB, 2)]])
     await publish(v1)
-    const dl = await w.open({ routers: [], dnsResolvers: [], nameSettleMs: 10, ...REAL_TIME })
-    const output = join(w.dir, 'out')
-    const first = await (await dl.add(`/ipns/${name}`, { output })).done
-    w.gateways[0]!.requests.length = 0
-    expect((await dl.add(`/ipns/${name}`, { output })).id).toBe(first.id)
-    expect(w.gateways[0]!.requests.every((r) => r.format === 'ipns-record')).toBe(true)
+    const dl = await n.open()
+    const output = join(n.w.dir, 'out')
+    const first = await (await dl.add(`/ipns/${n.name}`, { output })).done
+    n.w.gateways[0]!.requests.length = 0
+    expect((await dl.add(`/ipns/${n.name}`, { output })).id).toBe(first.id)
+    expect(n.w.gateways[0]!.requests.every((r) => r.format === 'ipns-record')).toBe(true)
 
     const v2: Tree = new Map([['a.bin', seededBytes(900 * KiB, 3)], ['b.bin', seededBytes(KiB, 2)]])
     await publish(v2)
-    w.gateways[0]!.setMaxBytesPerSecond(256 * KiB)
-    const job = await dl.add(`/ipns/${name}`, { output })
+    n.w.gateways[0]!.setMaxBytesPerSecond(256 * KiB)
+    const job = await dl.add(`/ipns/${n.name}`, { output })
     await new Promise<void>((resolve) => {
       dl.on('cidget:download:progress', (e) => { if (e.id === job.id && e.bytes >= 300 * KiB) resolve() })
     })
@@ -164,8 +178,8 @@ describe('updates of a tree', () => {
     expect((await job.done).status).toBe('paused')
     // the old version is whole meanwhile
     expect(await filesOf(output)).toEqual(hashes(v1))
-    w.gateways[0]!.setMaxBytesPerSecond(undefined)
-    const resumed = await (await dl.add(`/ipns/${name}`, { output })).done
+    n.w.gateways[0]!.setMaxBytesPerSecond(undefined)
+    const resumed = await (await dl.add(`/ipns/${n.name}`, { output })).done
     expect(resumed).toMatchObject({ id: job.id, status: 'success', updateOf: first.id })
     expect(resumed.updateReport).toMatchObject({ keptFiles: 1, keptBytes: KiB })
     expect(await filesOf(output)).toEqual(hashes(v2))
@@ -173,33 +187,18 @@ describe('updates of a tree', () => {
 })
 
 describe('updates: what must not be lost or trusted', () => {
-  let w: World
-  let key: PrivateKey
-  let name: string
-  let seq = 0
-  beforeEach(async () => {
-    w = await world({ size: 4 * KiB })
-    key = await generateKeyPair('Ed25519')
-    name = peerIdFromPrivateKey(key).toCID().toString(base36)
-  })
-  afterEach(async () => { await w.close() })
-
-  async function publish (entries: Array<{ path: string, content?: Uint8Array }>, sequence = ++seq): Promise<string> {
-    const root = (await addDirectory(w.blocks, entries.map((e) => ({ ...e, path: `site/${e.path}` })))).toString()
-    w.gateways[0]!.setIpnsRecord(name, marshalIPNSRecord(await createIPNSRecord(key, `/ipfs/${root}/site`, sequence, 3_600_000)))
-    return root
-  }
-  const open = async (): ReturnType<World['open']> => await w.open({ routers: [], dnsResolvers: [], nameSettleMs: 10, ...REAL_TIME })
+  const n = named()
+  const { publish, open } = n
 
   it('your files at paths the new version now uses go beside them (.cidget-local), also those in a directory it replaced by a file', async () => {
     await publish([{ path: 'a.txt', content: seededBytes(KiB, 1) }, { path: 'docs/x.txt', content: seededBytes(KiB, 2) }])
     const dl = await open()
-    const output = join(w.dir, 'out')
-    await (await dl.add(`/ipns/${name}`, { output })).done
+    const output = join(n.w.dir, 'out')
+    await (await dl.add(`/ipns/${n.name}`, { output })).done
     await writeFile(join(output, 'notes.md'), 'mine')
     await writeFile(join(output, 'docs', 'mine.txt'), 'also mine')
     await publish([{ path: 'a.txt', content: seededBytes(KiB, 1) }, { path: 'notes.md', content: seededBytes(KiB, 3) }, { path: 'docs', content: seededBytes(KiB, 4) }])
-    const rec = await (await dl.add(`/ipns/${name}`, { output })).done
+    const rec = await (await dl.add(`/ipns/${n.name}`, { output })).done
     expect(rec.status).toBe('success')
     expect(await readFile(join(output, 'notes.md'))).toEqual(Buffer.from(seededBytes(KiB, 3)))
     expect(await readFile(join(output, 'notes.md.cidget-local'), 'utf8')).toBe('mine')
@@ -211,11 +210,11 @@ describe('updates: what must not be lost or trusted', () => {
   it('when the old version is on no gateway any more, nothing it had is deleted: kept and reported', async () => {
     const root1 = await publish([{ path: 'keep.txt', content: seededBytes(KiB, 1) }, { path: 'gone.txt', content: seededBytes(KiB, 2) }])
     const dl = await open()
-    const output = join(w.dir, 'out')
-    await (await dl.add(`/ipns/${name}`, { output })).done
+    const output = join(n.w.dir, 'out')
+    await (await dl.add(`/ipns/${n.name}`, { output })).done
     await publish([{ path: 'keep.txt', content: seededBytes(KiB, 1) }, { path: 'new.txt', content: seededBytes(KiB, 3) }])
-    w.gateways[0]!.addFault({ fault: { type: 'status', status: 404 }, match: { path: `/ipfs/${root1}` } })
-    const rec = await (await dl.add(`/ipns/${name}`, { output })).done
+    n.w.gateways[0]!.addFault({ fault: { type: 'status', status: 404 }, match: { path: `/ipfs/${root1}` } })
+    const rec = await (await dl.add(`/ipns/${n.name}`, { output })).done
     expect(rec.status).toBe('success')
     expect((await readdir(output)).sort()).toEqual(['gone.txt', 'keep.txt', 'new.txt'])
     expect(rec.updateReport).toMatchObject({ previousUnknown: true, carried: ['gone.txt'], removedCount: 0 })
@@ -226,18 +225,18 @@ describe('updates: what must not be lost or trusted', () => {
     const v2 = [{ path: 'a.bin', content: seededBytes(900 * KiB, 3) }, { path: 'b.bin', content: seededBytes(KiB, 2) }]
     await publish(v1)
     const dl = await open()
-    const output = join(w.dir, 'out')
-    await (await dl.add(`/ipns/${name}`, { output })).done
+    const output = join(n.w.dir, 'out')
+    await (await dl.add(`/ipns/${n.name}`, { output })).done
     await publish(v2)
-    w.gateways[0]!.setMaxBytesPerSecond(256 * KiB)
-    const job = await dl.add(`/ipns/${name}`, { output })
+    n.w.gateways[0]!.setMaxBytesPerSecond(256 * KiB)
+    const job = await dl.add(`/ipns/${n.name}`, { output })
     await new Promise<void>((resolve) => {
       dl.on('cidget:download:progress', (e) => { if (e.id === job.id && e.bytes >= 300 * KiB) resolve() })
     })
     await dl.pause(job.id)
     await job.done
     await rm(output + '.cidget-partial', { recursive: true })
-    w.gateways[0]!.setMaxBytesPerSecond(undefined)
+    n.w.gateways[0]!.setMaxBytesPerSecond(undefined)
     const rec = await (await dl.resume(job.id)).done
     expect(rec.status).toBe('success')
     expect(await filesOf(output)).toEqual(new Map(v2.map((f) => [f.path, sha256(f.content)])))
@@ -246,27 +245,27 @@ describe('updates: what must not be lost or trusted', () => {
   it('an older record of the same key (a source that withheld the newer one) does not roll the output back', async () => {
     await publish([{ path: 'a.txt', content: seededBytes(KiB, 1) }], 5)
     const dl = await open()
-    const output = join(w.dir, 'out')
-    const first = await (await dl.add(`/ipns/${name}`, { output })).done
+    const output = join(n.w.dir, 'out')
+    const first = await (await dl.add(`/ipns/${n.name}`, { output })).done
     await publish([{ path: 'a.txt', content: seededBytes(KiB, 9) }], 4)
-    const again = await (await dl.add(`/ipns/${name}`, { output })).done
+    const again = await (await dl.add(`/ipns/${n.name}`, { output })).done
     expect(again.id).toBe(first.id)
     expect(await readFile(join(output, 'a.txt'))).toEqual(Buffer.from(seededBytes(KiB, 1)))
   })
 
   it('a single file whose every block the old copy holds (another DAG of the same bytes) is written from it, nothing fetched', async () => {
     const data = seededBytes(700 * KiB, 4)
-    const v1 = (await addFile(w.blocks, data)).toString()
-    const v0 = (await addFile(w.blocks, data, { cidVersion: 0, rawLeaves: true })).toString()
+    const v1 = (await addFile(n.w.blocks, data)).toString()
+    const v0 = (await addFile(n.w.blocks, data, { cidVersion: 0, rawLeaves: true })).toString()
     expect(v0).not.toBe(v1)
     const dl = await open()
-    const output = join(w.dir, 'f.bin')
+    const output = join(n.w.dir, 'f.bin')
     await (await dl.add(v1, { output })).done
-    w.gateways[0]!.requests.length = 0
+    n.w.gateways[0]!.requests.length = 0
     const rec = await (await dl.add(v0, { output })).done
     expect(rec).toMatchObject({ status: 'success', cid: v0, updateReport: { reusedBytes: data.byteLength, fetchedBytes: 0 } })
     expect(sha256(await readFile(output))).toBe(sha256(data))
-    expect(w.gateways[0]!.requests.filter((r) => r.format === 'raw' && r.path !== `/ipfs/${v0}`)).toEqual([])
+    expect(n.w.gateways[0]!.requests.filter((r) => r.format === 'raw' && r.path !== `/ipfs/${v0}`)).toEqual([])
   })
 })
 

@@ -3,9 +3,9 @@ import * as dagPb from '@ipld/dag-pb'
 import * as rawCodec from 'multiformats/codecs/raw'
 import { lstat, rename } from 'node:fs/promises'
 import { dirname } from 'node:path'
-import { CidgetError, fsError, systemCode, toCidgetError } from '../../core/errors.js'
+import { CidgetError, fsError, toCidgetError } from '../../core/errors.js'
 import { DEFAULTS } from '../../core/defaults.js'
-import { ensureFreeSpace } from '../../sink/partial.js'
+import { ensureFreeSpace, present } from '../../sink/partial.js'
 import { DiskSpace } from '../../sink/space.js'
 import { OutputTree } from '../../sink/tree.js'
 import type { DownloadJournal } from '../../core/journal.js'
@@ -40,16 +40,6 @@ async function isDirectoryPath (path: string): Promise<boolean> {
   }
 }
 
-/** True when the partial file or staging directory is there (it is never a symlink). */
-async function partialExists (path: string): Promise<boolean> {
-  try {
-    await lstat(path)
-    return true
-  } catch (err) {
-    if (systemCode(err) === 'ENOENT') return false
-    throw fsError(err, `look for ${path}`)
-  }
-}
 
 /** The abort reason of a download's own requests once it is over; not an error. */
 const OVER: unique symbol = Symbol('download over')
@@ -88,7 +78,7 @@ async function verifiedDownload (ctx: VerifiedContext, internal: AbortController
   const stored = await progressWithData(ctx, partial)
   const done = new Bitmap(stored)
   // a partial file without progress: a run killed before its first record wrote it
-  const resumed = stored !== undefined || await partialExists(partial)
+  const resumed = stored !== undefined || await present(partial)
   let durable = stored === undefined ? 0 : record.currentSize
   const reader = await DagReader.open(journal, ctx.blocks, internal.signal, ctx.concurrency)
   // an update asks for no leaves with the root: the old output may hold them
@@ -162,14 +152,14 @@ async function progressWithData (ctx: VerifiedContext, partial: string): Promise
   if (stored === undefined) return undefined
   // an update's output is the old version until its swap began (its complete report is written first)
   const swapped = ctx.update === undefined || record.updateReport?.complete === true
-  if (swapped && !await partialExists(partial) && await isDirectoryPath(record.output)) {
+  if (swapped && !await present(partial) && await isDirectoryPath(record.output)) {
     // A directory is renamed into place only when every block is written and fsynced, and its
     // progress is cleared just after: progress, no staging directory and the directory in place
     // mean a run stopped between the two. Moved back, it is resumed (nothing is left to fetch) and
     // renamed again.
     await rename(record.output, partial).catch((err: unknown) => { throw fsError(err, `move ${record.output} back to ${partial}`) })
   }
-  if (await partialExists(partial)) return stored
+  if (await present(partial)) return stored
   // progress without its data (deleted, or recorded on another machine): the blocks it counts are not here
   await restartWithoutPartial(journal, `the partial data ${record.output}${DEFAULTS.PARTIAL_SUFFIX} recorded by an earlier run is not on this machine`)
   return undefined

@@ -5,6 +5,7 @@ import * as dagPb from '@ipld/dag-pb'
 import * as rawCodec from 'multiformats/codecs/raw'
 import { CidgetError, fsError, systemCode } from '../../core/errors.js'
 import { MAX_BLOCK_BYTES, verifyBlock } from '../../gateways/block.js'
+import { readAt } from '../../sink/partial.js'
 import { safeJoin } from '../../sink/names.js'
 import { Bitmap } from './bitmap.js'
 import { decodeUnixFS, type Decoded } from './dag.js'
@@ -174,9 +175,9 @@ export class LeafFinder {
     if (file.fh === undefined) return false
     const length = declared ?? file.size - at
     if (length <= 0 || length > MAX_BLOCK_BYTES || at + length > file.size) return false
-    const probe = await read(file.fh, at, Math.min(PROBE_BYTES, length))
+    const probe = await readAt(file.fh, at, new Uint8Array(Math.min(PROBE_BYTES, length)))
     if (probe.every(b => b === 0)) return false
-    const bytes = await read(file.fh, at, length)
+    const bytes = await readAt(file.fh, at, new Uint8Array(length))
     try {
       await verifyBlock(cid, bytes)
     } catch (err) {
@@ -220,17 +221,6 @@ export class LeafFinder {
       await file.fh.close().catch(() => {})
     }
   }
-}
-
-async function read (fh: FileHandle, at: number, length: number): Promise<Uint8Array> {
-  const buf = new Uint8Array(length)
-  let got = 0
-  while (got < length) {
-    const { bytesRead } = await fh.read(buf, got, length - got, at + got)
-    if (bytesRead === 0) break
-    got += bytesRead
-  }
-  return buf.subarray(0, got)
 }
 
 function decode (bytes: Uint8Array): Decoded | undefined {

@@ -6,6 +6,7 @@ import * as rawCodec from 'multiformats/codecs/raw'
 import { CidgetError, fsError, systemCode } from '../../core/errors.js'
 import { MAX_BLOCK_BYTES, verifyBlock } from '../../gateways/block.js'
 import { checkName, safeJoin } from '../../sink/names.js'
+import { readAt } from '../../sink/partial.js'
 import type { OutputTree } from '../../sink/tree.js'
 import { Bitmap } from './bitmap.js'
 import { DagBudget, decode, shardLinks, type DagLimits } from './dag.js'
@@ -250,7 +251,7 @@ export class UpdateSeeder {
     const length = p.data?.byteLength ?? p.length ?? oldSize - p.at
     if (length <= 0 || length > MAX_BLOCK_BYTES || p.at + length > oldSize) return undefined
     this.#scratch ??= Buffer.allocUnsafeSlow(MAX_BLOCK_BYTES)
-    const bytes = await read(fh, p.at, this.#scratch.subarray(0, length))
+    const bytes = await readAt(fh, p.at, this.#scratch.subarray(0, length))
     if (bytes.byteLength !== length) return undefined
     if (p.data !== undefined) return Buffer.compare(bytes, p.data) === 0 ? bytes : undefined
     try {
@@ -303,16 +304,4 @@ async function openFile (path: string): Promise<FileHandle | undefined> {
   if ((await fh.stat()).isFile()) return fh
   await fh.close().catch(() => {})
   return undefined
-}
-
-/** Reads into all of `buf` from `at` (less at the end of the file). */
-async function read (fh: FileHandle, at: number, buf: Buffer): Promise<Uint8Array> {
-  const length = buf.byteLength
-  let got = 0
-  while (got < length) {
-    const { bytesRead } = await fh.read(buf, got, length - got, at + got)
-    if (bytesRead === 0) break
-    got += bytesRead
-  }
-  return buf.subarray(0, got)
 }

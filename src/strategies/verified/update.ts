@@ -2,7 +2,7 @@ import { link, lstat, mkdir, open, readdir, readlink, rename, rm, symlink, copyF
 import { dirname, join } from 'node:path'
 import { fsError, isCidgetError, systemCode } from '../../core/errors.js'
 import type { UpdateReport } from '../../core/types.js'
-import { renameIntoPlace } from '../../sink/partial.js'
+import { present, renameIntoPlace } from '../../sink/partial.js'
 import type { DagReader } from './reader.js'
 import type { Seeded } from './seed.js'
 
@@ -160,15 +160,5 @@ async function carry (from: string, to: string): Promise<void> {
     }
   } catch (err) {
     throw fsError(err, `carry ${from} over to ${to}`)
-  }
-}
-
-async function present (path: string): Promise<boolean> {
-  try {
-    await lstat(path)
-    return true
-  } catch (err) {
-    if (systemCode(err) === 'ENOENT') return false
-    throw fsError(err, `look for ${path}`)
   }
 }
