@@ -37,9 +37,9 @@ function hashes (tree: Tree): Map<string, string> {
 }
 
 /** The data blocks of a file as the importer makes it (its leaves, or the one block). */
-async function leavesOf (content: Uint8Array): Promise<string[]> {
+async function leavesOf (content: Uint8Array, opts: Parameters<typeof addFile>[2] = {}): Promise<string[]> {
   const blocks = new MemoryBlocks()
-  const root: CID = await addFile(blocks, content)
+  const root: CID = await addFile(blocks, content, opts)
   if (root.code !== dagPb.code) return [root.toString()]
   return dagPb.decode(blocks.get(root)).Links.map((l) => l.Hash.toString())
 }
@@ -287,6 +287,24 @@ describe('updates of a CID\'s output', () => {
     expect(update.updateReport).toMatchObject({ keptFiles: 1, keptBytes: 300 * KiB, removed: ['b.bin'], removedCount: 1, carriedCount: 0 })
     expect([...(await filesOf(output)).keys()].sort()).toEqual(['a.bin', 'c.bin'])
     for (const leaf of await leavesOf(seededBytes(300 * KiB, 1))) expect(w.gateways[0]!.requests.some((r) => r.path.includes(leaf) || (r.carBlocks ?? []).includes(leaf))).toBe(false)
+  })
+
+  it('content without raw leaves (CIDv0): the unchanged files\' dag-pb leaves are found in the old copy, not fetched', async () => {
+    const v0 = { cidVersion: 0 as const, rawLeaves: false }
+    const same = seededBytes(700 * KiB, 1)
+    const v1 = (await addDirectory(w.blocks, [{ path: 'same.bin', content: same }, { path: 'x.bin', content: seededBytes(300 * KiB, 2) }], v0)).toString()
+    const v2 = (await addDirectory(w.blocks, [{ path: 'same.bin', content: same }, { path: 'x.bin', content: seededBytes(300 * KiB, 3) }], v0)).toString()
+    expect(v1.startsWith('Qm')).toBe(true)
+    const dl = await w.open(REAL_TIME)
+    const output = join(w.dir, 'out')
+    await (await dl.add(v1, { output })).done
+    w.gateways[0]!.requests.length = 0
+    const rec = await (await dl.add(v2, { output })).done
+    expect(rec).toMatchObject({ status: 'success', updateReport: { keptFiles: 1, keptBytes: 700 * KiB } })
+    expect(await readFile(join(output, 'x.bin'))).toEqual(Buffer.from(seededBytes(300 * KiB, 3)))
+    const leaves = await leavesOf(same, v0)
+    expect(leaves.length).toBeGreaterThan(1)
+    for (const leaf of leaves) expect(w.gateways[0]!.requests.some((r) => r.path.includes(leaf) || (r.carBlocks ?? []).includes(leaf)), leaf).toBe(false)
   })
 
   it('asking again for the first CID after an update brings the output back to it, not "done"', async () => {

@@ -3,6 +3,7 @@ import { constants } from 'node:fs'
 import type { CID } from 'multiformats/cid'
 import * as dagPb from '@ipld/dag-pb'
 import * as rawCodec from 'multiformats/codecs/raw'
+import { UnixFS } from 'ipfs-unixfs'
 import { CidgetError, fsError, systemCode } from '../../core/errors.js'
 import { MAX_BLOCK_BYTES, verifyBlock } from '../../gateways/block.js'
 import { checkName, safeJoin } from '../../sink/names.js'
@@ -34,7 +35,12 @@ interface Piece {
   length?: number
   /** Data a dag-pb node carries itself (fetched with the node: written whatever the old copy holds). */
   data?: Uint8Array
+  /** A dag-pb leaf (`cid`, `length` bytes of data) not fetched: the old copy's bytes, wrapped as a leaf node, hash to its CID. */
+  node?: true
 }
+
+/** The UnixFS types importers give a dag-pb leaf: `file` (JavaScript's default), `raw` (Go's). */
+const LEAF_TYPES = ['file', 'raw'] as const
 
 /** Blocks of one file looked for at most (a 64 GiB file of 256 KiB leaves); a larger one is left to the walk. */
 const MAX_PIECES = 1 << 18
@@ -121,8 +127,13 @@ export class UpdateSeeder {
       case 'raw': {
         const pieces: Piece[] = []
         this.#budget.file(Number(fs.fileSize()))
-        await this.#pieces(cid, bytes, 0, pieces, depth)
-        await this.#file(path, old, pieces, Number(fs.fileSize()))
+        const fh = old === undefined ? undefined : await openFile(old)
+        try {
+          await this.#pieces(cid, bytes, 0, pieces, depth, fh)
+          await this.#file(path, old, pieces, Number(fs.fileSize()), fh)
+        } finally {
+          await fh?.close().catch(() => {})
+        }
         return
       }
       case 'symlink':
@@ -175,7 +186,7 @@ export class UpdateSeeder {
   }
 
   /** The data-bearing blocks of the file node `cid` at `at`, in walk order; inner nodes kept. */
-  async #pieces (cid: CID, bytes: Uint8Array, at: number, out: Piece[], depth: number): Promise<void> {
+  async #pieces (cid: CID, bytes: Uint8Array, at: number, out: Piece[], depth: number, fh: FileHandle | undefined): Promise<void> {
     if (this.#signal.aborted) throw this.#signal.reason
     this.#budget.depth(depth, cid)
     if (out.length > MAX_PIECES) throw new Unwalkable()
@@ -193,11 +204,14 @@ export class UpdateSeeder {
     const cids = node.Links.map((l) => l.Hash)
     for (let j = 0; j < node.Links.length; j++) {
       const child = (node.Links[j] as dagPb.PBLink).Hash
-      if (child.code === dagPb.code) this.#readAhead(cids, j)
       const length = Number(fs.blockSizes[j])
+      // read ahead where no old copy may hold them (a leaf it holds is never asked for), or when they are inner nodes
+      if (child.code === dagPb.code && (fh === undefined || length > MAX_BLOCK_BYTES)) this.#readAhead(cids, j)
       if (child.code === rawCodec.code) out.push({ index: this.#index++, at: offset, cid: child, length })
-      else if (child.code === dagPb.code) await this.#pieces(child, await this.#reader.get(child), offset, out, depth + 1)
-      else throw new Unwalkable()
+      else if (child.code !== dagPb.code) throw new Unwalkable()
+      // a dag-pb leaf whose data the old copy holds: known without a request (content made without raw leaves)
+      else if (fh !== undefined && await this.#leafAt(fh, child, offset, length) !== undefined) out.push({ index: this.#index++, at: offset, cid: child, length, node: true })
+      else await this.#pieces(child, await this.#reader.get(child), offset, out, depth + 1, fh)
       offset += length
     }
   }
@@ -207,8 +221,8 @@ export class UpdateSeeder {
    * file): linked whole from `old` when every piece is there and the size is
    * the same, else the pieces found written one by one.
    */
-  async #file (path: string, old: string | undefined, pieces: Piece[], size: number | undefined): Promise<void> {
-    const fh = old === undefined ? undefined : await openFile(old)
+  async #file (path: string, old: string | undefined, pieces: Piece[], size: number | undefined, opened?: FileHandle): Promise<void> {
+    const fh = opened ?? (old === undefined ? undefined : await openFile(old))
     if (fh === undefined) {
       // nothing to take from: a dag-pb node's own data is here already, written as the walk would
       for (const p of pieces) if (p.data !== undefined && p.data.byteLength > 0) await this.#place(path, p, p.data, 0)
@@ -241,13 +255,35 @@ export class UpdateSeeder {
         else if (p.data !== undefined && p.data.byteLength > 0) await this.#place(path, p, p.data, 0)
       }
     } finally {
-      await fh.close().catch(() => {})
+      if (opened === undefined) await fh.close().catch(() => {})
     }
+  }
+
+  /**
+   * The old copy's `length` bytes at `at` when, wrapped as a dag-pb leaf node
+   * (either UnixFS type importers use), they hash to `cid`; valid until the next read.
+   */
+  async #leafAt (fh: FileHandle, cid: CID, at: number, length: number): Promise<Uint8Array | undefined> {
+    if (length <= 0 || length > MAX_BLOCK_BYTES - 64) return undefined
+    this.#scratch ??= Buffer.allocUnsafeSlow(MAX_BLOCK_BYTES)
+    const bytes = await readAt(fh, at, this.#scratch.subarray(0, length))
+    if (bytes.byteLength !== length) return undefined
+    for (const type of LEAF_TYPES) {
+      const node = dagPb.encode({ Data: new UnixFS({ type, data: bytes }).marshal(), Links: [] })
+      try {
+        await verifyBlock(cid, node)
+        return bytes
+      } catch (err) {
+        if (!(err instanceof CidgetError && err.code === 'CIDGET_ERR_BLOCK_INVALID')) throw err
+      }
+    }
+    return undefined
   }
 
   /** The old copy's bytes of piece `p` when they are the piece (a leaf: hashed against its CID); valid until the next call. */
   async #match (fh: FileHandle, p: Piece, oldSize: number): Promise<Uint8Array | undefined> {
     if (this.#signal.aborted) throw this.#signal.reason
+    if (p.node === true) return p.at + (p.length as number) <= oldSize ? await this.#leafAt(fh, p.cid as CID, p.at, p.length as number) : undefined
     const length = p.data?.byteLength ?? p.length ?? oldSize - p.at
     if (length <= 0 || length > MAX_BLOCK_BYTES || p.at + length > oldSize) return undefined
     this.#scratch ??= Buffer.allocUnsafeSlow(MAX_BLOCK_BYTES)
