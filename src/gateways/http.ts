@@ -257,3 +257,21 @@ export class HttpClient {
     if (this.#own !== undefined) await this.#own.destroy()
   }
 }
+
+/**
+ * The whole body of `res`, at most `max` bytes: past them the answer is
+ * discarded and `over()` thrown (small answers read whole: a record, a DNS answer).
+ */
+export async function readBody (res: HttpResponse, max: number, over: () => Error): Promise<Buffer> {
+  const chunks: Uint8Array[] = []
+  let size = 0
+  for await (const chunk of res.body) {
+    size += chunk.byteLength
+    if (size > max) {
+      res.discard()
+      throw over()
+    }
+    chunks.push(chunk)
+  }
+  return Buffer.concat(chunks, size)
+}

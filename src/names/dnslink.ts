@@ -10,7 +10,7 @@
 
 import { Resolver } from 'node:dns/promises'
 import { CidgetError, systemCode } from '../core/errors.js'
-import type { HttpClient } from '../gateways/http.js'
+import { readBody, type HttpClient } from '../gateways/http.js'
 
 export const DNS_JSON_TYPE = 'application/dns-json'
 /** Largest DNS-over-HTTPS answer read (a TXT answer is a few hundred bytes). */
@@ -44,19 +44,10 @@ export function dohLookup (http: HttpClient, resolver: string): TxtLookup {
       res.discard()
       throw new CidgetError('CIDGET_ERR_HTTP_STATUS', `${resolver}: HTTP ${res.status} for the TXT records of ${name}`, { gateway: resolver, status: res.status })
     }
-    const chunks: Uint8Array[] = []
-    let size = 0
-    for await (const chunk of res.body) {
-      size += chunk.byteLength
-      if (size > MAX_DOH_ANSWER_BYTES) {
-        res.discard()
-        throw malformed(resolver, `the answer for ${name} is over ${MAX_DOH_ANSWER_BYTES} bytes`)
-      }
-      chunks.push(chunk)
-    }
+    const body = await readBody(res, MAX_DOH_ANSWER_BYTES, () => malformed(resolver, `the answer for ${name} is over ${MAX_DOH_ANSWER_BYTES} bytes`))
     let answer: unknown
     try {
-      answer = JSON.parse(Buffer.concat(chunks, size).toString('utf8'))
+      answer = JSON.parse(body.toString('utf8'))
     } catch {
       throw malformed(resolver, `the answer for ${name} is not JSON`)
     }

@@ -13,7 +13,7 @@
 import { unmarshalIPNSRecord } from 'ipns'
 import { ipnsValidator } from 'ipns/validator'
 import { CidgetError } from '../core/errors.js'
-import type { HttpClient } from '../gateways/http.js'
+import { readBody, type HttpClient } from '../gateways/http.js'
 
 export const IPNS_RECORD_TYPE = 'application/vnd.ipfs.ipns-record'
 /** The IPNS specification's bound on a record. */
@@ -73,17 +73,7 @@ export async function fetchIpnsRecord (http: HttpClient, source: RecordSource, n
     res.discard()
     throw invalid(source.url, `answered ${type === '' || type === undefined ? 'without a content type' : type} for the record of /ipns/${name}, not ${IPNS_RECORD_TYPE}`)
   }
-  const chunks: Uint8Array[] = []
-  let size = 0
-  for await (const chunk of res.body) {
-    size += chunk.byteLength
-    if (size > MAX_IPNS_RECORD_BYTES) {
-      res.discard()
-      throw invalid(source.url, `the record of /ipns/${name} is over ${MAX_IPNS_RECORD_BYTES} bytes`)
-    }
-    chunks.push(chunk)
-  }
-  return Buffer.concat(chunks, size)
+  return await readBody(res, MAX_IPNS_RECORD_BYTES, () => invalid(source.url, `the record of /ipns/${name} is over ${MAX_IPNS_RECORD_BYTES} bytes`))
 }
 
 /** Milliseconds since the epoch of an RFC 3339 time with up to nine digits of fraction. */

@@ -9,7 +9,7 @@ import { createIPNSRecord, marshalIPNSRecord } from 'ipns'
 import { base36 } from 'multiformats/bases/base36'
 import { addDirectory, addFile, seededBytes, startTestDnsResolver, startTestRouter, type TestDnsResolver, type TestRouter } from '../../src/testing/index.js'
 import type { ResolvedEvent } from '../../src/core/events.js'
-import { KiB, MiB, sha256, world, type World } from '../helpers.js'
+import { KiB, MiB, progressReaches, sha256, world, type World } from '../helpers.js'
 
 describe('downloads of /ipns/ names', () => {
   let w: World
@@ -84,9 +84,7 @@ describe('downloads of /ipns/ names', () => {
     const dl = await open()
     const output = join(w.dir, 'model.bin')
     const job = await dl.add(`/ipns/${name}/model.bin`, { output })
-    await new Promise<void>((resolve) => {
-      dl.on('cidget:download:progress', (e) => { if (e.id === job.id && e.bytes >= 256 * KiB) resolve() })
-    })
+    await progressReaches(dl, job.id, 256 * KiB)
     await dl.pause(job.id)
     expect((await job.done).status).toBe('paused')
     await publish(`/ipfs/${cid2}/data`, 2)

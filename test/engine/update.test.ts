@@ -14,7 +14,7 @@ import * as dagPb from '@ipld/dag-pb'
 import type { CID } from 'multiformats/cid'
 import { MemoryBlocks, addDirectory, addFile, seededBytes } from '../../src/testing/index.js'
 import { OLD_SUFFIX, settleSwap, swapIn } from '../../src/strategies/verified/update.js'
-import { KiB, MiB, sha256, world, type World } from '../helpers.js'
+import { KiB, MiB, progressReaches, sha256, world, type World } from '../helpers.js'
 
 type Tree = Map<string, Uint8Array>
 
@@ -171,9 +171,7 @@ describe('updates of a tree', () => {
     await publish(v2)
     n.w.gateways[0]!.setMaxBytesPerSecond(256 * KiB)
     const job = await dl.add(`/ipns/${n.name}`, { output })
-    await new Promise<void>((resolve) => {
-      dl.on('cidget:download:progress', (e) => { if (e.id === job.id && e.bytes >= 300 * KiB) resolve() })
-    })
+    await progressReaches(dl, job.id, 300 * KiB)
     await dl.pause(job.id)
     expect((await job.done).status).toBe('paused')
     // the old version is whole meanwhile
@@ -230,9 +228,7 @@ describe('updates: what must not be lost or trusted', () => {
     await publish(v2)
     n.w.gateways[0]!.setMaxBytesPerSecond(256 * KiB)
     const job = await dl.add(`/ipns/${n.name}`, { output })
-    await new Promise<void>((resolve) => {
-      dl.on('cidget:download:progress', (e) => { if (e.id === job.id && e.bytes >= 300 * KiB) resolve() })
-    })
+    await progressReaches(dl, job.id, 300 * KiB)
     await dl.pause(job.id)
     await job.done
     await rm(output + '.cidget-partial', { recursive: true })
