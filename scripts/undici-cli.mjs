@@ -1,6 +1,6 @@
 /**
  * What the `cidget` command uses of undici, for the CLI bundle only (see
- * scripts/bundle.mjs): the HTTP/1.1 agent, its connector, the redirect
+ * scripts/bundle.mjs): the HTTP/1.1 agent, the proxy agent, its connector, the redirect
  * interceptor and `request`. undici's own entry point loads all of undici at start (fetch,
  * WebSocket, EventSource, cookies, caches, mocks): about 30 ms and 7 MB of
  * every command's start-up. These are the same modules, wired as that entry
@@ -8,6 +8,7 @@
  */
 import Dispatcher from 'undici/lib/dispatcher/dispatcher.js'
 import Agent from 'undici/lib/dispatcher/agent.js'
+import EnvHttpProxyAgent from 'undici/lib/dispatcher/env-http-proxy-agent.js'
 import buildConnector from 'undici/lib/core/connect.js'
 import api from 'undici/lib/api/index.js'
 import util from 'undici/lib/core/util.js'
@@ -35,4 +36,4 @@ function request (url, opts) {
 
 const interceptors = { redirect }
 
-export { Dispatcher, Agent, buildConnector, request, getGlobalDispatcher, setGlobalDispatcher, interceptors }
+export { Dispatcher, Agent, EnvHttpProxyAgent, buildConnector, request, getGlobalDispatcher, setGlobalDispatcher, interceptors }

@@ -170,8 +170,18 @@ export const CLI = new URL('../dist/bin/cidget.mjs', import.meta.url).pathname
 export interface CliResult { code: number | null, signal: NodeJS.Signals | null, stdout: string, stderr: string }
 
 /** Runs the built CLI as a child process. */
+/** Variables of the environment that would send a CLI child's requests elsewhere: a test sets them itself when it wants them. */
+export const NETWORK_VARIABLES = ['http_proxy', 'HTTP_PROXY', 'https_proxy', 'HTTPS_PROXY', 'all_proxy', 'ALL_PROXY', 'no_proxy', 'NO_PROXY', 'IPFS_GATEWAY']
+
+/** The test process's environment without {@link NETWORK_VARIABLES}, with `env` on top. */
+export function childEnv (env: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  const base = { ...process.env }
+  for (const name of NETWORK_VARIABLES) delete base[name]
+  return { ...base, ...env }
+}
+
 export async function runCli (args: string[], opts: { env?: NodeJS.ProcessEnv, cwd?: string } = {}): Promise<CliResult> {
-  const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...opts.env }, cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn(process.execPath, [CLI, ...args], { env: childEnv(opts.env), cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe'] })
   let stdout = ''
   let stderr = ''
   child.stdout.on('data', (d: Buffer) => { stdout += d.toString() })

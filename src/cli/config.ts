@@ -3,6 +3,7 @@ import { homedir } from 'node:os'
 import { join } from 'node:path'
 import { CidgetError } from '../core/errors.js'
 import { DEFAULT_POLICY, type DownloadPolicy } from '../core/policy.js'
+import { checkProxyUrl } from '../gateways/proxy.js'
 import type { DagLimits } from '../strategies/verified/index.js'
 
 /** The settings a config file or CIDGET_* variables may carry. */
@@ -12,6 +13,7 @@ export type Settings = Partial<DownloadPolicy> & {
   routers?: string[]
   dnsResolvers?: string[]
   userAgent?: string
+  proxy?: string
   concurrency?: number
   leaseMs?: number
   heartbeatMs?: number
@@ -24,7 +26,7 @@ export type Settings = Partial<DownloadPolicy> & {
 const NUMBER_KEYS = [...Object.keys(DEFAULT_POLICY), 'concurrency', 'leaseMs', 'heartbeatMs', 'blockConcurrency', 'runBlocks', 'hedgeAfterMs'] as const
 /** The DAG limits: flat keys in the file and the environment, the Downloader's `limits` inside. */
 export const LIMIT_KEYS = ['maxEntries', 'maxDepth', 'maxSize'] as const
-const KEYS = new Set<string>([...NUMBER_KEYS, ...LIMIT_KEYS, 'state', 'gateways', 'routers', 'dnsResolvers', 'userAgent'])
+const KEYS = new Set<string>([...NUMBER_KEYS, ...LIMIT_KEYS, 'state', 'gateways', 'routers', 'dnsResolvers', 'userAgent', 'proxy'])
 
 /** `maxResumeAttempts` → `CIDGET_MAX_RESUME_ATTEMPTS`. */
 export function envName (key: string): string {
@@ -53,6 +55,9 @@ function merge (into: Settings, raw: Record<string, unknown>, from: string): voi
     if (key === 'userAgent') {
       if (typeof value !== 'string' || value.trim() === '' || /[\r\n\0]/.test(value)) throw new CidgetError('CIDGET_ERR_BAD_OPTION', `${from}: userAgent must be one line of text`)
       into.userAgent = value
+    } else if (key === 'proxy') {
+      if (typeof value !== 'string' || value.trim() === '') throw new CidgetError('CIDGET_ERR_BAD_OPTION', `${from}: proxy must be a URL (http://[user:password@]host:port)`)
+      into.proxy = checkProxyUrl(value, `${from}: proxy`)
     } else if (key === 'state') {
       if (typeof value !== 'string' || value === '') throw new CidgetError('CIDGET_ERR_BAD_OPTION', `${from}: state must be a file path or a postgres:// URL`)
       into.state = value

@@ -1,5 +1,7 @@
 import { InvalidArgumentError, type Command } from 'commander'
-import { DEFAULTS, DEFAULT_DNS_RESOLVERS, DEFAULT_ROUTERS } from '../core/defaults.js'
+import { DEFAULTS, DEFAULT_DNS_RESOLVERS, DEFAULT_GATEWAYS, DEFAULT_ROUTERS } from '../core/defaults.js'
+import { resolveProxy, type ProxySettings } from '../gateways/proxy.js'
+import { normalizeGateway } from '../target/parse.js'
 import { Downloader, type DownloaderInit } from '../engine/downloader.js'
 import type { DownloadRecord } from '../core/types.js'
 import { CidgetError } from '../core/errors.js'
@@ -12,20 +14,50 @@ export interface StateOptions {
   state?: string
 }
 
-/** Opens a Downloader from config file, environment and flags (flags win). */
-export async function openDownloader (flags: StateOptions & Partial<DownloaderInit>): Promise<Downloader> {
-  const settings = loadSettings()
-  const init: DownloaderInit = { ...settings }
-  for (const [k, v] of Object.entries(flags)) {
-    if (v !== undefined) (init as Record<string, unknown>)[k] = v
+/**
+ * The proxies of a command: `--proxy`, else the config file's `proxy` (or
+ * CIDGET_PROXY), else HTTP_PROXY / HTTPS_PROXY / ALL_PROXY; NO_PROXY in every case.
+ */
+export function proxyFrom (flag: string | undefined, env: NodeJS.ProcessEnv = process.env): ProxySettings | undefined {
+  return resolveProxy(flag ?? loadSettings(env).proxy, env)
+}
+
+/**
+ * The gateways of the config file (or the defaults) with IPFS_GATEWAY, the
+ * variable other IPFS tools read, in front; undefined when it is not set.
+ */
+export function gatewaysWithEnv (configured: string[] | undefined, env: NodeJS.ProcessEnv = process.env): string[] | undefined {
+  const extra = env.IPFS_GATEWAY?.trim()
+  if (extra === undefined || extra === '') return undefined
+  let first: string
+  try {
+    first = normalizeGateway(extra)
+  } catch (err) {
+    throw new CidgetError('CIDGET_ERR_BAD_OPTION', `IPFS_GATEWAY: ${(err as Error).message}`)
   }
+  const rest = (configured ?? [...DEFAULT_GATEWAYS]).map(normalizeGateway).filter((g) => g !== first)
+  return [first, ...rest]
+}
+
+/** Opens a Downloader from config file, environment and flags (flags win). */
+export async function openDownloader (flags: StateOptions & Partial<Omit<DownloaderInit, 'proxy'>> & { proxy?: string }): Promise<Downloader> {
+  const settings = loadSettings()
+  const { proxy: configProxy, ...rest } = settings
+  const init: DownloaderInit = { ...rest }
+  const withEnv = gatewaysWithEnv(settings.gateways)
+  if (withEnv !== undefined) init.gateways = withEnv
+  for (const [k, v] of Object.entries(flags)) {
+    if (v !== undefined && k !== 'proxy') (init as Record<string, unknown>)[k] = v
+  }
+  const proxy = resolveProxy(flags.proxy ?? configProxy)
+  if (proxy !== undefined) init.proxy = proxy
   // a limit given as a flag replaces that limit only, not the others from the config file
   if (settings.limits !== undefined && flags.limits !== undefined) init.limits = { ...settings.limits, ...flags.limits }
   return await Downloader.open(init)
 }
 
 /** Opens a Downloader for `body` and closes it afterwards, whatever happens. */
-export async function withDownloader<T> (flags: StateOptions & Partial<DownloaderInit>, body: (dl: Downloader) => Promise<T>): Promise<T> {
+export async function withDownloader<T> (flags: StateOptions & Partial<Omit<DownloaderInit, 'proxy'>>, body: (dl: Downloader) => Promise<T>): Promise<T> {
   const dl = await openDownloader(flags)
   try {
     return await body(dl)
@@ -118,6 +150,7 @@ export function limitsFrom (flags: LimitFlags): Pick<DownloaderInit, 'limits'> {
 export interface NameFlags {
   router?: string[]
   dnsResolver?: string[]
+  proxy?: string
 }
 
 const collect = (v: string, prev: string[] | undefined): string[] => [...(prev ?? []), v]
@@ -127,11 +160,13 @@ export function nameOptions (cmd: Command): Command {
   return cmd
     .option('--router <url>', `delegated router asked for IPNS records; repeat for several (replaces the default list: ${DEFAULT_ROUTERS.join(', ')})`, collect)
     .option('--dns-resolver <url>', `DNS-over-HTTPS resolver (JSON API) for DNSLink, or "system"; repeat for several, asked in order (default: ${DEFAULT_DNS_RESOLVERS.join(', ')})`, collect)
+    .option('--proxy <url>', 'HTTP proxy for every request, http://[user:password@]host:port (default: the config file\'s proxy, else HTTPS_PROXY / HTTP_PROXY / ALL_PROXY; NO_PROXY applies)')
 }
 
-/** The Downloader's `routers` and `dnsResolvers` from those flags; nothing when none is given (the config file's stay). */
-export function namesFrom (flags: NameFlags): Pick<DownloaderInit, 'routers' | 'dnsResolvers'> {
+/** The Downloader's `routers`, `dnsResolvers` and proxy from those flags; nothing when none is given (the config file's stay). */
+export function namesFrom (flags: NameFlags): Pick<DownloaderInit, 'routers' | 'dnsResolvers'> & { proxy?: string } {
   return {
+    ...(flags.proxy === undefined ? {} : { proxy: flags.proxy }),
     ...(flags.router === undefined ? {} : { routers: flags.router }),
     ...(flags.dnsResolver === undefined ? {} : { dnsResolvers: flags.dnsResolver })
   }

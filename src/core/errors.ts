@@ -104,6 +104,12 @@ export const ERROR_CODES = {
     message: 'The connection to the gateway failed',
     solve: 'Check the network and the gateway URLs; cidget already tried every gateway it was given.'
   },
+  CIDGET_ERR_PROXY_AUTH: {
+    kind: 'input',
+    retryable: false,
+    message: 'The proxy asks for credentials (HTTP 407)',
+    solve: 'Put the user and password in the proxy URL (http://user:password@proxy:3128) of --proxy, the config file\'s proxy or HTTPS_PROXY / HTTP_PROXY.'
+  },
   CIDGET_ERR_STREAM_RESET: {
     kind: 'stream',
     retryable: true,

@@ -295,8 +295,8 @@ function decideForFile (failure: RetryFailure, state: FileRetryState, policy: Re
 function decideForBlock (failure: RetryFailure, state: BlockRetryState, policy: BlockRetryPolicy): RetryDecision {
   const { error } = failure
   const base = { next: 'next' as const, delayMs: 0, restart: false, remove: false, blockMs: undefined, told: false, error: undefined, resumes: 0, corruptions: 0, failStreak: 0 }
-  // the CID's fault, not the gateway's: no other gateway can do better
-  if (error.code === 'CIDGET_ERR_DAG_INVALID') return { ...base, action: 'fail', gateway: 'keep', error }
+  // the CID's fault, not the gateway's, or this machine's (a proxy that wants credentials): no other gateway can do better
+  if (error.code === 'CIDGET_ERR_DAG_INVALID' || FATAL_KINDS.has(error.kind)) return { ...base, action: 'fail', gateway: 'keep', error }
   const attempts = state.attempts + 1
   let gateway: RetryDecision['gateway'] = 'keep'
   let aside: { blockMs: number, told: boolean } | undefined

@@ -78,6 +78,7 @@ export class Downloader extends TypedEmitter<CidgetEvents> {  readonly store: St
       timeoutMs: settings.policy.timeoutMs,
       ...(this.#guard === undefined ? {} : { guard: this.#guard, opaqueErrors: true }),
       ...(init.dispatcher === undefined ? {} : { dispatcher: init.dispatcher }),
+      ...(settings.proxy === undefined ? {} : { proxy: settings.proxy }),
       ...(init.userAgent === undefined ? {} : { userAgent: init.userAgent })
     })
     this.#queue = new RunQueue(settings.concurrency)

@@ -15,6 +15,7 @@ import { abortableSleep } from '../core/async.js'
 import { DEFAULT_POLICY, type DownloadPolicy } from '../core/policy.js'
 import type { DownloadRecord, Mode } from '../core/types.js'
 import { normalizeGateway } from '../target/parse.js'
+import { checkProxyUrl, type ProxySettings } from '../gateways/proxy.js'
 import { SYSTEM_RESOLVER } from '../names/dnslink.js'
 import type { Store } from '../store/store.js'
 import { DEFAULT_DAG_LIMITS, type DagLimits } from '../strategies/verified/index.js'
@@ -70,7 +71,14 @@ export interface DownloaderInit extends Partial<DownloadPolicy> {
   recover?: boolean
   /** The User-Agent of every request. @default "cidget" */
   userAgent?: string
-  /** undici dispatcher for all requests (tests, proxies). `service` does not guard a dispatcher of your own. */
+  /**
+   * Sends every request (gateways, routers, DNS-over-HTTPS) through an HTTP
+   * proxy: one URL for all, or one per kind of target with the hosts that
+   * bypass it (`resolveProxy()` reads them from the environment as the CLI
+   * does). Not applied to a `dispatcher` of your own. @default none: direct
+   */
+  proxy?: string | ProxySettings
+  /** undici dispatcher for all requests (tests). `service` does not guard a dispatcher of your own. */
   dispatcher?: Dispatcher
   /**
    * Set by `cidget serve` and `cidget worker`: downloads are named by API
@@ -95,7 +103,7 @@ export interface DownloaderInit extends Partial<DownloadPolicy> {
 }
 
 const INIT_KEYS = new Set<string>([
-  'state', 'store', 'gateways', 'routers', 'dnsResolvers', 'nameSettleMs', 'concurrency', 'leaseMs', 'heartbeatMs', 'controlWaitMs', 'owner', 'recover', 'dispatcher', 'service', 'userAgent', 'progressIntervalMs',
+  'state', 'store', 'gateways', 'routers', 'dnsResolvers', 'nameSettleMs', 'concurrency', 'leaseMs', 'heartbeatMs', 'controlWaitMs', 'owner', 'recover', 'dispatcher', 'proxy', 'service', 'userAgent', 'progressIntervalMs',
   'blockConcurrency', 'runBlocks', 'hedgeAfterMs', 'limits', 'skipSymlinks', 'checkPath',
   'now', 'sleep', 'random', ...Object.keys(DEFAULT_POLICY)
 ])
@@ -184,6 +192,7 @@ export interface Settings {
   routers: string[]
   dnsResolvers: string[]
   nameSettleMs: number | undefined
+  proxy: ProxySettings | undefined
   concurrency: number
   leaseMs: number
   heartbeatMs: number
@@ -213,6 +222,7 @@ export function resolveSettings (init: DownloaderInit): Settings {
     routers: (init.routers ?? [...DEFAULT_ROUTERS]).map((r) => normalizeEndpoint(r, 'router')),
     dnsResolvers: (init.dnsResolvers ?? [...DEFAULT_DNS_RESOLVERS]).map((r) => r === SYSTEM_RESOLVER ? r : normalizeEndpoint(r, 'DNS resolver')),
     nameSettleMs: init.nameSettleMs,
+    proxy: proxySettings(init.proxy),
     concurrency: init.concurrency ?? DEFAULTS.CONCURRENCY,
     leaseMs: init.leaseMs ?? DEFAULTS.LEASE_MS,
     heartbeatMs,
@@ -227,6 +237,20 @@ export function resolveSettings (init: DownloaderInit): Settings {
     now: init.now ?? Date.now,
     sleep: init.sleep ?? abortableSleep,
     random: init.random ?? Math.random
+  }
+}
+
+/** The `proxy` option as settings, its URLs checked. */
+function proxySettings (proxy: string | ProxySettings | undefined): ProxySettings | undefined {
+  if (proxy === undefined) return undefined
+  if (typeof proxy === 'string') {
+    const url = checkProxyUrl(proxy, 'proxy')
+    return { http: url, https: url }
+  }
+  return {
+    ...(proxy.http === undefined ? {} : { http: checkProxyUrl(proxy.http, 'proxy.http') }),
+    ...(proxy.https === undefined ? {} : { https: checkProxyUrl(proxy.https, 'proxy.https') }),
+    ...(proxy.noProxy === undefined ? {} : { noProxy: proxy.noProxy })
   }
 }
 

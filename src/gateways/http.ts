@@ -3,6 +3,7 @@ import { Agent, buildConnector, interceptors, request, type Dispatcher } from 'u
 import { CidgetError, systemCode, isNetworkCode } from '../core/errors.js'
 import { DEFAULTS } from '../core/defaults.js'
 import type { AddressGuard } from './address.js'
+import { proxyDispatcher, proxyRefusal, type ProxySettings } from './proxy.js'
 
 export interface HttpClientInit {
   /** Idle timeout in ms: for the connection, the headers, and each gap between body chunks. */
@@ -24,6 +25,8 @@ export interface HttpClientInit {
    * ports of a host are open). @default false
    */
   opaqueErrors?: boolean
+  /** Sends requests through these proxies (not applied to a `dispatcher` of your own). @default none: direct */
+  proxy?: ProxySettings
 }
 
 export interface HttpResponse {
@@ -49,6 +52,8 @@ function flattenHeaders (raw: Record<string, string | string[] | undefined>): Re
 function mapError (err: unknown, gateway: string, phase: 'request' | 'body', signal?: AbortSignal, opaque = false): unknown {
   if (signal?.aborted === true) return signal.reason
   if (err instanceof CidgetError) return err
+  const refusal = proxyRefusal(err, gateway)
+  if (refusal !== undefined) return refusal
   const code = systemCode(err)
   if (opaque) return opaqueError(err, code, gateway, phase)
   const detail = err instanceof Error ? err.message : String(err)
@@ -181,7 +186,7 @@ function chunksOf (body: Readable): AsyncGenerator<Uint8Array> {
  */
 export class HttpClient {
   readonly #dispatcher: Dispatcher
-  readonly #own: Agent | undefined
+  readonly #own: Dispatcher | undefined
   readonly #timeoutMs: number
   readonly #userAgent: string
   readonly #opaque: boolean
@@ -193,13 +198,14 @@ export class HttpClient {
     if (init.dispatcher !== undefined) {
       this.#dispatcher = init.dispatcher
     } else {
-      this.#own = new Agent({
+      const options: Agent.Options = {
         ...(init.guard === undefined ? { connectTimeout: this.#timeoutMs } : { connect: guardedConnector(init.guard, this.#timeoutMs) }),
         headersTimeout: this.#timeoutMs,
         bodyTimeout: this.#timeoutMs,
         keepAliveTimeout: 4_000,
         connections: 16
-      })
+      }
+      this.#own = init.proxy === undefined ? new Agent(options) : proxyDispatcher(init.proxy, options, init.guard)
       this.#dispatcher = this.#own.compose(interceptors.redirect({ maxRedirections: init.maxRedirections ?? 5 }))
     }
   }

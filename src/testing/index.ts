@@ -46,3 +46,6 @@ export type {
 
 export { startTestRouter, startTestDnsResolver } from './names.js'
 export type { TestRouter, TestDnsResolver, NameRequestRecord, NameServerFault } from './names.js'
+
+export { startTestProxy } from './proxy.js'
+export type { TestProxy, TestProxyOptions, ProxyRequestRecord } from './proxy.js'

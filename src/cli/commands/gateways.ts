@@ -3,7 +3,7 @@ import { DEFAULT_GATEWAYS } from '../../core/defaults.js'
 import { HttpClient } from '../../gateways/http.js'
 import { probeGateways, type GatewayProbe } from '../../gateways/probe.js'
 import { loadSettings } from '../config.js'
-import { action, parseIntOption } from '../context.js'
+import { action, gatewaysWithEnv, parseIntOption, proxyFrom } from '../context.js'
 import { EXIT } from '../exit.js'
 
 /** Idle timeout of each probe request unless `--timeout` says otherwise. */
@@ -14,6 +14,7 @@ interface GatewaysFlags {
   json?: boolean
   timeout: number
   sample?: string
+  proxy?: string
 }
 
 function yesNo (v: boolean | null): string {
@@ -51,11 +52,14 @@ export function registerGateways (program: Command): void {
     .option('--sample <cid>', 'content the gateways have (CID or CID/path), to test Range and measure throughput')
     .option('--timeout <ms>', 'idle timeout of each request', parseIntOption('--timeout', 1), DEFAULT_PROBE_TIMEOUT_MS)
     .option('--json', 'print the results as one JSON array')
+    .option('--proxy <url>', 'HTTP proxy for every request (default: the config file\'s proxy, else HTTPS_PROXY / HTTP_PROXY / ALL_PROXY; NO_PROXY applies)')
     .action(async (flags: GatewaysFlags) => {
       await action(async () => {
         // -g replaces the list; only without it do the config file and CIDGET_GATEWAYS count.
-        const urls = flags.gateway ?? loadSettings().gateways ?? [...DEFAULT_GATEWAYS]
-        const http = new HttpClient({ timeoutMs: flags.timeout })
+        const configured = loadSettings().gateways
+        const urls = flags.gateway ?? gatewaysWithEnv(configured) ?? configured ?? [...DEFAULT_GATEWAYS]
+        const proxy = proxyFrom(flags.proxy)
+        const http = new HttpClient({ timeoutMs: flags.timeout, ...(proxy === undefined ? {} : { proxy }) })
         try {
           const results = await probeGateways(urls, { http, ...(flags.sample === undefined ? {} : { sample: flags.sample }) })
           if (flags.json === true) {
