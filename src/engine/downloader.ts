@@ -34,6 +34,7 @@ import { emitStatus } from './progress.js'
 import { GatewayTotalsBook, type GatewayTotals } from './gateway-totals.js'
 import { Journal } from './journal.js'
 import { Runner } from './run.js'
+import { streamTarget, type StreamOptions, type StreamOutcome } from './stream.js'
 
 export { defaultStatePath } from './options.js'
 export type { AddOptions, DownloaderInit, DownloadJob, QueueItem } from './options.js'
@@ -216,6 +217,15 @@ export class Downloader extends TypedEmitter<CidgetEvents> {  readonly store: St
     }
     this.emit('cidget:download:added', record)
     return await this.#start(record.id)
+  }
+
+  /**
+   * The verified bytes of the file `target` names, in order, to `opts.write`:
+   * nothing on disk, nothing in the state, not resumable (`cidget get … -o -`).
+   */
+  async stream (target: string, opts: StreamOptions): Promise<StreamOutcome> {
+    this.#checkOpen()
+    return await streamTarget({ http: this.#http, settings: this.#settings, runner: this.#runner, checkGateways: (g) => this.#checkGateways(g) }, target, opts)
   }
 
   /** Under `service`: refuses a gateway a client named that is visibly local (the rest is checked as it connects). */

@@ -1,4 +1,5 @@
 export { Downloader, defaultStatePath } from './downloader.js'
 export type { DownloaderInit, AddOptions, DownloadJob, GatewayTotals, QueueItem } from './downloader.js'
+export type { StreamOptions, StreamOutcome } from './stream.js'
 export { runWorker } from './worker.js'
 export type { WorkerOptions, WorkerEvent, WorkerSummary } from './worker.js'

@@ -165,9 +165,22 @@ export class Runner {
 
   /** A gateway pool for one download: scores and dropped gateways are per download, the back-off is the process's. */
   #pool (ctx: StrategyContext, onBlock: (gateway: string) => void): GatewayPool {
+    return this.pool(ctx.record.gateways, {
+      block: onBlock,
+      retry: (e) => { ctx.onRetry({ ...e, action: 'switch', offset: 0 }) },
+      gateway: (e) => { this.#events.emit('cidget:gateway', { id: ctx.record.id, ...e }) }
+    })
+  }
+
+  /** A gateway pool over `gateways` with this process's settings and gateway health (a download's, or a stream's that has no record). */
+  pool (gateways: string[], on: {
+    block: (gateway: string) => void
+    retry: (e: { code: string, message: string, gateway: string, delayMs: number }) => void
+    gateway: (e: { gateway: string, state: 'dropped' | 'blocked' | 'healthy', reason: string }) => void
+  }): GatewayPool {
     const { policy, now, sleep, random } = this.#settings
     return new GatewayPool({
-      gateways: ctx.record.gateways,
+      gateways,
       http: this.#http,
       concurrency: this.#settings.blockConcurrency,
       ...(this.#settings.hedgeAfterMs === undefined ? {} : { hedgeAfterMs: this.#settings.hedgeAfterMs }),
@@ -184,12 +197,9 @@ export class Runner {
       random,
       health: this.#health,
       onEvent: (e) => {
-        if (e.type === 'block') onBlock(e.gateway)
-        else if (e.type === 'retry') {
-          ctx.onRetry({ code: e.code, message: e.message, gateway: e.gateway, action: 'switch', offset: 0, delayMs: e.delayMs })
-        } else if (e.type === 'gateway') {
-          this.#events.emit('cidget:gateway', { id: ctx.record.id, gateway: e.gateway, state: e.state, reason: e.reason })
-        }
+        if (e.type === 'block') on.block(e.gateway)
+        else if (e.type === 'retry') on.retry({ code: e.code, message: e.message, gateway: e.gateway, delayMs: e.delayMs })
+        else if (e.type === 'gateway') on.gateway({ gateway: e.gateway, state: e.state, reason: e.reason })
       }
     })
   }

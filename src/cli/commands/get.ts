@@ -5,6 +5,7 @@ import { MODES, type Mode } from '../../core/types.js'
 import { action, limitOptions, limitsFrom, namesFrom, openDownloader, pauseOnSignals, parseIntOption, EXIT, type LimitFlags, type NameFlags } from '../context.js'
 import { exitCodeForRecord } from '../exit.js'
 import { ProgressView } from '../progress.js'
+import { getToStdout } from './stdout.js'
 import { humanBytes, printable } from '../format.js'
 import type { DownloadRecord } from '../../core/types.js'
 
@@ -50,7 +51,7 @@ export function registerGet (program: Command): void {
   limitOptions(program.command('get')
     .description('download a CID, /ipfs/ or /ipns/ path, ipfs:// or ipns:// URL or gateway URL (resumes an unfinished download of the same target and output)')
     .argument('<target>', 'CID, /ipfs/CID[/path], /ipns/NAME[/path] (a key k51… or a DNSLink domain), ipfs://, ipns:// or https://gateway/ipfs/CID[/path]')
-    .option('-o, --output <path>', 'output file, or a directory to put it in (default: ./<name>)')
+    .option('-o, --output <path>', 'output file, or a directory to put it in; - for standard output (one file, verified, not resumable) (default: ./<name>)')
     .option('--car <file>', 'write the verified blocks as a CARv1 file instead of files (same as --mode car -o FILE)')
     .option('-g, --gateway <url>', 'gateway base URL; repeat for several (replaces the default list)', (v: string, prev: string[] | undefined) => [...(prev ?? []), v])
     .option('--mode <mode>', 'verified: every block checked against the CID, from all gateways at once; path: HTTP Range on one gateway at a time; car: verified blocks as a CAR file', 'verified')
@@ -69,6 +70,12 @@ export function registerGet (program: Command): void {
       await action(async () => {
         if (flags.mode !== undefined && !MODES.includes(flags.mode as Mode)) {
           throw new CidgetError('CIDGET_ERR_BAD_OPTION', `--mode must be verified, path or car, got "${flags.mode}"`)
+        }
+        if (flags.output === '-') {
+          return await getToStdout(target, flags, {
+            ...(flags.timeout === undefined ? {} : { timeoutMs: flags.timeout }),
+            ...limitsFrom(flags), ...namesFrom(flags)
+          })
         }
         if (flags.car !== undefined) {
           if (flags.output !== undefined) throw new CidgetError('CIDGET_ERR_BAD_OPTION', '--car names the output file; do not give -o too')
