@@ -11,6 +11,7 @@ import { existsSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fixedSize } from 'ipfs-unixfs-importer/chunker'
+import { balanced, trickle } from 'ipfs-unixfs-importer/layout'
 import { MemoryBlocks, addDirectory, addFile, seededBytes, startTestGateway, type TestGateway } from '../../src/testing/index.js'
 import { CLI, childEnv, runCli, sha256, KiB, MiB } from '../helpers.js'
 
@@ -43,6 +44,7 @@ describe('cidget get -o - (standard output)', () => {
   const small = seededBytes(40 * KiB, 22)
   let bigCid: string
   let deepCid: string
+  let trickleCid: string
   let pbLeavesCid: string
   let treeCid: string
 
@@ -50,7 +52,9 @@ describe('cidget get -o - (standard output)', () => {
     const blocks = new MemoryBlocks()
     bigCid = (await addFile(blocks, big)).toString()
     // 1 KiB leaves, at most 4 links per node: a DAG three levels deep
-    deepCid = (await addFile(blocks, small, { chunker: fixedSize({ chunkSize: 1024 }), maxChildrenPerNode: 4 })).toString()
+    deepCid = (await addFile(blocks, small, { chunker: fixedSize({ chunkSize: 1024 }), layout: balanced({ maxChildrenPerNode: 4 }) })).toString()
+    // a trickle DAG: leaves at every level, inner nodes between them
+    trickleCid = (await addFile(blocks, small, { chunker: fixedSize({ chunkSize: 1024 }), layout: trickle({ maxChildrenPerNode: 4, layerRepeat: 2 }) })).toString()
     // leaves as dag-pb nodes (no raw leaves), as older importers made them
     pbLeavesCid = (await addFile(blocks, small, { rawLeaves: false, chunker: fixedSize({ chunkSize: 4096 }) })).toString()
     treeCid = (await addDirectory(blocks, [{ path: 'a.bin', content: small }])).toString()
@@ -88,8 +92,8 @@ describe('cidget get -o - (standard output)', () => {
     }
   })
 
-  it('a deep DAG and dag-pb leaves come out in order', async () => {
-    for (const cid of [deepCid, pbLeavesCid]) {
+  it('a deep DAG, a trickle DAG and dag-pb leaves come out in order', async () => {
+    for (const cid of [deepCid, trickleCid, pbLeavesCid]) {
       const r = await pipeToHash(['get', cid, '-o', '-', '-g', gw.url, '-q'], env)
       expect(r.code).toBe(0)
       expect(r.hash).toBe(sha256(small))
