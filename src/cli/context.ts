@@ -1,6 +1,7 @@
 import { InvalidArgumentError, type Command } from 'commander'
 import { DEFAULTS, DEFAULT_DNS_RESOLVERS, DEFAULT_GATEWAYS, DEFAULT_ROUTERS } from '../core/defaults.js'
 import { resolveProxy, type ProxySettings } from '../gateways/proxy.js'
+import { parseRate } from '../gateways/limiter.js'
 import { normalizeGateway } from '../target/parse.js'
 import { Downloader, type DownloaderInit } from '../engine/downloader.js'
 import type { DownloadRecord } from '../core/types.js'
@@ -146,11 +147,21 @@ export function limitsFrom (flags: LimitFlags): Pick<DownloaderInit, 'limits'> {
   return Object.keys(limits).length === 0 ? {} : { limits }
 }
 
-/** Flags of the commands that resolve /ipns/ names (the processes that start downloads). */
+/** A rate flag (`500K`, `2M`; 0 or none: no limit) for commander: a bad one is a usage error. */
+export function parseRateOption (value: string): number | undefined {
+  try {
+    return parseRate(value)
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message.replace(/^--limit-rate must be /, 'must be '))
+  }
+}
+
+/** Flags of the commands that resolve /ipns/ names and reach the network (the processes that start downloads). */
 export interface NameFlags {
   router?: string[]
   dnsResolver?: string[]
   proxy?: string
+  limitRate?: number
 }
 
 const collect = (v: string, prev: string[] | undefined): string[] => [...(prev ?? []), v]
@@ -160,12 +171,14 @@ export function nameOptions (cmd: Command): Command {
   return cmd
     .option('--router <url>', `delegated router asked for IPNS records; repeat for several (replaces the default list: ${DEFAULT_ROUTERS.join(', ')})`, collect)
     .option('--dns-resolver <url>', `DNS-over-HTTPS resolver (JSON API) for DNSLink, or "system"; repeat for several, asked in order (default: ${DEFAULT_DNS_RESOLVERS.join(', ')})`, collect)
+    .option('--limit-rate <rate>', 'bandwidth limit of this process, all its downloads together, in bytes per second as curl writes it: 500K, 2M, 1G (default: none)', (v: string) => parseRateOption(v))
     .option('--proxy <url>', 'HTTP proxy for every request, http://[user:password@]host:port (default: the config file\'s proxy, else HTTPS_PROXY / HTTP_PROXY / ALL_PROXY; NO_PROXY applies)')
 }
 
 /** The Downloader's `routers`, `dnsResolvers` and proxy from those flags; nothing when none is given (the config file's stay). */
-export function namesFrom (flags: NameFlags): Pick<DownloaderInit, 'routers' | 'dnsResolvers'> & { proxy?: string } {
+export function namesFrom (flags: NameFlags): Pick<DownloaderInit, 'routers' | 'dnsResolvers' | 'limitRate'> & { proxy?: string } {
   return {
+    ...(flags.limitRate === undefined ? {} : { limitRate: flags.limitRate }),
     ...(flags.proxy === undefined ? {} : { proxy: flags.proxy }),
     ...(flags.router === undefined ? {} : { routers: flags.router }),
     ...(flags.dnsResolver === undefined ? {} : { dnsResolvers: flags.dnsResolver })

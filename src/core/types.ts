@@ -68,6 +68,8 @@ export interface DownloadRecord {
   updateOf: number | null
   /** A finished update: what it kept, fetched, removed and carried over. */
   updateReport: UpdateReport | null
+  /** This download's own bandwidth limit in bytes per second (on top of the process's), or null. */
+  limitRate: number | null
 }
 
 /** What an update did to the output (see {@link DownloadRecord.updateOf}). */

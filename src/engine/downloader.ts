@@ -17,15 +17,14 @@ import type { DownloadPolicy } from '../core/policy.js'
 import { ACTIVE_STATUSES, type DownloadRecord, type Mode } from '../core/types.js'
 import { parseTarget, normalizeGateway } from '../target/parse.js'
 import { HttpClient } from '../gateways/http.js'
-import { SYSTEM_RESOLVER } from '../names/dnslink.js'
 import { olderRecord, resolveNow, updateOf, type UpdateAdd, type UpdateTo } from './names.js'
-import { AddressGuard } from '../gateways/address.js'
-import { HealthRegistry } from '../gateways/health.js'
+import type { AddressGuard } from '../gateways/address.js'
+import { RateLimiter } from '../gateways/limiter.js'
 import { openStore, makeOwnerId } from '../store/index.js'
 import type { ListOptions, Store } from '../store/store.js'
 import { exists, removePartial } from '../sink/partial.js'
 import { checkConfined, isWithin } from '../sink/confine.js'
-import { defaultStatePath, resolveSettings, validateInit, type AddOptions, type DownloaderInit, type DownloadJob, type QueueItem, type Settings } from './options.js'
+import { checkRate, defaultStatePath, healthRegistry, resolveSettings, serviceGuard, validateInit, type AddOptions, type DownloaderInit, type DownloadJob, type QueueItem, type Settings } from './options.js'
 import { checkMode, dedupe, ensureWritableDir, nameQueueError, normalizeSha256, outputName, planQueue, resolveOutput } from './intake.js'
 import { RunQueue, claimOrThrow, mustGet } from './queue.js'
 import { askHolder, startHeartbeat, type LeaseInit } from './lease.js'
@@ -51,6 +50,8 @@ export class Downloader extends TypedEmitter<CidgetEvents> {  readonly store: St
   readonly owner: string
   readonly #settings: Settings
   readonly #http: HttpClient
+  /** The process's bandwidth limit, shared by every request. */
+  readonly #limiter: RateLimiter
   readonly #guard: AddressGuard | undefined
   /** Clients' outputs stay in this directory (service.dir): checked again on disk before they are written or deleted. */
   readonly #confine: string | undefined
@@ -67,16 +68,11 @@ export class Downloader extends TypedEmitter<CidgetEvents> {  readonly store: St
     this.policy = settings.policy
     this.owner = init.owner ?? makeOwnerId()
     this.#confine = init.service?.dir === undefined ? undefined : resolve(init.service.dir)
-    this.#guard = init.service === undefined
-      ? undefined
-      : new AddressGuard({
-        // the operator's endpoints: routers and DNS-over-HTTPS resolvers are trusted like the gateways
-        trusted: [...settings.gateways, ...settings.routers, ...settings.dnsResolvers.filter((r) => r !== SYSTEM_RESOLVER)],
-        ...(init.service.allowLocal === undefined ? {} : { allowLocal: init.service.allowLocal }),
-        ...(init.service.lookup === undefined ? {} : { lookup: init.service.lookup })
-      })
+    this.#guard = serviceGuard(init, settings)
+    this.#limiter = new RateLimiter({ rate: settings.limitRate, now: settings.now, sleep: settings.sleep })
     this.#http = new HttpClient({
       timeoutMs: settings.policy.timeoutMs,
+      limiters: [this.#limiter],
       ...(this.#guard === undefined ? {} : { guard: this.#guard, opaqueErrors: true }),
       ...(init.dispatcher === undefined ? {} : { dispatcher: init.dispatcher }),
       ...(settings.proxy === undefined ? {} : { proxy: settings.proxy }),
@@ -91,18 +87,7 @@ export class Downloader extends TypedEmitter<CidgetEvents> {  readonly store: St
       settings,
       events: this,
       totals: this.#totals,
-      health: new HealthRegistry({
-        keep: settings.gateways,
-        backoff: {
-          initialMs: settings.policy.initialBackoffMs,
-          multiplier: settings.policy.backoffMultiplier,
-          maxMs: settings.policy.maxBackoffMs,
-          jitter: settings.policy.backoffJitter,
-          random: settings.random
-        },
-        maxRetryAfterMs: settings.policy.maxRetryAfterMs,
-        now: settings.now
-      }),
+      health: healthRegistry(settings),
       checkConfined: async (output) => { await this.#checkConfined(output) }
     })
   }
@@ -185,7 +170,7 @@ export class Downloader extends TypedEmitter<CidgetEvents> {  readonly store: St
         if ((now.cid === current.cid && now.path === current.path) || (target.name !== undefined && olderRecord(current, target.name, now))) {
           return { id: current.id, record: current, done: Promise.resolve(current) }
         }
-        return await this.#update(current, now, { target, output, mode, gateways, sha256, priority: opts.priority ?? 0 })
+        return await this.#update(current, now, { target, output, mode, gateways, sha256, priority: opts.priority ?? 0 }, opts.limitRate)
       }
       const patch: Parameters<Store['updateDownload']>[1] = { gateways }
       if (sha256 !== null) patch.expectedSha256 = sha256
@@ -195,14 +180,14 @@ export class Downloader extends TypedEmitter<CidgetEvents> {  readonly store: St
         if (existing.name !== null) Object.assign(patch, { cid: '', path: '', nameSequence: null, nameValidity: null, nameResolvedAt: null })
       }
       await this.store.updateDownload(existing.id, patch, this.#now())
-      return await this.#start(existing.id)
+      return await this.#start(existing.id, opts.limitRate)
     }
     if (opts.force !== true && await exists(output)) {
       // the output of an earlier download, finished: brought to this CID's version (a name's is found above)
       const before = target.name === undefined ? await this.store.findDoneByOutput(output) : undefined
       if (before !== undefined) {
         const now = { cid: target.cid, path: target.path, sequence: null, validity: null, resolvedAt: null }
-        return await this.#update(before, now, { target, output, mode, gateways, sha256, priority: opts.priority ?? 0 })
+        return await this.#update(before, now, { target, output, mode, gateways, sha256, priority: opts.priority ?? 0 }, opts.limitRate)
       }
       throw new CidgetError('CIDGET_ERR_OUTPUT_EXISTS', `${output} already exists; pass --force to overwrite it or choose another path with -o`)
     }
@@ -213,10 +198,10 @@ export class Downloader extends TypedEmitter<CidgetEvents> {  readonly store: St
       // another process created the same download a moment ago: join it (its lease decides who works)
       const raced = err instanceof CidgetError && err.code === 'CIDGET_ERR_OUTPUT_IN_USE' ? await find() : undefined
       if (raced === undefined || raced.status === 'success') throw err
-      return await this.#start(raced.id)
+      return await this.#start(raced.id, opts.limitRate)
     }
     this.emit('cidget:download:added', record)
-    return await this.#start(record.id)
+    return await this.#start(record.id, opts.limitRate)
   }
 
   /**
@@ -235,10 +220,10 @@ export class Downloader extends TypedEmitter<CidgetEvents> {  readonly store: St
   }
 
   /** An update of `done`'s output to `now` (see {@link updateOf}). */
-  async #update (done: DownloadRecord, now: UpdateTo, add: UpdateAdd): Promise<DownloadJob> {
+  async #update (done: DownloadRecord, now: UpdateTo, add: UpdateAdd, limitRate?: number): Promise<DownloadJob> {
     const record = await this.store.createDownload(updateOf(done, now, add), this.#now(), { exclusiveOutput: true })
     this.emit('cidget:download:added', record)
-    return await this.#start(record.id)
+    return await this.#start(record.id, limitRate)
   }
 
   async #create (target: { cid: string, path: string, name?: string, input: string }, output: string, mode: Mode, gateways: string[],
@@ -334,6 +319,24 @@ export class Downloader extends TypedEmitter<CidgetEvents> {  readonly store: St
   /** Downloads this Downloader runs at once. */
   get concurrency (): number {
     return this.#queue.concurrency
+  }
+
+  /** The process's bandwidth limit in bytes per second, shared by all its downloads; undefined: none. */
+  get limitRate (): number | undefined {
+    return this.#limiter.rate
+  }
+
+  /** Changes the process's limit (undefined: none): the bytes read from now on follow it. */
+  setLimitRate (rate: number | undefined): void {
+    this.#limiter.setRate(checkRate(rate, 'limitRate'))
+  }
+
+  /** Sets a download's own limit (null: none), recorded, and at once while it runs here; resolves with its record. */
+  async setDownloadLimit (id: number, rate: number | null): Promise<DownloadRecord> {
+    await this.#mustGet(id)
+    await this.store.updateDownload(id, { limitRate: checkRate(rate ?? undefined, 'limitRate') ?? null }, this.#now())
+    this.#queue.get(id)?.limiter?.setRate(rate ?? undefined)
+    return await this.#mustGet(id)
   }
 
   /** Pauses a download this Downloader runs (progress made durable first) and resolves with its record. */
@@ -477,7 +480,9 @@ export class Downloader extends TypedEmitter<CidgetEvents> {  readonly store: St
   }
 
   /** Claims the lease (or throws LEASE_HELD), starts its heartbeat, then queues the run. */
-  async #start (id: number): Promise<DownloadJob> {
+  async #start (id: number, limitRate?: number): Promise<DownloadJob> {
+    // a download's own limit given with it (add): recorded before it runs
+    if (limitRate !== undefined) await this.setDownloadLimit(id, limitRate)
     const existing = this.#queue.get(id)
     const record = await this.#mustGet(id)
     if (existing !== undefined) return { id, record, done: existing.done }

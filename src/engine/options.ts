@@ -16,6 +16,8 @@ import { DEFAULT_POLICY, type DownloadPolicy } from '../core/policy.js'
 import type { DownloadRecord, Mode } from '../core/types.js'
 import { normalizeGateway } from '../target/parse.js'
 import { checkProxyUrl, type ProxySettings } from '../gateways/proxy.js'
+import { HealthRegistry } from '../gateways/health.js'
+import { AddressGuard } from '../gateways/address.js'
 import { SYSTEM_RESOLVER } from '../names/dnslink.js'
 import type { Store } from '../store/store.js'
 import { DEFAULT_DAG_LIMITS, type DagLimits } from '../strategies/verified/index.js'
@@ -78,6 +80,8 @@ export interface DownloaderInit extends Partial<DownloadPolicy> {
    * does). Not applied to a `dispatcher` of your own. @default none: direct
    */
   proxy?: string | ProxySettings
+  /** Bandwidth limit of the whole process in bytes per second, shared by all its downloads (hedges, runs and streams counted); `setLimitRate` changes it. @default none */
+  limitRate?: number
   /** undici dispatcher for all requests (tests). `service` does not guard a dispatcher of your own. */
   dispatcher?: Dispatcher
   /**
@@ -103,7 +107,7 @@ export interface DownloaderInit extends Partial<DownloadPolicy> {
 }
 
 const INIT_KEYS = new Set<string>([
-  'state', 'store', 'gateways', 'routers', 'dnsResolvers', 'nameSettleMs', 'concurrency', 'leaseMs', 'heartbeatMs', 'controlWaitMs', 'owner', 'recover', 'dispatcher', 'proxy', 'service', 'userAgent', 'progressIntervalMs',
+  'state', 'store', 'gateways', 'routers', 'dnsResolvers', 'nameSettleMs', 'concurrency', 'leaseMs', 'heartbeatMs', 'controlWaitMs', 'owner', 'recover', 'dispatcher', 'proxy', 'limitRate', 'service', 'userAgent', 'progressIntervalMs',
   'blockConcurrency', 'runBlocks', 'hedgeAfterMs', 'limits', 'skipSymlinks', 'checkPath',
   'now', 'sleep', 'random', ...Object.keys(DEFAULT_POLICY)
 ])
@@ -122,6 +126,8 @@ export interface AddOptions {
   force?: boolean
   /** Higher runs first. @default 0 */
   priority?: number
+  /** This download's own bandwidth limit in bytes per second (on top of the process's), recorded with it. @default none */
+  limitRate?: number
 }
 
 /** One download of `enqueue`. */
@@ -193,6 +199,7 @@ export interface Settings {
   dnsResolvers: string[]
   nameSettleMs: number | undefined
   proxy: ProxySettings | undefined
+  limitRate: number | undefined
   concurrency: number
   leaseMs: number
   heartbeatMs: number
@@ -223,6 +230,7 @@ export function resolveSettings (init: DownloaderInit): Settings {
     dnsResolvers: (init.dnsResolvers ?? [...DEFAULT_DNS_RESOLVERS]).map((r) => r === SYSTEM_RESOLVER ? r : normalizeEndpoint(r, 'DNS resolver')),
     nameSettleMs: init.nameSettleMs,
     proxy: proxySettings(init.proxy),
+    limitRate: checkRate(init.limitRate, 'limitRate'),
     concurrency: init.concurrency ?? DEFAULTS.CONCURRENCY,
     leaseMs: init.leaseMs ?? DEFAULTS.LEASE_MS,
     heartbeatMs,
@@ -252,6 +260,41 @@ function proxySettings (proxy: string | ProxySettings | undefined): ProxySetting
     ...(proxy.https === undefined ? {} : { https: checkProxyUrl(proxy.https, 'proxy.https') }),
     ...(proxy.noProxy === undefined ? {} : { noProxy: proxy.noProxy })
   }
+}
+
+/** Under `service`: the guard of the addresses clients' gateways may reach (the operator's endpoints trusted). */
+export function serviceGuard (init: DownloaderInit, settings: Settings): AddressGuard | undefined {
+  if (init.service === undefined) return undefined
+  return new AddressGuard({
+    // the operator's endpoints: routers and DNS-over-HTTPS resolvers are trusted like the gateways
+    trusted: [...settings.gateways, ...settings.routers, ...settings.dnsResolvers.filter((r) => r !== SYSTEM_RESOLVER)],
+    ...(init.service.allowLocal === undefined ? {} : { allowLocal: init.service.allowLocal }),
+    ...(init.service.lookup === undefined ? {} : { lookup: init.service.lookup })
+  })
+}
+
+/** The process's gateway health: backed-off gateways shared by its downloads, the configured ones never forgotten. */
+export function healthRegistry (settings: Settings): HealthRegistry {
+  return new HealthRegistry({
+    keep: settings.gateways,
+    backoff: {
+      initialMs: settings.policy.initialBackoffMs,
+      multiplier: settings.policy.backoffMultiplier,
+      maxMs: settings.policy.maxBackoffMs,
+      jitter: settings.policy.backoffJitter,
+      random: settings.random
+    },
+    maxRetryAfterMs: settings.policy.maxRetryAfterMs,
+    now: settings.now
+  })
+}
+
+/** A bandwidth limit as an option: a whole number of bytes per second ≥ 1, or undefined for none. */
+export function checkRate (rate: number | undefined, name: string): number | undefined {
+  if (rate !== undefined && !(Number.isSafeInteger(rate) && rate >= 1)) {
+    throw new CidgetError('CIDGET_ERR_BAD_OPTION', `Option ${name} must be a whole number of bytes per second ≥ 1, got ${String(rate)}`)
+  }
+  return rate
 }
 
 /** A router's or DNS-over-HTTPS resolver's URL: http(s), no query or fragment, no trailing slash. */

@@ -9,6 +9,7 @@ import { CidgetError } from '../core/errors.js'
 import type { DownloadRecord, DownloadStatus } from '../core/types.js'
 import type { Store } from '../store/store.js'
 import type { LeaseInit } from './lease.js'
+import type { RateLimiter } from '../gateways/limiter.js'
 
 /** A claimed download, running or waiting for a slot. */
 export interface Running {
@@ -18,6 +19,8 @@ export interface Running {
   status: DownloadStatus
   /** Resolves with the final record. Never rejects. */
   done: Promise<DownloadRecord>
+  /** The download's own bandwidth limit while it runs here (changed live by `setDownloadLimit`). */
+  limiter?: RateLimiter
 }
 
 export class RunQueue {

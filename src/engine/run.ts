@@ -11,6 +11,7 @@ import type { DownloadRecord } from '../core/types.js'
 import type { HttpClient } from '../gateways/http.js'
 import type { HealthRegistry } from '../gateways/health.js'
 import { GatewayPool } from '../gateways/pool.js'
+import { RateLimiter } from '../gateways/limiter.js'
 import type { Store } from '../store/store.js'
 import type { StrategyContext } from '../strategies/types.js'
 import type { GatewayTotalsBook } from './gateway-totals.js'
@@ -77,6 +78,8 @@ export class Runner {
         record = await mustGet(this.#store, id)
       }
       progress = this.#progress(record)
+      const { now, sleep } = this.#settings
+      running.limiter = new RateLimiter({ rate: record.limitRate ?? undefined, now, sleep })
       const ctx = this.#context(record, journal, running, progress)
       if (record.updateOf !== null) {
         const previous = await this.#store.getDownload(record.updateOf)
@@ -125,7 +128,8 @@ export class Runner {
     return {
       record,
       journal,
-      http: this.#http,
+      // the download's own limit on top of the process's: its requests (hedges, runs and tree streams too) pass through both
+      http: running.limiter === undefined ? this.#http : this.#http.limited(running.limiter),
       policy,
       signal: running.controller.signal,
       now,
@@ -169,7 +173,7 @@ export class Runner {
       block: onBlock,
       retry: (e) => { ctx.onRetry({ ...e, action: 'switch', offset: 0 }) },
       gateway: (e) => { this.#events.emit('cidget:gateway', { id: ctx.record.id, ...e }) }
-    })
+    }, ctx.http)
   }
 
   /** A gateway pool over `gateways` with this process's settings and gateway health (a download's, or a stream's that has no record). */
@@ -177,11 +181,11 @@ export class Runner {
     block: (gateway: string) => void
     retry: (e: { code: string, message: string, gateway: string, delayMs: number }) => void
     gateway: (e: { gateway: string, state: 'dropped' | 'blocked' | 'healthy', reason: string }) => void
-  }): GatewayPool {
+  }, http: HttpClient = this.#http): GatewayPool {
     const { policy, now, sleep, random } = this.#settings
     return new GatewayPool({
       gateways,
-      http: this.#http,
+      http,
       concurrency: this.#settings.blockConcurrency,
       ...(this.#settings.hedgeAfterMs === undefined ? {} : { hedgeAfterMs: this.#settings.hedgeAfterMs }),
       backoff: {

@@ -4,6 +4,7 @@ import { CidgetError, systemCode, isNetworkCode } from '../core/errors.js'
 import { DEFAULTS } from '../core/defaults.js'
 import type { AddressGuard } from './address.js'
 import { proxyDispatcher, proxyRefusal, type ProxySettings } from './proxy.js'
+import type { RateLimiter } from './limiter.js'
 
 export interface HttpClientInit {
   /** Idle timeout in ms: for the connection, the headers, and each gap between body chunks. */
@@ -27,6 +28,8 @@ export interface HttpClientInit {
   opaqueErrors?: boolean
   /** Sends requests through these proxies (not applied to a `dispatcher` of your own). @default none: direct */
   proxy?: ProxySettings
+  /** Bandwidth limits every response body passes through (see {@link HttpClient.limited}). @default none */
+  limiters?: RateLimiter[]
 }
 
 export interface HttpResponse {
@@ -190,11 +193,13 @@ export class HttpClient {
   readonly #timeoutMs: number
   readonly #userAgent: string
   readonly #opaque: boolean
+  readonly #limiters: RateLimiter[]
 
   constructor (init: HttpClientInit = {}) {
     this.#timeoutMs = init.timeoutMs ?? DEFAULTS.TIMEOUT_MS
     this.#userAgent = init.userAgent ?? 'cidget'
     this.#opaque = init.opaqueErrors ?? false
+    this.#limiters = init.limiters ?? []
     if (init.dispatcher !== undefined) {
       this.#dispatcher = init.dispatcher
     } else {
@@ -212,6 +217,20 @@ export class HttpClient {
 
   get timeoutMs (): number {
     return this.#timeoutMs
+  }
+
+  /**
+   * This client with one more bandwidth limit (a download's own): the same
+   * connections, its bodies also pass through `limiter`. Closing it closes nothing.
+   */
+  limited (limiter: RateLimiter): HttpClient {
+    return new HttpClient({
+      timeoutMs: this.#timeoutMs,
+      userAgent: this.#userAgent,
+      opaqueErrors: this.#opaque,
+      dispatcher: this.#dispatcher,
+      limiters: [...this.#limiters, limiter]
+    })
   }
 
   /**
@@ -236,9 +255,18 @@ export class HttpClient {
     const body = res.body
     const chunks = chunksOf(body)
     const opaque = this.#opaque
+    const limiters = this.#limiters
     async function * iterate (): AsyncGenerator<Uint8Array> {
       try {
-        yield * chunks
+        if (limiters.length === 0) {
+          yield * chunks
+          return
+        }
+        for await (const chunk of chunks) {
+          // reading waits while a limit is spent: the socket's flow control holds the sender back
+          for (const limiter of limiters) await limiter.take(chunk.byteLength, signal)
+          yield chunk
+        }
       } catch (err) {
         throw mapError(err, gateway, 'body', signal, opaque)
       }

@@ -12,9 +12,15 @@ import { checkJsonContentType } from './origin.js'
 import { renderMetrics, type MetricsCollector } from './metrics.js'
 import { isWithin, confinedOutput } from '../sink/confine.js'
 import {
-  LIST_LIMIT, addBodySchema, deleteQuerySchema, idParamsSchema, listQuerySchema, noQuerySchema,
-  type AddBody, type DeleteQuery, type IdParams, type ListQuery
+  LIST_LIMIT, addBodySchema, deleteQuerySchema, idParamsSchema, limitBodySchema, listQuerySchema, noQuerySchema,
+  type AddBody, type DeleteQuery, type IdParams, type LimitBody, type ListQuery
 } from './schemas.js'
+import { parseRate } from '../gateways/limiter.js'
+
+/** A rate of a request body: bytes per second, undefined for none (null, 0). */
+function rateOf (value: number | string | null | undefined): number | undefined {
+  return value === null || value === undefined ? undefined : parseRate(value, 'limitRate')
+}
 
 /** A page of `GET /api/downloads`: `nextCursor` is null on the last page. */
 export interface DownloadPage {
@@ -54,8 +60,10 @@ export function registerApi (api: FastifyInstance, opts: { downloader: Downloade
   api.post<{ Body: AddBody }>('/api/downloads', { schema: { body: addBodySchema, querystring: noQuerySchema } }, async (request, reply) => {
     const b = request.body
     const output = await confinedOutput(dir, b.output)
+    const limitRate = rateOf(b.limitRate)
     const job = await dl.add(b.target, {
       output,
+      ...(limitRate === undefined ? {} : { limitRate }),
       ...(b.mode === undefined ? {} : { mode: b.mode }),
       ...(b.sha256 === undefined ? {} : { sha256: b.sha256 }),
       ...(b.gateways === undefined ? {} : { gateways: b.gateways }),
@@ -96,6 +104,15 @@ export function registerApi (api: FastifyInstance, opts: { downloader: Downloade
     }
     await dl.remove(id, { deleteFile })
     return await reply.code(204).send()
+  })
+
+  // a download's own bandwidth limit, changed while it runs; the process's limit, shared by all its downloads
+  api.post<{ Params: IdParams, Body: LimitBody }>('/api/downloads/:id/limit', { schema: { params: idParamsSchema, querystring: noQuerySchema, body: limitBodySchema } },
+    async (request) => await dl.setDownloadLimit(request.params.id, rateOf(request.body.limitRate) ?? null))
+  api.get('/api/limit', { schema: { querystring: noQuerySchema } }, async () => ({ limitRate: dl.limitRate ?? null }))
+  api.put<{ Body: LimitBody }>('/api/limit', { schema: { querystring: noQuerySchema, body: limitBodySchema } }, async (request) => {
+    dl.setLimitRate(rateOf(request.body.limitRate))
+    return { limitRate: dl.limitRate ?? null }
   })
 
   api.get('/api/gateways', { schema: { querystring: noQuerySchema } }, async () => ({ gateways: dl.gatewayStats() }))

@@ -15,7 +15,26 @@ export interface AddBody {
   sha256?: string
   gateways?: string[]
   priority?: number
+  limitRate?: number | string
 }
+
+/** A bandwidth limit in a request: bytes per second, or curl's syntax (`500K`, `2M`); null or 0: none. */
+const rateSchema = {
+  anyOf: [
+    { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER },
+    { type: 'string', pattern: '^\\s*\\d+(\\.\\d+)?\\s*[kKmMgG]?\\s*$', maxLength: 32 },
+    { type: 'null' }
+  ]
+} as const
+
+export interface LimitBody { limitRate: number | string | null }
+
+export const limitBodySchema = {
+  type: 'object',
+  required: ['limitRate'],
+  additionalProperties: false,
+  properties: { limitRate: rateSchema }
+} as const
 
 export const addBodySchema = {
   type: 'object',
@@ -27,7 +46,8 @@ export const addBodySchema = {
     mode: { type: 'string', enum: [...MODES] },
     sha256: { type: 'string', pattern: '^[0-9a-fA-F]{64}$' },
     gateways: { type: 'array', maxItems: 64, items: { type: 'string', minLength: 1, maxLength: 2048 } },
-    priority: { type: 'integer', minimum: -1_000_000, maximum: 1_000_000 }
+    priority: { type: 'integer', minimum: -1_000_000, maximum: 1_000_000 },
+    limitRate: rateSchema
   }
 } as const
 

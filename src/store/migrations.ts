@@ -146,6 +146,14 @@ CREATE INDEX idx_ipfs_downloads_name_output ON ipfs_downloads (name, output) WHE
 ALTER TABLE ipfs_downloads ADD COLUMN "updateOf" BIGINT;
 ALTER TABLE ipfs_downloads ADD COLUMN "updateReport" TEXT;
 `
+  },
+  {
+    version: 8,
+    name: 'rate limits',
+    // A download's own bandwidth limit (bytes per second), null for none.
+    sql: `
+ALTER TABLE ipfs_downloads ADD COLUMN "limitRate" BIGINT;
+`
   }
 ]
 

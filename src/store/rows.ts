@@ -44,6 +44,7 @@ export interface DownloadRow {
   nameResolvedAt: IntValue | null
   updateOf: IntValue | null
   updateReport: string | null
+  limitRate?: IntValue | null
 }
 
 function corrupt (id: IntValue, what: string): CidgetError {
@@ -124,7 +125,8 @@ export function rowToRecord (row: DownloadRow): DownloadRecord {
     nameValidity: row.nameValidity ?? null,
     nameResolvedAt: intOrNull(row.nameResolvedAt ?? null),
     updateOf: intOrNull(row.updateOf ?? null),
-    updateReport: parseReport(row.id, row.updateReport ?? null)
+    updateReport: parseReport(row.id, row.updateReport ?? null),
+    limitRate: intOrNull(row.limitRate ?? null)
   }
 }
 
@@ -241,7 +243,7 @@ export function newDownloadParams (init: NewDownload, now: number): NewDownloadP
 export const PATCH_FIELDS = [
   'status', 'attempts', 'lastAttempt', 'currentSize', 'hash', 'etag', 'error', 'errorCode',
   'gateway', 'gateways', 'size', 'completedAt', 'expectedSha256', 'priority', 'control',
-  'cid', 'path', 'nameSequence', 'nameValidity', 'nameResolvedAt', 'updateReport'
+  'cid', 'path', 'nameSequence', 'nameValidity', 'nameResolvedAt', 'updateReport', 'limitRate'
 ] as const satisfies ReadonlyArray<keyof DownloadPatch>
 
 // Fails to compile when DownloadPatch gains a field that PATCH_FIELDS does not list.

@@ -4,7 +4,7 @@ import type { DownloadRecord, DownloadStatus, NewDownload } from '../core/types.
 export type DownloadPatch = Partial<Pick<DownloadRecord,
   'status' | 'attempts' | 'lastAttempt' | 'currentSize' | 'hash' | 'etag' | 'error' | 'errorCode' |
   'gateway' | 'gateways' | 'size' | 'completedAt' | 'expectedSha256' | 'priority' | 'control' |
-  'cid' | 'path' | 'nameSequence' | 'nameValidity' | 'nameResolvedAt' | 'updateReport'>>
+  'cid' | 'path' | 'nameSequence' | 'nameValidity' | 'nameResolvedAt' | 'updateReport' | 'limitRate'>>
 
 export interface ListOptions {
   status?: DownloadStatus

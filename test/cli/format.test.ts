@@ -9,7 +9,7 @@ function record (over: Partial<DownloadRecord>): DownloadRecord {
     id: 1, cid: 'bafy', path: '', target: 'bafy', output: '/tmp/x', mode: 'verified', gateways: [], gateway: null, size: 10,
     expectedSha256: null, status: 'failed', attempts: 1, lastAttempt: null, currentSize: 0, hash: null, etag: null, error: null,
     errorCode: null, priority: 0, createdAt: 0, updatedAt: 0, completedAt: null, leaseOwner: null, leaseExpires: null, control: null,
-    name: null, nameSequence: null, nameValidity: null, nameResolvedAt: null, updateOf: null, updateReport: null, ...over
+    name: null, nameSequence: null, nameValidity: null, nameResolvedAt: null, updateOf: null, updateReport: null, limitRate: null, ...over
   } as DownloadRecord
 }
 

@@ -361,7 +361,7 @@ export function context (fx: Fixture, root: CID, output: string, mode: 'verified
     id: 1, cid: root.toString(), path: '', target: root.toString(), output, mode, gateways: ['http://gateway.test'], gateway: null,
     size: null, expectedSha256: null, status: 'in_progress', attempts: 0, lastAttempt: null, currentSize: 0, hash: null, etag: null,
     error: null, errorCode: null, priority: 0, createdAt: 0, updatedAt: 0, completedAt: null, leaseOwner: null, leaseExpires: null, control: null,
-    name: null, nameSequence: null, nameValidity: null, nameResolvedAt: null, updateOf: null, updateReport: null
+    name: null, nameSequence: null, nameValidity: null, nameResolvedAt: null, updateOf: null, updateReport: null, limitRate: null
   } satisfies DownloadRecord
   return {
     record,

@@ -91,7 +91,8 @@ export function storeContract (name: string, open: (opts: ContractOpenOptions) =
           nameValidity: null,
           nameResolvedAt: null,
           updateOf: null,
-          updateReport: null
+          updateReport: null,
+          limitRate: null
         })
         expect(Number.isInteger(created.id) && created.id > 0).toBe(true)
         expect(await store.getDownload(created.id)).toEqual(created)
@@ -153,6 +154,15 @@ export function storeContract (name: string, open: (opts: ContractOpenOptions) =
         await store.updateDownload(id, { error: null, attempts: 1 }, T0 + 2)
         const got = await store.getDownload(id)
         expect(got).toMatchObject({ error: null, errorCode: 'CIDGET_ERR_TIMEOUT', attempts: 1, size: 10, updatedAt: T0 + 2 })
+      })
+
+      it('a download\'s own bandwidth limit: none when created, set and cleared by updateDownload', async () => {
+        const { id, limitRate } = await store.createDownload(newDownload(), T0)
+        expect(limitRate).toBeNull()
+        await store.updateDownload(id, { limitRate: 3 * 1024 ** 3 }, T0 + 1)
+        expect((await store.getDownload(id))?.limitRate).toBe(3 * 1024 ** 3)
+        await store.updateDownload(id, { limitRate: null }, T0 + 2)
+        expect((await store.getDownload(id))?.limitRate).toBeNull()
       })
 
       it('getDownload of an unknown id is undefined', async () => {

@@ -6,7 +6,7 @@ import { CidgetError, toCidgetError } from '../../core/errors.js'
 import type { QueueItem } from '../../engine/downloader.js'
 import { isPostgresUrl } from '../../store/index.js'
 import { loadSettings } from '../config.js'
-import { action, printRecord, withDownloader, EXIT } from '../context.js'
+import { action, parseRateOption, printRecord, withDownloader, EXIT } from '../context.js'
 import { DEFAULT_SERVER, RemoteClient, type AddRequest } from '../remote.js'
 import { lineError, parseQueue, readSource, sourceName, type QueueLine } from '../queue-file.js'
 import { printable } from '../format.js'
@@ -22,6 +22,7 @@ interface AddFlags {
   sha256?: string
   gateway?: string[]
   priority?: number
+  limitRate?: number
   json?: boolean
   quiet?: boolean
 }
@@ -104,6 +105,7 @@ export function registerAdd (program: Command): void {
       if (!/^-?\d{1,7}$/.test(v.trim())) throw new InvalidArgumentError(`must be an integer, got "${v}"`)
       return Number(v)
     })
+    .option('--limit-rate <rate>', 'each download\'s own bandwidth limit, as curl writes it: 500K, 2M (default: none; the service\'s or worker\'s own limit still applies)', (v: string) => parseRateOption(v))
     .option('--json', 'print each queued record as JSON, one a line')
     .option('-q, --quiet', 'print nothing but errors')
     .action(async (target: string | undefined, flags: AddFlags) => {
@@ -146,7 +148,10 @@ export function registerAdd (program: Command): void {
         if (state !== undefined) {
           const done = await withDownloader({ state, recover: false }, async dl => {
             try {
-              return { records: await dl.enqueue(lines.map(l => l.item), { dir }), location: dl.store.location }
+              const records = await dl.enqueue(lines.map(l => l.item), { dir })
+              if (flags.limitRate === undefined) return { records, location: dl.store.location }
+              // each one's own limit, recorded before a worker claims it to run (a worker already running it applies it at its next start)
+              return { records: await Promise.all(records.map(async (r) => await dl.setDownloadLimit(r.id, flags.limitRate ?? null))), location: dl.store.location }
             } catch (err) {
               throw itemError(err, lines, source)
             }
@@ -161,7 +166,7 @@ export function registerAdd (program: Command): void {
           for (const { line, item } of lines) {
             let rec: DownloadRecord
             try {
-              rec = await client.add(body(item))
+              rec = await client.add({ ...body(item), ...(flags.limitRate === undefined ? {} : { limitRate: flags.limitRate }) })
             } catch (err) {
               if (source === undefined) throw err
               const e = lineError(err, source, line, item.target)
