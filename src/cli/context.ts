@@ -162,6 +162,8 @@ export interface NameFlags {
   dnsResolver?: string[]
   proxy?: string
   limitRate?: number
+  /** false with --no-routing */
+  routing?: boolean
 }
 
 const collect = (v: string, prev: string[] | undefined): string[] => [...(prev ?? []), v]
@@ -169,15 +171,17 @@ const collect = (v: string, prev: string[] | undefined): string[] => [...(prev ?
 /** Adds the name flags to a command. */
 export function nameOptions (cmd: Command): Command {
   return cmd
-    .option('--router <url>', `delegated router asked for IPNS records; repeat for several (replaces the default list: ${DEFAULT_ROUTERS.join(', ')})`, collect)
+    .option('--router <url>', `delegated router asked for IPNS records and for providers of the content; repeat for several (replaces the default list: ${DEFAULT_ROUTERS.join(', ')})`, collect)
+    .option('--no-routing', 'verified and CAR modes: do not ask the routers for providers (the gateways only)')
     .option('--dns-resolver <url>', `DNS-over-HTTPS resolver (JSON API) for DNSLink, or "system"; repeat for several, asked in order (default: ${DEFAULT_DNS_RESOLVERS.join(', ')})`, collect)
     .option('--limit-rate <rate>', 'bandwidth limit of this process, all its downloads together, in bytes per second as curl writes it: 500K, 2M, 1G (default: none)', (v: string) => parseRateOption(v))
     .option('--proxy <url>', 'HTTP proxy for every request, http://[user:password@]host:port (default: the config file\'s proxy, else HTTPS_PROXY / HTTP_PROXY / ALL_PROXY; NO_PROXY applies)')
 }
 
 /** The Downloader's `routers`, `dnsResolvers` and proxy from those flags; nothing when none is given (the config file's stay). */
-export function namesFrom (flags: NameFlags): Pick<DownloaderInit, 'routers' | 'dnsResolvers' | 'limitRate'> & { proxy?: string } {
+export function namesFrom (flags: NameFlags): Pick<DownloaderInit, 'routers' | 'dnsResolvers' | 'limitRate' | 'routing'> & { proxy?: string } {
   return {
+    ...(flags.routing === false ? { routing: false } : {}),
     ...(flags.limitRate === undefined ? {} : { limitRate: flags.limitRate }),
     ...(flags.proxy === undefined ? {} : { proxy: flags.proxy }),
     ...(flags.router === undefined ? {} : { routers: flags.router }),

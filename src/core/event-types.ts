@@ -62,11 +62,11 @@ export interface ResolvedEvent {
   validity: string | null
 }
 
-/** A gateway's health changed for a download: dropped (invalid block), blocked (Retry-After, backoff), healthy again. */
+/** A gateway's health changed for a download: dropped (invalid block), blocked (Retry-After, backoff), healthy again; or a provider found by routing was added. */
 export interface GatewayEvent {
   id: number
   gateway: string
-  state: 'dropped' | 'blocked' | 'healthy'
+  state: 'dropped' | 'blocked' | 'healthy' | 'added'
   reason: string
 }
 

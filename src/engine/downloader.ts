@@ -20,6 +20,7 @@ import { HttpClient } from '../gateways/http.js'
 import { olderRecord, resolveNow, updateOf, type UpdateAdd, type UpdateTo } from './names.js'
 import type { AddressGuard } from '../gateways/address.js'
 import { RateLimiter } from '../gateways/limiter.js'
+import { ProviderFinder } from '../routing/providers.js'
 import { openStore, makeOwnerId } from '../store/index.js'
 import type { ListOptions, Store } from '../store/store.js'
 import { exists, removePartial } from '../sink/partial.js'
@@ -88,6 +89,7 @@ export class Downloader extends TypedEmitter<CidgetEvents> {  readonly store: St
       events: this,
       totals: this.#totals,
       health: healthRegistry(settings),
+      providers: new ProviderFinder({ http: this.#http, routers: settings.providerRouters, allowLocal: settings.allowLocalProviders, now: settings.now }),
       checkConfined: async (output) => { await this.#checkConfined(output) }
     })
   }

@@ -80,6 +80,14 @@ export interface DownloaderInit extends Partial<DownloadPolicy> {
    * does). Not applied to a `dispatcher` of your own. @default none: direct
    */
   proxy?: string | ProxySettings
+  /**
+   * Verified and CAR modes: also ask the `routers` for providers of each
+   * download's CID that serve the trustless gateway protocol over HTTP, and
+   * fetch from them too. @default true
+   */
+  routing?: boolean
+  /** Keep providers found by routing whose addresses are loopback, private or link-local. @default false (`service.allowLocal` sets it) */
+  allowLocalProviders?: boolean
   /** Bandwidth limit of the whole process in bytes per second, shared by all its downloads (hedges, runs and streams counted); `setLimitRate` changes it. @default none */
   limitRate?: number
   /** undici dispatcher for all requests (tests). `service` does not guard a dispatcher of your own. */
@@ -107,7 +115,7 @@ export interface DownloaderInit extends Partial<DownloadPolicy> {
 }
 
 const INIT_KEYS = new Set<string>([
-  'state', 'store', 'gateways', 'routers', 'dnsResolvers', 'nameSettleMs', 'concurrency', 'leaseMs', 'heartbeatMs', 'controlWaitMs', 'owner', 'recover', 'dispatcher', 'proxy', 'limitRate', 'service', 'userAgent', 'progressIntervalMs',
+  'state', 'store', 'gateways', 'routers', 'dnsResolvers', 'nameSettleMs', 'concurrency', 'leaseMs', 'heartbeatMs', 'controlWaitMs', 'owner', 'recover', 'dispatcher', 'proxy', 'limitRate', 'routing', 'allowLocalProviders', 'service', 'userAgent', 'progressIntervalMs',
   'blockConcurrency', 'runBlocks', 'hedgeAfterMs', 'limits', 'skipSymlinks', 'checkPath',
   'now', 'sleep', 'random', ...Object.keys(DEFAULT_POLICY)
 ])
@@ -200,6 +208,9 @@ export interface Settings {
   nameSettleMs: number | undefined
   proxy: ProxySettings | undefined
   limitRate: number | undefined
+  /** Routers asked for providers (none: routing off). */
+  providerRouters: string[]
+  allowLocalProviders: boolean
   concurrency: number
   leaseMs: number
   heartbeatMs: number
@@ -231,6 +242,8 @@ export function resolveSettings (init: DownloaderInit): Settings {
     nameSettleMs: init.nameSettleMs,
     proxy: proxySettings(init.proxy),
     limitRate: checkRate(init.limitRate, 'limitRate'),
+    providerRouters: init.routing === false ? [] : (init.routers ?? [...DEFAULT_ROUTERS]).map((r) => normalizeEndpoint(r, 'router')),
+    allowLocalProviders: init.allowLocalProviders ?? init.service?.allowLocal ?? false,
     concurrency: init.concurrency ?? DEFAULTS.CONCURRENCY,
     leaseMs: init.leaseMs ?? DEFAULTS.LEASE_MS,
     heartbeatMs,

@@ -12,6 +12,7 @@ import type { HttpClient } from '../gateways/http.js'
 import type { HealthRegistry } from '../gateways/health.js'
 import { GatewayPool } from '../gateways/pool.js'
 import { RateLimiter } from '../gateways/limiter.js'
+import type { ProviderFinder } from '../routing/providers.js'
 import type { Store } from '../store/store.js'
 import type { StrategyContext } from '../strategies/types.js'
 import type { GatewayTotalsBook } from './gateway-totals.js'
@@ -35,6 +36,8 @@ export interface RunnerInit {
   health: HealthRegistry
   /** Under `service.dir`: throws if the output leads outside it on disk now. */
   checkConfined: (output: string) => Promise<void>
+  /** Providers by delegated routing, for the process. */
+  providers: ProviderFinder
 }
 
 export class Runner {
@@ -46,8 +49,10 @@ export class Runner {
   readonly #totals: GatewayTotalsBook
   readonly #health: HealthRegistry
   readonly #checkConfined: (output: string) => Promise<void>
+  readonly #providers: ProviderFinder
 
   constructor (init: RunnerInit) {
+    this.#providers = init.providers
     this.#store = init.store
     this.#owner = init.owner
     this.#http = init.http
@@ -169,11 +174,30 @@ export class Runner {
 
   /** A gateway pool for one download: scores and dropped gateways are per download, the back-off is the process's. */
   #pool (ctx: StrategyContext, onBlock: (gateway: string) => void): GatewayPool {
-    return this.pool(ctx.record.gateways, {
+    const id = ctx.record.id
+    const pool = this.pool(ctx.record.gateways, {
       block: onBlock,
       retry: (e) => { ctx.onRetry({ ...e, action: 'switch', offset: 0 }) },
-      gateway: (e) => { this.#events.emit('cidget:gateway', { id: ctx.record.id, ...e }) }
+      gateway: (e) => { this.#events.emit('cidget:gateway', { id, ...e }) }
     }, ctx.http)
+    this.findProviders(pool, ctx.record.cid, ctx.signal, (gateway, router) => {
+      this.#events.emit('cidget:gateway', { id, gateway, state: 'added', reason: `a provider of ${ctx.record.cid} found by ${router}` })
+    })
+    return pool
+  }
+
+  /**
+   * Asks the routers for providers of `cid` in the background: each one found
+   * joins `pool` as it arrives; until the answers are in, a block no gateway
+   * has waits for them.
+   */
+  findProviders (pool: GatewayPool, cid: string, signal: AbortSignal, onAdded: (gateway: string, router: string) => void): void {
+    if (this.#settings.providerRouters.length === 0 || cid === '') return
+    const lookup = this.#providers.find(cid, (urls, router) => {
+      for (const url of pool.addGateways(urls)) onAdded(url, router)
+    }, signal)
+    lookup.catch(() => {})
+    pool.expectGateways(lookup)
   }
 
   /** A gateway pool over `gateways` with this process's settings and gateway health (a download's, or a stream's that has no record). */

@@ -57,6 +57,7 @@ export async function streamTarget (deps: StreamDeps, targetText: string, opts: 
   try {
     const at = target.name === undefined ? { cid: target.cid, path: target.path } : await resolveNow(target.name, gateways, deps.http, settings)
     const pool = deps.runner.pool(gateways, { block: () => {}, retry: (e) => { opts.onRetry?.(e) }, gateway: () => {} })
+    deps.runner.findProviders(pool, at.cid, internal.signal, () => {})
     const result = await streamVerifiedFile({
       cid: at.cid,
       path: at.path,

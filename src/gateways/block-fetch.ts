@@ -104,6 +104,11 @@ export class BlockFetcher {
   async #start (block: BlockFetch): Promise<Attempt> {
     for (;;) {
       const terminal = this.#terminal(block)
+      if (terminal !== undefined && terminal !== block.spent && this.#base.expecting) {
+        // no gateway has it, but providers are being looked up: wait for them
+        await this.#base.awaitMore(block.signal)
+        continue
+      }
       if (terminal !== undefined) throw terminal
       await this.#base.permits.acquire(block.signal)
       const choice = this.#base.selector.pick(this.#base.now(), this.#candidates(block))

@@ -85,6 +85,8 @@ export class PoolBase {
   readonly #wakers = new Set<() => void>()
   /** EWMA of the time from request to whole block over all gateways: hedging waits on it. */
   #latencyMs: number | undefined
+  /** Sources may still join (providers being looked up): a block no gateway has waits for them before it fails. */
+  #expecting: Promise<void> | undefined
 
   constructor (settings: PoolSettings) {
     this.gateways = settings.gateways
@@ -184,6 +186,36 @@ export class PoolBase {
     }
     signal.throwIfAborted()
     return woken
+  }
+
+  /**
+   * More gateways may join until `until` settles (a lookup of providers):
+   * a block that no gateway has (each answered 404 or was dropped) waits for
+   * them, or for the end of the lookup, before it fails.
+   */
+  expect (until: Promise<void>): void {
+    const settled = until.catch(() => {}).then(() => {
+      if (this.#expecting === settled) this.#expecting = undefined
+      this.wake()
+    })
+    this.#expecting = settled
+  }
+
+  /** Whether gateways may still join (see {@link expect}). */
+  get expecting (): boolean {
+    return this.#expecting !== undefined
+  }
+
+  /** Waits until a gateway joins or none can any more (or the signal fires). */
+  async awaitMore (signal: AbortSignal): Promise<void> {
+    if (this.#expecting === undefined) return
+    await this.waitForChange(undefined, signal)
+  }
+
+  /** Adds `gateway` (the selector shares the list); waiting fetches look again. */
+  add (gateway: Gateway): void {
+    this.gateways.push(gateway)
+    this.wake()
   }
 
   wake (): void {

@@ -117,6 +117,7 @@ export class GatewayPool {
   readonly #entity: EntityPrefetcher
   readonly #trees: TreeStreamer
   readonly #pending = new Map<string, Shared>()
+  readonly #health: HealthRegistry
 
   constructor (init: GatewayPoolInit) {
     checkInit(init)
@@ -128,6 +129,7 @@ export class GatewayPool {
       ...(init.maxRetryAfterMs === undefined ? {} : { maxRetryAfterMs: init.maxRetryAfterMs }),
       ...(init.now === undefined ? {} : { now: init.now })
     })
+    this.#health = health
     const gateways = urls.map((url) => new Gateway(health.get(url)))
     const perGateway = init.perGatewayConcurrency ?? POOL_DEFAULTS.PER_GATEWAY_CONCURRENCY
     this.#base = new PoolBase({
@@ -304,6 +306,26 @@ export class GatewayPool {
    */
   prefetchTree (root: CID, declared: number, signal: AbortSignal, ahead = false): TreePrefetch | undefined {
     return this.#trees.start(root, declared, signal, ahead)
+  }
+
+  /**
+   * Adds gateways while the pool works (providers found by routing): each is
+   * chosen, scored and dropped like the others. Returns the URLs that were new.
+   */
+  addGateways (urls: readonly string[]): string[] {
+    const added: string[] = []
+    for (const raw of urls) {
+      const url = raw.replace(/\/+$/, '')
+      if (this.#base.gateways.some((g) => g.url === url)) continue
+      this.#base.add(new Gateway(this.#health.get(url)))
+      added.push(url)
+    }
+    return added
+  }
+
+  /** Gateways may join until `lookup` settles: a block no gateway has waits for it before failing. */
+  expectGateways (lookup: Promise<unknown>): void {
+    this.#base.expect(lookup.then(() => {}))
   }
 
   stats (): GatewayStats[] {

@@ -52,6 +52,14 @@ interface TestServer {
 export interface TestRouter extends TestServer {
   /** Serves `record` as the IPNS record of `name` (as the request spells it); `undefined`: none, a 404. */
   setIpnsRecord (name: string, record: Uint8Array | undefined): void
+  /**
+   * Serves `records` (sent as they are: any JSON, unknown fields and protocols
+   * included) as the providers of `cid` (as the request spells it) at
+   * `GET /routing/v1/providers/CID`; `undefined`: none, a 404. Answered as
+   * NDJSON when the request accepts it (unless `format` says `json`), else as
+   * `{"Providers": [...]}`; `cacheControl` is sent as the Cache-Control header.
+   */
+  setProviders (cid: string, records: readonly unknown[] | undefined, opts?: { format?: 'json' | 'ndjson', cacheControl?: string }): void
 }
 
 export interface TestDnsResolver extends TestServer {
@@ -134,7 +142,21 @@ function send (res: ServerResponse, record: NameRequestRecord, status: number, t
  */
 export async function startTestRouter (opts: { ipnsRecords?: ReadonlyMap<string, Uint8Array>, host?: string } = {}): Promise<TestRouter> {
   const records = new Map(opts.ipnsRecords ?? [])
+  const providers = new Map<string, { records: readonly unknown[], format?: 'json' | 'ndjson', cacheControl?: string }>()
   const server = await startServer(opts.host ?? DEFAULT_TEST_GATEWAY_HOST, (req, url, res, record) => {
+    const p = /^\/routing\/v1\/providers\/([^/]+)$/.exec(url.pathname)
+    if (req.method === 'GET' && p !== null) {
+      const found = providers.get(decodeURIComponent(p[1] ?? ''))
+      if (found === undefined) {
+        send(res, record, 404, 'text/plain', 'no providers\n')
+        return
+      }
+      const ndjson = found.format === 'ndjson' || (found.format === undefined && (req.headers.accept ?? '').includes('application/x-ndjson'))
+      if (found.cacheControl !== undefined) res.setHeader('Cache-Control', found.cacheControl)
+      if (ndjson) send(res, record, 200, 'application/x-ndjson', found.records.map((r) => JSON.stringify(r) + '\n').join(''))
+      else send(res, record, 200, 'application/json', JSON.stringify({ Providers: found.records }))
+      return
+    }
     const m = /^\/routing\/v1\/ipns\/([^/]+)$/.exec(url.pathname)
     if (req.method !== 'GET' || m === null) {
       send(res, record, 404, 'text/plain', 'not found\n')
@@ -148,6 +170,10 @@ export async function startTestRouter (opts: { ipnsRecords?: ReadonlyMap<string,
     setIpnsRecord: (name: string, record: Uint8Array | undefined): void => {
       if (record === undefined) records.delete(name)
       else records.set(name, record)
+    },
+    setProviders: (cid: string, list: readonly unknown[] | undefined, o: { format?: 'json' | 'ndjson', cacheControl?: string } = {}): void => {
+      if (list === undefined) providers.delete(cid)
+      else providers.set(cid, { records: list, ...o })
     }
   })
 }

@@ -264,7 +264,7 @@ describe.skipIf(why !== undefined)('web dashboard in chromium', () => {
 describe('dashboard assets', () => {
   it('are served without a token, with a strict CSP and an ETag', async () => {
     const tmp = await mkdtemp(join(tmpdir(), 'cidget-dashboard-'))
-    const dl = await Downloader.open({ state: join(tmp, 'state.db'), gateways: ['http://127.0.0.1:9'] })
+    const dl = await Downloader.open({ routers: [], state: join(tmp, 'state.db'), gateways: ['http://127.0.0.1:9'] })
     const app = await buildServer({ downloader: dl, dir: join(tmp, 'downloads'), token: 'secret' })
     try {
       for (const [url, type] of [['/', 'text/html'], ['/dashboard.css', 'text/css'], ['/dashboard.js', 'text/javascript']]) {

@@ -78,7 +78,7 @@ describe.skipIf(!available)('cidget worker: a fleet on one PostgreSQL queue', ()
     dir = await mkdtemp(join(tmpdir(), 'cidget-fleet-'))
     db = await databases.create()
     gateway = await startTestGateway({ blocks, maxBytesPerSecond: capBytesPerSecond })
-    const dl = await Downloader.open({ state: db.url, gateways: [gateway.url], recover: false })
+    const dl = await Downloader.open({ routers: [], state: db.url, gateways: [gateway.url], recover: false })
     try {
       const queued = await dl.enqueue(contents.map((c, i) => ({ target: c.cid, output: c.name, priority: i % 3 === 0 ? 1 : 0 })), { dir })
       expect(queued).toHaveLength(COUNT)

@@ -4,7 +4,7 @@
  */
 import { describe, it, expect, afterEach } from 'vitest'
 import { runCli, closedUrl } from '../helpers.js'
-import { MemoryBlocks, addFile, seededBytes, startTestGateway, type TestGateway } from '../../src/testing/index.js'
+import { MemoryBlocks, addFile, seededBytes, startTestGateway, startTestRouter, type TestGateway } from '../../src/testing/index.js'
 import type { GatewayProbe } from '../../src/gateways/probe.js'
 
 let gateways: TestGateway[] = []
@@ -33,6 +33,29 @@ describe('cidget gateways', () => {
       expect(Object.keys(p).sort()).toEqual(['error', 'gateway', 'latencyMs', 'range', 'reachable', 'throughputBps', 'trustlessCar', 'trustlessRaw'])
       expect(p.latencyMs).toBeGreaterThan(0)
       expect(p.throughputBps).toBeGreaterThan(0)
+    }
+  })
+
+  it('with --sample, also probes the providers the routers name for it, marked with the router', async () => {
+    const blocks = new MemoryBlocks()
+    const sample = (await addFile(blocks, seededBytes(64 * 1024, 6))).toString()
+    gateways = [await startTestGateway({ blocks }), await startTestGateway({ blocks })]
+    const router = await startTestRouter()
+    try {
+      const port = new URL(gateways[1]!.url).port
+      router.setProviders(sample, [{ Schema: 'peer', ID: 'x', Addrs: [`/ip4/127.0.0.1/tcp/${port}/http`], Protocols: ['transport-ipfs-gateway-http'] }])
+      const r = await runCli(['gateways', '-g', gateways[0]!.url, '--sample', sample, '--json', '--timeout', '2000', '--router', router.url, '--allow-local'], { env })
+      expect(r.code, r.stderr).toBe(0)
+      const probes = JSON.parse(r.stdout) as Array<GatewayProbe & { foundBy?: string }>
+      expect(probes.map((p) => [p.gateway, p.foundBy])).toEqual([[gateways[0]!.url, undefined], [gateways[1]!.url, router.url]])
+      expect(probes[1]).toMatchObject({ reachable: true, trustlessRaw: true, range: true })
+      const table = await runCli(['gateways', '-g', gateways[0]!.url, '--sample', sample, '--timeout', '2000', '--router', router.url, '--allow-local'], { env })
+      expect(table.stdout).toContain(`${gateways[1]!.url} (provider)`)
+      // without --allow-local, a loopback provider is left out
+      const strict = await runCli(['gateways', '-g', gateways[0]!.url, '--sample', sample, '--json', '--timeout', '2000', '--router', router.url], { env })
+      expect((JSON.parse(strict.stdout) as GatewayProbe[]).map((p) => p.gateway)).toEqual([gateways[0]!.url])
+    } finally {
+      await router.close()
     }
   })
 

@@ -237,7 +237,7 @@ describe('leaks', () => {
 
     await settle()
     const beforeOpen = snapshot()
-    const dl = await Downloader.open({ state: join(dir, 'state.db'), gateways: [gw.url], concurrency: AT_ONCE })
+    const dl = await Downloader.open({ routers: [], state: join(dir, 'state.db'), gateways: [gw.url], concurrency: AT_ONCE })
     let closed = false
     try {
       await downloads(dl, WARM_UP)

@@ -18,7 +18,7 @@ afterEach(async () => {
 })
 
 async function open (): Promise<Downloader> {
-  const dl = await Downloader.open({ state: join(dir, 'state.db'), gateways: [gateway!.url], recover: false, concurrency: 3, initialBackoffMs: 1 })
+  const dl = await Downloader.open({ routers: [], state: join(dir, 'state.db'), gateways: [gateway!.url], recover: false, concurrency: 3, initialBackoffMs: 1 })
   opened.push(dl)
   return dl
 }

@@ -35,7 +35,7 @@ describe('confinedOutput', () => {
     await mkdir(join(dir, 'sub'))
     await symlink(join(dir, 'elsewhere'), join(dir, 'sub', `${CID}.cidget-partial`))
     await symlink(join(dir, 'elsewhere'), join(dir, 'named.cidget-partial'))
-    const dl = await Downloader.open({ state: join(dir, 'state.db'), gateways: ['http://127.0.0.1:9'], recover: false })
+    const dl = await Downloader.open({ routers: [], state: join(dir, 'state.db'), gateways: ['http://127.0.0.1:9'], recover: false })
     try {
       for (const output of ['sub/', 'named']) {
         await expect(dl.enqueue([{ target: CID, output }], { dir }), output).rejects.toMatchObject({ code: 'CIDGET_ERR_OUTSIDE_DIR', message: /partial path .* is a symlink/ })
@@ -64,7 +64,7 @@ describe('confinedOutput', () => {
     const blocks = new MemoryBlocks()
     const cid = await addFile(blocks, seededBytes(10_000))
     const gateway = await startTestGateway({ blocks })
-    const dl = await Downloader.open({ state: join(dir, 'state.db'), gateways: [gateway.url], recover: false, service: { dir: root, allowLocal: true } })
+    const dl = await Downloader.open({ routers: [], state: join(dir, 'state.db'), gateways: [gateway.url], recover: false, service: { dir: root, allowLocal: true } })
     try {
       const [queued] = await dl.enqueue([{ target: cid.toString(), output: 'sub/victim' }], { dir: root })
       // `sub` did not exist when it was queued; now it is a link out (planted by anything that writes in root)

@@ -85,7 +85,7 @@ describe('verified directories: links resolved on disk', () => {
     const dir = await tempDir()
     await mkdir(join(dir, 'outside'))
     await writeFile(join(dir, 'outside', 'secret'), 'secret')
-    const dl = await Downloader.open({ state: join(dir, 'state.db'), gateways: [gateway.url], hedgeAfterMs: 0, initialBackoffMs: 1, ...init })
+    const dl = await Downloader.open({ routers: [], state: join(dir, 'state.db'), gateways: [gateway.url], hedgeAfterMs: 0, initialBackoffMs: 1, ...init })
     cleanups.push(async () => { await dl.close() })
     const out = join(dir, 'tree')
     const done = await (await dl.add(root.toString(), { output: out })).done
@@ -148,7 +148,7 @@ describe('a partial file or staging directory that no recorded progress counts',
     await mkdir(join(d, 'tree.cidget-partial', 'planted'), { recursive: true })
     await writeFile(join(d, 'tree.cidget-partial', 'a.txt'), 'planted bytes after the first')
     await symlink('..', join(d, 'tree.cidget-partial', 'planted', 'up'))
-    const dl = await Downloader.open({ state: join(d, 'state.db'), gateways: [gateway.url], hedgeAfterMs: 0, initialBackoffMs: 1 })
+    const dl = await Downloader.open({ routers: [], state: join(d, 'state.db'), gateways: [gateway.url], hedgeAfterMs: 0, initialBackoffMs: 1 })
     cleanups.push(async () => { await dl.close() })
     const f = await (await dl.add(file.toString(), { output: join(d, 'file') })).done
     expect(f.status, f.error ?? '').toBe('success')

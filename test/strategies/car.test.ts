@@ -23,7 +23,7 @@ afterEach(async () => {
 async function setup (blocks: MemoryBlocks): Promise<{ gw: TestGateway, dir: string, dl: Downloader }> {
   const gw = await startTestGateway({ blocks })
   const dir = await mkdtemp(join(tmpdir(), 'cidget-car-'))
-  const dl = await Downloader.open({ state: join(dir, 'state.db'), gateways: [gw.url], hedgeAfterMs: 0, syncIntervalBytes: 1 })
+  const dl = await Downloader.open({ routers: [], state: join(dir, 'state.db'), gateways: [gw.url], hedgeAfterMs: 0, syncIntervalBytes: 1 })
   cleanups.push(async () => { await dl.close(); await gw.close(); await rm(dir, { recursive: true, force: true }) })
   return { gw, dir, dl }
 }
@@ -91,7 +91,7 @@ describe('CAR output', () => {
     const opened: Downloader[] = []
     cleanups.push(async () => { for (const d of opened) await d.close(); await gw.close(); await rm(dir, { recursive: true, force: true }) })
     const open = async (maxEntries: number): Promise<Downloader> => {
-      const dl = await Downloader.open({ state: join(dir, 'state.db'), gateways: [gw.url], hedgeAfterMs: 0, limits: { maxEntries } })
+      const dl = await Downloader.open({ routers: [], state: join(dir, 'state.db'), gateways: [gw.url], hedgeAfterMs: 0, limits: { maxEntries } })
       opened.push(dl)
       return dl
     }
@@ -123,7 +123,7 @@ describe('CAR output', () => {
     const leaves = dagPb.decode(blocks.get(root)).Links.map(l => l.Hash)
     const s = await setup(blocks)
     s.gw.addFault({ fault: { type: 'stall', afterBytes: 0 }, times: 1, match: { path: `/ipfs/${leaves[4]!.toString()}` } })
-    const dl = await Downloader.open({ state: join(s.dir, 'state2.db'), gateways: [s.gw.url], hedgeAfterMs: 0, blockConcurrency: 1, syncIntervalBytes: 1 })
+    const dl = await Downloader.open({ routers: [], state: join(s.dir, 'state2.db'), gateways: [s.gw.url], hedgeAfterMs: 0, blockConcurrency: 1, syncIntervalBytes: 1 })
     cleanups.push(async () => { await dl.close() })
     const job = await dl.add(root.toString(), { mode: 'car', output: join(s.dir, 'r.car') })
     await progressReaches(dl, job.id, 4 * 256 * KiB)
@@ -147,7 +147,7 @@ describe('CAR output', () => {
       s.gw.addFault({ fault: { type: 'stall', afterBytes: 0 }, times: 1, match: { path: `/ipfs/${leaves[4]!.toString()}` } })
       // the stalls hold a second: long enough to read the record while the resumed run waits (its
       // success clears the note), and progress is told at once
-      const dl = await Downloader.open({ state: join(s.dir, 'state2.db'), gateways: [s.gw.url], hedgeAfterMs: 0, blockConcurrency: 1, syncIntervalBytes: 1, timeoutMs: 1_000, initialBackoffMs: 10, progressIntervalMs: 0 })
+      const dl = await Downloader.open({ routers: [], state: join(s.dir, 'state2.db'), gateways: [s.gw.url], hedgeAfterMs: 0, blockConcurrency: 1, syncIntervalBytes: 1, timeoutMs: 1_000, initialBackoffMs: 10, progressIntervalMs: 0 })
       cleanups.push(async () => { await dl.close() })
       const output = join(s.dir, 'r.car')
       const job = await dl.add(root.toString(), { mode: 'car', output })

@@ -370,7 +370,7 @@ describe('tree streams: what a hostile CAR costs', () => {
     await once(server, 'listening')
     const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
     const dir = await mkdtemp(join(tmpdir(), 'cidget-trees-'))
-    const dl = await Downloader.open({ state: join(dir, 'state.db'), gateways: [url], hedgeAfterMs: 0, timeoutMs: 5_000 })
+    const dl = await Downloader.open({ routers: [], state: join(dir, 'state.db'), gateways: [url], hedgeAfterMs: 0, timeoutMs: 5_000 })
     cleanups.push(async () => {
       await dl.close()
       server.closeAllConnections()

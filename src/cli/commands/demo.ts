@@ -30,6 +30,8 @@ async function download (dir: string, gateways: TestGateway[], cid: string, mode
   const dl = await Downloader.open({
     state: join(dir, 'state.db'),
     gateways: gateways.map(g => g.url),
+    // the demo never leaves this machine: no router is asked for providers
+    routers: [],
     timeoutMs: 2_000,
     initialBackoffMs: 200
   })

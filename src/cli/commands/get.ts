@@ -21,6 +21,7 @@ interface GetFlags extends LimitFlags, NameFlags {
   force?: boolean
   skipSymlinks?: boolean
   cidCheck?: boolean
+  allowLocal?: boolean
   json?: boolean
   quiet?: boolean
 }
@@ -61,7 +62,8 @@ export function registerGet (program: Command): void {
     .option('--max-resume-attempts <n>', 'resumes after interruptions before giving up', parseIntOption('--max-resume-attempts', 0))
     .option('--force', 'overwrite an existing output file')
     .option('--skip-symlinks', 'verified directories: leave symlinks out instead of refusing unsafe ones')
-    .option('--no-cid-check', 'path mode: do not check the finished file against the CID'))
+    .option('--no-cid-check', 'path mode: do not check the finished file against the CID')
+    .option('--allow-local', 'keep providers found by routing whose addresses are loopback, private or link-local'))
     .option('--json', 'print the final download record as JSON')
     .option('-q, --quiet', 'print nothing but errors')
     .action(async (target: string, flags: GetFlags) => {
@@ -74,6 +76,7 @@ export function registerGet (program: Command): void {
         if (flags.output === '-') {
           return await getToStdout(target, flags, {
             ...(flags.timeout === undefined ? {} : { timeoutMs: flags.timeout }),
+            ...(flags.allowLocal === true ? { allowLocalProviders: true } : {}),
             ...limitsFrom(flags), ...namesFrom(flags)
           })
         }
@@ -88,6 +91,7 @@ export function registerGet (program: Command): void {
           ...(flags.cidCheck === false ? { checkPath: false } : {}),
           ...(flags.timeout === undefined ? {} : { timeoutMs: flags.timeout }),
           ...(flags.maxResumeAttempts === undefined ? {} : { maxResumeAttempts: flags.maxResumeAttempts }),
+          ...(flags.allowLocal === true ? { allowLocalProviders: true } : {}),
           ...limitsFrom(flags), ...namesFrom(flags)
         })
         const unhook = pauseOnSignals(dl)

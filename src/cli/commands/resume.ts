@@ -14,12 +14,13 @@ export function registerResume (program: Command): void {
     .argument('[id]', 'download id')
     .option('--all', 'resume every paused and pending download (and recover interrupted ones)')
     .option('--state <location>', 'state: a SQLite file or a postgres:// URL (default: $CIDGET_STATE or ~/.cidget/state.db)')
-    .option('--skip-symlinks', 'verified directories: leave symlinks out instead of refusing unsafe ones'))
+    .option('--skip-symlinks', 'verified directories: leave symlinks out instead of refusing unsafe ones')
+    .option('--allow-local', 'keep providers found by routing whose addresses are loopback, private or link-local'))
     .option('--json', 'print the final records as JSON (one per line)')
     .option('-q, --quiet', 'print nothing but errors')
     .option('--server <url>', 'act through a running `cidget serve` (waits for the downloads as a local resume does)')
     .option('--token <token>', 'API token for --server (default: $CIDGET_TOKEN, else the token file next to the default state)')
-    .action(async (idText: string | undefined, flags: { all?: boolean, state?: string, skipSymlinks?: boolean, json?: boolean, quiet?: boolean } & LimitFlags & NameFlags & RemoteFlags) => {
+    .action(async (idText: string | undefined, flags: { all?: boolean, state?: string, skipSymlinks?: boolean, allowLocal?: boolean, json?: boolean, quiet?: boolean } & LimitFlags & NameFlags & RemoteFlags) => {
       // as `get` (see core/memory.ts)
       boundHeapGrowth({ semiSpaceMiB: DOWNLOAD_SEMI_SPACE_MIB })
       await action(async () => {
@@ -42,7 +43,12 @@ export function registerResume (program: Command): void {
           if (ids.length === 0 && flags.quiet !== true && flags.json !== true) process.stderr.write('nothing to resume\n')
           return report(await client.resumeAndWait(ids, id === undefined))
         }
-        const dl = await openDownloader({ state: flags.state, ...(flags.skipSymlinks === true ? { skipSymlinks: true } : {}), ...limitsFrom(flags), ...namesFrom(flags) })
+        const dl = await openDownloader({
+          state: flags.state,
+          ...(flags.skipSymlinks === true ? { skipSymlinks: true } : {}),
+          ...(flags.allowLocal === true ? { allowLocalProviders: true } : {}),
+          ...limitsFrom(flags), ...namesFrom(flags)
+        })
         const unhook = pauseOnSignals(dl)
         const view = new ProgressView(dl, { tty: process.stderr.isTTY === true && flags.json !== true, quiet: flags.quiet === true || flags.json === true })
         try {
