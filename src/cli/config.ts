@@ -112,7 +112,8 @@ export function loadSettings (env: NodeJS.ProcessEnv = process.env): Settings {
   const fromEnv: Record<string, unknown> = {}
   for (const key of KEYS) {
     const v = env[envName(key)]
-    if (v !== undefined && v !== '') fromEnv[key] = v
+    // CIDGET_ROUTERS set and empty: no routers (as `routers: []` in the file); other empty variables are unset
+    if (v !== undefined && (v !== '' || key === 'routers')) fromEnv[key] = v
   }
   merge(out, fromEnv, 'environment')
   return out

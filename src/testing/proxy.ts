@@ -16,7 +16,7 @@ export interface ProxyRequestRecord {
   kind: 'forward' | 'connect'
   /** The absolute URL (forward) or host:port (connect). */
   target: string
-  /** The status the proxy answered with (200 for an opened tunnel). */
+  /** The status the proxy answered with (200 for an opened tunnel); 0 until it answered. */
   status: number
 }
 
@@ -45,8 +45,11 @@ export async function startTestProxy (opts: TestProxyOptions = {}): Promise<Test
 
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
     const target = req.url ?? ''
+    // recorded as it arrives (its status when answered): a request of a client that went away counts too
+    const record: ProxyRequestRecord = { kind: 'forward', target, status: 0 }
+    requests.push(record)
     if (!authorized(req)) {
-      requests.push({ kind: 'forward', target, status: 407 })
+      record.status = 407
       res.writeHead(407, { 'proxy-authenticate': 'Basic realm="test"', 'content-length': '0' }).end()
       return
     }
@@ -55,7 +58,7 @@ export async function startTestProxy (opts: TestProxyOptions = {}): Promise<Test
       url = new URL(target)
       if (url.protocol !== 'http:') throw new Error('not http')
     } catch {
-      requests.push({ kind: 'forward', target, status: 400 })
+      record.status = 400
       res.writeHead(400, { 'content-length': '0' }).end()
       return
     }
@@ -63,13 +66,13 @@ export async function startTestProxy (opts: TestProxyOptions = {}): Promise<Test
     delete headers['proxy-authorization']
     delete headers['proxy-connection']
     const upstream = httpRequest({ host: opts.hosts?.[url.hostname] ?? url.hostname, port: url.port, path: url.pathname + url.search, method: req.method, headers }, (up) => {
-      requests.push({ kind: 'forward', target, status: up.statusCode ?? 0 })
+      record.status = up.statusCode ?? 502
       res.writeHead(up.statusCode ?? 502, up.headers)
       up.pipe(res)
       up.on('error', () => { res.destroy() })
     })
     upstream.on('error', () => {
-      requests.push({ kind: 'forward', target, status: 502 })
+      record.status = 502
       if (!res.headersSent) res.writeHead(502, { 'content-length': '0' }).end()
       else res.destroy()
     })
@@ -78,17 +81,19 @@ export async function startTestProxy (opts: TestProxyOptions = {}): Promise<Test
 
   server.on('connect', (req: IncomingMessage, client: Socket, head: Buffer) => {
     const target = req.url ?? ''
+    const record: ProxyRequestRecord = { kind: 'connect', target, status: 0 }
+    requests.push(record)
     sockets.add(client)
     client.on('close', () => sockets.delete(client))
     client.on('error', () => {})
     if (!authorized(req)) {
-      requests.push({ kind: 'connect', target, status: 407 })
+      record.status = 407
       client.end('HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm="test"\r\nContent-Length: 0\r\n\r\n')
       return
     }
     const [host, port] = [target.slice(0, target.lastIndexOf(':')), Number(target.slice(target.lastIndexOf(':') + 1))]
     const upstream = connect(port, opts.hosts?.[host] ?? host.replace(/^\[|\]$/g, ''), () => {
-      requests.push({ kind: 'connect', target, status: 200 })
+      record.status = 200
       client.write('HTTP/1.1 200 Connection Established\r\n\r\n')
       if (head.length > 0) upstream.write(head)
       upstream.pipe(client)
@@ -97,7 +102,7 @@ export async function startTestProxy (opts: TestProxyOptions = {}): Promise<Test
     sockets.add(upstream)
     upstream.on('close', () => { sockets.delete(upstream); client.destroy() })
     upstream.on('error', () => {
-      if (!requests.some((r) => r.kind === 'connect' && r.target === target && r.status === 200)) requests.push({ kind: 'connect', target, status: 502 })
+      if (record.status === 0) record.status = 502
       client.end('HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n')
     })
   })

@@ -43,6 +43,8 @@ describe('settings', () => {
     expect(loadSettings({ CIDGET_CONFIG: file })).toEqual({ routers: [], dnsResolvers: ['https://dns.example/dns-query', 'system'] })
     expect(loadSettings({ CIDGET_CONFIG: file, CIDGET_ROUTERS: 'https://r1.example, https://r2.example', CIDGET_DNS_RESOLVERS: 'system' }))
       .toEqual({ routers: ['https://r1.example', 'https://r2.example'], dnsResolvers: ['system'] })
+    // set and empty: no routers at all (an empty variable of another setting is as unset)
+    expect(loadSettings({ HOME: dir, CIDGET_ROUTERS: '', CIDGET_STATE: '' })).toEqual({ routers: [] })
     expect(envName('dnsResolvers')).toBe('CIDGET_DNS_RESOLVERS')
   })
 

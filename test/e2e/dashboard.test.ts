@@ -226,6 +226,30 @@ describe.skipIf(why !== undefined)('web dashboard in chromium', () => {
     expect(pageErrors).toEqual([])
   })
 
+  it('sets the limit for all downloads and a download\'s own limit', async () => {
+    const page = await openPage(`${base}/#token=${token}`)
+    await waitForText(page, 'limit-status', /No limit/)
+    await page.fill('[data-testid=limit-input]', '3M')
+    await page.click('[data-testid=limit-submit]')
+    await waitForText(page, 'limit-status', /Limit: 3\.00 MiB\/s for all downloads/)
+    expect(dl.limitRate).toBe(3 * MiB)
+    await page.fill('[data-testid=limit-input]', 'fast')
+    await page.click('[data-testid=limit-submit]')
+    await page.waitForSelector('[data-testid=limit-error]:not([hidden])')
+    expect(dl.limitRate).toBe(3 * MiB)
+    await page.fill('[data-testid=limit-input]', '')
+    await page.click('[data-testid=limit-submit]')
+    await waitForText(page, 'limit-status', /No limit/)
+    expect(dl.limitRate).toBeUndefined()
+    await page.fill('[data-testid=add-limit]', '4M')
+    const id = await addThroughForm(page, third.cid, 'limited.bin')
+    expect((await dl.get(id))?.limitRate).toBe(4 * MiB)
+    await waitForText(page, `status-${id}`, /done|success|complete/i)
+    await page.close()
+    // the refused rate answered 400: the page said so in the form, nothing went to the console
+    expect(pageErrors.filter((e) => !e.includes('400'))).toEqual([])
+  })
+
   it('reconnects after the event socket drops and shows what happened meanwhile', async () => {
     const page = await openPage(`${base}/#token=${token}`)
     await page.waitForSelector('[data-testid=connection][data-state=live]')

@@ -4,12 +4,12 @@ import { ApiError, api, messageOf, statusOf, storeToken } from './api.js'
 import { start } from './connection.js'
 import { announce, byId, showMessage } from './dom.js'
 import { refreshOne } from './downloads.js'
-import { baseName } from './format.js'
+import { baseName, formatBytes } from './format.js'
 import { markDirty, removeRow, renderRow, upsert } from './rows.js'
 import { ACTION_LABELS, ACTIONS, state, type Action, type DownloadRecord } from './state.js'
 
 /** The add form's body for `POST /api/downloads`. */
-interface AddBody { target: string, output?: string, mode?: string, sha256?: string }
+interface AddBody { target: string, output?: string, mode?: string, sha256?: string, limitRate?: string }
 
 export async function onAdd (ev: SubmitEvent): Promise<void> {
   ev.preventDefault()
@@ -17,6 +17,7 @@ export async function onAdd (ev: SubmitEvent): Promise<void> {
   const output = byId('add-output', HTMLInputElement)
   const mode = byId('add-mode', HTMLSelectElement)
   const sha = byId('add-sha256', HTMLInputElement)
+  const limit = byId('add-limit', HTMLInputElement)
   const error = byId('add-error')
   const submit = byId('add-submit', HTMLButtonElement)
   error.hidden = true
@@ -32,6 +33,7 @@ export async function onAdd (ev: SubmitEvent): Promise<void> {
   if (output.value.trim() !== '') body.output = output.value.trim()
   if (mode.value !== '') body.mode = mode.value
   if (sha.value.trim() !== '') body.sha256 = sha.value.trim().toLowerCase()
+  if (limit.value.trim() !== '') body.limitRate = limit.value.trim()
   submit.disabled = true
   try {
     const rec = await api<DownloadRecord>('POST', '/api/downloads', body)
@@ -40,6 +42,7 @@ export async function onAdd (ev: SubmitEvent): Promise<void> {
     target.value = ''
     output.value = ''
     sha.value = ''
+    limit.value = ''
     target.focus()
   } catch (err) {
     if (statusOf(err) !== 401) {
@@ -86,6 +89,37 @@ export async function onAction (ev: MouseEvent): Promise<void> {
   }
 }
 
+/** Shows the service's limit for all downloads. */
+function showLimit (rate: number | null): void {
+  byId('limit-status').textContent = rate === null ? 'No limit: downloads take what the network gives.' : 'Limit: ' + formatBytes(rate) + '/s for all downloads together.'
+}
+
+/** Reads the service's limit (when the page connects). */
+export async function refreshLimit (): Promise<void> {
+  const { limitRate } = await api<{ limitRate: number | null }>('GET', '/api/limit')
+  showLimit(limitRate)
+}
+
+/** The limit form: sets the limit for all downloads at once (empty: none). */
+export async function onLimit (ev: SubmitEvent): Promise<void> {
+  ev.preventDefault()
+  const input = byId('limit-input', HTMLInputElement)
+  const error = byId('limit-error')
+  error.hidden = true
+  const value = input.value.trim()
+  try {
+    const { limitRate } = await api<{ limitRate: number | null }>('PUT', '/api/limit', { limitRate: value === '' ? null : value })
+    showLimit(limitRate)
+    announce(limitRate === null ? 'Limit removed' : 'Limit set to ' + formatBytes(limitRate) + '/s')
+    input.value = ''
+  } catch (err) {
+    if (statusOf(err) !== 401) {
+      error.textContent = 'Not set: ' + messageOf(err)
+      error.hidden = false
+    }
+  }
+}
+
 export function onToken (ev: SubmitEvent): void {
   ev.preventDefault()
   const input = byId('token-input', HTMLInputElement)
@@ -94,4 +128,5 @@ export function onToken (ev: SubmitEvent): void {
   storeToken(t)
   input.value = ''
   start()
+  refreshLimit().catch(() => {})
 }

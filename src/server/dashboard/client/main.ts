@@ -6,7 +6,7 @@
  * @module
  */
 
-import { onAction, onAdd, onToken } from './actions.js'
+import { onAction, onAdd, onLimit, onToken, refreshLimit } from './actions.js'
 import { initialToken, onUnauthorized } from './api.js'
 import { askToken, start } from './connection.js'
 import { byId } from './dom.js'
@@ -17,6 +17,7 @@ function init (): void {
   onUnauthorized(askToken)
   state.token = initialToken()
   byId('add-form', HTMLFormElement).addEventListener('submit', (ev) => { void onAdd(ev) })
+  byId('limit-form', HTMLFormElement).addEventListener('submit', (ev) => { void onLimit(ev) })
   byId('token-form', HTMLFormElement).addEventListener('submit', onToken)
   byId('downloads-body').addEventListener('click', (ev) => { void onAction(ev) })
   byId('message-close').addEventListener('click', () => { byId('message').hidden = true })
@@ -28,6 +29,7 @@ function init (): void {
     if (active || Date.now() - state.gatewaysAt >= GATEWAY_IDLE_POLL_MS) refreshGateways().catch(() => {})
   }, GATEWAY_POLL_MS)
   start()
+  refreshLimit().catch(() => {})
 }
 
 init()
