@@ -53,11 +53,12 @@ async function limitedGet (): Promise<number> {
 /** A service limited to `rate`, changed to `rate2` once half is in: the rates before and after. */
 async function changedThroughApi (): Promise<{ before: number, after: number }> {
   const dir = await freshDir('limit-serve')
-  const child = spawn(process.execPath, [cli.main, 'serve', '--port', '0', '--no-auth', '--dir', join(dir, 'out'), '--state', join(dir, 'state.db'), '-g', url, '--limit-rate', values.rate, '--allow-local'], { stdio: ['ignore', 'pipe', 'inherit'] })
+  const child = spawn(process.execPath, [cli.main, 'serve', '--port', '0', '--no-auth', '--dir', join(dir, 'out'), '--state', join(dir, 'state.db'), '-g', url, '--limit-rate', values.rate], { stdio: ['ignore', 'ignore', 'pipe'] })
   try {
     const base = await new Promise<string>((resolve, reject) => {
       child.once('exit', (code) => { reject(new Error(`serve exited ${String(code)}`)) })
-      createInterface({ input: child.stdout }).on('line', (line) => {
+      // the service says where it listens on stderr
+      createInterface({ input: child.stderr }).on('line', (line) => {
         const m = /(http:\/\/127\.0\.0\.1:\d+)/.exec(line)
         if (m !== null) resolve(m[1] as string)
       })
