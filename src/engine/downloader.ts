@@ -140,6 +140,7 @@ export class Downloader extends TypedEmitter<CidgetEvents> {  readonly store: St
   async add (targetText: string, opts: AddOptions = {}): Promise<DownloadJob> {
     this.#checkOpen()
     const target = parseTarget(targetText)
+    checkRate(opts.limitRate, 'limitRate')
     const mode = opts.mode ?? 'verified'
     checkMode(mode)
     const sha256 = opts.sha256 === undefined ? null : normalizeSha256(opts.sha256)

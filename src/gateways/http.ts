@@ -55,7 +55,7 @@ function flattenHeaders (raw: Record<string, string | string[] | undefined>): Re
 function mapError (err: unknown, gateway: string, phase: 'request' | 'body', signal?: AbortSignal, opaque = false): unknown {
   if (signal?.aborted === true) return signal.reason
   if (err instanceof CidgetError) return err
-  const refusal = proxyRefusal(err, gateway)
+  const refusal = proxyRefusal(err, gateway, opaque)
   if (refusal !== undefined) return refusal
   const code = systemCode(err)
   if (opaque) return opaqueError(err, code, gateway, phase)

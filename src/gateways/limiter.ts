@@ -22,6 +22,7 @@ export function parseRate (text: string | number, from = '--limit-rate'): number
   if (m === null) throw new CidgetError('CIDGET_ERR_BAD_OPTION', `${from} must be a rate such as 500K, 2M or 1G (bytes per second), got "${text}"`)
   const unit = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[(m[2] ?? '').toLowerCase()] ?? 1
   const rate = Math.floor(Number(m[1]) * unit)
+  if (!Number.isSafeInteger(rate)) throw new CidgetError('CIDGET_ERR_BAD_OPTION', `${from} is too large: "${text}"`)
   if (rate < 1) throw new CidgetError('CIDGET_ERR_BAD_OPTION', `${from} must be at least 1 byte per second, got "${text}"`)
   return rate
 }
@@ -37,6 +38,8 @@ export interface RateLimiterInit {
 }
 
 const NEVER = new AbortController().signal
+/** The longest single sleep of a taker (it sleeps again for the rest). */
+const MAX_NAP_MS = 60_000
 
 /**
  * A rate of `rate` bytes per second with bursts of one interval's bytes (the
@@ -93,6 +96,7 @@ export class RateLimiter {
   /** Spends `bytes`; resolves once they may pass (at once when unlimited). */
   async take (bytes: number, signal: AbortSignal = NEVER): Promise<void> {
     this.#passed += bytes
+    signal.throwIfAborted()
     const rate = this.#rate
     if (rate === undefined) return
     const now = this.#now()
@@ -108,7 +112,8 @@ export class RateLimiter {
         const onAbort = (): void => { nap.abort() }
         signal.addEventListener('abort', onAbort, { once: true })
         try {
-          await this.#sleep(Math.ceil(ms), nap.signal)
+          // in naps of at most a minute: a timer cannot wait longer than 2^31 ms, and a rate may change meanwhile
+          await this.#sleep(Math.min(MAX_NAP_MS, Math.ceil(ms)), nap.signal)
         } catch (err) {
           if (signal.aborted) throw signal.reason
           if (!nap.signal.aborted) throw err

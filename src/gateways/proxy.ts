@@ -116,16 +116,23 @@ function guardInterceptor (guard: AddressGuard): Dispatcher.DispatcherComposeInt
 }
 
 /**
- * The proxy's refusal in an undici error, as a CidgetError: a 407 is
- * CIDGET_ERR_PROXY_AUTH (no gateway can help), another status a network
- * failure of this gateway. Undefined when `err` is not a proxy's refusal.
+ * The proxy's refusal in an undici error, as a CidgetError. A 407 to a
+ * CONNECT (an https gateway) is the proxy's own: CIDGET_ERR_PROXY_AUTH, which
+ * no gateway can help with. A 407 to an absolute-URI request (an http
+ * gateway) may be the gateway's, passed on: a failure of that gateway only
+ * (a hostile gateway must not end the download). Another status is a network
+ * failure of this gateway (`opaque`: without the status). Undefined when `err`
+ * is not a proxy's refusal.
  */
-export function proxyRefusal (err: unknown, gateway: string): CidgetError | undefined {
+export function proxyRefusal (err: unknown, gateway: string, opaque = false): CidgetError | undefined {
   const message = err instanceof Error ? err.message : ''
-  const status = /Proxy response \((\d{3})\) !== 200/.exec(message)?.[1] ?? (/Proxy Authentication Required \(407\)/.test(message) ? '407' : undefined)
-  if (status === undefined) return undefined
-  if (status === '407') {
+  const tunnel = /Proxy response \((\d{3})\) !== 200/.exec(message)?.[1]
+  if (tunnel === '407') {
     return new CidgetError('CIDGET_ERR_PROXY_AUTH', `The proxy asks for credentials (HTTP 407) for ${gateway}`, { cause: err, gateway, status: 407 })
   }
-  return new CidgetError('CIDGET_ERR_NETWORK', `${gateway}: the proxy refused the connection (HTTP ${status})`, { cause: err, gateway })
+  if (tunnel === undefined && /Proxy Authentication Required \(407\)/.test(message)) {
+    return new CidgetError('CIDGET_ERR_HTTP_STATUS', `${gateway}: HTTP 407 through the proxy (the proxy, or the gateway, asks for credentials)`, { cause: err, gateway, status: 407 })
+  }
+  if (tunnel === undefined) return undefined
+  return new CidgetError('CIDGET_ERR_NETWORK', opaque ? `${gateway}: the connection failed` : `${gateway}: the proxy refused the connection (HTTP ${tunnel})`, { cause: err, gateway })
 }

@@ -26,6 +26,8 @@ const DEFAULT_TTL_MS = 5 * 60_000
 const MAX_TTL_MS = 60 * 60_000
 /** A router that failed without a Retry-After is left alone this long. */
 const BACKOFF_MS = 60_000
+/** The longest a router's answer may take, whole: a block no gateway has waits for it. */
+const ANSWER_TIMEOUT_MS = 15_000
 
 /**
  * A gateway base URL from a provider's multiaddr, or undefined when it is not
@@ -46,10 +48,14 @@ export function multiaddrToUrl (addr: string, allowLocal = false): string | unde
   if (proto === 'ip6' && isIP(host) !== 6) return undefined
   if (proto.startsWith('dns') && !/^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*\.?$/i.test(host)) return undefined
   const name = host.toLowerCase().replace(/\.$/, '')
-  if (!allowLocal && (isLocalAddress(host) || name === 'localhost' || name.endsWith('.localhost'))) return undefined
   const shown = proto === 'ip6' ? `[${host}]` : name
   const defaultPort = scheme === 'https' ? '443' : '80'
-  return `${scheme}://${shown}${port === defaultPort ? '' : `:${port}`}`
+  const url = `${scheme}://${shown}${port === defaultPort ? '' : `:${port}`}`
+  // what a URL makes of the host: a name of digits (`2130706433`, `127.1`, `0x7f000001`) becomes an address
+  const parsed = new URL(url).hostname.replace(/^\[|\]$/g, '')
+  if (proto.startsWith('dns') && isIP(parsed) !== 0) return undefined
+  if (!allowLocal && (isLocalAddress(parsed) || name === 'localhost' || name.endsWith('.localhost'))) return undefined
+  return url
 }
 
 /** One provider record of an answer (unknown fields and schemas ignored). */
@@ -91,6 +97,8 @@ export interface ProviderFinderInit {
   /** Keep providers on loopback, private and link-local addresses (tests, home networks). @default false */
   allowLocal?: boolean
   now?: () => number
+  /** The longest one router's answer may take. @default 15000 */
+  timeoutMs?: number
 }
 
 /** What a router said about a CID, as `find` reports it. */
@@ -125,13 +133,20 @@ export class ProviderFinder {
    */
   async find (cid: string, onProviders: (urls: string[], router: string) => void, signal?: AbortSignal): Promise<RouterAnswer[]> {
     return await Promise.all(this.#init.routers.map(async (router) => {
-      const answer = await this.#ask(router, cid, signal)
-      if (answer.urls.length > 0) onProviders(answer.urls, router)
+      const given = new Set<string>()
+      // an NDJSON answer's providers are handed on line by line, the rest at the end
+      const hand = (urls: string[]): void => {
+        const fresh = urls.filter((u) => !given.has(u))
+        for (const u of fresh) given.add(u)
+        if (fresh.length > 0) onProviders(fresh, router)
+      }
+      const answer = await this.#ask(router, cid, hand, signal)
+      hand(answer.urls)
       return answer
     }))
   }
 
-  async #ask (router: string, cid: string, signal?: AbortSignal): Promise<RouterAnswer> {
+  async #ask (router: string, cid: string, hand: (urls: string[]) => void, signal?: AbortSignal): Promise<RouterAnswer> {
     const key = `${router} ${cid}`
     const now = this.#now()
     const cached = this.#cache.get(key)
@@ -139,8 +154,11 @@ export class ProviderFinder {
     const blocked = this.#blocked.get(router)
     if (blocked !== undefined && blocked > now) return { router, urls: [], error: `left alone for ${Math.ceil((blocked - now) / 1000)} s after a failure` }
     const url = `${router}/routing/v1/providers/${encodeURIComponent(cid)}?filter-protocols=${GATEWAY_PROTOCOL}`
+    const timeoutMs = this.#init.timeoutMs ?? ANSWER_TIMEOUT_MS
+    const deadline = AbortSignal.timeout(timeoutMs)
+    const both = signal === undefined ? deadline : AbortSignal.any([signal, deadline])
     try {
-      const res = await this.#init.http.request(url, { gateway: router, headers: { accept: 'application/x-ndjson, application/json;q=0.9' }, ...(signal === undefined ? {} : { signal }) })
+      const res = await this.#init.http.request(url, { gateway: router, headers: { accept: 'application/x-ndjson, application/json;q=0.9' }, signal: both })
       if (res.status === 404) {
         res.discard()
         this.#remember(key, res.headers['cache-control'], [])
@@ -154,14 +172,15 @@ export class ProviderFinder {
         }
         return { router, urls: [], error: `HTTP ${res.status}` }
       }
-      const records = await readRecords(res, (res.headers['content-type'] ?? '').includes('ndjson'))
-      const urls = gatewayUrls(records, this.#init.allowLocal ?? false)
+      const allowLocal = this.#init.allowLocal ?? false
+      const records = await readRecords(res, (res.headers['content-type'] ?? '').includes('ndjson'), (some) => { hand(gatewayUrls(some, allowLocal)) })
+      const urls = gatewayUrls(records, allowLocal)
       this.#remember(key, res.headers['cache-control'], urls)
       return { router, urls }
     } catch (err) {
       if (signal?.aborted === true) throw signal.reason
       this.#blocked.set(router, this.#now() + BACKOFF_MS)
-      return { router, urls: [], error: err instanceof Error ? err.message : String(err) }
+      return { router, urls: [], error: deadline.aborted ? `no whole answer within ${timeoutMs / 1000} s` : err instanceof Error ? err.message : String(err) }
     }
   }
 
@@ -173,32 +192,45 @@ export class ProviderFinder {
   }
 }
 
-/** The provider records of an answer: NDJSON (one record a line) or JSON (`{"Providers": [...]}`), at most MAX_ANSWER_BYTES. */
-async function readRecords (res: Awaited<ReturnType<HttpClient['request']>>, ndjson: boolean): Promise<unknown[]> {
-  const chunks: Uint8Array[] = []
+/**
+ * The provider records of an answer: NDJSON (one record a line, each whole
+ * line handed to `onLines` as it arrives) or JSON (`{"Providers": [...]}`),
+ * at most MAX_ANSWER_BYTES (an NDJSON answer is cut there; a JSON one refused).
+ */
+async function readRecords (res: Awaited<ReturnType<HttpClient['request']>>, ndjson: boolean, onLines: (records: unknown[]) => void): Promise<unknown[]> {
+  const decoder = new TextDecoder()
+  const out: unknown[] = []
+  let text = ''
   let size = 0
+  const lines = (complete: boolean): void => {
+    const parts = text.split('\n')
+    text = complete ? '' : parts.pop() ?? ''
+    const records: unknown[] = []
+    for (const line of parts) {
+      if (line.trim() === '' || out.length + records.length >= MAX_PROVIDERS * 4) continue
+      try {
+        records.push(JSON.parse(line))
+      } catch {
+        // a malformed line is skipped: the others may be good
+      }
+    }
+    out.push(...records)
+    if (records.length > 0) onLines(records)
+  }
   for await (const chunk of res.body) {
     size += chunk.byteLength
     if (size > MAX_ANSWER_BYTES) {
       // what came is used (NDJSON: its whole lines); the rest is not read
       res.discard()
       if (!ndjson) throw new CidgetError('CIDGET_ERR_HTTP_STATUS', `the router's answer is larger than ${MAX_ANSWER_BYTES} bytes`)
-      break
+      return out
     }
-    chunks.push(chunk)
+    text += decoder.decode(chunk, { stream: true })
+    if (ndjson) lines(false)
   }
-  const text = Buffer.concat(chunks).toString('utf8')
+  text += decoder.decode()
   if (ndjson) {
-    const lines = size > MAX_ANSWER_BYTES ? text.split('\n').slice(0, -1) : text.split('\n')
-    const out: unknown[] = []
-    for (const line of lines) {
-      if (line.trim() === '') continue
-      try {
-        out.push(JSON.parse(line))
-      } catch {
-        // a malformed line is skipped: the others may be good
-      }
-    }
+    lines(true)
     return out
   }
   let parsed: unknown

@@ -96,21 +96,34 @@ describe('cidget get through a proxy', () => {
     expect(flag.code).toBe(0)
   })
 
-  it('a proxy that asks for credentials: the download fails at once with CIDGET_ERR_PROXY_AUTH; the credentials in the URL pass', async () => {
+  it('a proxy that asks for credentials: a CONNECT answered 407 fails the download at once with CIDGET_ERR_PROXY_AUTH; the credentials in the URL pass', async () => {
     const target = out()
     const before = locked.requests.length
-    const r = await runCli(['get', cid, '-o', target, '-g', gw.url, '--proxy', locked.url], { env })
+    const tls = { NODE_EXTRA_CA_CERTS: join(TLS, 'cert.pem') }
+    const r = await runCli(['get', cid, '-o', target, '-g', front.url, '--proxy', locked.url], { env: { ...env, ...tls } })
     expect(r.code).toBe(1)
     expect(r.stderr).toMatch(/failed: The proxy asks for credentials \(HTTP 407\).*\[CIDGET_ERR_PROXY_AUTH\]/)
-    // not retried with backoffs: the first 407 ends the run (requests sent at once before it count)
-    expect(locked.requests.length - before).toBeLessThanOrEqual(8)
     expect(r.stderr).not.toContain('    at ')
-    expect(locked.requests.some((q) => q.status === 407)).toBe(true)
+    // not retried with backoffs: the first 407 ends the run (tunnels asked for at once before it count)
+    const asked = locked.requests.slice(before)
+    expect(asked.length).toBeGreaterThan(0)
+    expect(asked.length).toBeLessThanOrEqual(8)
+    expect(asked.every((q) => q.kind === 'connect' && q.status === 407)).toBe(true)
     const withUser = locked.url.replace('http://', 'http://ann:s3cret%21@')
-    const ok = await runCli(['get', cid, '-o', target, '-g', gw.url, '--json'], { env: { ...env, http_proxy: withUser } })
-    expect(ok.code).toBe(0)
+    const ok = await runCli(['get', cid, '-o', target, '-g', front.url, '--json'], { env: { ...env, ...tls, HTTPS_PROXY: withUser } })
+    expect(ok.code, ok.stderr).toBe(0)
     expect(sha256(await readFile(target))).toBe(sha256(data))
-    expect(locked.requests.some((q) => q.status === 200)).toBe(true)
+    expect(locked.requests.some((q) => q.kind === 'connect' && q.status === 200)).toBe(true)
+  })
+
+  it('a 407 to an http gateway\'s absolute-URI request counts against that gateway only (it may be the gateway\'s own)', async () => {
+    const r = await runCli(['get', cid, '-o', out(), '-g', gw.url, '--proxy', locked.url], { env: { ...env, CIDGET_MAX_RETRY_ATTEMPTS: '1', CIDGET_INITIAL_BACKOFF_MS: '10' } })
+    expect(r.code).toBe(1)
+    expect(r.stderr).toContain('HTTP 407 through the proxy')
+    expect(r.stderr).not.toContain('CIDGET_ERR_PROXY_AUTH')
+    // with the credentials, through the same proxy
+    const ok = await runCli(['get', cid, '-o', out(), '-g', gw.url, '--json', '--proxy', locked.url.replace('http://', 'http://ann:s3cret%21@')], { env })
+    expect(ok.code, ok.stderr).toBe(0)
   })
 
   it('HTTPS_PROXY: an https gateway is reached through CONNECT tunnels', async () => {

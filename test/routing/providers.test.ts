@@ -7,6 +7,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { readFile } from 'node:fs/promises'
+import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { GATEWAY_PROTOCOL, ProviderFinder, multiaddrToUrl } from '../../src/routing/providers.js'
 import { HttpClient } from '../../src/gateways/http.js'
@@ -30,7 +31,9 @@ describe('multiaddrToUrl', () => {
 
   it('leaves out what is not an HTTP gateway, and local addresses unless allowed', () => {
     for (const a of ['/ip4/203.0.114.7/udp/4001/quic-v1', '/ip4/203.0.114.7/tcp/4001', '/ip4/203.0.114.7/tcp/99999/http', '/dnsaddr/example.org',
-      '/ip4/not-an-ip/tcp/80/http', '/dns4/bad_name!/tcp/443/https', 'http://example.org', '/ip4/203.0.114.7/tcp/443/tls/ws']) {
+      '/ip4/not-an-ip/tcp/80/http', '/dns4/bad_name!/tcp/443/https', 'http://example.org', '/ip4/203.0.114.7/tcp/443/tls/ws',
+      // names a URL reads as addresses (loopback, here): not names
+      '/dns4/2130706433/tcp/8080/http', '/dns/127.1/tcp/80/http', '/dns/0x7f000001/tcp/80/http']) {
       expect(multiaddrToUrl(a), a).toBeUndefined()
     }
     for (const a of ['/ip4/127.0.0.1/tcp/8080/http', '/ip4/10.1.2.3/tcp/80/http', '/ip4/169.254.169.254/tcp/80/http', '/ip6/::1/tcp/80/http', '/dns4/localhost/tcp/80/http']) {
@@ -70,6 +73,19 @@ describe('ProviderFinder against a test router', () => {
       const asked = router.requests[before]
       expect(asked?.url).toBe(`/routing/v1/providers/${cid}?filter-protocols=${GATEWAY_PROTOCOL}`)
       expect(asked?.accept).toContain('application/x-ndjson')
+    }
+  })
+
+  it('a router that does not answer in time is given up (a block waiting for providers does not wait forever)', async () => {
+    router.setFault({ type: 'latency', ms: 5_000 })
+    try {
+      const f = new ProviderFinder({ http, routers: [router.url], allowLocal: true, timeoutMs: 200 })
+      const started = Date.now()
+      const answers = await f.find(cid, () => {})
+      expect(answers[0]?.error).toMatch(/no whole answer within 0.2 s/)
+      expect(Date.now() - started).toBeLessThan(4_000)
+    } finally {
+      router.setFault(undefined)
     }
   })
 
@@ -178,18 +194,25 @@ describe('downloads from providers found by routing', () => {
     }
   })
 
-  it('a provider that sends wrong blocks is dropped; the download completes from the configured gateway', async () => {
+  it('a provider that sends wrong blocks is dropped, and nothing of it is written', async () => {
     const liar = await startTestGateway({ blocks: w.blocks })
     liar.addFault({ fault: { type: 'wrong-block' } })
     router.setProviders(w.cid, [record(liar.url)])
-    const dl = await w.open({ routers: [router.url], allowLocalProviders: true })
+    // the only source of the content is the liar
+    const dl = await w.open({ gateways: [empty.url], routers: [router.url], allowLocalProviders: true })
     const dropped: string[] = []
     dl.on('cidget:gateway', (e) => { if (e.state === 'dropped') dropped.push(e.gateway) })
     try {
-      const rec = await (await dl.add(w.cid, { output: join(w.dir, `w${++n}.bin`) })).done
-      expect(rec.status, rec.error ?? '').toBe('success')
-      expect(sha256(await readFile(rec.output))).toBe(w.sha)
-      if (liar.requests.length > 0) expect(dropped).toContain(liar.url)
+      const output = join(w.dir, `w${++n}.bin`)
+      const rec = await (await dl.add(w.cid, { output })).done
+      expect(rec.status).toBe('failed')
+      // the configured gateway answered 404, the provider was dropped for an invalid block
+      expect(rec.errorCode).toBe('CIDGET_ERR_BLOCK_UNAVAILABLE')
+      expect(rec.error).toMatch(/1 dropped for invalid blocks/)
+      expect(liar.requests.length).toBeGreaterThan(0)
+      expect(dropped).toEqual([liar.url])
+      expect(existsSync(output)).toBe(false)
+      expect(rec.currentSize).toBe(0)
     } finally {
       await dl.close()
       await liar.close()

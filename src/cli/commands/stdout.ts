@@ -38,13 +38,16 @@ export function checkStdoutFlags (flags: StdoutFlags): void {
 function stdoutWriter (stop: AbortController): { write: (bytes: Uint8Array) => Promise<void>, closed: () => boolean } {
   let closed = false
   process.stdout.on('error', (err: NodeJS.ErrnoException) => {
-    closed = true
-    stop.abort(err.code === 'EPIPE' ? new CidgetError('CIDGET_ERR_CANCELLED', 'standard output was closed by its reader') : err)
+    // the reader went away (EPIPE): nothing to say to anyone; another error (a full disk behind `>`) is said
+    if (err.code === 'EPIPE') closed = true
+    stop.abort(err.code === 'EPIPE'
+      ? new CidgetError('CIDGET_ERR_CANCELLED', 'standard output was closed by its reader')
+      : new CidgetError(err.code === 'ENOSPC' ? 'CIDGET_ERR_DISK_FULL' : 'CIDGET_ERR_FS', `Cannot write to standard output: ${err.message}`, { cause: err }))
   })
   return {
     closed: () => closed,
     write: async (bytes) => {
-      if (closed) throw stop.signal.reason
+      if (stop.signal.aborted) throw stop.signal.reason
       if (process.stdout.write(bytes)) return
       await new Promise<void>((resolve) => {
         const done = (): void => {
