@@ -59,7 +59,8 @@ export interface PoolSettings {
   selector: ScoredSelector
   perGateway: number
   maxBlockBytes: number
-  maxAttempts: number
+  /** Attempts per block: a number, or one per gateway count (gateways join while the pool works). */
+  maxAttempts: number | ((gateways: number) => number)
   hedgeAfterMs: number | undefined
   maxRetryAfterMs: number
   now: () => number
@@ -75,7 +76,7 @@ export class PoolBase {
   readonly selector: ScoredSelector
   readonly perGateway: number
   readonly maxBlockBytes: number
-  readonly maxAttempts: number
+  readonly #maxAttempts: number | ((gateways: number) => number)
   readonly hedgeAfterMs: number | undefined
   readonly maxRetryAfterMs: number
   readonly now: () => number
@@ -95,12 +96,17 @@ export class PoolBase {
     this.selector = settings.selector
     this.perGateway = settings.perGateway
     this.maxBlockBytes = settings.maxBlockBytes
-    this.maxAttempts = settings.maxAttempts
+    this.#maxAttempts = settings.maxAttempts
     this.hedgeAfterMs = settings.hedgeAfterMs
     this.maxRetryAfterMs = settings.maxRetryAfterMs
     this.now = settings.now
     this.sleep = settings.sleep
     this.#onEvent = settings.onEvent
+  }
+
+  /** Attempts a block may take, for the gateways there are now. */
+  get maxAttempts (): number {
+    return typeof this.#maxAttempts === 'number' ? this.#maxAttempts : this.#maxAttempts(this.gateways.length)
   }
 
   /** Counts a verified block that `gateway` delivered `ms` after the request; a block of a run is not measured alone (`measure` false: the run is one sample). */

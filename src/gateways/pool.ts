@@ -139,8 +139,9 @@ export class GatewayPool {
       selector: new ScoredSelector(gateways, perGateway),
       perGateway,
       maxBlockBytes: init.maxBlockBytes ?? MAX_BLOCK_BYTES,
+      // providers found by routing add gateways, and attempts with them
       maxAttempts: init.maxAttemptsPerBlock ??
-        Math.max(POOL_DEFAULTS.MIN_ATTEMPTS_PER_BLOCK, POOL_DEFAULTS.ATTEMPTS_PER_GATEWAY * urls.length),
+        ((n: number) => Math.max(POOL_DEFAULTS.MIN_ATTEMPTS_PER_BLOCK, POOL_DEFAULTS.ATTEMPTS_PER_GATEWAY * n)),
       hedgeAfterMs: init.hedgeAfterMs,
       maxRetryAfterMs: init.maxRetryAfterMs ?? DEFAULTS.MAX_RETRY_AFTER_MS,
       now: init.now ?? Date.now,
