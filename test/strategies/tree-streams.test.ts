@@ -66,7 +66,13 @@ async function build (blocks: MemoryBlocks, entries: Entry[], opts: Parameters<t
 /** Everything under `dir`, as relative paths. */
 async function listing (dir: string): Promise<string[]> {
   const out: string[] = []
-  for (const e of await readdir(dir, { recursive: true, withFileTypes: true })) out.push(join(e.parentPath, e.name).slice(dir.length + 1))
+  const walk = async (at: string): Promise<void> => {
+    for (const e of await readdir(at, { withFileTypes: true })) {
+      out.push(join(at, e.name).slice(dir.length + 1))
+      if (e.isDirectory()) await walk(join(at, e.name))
+    }
+  }
+  await walk(dir)
   return out.sort()
 }
 

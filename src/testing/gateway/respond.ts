@@ -175,7 +175,7 @@ export class Responder {
     if (flushHeaders) res.flushHeaders()
     if (socket === null) return
     // Let the kernel have every byte written so far, so the client sees exactly them before the cut.
-    for (let i = 0; i < 2500 && socket.writableLength > 0 && !socket.destroyed && !signal.aborted; i++) {
+    for (let i = 0; i < 2500 && (res.writableLength > 0 || socket.writableLength > 0) && !socket.destroyed && !signal.aborted; i++) {
       await sleep(2, signal)
     }
     if (mode === 'reset') {
