@@ -15,6 +15,7 @@ import * as rawCodec from 'multiformats/codecs/raw'
 import { CidgetError } from '../../core/errors.js'
 import { DagBudget, decode, invalid, type DagLimits } from './dag.js'
 import { DagReader, type BlockSource, type KeptBlocks } from './reader.js'
+import { RunPlanner, type PlannedLeaf } from './runs.js'
 
 export interface StreamInit {
   /** The root CID and the path inside it ('' for the root). */
@@ -108,15 +109,22 @@ export async function streamVerifiedFile (init: StreamInit): Promise<StreamResul
 class FileWalk {
   readonly #reader: DagReader
   readonly #budget: DagBudget
-  readonly #runBlocks: number
+  /** The walk's planner of CAR runs, for the raw children of each node (undefined: block by block). */
+  readonly #planner: RunPlanner | undefined
   readonly #signal: AbortSignal
-  #runs: boolean
 
   constructor (reader: DagReader, budget: DagBudget, init: StreamInit) {
     this.#reader = reader
     this.#budget = budget
-    this.#runBlocks = init.runBlocks
-    this.#runs = init.runBlocks > 1
+    this.#planner = init.runBlocks > 1
+      ? new RunPlanner({
+        runBlocks: init.runBlocks,
+        window: init.runBlocks,
+        // nothing is done before a stream starts: every leaf is fetched
+        isDone: () => false,
+        start: (entity, range, leaves) => reader.prefetchRun(entity, range, leaves.map((l) => l.cid))
+      })
+      : undefined
     this.#signal = init.signal
   }
 
@@ -133,24 +141,33 @@ class FileWalk {
     }
     if (cid.code !== dagPb.code) throw invalid(cid, `codec 0x${cid.code.toString(16)} inside a file`)
     // the node's links and data are known once its bytes are: the steps below wait for them in turn
-    const state: { links: CID[], sizes: bigint[], data: Uint8Array | undefined } = { links: [], sizes: [], data: undefined }
+    const state: { links: CID[], leaves: Array<PlannedLeaf | undefined>, data: Uint8Array | undefined } = { links: [], leaves: [], data: undefined }
     const opened = bytes.then((b) => {
       const { node, fs } = decode(cid, b)
       if (fs.type !== 'file' && fs.type !== 'raw') throw invalid(cid, `UnixFS type ${fs.type} inside a file`)
       state.links = node.Links.map((l) => l.Hash)
-      state.sizes = fs.blockSizes
       state.data = fs.data
+      // where each child lies in the node's bytes (none without one block size per link: no runs)
+      let offset = fs.data?.byteLength ?? 0
+      if (fs.blockSizes.length === state.links.length) {
+        state.leaves = state.links.map((child, k) => {
+          const size = Number(fs.blockSizes[k])
+          const leaf = { index: k, cid: child, offset, size, parent: 0 }
+          offset += size
+          return leaf
+        })
+      }
       return undefined
     })
     yield opened.then(() => ({ piece: Promise.resolve(state.data ?? new Uint8Array(0)) }))
-    let runUntil = 0
+    let covered = 0
     for (let j = 0; j < state.links.length; j++) {
       if (this.#signal.aborted) throw this.#signal.reason
       const child = state.links[j] as CID
       if (child.code === rawCodec.code) {
         this.#budget.depth(depth + 1, child)
         this.#budget.entry()
-        if (this.#runs && j >= runUntil) runUntil = this.#startRun(cid, state, j)
+        if (this.#planner?.children === true && j >= covered) covered = this.#planner.startChildren(cid, state.links, j, j, (k) => state.leaves[k])
         yield Promise.resolve({ piece: this.#reader.get(child) })
         continue
       }
@@ -158,18 +175,5 @@ class FileWalk {
       for (const next of state.links.slice(j + 1, j + 3)) if (next.code === dagPb.code) this.#reader.readAhead(next)
       yield * this.#node(child, this.#reader.get(child), depth + 1)
     }
-  }
-
-  /** Starts a CAR run of the raw leaves of `entity` from child `from` on; returns the first child after it. */
-  #startRun (entity: CID, state: { links: CID[], sizes: bigint[], data: Uint8Array | undefined }, from: number): number {
-    let end = from
-    while (end < state.links.length && end - from < this.#runBlocks && (state.links[end] as CID).code === rawCodec.code && state.sizes[end] !== undefined) end++
-    if (end - from < 2 || state.sizes.length !== state.links.length) return from + 1
-    let offset = state.data?.byteLength ?? 0
-    for (let k = 0; k < from; k++) offset += Number(state.sizes[k])
-    const sizes = state.sizes.slice(from, end).map(Number)
-    const to = offset + sizes.reduce((a, b) => a + b, 0) - 1
-    if (!this.#reader.prefetchRun(entity, { from: offset, to, sizes }, state.links.slice(from, end))) this.#runs = false
-    return end
   }
 }
