@@ -2,7 +2,8 @@
  * cidget: resumable, verifying downloads of IPFS content over HTTP gateways.
  * The library API; the test gateway is in `cidget/testing`.
  */
-export { Downloader, defaultStatePath, runWorker } from './engine/index.js'
+export { Downloader, defaultStatePath, runWorker, clearDownloads, CLEARABLE_STATUSES } from './engine/index.js'
+export type { ClearableStatus } from './engine/index.js'
 export type { DownloaderInit, AddOptions, DownloadJob, QueueItem, WorkerOptions, WorkerEvent, WorkerSummary, StreamOptions, StreamOutcome } from './engine/index.js'
 export { CidgetError, ERROR_CODES, isCidgetError } from './core/errors.js'
 export type { ErrorCode, ErrorKind } from './core/errors.js'

@@ -12,10 +12,11 @@ import { checkJsonContentType } from './origin.js'
 import { renderMetrics, type MetricsCollector } from './metrics.js'
 import { isWithin, confinedOutput } from '../sink/confine.js'
 import {
-  LIST_LIMIT, addBodySchema, deleteQuerySchema, idParamsSchema, limitBodySchema, listQuerySchema, noQuerySchema,
+  LIST_LIMIT, addBodySchema, clearBodySchema, type ClearBody, deleteQuerySchema, idParamsSchema, limitBodySchema, listQuerySchema, noQuerySchema,
   type AddBody, type DeleteQuery, type IdParams, type LimitBody, type ListQuery
 } from './schemas.js'
 import { parseRate } from '../gateways/limiter.js'
+import { clearDownloads } from '../engine/clear.js'
 
 /** A rate of a request body: bytes per second, undefined for none (null, 0). */
 function rateOf (value: number | string | null | undefined): number | undefined {
@@ -105,6 +106,10 @@ export function registerApi (api: FastifyInstance, opts: { downloader: Downloade
     await dl.remove(id, { deleteFile })
     return await reply.code(204).send()
   })
+
+  // the records of downloads that ended (finished files stay; failed and cancelled ones' partial data goes)
+  api.post<{ Body: ClearBody }>('/api/downloads/clear', { schema: { querystring: noQuerySchema, body: clearBodySchema } },
+    async (request) => ({ removed: await clearDownloads(dl, request.body.status) }))
 
   // a download's own bandwidth limit, changed while it runs; the process's limit, shared by all its downloads
   api.post<{ Params: IdParams, Body: LimitBody }>('/api/downloads/:id/limit', { schema: { params: idParamsSchema, querystring: noQuerySchema, body: limitBodySchema } },

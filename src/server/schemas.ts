@@ -4,6 +4,7 @@
  */
 import type { FastifySchemaValidationError, SchemaErrorDataVar } from 'fastify/types/schema.js'
 import { MODES, STATUSES, type DownloadStatus, type Mode } from '../core/types.js'
+import { CLEARABLE_STATUSES, type ClearableStatus } from '../engine/clear.js'
 
 /** Page size of `GET /api/downloads`. */
 export const LIST_LIMIT = { default: 100, max: 1000 } as const
@@ -25,6 +26,16 @@ const rateSchema = {
     { type: 'string', pattern: '^\\s*\\d+(\\.\\d+)?\\s*[kKmMgG]?\\s*$', maxLength: 32 },
     { type: 'null' }
   ]
+} as const
+
+export interface ClearBody { status: ClearableStatus[] }
+
+/** `POST /api/downloads/clear`: the statuses of the records to remove. */
+export const clearBodySchema = {
+  type: 'object',
+  required: ['status'],
+  additionalProperties: false,
+  properties: { status: { type: 'array', minItems: 1, maxItems: 3, uniqueItems: true, items: { enum: [...CLEARABLE_STATUSES] } } }
 } as const
 
 export interface LimitBody { limitRate: number | string | null }
