@@ -4,11 +4,11 @@ import { ERROR_CODES, CidgetError, fsError, toCidgetError } from '../../src/core
 import { exitCodeForError } from '../../src/cli/exit.js'
 
 describe('error registry', () => {
-  it('every code is documented in the README error table with its exit code', () => {
-    const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8')
+  it('every code is documented in the error table of docs/errors.md with its exit code', () => {
+    const doc = readFileSync(new URL('../../docs/errors.md', import.meta.url), 'utf8')
     for (const code of Object.keys(ERROR_CODES) as Array<keyof typeof ERROR_CODES>) {
-      const row = readme.split('\n').find(l => l.startsWith(`| \`${code}\``))
-      expect(row, `README row for ${code}`).toBeDefined()
+      const row = doc.split('\n').find(l => l.startsWith(`| \`${code}\``))
+      expect(row, `docs/errors.md row for ${code}`).toBeDefined()
       expect(row).toContain(`| ${exitCodeForError(new CidgetError(code))} |`)
     }
   })
