@@ -78,17 +78,37 @@ export async function action (body: () => Promise<ExitCode>): Promise<void> {
   }
 }
 
+/** How long the first signal waits for the pause before the process quits anyway (CIDGET_SIGNAL_GRACE_MS). */
+export function signalGraceMs (env: NodeJS.ProcessEnv = process.env): number {
+  const ms = Number(env.CIDGET_SIGNAL_GRACE_MS)
+  return Number.isSafeInteger(ms) && ms >= 0 && env.CIDGET_SIGNAL_GRACE_MS !== '' ? ms : 10_000
+}
+
 /**
  * Ctrl-C (SIGINT) and SIGTERM pause what runs, with progress durable; the
- * awaited jobs then resolve as `paused`. A second signal exits at once.
+ * awaited jobs then resolve as `paused`. The first signal always ends the
+ * process: at once when nothing runs yet (a command still checking its
+ * output), else after the grace when the pause does not finish (a file system
+ * that never answers). A second signal exits at once. Exit codes 130 and 143,
+ * as a shell reports a process a signal ended.
  */
-export function pauseOnSignals (dl: Downloader): () => void {
+export function pauseOnSignals (dl: Downloader, graceMs = signalGraceMs()): () => void {
   let seen = false
-  const onSignal = (): void => {
-    if (seen) process.exit(130)
+  const onSignal = (signal: NodeJS.Signals): void => {
+    const code = signal === 'SIGINT' ? 130 : 143
+    const running = dl.runningIds
+    if (seen || running.length === 0) {
+      if (!seen) process.stderr.write('\n')
+      process.exit(code)
+    }
     seen = true
     process.stderr.write('\ncidget: pausing (progress is kept); press Ctrl-C again to quit at once\n')
-    for (const id of dl.runningIds) void dl.pause(id).catch(() => {})
+    for (const id of running) void dl.pause(id).catch(() => {})
+    const timer = setTimeout(() => {
+      process.stderr.write(`cidget: the pause did not finish in ${graceMs / 1000} s; quitting (the progress of the last checkpoint is kept)\n`)
+      process.exit(code)
+    }, graceMs)
+    timer.unref()
   }
   process.on('SIGINT', onSignal)
   process.on('SIGTERM', onSignal)

@@ -12,6 +12,25 @@ import { registerAdd } from './commands/add.js'
 import { registerWorker } from './commands/worker.js'
 import { registerToken } from './commands/token.js'
 import { EXIT } from './exit.js'
+import { addExamples } from './examples.js'
+
+/**
+ * A reader of standard output or error that went away (`cidget … --json | jq`
+ * and Ctrl-C, `| head`) is not an error to report: what it would have read is
+ * dropped, and the command ends as it would have (its state is right). Any
+ * other error there (a full disk behind `>`) is said once on stderr.
+ */
+let outputLost = false
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE' || err.code === 'ERR_STREAM_DESTROYED' || outputLost) return
+    outputLost = true
+    // `get -o -` listens itself and says it in its own words
+    if (stream === process.stdout && stream.listenerCount('error') === 1) process.stderr.write(`cidget: cannot write to standard output: ${err.message}\n`)
+  })
+}
+// what the command printed did not reach its file: the command did not do what was asked
+process.on('exit', () => { if (outputLost && (process.exitCode ?? 0) === EXIT.SUCCESS) process.exitCode = EXIT.FAILED })
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
 
@@ -35,6 +54,8 @@ registerAdd(program)
 registerWorker(program)
 registerToken(program)
 registerDemo(program)
+
+addExamples(program)
 
 // Subcommands exit through the same override as the program.
 for (const cmd of program.commands) {

@@ -13,6 +13,7 @@ import type { ServiceEvent } from '../server/events.js'
 import type { DownloadPage } from '../server/routes.js'
 import { readTokenFile, tokenFile, checkToken } from '../server/token.js'
 import { loadSettings } from './config.js'
+import type { ClearableStatus } from '../engine/clear.js'
 import type { AddBody } from '../server/schemas.js'
 
 /** Where `cidget add` looks for the service when neither `--server` nor `CIDGET_SERVER` says. */
@@ -128,6 +129,11 @@ export class RemoteClient {
 
   async remove (id: number, deleteFile: boolean): Promise<void> {
     await this.#call('DELETE', `/api/downloads/${id}${deleteFile ? '?deleteFile=true' : ''}`)
+  }
+
+  /** Removes every download of these ended statuses; the ids removed. */
+  async clear (status: readonly ClearableStatus[]): Promise<number[]> {
+    return (await this.#call<{ removed: number[] }>('POST', '/api/downloads/clear', { status })).removed
   }
 
   /**

@@ -34,6 +34,8 @@ export interface RetryEvent {
   /** The error that triggered it. */
   code: string
   message: string
+  /** The system's code under it (ENOTFOUND, ECONNREFUSED, ECONNRESET…), when the network failed; null otherwise. */
+  systemCode: string | null
   gateway: string | null
   /** resume: same offset; restart: from 0; switch: another gateway; wait: backoff or Retry-After. */
   action: 'resume' | 'restart' | 'switch' | 'wait'

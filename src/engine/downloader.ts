@@ -1,16 +1,16 @@
 /**
  * The engine's façade: the Downloader the CLI, the service and the library
- * use. It keeps the public API and wires the parts: options (options.ts),
- * what goes into the queue (intake.ts), claiming and the run queue
- * (queue.ts), leases and control requests (lease.ts), one run
- * (run.ts, with the strategies by mode in strategies.ts), outcome writes
- * (outcome.ts), events (progress.ts) and gateway totals (gateway-totals.ts).
+ * use. It keeps the public API and wires the parts: options (options.ts), what
+ * goes into the queue (intake.ts), claiming and the run queue (queue.ts), leases
+ * and control requests (lease.ts), one run (run.ts, strategies by mode in
+ * strategies.ts), outcomes (outcome.ts), events (progress.ts), gateway totals.
  *
  * @module
  */
 
 import { resolve, dirname, sep } from 'node:path'
-import { mkdir, rm } from 'node:fs/promises'
+import { rm } from 'node:fs/promises'
+import { makeDirs } from '../sink/dirs.js'
 import { CidgetError, fsError } from '../core/errors.js'
 import { TypedEmitter, type CidgetEvents } from '../core/events.js'
 import type { DownloadPolicy } from '../core/policy.js'
@@ -101,7 +101,7 @@ export class Downloader extends TypedEmitter<CidgetEvents> {  readonly store: St
     if (store === undefined) {
       const location = init.state ?? defaultStatePath()
       // ~/.cidget is made on first use, private (the state and the service's token live there)
-      if (resolve(location) === defaultStatePath()) await mkdir(dirname(location), { recursive: true, mode: 0o700 })
+      if (resolve(location) === defaultStatePath()) await makeDirs(dirname(location), 0o700)
       store = await openStore(location)
     }
     const dl = new Downloader(store, init)

@@ -6,12 +6,13 @@
  */
 
 import { join, resolve, sep } from 'node:path'
-import { access, mkdir, stat } from 'node:fs/promises'
+import { access, stat } from 'node:fs/promises'
 import { constants as fsConstants } from 'node:fs'
 import { CidgetError, isCidgetError, systemCode, toCidgetError } from '../core/errors.js'
 import { MODES, type Mode, type NewDownload } from '../core/types.js'
 import { parseTarget, defaultName, type Target } from '../target/parse.js'
 import { exists } from '../sink/partial.js'
+import { kernelFileSystem, makeDirs, withDeadline } from '../sink/dirs.js'
 import { checkConfined, confinedOutput } from '../sink/confine.js'
 import type { QueueItem } from './options.js'
 
@@ -34,15 +35,31 @@ export function dedupe (list: string[]): string[] {
   return [...new Set(list)]
 }
 
-/** Creates `dir` if needed and checks that files can be created in it. */
+/** How long the checks of an output directory may take: a mount that never answers ends the command. */
+const OUTPUT_CHECK_MS = 30_000
+
+/** Creates `dir` if needed and checks that files can be created in it (on a file system that holds files). */
 export async function ensureWritableDir (dir: string): Promise<void> {
+  const refuse = (why: string, cause?: unknown): CidgetError =>
+    new CidgetError('CIDGET_ERR_OUTPUT_NOT_WRITABLE', `Cannot write to ${dir}: ${why}`, cause === undefined ? {} : { cause })
   try {
-    await mkdir(dir, { recursive: true })
-    await access(dir, fsConstants.W_OK)
+    await withDeadline((async () => {
+      await makeDirs(dir)
+      await access(dir, fsConstants.W_OK)
+      const kernel = await kernelFileSystem(dir)
+      if (kernel !== undefined) throw refuse(`it is on ${kernel}, a kernel file system, which holds no downloads`)
+    })(), OUTPUT_CHECK_MS, () => refuse(`its file system did not answer in ${OUTPUT_CHECK_MS / 1000} s`))
   } catch (err) {
+    if (isCidgetError(err)) throw err
     const code = systemCode(err)
-    const why = code === 'EROFS' ? 'read-only file system' : code === 'EACCES' || code === 'EPERM' ? 'permission denied' : code === 'ENOTDIR' || code === 'EEXIST' ? 'a parent is not a directory' : (err as Error).message
-    throw new CidgetError('CIDGET_ERR_OUTPUT_NOT_WRITABLE', `Cannot write to ${dir}: ${why}`, { cause: err })
+    const why = code === 'EROFS'
+      ? 'read-only file system'
+      : code === 'EACCES' || code === 'EPERM'
+        ? 'permission denied'
+        : code === 'ENOTDIR' || code === 'EEXIST'
+          ? 'a parent is not a directory'
+          : code === 'ENOENT' ? 'the file system there refuses new directories' : (err as Error).message
+    throw refuse(why, err)
   }
 }
 

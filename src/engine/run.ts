@@ -203,7 +203,7 @@ export class Runner {
   /** A gateway pool over `gateways` with this process's settings and gateway health (a download's, or a stream's that has no record). */
   pool (gateways: string[], on: {
     block: (gateway: string) => void
-    retry: (e: { code: string, message: string, gateway: string, delayMs: number }) => void
+    retry: (e: { code: string, message: string, systemCode: string | null, gateway: string, delayMs: number }) => void
     gateway: (e: { gateway: string, state: 'dropped' | 'blocked' | 'healthy', reason: string }) => void
   }, http: HttpClient = this.#http): GatewayPool {
     const { policy, now, sleep, random } = this.#settings
@@ -226,7 +226,7 @@ export class Runner {
       health: this.#health,
       onEvent: (e) => {
         if (e.type === 'block') on.block(e.gateway)
-        else if (e.type === 'retry') on.retry({ code: e.code, message: e.message, gateway: e.gateway, delayMs: e.delayMs })
+        else if (e.type === 'retry') on.retry({ code: e.code, message: e.message, systemCode: e.systemCode, gateway: e.gateway, delayMs: e.delayMs })
         else if (e.type === 'gateway') on.gateway({ gateway: e.gateway, state: e.state, reason: e.reason })
       }
     })

@@ -25,7 +25,7 @@ export interface StreamOptions {
   /** After each write: bytes written and the size the file declares. */
   onProgress?: (written: number, total: number) => void
   /** A failed request that another gateway (or a later attempt) takes over. */
-  onRetry?: (event: { gateway: string, code: string, message: string, delayMs: number }) => void
+  onRetry?: (event: { gateway: string, code: string, message: string, systemCode: string | null, delayMs: number }) => void
 }
 
 /** What a finished stream wrote. */

@@ -7,7 +7,7 @@
  */
 
 import type { CID } from 'multiformats/cid'
-import { CidgetError } from '../core/errors.js'
+import { CidgetError, systemCode } from '../core/errors.js'
 import { blame } from '../core/retry.js'
 import { fetchRawBlock } from './block.js'
 import type { Gateway } from './gateway.js'
@@ -213,7 +213,7 @@ export class BlockFetcher {
     block.spent = decision.action === 'fail' ? decision.error : undefined
     // The next loop turn either waits on the attempt still running or starts one (#start throws when the budget is spent).
     if (block.running.size === 0 && this.#terminal(block) !== undefined) return
-    this.#base.emit({ type: 'retry', cid: block.id, gateway: gateway.url, code: error.code, message: error.message, delayMs: block.running.size > 0 ? 0 : this.#base.selector.waitEstimate(this.#base.now(), this.#candidates(block)) })
+    this.#base.emit({ type: 'retry', cid: block.id, gateway: gateway.url, code: error.code, message: error.message, systemCode: systemCode(error) ?? null, delayMs: block.running.size > 0 ? 0 : this.#base.selector.waitEstimate(this.#base.now(), this.#candidates(block)) })
   }
 
   /** The error that ends this block's fetch, if it is over. */

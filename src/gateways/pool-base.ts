@@ -47,7 +47,7 @@ export const POOL_DEFAULTS = {
 
 export type PoolEvent =
   | { type: 'block', cid: string, gateway: string, bytes: number, ms: number }
-  | { type: 'retry', cid: string, gateway: string, code: string, message: string, delayMs: number }
+  | { type: 'retry', cid: string, gateway: string, code: string, message: string, systemCode: string | null, delayMs: number }
   | { type: 'hedge', cid: string, from: string, to: string }
   | { type: 'gateway', gateway: string, state: 'dropped' | 'blocked' | 'healthy', reason: string }
 

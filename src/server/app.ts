@@ -3,7 +3,7 @@
  * shape and the live events are set up here; the behaviour is the engine's.
  */
 import { readFileSync } from 'node:fs'
-import { mkdir } from 'node:fs/promises'
+import { makeDirs } from '../sink/dirs.js'
 import type { ServerResponse } from 'node:http'
 import { resolve } from 'node:path'
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
@@ -88,7 +88,7 @@ function redactingLogger (logger: NonNullable<ServerInit['logger']>): FastifySer
 export async function buildServer (init: ServerInit): Promise<FastifyInstance> {
   const { downloader } = init
   const dir = resolve(init.dir)
-  await mkdir(dir, { recursive: true })
+  await makeDirs(dir)
   if (init.token !== null && init.token.length === 0) throw new CidgetError('CIDGET_ERR_BAD_OPTION', 'The token must not be empty')
 
   const app = Fastify({

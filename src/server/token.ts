@@ -5,7 +5,8 @@
  */
 import { randomBytes } from 'node:crypto'
 import { constants as fsConstants } from 'node:fs'
-import { chmod, mkdir, open, writeFile } from 'node:fs/promises'
+import { chmod, open, writeFile } from 'node:fs/promises'
+import { makeDirs } from '../sink/dirs.js'
 import { dirname, join } from 'node:path'
 import { CidgetError, systemCode } from '../core/errors.js'
 import { isPostgresUrl } from '../store/index.js'
@@ -69,7 +70,7 @@ export async function loadOrCreateToken (file: string): Promise<{ token: string,
   if (existing !== undefined) return { token: existing, created: false }
   const token = randomBytes(24).toString('base64url')
   try {
-    await mkdir(dirname(file), { recursive: true, mode: 0o700 })
+    await makeDirs(dirname(file), 0o700)
     await writeFile(file, token + '\n', { mode: 0o600, flag: 'wx' })
     // the umask cannot widen 0600, but a file system that ignores modes at create time gets it again
     await chmod(file, 0o600)

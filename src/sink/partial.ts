@@ -1,4 +1,5 @@
-import { open, rename, rm, mkdir, statfs, stat, lstat, type FileHandle } from 'node:fs/promises'
+import { open, rename, rm, statfs, stat, lstat, type FileHandle } from 'node:fs/promises'
+import { kernelFileSystem, makeDirs } from './dirs.js'
 import { createReadStream, constants } from 'node:fs'
 import { createHash, type Hash } from 'node:crypto'
 import { dirname } from 'node:path'
@@ -27,6 +28,11 @@ export async function ensureFreeSpace (file: string, needed: number): Promise<vo
     return // statfs is unsupported here; the write itself will tell
   }
   if (free < needed) {
+    // /sys and /proc say 0 bytes free: not a full disk that space freed later would help
+    const kernel = await kernelFileSystem(dirname(file))
+    if (kernel !== undefined) {
+      throw new CidgetError('CIDGET_ERR_OUTPUT_NOT_WRITABLE', `Cannot write to ${dirname(file)}: it is on ${kernel}, a kernel file system, which holds no downloads`)
+    }
     throw new CidgetError('CIDGET_ERR_DISK_FULL',
       `Not enough space in ${dirname(file)}: ${needed} bytes needed, ${free} free`)
   }
@@ -78,7 +84,7 @@ export class PartialFile {
   static async open (output: string, suffix?: string): Promise<PartialFile> {
     const path = partialPath(output, suffix)
     try {
-      await mkdir(dirname(output), { recursive: true })
+      await makeDirs(dirname(output))
     } catch (err) {
       throw fsError(err, `create directory ${dirname(output)}`)
     }

@@ -1,4 +1,5 @@
-import { mkdir, rm, symlink, lstat, readlink, stat } from 'node:fs/promises'
+import { rm, symlink, lstat, readlink, stat } from 'node:fs/promises'
+import { makeDirs } from './dirs.js'
 import { close, closeSync, constants, fstat, fsync, ftruncate, open, writev, writevSync } from 'node:fs'
 import { promisify } from 'node:util'
 import { dirname, relative } from 'node:path'
@@ -125,7 +126,7 @@ export class OutputTree {
     const tree = new OutputTree(output, isDirectory, opts.inlineSlowMs ?? INLINE_SLOW_MS)
     try {
       // the output's own directory is the user's choice, links on the way included
-      await mkdir(dirname(output), { recursive: true })
+      await makeDirs(dirname(output))
     } catch (err) {
       throw fsError(err, `create ${dirname(output)}`)
     }

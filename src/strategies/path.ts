@@ -1,7 +1,7 @@
 import { createHash, type Hash } from 'node:crypto'
 import { dirname } from 'node:path'
 import { DEFAULTS } from '../core/defaults.js'
-import { CidgetError, toCidgetError } from '../core/errors.js'
+import { CidgetError, systemCode, toCidgetError } from '../core/errors.js'
 import { blame, decideRetry, endsTheRun, type FileRetryState, type RetryAction, type RetryFailure, type RetryPolicy } from '../core/retry.js'
 import { gatewayUrl } from '../target/parse.js'
 import { GatewayRotation } from '../gateways/rotation.js'
@@ -449,7 +449,7 @@ class PathRun {
   }
 
   async #announce (ms: number, err: CidgetError, gateway: string, action: Exclude<RetryAction, 'fail'>): Promise<void> {
-    this.#ctx.onRetry({ code: err.code, message: err.message, gateway, action, offset: this.#offset, delayMs: Math.max(0, Math.round(ms)) })
+    this.#ctx.onRetry({ code: err.code, message: err.message, systemCode: systemCode(err) ?? null, gateway, action, offset: this.#offset, delayMs: Math.max(0, Math.round(ms)) })
     if (ms > 0) await this.#ctx.sleep(ms, this.#ctx.signal)
   }
 

@@ -1,6 +1,8 @@
 import type { Command } from 'commander'
 import type { Downloader } from '../../engine/downloader.js'
 import type { DownloadRecord } from '../../core/types.js'
+import { CidgetError } from '../../core/errors.js'
+import { clearDownloads, type ClearableStatus } from '../../engine/clear.js'
 import { action, parseId, printRecord, withDownloader } from '../context.js'
 import { EXIT } from '../exit.js'
 import { RemoteClient, type RemoteFlags } from '../remote.js'
@@ -42,8 +44,36 @@ export function registerCancel (program: Command): void {
 }
 
 export function registerRm (program: Command): void {
-  registerControl(program, 'rm', 'remove a download record and its partial data (a finished file stays unless --delete-file)',
-    'removed', async (dl, id, flags) => { await dl.remove(id, { deleteFile: flags.deleteFile === true }); return undefined },
-    async (client, id, flags) => { await client.remove(id, flags.deleteFile === true); return undefined })
-    .option('--delete-file', 'also delete the finished output file')
+  program.command('rm')
+    .description('remove a download record and its partial data (a finished file stays unless --delete-file); or, with --finished or --failed, every download that ended so')
+    .argument('[id]', 'download id')
+    .option('--delete-file', 'also delete the finished output file (of one download)')
+    .option('--finished', 'remove the records of every finished download (their files stay)')
+    .option('--failed', 'remove every failed and cancelled download, with its partial data')
+    .option('--state <location>', 'state: a SQLite file or a postgres:// URL (default: $CIDGET_STATE or ~/.cidget/state.db)')
+    .option('--json', 'print {"removed": [ids]} as JSON (with --finished or --failed)')
+    .option('--server <url>', 'act through a running `cidget serve` instead of the state file')
+    .option('--token <token>', 'API token for --server (default: $CIDGET_TOKEN, else the token file next to the default state)')
+    .action(async (idText: string | undefined, flags: ControlFlags & { finished?: boolean, failed?: boolean }) => {
+      await action(async () => {
+        const statuses: ClearableStatus[] = [...(flags.finished === true ? ['success' as const] : []), ...(flags.failed === true ? ['failed' as const, 'cancelled' as const] : [])]
+        if ((statuses.length > 0) === (idText !== undefined)) {
+          throw new CidgetError('CIDGET_ERR_BAD_OPTION', 'Give either a download id, or --finished and/or --failed')
+        }
+        if (idText !== undefined) {
+          const id = parseId(idText)
+          if (flags.server !== undefined) await (await RemoteClient.from(flags)).remove(id, flags.deleteFile === true)
+          else await withDownloader({ state: flags.state }, async dl => { await dl.remove(id, { deleteFile: flags.deleteFile === true }) })
+          process.stderr.write(`removed download ${id}\n`)
+          return EXIT.SUCCESS
+        }
+        if (flags.deleteFile === true) throw new CidgetError('CIDGET_ERR_BAD_OPTION', '--delete-file deletes the file of one download: cidget rm ID --delete-file')
+        const removed = flags.server !== undefined
+          ? await (await RemoteClient.from(flags)).clear(statuses)
+          : await withDownloader({ state: flags.state, recover: false }, async dl => await clearDownloads(dl, statuses))
+        if (flags.json === true) process.stdout.write(JSON.stringify({ removed }) + '\n')
+        else process.stderr.write(removed.length === 0 ? 'nothing to remove\n' : `removed ${removed.length} download${removed.length === 1 ? '' : 's'}: ${removed.slice(0, 20).join(', ')}${removed.length > 20 ? ', …' : ''}\n`)
+        return EXIT.SUCCESS
+      })
+    })
 }

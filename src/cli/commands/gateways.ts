@@ -8,6 +8,7 @@ import { probeGateways, type GatewayProbe } from '../../gateways/probe.js'
 import { loadSettings } from '../config.js'
 import { action, gatewaysWithEnv, parseIntOption, proxyFrom } from '../context.js'
 import { EXIT } from '../exit.js'
+import { humanBytes } from '../format.js'
 
 /** Idle timeout of each probe request unless `--timeout` says otherwise. */
 export const DEFAULT_PROBE_TIMEOUT_MS = 10_000
@@ -30,9 +31,9 @@ function yesNo (v: boolean | null): string {
   return v === null ? '?' : v ? 'yes' : 'no'
 }
 
-function megabytesPerSecond (bps: number): string {
-  const mb = bps / 1e6
-  return `${mb.toFixed(mb >= 100 ? 0 : mb >= 10 ? 1 : 2)} MB/s`
+/** Throughput in the progress bar's units (KiB/s, MiB/s: powers of 1024). */
+function perSecond (bps: number): string {
+  return `${humanBytes(Math.round(bps))}/s`
 }
 
 /** The table `cidget gateways` prints. */
@@ -46,7 +47,7 @@ export function probeTable (rows: Row[]): string {
         yesNo(r.trustlessCar),
         yesNo(r.range),
         r.latencyMs === null ? '?' : `${r.latencyMs.toFixed(r.latencyMs < 10 ? 1 : 0)} ms`,
-        r.throughputBps === null ? '-' : megabytesPerSecond(r.throughputBps)
+        r.throughputBps === null ? '-' : perSecond(r.throughputBps)
       ]
     : [r.foundBy === undefined ? r.gateway : `${r.gateway} (provider)`, `no (${r.error ?? '?'})`, '-', '-', '-', '-', '-'])
   const widths = head.map((h, i) => Math.max(h.length, ...body.map(row => (row[i] ?? '').length)))

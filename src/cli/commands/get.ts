@@ -1,5 +1,6 @@
 import type { Command } from 'commander'
 import { CidgetError } from '../../core/errors.js'
+import { DEFAULTS, DEFAULT_GATEWAYS } from '../../core/defaults.js'
 import { DOWNLOAD_SEMI_SPACE_MIB, boundHeapGrowth } from '../../core/memory.js'
 import { MODES, type Mode } from '../../core/types.js'
 import { action, limitOptions, limitsFrom, namesFrom, openDownloader, pauseOnSignals, parseIntOption, EXIT, type LimitFlags, type NameFlags } from '../context.js'
@@ -54,12 +55,12 @@ export function registerGet (program: Command): void {
     .argument('<target>', 'CID, /ipfs/CID[/path], /ipns/NAME[/path] (a key k51… or a DNSLink domain), ipfs://, ipns:// or https://gateway/ipfs/CID[/path]')
     .option('-o, --output <path>', 'output file, or a directory to put it in; - for standard output (one file, verified, not resumable) (default: ./<name>)')
     .option('--car <file>', 'write the verified blocks as a CARv1 file instead of files (same as --mode car -o FILE)')
-    .option('-g, --gateway <url>', 'gateway base URL; repeat for several (replaces the default list)', (v: string, prev: string[] | undefined) => [...(prev ?? []), v])
+    .option('-g, --gateway <url>', `gateway base URL; repeat for several (default: the config file's gateways, else ${DEFAULT_GATEWAYS.join(', ')}; IPFS_GATEWAY goes first)`, (v: string, prev: string[] | undefined) => [...(prev ?? []), v])
     .option('--mode <mode>', 'verified: every block checked against the CID, from all gateways at once; path: HTTP Range on one gateway at a time; car: verified blocks as a CAR file', 'verified')
     .option('--sha256 <hex>', 'expected SHA-256 of the file')
     .option('--state <location>', 'state: a SQLite file or a postgres:// URL (default: $CIDGET_STATE or ~/.cidget/state.db)')
-    .option('--timeout <ms>', 'idle timeout: longest wait without a byte', parseIntOption('--timeout', 1))
-    .option('--max-resume-attempts <n>', 'resumes after interruptions before giving up', parseIntOption('--max-resume-attempts', 0))
+    .option('--timeout <ms>', `idle timeout: longest wait without a byte (default: ${DEFAULTS.TIMEOUT_MS})`, parseIntOption('--timeout', 1))
+    .option('--max-resume-attempts <n>', `resumes after interruptions before giving up (default: ${DEFAULTS.MAX_RESUME_ATTEMPTS})`, parseIntOption('--max-resume-attempts', 0))
     .option('--force', 'overwrite an existing output file')
     .option('--skip-symlinks', 'verified directories: leave symlinks out instead of refusing unsafe ones')
     .option('--no-cid-check', 'path mode: do not check the finished file against the CID')
@@ -104,6 +105,7 @@ export function registerGet (program: Command): void {
             ...(flags.sha256 === undefined ? {} : { sha256: flags.sha256 }),
             force: flags.force === true
           })
+          view.started(job.record)
           const rec = await job.done
           view.stop()
           if (flags.json === true) process.stdout.write(JSON.stringify(rec) + '\n')

@@ -53,6 +53,7 @@ export function registerResume (program: Command): void {
         const view = new ProgressView(dl, { tty: process.stderr.isTTY === true && flags.json !== true, quiet: flags.quiet === true || flags.json === true })
         try {
           const jobs = id === undefined ? await dl.resumeAll() : [await dl.resume(id)]
+          for (const job of jobs) view.started(job.record, 'resuming')
           if (jobs.length === 0 && flags.quiet !== true && flags.json !== true) process.stderr.write('nothing to resume\n')
           const records = await Promise.all(jobs.map(async j => await j.done))
           view.stop()

@@ -36,7 +36,7 @@ export function registerServe (program: Command): void {
   limitOptions(program.command('serve')
     .description('run the service: HTTP API, live events (WebSocket, SSE), metrics and the web dashboard')
     .option('--host <host>', 'address to listen on', '127.0.0.1')
-    .option('--port <port>', `port to listen on (0: any free one, printed) (default: ${DEFAULT_PORT})`, parseIntOption('--port', 0), DEFAULT_PORT)
+    .option('--port <port>', 'port to listen on (0: any free one, printed)', parseIntOption('--port', 0), DEFAULT_PORT)
     .option('--state <location>', 'state: a SQLite file or a postgres:// URL (default: $CIDGET_STATE or ~/.cidget/state.db)')
     .option('--dir <dir>', 'directory the downloads are written to (default: ~/.cidget/downloads)')
     .option('--concurrency <n>', 'downloads at once (default: 4)', parseIntOption('--concurrency', 1))

@@ -1,4 +1,5 @@
-import { link, lstat, mkdir, open, readdir, readlink, rename, rm, symlink, copyFile } from 'node:fs/promises'
+import { link, lstat, open, readdir, readlink, rename, rm, symlink, copyFile } from 'node:fs/promises'
+import { makeDirs } from '../../sink/dirs.js'
 import { dirname, join } from 'node:path'
 import { fsError, isCidgetError, systemCode } from '../../core/errors.js'
 import type { UpdateReport } from '../../core/types.js'
@@ -138,10 +139,10 @@ export async function carryOver (staging: string, old: string, previous: { cid: 
 /** Copies `from` (a file, a link or a directory of the user's) to `to`, files hard-linked where possible, else copied whole then renamed. */
 async function carry (from: string, to: string): Promise<void> {
   try {
-    await mkdir(dirname(to), { recursive: true })
+    await makeDirs(dirname(to))
     const st = await lstat(from)
     if (st.isDirectory()) {
-      await mkdir(to, { recursive: true })
+      await makeDirs(to)
       for (const name of await readdir(from)) await carry(join(from, name), join(to, name))
     } else if (st.isSymbolicLink()) {
       await rm(to, { force: true })
