@@ -52,10 +52,13 @@ interface Seen {
   reached: boolean
 }
 
-/** The bar's line: a bar, a percentage and an ETA only when the total is known (a tree's is not). */
+/**
+ * The bar's line: a bar, a percentage and an ETA only when the total is known;
+ * a tree's is not, and shows what its root declares as an estimate (`~`).
+ */
 function barLine (options: cliProgress.Options, params: cliProgress.Params, payload: Record<string, string | undefined>): string {
   const { label = '', done = '', size = '', filesText = '', speed = '', gateway = '-', etaText = '?' } = payload
-  if (params.total <= 0) return ` ${label}  ${done}${filesText} | ${speed} | ${gateway}`
+  if (params.total <= 0) return ` ${label}  ${done}${size === '?' ? '' : ` of ${size}`}${filesText} | ${speed} | ${gateway}`
   const width = options.barsize ?? 24
   const full = Math.max(0, Math.min(width, Math.round(params.progress * width)))
   const bar = (options.barCompleteString ?? '').slice(0, full) + (options.barIncompleteString ?? '').slice(0, width - full)
@@ -176,7 +179,7 @@ export class ProgressView {
     const payload = {
       label: seen.label,
       done: humanBytes(e.bytes),
-      size: humanBytes(e.total),
+      size: e.total === null && e.estimate !== null ? `~${humanBytes(e.estimate)}` : humanBytes(e.total),
       speed: `${humanBytes(Math.round(e.speed))}/s`,
       etaText: e.total !== null && e.speed > 0 ? humanDuration((e.total - e.bytes) * 1000 / e.speed) : '?',
       gateway: printable(e.gateway ?? '-'),

@@ -13,6 +13,12 @@ export interface ProgressEvent {
   bytes: number
   /** Total size, when known. */
   total: number | null
+  /**
+   * While the total is unknown (a directory), the size its root's links declare:
+   * unverified (a DAG may declare anything) and counting the DAG's own bytes, so
+   * shown as an estimate (`~`); null otherwise.
+   */
+  estimate: number | null
   /** Bytes per second, smoothed. */
   speed: number
   gateway: string | null

@@ -53,8 +53,8 @@ export class ProgressThrottle {
     this.#speedBytes = init.startBytes ?? 0
   }
 
-  /** Bytes written so far, the total when known, the gateway in use, and for a directory the files complete. */
-  update (bytes: number, total: number | null, gateway: string, files?: number): void {
+  /** Bytes written so far, the total when known, the gateway in use, and for a directory the files complete and its declared size. */
+  update (bytes: number, total: number | null, gateway: string, files?: number, estimate?: number): void {
     const now = this.#clock()
     if (bytes < this.#speedBytes) { this.#speedBytes = bytes; this.#speedAt = now }
     const dt = now - this.#speedAt
@@ -67,7 +67,7 @@ export class ProgressThrottle {
     if (bytes === this.#lastBytes && (files ?? null) === this.#lastFiles) return
     this.#lastBytes = bytes
     this.#lastFiles = files ?? null
-    this.#pending = { id: this.#id, bytes, total, speed: this.#speed, gateway, files: files ?? null }
+    this.#pending = { id: this.#id, bytes, total, estimate: total === null ? estimate ?? null : null, speed: this.#speed, gateway, files: files ?? null }
     const done = total !== null && bytes >= total
     if (done || now - this.#lastEmit >= this.#intervalMs) {
       this.flush()

@@ -148,7 +148,7 @@ export class Runner {
         // fenced like every write of the run: a run that lost its lease stops here
         emitStatus(this.#events, id, from, await recordActive(journal, status))
       },
-      onProgress: (bytes, total, gateway, files) => { progress.update(bytes, total, gateway, files) },
+      onProgress: (bytes, total, gateway, files, estimate) => { progress.update(bytes, total, gateway, files, estimate) },
       onRetry: (event) => {
         this.#events.emit('cidget:download:retry', { id, ...event })
       }

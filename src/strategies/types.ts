@@ -30,7 +30,7 @@ export interface StrategyContext {
   /** Sets in_progress/resuming (written and announced only when it changes). */
   setStatus: (status: DownloadStatus) => Promise<void>
   /** Bytes written so far (durable or not), the total when known, the gateway in use. */
-  onProgress: (bytes: number, total: number | null, gateway: string, files?: number) => void
+  onProgress: (bytes: number, total: number | null, gateway: string, files?: number, estimate?: number) => void
   onRetry: (event: Omit<RetryEvent, 'id'>) => void
   /**
    * Path mode: checks the finished partial file against the CID (fetching only

@@ -13,7 +13,7 @@ import type { StrategyResult } from '../types.js'
 import { checkRecordRename, committedOutput, restartWithoutPartial } from '../steps.js'
 import { Bitmap } from './bitmap.js'
 import type { VerifiedContext } from './context.js'
-import { DagBudget, decode, invalid } from './dag.js'
+import { DagBudget, declaredSize, decode, invalid } from './dag.js'
 import { DagReader } from './reader.js'
 import { LeafFinder } from './recover.js'
 import { UpdateSeeder, type Seeded } from './seed.js'
@@ -109,6 +109,7 @@ async function verifiedDownload (ctx: VerifiedContext, internal: AbortController
     isDirectory,
     // the size just learned from the root, not the record's (null on a first run)
     total: isDirectory ? null : (fileSize ?? (root.code === rawCodec.code ? rootBytes.byteLength : record.size)),
+    estimate: start.estimate,
     early: start.early,
     earlyEnd: start.earlyEnd,
     runBlocks: start.runBlocks
@@ -172,6 +173,8 @@ interface RootStart {
   isDirectory: boolean
   /** The size a file's dag-pb root declares. */
   fileSize: number | null
+  /** A directory's size as its root's links declare it (unverified: for people, marked as an estimate). */
+  estimate: number | null
   early: ReturnType<DagReader['prefetchEntity']>
   /** The file's bytes below this come with the root. */
   earlyEnd: number
@@ -195,9 +198,13 @@ async function openRoot (ctx: VerifiedContext, journal: DownloadJournal, reader:
   const rootBytes = await reader.get(root)
   let isDirectory = false
   let fileSize: number | null = null
+  let estimate: number | null = null
   if (root.code === dagPb.code) {
-    const { fs } = decode(root, rootBytes)
-    if (fs.type === 'directory' || fs.type === 'hamt-sharded-directory') isDirectory = true
+    const { node, fs } = decode(root, rootBytes)
+    if (fs.type === 'directory' || fs.type === 'hamt-sharded-directory') {
+      isDirectory = true
+      estimate = declaredSize(rootBytes, node)
+    }
     else if (fs.type === 'symlink') throw new CidgetError('CIDGET_ERR_UNSAFE_SYMLINK', `${record.cid}${record.path} is a symlink; there is nothing to download`)
     else if (fs.type !== 'file' && fs.type !== 'raw') throw invalid(root, `UnixFS type ${fs.type} cannot be written`)
     else {
@@ -214,7 +221,7 @@ async function openRoot (ctx: VerifiedContext, journal: DownloadJournal, reader:
   }
   // leaves of a file's first `earlyEnd` bytes come with the root (a directory or a one-block file has none)
   if (isDirectory || root.code !== dagPb.code) earlyEnd = 0
-  return { root, rootBytes, isDirectory, fileSize, early, earlyEnd, runBlocks }
+  return { root, rootBytes, isDirectory, fileSize, estimate, early, earlyEnd, runBlocks }
 }
 
 /**

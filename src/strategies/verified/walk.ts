@@ -45,6 +45,8 @@ export interface WalkInit {
   isDirectory: boolean
   /** A file's size; null for a directory. */
   total: number | null
+  /** A directory's size as its root declares it (unverified), shown as an estimate while the total is unknown. */
+  estimate: number | null
   /** The stream of the root and the file's first bytes, if one was started. */
   early: ReturnType<DagReader['prefetchEntity']>
   /** The file's bytes below this come with the root. */
@@ -218,7 +220,7 @@ export class VerifiedWalk {
 
   #progress (): void {
     const ctx = this.#ctx
-    if (this.#init.isDirectory) ctx.onProgress(this.#written, this.#total, ctx.lastGateway() ?? '', this.#filesDone)
+    if (this.#init.isDirectory) ctx.onProgress(this.#written, this.#total, ctx.lastGateway() ?? '', this.#filesDone, this.#init.estimate ?? undefined)
     else ctx.onProgress(this.#written, this.#total, ctx.lastGateway() ?? '')
   }
 
