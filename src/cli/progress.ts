@@ -112,10 +112,14 @@ export class ProgressView {
     }
   }
 
-  /** Names a download before its first event (its bar and lines then carry its name), and says it started. */
+  /** Names a download before its first event: its bar and lines then carry its id and name. */
+  name (rec: DownloadRecord): void {
+    this.#of(rec.id).label = labelOf(rec)
+  }
+
+  /** Names a download and says that it started, with its id, for a `cidget pause ID` from elsewhere. */
   started (rec: DownloadRecord, verb = 'downloading'): void {
-    const seen = this.#of(rec.id)
-    seen.label = labelOf(rec)
+    this.name(rec)
     const what = rec.cid === '' ? printable(rec.target) : `/ipfs/${rec.cid}${printable(rec.path)}`
     this.#log(`download ${rec.id}: ${verb} ${what} to ${printable(rec.output)} (cidget pause ${rec.id} from another terminal)`)
   }
@@ -123,10 +127,11 @@ export class ProgressView {
   #of (id: number): Seen {
     let seen = this.#seen.get(id)
     if (seen === undefined) {
-      seen = { label: String(id), repeats: new Map(), unreached: new Map(), reached: false }
+      const unnamed = `download ${id}`
+      seen = { label: unnamed, repeats: new Map(), unreached: new Map(), reached: false }
       this.#seen.set(id, seen)
-      // a download the command did not name itself (resume --all): its name as soon as the state tells it
-      void this.#dl.get(id).then((rec) => { if (rec !== undefined && seen !== undefined && seen.label === String(id)) seen.label = labelOf(rec) }, () => {})
+      // a download the command did not name itself: its name as soon as the state tells it
+      void this.#dl.get(id).then((rec) => { if (rec !== undefined && seen !== undefined && seen.label === unnamed) seen.label = labelOf(rec) }, () => {})
     }
     return seen
   }

@@ -38,6 +38,7 @@ async function download (dir: string, gateways: TestGateway[], cid: string, mode
   const view = new ProgressView(dl, { tty: process.stderr.isTTY === true, quiet: false })
   try {
     const job = await dl.add(cid, { mode, output: join(dir, name), sha256: expected })
+    view.name(job.record)
     return await job.done
   } finally {
     view.stop()
