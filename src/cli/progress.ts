@@ -98,6 +98,9 @@ export class ProgressView {
         barCompleteChar: '█',
         barIncompleteChar: '░',
         barsize: 24,
+        // the terminal's own wrapping stays on: a line printed above the bars wraps whole (with wrapping off, as
+        // cli-progress sets by default, its end was cut at the terminal's width); the bars are cut to it instead
+        linewrap: true,
         hideCursor: true,
         clearOnComplete: false,
         stopOnComplete: false,

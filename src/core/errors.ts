@@ -2,7 +2,7 @@
  * Every failure cidget reports is a `CidgetError` with a stable `code`.
  * The registry below is the single list of codes: each has a kind (how the
  * retry policy treats it), whether it is retryable, and a "how to solve" line
- * that the README's error table repeats (a test keeps them in sync).
+ * that docs/errors.md's table repeats (a test keeps them in sync).
  */
 
 export type ErrorKind =
