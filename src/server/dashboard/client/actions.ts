@@ -1,15 +1,21 @@
-/** What the user does: add a download, act on one, give the token. @module */
+/**
+ * What the user does: add a download, act on one (asking first when that
+ * deletes data), clear the finished or failed ones, give the token.
+ *
+ * @module
+ */
 
 import { ApiError, api, messageOf, statusOf, storeToken } from './api.js'
+import { ask, cancelQuestion, clearQuestion, removeQuestion } from './confirm.js'
 import { start } from './connection.js'
 import { announce, byId, showMessage } from './dom.js'
 import { refreshOne } from './downloads.js'
-import { baseName, formatBytes } from './format.js'
-import { markDirty, removeRow, renderRow, upsert } from './rows.js'
-import { ACTION_LABELS, ACTIONS, state, type Action, type DownloadRecord } from './state.js'
+import { baseName, plural } from './format.js'
+import { markDirty, removeRow, toggleDetail, upsert } from './list.js'
+import { ACTION_LABELS, ACTIONS, FILTER_OF, state, type Action, type DownloadRecord } from './state.js'
 
 /** The add form's body for `POST /api/downloads`. */
-interface AddBody { target: string, output?: string, mode?: string, sha256?: string, limitRate?: string }
+interface AddBody { target: string, output?: string, mode: string, sha256?: string, limitRate?: string }
 
 export async function onAdd (ev: SubmitEvent): Promise<void> {
   ev.preventDefault()
@@ -21,7 +27,7 @@ export async function onAdd (ev: SubmitEvent): Promise<void> {
   const error = byId('add-error')
   const submit = byId('add-submit', HTMLButtonElement)
   error.hidden = true
-  const body: AddBody = { target: target.value.trim() }
+  const body: AddBody = { target: target.value.trim(), mode: mode.value }
   if (body.target === '') {
     error.textContent = 'Enter a CID, an /ipfs/ path or a URL.'
     error.hidden = false
@@ -31,7 +37,6 @@ export async function onAdd (ev: SubmitEvent): Promise<void> {
   }
   target.removeAttribute('aria-invalid')
   if (output.value.trim() !== '') body.output = output.value.trim()
-  if (mode.value !== '') body.mode = mode.value
   if (sha.value.trim() !== '') body.sha256 = sha.value.trim().toLowerCase()
   if (limit.value.trim() !== '') body.limitRate = limit.value.trim()
   submit.disabled = true
@@ -59,16 +64,30 @@ function isAction (s: string | undefined): s is Action {
   return (ACTIONS as readonly (string | undefined)[]).includes(s)
 }
 
-/** A click on a row's Pause, Resume, Cancel or Remove (one listener for the whole table). */
-export async function onAction (ev: MouseEvent): Promise<void> {
-  const b = ev.target instanceof Element ? ev.target.closest<HTMLElement>('button[data-action]') : null
-  if (b === null) return
-  const id = Number(b.dataset.id)
+/** A click in the table: a row's action, or an error's code (which opens its message). */
+export async function onTableClick (ev: MouseEvent): Promise<void> {
+  const target = ev.target instanceof Element ? ev.target : null
+  const code = target?.closest<HTMLElement>('button.code[data-id]')
+  if (code) {
+    toggleDetail(Number(code.dataset.id))
+    return
+  }
+  const b = target?.closest<HTMLElement>('button[data-action]')
+  if (!b) return
   const action = b.dataset.action
+  if (isAction(action)) await act(Number(b.dataset.id), action)
+}
+
+/** Pause, Resume, Cancel or Remove one download; Cancel and Remove ask first. */
+async function act (id: number, action: Action): Promise<void> {
   const row = state.rows.get(id)
-  if (row === undefined || row.busy || !isAction(action)) return
+  const rec = state.downloads.get(id)
+  if (row === undefined || rec === undefined || row.busy) return
+  if (action === 'cancel' || action === 'remove') {
+    if (!await ask(action === 'cancel' ? cancelQuestion(rec) : removeQuestion(rec))) return
+  }
   row.busy = true
-  renderRow(id)
+  markDirty(id)
   try {
     if (action === 'remove') {
       await api('DELETE', '/api/downloads/' + id)
@@ -85,38 +104,28 @@ export async function onAction (ev: MouseEvent): Promise<void> {
     refreshOne(id)
   } finally {
     const r = state.rows.get(id)
-    if (r !== undefined) { r.busy = false; markDirty(id) }
+    if (r !== undefined) r.busy = false
+    markDirty(id)
   }
 }
 
-/** Shows the service's limit for all downloads. */
-function showLimit (rate: number | null): void {
-  byId('limit-status').textContent = rate === null ? 'No limit: downloads take what the network gives.' : 'Limit: ' + formatBytes(rate) + '/s for all downloads together.'
-}
-
-/** Reads the service's limit (when the page connects). */
-export async function refreshLimit (): Promise<void> {
-  const { limitRate } = await api<{ limitRate: number | null }>('GET', '/api/limit')
-  showLimit(limitRate)
-}
-
-/** The limit form: sets the limit for all downloads at once (empty: none). */
-export async function onLimit (ev: SubmitEvent): Promise<void> {
-  ev.preventDefault()
-  const input = byId('limit-input', HTMLInputElement)
-  const error = byId('limit-error')
-  error.hidden = true
-  const value = input.value.trim()
+/** "Clear finished" (the successful downloads) or "Clear failed" (failed and cancelled ones): asks, then `POST /api/downloads/clear`. */
+export async function onClear (which: 'finished' | 'failed'): Promise<void> {
+  const statuses = which === 'finished' ? ['success'] : ['failed', 'cancelled']
+  const records: DownloadRecord[] = []
+  for (const rec of state.downloads.values()) if (FILTER_OF[rec.status] === (which === 'finished' ? 'done' : 'failed')) records.push(rec)
+  if (records.length === 0 || !await ask(clearQuestion(which, records))) return
+  const button = byId(which === 'finished' ? 'clear-finished' : 'clear-failed', HTMLButtonElement)
+  button.disabled = true
   try {
-    const { limitRate } = await api<{ limitRate: number | null }>('PUT', '/api/limit', { limitRate: value === '' ? null : value })
-    showLimit(limitRate)
-    announce(limitRate === null ? 'Limit removed' : 'Limit set to ' + formatBytes(limitRate) + '/s')
-    input.value = ''
+    const { removed } = await api<{ removed: number[] }>('POST', '/api/downloads/clear', { status: statuses })
+    for (const id of removed) removeRow(id)
+    announce('Cleared ' + plural(removed.length, 'download'))
   } catch (err) {
-    if (statusOf(err) !== 401) {
-      error.textContent = 'Not set: ' + messageOf(err)
-      error.hidden = false
-    }
+    if (statusOf(err) !== 401) showMessage('Clear ' + which + ' failed: ' + messageOf(err))
+  } finally {
+    // the counts disable it again at the next frame if nothing is left to clear
+    button.disabled = false
   }
 }
 
@@ -127,6 +136,8 @@ export function onToken (ev: SubmitEvent): void {
   if (t === '') return
   storeToken(t)
   input.value = ''
+  const submit = byId('token-submit', HTMLButtonElement)
+  submit.disabled = true
+  submit.textContent = 'Checking…'
   start()
-  refreshLimit().catch(() => {})
 }

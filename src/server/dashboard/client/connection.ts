@@ -6,11 +6,12 @@
  */
 
 import { messageOf, statusOf } from './api.js'
-import { byId, setConnection, showMessage } from './dom.js'
+import { announce, byId, setConnection, showMessage } from './dom.js'
 import { refreshDownloads } from './downloads.js'
 import { onEvent } from './events.js'
 import { refreshGateways } from './gateways.js'
-import { state } from './state.js'
+import { refreshLimit } from './limit.js'
+import { state, type AuthState } from './state.js'
 
 export function stopSocket (): void {
   clearTimeout(state.reconnectTimer)
@@ -20,14 +21,37 @@ export function stopSocket (): void {
   if (ws !== null) ws.close()
 }
 
-/** Stops everything and shows the token form with `reason`. */
+/**
+ * Asking for the token hides the rest of the page: without it there is
+ * nothing to show, and an empty list would read as "no downloads".
+ */
+function setAuth (auth: AuthState): void {
+  state.auth = auth
+  document.body.dataset.auth = auth
+  byId('token-section').hidden = auth !== 'needed'
+  byId('app').hidden = auth === 'needed'
+  const submit = byId('token-submit', HTMLButtonElement)
+  submit.disabled = false
+  submit.textContent = 'Connect'
+}
+
+/** Stops everything and shows the token form with `reason`, until a token works. */
 export function askToken (reason: string): void {
   stopSocket()
   state.stopped = true
   setConnection('unauthorized', 'Not connected: token needed')
   byId('token-reason').textContent = reason
-  byId('token-section').hidden = false
+  setAuth('needed')
   byId('token-input').focus()
+}
+
+/** The service took the token (or wants none): the page shows what it has. */
+function authorized (): void {
+  if (state.auth === 'ok') return
+  const asked = state.auth === 'needed'
+  setAuth('ok')
+  if (asked) announce('Connected')
+  refreshLimit().catch(() => {})
 }
 
 function connect (): void {
@@ -81,7 +105,10 @@ function scheduleReconnect (): void {
 function reconnect (): void {
   if (state.stopped) return
   if (state.attempt > 0) setConnection('connecting', 'Reconnecting…')
-  refreshDownloads().then(connect, (err: unknown) => {
+  refreshDownloads().then(() => {
+    authorized()
+    connect()
+  }, (err: unknown) => {
     if (statusOf(err) === 401) return
     scheduleReconnect()
   })
@@ -91,7 +118,6 @@ function reconnect (): void {
 export function start (): void {
   state.stopped = false
   state.attempt = 0
-  byId('token-section').hidden = true
   setConnection('connecting', 'Connecting…')
   reconnect()
 }

@@ -6,7 +6,7 @@
  */
 
 import { api, statusOf } from './api.js'
-import { removeRow, upsert } from './rows.js'
+import { markLoaded, removeRow, upsert } from './list.js'
 import { MAX_PAGES, PAGE_LIMIT, state, type DownloadRecord } from './state.js'
 
 interface Page {
@@ -39,6 +39,7 @@ export async function refreshDownloads (): Promise<void> {
       if (!seen.has(id) && (state.touched.get(id) || 0) <= sentAt) removeRow(id)
     }
   }
+  markLoaded()
 }
 
 /** Fetches one record; at most one request per id in flight, repeated if asked again meanwhile. */

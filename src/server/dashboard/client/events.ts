@@ -9,7 +9,7 @@ import { announce } from './dom.js'
 import { refreshOne } from './downloads.js'
 import { baseName, statusText } from './format.js'
 import { scheduleGateways } from './gateways.js'
-import { markDirty, upsert } from './rows.js'
+import { markDirty, upsert } from './list.js'
 import type { RepairEvent, RetryEvent, StatusEvent } from '../../../core/event-types.js'
 import { isActive, state, type DownloadRecord, type ProgressData } from './state.js'
 
@@ -60,13 +60,9 @@ function onStatus (d: StatusEvent): void {
   const rec = state.downloads.get(d.id)
   state.touched.set(d.id, Date.now())
   if (rec !== undefined) {
-    const previous = rec.status
-    rec.status = d.status
-    rec.error = d.error
-    rec.errorCode = d.errorCode
     if (!isActive(d.status)) state.notes.delete(d.id)
-    markDirty(d.id)
-    if (previous !== d.status) {
+    upsert({ ...rec, status: d.status, error: d.error, errorCode: d.errorCode })
+    if (rec.status !== d.status) {
       announce('Download ' + d.id + (rec.output ? ' (' + baseName(rec.output) + ')' : '') + ' is ' + statusText(d.status) + (d.error ? ': ' + d.error : ''))
     }
   }

@@ -27,3 +27,14 @@ export function baseName (p: string | null | undefined): string {
 export function hostOf (url: string): string {
   try { return new URL(url).host } catch { return String(url) }
 }
+
+/** An error code as a short label: `CIDGET_ERR_BLOCK_UNAVAILABLE` reads "block unavailable". */
+export function shortCode (code: string | null | undefined): string {
+  if (!code) return 'error'
+  return code.replace(/^CIDGET_ERR_/, '').replace(/_/g, ' ').toLowerCase()
+}
+
+/** "1 download", "3 downloads". */
+export function plural (n: number, word: string): string {
+  return n.toLocaleString('en-US') + ' ' + word + (n === 1 ? '' : 's')
+}

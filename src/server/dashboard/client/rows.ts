@@ -1,15 +1,16 @@
 /**
- * The downloads table: one row per record, redrawn at most once a frame from
- * the record and its latest progress event.
+ * One download's row: built when it comes into the page shown, redrawn from
+ * the record and its latest progress event. An error shows as a short code
+ * that opens a row under it with the whole message.
  *
  * @module
  */
 
-import { byId, el } from './dom.js'
-import { baseName, formatBytes, formatDuration, hostOf, statusText } from './format.js'
+import { el } from './dom.js'
+import { baseName, formatBytes, formatDuration, hostOf, shortCode, statusText } from './format.js'
 import { ACTION_LABELS, ACTIONS, ALLOWED, isActive, state, type Action, type DownloadRecord, type Row } from './state.js'
 
-interface Progress {
+export interface Progress {
   bytes: number
   total: number | null | undefined
   speed: number
@@ -20,7 +21,7 @@ interface Progress {
 }
 
 /** What the bar and its text show for a record. */
-function progressOf (rec: DownloadRecord): Progress {
+export function progressOf (rec: DownloadRecord): Progress {
   const live = state.live.get(rec.id)
   const active = isActive(rec.status)
   let bytes = rec.currentSize || 0
@@ -58,17 +59,45 @@ function actionButtons (id: number): { actions: HTMLElement, buttons: Record<Act
       type: 'button',
       'data-action': action,
       'data-id': String(id),
-      'data-testid': action + '-' + id,
-      'aria-label': ACTION_LABELS[action] + ' download ' + id
+      'data-testid': action + '-' + id
     }, ACTION_LABELS[action])
-    if (action === 'remove') b.title = 'Remove from the list (a finished file stays on disk)'
+    if (action === 'cancel' || action === 'remove') b.classList.add('danger-text')
+    b.hidden = true
     buttons[action] = b
     actions.append(b)
   }
   return { actions, buttons }
 }
 
-function createRow (id: number): Row {
+/** The status cell: the status, and an error's code as a button that shows the message under the row. */
+function statusCell (id: number): { cell: HTMLElement, status: HTMLElement, code: HTMLButtonElement } {
+  const cell = el('td', { class: 'c-status' })
+  const status = el('span', { class: 'status', 'data-testid': 'status-' + id })
+  const code = el('button', {
+    type: 'button',
+    class: 'code',
+    'aria-expanded': 'false',
+    'aria-controls': 'detail-' + id,
+    'data-id': String(id),
+    'data-testid': 'error-code-' + id
+  })
+  code.hidden = true
+  cell.append(status, code)
+  return { cell, status, code }
+}
+
+/** The row under a download's row with its error: shown when the code is pressed. */
+function detailRow (id: number): { detail: HTMLTableRowElement, detailCode: HTMLElement, detailText: HTMLElement } {
+  const detail = el('tr', { class: 'detail', id: 'detail-' + id, 'data-testid': 'error-detail-' + id })
+  const td = el('td', { colspan: '5' })
+  const detailCode = el('code', { class: 'detail-code' })
+  const detailText = el('p', { class: 'detail-text', 'data-testid': 'error-' + id })
+  td.append(detailCode, detailText)
+  detail.append(td)
+  return { detail, detailCode, detailText }
+}
+
+export function createRow (id: number): Row {
   const tr = el('tr', { 'data-testid': 'download-row-' + id, 'data-id': String(id) })
   const idCell = el('td', { class: 'num c-id' }, String(id))
   const content = el('td', { class: 'c-content' })
@@ -76,11 +105,7 @@ function createRow (id: number): Row {
   const sub = el('div', { class: 'sub mono', 'data-testid': 'target-' + id })
   const out = el('div', { class: 'sub', 'data-testid': 'output-' + id })
   content.append(name, sub, out)
-  const statusCell = el('td', { class: 'c-status' })
-  const status = el('span', { class: 'status', 'data-testid': 'status-' + id })
-  const error = el('div', { class: 'error', 'data-testid': 'error-' + id })
-  error.hidden = true
-  statusCell.append(status, error)
+  const { cell, status, code } = statusCell(id)
   const progressCell = el('td', { class: 'c-progress' })
   const bar = el('div', {
     class: 'bar',
@@ -99,20 +124,8 @@ function createRow (id: number): Row {
   const actionsCell = el('td', { class: 'c-actions' })
   const { actions, buttons } = actionButtons(id)
   actionsCell.append(actions)
-  tr.append(idCell, content, statusCell, progressCell, actionsCell)
-  return { tr, name, sub, out, status, error, bar, fill, text, note, buttons, busy: false }
-}
-
-function insertRow (id: number, row: Row): void {
-  const body = byId('downloads-body')
-  // newest (highest id) first
-  let before: Element | null = null
-  for (const tr of body.children) {
-    if (!(tr instanceof HTMLElement)) continue
-    const other = Number(tr.dataset.id)
-    if (tr.dataset.id !== undefined && other < id) { before = tr; break }
-  }
-  body.insertBefore(row.tr, before)
+  tr.append(idCell, content, cell, progressCell, actionsCell)
+  return { tr, name, sub, out, status, code, ...detailRow(id), bar, fill, text, note, buttons, busy: false }
 }
 
 function renderBar (row: Row, rec: DownloadRecord, p: Progress): void {
@@ -144,15 +157,8 @@ function progressText (rec: DownloadRecord, p: Progress): string {
   return parts.join(' · ')
 }
 
-export function renderRow (id: number): void {
-  const rec = state.downloads.get(id)
-  if (rec === undefined) return
-  let row = state.rows.get(id)
-  if (row === undefined) {
-    row = createRow(id)
-    state.rows.set(id, row)
-    insertRow(id, row)
-  }
+/** The name, the target (and what a name resolved to), the mode and the output. */
+function renderContent (row: Row, rec: DownloadRecord): void {
   row.name.textContent = baseName(rec.output) || rec.cid
   row.name.title = rec.output || ''
   // a name shows what it resolved to, once it did
@@ -160,12 +166,30 @@ export function renderRow (id: number): void {
   row.sub.title = row.sub.textContent
   row.out.textContent = (rec.mode ? rec.mode + ' · ' : '') + (rec.output || '')
   row.out.title = rec.output || ''
+}
+
+/** The status, and the error as a short code whose message opens under the row. */
+function renderStatus (id: number, row: Row, rec: DownloadRecord): void {
   row.status.textContent = statusText(rec.status)
   row.status.dataset.status = rec.status
-  const err = rec.error ? (rec.errorCode ? rec.errorCode + ': ' : '') + rec.error : ''
-  row.error.textContent = err
-  row.error.hidden = err === '' || rec.status === 'success'
+  const hasError = Boolean(rec.error) && rec.status !== 'success'
+  const open = hasError && state.expanded.has(id)
+  row.code.hidden = !hasError
+  row.code.textContent = shortCode(rec.errorCode) + (open ? ' ▾' : ' ▸')
+  row.code.title = (rec.errorCode || 'Error') + ': ' + (open ? 'hide' : 'show') + ' the message'
+  row.code.setAttribute('aria-expanded', String(open))
+  row.code.setAttribute('aria-label', 'Error ' + (rec.errorCode || '') + ' of download ' + id + (open ? ', hide the message' : ', show the message'))
+  row.detailCode.textContent = rec.errorCode || 'Error'
+  row.detailText.textContent = rec.error || ''
+  row.tr.classList.toggle('has-detail', open)
+}
 
+export function renderRow (id: number): void {
+  const rec = state.downloads.get(id)
+  const row = state.rows.get(id)
+  if (rec === undefined || row === undefined) return
+  renderContent(row, rec)
+  renderStatus(id, row, rec)
   const p = progressOf(rec)
   renderBar(row, rec, p)
   row.text.textContent = progressText(rec, p)
@@ -173,48 +197,13 @@ export function renderRow (id: number): void {
   row.note.textContent = note
   row.note.hidden = note === ''
 
+  const label = baseName(rec.output) || rec.cid
   for (const action of ACTIONS) {
-    row.buttons[action].disabled = row.busy || !ALLOWED[action].includes(rec.status)
+    const b = row.buttons[action]
+    b.hidden = !ALLOWED[action].includes(rec.status)
+    b.disabled = row.busy
+    // a failed download is tried again
+    b.textContent = action === 'resume' && rec.status === 'failed' ? 'Retry' : ACTION_LABELS[action]
+    b.setAttribute('aria-label', b.textContent + ' download ' + id + (label ? ' (' + label + ')' : ''))
   }
-}
-
-export function removeRow (id: number): void {
-  const row = state.rows.get(id)
-  if (row !== undefined) row.tr.remove()
-  state.rows.delete(id)
-  state.downloads.delete(id)
-  state.live.delete(id)
-  state.notes.delete(id)
-  state.dirty.delete(id)
-  updateCount()
-}
-
-export function updateCount (): void {
-  const n = state.downloads.size
-  byId('downloads-empty').hidden = n > 0
-  let active = 0
-  for (const rec of state.downloads.values()) if (isActive(rec.status)) active++
-  byId('downloads-count').textContent = n === 0 ? '' : '(' + n + (active > 0 ? ', ' + active + ' active' : '') + ')'
-}
-
-export function markDirty (id: number): void {
-  state.dirty.add(id)
-  if (state.frame !== 0) return
-  const flush = (): void => {
-    state.frame = 0
-    for (const d of state.dirty) renderRow(d)
-    state.dirty.clear()
-    updateCount()
-  }
-  // requestAnimationFrame batches bursts of progress events; a hidden tab catches up when shown
-  state.frame = document.hidden ? setTimeout(flush, 250) : requestAnimationFrame(flush)
-}
-
-/** Takes a record from the service (a list, one fetch, an event or an action's answer). */
-export function upsert (rec: DownloadRecord | null | undefined): void {
-  if (!rec || typeof rec.id !== 'number') return
-  const prev = state.downloads.get(rec.id)
-  state.downloads.set(rec.id, rec)
-  if (prev === undefined) updateCount()
-  markDirty(rec.id)
 }

@@ -14,17 +14,38 @@ export const TOKEN_KEY = 'cidget.token'
 export const ACTIVE: readonly DownloadStatus[] = ['pending', 'in_progress', 'resuming']
 
 export type Action = 'pause' | 'resume' | 'cancel' | 'remove'
-/** Which action a status allows (mirrors the engine's transitions). */
+/**
+ * The actions a row offers for each status (the engine's transitions, cut to what makes sense):
+ * Pause and Cancel while it runs or waits, Resume and Cancel when paused, Retry (resume) and
+ * Remove once failed, Remove once done or cancelled.
+ */
 export const ALLOWED: Readonly<Record<Action, readonly DownloadStatus[]>> = {
   pause: ['pending', 'in_progress', 'resuming'],
   resume: ['paused', 'failed'],
-  cancel: ['pending', 'in_progress', 'resuming', 'paused', 'failed'],
-  remove: ['pending', 'in_progress', 'resuming', 'paused', 'success', 'failed', 'cancelled']
+  cancel: ['pending', 'in_progress', 'resuming', 'paused'],
+  remove: ['success', 'failed', 'cancelled']
 }
 export const ACTION_LABELS: Readonly<Record<Action, string>> = { pause: 'Pause', resume: 'Resume', cancel: 'Cancel', remove: 'Remove' }
 export const ACTIONS = Object.keys(ACTION_LABELS) as Action[]
+
+/** The list's filters; each status is in one of the four besides `all` (cancelled ones with the failed). */
+export type Filter = 'all' | 'active' | 'paused' | 'done' | 'failed'
+export const FILTERS: readonly Filter[] = ['all', 'active', 'paused', 'done', 'failed']
+export const FILTER_OF: Readonly<Record<DownloadStatus, Exclude<Filter, 'all'>>> = {
+  pending: 'active',
+  in_progress: 'active',
+  resuming: 'active',
+  paused: 'paused',
+  success: 'done',
+  failed: 'failed',
+  cancelled: 'failed'
+}
+
+/** Records loaded per request of the list, and at most this many requests. */
 export const PAGE_LIMIT = 500
 export const MAX_PAGES = 100
+/** Rows shown at once: the list is drawn a page at a time, however many records there are. */
+export const VIEW_PAGE_SIZE = 50
 export const GATEWAY_POLL_MS = 2000
 export const GATEWAY_IDLE_POLL_MS = 10000
 
@@ -45,14 +66,17 @@ export interface GatewayRow {
   dropped: boolean
 }
 
-/** The elements of one download's row that change. */
+/** The elements of one download's row that change, and the row under it with the error's message. */
 export interface Row {
   tr: HTMLTableRowElement
   name: HTMLElement
   sub: HTMLElement
   out: HTMLElement
   status: HTMLElement
-  error: HTMLElement
+  code: HTMLButtonElement
+  detail: HTMLTableRowElement
+  detailCode: HTMLElement
+  detailText: HTMLElement
   bar: HTMLElement
   fill: HTMLElement
   text: HTMLElement
@@ -60,6 +84,9 @@ export interface Row {
   buttons: Record<Action, HTMLButtonElement>
   busy: boolean
 }
+
+/** Where the page stands with the service's token: asking for it hides everything else. */
+export type AuthState = 'checking' | 'needed' | 'ok'
 
 export interface State {
   token: string | null
@@ -69,8 +96,20 @@ export interface State {
   live: Map<number, ProgressData>
   /** id → a note from the latest retry or repair */
   notes: Map<number, string>
-  /** id → row elements */
+  /** id → row elements, for the rows on the page shown */
   rows: Map<number, Row>
+  /** ids whose error message is shown under their row */
+  expanded: Set<number>
+  filter: Filter
+  /** the search box's text, lower case */
+  search: string
+  /** the page of the list shown, 0 for the newest */
+  page: number
+  /** the list (filter, search, page) must be drawn again at the next frame */
+  viewDirty: boolean
+  /** the list has been loaded once (until then the table says it is loading) */
+  loaded: boolean
+  auth: AuthState
   /** id → Date.now() when a status event last changed the record (newer than a list answer sent before it) */
   touched: Map<number, number>
   /** id → { again } for records being fetched one by one */
@@ -98,6 +137,13 @@ export const state: State = {
   live: new Map(),
   notes: new Map(),
   rows: new Map(),
+  expanded: new Set(),
+  filter: 'all',
+  search: '',
+  page: 0,
+  viewDirty: true,
+  loaded: false,
+  auth: 'checking',
   touched: new Map(),
   fetching: new Map(),
   dirty: new Set(),
