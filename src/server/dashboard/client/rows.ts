@@ -13,6 +13,8 @@ import { ACTION_LABELS, ACTIONS, ALLOWED, isActive, state, type Action, type Dow
 export interface Progress {
   bytes: number
   total: number | null | undefined
+  /** While the total is unknown: what a directory's root declares (unverified), shown as `~`. */
+  estimate: number | null
   speed: number
   percent: number | null
   eta: number | null
@@ -43,6 +45,7 @@ export function progressOf (rec: DownloadRecord): Progress {
   return {
     bytes,
     total,
+    estimate: live !== undefined && active && (total === null || total === undefined) ? live.estimate ?? null : null,
     speed,
     percent,
     eta,
@@ -146,7 +149,8 @@ function renderBar (row: Row, rec: DownloadRecord, p: Progress): void {
 
 /** "1.00 MiB / 3.00 MiB · 33% · 2.00 MiB/s · ETA 0:01 · via host · 3 files" */
 function progressText (rec: DownloadRecord, p: Progress): string {
-  const parts = [formatBytes(p.bytes) + (p.total !== null && p.total !== undefined ? ' / ' + formatBytes(p.total) : '')]
+  const of = p.total !== null && p.total !== undefined ? ' / ' + formatBytes(p.total) : p.estimate !== null ? ' / ~' + formatBytes(p.estimate) : ''
+  const parts = [formatBytes(p.bytes) + of]
   if (p.percent !== null) parts.push(p.percent + '%')
   if (isActive(rec.status)) {
     if (p.speed > 0) parts.push(formatBytes(p.speed) + '/s')
