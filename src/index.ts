@@ -3,7 +3,7 @@
  * The library API; the test gateway is in `cidget/testing`.
  */
 export { Downloader, defaultStatePath, runWorker, clearDownloads, CLEARABLE_STATUSES } from './engine/index.js'
-export type { ClearableStatus } from './engine/index.js'
+export type { ClearableStatus, ClearReport } from './engine/index.js'
 export type { DownloaderInit, AddOptions, DownloadJob, QueueItem, WorkerOptions, WorkerEvent, WorkerSummary, StreamOptions, StreamOutcome } from './engine/index.js'
 export { CidgetError, ERROR_CODES, isCidgetError } from './core/errors.js'
 export type { ErrorCode, ErrorKind } from './core/errors.js'

@@ -6,6 +6,7 @@ import { normalizeGateway } from '../target/parse.js'
 import { Downloader, type DownloaderInit } from '../engine/downloader.js'
 import type { DownloadRecord } from '../core/types.js'
 import { CidgetError } from '../core/errors.js'
+import { DeadlinePassed } from '../sink/dirs.js'
 import { loadSettings } from './config.js'
 import { EXIT, errorLine, exitCodeForError, type ExitCode } from './exit.js'
 import { describe } from './format.js'
@@ -75,6 +76,8 @@ export async function action (body: () => Promise<ExitCode>): Promise<void> {
     process.stderr.write(errorLine(err) + '\n')
     if (process.env.CIDGET_DEBUG === '1' && err instanceof Error) process.stderr.write((err.stack ?? '') + '\n')
     process.exitCode = exitCodeForError(err)
+    // a file system that never answered still holds the call it was given: it would keep the process alive
+    if (err instanceof Error && err.cause instanceof DeadlinePassed) process.exit()
   }
 }
 
@@ -94,25 +97,32 @@ export function signalGraceMs (env: NodeJS.ProcessEnv = process.env): number {
  */
 export function pauseOnSignals (dl: Downloader, graceMs = signalGraceMs()): () => void {
   let seen = false
+  let timer: NodeJS.Timeout | undefined
+  const quit = (code: number): never => {
+    // the progress bars hid the cursor: a process that ends here gives it back
+    if (process.stderr.isTTY) process.stderr.write('\x1b[?25h')
+    process.exit(code)
+  }
   const onSignal = (signal: NodeJS.Signals): void => {
     const code = signal === 'SIGINT' ? 130 : 143
     const running = dl.runningIds
     if (seen || running.length === 0) {
       if (!seen) process.stderr.write('\n')
-      process.exit(code)
+      quit(code)
     }
     seen = true
     process.stderr.write('\ncidget: pausing (progress is kept); press Ctrl-C again to quit at once\n')
     for (const id of running) void dl.pause(id).catch(() => {})
-    const timer = setTimeout(() => {
+    timer = setTimeout(() => {
       process.stderr.write(`cidget: the pause did not finish in ${graceMs / 1000} s; quitting (the progress of the last checkpoint is kept)\n`)
-      process.exit(code)
+      quit(code)
     }, graceMs)
     timer.unref()
   }
   process.on('SIGINT', onSignal)
   process.on('SIGTERM', onSignal)
   return () => {
+    clearTimeout(timer)
     process.off('SIGINT', onSignal)
     process.off('SIGTERM', onSignal)
   }

@@ -23,13 +23,14 @@ import { addExamples } from './examples.js'
 let outputLost = false
 for (const stream of [process.stdout, process.stderr]) {
   stream.on('error', (err: NodeJS.ErrnoException) => {
-    if (err.code === 'EPIPE' || err.code === 'ERR_STREAM_DESTROYED' || outputLost) return
+    // messages for people that could not be shown change nothing; the command's output is its result
+    if (err.code === 'EPIPE' || err.code === 'ERR_STREAM_DESTROYED' || stream === process.stderr || outputLost) return
     outputLost = true
     // `get -o -` listens itself and says it in its own words
-    if (stream === process.stdout && stream.listenerCount('error') === 1) process.stderr.write(`cidget: cannot write to standard output: ${err.message}\n`)
+    if (stream.listenerCount('error') === 1) process.stderr.write(`cidget: cannot write to standard output: ${err.message}\n`)
   })
 }
-// what the command printed did not reach its file: the command did not do what was asked
+// what the command printed did not reach its file (a full disk behind `>`): it did not do what was asked
 process.on('exit', () => { if (outputLost && (process.exitCode ?? 0) === EXIT.SUCCESS) process.exitCode = EXIT.FAILED })
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }

@@ -52,17 +52,32 @@ interface Seen {
   reached: boolean
 }
 
+/** Columns a line takes (code points: the bar's blocks and the arrows take one each). */
+const columns = (text: string): number => [...text].length
+
+/** The widest and narrowest bar drawn. */
+const BAR = { max: 24, min: 8 }
+
 /**
- * The bar's line: a bar, a percentage and an ETA only when the total is known;
- * a tree's is not, and shows what its root declares as an estimate (`~`).
+ * The bar's line, fitted to the terminal's width (`cols`): a bar, a percentage
+ * and an ETA only when the total is known (a tree's is not, and shows what
+ * its root declares as an estimate, `~`). Where the width is short, the
+ * gateway goes first, then the bar narrows, then goes.
  */
-function barLine (options: cliProgress.Options, params: cliProgress.Params, payload: Record<string, string | undefined>): string {
+export function barLine (cols: number, params: { total: number, progress: number }, payload: Record<string, string | undefined>): string {
   const { label = '', done = '', size = '', filesText = '', speed = '', gateway = '-', etaText = '?' } = payload
-  if (params.total <= 0) return ` ${label}  ${done}${size === '?' ? '' : ` of ${size}`}${filesText} | ${speed} | ${gateway}`
-  const width = options.barsize ?? 24
+  const gw = ` | ${gateway}`
+  if (params.total <= 0) {
+    const line = ` ${label}  ${done}${size === '?' ? '' : ` of ${size}`}${filesText} | ${speed}`
+    return columns(line + gw) <= cols ? line + gw : line
+  }
+  const head = ` ${label} `
+  const tail = ` ${Math.floor(params.progress * 100)}% | ${done} of ${size}${filesText} | ${speed} | ETA ${etaText}`
+  const room = cols - columns(head) - columns(tail)
+  const width = room >= BAR.max + columns(gw) ? BAR.max : Math.min(BAR.max, room)
+  if (width < BAR.min) return ` ${label}${tail}`
   const full = Math.max(0, Math.min(width, Math.round(params.progress * width)))
-  const bar = (options.barCompleteString ?? '').slice(0, full) + (options.barIncompleteString ?? '').slice(0, width - full)
-  return ` ${label} ${bar} ${Math.floor(params.progress * 100)}% | ${done} of ${size}${filesText} | ${speed} | ETA ${etaText} | ${gateway}`
+  return head + '█'.repeat(full) + '░'.repeat(width - full) + tail + (room >= width + columns(gw) ? gw : '')
 }
 
 /** Shows the Downloader's events: a bar per download on a terminal, lines otherwise; each prefixed with the download's id and name. */
@@ -92,12 +107,11 @@ export class ProgressView {
     this.#dl = dl
     this.#opts = opts
     if (opts.tty && !opts.quiet) {
+      const stream = opts.stream ?? process.stderr
       this.#multi = new cliProgress.MultiBar({
-        stream: opts.stream ?? process.stderr,
-        format: barLine,
-        barCompleteChar: '█',
-        barIncompleteChar: '░',
-        barsize: 24,
+        stream,
+        // one column left free: a line that fills the last one leaves some terminals' cursor past it
+        format: (_options, params, payload: Record<string, string | undefined>) => barLine((stream.columns > 0 ? stream.columns : 80) - 1, params, payload),
         // the terminal's own wrapping stays on: a line printed above the bars wraps whole (with wrapping off, as
         // cli-progress sets by default, its end was cut at the terminal's width); the bars are cut to it instead
         linewrap: true,
@@ -141,7 +155,9 @@ export class ProgressView {
 
   #log (line: string): void {
     if (this.#opts.quiet) return
-    if (this.#multi !== undefined) this.#multi.log(line + '\n')
+    // while bars are drawn, a line goes above them at their next redraw; before the first bar and after
+    // the last, straight to the terminal (cli-progress writes its buffer only when it redraws)
+    if (this.#multi?.isActive === true) this.#multi.log(line + '\n')
     else (this.#opts.stream ?? process.stderr).write(line + '\n')
   }
 
@@ -200,6 +216,8 @@ export class ProgressView {
 
   stop (): void {
     for (const seen of this.#seen.values()) this.#foldRepeats(seen)
+    // the lines still waiting for a redraw, and the bars' last state
+    if (this.#multi?.isActive === true) this.#multi.update()
     this.#dl.off('cidget:download:progress', this.#onProgress)
     this.#dl.off('cidget:download:retry', this.#onRetry)
     this.#dl.off('cidget:download:status', this.#onStatus)

@@ -13,7 +13,7 @@ import type { ServiceEvent } from '../server/events.js'
 import type { DownloadPage } from '../server/routes.js'
 import { readTokenFile, tokenFile, checkToken } from '../server/token.js'
 import { loadSettings } from './config.js'
-import type { ClearableStatus } from '../engine/clear.js'
+import type { ClearableStatus, ClearReport } from '../engine/clear.js'
 import type { AddBody } from '../server/schemas.js'
 
 /** Where `cidget add` looks for the service when neither `--server` nor `CIDGET_SERVER` says. */
@@ -131,9 +131,9 @@ export class RemoteClient {
     await this.#call('DELETE', `/api/downloads/${id}${deleteFile ? '?deleteFile=true' : ''}`)
   }
 
-  /** Removes every download of these ended statuses; the ids removed. */
-  async clear (status: readonly ClearableStatus[]): Promise<number[]> {
-    return (await this.#call<{ removed: number[] }>('POST', '/api/downloads/clear', { status })).removed
+  /** Removes every download of these ended statuses: the ids removed, and those left with why. */
+  async clear (status: readonly ClearableStatus[]): Promise<ClearReport> {
+    return await this.#call<ClearReport>('POST', '/api/downloads/clear', { status })
   }
 
   /**

@@ -12,7 +12,7 @@ import { CidgetError, isCidgetError, systemCode, toCidgetError } from '../core/e
 import { MODES, type Mode, type NewDownload } from '../core/types.js'
 import { parseTarget, defaultName, type Target } from '../target/parse.js'
 import { exists } from '../sink/partial.js'
-import { kernelFileSystem, makeDirs, withDeadline } from '../sink/dirs.js'
+import { DeadlinePassed, kernelFileSystem, makeDirs, withDeadline } from '../sink/dirs.js'
 import { checkConfined, confinedOutput } from '../sink/confine.js'
 import type { QueueItem } from './options.js'
 
@@ -44,11 +44,12 @@ export async function ensureWritableDir (dir: string): Promise<void> {
     new CidgetError('CIDGET_ERR_OUTPUT_NOT_WRITABLE', `Cannot write to ${dir}: ${why}`, cause === undefined ? {} : { cause })
   try {
     await withDeadline((async () => {
-      await makeDirs(dir)
-      await access(dir, fsConstants.W_OK)
+      // before anything is made there
       const kernel = await kernelFileSystem(dir)
       if (kernel !== undefined) throw refuse(`it is on ${kernel}, a kernel file system, which holds no downloads`)
-    })(), OUTPUT_CHECK_MS, () => refuse(`its file system did not answer in ${OUTPUT_CHECK_MS / 1000} s`))
+      await makeDirs(dir)
+      await access(dir, fsConstants.W_OK)
+    })(), OUTPUT_CHECK_MS, () => refuse(`its file system did not answer in ${OUTPUT_CHECK_MS / 1000} s`, new DeadlinePassed(`no answer from the file system of ${dir}`)))
   } catch (err) {
     if (isCidgetError(err)) throw err
     const code = systemCode(err)

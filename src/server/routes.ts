@@ -109,7 +109,7 @@ export function registerApi (api: FastifyInstance, opts: { downloader: Downloade
 
   // the records of downloads that ended (finished files stay; failed and cancelled ones' partial data goes)
   api.post<{ Body: ClearBody }>('/api/downloads/clear', { schema: { querystring: noQuerySchema, body: clearBodySchema } },
-    async (request) => ({ removed: await clearDownloads(dl, request.body.status) }))
+    async (request) => await clearDownloads(dl, request.body.status))
 
   // a download's own bandwidth limit, changed while it runs; the process's limit, shared by all its downloads
   api.post<{ Params: IdParams, Body: LimitBody }>('/api/downloads/:id/limit', { schema: { params: idParamsSchema, querystring: noQuerySchema, body: limitBodySchema } },

@@ -7,11 +7,10 @@
 
 import { mkdir, stat, statfs } from 'node:fs/promises'
 import { dirname, resolve } from 'node:path'
+import { systemCode } from '../core/errors.js'
 
 /** The most directory levels one call creates. */
 const MAX_LEVELS = 1024
-
-const errnoOf = (err: unknown): string | undefined => (err as NodeJS.ErrnoException | null)?.code
 
 /** True when `p` is a directory, false when nothing is there; another error (or a file there) is thrown. */
 async function isDirectory (p: string): Promise<boolean> {
@@ -19,7 +18,7 @@ async function isDirectory (p: string): Promise<boolean> {
   try {
     s = await stat(p)
   } catch (err) {
-    if (errnoOf(err) === 'ENOENT') return false
+    if (systemCode(err) === 'ENOENT') return false
     throw err
   }
   if (s.isDirectory()) return true
@@ -30,7 +29,9 @@ async function isDirectory (p: string): Promise<boolean> {
  * Creates `dir` and the parents it lacks, one level at a time, top down.
  * Node's `mkdir(dir, { recursive: true })` is not used: where the kernel
  * answers ENOENT for a directory whose parent exists (`/proc/nope`), it
- * retries for ever at full CPU. Here that ENOENT is the answer.
+ * retries for ever at full CPU. Here that ENOENT is the answer. `dir` is
+ * resolved first, so `..` is taken by name (`link/../x` is `./x`), not
+ * through a link as the kernel would: callers pass absolute, resolved paths.
  */
 export async function makeDirs (dir: string, mode?: number): Promise<void> {
   const missing: string[] = []
@@ -43,7 +44,7 @@ export async function makeDirs (dir: string, mode?: number): Promise<void> {
       await mkdir(d, mode === undefined ? undefined : { mode })
     } catch (err) {
       // made meanwhile by another process (or run): that is what was wanted
-      if (errnoOf(err) === 'EEXIST' && await isDirectory(d)) continue
+      if (systemCode(err) === 'EEXIST' && await isDirectory(d)) continue
       throw err
     }
   }
@@ -58,14 +59,27 @@ const KERNEL_FILE_SYSTEMS = new Map<number, string>([
   [0x6e736673, 'nsfs']
 ])
 
-/** The name of the kernel file system `dir` is on (`proc`, `sysfs`…), or undefined for one that holds files (or when statfs cannot tell). */
+/**
+ * The name of the kernel file system `dir` is on (`proc`, `sysfs`…), or
+ * undefined for one that holds files (or when statfs cannot tell). A `dir`
+ * that does not exist yet is judged by its nearest existing parent, before
+ * anything is made there (a directory made in cgroupfs is a new cgroup).
+ */
 export async function kernelFileSystem (dir: string): Promise<string | undefined> {
-  try {
-    return KERNEL_FILE_SYSTEMS.get(Number((await statfs(dir)).type))
-  } catch {
-    return undefined
+  let p = resolve(dir)
+  for (let i = 0; i < MAX_LEVELS; i++) {
+    try {
+      return KERNEL_FILE_SYSTEMS.get(Number((await statfs(p)).type))
+    } catch (err) {
+      if (systemCode(err) !== 'ENOENT' || dirname(p) === p) return undefined
+      p = dirname(p)
+    }
   }
+  return undefined
 }
+
+/** The cause of an error for a file system call that did not answer in time: the call itself is still pending. */
+export class DeadlinePassed extends Error {}
 
 /**
  * `p`, or a rejection with `onTimeout()` after `ms`: a file system that never

@@ -33,10 +33,10 @@ function env (world: World): NodeJS.ProcessEnv {
 
 const quote = (s: string): string => `'${s.replace(/'/g, "'\\''")}'`
 
-/** What a terminal shows, without its control sequences, one line per redraw. */
+/** What a terminal shows, without its control sequences, one line per redraw (a move to the first column starts one). */
 function screen (raw: string): string[] {
   // eslint-disable-next-line no-control-regex -- the terminal's control sequences are what is removed
-  return raw.replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '').split(/[\r\n]+/).map(l => l.trimEnd()).filter(l => l !== '')
+  return raw.replace(/\x1b\[\d*G/g, '\n').replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '').split(/[\r\n]+/).map(l => l.trimEnd()).filter(l => l !== '')
 }
 
 interface Pty {
@@ -47,9 +47,9 @@ interface Pty {
   exit: Promise<number | null>
 }
 
-/** The CLI in a pseudo-terminal: stdout and stderr are a terminal, as when a person runs it. */
-function inPty (args: string[], childEnvironment: NodeJS.ProcessEnv): Pty {
-  const cmd = [process.execPath, CLI, ...args].map(quote).join(' ')
+/** The CLI in a pseudo-terminal `cols` wide: stdout and stderr are a terminal, as when a person runs it. */
+function inPty (args: string[], childEnvironment: NodeJS.ProcessEnv, cols = 160): Pty {
+  const cmd = `stty cols ${cols} rows 40; exec ` + [process.execPath, CLI, ...args].map(quote).join(' ')
   // stdin stays open: `script` ends the session when its input ends
   const child = spawn(SCRIPT, ['-qfec', cmd, '/dev/null'], { env: childEnv(childEnvironment), stdio: 'pipe' })
   let raw = ''
@@ -98,8 +98,11 @@ async function sent (g: TestGateway, bytes: number): Promise<void> {
 describe.skipIf(why !== undefined)('a download in a terminal', () => {
   it('names the download with its id at the start, prefixes its bar with id and name, and after a pause from another terminal resumes with a true speed', async () => {
     w = await world({ size: 4 * MiB, maxBytesPerSecond: MiB })
+    // the gateway stalls once past 1 MiB, so that the pause below lands while the download runs (the run
+    // sees a pause from another process at its next heartbeat: 50 ms here)
+    w.gateways[0]!.addFault({ fault: { type: 'stall', afterBytes: 1.2 * MiB }, times: 1 })
     const out = join(w.dir, 'file.bin')
-    const get = inPty(['get', w.cid, '-o', out, '-g', w.gateways[0]!.url], env(w))
+    const get = inPty(['get', w.cid, '-o', out, '-g', w.gateways[0]!.url], { ...env(w), CIDGET_HEARTBEAT_MS: '50' })
     // the id comes first, so that another terminal can act on it
     expect(await get.shows(/^download 1: downloading \/ipfs\//)).toContain('cidget pause 1')
     await get.shows(/^ 1 file\.bin [█░]+ \d+% \| \d+(\.\d+)? (KiB|MiB) of 4\.0 MiB \| .* \| ETA \S+ \| http:\/\/127\.0\.0\.1:\d+$/)
@@ -120,6 +123,31 @@ describe.skipIf(why !== undefined)('a download in a terminal', () => {
     expect(shown.length).toBeGreaterThan(0)
     expect(Math.max(...shown)).toBeLessThanOrEqual(1.5 * MiB)
     expect(await fileSha256(out)).toBe(w.sha)
+  })
+
+  it('prints every line when no bar is ever drawn: the start, each gateway once, the repeats, that nothing could be reached, the end', async () => {
+    w = await world({ size: 64 * KiB })
+    const [a, b] = [await closedUrl(), await closedUrl()]
+    const get = inPty(['get', w.cid, '-o', join(w.dir, 'x.bin'), '-g', a, '-g', b], env(w))
+    expect(await get.exit).toBe(1)
+    const lines = get.lines()
+    expect(lines[0]).toMatch(/^download 1: downloading \/ipfs\//)
+    expect(lines.filter(l => l.includes('→ switching gateway'))).toHaveLength(2)
+    expect(lines.some(l => /^1 x\.bin: the same from http:\/\/127\.0\.0\.1:\d+ \d+ more times?$/.test(l))).toBe(true)
+    expect(lines).toContainEqual(expect.stringMatching(/^1 x\.bin: no gateway could be reached \(connection refused by /))
+    expect(lines.at(-1)).toMatch(/^download 1 failed: /)
+  })
+
+  it('fits each bar to an 80-column terminal: the ETA stays, the gateway goes first', async () => {
+    w = await world({ size: 2 * MiB, maxBytesPerSecond: MiB })
+    const get = inPty(['get', w.cid, '-o', join(w.dir, 'twenty-one-chars.bin'), '-g', w.gateways[0]!.url], env(w), 80)
+    expect(await get.exit).toBe(0)
+    const bars = get.lines().filter(l => l.startsWith(' 1 twenty-one-chars.bin '))
+    expect(bars.length).toBeGreaterThan(0)
+    for (const bar of bars) {
+      expect([...bar].length).toBeLessThanOrEqual(79)
+      expect(bar).toMatch(/ \d+% \| .* of 2\.0 MiB \| .*\/s \| ETA \S+$/)
+    }
   })
 
   it('shows a tree, whose total is not known, as bytes and files without a bar or a percentage, against the size its root declares marked as an estimate', async () => {
@@ -163,7 +191,7 @@ describe('quiet failures', () => {
 
   it('an output under /proc or /sys is refused at once with its reason (exit 2), and no download is recorded', async () => {
     w = await world({ size: 64 * KiB })
-    for (const [output, reason] of [['/proc/nope/small.bin', /the file system there refuses new directories/], ['/sys/small.bin', /on sysfs, a kernel file system/]] as const) {
+    for (const [output, reason] of [['/proc/nope/small.bin', /on proc, a kernel file system/], ['/sys/small.bin', /on sysfs, a kernel file system/]] as const) {
       const r = await runCli(['get', w.cid, '-o', output, '-g', w.gateways[0]!.url], { env: env(w) })
       expect(r.code, r.stderr).toBe(2)
       expect(r.stderr).toMatch(reason)
@@ -234,7 +262,7 @@ describe('status, list and rm', () => {
       expect(r.code, args.join(' ')).toBe(2)
     }
     const finished = await runCli(['rm', '--finished', '--json'], { env: env(w) })
-    expect(JSON.parse(finished.stdout)).toEqual({ removed: [1] })
+    expect(JSON.parse(finished.stdout)).toEqual({ removed: [1], skipped: [] })
     expect(await fileSha256(join(w.dir, 'done.bin'))).toBe(w.sha)
     const failed = await runCli(['rm', '--failed'], { env: env(w) })
     expect(failed.stderr).toBe('removed 1 download: 2\n')

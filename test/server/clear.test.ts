@@ -13,6 +13,7 @@ import type { Downloader } from '../../src/engine/downloader.js'
 import { partialPath } from '../../src/sink/partial.js'
 import { startTestGateway, type TestGateway } from '../../src/testing/index.js'
 import { world, fileSha256, KiB, type World } from '../helpers.js'
+import type { DownloadRecord } from '../../src/core/types.js'
 
 const TOKEN = 'test-token-0123456789'
 const HEADERS = { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' }
@@ -52,14 +53,42 @@ describe('POST /api/downloads/clear', () => {
 
     const finished = await app.inject({ method: 'POST', url: '/api/downloads/clear', headers: HEADERS, payload: { status: ['success'] } })
     expect(finished.statusCode, finished.body).toBe(200)
-    expect(finished.json()).toEqual({ removed: [done.id] })
+    expect(finished.json()).toEqual({ removed: [done.id], skipped: [] })
     expect(await dl.get(done.id)).toBeUndefined()
     expect(await fileSha256(done.output)).toBe(w.sha)
 
     const rest = await app.inject({ method: 'POST', url: '/api/downloads/clear', headers: HEADERS, payload: { status: ['failed', 'cancelled'] } })
-    expect(rest.json()).toEqual({ removed: [failed.id, cancelled.id] })
+    expect(rest.json()).toEqual({ removed: [failed.id, cancelled.id], skipped: [] })
     expect(await exists(partialPath(failed.output))).toBe(false)
     expect((await dl.list()).map(r => [r.id, r.status])).toEqual([[paused.id, 'paused']])
+  })
+
+  it('leaves a download resumed after it was listed, and reports one another process holds instead of hiding it', async () => {
+    const again = await (await dl.add(w.cid, { output: join(w.dir, 'again.bin'), sha256: '0'.repeat(64) })).done
+    const held = await (await dl.add(w.cid, { output: join(w.dir, 'held.bin'), sha256: '0'.repeat(64) })).done
+    expect([again.status, held.status]).toEqual(['failed', 'failed'])
+    // another process works on `held`: its lease is live
+    expect(await dl.store.claimLease(held.id, 'elsewhere:1', 60_000, Date.now())).toBe(true)
+    // `again` is resumed between the list and its removal, as a user's click on Retry could
+    const list = dl.list.bind(dl)
+    let resumed: Promise<DownloadRecord> | undefined
+    dl.list = async (opts) => {
+      const page = await list(opts)
+      if (resumed === undefined && page.some(r => r.id === again.id)) resumed = (await dl.resume(again.id)).done
+      return page
+    }
+    try {
+      const r = await app.inject({ method: 'POST', url: '/api/downloads/clear', headers: HEADERS, payload: { status: ['failed'] } })
+      const body = r.json() as { removed: number[], skipped: Array<{ id: number, code: string }> }
+      expect(body.removed).toEqual([])
+      expect(body.skipped).toEqual([expect.objectContaining({ id: held.id, code: 'CIDGET_ERR_LEASE_HELD' })])
+    } finally {
+      dl.list = list
+    }
+    // the resumed download ran to its end (a wrong SHA-256 again), not cancelled by the clear
+    expect((await resumed)?.status).toBe('failed')
+    expect(await dl.get(again.id)).toBeDefined()
+    expect(await dl.get(held.id)).toBeDefined()
   })
 
   it('refuses a status that is not an end, an empty list and other fields (400), and asks for the token (401)', async () => {

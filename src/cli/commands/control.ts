@@ -4,6 +4,7 @@ import type { DownloadRecord } from '../../core/types.js'
 import { CidgetError } from '../../core/errors.js'
 import { clearDownloads, type ClearableStatus } from '../../engine/clear.js'
 import { action, parseId, printRecord, withDownloader } from '../context.js'
+import { printable } from '../format.js'
 import { EXIT } from '../exit.js'
 import { RemoteClient, type RemoteFlags } from '../remote.js'
 
@@ -51,7 +52,7 @@ export function registerRm (program: Command): void {
     .option('--finished', 'remove the records of every finished download (their files stay)')
     .option('--failed', 'remove every failed and cancelled download, with its partial data')
     .option('--state <location>', 'state: a SQLite file or a postgres:// URL (default: $CIDGET_STATE or ~/.cidget/state.db)')
-    .option('--json', 'print {"removed": [ids]} as JSON (with --finished or --failed)')
+    .option('--json', 'print {"removed": [ids], "skipped": [{id, code, message}]} as JSON')
     .option('--server <url>', 'act through a running `cidget serve` instead of the state file')
     .option('--token <token>', 'API token for --server (default: $CIDGET_TOKEN, else the token file next to the default state)')
     .action(async (idText: string | undefined, flags: ControlFlags & { finished?: boolean, failed?: boolean }) => {
@@ -64,15 +65,18 @@ export function registerRm (program: Command): void {
           const id = parseId(idText)
           if (flags.server !== undefined) await (await RemoteClient.from(flags)).remove(id, flags.deleteFile === true)
           else await withDownloader({ state: flags.state }, async dl => { await dl.remove(id, { deleteFile: flags.deleteFile === true }) })
-          process.stderr.write(`removed download ${id}\n`)
+          if (flags.json === true) process.stdout.write(JSON.stringify({ removed: [id], skipped: [] }) + '\n')
+          else process.stderr.write(`removed download ${id}\n`)
           return EXIT.SUCCESS
         }
         if (flags.deleteFile === true) throw new CidgetError('CIDGET_ERR_BAD_OPTION', '--delete-file deletes the file of one download: cidget rm ID --delete-file')
-        const removed = flags.server !== undefined
+        const { removed, skipped } = flags.server !== undefined
           ? await (await RemoteClient.from(flags)).clear(statuses)
           : await withDownloader({ state: flags.state, recover: false }, async dl => await clearDownloads(dl, statuses))
-        if (flags.json === true) process.stdout.write(JSON.stringify({ removed }) + '\n')
+        if (flags.json === true) process.stdout.write(JSON.stringify({ removed, skipped }) + '\n')
         else process.stderr.write(removed.length === 0 ? 'nothing to remove\n' : `removed ${removed.length} download${removed.length === 1 ? '' : 's'}: ${removed.slice(0, 20).join(', ')}${removed.length > 20 ? ', …' : ''}\n`)
+        for (const s of skipped) process.stderr.write(`cidget: download ${s.id} left: ${printable(s.message)} [${s.code}]\n`)
+        if (skipped.length > 0) return EXIT.FAILED
         return EXIT.SUCCESS
       })
     })

@@ -105,7 +105,8 @@ export function registerGet (program: Command): void {
             ...(flags.sha256 === undefined ? {} : { sha256: flags.sha256 }),
             force: flags.force === true
           })
-          view.started(job.record)
+          // a finished download found in place runs nothing: no "downloading" line for it
+          if (job.record.status !== 'success') view.started(job.record)
           const rec = await job.done
           view.stop()
           if (flags.json === true) process.stdout.write(JSON.stringify(rec) + '\n')

@@ -118,9 +118,11 @@ export async function onClear (which: 'finished' | 'failed'): Promise<void> {
   const button = byId(which === 'finished' ? 'clear-finished' : 'clear-failed', HTMLButtonElement)
   button.disabled = true
   try {
-    const { removed } = await api<{ removed: number[] }>('POST', '/api/downloads/clear', { status: statuses })
+    const { removed, skipped } = await api<{ removed: number[], skipped: Array<{ id: number, message: string }> }>('POST', '/api/downloads/clear', { status: statuses })
     for (const id of removed) removeRow(id)
     announce('Cleared ' + plural(removed.length, 'download'))
+    // one the service could not remove (another process holds it, its output moved): said, not hidden
+    if (skipped.length > 0) showMessage(plural(skipped.length, 'download') + ' left: ' + skipped.slice(0, 3).map(s => '#' + s.id + ' ' + s.message).join('; '))
   } catch (err) {
     if (statusOf(err) !== 401) showMessage('Clear ' + which + ' failed: ' + messageOf(err))
   } finally {
