@@ -12,7 +12,8 @@ import { CidgetError, isCidgetError, systemCode, toCidgetError } from '../core/e
 import { MODES, type Mode, type NewDownload } from '../core/types.js'
 import { parseTarget, defaultName, type Target } from '../target/parse.js'
 import { exists } from '../sink/partial.js'
-import { DeadlinePassed, kernelFileSystem, makeDirs, withDeadline } from '../sink/dirs.js'
+import { DeadlinePassed, kernelFileSystem, makeDirs } from '../sink/dirs.js'
+import { raceAbort } from '../core/async.js'
 import { checkConfined, confinedOutput } from '../sink/confine.js'
 import type { QueueItem } from './options.js'
 
@@ -42,16 +43,21 @@ const OUTPUT_CHECK_MS = 30_000
 export async function ensureWritableDir (dir: string): Promise<void> {
   const refuse = (why: string, cause?: unknown): CidgetError =>
     new CidgetError('CIDGET_ERR_OUTPUT_NOT_WRITABLE', `Cannot write to ${dir}: ${why}`, cause === undefined ? {} : { cause })
+  // AbortSignal.timeout's timer keeps no process alive; the call that never answers is left behind
+  const deadline = AbortSignal.timeout(OUTPUT_CHECK_MS)
   try {
-    await withDeadline((async () => {
+    await raceAbort((async () => {
       // before anything is made there
       const kernel = await kernelFileSystem(dir)
       if (kernel !== undefined) throw refuse(`it is on ${kernel}, a kernel file system, which holds no downloads`)
       await makeDirs(dir)
       await access(dir, fsConstants.W_OK)
-    })(), OUTPUT_CHECK_MS, () => refuse(`its file system did not answer in ${OUTPUT_CHECK_MS / 1000} s`, new DeadlinePassed(`no answer from the file system of ${dir}`)))
+    })(), deadline)
   } catch (err) {
     if (isCidgetError(err)) throw err
+    if (deadline.aborted && err === deadline.reason) {
+      throw refuse(`its file system did not answer in ${OUTPUT_CHECK_MS / 1000} s`, new DeadlinePassed(`no answer from the file system of ${dir}`))
+    }
     const code = systemCode(err)
     const why = code === 'EROFS'
       ? 'read-only file system'

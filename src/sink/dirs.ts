@@ -80,21 +80,3 @@ export async function kernelFileSystem (dir: string): Promise<string | undefined
 
 /** The cause of an error for a file system call that did not answer in time: the call itself is still pending. */
 export class DeadlinePassed extends Error {}
-
-/**
- * `p`, or a rejection with `onTimeout()` after `ms`: a file system that never
- * answers (a hung network mount) ends the command with an error instead of
- * holding it. The operation itself cannot be stopped; it is left behind.
- */
-export async function withDeadline<T> (p: Promise<T>, ms: number, onTimeout: () => Error): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const deadline = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => { reject(onTimeout()) }, ms)
-    timer.unref()
-  })
-  try {
-    return await Promise.race([p, deadline])
-  } finally {
-    clearTimeout(timer)
-  }
-}
