@@ -83,6 +83,19 @@ export function youngGenerationBytes (): number {
  * (`execArgv`, `NODE_OPTIONS`). Process-wide: for a program's entry point (the
  * CLI's long-running commands), not for a library to call on its host's behalf.
  */
+/** Sets the bound's flags again (see reapplyHeapBound). */
+let reapply: (() => void) | undefined
+
+/**
+ * Sets the flags of {@link boundHeapGrowth} again, if a bound is in force.
+ * Starting a worker thread gives V8's flags their defaults back once its
+ * isolate is up (seen on Node 20: the young generation then grew to 2 × 16
+ * MiB again); the sink's workers call this on their 'online' event.
+ */
+export function reapplyHeapBound (): void {
+  reapply?.()
+}
+
 export function boundHeapGrowth (opts: { semiSpaceMiB?: number, heapGrowingPercent?: number, execArgv?: readonly string[], nodeOptions?: string } = {}): HeapBound {
   const flags = [...(opts.execArgv ?? process.execArgv), ...(opts.nodeOptions ?? process.env.NODE_OPTIONS ?? '').split(/\s+/)]
   const young = !flags.some((f) => /^--[a-z_-]*semi[-_]space/.test(f))
@@ -91,6 +104,10 @@ export function boundHeapGrowth (opts: { semiSpaceMiB?: number, heapGrowingPerce
   if (old) setFlagsFromString(`--heap-growing-percent=${growingPercent}`)
   let observer: PerformanceObserver | undefined
   let factor = V8_GROWTH_FACTOR
+  reapply = () => {
+    if (old) setFlagsFromString(`--heap-growing-percent=${growingPercent}`)
+    if (young) setFlagsFromString(`--semi-space-growth-factor=${factor}`)
+  }
   if (young) {
     const bound = (opts.semiSpaceMiB ?? DEFAULT_SEMI_SPACE_MIB) * 1024 * 1024
     const adjust = (): void => {
@@ -112,6 +129,7 @@ export function boundHeapGrowth (opts: { semiSpaceMiB?: number, heapGrowingPerce
     stop: () => {
       observer?.disconnect()
       observer = undefined
+      reapply = undefined
       if (factor !== V8_GROWTH_FACTOR) setFlagsFromString(`--semi-space-growth-factor=${V8_GROWTH_FACTOR}`)
       factor = V8_GROWTH_FACTOR
       // 0: V8 chooses the factor itself again

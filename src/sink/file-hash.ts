@@ -1,7 +1,5 @@
-import { Worker } from 'node:worker_threads'
-import { createRequire } from 'node:module'
-import { dirname, join } from 'node:path'
-import { pathToFileURL } from 'node:url'
+import type { Worker } from 'node:worker_threads'
+import { startSinkWorker } from './worker.js'
 import { CidgetError, fsError } from '../core/errors.js'
 import { hashFilePrefix } from './partial.js'
 import type { HashReply, HashRequest } from './hash-worker.js'
@@ -21,37 +19,6 @@ const HASH_STEP_BYTES = 32 * 1024 * 1024
  * (and the download waits for the digest) is then at most 4 MiB (3 ms), not 32.
  */
 const HASH_END_STEP_BYTES = 4 * 1024 * 1024
-
-/**
- * Starts the worker: hash-worker.js beside this module in dist/, which the
- * bundled CLI in dist/bin/ finds at the same relative place (both sit one
- * level below dist/). From the TypeScript sources (tests, benchmarks) it is
- * hash-worker.ts, loaded through tsx.
- */
-function startWorker (path: string): Worker {
-  // the process's options, but not --input-type: it applies to a string given with --eval, and refuses a module file
-  const execArgv = process.execArgv.filter((a) => !a.startsWith('--input-type'))
-  try {
-    return newWorker(path, execArgv)
-  } catch (err) {
-    // V8's flags (--max-semi-space-size=…) are the whole process's, the worker's too, and a Worker
-    // refuses them in its execArgv: they are left out, by the names its error gives
-    if ((err as { code?: string }).code !== 'ERR_WORKER_INVALID_EXEC_ARGV') throw err
-    const refused = new Set((err as Error).message.split(': ').slice(1).join(': ').split(', '))
-    return newWorker(path, execArgv.filter((a) => !refused.has(a)))
-  }
-}
-
-function newWorker (path: string, execArgv: string[]): Worker {
-  if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('../sink/hash-worker.js', import.meta.url), { workerData: { path }, execArgv })
-  const url = JSON.stringify(new URL('./hash-worker.ts', import.meta.url).href)
-  // tsx's ES module API, found from here (its CommonJS one does not load .ts modules in a worker)
-  const require = createRequire(import.meta.url)
-  const pkg = require.resolve('tsx/package.json')
-  const api = (require(pkg) as { exports: Record<string, { import: { default: string } }> }).exports['./esm/api']?.import.default ?? ''
-  const tsx = JSON.stringify(pathToFileURL(join(dirname(pkg), api)).href)
-  return new Worker(`import(${tsx}).then((tsx) => tsx.tsImport(${url}, ${url}))`, { eval: true, workerData: { path }, execArgv })
-}
 
 /**
  * The SHA-256 of a file that is written in pieces, in any order. The caller
@@ -78,7 +45,7 @@ export class FileHasher {
     this.#path = path
     this.#expectedSize = expectedSize
     if (worker) {
-      this.#worker = startWorker(path)
+      this.#worker = startSinkWorker('hash-worker', { path })
       this.#worker.unref()
       this.#worker.on('error', (err) => { this.#failure = err })
       this.#worker.on('message', (m: HashReply) => {

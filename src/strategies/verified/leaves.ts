@@ -36,23 +36,33 @@ export class LeafWriter {
   readonly #inflight = new Set<Promise<void>>()
   /** Leaves written as their runs deliver them, until the walk reaches them: block number → the write. */
   readonly #arriving = new Map<number, Promise<void>>()
+  /** Writes taken by the tree whose bytes are not in the file yet. */
+  readonly #finishing = new Set<Promise<void>>()
 
   constructor (init: LeafWriterInit) {
     this.#init = init
   }
 
-  /** Writes block `i`, `data`, at `offset` of `path` (an empty one creates the file). */
+  /**
+   * Writes block `i`, `data`, at `offset` of `path` (an empty one creates the
+   * file). Resolves once the tree took the write (a staging directory's
+   * writer thread copies it and goes on in the background; see
+   * OutputTree.enqueue); the block counts as written once its bytes are in
+   * the file, and a write that fails then stops the download. drain() and
+   * settle() wait for these too.
+   */
   async write (i: number, path: string, offset: number, data: BlockBytes): Promise<void> {
     const { tree, space } = this.#init
     const length = blockLength(data)
-    if (length === 0) await tree.touch(path)
-    else {
-      await space.ensure(Math.max(length, this.#init.unwritten()))
-      await tree.write(path, offset, data)
-      space.wrote(length)
-    }
-    this.#init.hasher?.written(offset, length)
-    await this.#init.written(i, length)
+    if (length > 0) await space.ensure(Math.max(length, this.#init.unwritten()))
+    const { done } = await tree.enqueue(path, offset, data)
+    const finished: Promise<void> = done.then(async () => {
+      if (length > 0) space.wrote(length)
+      this.#init.hasher?.written(offset, length)
+      await this.#init.written(i, length)
+    }).finally(() => { this.#finishing.delete(finished) })
+    this.#finishing.add(finished)
+    finished.catch(this.#init.fail)
   }
 
   /** Raw leaf `i` (`given`, or fetched), of the size its parent declares, written at `offset` of `path`. */
@@ -92,10 +102,12 @@ export class LeafWriter {
   async drain (): Promise<void> {
     while (this.#inflight.size > 0) await Promise.race(this.#inflight)
     await Promise.all(this.#arriving.values())
+    await Promise.all(this.#finishing)
   }
 
   /** Waits for every write to end, however it ends. */
   async settle (): Promise<void> {
     await Promise.allSettled([...this.#inflight, ...this.#arriving.values()])
+    await Promise.allSettled(this.#finishing)
   }
 }
