@@ -175,8 +175,10 @@ export class OutputTree {
     const writer = this.#writer
     if (writer !== undefined) {
       this.#below(path)
+      const taken = await writer.enqueue(path, offset, data)
+      // counted once the writer holds it (it may wait for room): a syncAll from now on waits for it
       this.#dirty.add(path)
-      return await writer.enqueue(path, offset, data)
+      return taken
     }
     if (path !== this.root || this.#fd === undefined) throw new Error(`${path} is not the partial file`)
     // one writev (of the pieces a block arrived in, or of the block), again from where a short write stopped

@@ -59,6 +59,22 @@ describe('OutputTree', () => {
     }
   })
 
+  it('a checkpoint taken while writes wait for the writer\'s buffers fsyncs only files the writer holds (none missing)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'cidget-tree-'))
+    try {
+      const tree = await OutputTree.open(join(dir, 'out'), true)
+      const big = new Uint8Array(1024 * 1024).fill(1)
+      // more large writes than the writer has buffers: the last ones wait for room; fewer than 16 files: each is fsynced
+      const writes = Array.from({ length: 12 }, async (_, f) => { await tree.write(join(tree.root, `f${f}`), 0, big) })
+      await tree.syncAll()
+      await Promise.all(writes)
+      await tree.commit()
+      expect(await readdir(join(dir, 'out'))).toHaveLength(12)
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+
   it('close waits for a write in progress (its descriptor is not closed under it); a write after close fails', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'cidget-tree-'))
     try {
