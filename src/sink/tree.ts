@@ -1,34 +1,33 @@
 import { rm, symlink, lstat, readlink, stat } from 'node:fs/promises'
 import { makeDirs } from './dirs.js'
-import { close, constants, fstat, fsync, ftruncate, open, writev } from 'node:fs'
+import { close, constants, fstat, fsync, ftruncate, open } from 'node:fs'
 import { promisify } from 'node:util'
 import { dirname, relative } from 'node:path'
 import { renameIntoPlace } from './partial.js'
 import { openOwnedFd, ownedDirectory } from './owned.js'
 import { TreeWriter, UnsafeFile, unsafeFile } from './tree-writer.js'
+import { PoolFiles, writeAt } from './pool-files.js'
 import { CidgetError, fsError, systemCode } from '../core/errors.js'
 import { confineLinks, linksBelow } from './links.js'
 import { SyncfsUnavailable, syncFileSystem, syncfsAvailable } from './syncfs.js'
 import { DEFAULTS } from '../core/defaults.js'
-import type { BlockBytes } from '../gateways/block.js'
+import { blockLength, type BlockBytes } from '../gateways/block.js'
 
 /** fsyncs run at once (where syncfs cannot be had); parallel fsyncs share journal commits on most file systems. */
 const SYNC_PARALLEL = 64
 /** From this many files to make durable, one syncfs of the file system rather than an fsync each. */
 const SYNCFS_FROM = 16
+/**
+ * A staging directory's writes larger than this go through the thread pool from the socket's
+ * chunks (PoolFiles); smaller ones are copied for the writer thread (TreeWriter).
+ */
+const POOL_WRITE_FROM = 64 * 1024
 
 const openP = promisify(open)
 const fstatP = promisify(fstat)
 const fsyncP = promisify(fsync)
 const closeP = promisify(close)
 const ftruncateP = promisify(ftruncate)
-/** fs.writev as a promise of the bytes written (promisify would resolve with its last argument). */
-async function writevP (fd: number, pieces: readonly Uint8Array[], at: number): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    writev(fd, pieces as Uint8Array[], at, (err, n) => { if (err === null) resolve(n); else reject(err) })
-  })
-}
-
 /**
  * Where a verified download writes: one partial file (`<output>.cidget-partial`)
  * or a staging directory of that name, renamed onto the output only when every
@@ -44,7 +43,10 @@ async function writevP (fd: number, pieces: readonly Uint8Array[], at: number): 
  * verifies blocks: for a tree of small files these calls are most of the
  * work (a create costs 20 µs, or 100 µs and more where many files were
  * removed lately), and one thread making them in order does not contend for
- * the directory as several would.
+ * the directory as several would. Writes larger than 64 KiB (the blocks of
+ * large files) go through the thread pool instead, straight from the
+ * socket's chunks (PoolFiles): a copy for the writer would cost more than it
+ * saves.
  *
  * Durability is batched: `syncAll` makes every file written since its last
  * call durable with one syncfs of the file system ({@link syncFileSystem})
@@ -58,8 +60,9 @@ export class OutputTree {
   readonly isDirectory: boolean
   /** The partial file's descriptor (file mode). */
   #fd: number | undefined
-  /** The staging directory's writer (directory mode). */
+  /** The staging directory's writer thread (directory mode), and its writes larger than POOL_WRITE_FROM. */
   #writer: TreeWriter | undefined
+  #poolFiles: PoolFiles | undefined
   /** Files of the staging directory written since the last syncAll. */
   #dirty = new Set<string>()
   /** The syncAll in progress, if any: calls run one after the other. */
@@ -108,7 +111,9 @@ export class OutputTree {
       }
       tree.#dirs.add(tree.root)
       if (syncfsAvailable()) tree.#dev = await stat(tree.root).then(s => s.dev, () => undefined)
+      // started now, before the download's busy stretch (see reapplyHeapBound in core/memory.ts)
       tree.#writer = new TreeWriter(tree.#fresh)
+      tree.#poolFiles = new PoolFiles(tree.#fresh)
     } else {
       const fd = await openOwnedFd(tree.root, constants.O_WRONLY)
       const size = opts.size
@@ -172,23 +177,20 @@ export class OutputTree {
   }
 
   async #write (path: string, offset: number, data: BlockBytes): Promise<{ done: Promise<void> }> {
-    const writer = this.#writer
-    if (writer !== undefined) {
+    if (this.isDirectory) {
       this.#below(path)
-      const taken = await writer.enqueue(path, offset, data)
+      if (this.#poolFiles !== undefined && blockLength(data) > POOL_WRITE_FROM) {
+        await this.#poolFiles.write(path, offset, data)
+        this.#dirty.add(path)
+        return { done: WRITTEN }
+      }
+      const taken = await (this.#writer as TreeWriter).enqueue(path, offset, data)
       // counted once the writer holds it (it may wait for room): a syncAll from now on waits for it
       this.#dirty.add(path)
       return taken
     }
     if (path !== this.root || this.#fd === undefined) throw new Error(`${path} is not the partial file`)
-    // one writev (of the pieces a block arrived in, or of the block), again from where a short write stopped
-    let pieces: readonly Uint8Array[] = Array.isArray(data) ? data as readonly Uint8Array[] : [data as Uint8Array]
-    let at = offset
-    while (pieces.length > 0) {
-      const bytesWritten = await writevP(this.#fd, pieces, at)
-      at += bytesWritten
-      pieces = rest(pieces, bytesWritten)
-    }
+    await writeAt(this.#fd, offset, data)
     return { done: WRITTEN }
   }
 
@@ -197,7 +199,7 @@ export class OutputTree {
     try {
       this.#enter()
       try {
-        if (this.#writer !== undefined) await (await this.#write(path, 0, EMPTY)).done
+        if (this.isDirectory) await (await this.#write(path, 0, EMPTY)).done
       } finally {
         this.#leave()
       }
@@ -248,8 +250,8 @@ export class OutputTree {
     const files = this.#dirty
     this.#dirty = new Set()
     try {
-      if (this.#writer !== undefined) {
-        await this.#writer.settled()
+      if (this.isDirectory) {
+        await this.#writer?.settled()
         if (files.size > 0 && !await this.#syncFileSystem(files.size)) {
           const paths = [...files]
           for (let i = 0; i < paths.length; i += SYNC_PARALLEL) {
@@ -300,6 +302,7 @@ export class OutputTree {
     const fd = this.#fd
     this.#fd = undefined
     if (fd !== undefined) await closeP(fd).catch(() => {})
+    await this.#poolFiles?.close()
     await this.#writer?.close()
   }
 
@@ -327,14 +330,4 @@ async function fsyncPath (path: string): Promise<void> {
   } finally {
     await closeP(fd)
   }
-}
-
-/** What is left of `pieces` after their first `n` bytes. */
-function rest (pieces: readonly Uint8Array[], n: number): readonly Uint8Array[] {
-  let i = 0
-  while (i < pieces.length && n >= (pieces[i] as Uint8Array).byteLength) n -= (pieces[i++] as Uint8Array).byteLength
-  if (i === pieces.length) return []
-  const left = pieces.slice(i)
-  left[0] = (left[0] as Uint8Array).subarray(n)
-  return left
 }
