@@ -13,10 +13,14 @@
  *   its first 5,000 (bench/worker-memory.ts). `--max-semi-space-size` is read
  *   only when V8 starts, and the CLI is started as `node cidget.mjs …` or
  *   through npm's shims, without flags; the growth factor, however, is read at
- *   each growth, so after every garbage collection this sets it so that the
- *   next growth cannot pass the bound (2, V8's own factor, while a semi-space is
- *   at most half the bound; 1, no growth, above). V8 may still shrink the young
- *   generation (when the process is idle) and grow it again up to the bound.
+ *   each growth, so after every garbage collection this sets it so that even
+ *   two growths cannot pass the bound (2, V8's own factor, while a semi-space is
+ *   below half the bound; 1, no growth, from half the bound on): the young
+ *   generation stays at half the bound, or reaches the bound when V8 grew it
+ *   once more before the observer ran (a thread that stays busy, as a download
+ *   whose gateway streams at once, hears of garbage collections late). V8 may
+ *   still shrink the young generation (when the process is idle) and grow it
+ *   again up to the bound.
  * - **The old generation's headroom.** After each full collection V8 lets the
  *   old generation grow to a multiple of what survived before the next one; with
  *   a worker's small live heap (12–14 MB after each full collection, 10,000
@@ -48,9 +52,7 @@ export const DEFAULT_SEMI_SPACE_MIB = 16
  * `cidget resume`): its live heap is small (some 15 MB) while it moves a lot
  * of bytes, and every page of a young generation grown to 2 × 16 MiB stays in
  * its RSS. Scavenges of 2 × 4 MiB are short and come more often, which also
- * frees the network's chunks (array buffers, outside the heap) sooner. (A
- * bound this small can be passed by one growth, to 2 × 8 MiB, when V8 grows
- * the young generation twice before the observer below runs.)
+ * frees the network's chunks (array buffers, outside the heap) sooner.
  */
 export const DOWNLOAD_SEMI_SPACE_MIB = 4
 /** The old generation may grow to 1.5 × what survived the last full collection. */
@@ -85,6 +87,17 @@ export function youngGenerationBytes (): number {
  */
 /** Sets the bound's flags again (see reapplyHeapBound). */
 let reapply: (() => void) | undefined
+/** The bound's flags as they are set now (see heapBoundFlags). */
+let current: (() => string[]) | undefined
+
+/**
+ * The V8 flags a bound in force has set, as they stand now ([] without one):
+ * a worker thread sets them again as it starts (its isolate's start gave
+ * them their defaults back), before the main thread may hear of it.
+ */
+export function heapBoundFlags (): string[] {
+  return current?.() ?? []
+}
 
 /**
  * Sets the flags of {@link boundHeapGrowth} again, if a bound is in force.
@@ -104,15 +117,16 @@ export function boundHeapGrowth (opts: { semiSpaceMiB?: number, heapGrowingPerce
   if (old) setFlagsFromString(`--heap-growing-percent=${growingPercent}`)
   let observer: PerformanceObserver | undefined
   let factor = V8_GROWTH_FACTOR
-  reapply = () => {
-    if (old) setFlagsFromString(`--heap-growing-percent=${growingPercent}`)
-    if (young) setFlagsFromString(`--semi-space-growth-factor=${factor}`)
-  }
+  current = () => [
+    ...(old ? [`--heap-growing-percent=${growingPercent}`] : []),
+    ...(young ? [`--semi-space-growth-factor=${factor}`] : [])
+  ]
+  reapply = () => { for (const flag of current?.() ?? []) setFlagsFromString(flag) }
   if (young) {
     const bound = (opts.semiSpaceMiB ?? DEFAULT_SEMI_SPACE_MIB) * 1024 * 1024
     const adjust = (): void => {
       const semiSpace = youngGenerationBytes() / 2
-      const next = semiSpace > bound / V8_GROWTH_FACTOR ? 1 : V8_GROWTH_FACTOR
+      const next = semiSpace >= bound / V8_GROWTH_FACTOR ? 1 : V8_GROWTH_FACTOR
       if (next === factor) return
       setFlagsFromString(`--semi-space-growth-factor=${next}`)
       factor = next
@@ -130,6 +144,7 @@ export function boundHeapGrowth (opts: { semiSpaceMiB?: number, heapGrowingPerce
       observer?.disconnect()
       observer = undefined
       reapply = undefined
+      current = undefined
       if (factor !== V8_GROWTH_FACTOR) setFlagsFromString(`--semi-space-growth-factor=${V8_GROWTH_FACTOR}`)
       factor = V8_GROWTH_FACTOR
       // 0: V8 chooses the factor itself again

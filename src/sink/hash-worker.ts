@@ -6,6 +6,7 @@
  * dist/ or beside the bundled CLI.
  */
 import { parentPort, workerData } from 'node:worker_threads'
+import { setFlagsFromString } from 'node:v8'
 import { createHash } from 'node:crypto'
 import { openSync, readSync, closeSync } from 'node:fs'
 
@@ -19,6 +20,8 @@ export interface HashRequest {
 export type HashReply = { type: 'digest', hex: string } | { type: 'error', message: string, code?: string }
 
 const port = parentPort
+// V8's flags went back to their defaults as this thread's isolate started: the heap bound's are set again (see sink/worker.ts)
+for (const flag of (workerData as { v8Flags?: string[] } | null)?.v8Flags ?? []) setFlagsFromString(flag)
 const path = (workerData as { path: string } | null)?.path
 if (port !== null && path !== undefined) {
   const hash = createHash('sha256')

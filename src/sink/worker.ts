@@ -2,7 +2,7 @@ import { Worker, type WorkerOptions } from 'node:worker_threads'
 import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
 import { pathToFileURL } from 'node:url'
-import { reapplyHeapBound } from '../core/memory.js'
+import { heapBoundFlags, reapplyHeapBound } from '../core/memory.js'
 
 /**
  * Starts one of the sink's worker threads (`hash-worker`, `write-worker`):
@@ -11,11 +11,17 @@ import { reapplyHeapBound } from '../core/memory.js'
  * dist/). From the TypeScript sources (tests, benchmarks) it is the .ts
  * module, loaded through tsx.
  */
-export function startSinkWorker (name: 'hash-worker' | 'write-worker', workerData: unknown): Worker {
-  const worker = start(name, { workerData })
-  // a worker's isolate, once up, gives V8's flags their defaults back: the heap's bound is set again
+export function startSinkWorker (name: 'hash-worker' | 'write-worker', workerData: object): Worker {
+  // a worker's isolate, once up, gives V8's flags their defaults back: the worker sets the heap bound's
+  // again as it starts (write-worker.ts, hash-worker.ts), and this thread once it hears the worker is online
+  const worker = start(name, { workerData: { ...workerData, v8Flags: heapBoundFlags() } satisfies SinkWorkerData })
   worker.once('online', reapplyHeapBound)
   return worker
+}
+
+/** What every sink worker is given besides its own data: the V8 flags to set again as it starts. */
+export interface SinkWorkerData {
+  v8Flags: string[]
 }
 
 function start (name: string, options: WorkerOptions): Worker {

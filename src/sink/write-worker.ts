@@ -16,6 +16,7 @@
  * or checked by the other side before the write was posted.
  */
 import { parentPort, workerData } from 'node:worker_threads'
+import { setFlagsFromString } from 'node:v8'
 import { closeSync, constants, fstatSync, openSync, writeSync } from 'node:fs'
 
 /** Write `length` bytes of the batch's buffer from `start` at `offset` of `path`; `length` 0 only makes sure the file exists. */
@@ -86,6 +87,8 @@ function openChecked (path: string): number {
 
 const port = parentPort
 const data = workerData as WriteWorkerData | null
+// V8's flags went back to their defaults as this thread's isolate started: the heap bound's are set again (see sink/worker.ts)
+for (const flag of (workerData as { v8Flags?: string[] } | null)?.v8Flags ?? []) setFlagsFromString(flag)
 if (port !== null && data !== null) {
   /** Open files, least recently used first. */
   const open = new Map<string, number>()

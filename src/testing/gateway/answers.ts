@@ -8,7 +8,8 @@
 import { exporter } from 'ipfs-unixfs-exporter'
 import type { CID } from 'multiformats/cid'
 import { windowed } from './body.js'
-import { carLayout, carPlan, carStream, fnv1a, parseEntityBytes } from './car.js'
+import { carLayout, carPlan, carStream, fnv1a, lazyCar, parseEntityBytes } from './car.js'
+import type { CarPlan } from './car.js'
 import type { GatewayContent } from './content.js'
 import { CAR_CONTENT_TYPE, HttpError, IMMUTABLE, RAW_CONTENT_TYPE } from './request.js'
 import type { Ctx } from './request.js'
@@ -88,16 +89,22 @@ export class Answers {
     // a gateway that does not know entity-bytes sends the whole entity
     const served = fault?.type === 'ignore-range' ? null : entityBytes
     const resolved = await this.#content.resolve(cid, ctx.ipfs?.segments ?? [], ctx.signal)
+    // a plain answer of a whole entity or DAG streams as the walk finds its blocks (a real gateway's
+    // first byte does not wait for a walk of the whole DAG); the others are planned first
+    const lazy = entityBytes === null && (fault === null || ['latency', 'throttle', 'reset', 'stall'].includes(fault.type))
+      ? lazyCar(this.#content.blocks, resolved, scopeParam)
+      : undefined
     // a gateway that does not know dag-scope sends the terminal block alone, whatever was asked
-    const plan = fault?.type === 'ignore-scope'
-      ? carPlan(this.#content.blocks, resolved, 'block', null)
-      : carPlan(this.#content.blocks, resolved, entityBytes === null ? scopeParam : 'entity', served)
-    if (fault?.type === 'wrong-block' && plan.blocks[0] !== undefined) {
+    const plan = lazy !== undefined
+      ? undefined
+      : fault?.type === 'ignore-scope'
+        ? carPlan(this.#content.blocks, resolved, 'block', null)
+        : carPlan(this.#content.blocks, resolved, entityBytes === null ? scopeParam : 'entity', served)
+    if (fault?.type === 'wrong-block' && plan?.blocks[0] !== undefined) {
       const first = plan.blocks[0]
       plan.blocks[0] = { cid: first.cid, bytes: this.#content.wrongBytes(first.cid, first.bytes) }
     }
-    record.carBlocks = plan.blocks.map((b) => b.cid.toString())
-    const layout = carLayout(cid, plan.blocks)
+    record.carBlocks = lazy?.sent ?? (plan as CarPlan).blocks.map((b) => b.cid.toString())
     const tag = fnv1a(`${ctx.ipfs?.segments.join('/') ?? ''}|${scopeParam}|${bytesParam ?? ''}`)
     const headers: Record<string, string> = {
       'Content-Type': CAR_CONTENT_TYPE,
@@ -109,17 +116,27 @@ export class Answers {
       Vary: 'Accept',
       'X-Ipfs-Path': ctx.rawPath
     }
-    if (fault?.type === 'range-not-satisfiable') {
-      this.#respond.head(ctx, 416, { ...headers, 'Content-Range': `bytes */${layout.total}`, 'Content-Length': '0' })
+    if (fault?.type === 'range-not-satisfiable' && plan !== undefined) {
+      this.#respond.head(ctx, 416, { ...headers, 'Content-Range': `bytes */${carLayout(cid, plan.blocks).total}`, 'Content-Length': '0' })
       res.end()
       return
     }
     this.#respond.head(ctx, 200, headers)
     if (record.method === 'HEAD') {
+      lazy?.finish()
       res.end()
       return
     }
-    const flipAt = fault?.type === 'flip' ? (fault.atByte ?? layout.middle) : undefined
-    await this.#respond.writeBody(ctx, carStream(cid, plan.blocks), fault, flipAt, plan.truncated)
+    if (lazy !== undefined) {
+      try {
+        await this.#respond.writeBody(ctx, carStream(cid, lazy.blocks), fault, undefined, lazy.truncated)
+      } finally {
+        lazy.finish()
+      }
+      return
+    }
+    const p = plan as CarPlan
+    const flipAt = fault?.type === 'flip' ? (fault.atByte ?? carLayout(cid, p.blocks).middle) : undefined
+    await this.#respond.writeBody(ctx, carStream(cid, p.blocks), fault, flipAt, p.truncated)
   }
 }

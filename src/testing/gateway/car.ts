@@ -44,7 +44,54 @@ class MissingBlock extends Error {}
  */
 export function carPlan (store: MemoryBlocks, resolved: Resolved, scope: 'block' | 'entity' | 'all', entityBytes: EntityBytes | null): CarPlan {
   const blocks: Block[] = []
+  try {
+    for (const block of carWalk(store, resolved, scope, entityBytes)) blocks.push(block)
+  } catch (err) {
+    if (!(err instanceof MissingBlock)) throw err
+    return { blocks, truncated: true }
+  }
+  return { blocks, truncated: false }
+}
+
+/**
+ * The blocks of a CAR answer of the whole entity or DAG (no `entity-bytes`),
+ * found as they are sent, as a gateway streams a DAG while it walks it: the
+ * first byte goes out at once, not after a walk of every block. `sent` lists
+ * the CIDs handed out so far; `finish()` completes it with the rest of the
+ * walk (a record lists every block of the answer, as with {@link carPlan},
+ * even when the client left early); `truncated()` says whether a block was
+ * missing (the stream then ends after the blocks before it).
+ */
+export function lazyCar (store: MemoryBlocks, resolved: Resolved, scope: 'block' | 'entity' | 'all'): { blocks: Iterable<Block>, sent: string[], truncated: () => boolean, finish: () => void } {
+  const walk = carWalk(store, resolved, scope, null)
+  const sent: string[] = []
+  let truncated = false
+  const next = (): Block | undefined => {
+    if (truncated) return undefined
+    try {
+      const r = walk.next()
+      if (r.done === true) return undefined
+      sent.push(r.value.cid.toString())
+      return r.value
+    } catch (err) {
+      if (!(err instanceof MissingBlock)) throw err
+      truncated = true
+      return undefined
+    }
+  }
+  const blocks: Iterable<Block> = {
+    * [Symbol.iterator] () {
+      for (let block = next(); block !== undefined; block = next()) yield block
+    }
+  }
+  return { blocks, sent, truncated: () => truncated, finish: () => { while (next() !== undefined); } }
+}
+
+/** The walk of {@link carPlan}: each block as it is found; a missing one throws MissingBlock. */
+function * carWalk (store: MemoryBlocks, resolved: Resolved, scope: 'block' | 'entity' | 'all', entityBytes: EntityBytes | null): Generator<Block, void, undefined> {
   const seen = new Set<string>()
+  /** The block `add` found last, to hand out. */
+  let found: Block | undefined
 
   /** Adds `cid` and returns its bytes, or `null` when it must not be added (identity, or already there). */
   const add = (cid: CID): Uint8Array | null => {
@@ -54,56 +101,68 @@ export function carPlan (store: MemoryBlocks, resolved: Resolved, scope: 'block'
     if (!store.has(cid)) throw new MissingBlock(key)
     const bytes = store.get(cid)
     seen.add(key)
-    blocks.push({ cid, bytes })
+    found = { cid, bytes }
     return bytes
   }
+  /** The block `add` found, if it found one. */
+  function * out (): Generator<Block, void, undefined> {
+    if (found === undefined) return
+    const block = found
+    found = undefined
+    yield block
+  }
 
-  const all = (cid: CID): void => {
+  function * all (cid: CID): Generator<Block, void, undefined> {
     const bytes = add(cid)
+    yield * out()
     if (bytes === null || cid.code !== dagPb.code) return
-    for (const link of dagPb.decode(bytes).Links) all(link.Hash)
+    for (const link of dagPb.decode(bytes).Links) yield * all(link.Hash)
   }
 
   /** The blocks of a file that overlap [from, to]; `base` is the file offset of `cid`'s first byte. */
-  const fileRange = (cid: CID, bytes: Uint8Array, base: number, from: number, to: number): void => {
+  function * fileRange (cid: CID, bytes: Uint8Array, base: number, from: number, to: number): Generator<Block, void, undefined> {
     if (cid.code !== dagPb.code) return
     const node = dagPb.decode(bytes)
     const unixfs = unmarshal(node)
     if (unixfs === null || node.Links.length !== unixfs.blockSizes.length) {
-      for (const link of node.Links) all(link.Hash)
+      for (const link of node.Links) yield * all(link.Hash)
       return
     }
     let position = base + (unixfs.data?.length ?? 0)
-    node.Links.forEach((link, i) => {
+    for (let i = 0; i < node.Links.length; i++) {
+      const link = node.Links[i] as dagPb.PBLink
       const size = Number(unixfs.blockSizes[i] ?? 0n)
       if (position <= to && position + size - 1 >= from) {
         const child = add(link.Hash)
-        if (child !== null) fileRange(link.Hash, child, position, from, to)
+        yield * out()
+        if (child !== null) yield * fileRange(link.Hash, child, position, from, to)
       }
       position += size
-    })
+    }
   }
 
-  const shards = (node: dagPb.PBNode, unixfs: UnixFS): void => {
+  function * shards (node: dagPb.PBNode, unixfs: UnixFS): Generator<Block, void, undefined> {
     const padLength = (Number(unixfs.fanout ?? 256n) - 1).toString(16).length
     for (const link of node.Links) {
       if ((link.Name ?? '').length !== padLength) continue // a directory entry, not a sub-shard
       const bytes = add(link.Hash)
+      yield * out()
       if (bytes === null) continue
       const child = dagPb.decode(bytes)
       const childFs = unmarshal(child)
-      if (childFs !== null) shards(child, childFs)
+      if (childFs !== null) yield * shards(child, childFs)
     }
   }
 
-  const entity = (cid: CID): void => {
+  function * entity (cid: CID): Generator<Block, void, undefined> {
     const bytes = add(cid)
+    yield * out()
     if (bytes === null || cid.code !== dagPb.code) return
     const node = dagPb.decode(bytes)
     const unixfs = unmarshal(node)
     if (unixfs === null) return
     if (unixfs.type === 'hamt-sharded-directory') {
-      shards(node, unixfs)
+      yield * shards(node, unixfs)
       return
     }
     if (unixfs.type !== 'file' && unixfs.type !== 'raw') return
@@ -114,24 +173,23 @@ export function carPlan (store: MemoryBlocks, resolved: Resolved, scope: 'block'
       if (range === null) return // zero-length range: like dag-scope=block
       ;({ from, to } = range)
     }
-    fileRange(cid, bytes, 0, from, to)
+    yield * fileRange(cid, bytes, 0, from, to)
   }
 
   const terminal = resolved.cid
-  try {
-    for (const cid of resolved.roots.slice(0, -1)) add(cid)
-    if (entityBytes !== null && terminal.code === rawCodec.code && terminal.multihash.code !== IDENTITY_CODE) {
-      // A raw file: one block, but an out-of-range request is still a 400.
-      resolveEntityBytes(entityBytes, store.get(terminal).length)
-    }
-    if (scope === 'block') add(terminal)
-    else if (scope === 'entity') entity(terminal)
-    else all(terminal)
-  } catch (err) {
-    if (!(err instanceof MissingBlock)) throw err
-    return { blocks, truncated: true }
+  for (const cid of resolved.roots.slice(0, -1)) {
+    add(cid)
+    yield * out()
   }
-  return { blocks, truncated: false }
+  if (entityBytes !== null && terminal.code === rawCodec.code && terminal.multihash.code !== IDENTITY_CODE) {
+    // A raw file: one block, but an out-of-range request is still a 400.
+    resolveEntityBytes(entityBytes, store.get(terminal).length)
+  }
+  if (scope === 'block') {
+    add(terminal)
+    yield * out()
+  } else if (scope === 'entity') yield * entity(terminal)
+  else yield * all(terminal)
 }
 
 function unmarshal (node: dagPb.PBNode): UnixFS | null {
@@ -167,12 +225,15 @@ export function carLayout (root: CID, blocks: Block[]): { total: number, middle:
 }
 
 /** The CAR bytes, produced by `CarWriter` one block at a time as the consumer pulls (its `put` waits for the reader). */
-export async function * carStream (root: CID, blocks: Block[]): AsyncGenerator<Uint8Array> {
+export async function * carStream (root: CID, blocks: Iterable<Block>): AsyncGenerator<Uint8Array> {
   const { writer, out } = CarWriter.create([root])
   let failure: unknown
   const producer = (async () => {
-    for (const block of blocks) await writer.put(block)
-    await writer.close()
+    try {
+      for (const block of blocks) await writer.put(block)
+    } finally {
+      await writer.close()
+    }
   })().catch((err: unknown) => { failure = err })
   yield * out
   await producer

@@ -112,7 +112,7 @@ export class Responder {
     source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
     fault: Fault | null,
     flipAt: number | undefined,
-    truncated: boolean
+    truncated: boolean | (() => boolean)
   ): Promise<void> {
     const { res, record, signal } = ctx
     const cutAt = fault?.type === 'reset' || fault?.type === 'stall' ? Math.max(0, fault.afterBytes) : undefined
@@ -150,7 +150,7 @@ export class Responder {
       await this.cut(ctx, cutMode, sent === 0)
       return
     }
-    if (truncated) {
+    if (typeof truncated === 'function' ? truncated() : truncated) {
       await this.cut(ctx, 'reset', sent === 0)
       return
     }
