@@ -13,14 +13,14 @@
  *   its first 5,000 (bench/worker-memory.ts). `--max-semi-space-size` is read
  *   only when V8 starts, and the CLI is started as `node cidget.mjs …` or
  *   through npm's shims, without flags; the growth factor, however, is read at
- *   each growth, so after every garbage collection this sets it so that even
- *   two growths cannot pass the bound (2, V8's own factor, while a semi-space is
- *   below half the bound; 1, no growth, from half the bound on): the young
- *   generation stays at half the bound, or reaches the bound when V8 grew it
- *   once more before the observer ran (a thread that stays busy, as a download
- *   whose gateway streams at once, hears of garbage collections late). V8 may
- *   still shrink the young generation (when the process is idle) and grow it
- *   again up to the bound.
+ *   each growth, so after every garbage collection this sets it so that the
+ *   next growth cannot pass the bound (2, V8's own factor, while a semi-space is
+ *   at most half the bound; 1, no growth, above). The observer runs between
+ *   the event loop's callbacks: a thread that stays busy (a tree whose gateway
+ *   streams at once) can see V8 grow it twice first, so code with such
+ *   stretches also calls {@link checkHeapBound} now and then. V8 may still
+ *   shrink the young generation (when the process is idle) and grow it again
+ *   up to the bound.
  * - **The old generation's headroom.** After each full collection V8 lets the
  *   old generation grow to a multiple of what survived before the next one; with
  *   a worker's small live heap (12–14 MB after each full collection, 10,000
@@ -85,10 +85,21 @@ export function youngGenerationBytes (): number {
  * (`execArgv`, `NODE_OPTIONS`). Process-wide: for a program's entry point (the
  * CLI's long-running commands), not for a library to call on its host's behalf.
  */
+/** The bound's check of the young generation, while one is in force (see checkHeapBound). */
+let check: (() => void) | undefined
 /** Sets the bound's flags again (see reapplyHeapBound). */
 let reapply: (() => void) | undefined
 /** The bound's flags as they are set now (see heapBoundFlags). */
 let current: (() => string[]) | undefined
+
+/**
+ * Applies the bound of {@link boundHeapGrowth} now, if one is in force (each
+ * call reads V8's heap statistics: some µs). For code that keeps the thread
+ * busy for long stretches, where the bound's observer comes late.
+ */
+export function checkHeapBound (): void {
+  check?.()
+}
 
 /**
  * The V8 flags a bound in force has set, as they stand now ([] without one):
@@ -126,12 +137,13 @@ export function boundHeapGrowth (opts: { semiSpaceMiB?: number, heapGrowingPerce
     const bound = (opts.semiSpaceMiB ?? DEFAULT_SEMI_SPACE_MIB) * 1024 * 1024
     const adjust = (): void => {
       const semiSpace = youngGenerationBytes() / 2
-      const next = semiSpace >= bound / V8_GROWTH_FACTOR ? 1 : V8_GROWTH_FACTOR
+      const next = semiSpace > bound / V8_GROWTH_FACTOR ? 1 : V8_GROWTH_FACTOR
       if (next === factor) return
       setFlagsFromString(`--semi-space-growth-factor=${next}`)
       factor = next
     }
     adjust()
+    check = adjust
     // called after garbage collections (a batch of them at most), so before the next growth in all but the most
     // allocation-heavy synchronous stretches (a growth needs a semi-space's worth of survivors since the last)
     observer = new PerformanceObserver(adjust)
@@ -144,6 +156,7 @@ export function boundHeapGrowth (opts: { semiSpaceMiB?: number, heapGrowingPerce
       observer?.disconnect()
       observer = undefined
       reapply = undefined
+      check = undefined
       current = undefined
       if (factor !== V8_GROWTH_FACTOR) setFlagsFromString(`--semi-space-growth-factor=${V8_GROWTH_FACTOR}`)
       factor = V8_GROWTH_FACTOR

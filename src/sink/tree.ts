@@ -10,6 +10,7 @@ import { PoolFiles, writeAt } from './pool-files.js'
 import { CidgetError, fsError, systemCode } from '../core/errors.js'
 import { confineLinks, linksBelow } from './links.js'
 import { SyncfsUnavailable, syncFileSystem, syncfsAvailable } from './syncfs.js'
+import { checkHeapBound } from '../core/memory.js'
 import { DEFAULTS } from '../core/defaults.js'
 import { blockLength, type BlockBytes } from '../gateways/block.js'
 
@@ -63,6 +64,8 @@ export class OutputTree {
   /** The staging directory's writer thread (directory mode), and its writes larger than POOL_WRITE_FROM. */
   #writer: TreeWriter | undefined
   #poolFiles: PoolFiles | undefined
+  /** Writes handed to the writer thread. */
+  #smallWrites = 0
   /** Files of the staging directory written since the last syncAll. */
   #dirty = new Set<string>()
   /** The syncAll in progress, if any: calls run one after the other. */
@@ -184,6 +187,8 @@ export class OutputTree {
         this.#dirty.add(path)
         return { done: WRITTEN }
       }
+      // small writes come fast, from long busy stretches: the heap's bound is checked every 64th
+      if ((++this.#smallWrites & 63) === 0) checkHeapBound()
       const taken = await (this.#writer as TreeWriter).enqueue(path, offset, data)
       // counted once the writer holds it (it may wait for room): a syncAll from now on waits for it
       this.#dirty.add(path)
