@@ -77,14 +77,6 @@ export function youngGenerationBytes (): number {
   return 0
 }
 
-/**
- * Keeps each of V8's semi-spaces at `semiSpaceMiB` or below (default 16 MiB,
- * Node 20's cap) and the old generation's growth between full collections at
- * `heapGrowingPercent` (default 50 %) for the rest of the process, on every
- * Node version, except where the process was started with a flag of its own
- * (`execArgv`, `NODE_OPTIONS`). Process-wide: for a program's entry point (the
- * CLI's long-running commands), not for a library to call on its host's behalf.
- */
 /** The bound's check of the young generation, while one is in force (see checkHeapBound). */
 let check: (() => void) | undefined
 /** Sets the bound's flags again (see reapplyHeapBound). */
@@ -120,6 +112,14 @@ export function reapplyHeapBound (): void {
   reapply?.()
 }
 
+/**
+ * Keeps each of V8's semi-spaces at `semiSpaceMiB` or below (default 16 MiB,
+ * Node 20's cap) and the old generation's growth between full collections at
+ * `heapGrowingPercent` (default 50 %) for the rest of the process, on every
+ * Node version, except where the process was started with a flag of its own
+ * (`execArgv`, `NODE_OPTIONS`). Process-wide: for a program's entry point (the
+ * CLI's long-running commands), not for a library to call on its host's behalf.
+ */
 export function boundHeapGrowth (opts: { semiSpaceMiB?: number, heapGrowingPercent?: number, execArgv?: readonly string[], nodeOptions?: string } = {}): HeapBound {
   const flags = [...(opts.execArgv ?? process.execArgv), ...(opts.nodeOptions ?? process.env.NODE_OPTIONS ?? '').split(/\s+/)]
   const young = !flags.some((f) => /^--[a-z_-]*semi[-_]space/.test(f))

@@ -31,10 +31,11 @@ function rest (pieces: readonly Uint8Array[], n: number): readonly Uint8Array[] 
  * short write stopped.
  */
 export async function writeAt (fd: number, offset: number, data: BlockBytes): Promise<void> {
-  let pieces: readonly Uint8Array[] = Array.isArray(data) ? data as readonly Uint8Array[] : [data as Uint8Array]
+  let pieces: readonly Uint8Array[] = (Array.isArray(data) ? data as readonly Uint8Array[] : [data as Uint8Array]).filter(p => p.byteLength > 0)
   let at = offset
   while (pieces.length > 0) {
     const bytesWritten = await writevP(fd, pieces, at)
+    if (bytesWritten === 0) throw Object.assign(new Error(`nothing was written at ${at}`), { code: 'EIO', syscall: 'write' })
     at += bytesWritten
     pieces = rest(pieces, bytesWritten)
   }

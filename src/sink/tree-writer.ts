@@ -12,6 +12,8 @@ const BATCH_BYTES = 256 * 1024
  * a write larger than a buffer gets one of its own size).
  */
 const BUFFERS = 8
+/** Writes given and not answered, at most (empty files and tiny ones take little of the buffers): a write past it waits. */
+const MAX_WRITES = 4096
 /** Files the worker keeps open at most. */
 const MAX_OPEN = 128
 
@@ -47,8 +49,6 @@ export class TreeWriter {
   /** Buffers handed back, for the next batches. */
   readonly #free: ArrayBuffer[] = []
   readonly #room: Array<() => void> = []
-  /** Callers of settled(): resolved once every write up to `upTo` is answered. */
-  #settling: Array<{ upTo: number, resolve: () => void }> = []
   #failure: Error | undefined
   #closed: Promise<void> | undefined
   #onClosed: (() => void) | undefined
@@ -79,6 +79,11 @@ export class TreeWriter {
     for (;;) {
       if (this.#closed !== undefined) throw new Error('the output is closed')
       if (this.#failure !== undefined) throw this.#failure
+      if (this.#pending.length - this.#head >= MAX_WRITES) {
+        // as many writes as that are not answered (empty files take no buffer): wait
+        await new Promise<void>(resolve => this.#room.push(resolve))
+        continue
+      }
       if (length === 0 || (this.#buffer !== null && this.#used + length <= this.#buffer.byteLength)) break
       if (this.#buffer !== null) this.#flush()
       if (this.#buffers < BUFFERS) {
@@ -110,14 +115,6 @@ export class TreeWriter {
       setImmediate(() => { this.#flush() })
     }
     return { done }
-  }
-
-  /** Resolves once every write given so far is answered (however it ended). */
-  async settled (): Promise<void> {
-    const upTo = this.#nextId - 1
-    if (this.#pending.length === this.#head || this.#failure !== undefined) return
-    this.#flush()
-    await new Promise<void>(resolve => this.#settling.push({ upTo, resolve }))
   }
 
   /** Waits for every write given so far, closes the worker's files, and ends it; later writes fail. */
@@ -172,14 +169,8 @@ export class TreeWriter {
     if (m.buffer !== null) {
       this.#buffers--
       if (m.buffer.byteLength === BATCH_BYTES) this.#free.push(m.buffer)
-      for (const wake of this.#room.splice(0)) wake()
     }
-    const last = this.#pending[this.#head]?.id ?? Number.POSITIVE_INFINITY
-    if (this.#settling.length > 0) {
-      const waiting = this.#settling
-      this.#settling = waiting.filter(s => s.upTo >= last)
-      for (const s of waiting) if (s.upTo < last) s.resolve()
-    }
+    for (const wake of this.#room.splice(0)) wake()
   }
 
   /** The worker failed or ended: every write waiting fails with `err`, and every later one. */
@@ -191,7 +182,6 @@ export class TreeWriter {
     this.#pending = []
     this.#head = 0
     for (const wake of this.#room.splice(0)) wake()
-    for (const s of this.#settling.splice(0)) s.resolve()
     this.#onClosed?.()
   }
 }

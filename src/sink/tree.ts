@@ -189,28 +189,14 @@ export class OutputTree {
       }
       // small writes come fast, from long busy stretches: the heap's bound is checked every 64th
       if ((++this.#smallWrites & 63) === 0) checkHeapBound()
-      const taken = await (this.#writer as TreeWriter).enqueue(path, offset, data)
-      // counted once the writer holds it (it may wait for room): a syncAll from now on waits for it
-      this.#dirty.add(path)
-      return taken
+      const { done } = await (this.#writer as TreeWriter).enqueue(path, offset, data)
+      // counted for the next syncAll once its bytes are in the file (before the caller hears of it,
+      // so before the block can be recorded): a file whose open failed is never fsynced
+      return { done: done.then(() => { this.#dirty.add(path) }) }
     }
     if (path !== this.root || this.#fd === undefined) throw new Error(`${path} is not the partial file`)
     await writeAt(this.#fd, offset, data)
     return { done: WRITTEN }
-  }
-
-  /** Makes sure a (possibly empty) file exists at `path`. */
-  async touch (path: string): Promise<void> {
-    try {
-      this.#enter()
-      try {
-        if (this.isDirectory) await (await this.#write(path, 0, EMPTY)).done
-      } finally {
-        this.#leave()
-      }
-    } catch (err) {
-      throw err instanceof UnsafeFile ? unsafeFile(path, err) : fsError(err, `create ${path}`)
-    }
   }
 
   /** Writes a symlink (one an earlier run wrote with the same target is kept). */
@@ -256,7 +242,6 @@ export class OutputTree {
     this.#dirty = new Set()
     try {
       if (this.isDirectory) {
-        await this.#writer?.settled()
         if (files.size > 0 && !await this.#syncFileSystem(files.size)) {
           const paths = [...files]
           for (let i = 0; i < paths.length; i += SYNC_PARALLEL) {
@@ -324,13 +309,13 @@ export class OutputTree {
   }
 }
 
-const EMPTY = new Uint8Array(0)
 const WRITTEN = Promise.resolve()
 
-/** fsync of a file of the staging directory, through a descriptor of its own (not following a link). */
+/** fsync of a file of the staging directory, through a descriptor of its own (not following a link, not blocking on a FIFO). */
 async function fsyncPath (path: string): Promise<void> {
-  const fd = await openP(path, constants.O_RDONLY | constants.O_NOFOLLOW)
+  const fd = await openP(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK)
   try {
+    if (!(await fstatP(fd)).isFile()) throw new CidgetError('CIDGET_ERR_UNSAFE_PARTIAL', `Refusing to fsync ${path}: it is not a plain file`)
     await fsyncP(fd)
   } finally {
     await closeP(fd)

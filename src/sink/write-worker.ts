@@ -142,7 +142,11 @@ if (port !== null && data !== null) {
       try {
         const fd = fdOf(path)
         let done = 0
-        while (done < length) done += writeSync(fd, bytes, start + done, length - done, offset + done)
+        while (done < length) {
+          const n = writeSync(fd, bytes, start + done, length - done, offset + done)
+          if (n === 0) throw Object.assign(new Error(`nothing was written at ${offset + done}`), { code: 'EIO', syscall: 'write' })
+          done += n
+        }
       } catch (err) {
         failed.push([id, failure(err)])
       }

@@ -1,6 +1,7 @@
 import { describe, it, expect } from 'vitest'
 import { mkdir, mkdtemp, readFile, rm, readdir, readlink, symlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
+import { execFileSync } from 'node:child_process'
 import { join } from 'node:path'
 import { OutputTree } from '../../src/sink/tree.js'
 import { isCidgetError } from '../../src/core/errors.js'
@@ -37,19 +38,24 @@ describe('OutputTree', () => {
   it('a write the writer thread cannot make fails alone, with its reason; the writes around it land', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'cidget-tree-'))
     try {
-      // an earlier run's staging directory (not fresh: files there are opened and checked), where a directory sits at a file's path
+      // an earlier run's staging directory (not fresh: files there are opened and checked), where a directory sits at a
+      // file's path, and a FIFO at another (which an open without O_NONBLOCK would wait on for ever)
       await mkdir(join(dir, 'out.cidget-partial', 'd'), { recursive: true })
+      execFileSync('mkfifo', [join(dir, 'out.cidget-partial', 'p')])
       const tree = await OutputTree.open(join(dir, 'out'), true)
       const enc = new TextEncoder()
       const results = await Promise.allSettled([
         tree.write(join(tree.root, 'a'), 0, enc.encode('a')),
         tree.write(join(tree.root, 'd'), 0, enc.encode('d')),
-        tree.write(join(tree.root, 'b'), 0, enc.encode('b'))
+        tree.write(join(tree.root, 'b'), 0, enc.encode('b')),
+        tree.write(join(tree.root, 'p'), 0, enc.encode('p'))
       ])
-      expect(results.map(r => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled'])
+      expect(results.map(r => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled', 'rejected'])
+      expect((results[3] as PromiseRejectedResult).reason).toMatchObject({ code: 'CIDGET_ERR_UNSAFE_PARTIAL' })
       const err = (results[1] as PromiseRejectedResult).reason as Error
       expect(isCidgetError(err, 'CIDGET_ERR_UNSAFE_PARTIAL'), String(err)).toBe(true)
       expect(err.message).toBe(`Refusing to write ${join(tree.root, 'd')}: it is not a plain file`)
+      // the checkpoint makes the two written files durable and touches neither refused path
       await tree.syncAll()
       await tree.close()
       expect(await readFile(join(tree.root, 'a'), 'utf8')).toBe('a')
@@ -63,13 +69,15 @@ describe('OutputTree', () => {
     const dir = await mkdtemp(join(tmpdir(), 'cidget-tree-'))
     try {
       const tree = await OutputTree.open(join(dir, 'out'), true)
-      const big = new Uint8Array(1024 * 1024).fill(1)
-      // more large writes than the writer has buffers: the last ones wait for room; fewer than 16 files: each is fsynced
-      const writes = Array.from({ length: 12 }, async (_, f) => { await tree.write(join(tree.root, `f${f}`), 0, big) })
+      const piece = new Uint8Array(60 * 1024).fill(1)
+      // more small writes (up to 64 KiB: the writer thread's) than its buffers hold: the last ones wait for room;
+      // fewer than 16 files: each is fsynced
+      const writes = Array.from({ length: 12 * 4 }, async (_, w) => { await tree.write(join(tree.root, `f${w % 12}`), Math.floor(w / 12) * piece.length, piece) })
       await tree.syncAll()
       await Promise.all(writes)
       await tree.commit()
       expect(await readdir(join(dir, 'out'))).toHaveLength(12)
+      expect((await readFile(join(dir, 'out', 'f11'))).length).toBe(4 * piece.length)
     } finally {
       await rm(dir, { recursive: true, force: true })
     }
@@ -203,7 +211,7 @@ describe('OutputTree: nothing written or created through a symlink', () => {
       await refused(tree.mkdir(join(tree.root, 'x')), /is a symlink/)
       // files and links only go into directories made or checked by mkdir
       await refused(tree.write(join(tree.root, 'x', 'authorized_keys'), 0, new TextEncoder().encode('key')), /not checked/)
-      await refused(tree.touch(join(tree.root, 'x', 'empty')), /not checked/)
+      await refused(tree.write(join(tree.root, 'x', 'empty'), 0, new Uint8Array(0)), /not checked/)
       await refused(tree.symlink(join(tree.root, 'x', 'l'), 'y'), /not checked/)
       await refused(tree.mkdir(join(tree.root, 'x', 'sub')), /not checked/)
       // a link planted where a file goes is not opened through

@@ -266,20 +266,25 @@ async function finish (ctx: VerifiedContext, journal: DownloadJournal, tree: Out
     if (ctx.signal.aborted) throw ctx.signal.reason
     throw toCidgetError(err)
   }
-  // an update: the old output's entries that the new version lacks, removed or carried over when the user added
-  // them; then the report, complete (a run stopped after the swap finds the lists there, and the old output gone)
-  if (update !== undefined && record.updateReport?.complete !== true) {
-    const carried = await carryOver(tree.root, record.output, update.previous, reader)
-    // what the first run kept (a resumed run did not seed), from the record
-    const kept = seeded ?? record.updateReport ?? { keptFiles: 0, keptBytes: 0, reusedBytes: 0 }
-    await journal.report(updateReport(kept, size, carried, true))
+  try {
+    // an update: the old output's entries that the new version lacks, removed or carried over when the user added
+    // them; then the report, complete (a run stopped after the swap finds the lists there, and the old output gone)
+    if (update !== undefined && record.updateReport?.complete !== true) {
+      const carried = await carryOver(tree.root, record.output, update.previous, reader)
+      // what the first run kept (a resumed run did not seed), from the record
+      const kept = seeded ?? record.updateReport ?? { keptFiles: 0, keptBytes: 0, reusedBytes: 0 }
+      await journal.report(updateReport(kept, size, carried, true))
+    }
+    const partial = update === undefined
+      ? tree
+      : { remove: async () => { await tree.remove() }, commit: async () => { await tree.syncAll(); await tree.close(); await swapIn(tree.root, record.output) } }
+    // its progress is forgotten with the success record (one transaction): a kill between the two
+    // leaves progress beside the output in place, which the next run recognizes as done
+    await checkRecordRename(journal, partial, record.expectedSha256, hash, undefined, (h) =>
+      `The content of ${record.cid}${record.path} is verified against its CID, but its SHA-256 is ${h}, not the expected ${record.expectedSha256 ?? ''}`)
+  } finally {
+    // closed in every case (a lost lease, a failed report): a tree's writer thread and descriptors are not left behind
+    await tree.close().catch(() => {})
   }
-  const partial = update === undefined
-    ? tree
-    : { remove: async () => { await tree.remove() }, commit: async () => { await tree.syncAll(); await tree.close(); await swapIn(tree.root, record.output) } }
-  // its progress is forgotten with the success record (one transaction): a kill between the two
-  // leaves progress beside the output in place, which the next run recognizes as done
-  await checkRecordRename(journal, partial, record.expectedSha256, hash, undefined, (h) =>
-    `The content of ${record.cid}${record.path} is verified against its CID, but its SHA-256 is ${h}, not the expected ${record.expectedSha256 ?? ''}`)
   return { hash, size, gateway: ctx.lastGateway() ?? record.gateways[0] ?? '' }
 }

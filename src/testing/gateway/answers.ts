@@ -121,13 +121,16 @@ export class Answers {
       res.end()
       return
     }
+    // a HEAD's record lists the blocks too (walked before the answer, so that a walk's error is still a 500)
+    if (record.method === 'HEAD') lazy?.finish()
     this.#respond.head(ctx, 200, headers)
     if (record.method === 'HEAD') {
-      lazy?.finish()
       res.end()
       return
     }
     if (lazy !== undefined) {
+      // the record lists every block of the answer by the time the server reports the request's end, even an aborted one's
+      ctx.signal.addEventListener('abort', () => { lazy.finish() }, { once: true })
       try {
         await this.#respond.writeBody(ctx, carStream(cid, lazy.blocks), fault, undefined, lazy.truncated)
       } finally {
