@@ -64,11 +64,6 @@ export class TreeWriter {
     this.#worker.on('exit', (code) => { this.#stop(new Error(`the writer thread exited (code ${code})`)) })
   }
 
-  /** Writes `data` at `offset` of `path` (created if missing; empty data only creates it). */
-  async write (path: string, offset: number, data: BlockBytes): Promise<void> {
-    await (await this.enqueue(path, offset, data)).done
-  }
-
   /**
    * Takes the write of `data` at `offset` of `path`: resolves once its bytes
    * are copied (waiting while every batch buffer is in use), with `done`,
