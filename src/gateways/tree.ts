@@ -31,7 +31,7 @@ const MiB = 1024 * 1024
 
 /** Every default of the tree streams in one block. */
 export const TREE_DEFAULTS = {
-  /** Blocks of one stream held until the walk takes them. */
+  /** Blocks of one stream held until the walk takes them (their bytes and {@link HELD_BLOCK_COST} each). */
   BUFFER_BYTES: 8 * MiB,
   /** A subtree that declares more than this is not streamed whole while several gateways can share it. */
   WINDOW_BYTES: 16 * MiB,
@@ -48,6 +48,18 @@ export const TREE_DEFAULTS = {
   /** Room past what the DAG declares (its links' sizes): the framing, and declarations that are a little off. */
   SLACK_BYTES: 1 * MiB
 } as const
+
+/**
+ * What a held block costs in memory besides its bytes (its key, its map entry,
+ * the objects around its bytes), counted against a stream's buffer: a tree of
+ * 1 KiB files would otherwise hold a third more than the buffer says.
+ */
+const HELD_BLOCK_COST = 256
+
+/** Bytes of memory a held block takes, as counted against a stream's buffer. */
+function heldCost (bytes: BlockBytes): number {
+  return blockLength(bytes) + HELD_BLOCK_COST
+}
 
 /** The abort reason of a stream found stalled; its gateway is backed off as for a timeout. */
 const STALLED: unique symbol = Symbol('stalled')
@@ -234,7 +246,7 @@ export class TreeStreamer {
     }
     stream.seen.add(key)
     stream.blocks.set(key, bytes)
-    stream.held += blockLength(bytes)
+    stream.held += heldCost(bytes)
     stream.received += blockLength(bytes)
     stream.lastArrival = this.#base.now()
     // the get() waiting for it (on this stream, or on another that may bring it too)
@@ -255,7 +267,7 @@ export class TreeStreamer {
         for (const [k, b] of stream.blocks) {
           if (stream.held <= this.#bufferBytes) break
           stream.blocks.delete(k)
-          stream.held -= blockLength(b)
+          stream.held -= heldCost(b)
         }
         break
       }
@@ -346,7 +358,7 @@ export class TreeStreamer {
       if (bytes === undefined) continue
       stream.blocks.delete(key)
       const length = blockLength(bytes)
-      stream.held -= length
+      stream.held -= length + HELD_BLOCK_COST
       wake(stream.room) // the stream may be waiting for room
       if (length <= TREE_DEFAULTS.RECENT_BLOCK_BYTES) this.#remember(key, bytes)
       return bytes

@@ -52,10 +52,22 @@ export class TreeWriter {
   #failure: Error | undefined
   #closed: Promise<void> | undefined
   #onClosed: (() => void) | undefined
+  /**
+   * Settles once the thread runs (never rejects: a thread that fails to start
+   * fails the writes instead). Its isolate's start gives V8's flags their
+   * defaults back, so the caller waits for it before its busy stretch, and the
+   * heap bound is set again meanwhile (see reapplyHeapBound).
+   */
+  readonly ready: Promise<void>
 
   constructor (fresh: boolean) {
     this.#worker = startSinkWorker('write-worker', { fresh, maxOpen: MAX_OPEN } satisfies WriteWorkerData)
     this.#worker.unref()
+    this.ready = new Promise<void>((resolve) => {
+      this.#worker.once('online', resolve)
+      this.#worker.once('error', () => { resolve() })
+      this.#worker.once('exit', () => { resolve() })
+    })
     this.#worker.on('message', (m: WriteReply) => {
       if (m.type === 'closed') this.#onClosed?.()
       else this.#answered(m)

@@ -114,9 +114,10 @@ export class OutputTree {
       }
       tree.#dirs.add(tree.root)
       if (syncfsAvailable()) tree.#dev = await stat(tree.root).then(s => s.dev, () => undefined)
-      // started now, before the download's busy stretch (see reapplyHeapBound in core/memory.ts)
+      // started now and waited for, before the download's busy stretch (see reapplyHeapBound in core/memory.ts)
       tree.#writer = new TreeWriter(tree.#fresh)
       tree.#poolFiles = new PoolFiles(tree.#fresh)
+      await tree.#writer.ready
     } else {
       const fd = await openOwnedFd(tree.root, constants.O_WRONLY)
       const size = opts.size

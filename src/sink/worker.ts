@@ -14,10 +14,18 @@ import { heapBoundFlags, reapplyHeapBound } from '../core/memory.js'
 export function startSinkWorker (name: 'hash-worker' | 'write-worker', workerData: object): Worker {
   // a worker's isolate, once up, gives V8's flags their defaults back: the worker sets the heap bound's
   // again as it starts (write-worker.ts, hash-worker.ts), and this thread once it hears the worker is online
-  const worker = start(name, { workerData: { ...workerData, v8Flags: heapBoundFlags() } satisfies SinkWorkerData })
+  const worker = start(name, {
+    workerData: { ...workerData, v8Flags: heapBoundFlags() } satisfies SinkWorkerData,
+    // their heaps hold little (descriptors, a message at a time: the bytes travel in array buffers):
+    // semi-spaces of 1 MiB instead of growing to the main thread's
+    resourceLimits: { maxYoungGenerationSizeMb: WORKER_YOUNG_GENERATION_MIB }
+  })
   worker.once('online', reapplyHeapBound)
   return worker
 }
+
+/** A sink worker's young generation (V8 splits it into two semi-spaces and a space for large objects). */
+const WORKER_YOUNG_GENERATION_MIB = 3
 
 /** What every sink worker is given besides its own data: the V8 flags to set again as it starts. */
 export interface SinkWorkerData {

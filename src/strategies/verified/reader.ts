@@ -50,7 +50,7 @@ export function fingerprint (key: string): number {
 }
 
 /** Bytes of kept blocks held in memory at most: the rest are read back from the record when needed. */
-const KEPT_CACHE_BYTES = 8 * 1024 * 1024
+const KEPT_CACHE_BYTES = 2 * 1024 * 1024
 
 /** The storage interface ipfs-unixfs-exporter reads blocks through. */
 export interface ExporterStorage {
@@ -63,7 +63,7 @@ export interface ExporterStorage {
  * record, so a resume never fetches them again; a bounded number of blocks can
  * be read ahead of the walk. Only a 32-bit fingerprint of each kept block's
  * CID stays in memory (about 20 bytes each, against 100 for the CID: a
- * million-entry tree keeps some 70,000 directory shards), with the last 8 MiB
+ * million-entry tree keeps some 70,000 directory shards), with the last 2 MiB
  * of their bytes: a tree of millions of entries keeps its
  * directories in the record, not in memory.
  */
