@@ -358,7 +358,7 @@ export class TreeStreamer {
       if (bytes === undefined) continue
       stream.blocks.delete(key)
       const length = blockLength(bytes)
-      stream.held -= length + HELD_BLOCK_COST
+      stream.held -= heldCost(bytes)
       wake(stream.room) // the stream may be waiting for room
       if (length <= TREE_DEFAULTS.RECENT_BLOCK_BYTES) this.#remember(key, bytes)
       return bytes
