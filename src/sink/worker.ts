@@ -4,6 +4,9 @@ import { dirname, join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { heapBoundFlags, reapplyHeapBound } from '../core/memory.js'
 
+/** A sink worker's young generation (V8 splits it into two semi-spaces and a space for large objects). */
+const WORKER_YOUNG_GENERATION_MIB = 3
+
 /**
  * Starts one of the sink's worker threads (`hash-worker`, `write-worker`):
  * the .js module of that name beside this one in dist/, which the bundled
@@ -23,9 +26,6 @@ export function startSinkWorker (name: 'hash-worker' | 'write-worker', workerDat
   worker.once('online', reapplyHeapBound)
   return worker
 }
-
-/** A sink worker's young generation (V8 splits it into two semi-spaces and a space for large objects). */
-const WORKER_YOUNG_GENERATION_MIB = 3
 
 /** What every sink worker is given besides its own data: the V8 flags to set again as it starts. */
 export interface SinkWorkerData {
