@@ -162,10 +162,13 @@ process.on('SIGINT', () => { void shutdown() })
  * previous SIGUSR2 (all gateways of this process together), then forget them.
  */
 process.on('SIGUSR2', () => {
-  const stats = { stats: true, requests: 0, raw: 0, car: 0, path: 0, aborted: 0, bytesSent: 0, perGateway: [] as number[] }
+  const stats = { stats: true, requests: 0, raw: 0, car: 0, path: 0, aborted: 0, bytesSent: 0, perGateway: [] as number[], spans: [] as Array<[number, number]> }
   for (const g of gateways) {
     let bytes = 0
+    const span: [number, number] = [Infinity, 0]
     for (const r of g.requests) {
+      span[0] = Math.min(span[0], r.startedAt)
+      span[1] = Math.max(span[1], r.endedAt ?? 0)
       stats.requests++
       if (r.format === 'raw') stats.raw++
       else if (r.format === 'car') stats.car++
@@ -175,6 +178,7 @@ process.on('SIGUSR2', () => {
     }
     stats.bytesSent += bytes
     stats.perGateway.push(bytes)
+    stats.spans.push(span)
     g.requests.length = 0
   }
   process.stdout.write(JSON.stringify(stats) + '\n')

@@ -23,6 +23,13 @@ import { parseRetryAfter } from '../core/retry.js'
 import { parseContentLength } from './headers.js'
 import type { HttpClient } from './http.js'
 
+/** Blocks are shared by multihash: the same bytes under a CIDv0 and a CIDv1 are one block. */
+export function blockKey (cid: CID): string {
+  const mh = cid.multihash.bytes
+  // a view of the bytes, not a copy: only the string is kept
+  return Buffer.from(mh.buffer, mh.byteOffset, mh.byteLength).toString('base64')
+}
+
 /**
  * Largest block cidget accepts: 2 MiB, the limit the trustless gateway
  * specification and bitswap implementations use. A larger answer cannot be

@@ -230,7 +230,7 @@ export class RunScheduler {
           if (++delivered > 1) gateway.requests++
           const length = blockLength(bytes)
           received += length
-          this.#base.delivered(gateway, cid.toString(), length, performance.now() - started, false)
+          this.#base.delivered(gateway, cid, length, performance.now() - started, false)
         })
       } catch (err) {
         if (signal.reason !== HANDED_ON) throw err

@@ -14,9 +14,10 @@
  */
 
 import { readBlockHead, readHeader } from '@ipld/car/decoder'
-import type { CID } from 'multiformats/cid'
+import { CID } from 'multiformats/cid'
+import { varint } from 'multiformats'
 import { CidgetError, isCidgetError } from '../core/errors.js'
-import { statusError, verifyBlockFrom, type BlockBytes } from './block.js'
+import { blockKey, statusError, verifyBlockFrom, type BlockBytes } from './block.js'
 import type { HttpClient } from './http.js'
 
 /** What the request asks for: one CARv1, blocks depth-first, no duplicates (trustless gateway specification). */
@@ -198,7 +199,7 @@ async function fetchCar (
         if (!isCidgetError(err, 'CIDGET_ERR_DAG_INVALID')) throw err
         throw new CidgetError('CIDGET_ERR_BLOCK_INVALID', `${gateway}: the ${what} holds a block cidget cannot verify (${err.message})`, { gateway, cause: err })
       }
-      const key = Buffer.from(cid.multihash.bytes).toString('base64')
+      const key = blockKey(cid)
       if ((expected !== undefined && !expected.has(key)) || seen.has(key)) continue
       // a tree's blocks are many (not held here): its caller tells repeats apart
       if (ask.over === 'unsupported') seen.add(key)
@@ -223,11 +224,17 @@ export async function * carBlocks (reader: ChunkReader, onHead?: (cid: CID, leng
   const header = await readHeader(reader)
   // a CARv2's blocks end where its data section does (its index follows)
   const end = header.version === 2 ? header.dataOffset + header.dataSize : Infinity
-  while (reader.pos < end && (await reader.upTo(8)).length > 0) {
-    const { cid, blockLength } = await readBlockHead(reader)
+  while (reader.pos < end) {
+    // most sections' heads lie whole in the chunk at hand: read at once, not through the library's awaits
+    let head = reader.sectionHead()
+    if (head === undefined) {
+      if ((await reader.upTo(8)).length === 0) break
+      head = await readBlockHead(reader)
+    }
+    const { cid, blockLength } = head
     onHead?.(cid, blockLength)
     if (blockLength < 0) throw new Error('Invalid CAR section (its CID is longer than the section)')
-    const bytes = await reader.pieces(blockLength)
+    const bytes = reader.piecesNow(blockLength) ?? await reader.pieces(blockLength)
     if (reader.pos > end) throw new Error('Unexpected end of data')
     yield { cid, bytes }
   }
@@ -297,6 +304,45 @@ export class ChunkReader {
   async pieces (length: number): Promise<Uint8Array[]> {
     await this.#fill(length)
     if (this.#buffered < length) throw new Error('Unexpected end of data')
+    return this.#pieces(length)
+  }
+
+  /** {@link ChunkReader.pieces} when all `length` bytes have arrived; undefined otherwise (nothing moves). */
+  piecesNow (length: number): Uint8Array[] | undefined {
+    return this.#buffered < length ? undefined : this.#pieces(length)
+  }
+
+  /**
+   * The head of the next CAR section (its length and its CID, as `@ipld/car`'s
+   * `readBlockHead` gives them) when the chunk at hand holds it whole and its
+   * CID is a CIDv0 or a CIDv1, moving past it; the CID's bytes are copied
+   * (not a view that keeps the chunk alive). Undefined otherwise, nothing
+   * moved: the caller reads it the library's way, which also says what is wrong.
+   */
+  sectionHead (): { cid: CID, blockLength: number } | undefined {
+    const first = this.#chunks[0]
+    if (first === undefined) return undefined
+    const at = this.#offset
+    try {
+      const [length, n] = varint.decode(first, at)
+      if (length === 0) return undefined
+      const start = at + n
+      // what the library reads: 0x12 0x20 and a SHA-256 digest (CIDv0), or version 1
+      const b0 = first[start]
+      if (!((b0 === 0x12 && first[start + 1] === 0x20) || b0 === 0x01)) return undefined
+      const { size } = CID.inspectBytes(first.subarray(start))
+      if (start + size > first.length) return undefined
+      const cid = CID.decode(first.slice(start, start + size))
+      this.seek(n + size)
+      // the section's length counts its CID and its block, not the varint itself
+      return { cid, blockLength: length - size }
+    } catch {
+      // a varint or CID cut at the chunk's end, or malformed: the library's way reads on, or throws its own error
+      return undefined
+    }
+  }
+
+  #pieces (length: number): Uint8Array[] {
     // a block in very many small chunks (a gateway that trickles bytes) is copied into one array
     // instead: it would cost an object and an iovec per chunk until it is written; a block much
     // smaller than its chunks too, so that it does not keep them alive

@@ -51,6 +51,27 @@ export type PoolEvent =
   | { type: 'hedge', cid: string, from: string, to: string }
   | { type: 'gateway', gateway: string, state: 'dropped' | 'blocked' | 'healthy', reason: string }
 
+/**
+ * A block's event. Its CID is made a string only when read: a tree of small
+ * files delivers tens of thousands of blocks a second, and most listeners
+ * only count them.
+ */
+class BlockEvent {
+  readonly type = 'block'
+  readonly #id: string | CID
+  constructor (id: string | CID, readonly gateway: string, readonly bytes: number, readonly ms: number) {
+    this.#id = id
+  }
+
+  get cid (): string {
+    return this.#id.toString()
+  }
+
+  toJSON (): PoolEvent {
+    return { type: this.type, cid: this.cid, gateway: this.gateway, bytes: this.bytes, ms: this.ms }
+  }
+}
+
 /** The pool's settings, defaults applied. */
 export interface PoolSettings {
   gateways: Gateway[]
@@ -109,11 +130,15 @@ export class PoolBase {
     return typeof this.#maxAttempts === 'number' ? this.#maxAttempts : this.#maxAttempts(this.gateways.length)
   }
 
-  /** Counts a verified block that `gateway` delivered `ms` after the request; a block of a run is not measured alone (`measure` false: the run is one sample). */
-  delivered (gateway: Gateway, id: string, bytes: number, ms: number, measure = true): void {
+  /**
+   * Counts a verified block (`id`: its CID, or the CID as a string) that
+   * `gateway` delivered `ms` after the request; a block of a run is not
+   * measured alone (`measure` false: the run is one sample).
+   */
+  delivered (gateway: Gateway, id: string | CID, bytes: number, ms: number, measure = true): void {
     if (gateway.delivered(bytes) && !gateway.dropped) this.emit({ type: 'gateway', gateway: gateway.url, state: 'healthy', reason: 'served a valid block again' })
     if (measure) this.measure(gateway, bytes, ms, true)
-    this.emit({ type: 'block', cid: id, gateway: gateway.url, bytes, ms: Math.round(ms) })
+    if (this.#onEvent !== undefined) this.emit(new BlockEvent(id, gateway.url, bytes, Math.round(ms)))
   }
 
   /** Feeds one transfer into the gateway's EWMAs (see Gateway.measure) and a block's time into the pool's latency. */
@@ -239,10 +264,7 @@ export class PoolBase {
   }
 }
 
-/** Blocks are shared by multihash: the same bytes under a CIDv0 and a CIDv1 are one block. */
-export function blockKey (cid: CID): string {
-  return Buffer.from(cid.multihash.bytes).toString('base64')
-}
+export { blockKey } from './block.js'
 
 export function asError (err: unknown, gateway: string): CidgetError {
   if (err instanceof CidgetError) return err

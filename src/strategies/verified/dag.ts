@@ -5,8 +5,8 @@
  */
 import type { CID } from 'multiformats/cid'
 import * as dagPb from '@ipld/dag-pb'
-import { murmur3128 } from '@multiformats/murmur3'
 import { UnixFS } from 'ipfs-unixfs'
+import { murmur3x64First64 } from './murmur3.js'
 import { CidgetError } from '../../core/errors.js'
 import { DEFAULTS } from '../../core/defaults.js'
 
@@ -172,11 +172,15 @@ export function shardLinks (cid: CID, node: dagPb.PBNode, fs: UnixFS): { links: 
  * the first byte on, most significant bit first.
  */
 const UTF8 = new TextEncoder()
+/** Where a name's UTF-8 bytes are put to be hashed (a longer name gets its own array). */
+const NAME_BYTES = new Uint8Array(1024)
 
 export function hamtHash (name: string): Uint8Array {
-  const digest = murmur3128.encode(UTF8.encode(name))
-  if (!(digest instanceof Uint8Array)) throw new TypeError('murmur3-128 was expected to hash synchronously')
-  return digest.subarray(0, 8)
+  const { read, written } = UTF8.encodeInto(name, NAME_BYTES)
+  const bytes = read === name.length ? NAME_BYTES.subarray(0, written) : UTF8.encode(name)
+  const hash = new Uint8Array(8)
+  murmur3x64First64(bytes, hash)
+  return hash
 }
 
 /** `bits` bits of `hash` from bit `offset` on (most significant first); undefined past its 64 bits. */
