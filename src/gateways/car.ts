@@ -330,9 +330,20 @@ export class ChunkReader {
       // what the library reads: 0x12 0x20 and a SHA-256 digest (CIDv0), or version 1
       const b0 = first[start]
       if (!((b0 === 0x12 && first[start + 1] === 0x20) || b0 === 0x01)) return undefined
-      const { size } = CID.inspectBytes(first.subarray(start))
+      let size = 34
+      if (b0 === 0x01) {
+        // the version, the codec, the multihash's code and its digest's length, then the digest
+        let p = start + 1
+        p += varint.decode(first, p)[1]
+        p += varint.decode(first, p)[1]
+        const [digest, d] = varint.decode(first, p)
+        size = p + d + digest - start
+      }
       if (start + size > first.length) return undefined
-      const cid = CID.decode(first.slice(start, start + size))
+      // a copy (a Buffer's slice() would be a view, keeping the whole chunk alive for as long as the CID)
+      const bytes = new Uint8Array(size)
+      bytes.set(first.subarray(start, start + size))
+      const cid = CID.decode(bytes)
       this.seek(n + size)
       // the section's length counts its CID and its block, not the varint itself
       return { cid, blockLength: length - size }

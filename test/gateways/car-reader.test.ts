@@ -36,8 +36,8 @@ async function * chunked (bytes: Uint8Array, sizes: (i: number) => number): Asyn
   let at = 0
   for (let i = 0; at < bytes.length; i++) {
     const n = Math.max(1, sizes(i))
-    // each chunk in a buffer of its own, as a socket gives them
-    yield Uint8Array.prototype.slice.call(bytes, at, at + n)
+    // each chunk a Buffer of its own, as a socket gives them
+    yield Buffer.from(bytes.subarray(at, at + n))
     at += n
   }
 }
@@ -45,6 +45,8 @@ async function * chunked (bytes: Uint8Array, sizes: (i: number) => number): Asyn
 async function read (bytes: Uint8Array, sizes: (i: number) => number): Promise<Array<{ cid: string, bytes: string }>> {
   const out: Array<{ cid: string, bytes: string }> = []
   for await (const { cid, bytes: b } of carBlocks(new ChunkReader(chunked(bytes, sizes)))) {
+    // a CID has bytes of its own: not a view that would keep its chunk alive while the CID is kept
+    expect(cid.bytes.buffer.byteLength).toBe(cid.bytes.byteLength)
     out.push({ cid: cid.toString(), bytes: Buffer.from(joinBlock(b)).toString('hex') })
   }
   return out

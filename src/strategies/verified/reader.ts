@@ -147,9 +147,10 @@ export class DagReader {
 
   /** A leaf that is only written: as {@link get}, but it may come as the pieces it arrived in (no copy). */
   async getLeaf (cid: CID): Promise<BlockBytes> {
-    const key = cid.toString()
-    // a raw block is a leaf, never kept
-    if ((cid.code !== RAW && this.#keys.has(fingerprint(key))) || this.#ahead.has(key) || (this.#resolved !== undefined && this.#resolved.cid.equals(cid)) || this.#source.getPieces === undefined) {
+    // a raw block is a leaf, never kept; its CID is made a string only when some blocks are read ahead
+    // (a tree of small files takes tens of thousands of leaves a second from its streams)
+    if (this.#source.getPieces === undefined || (cid.code !== RAW && this.kept(cid)) ||
+      (this.#ahead.size > 0 && this.#ahead.has(cid.toString())) || (this.#resolved !== undefined && this.#resolved.cid.equals(cid))) {
       return await this.get(cid)
     }
     return await this.#source.getPieces(cid, this.#signal)
