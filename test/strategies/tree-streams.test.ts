@@ -298,6 +298,24 @@ describe('tree streams: several gateways', () => {
   })
 })
 
+describe('tree streams: streams started ahead of the walk', () => {
+  it('subtrees of thousands of small blocks streamed ahead wait for the walk, then come whole: nothing block by block', async () => {
+    const blocks = new MemoryBlocks()
+    // a file over the 16 MiB window keeps the root from coming in one stream: its directories are streamed ahead, each of 2,500 files
+    const entries = [...smallFiles('a', 2500), ...smallFiles('b', 2500), ...smallFiles('c', 2500), { path: 'big.bin', content: seededBytes(17 * MiB, 3) }]
+    const root = await build(blocks, entries)
+    const s = await setup(blocks, 2)
+    await expectTree(await get(s, root), entries)
+    // alone: only the big file's own node (its leaves come in runs), none of the directories' blocks
+    const raw = s.gateways.flatMap(g => g.requests.filter(r => r.format === 'raw'))
+    expect(raw.filter(r => r.path.startsWith('/ipfs/bafkrei')).map(r => r.path)).toEqual([])
+    expect(raw.length).toBeLessThanOrEqual(1)
+    const streams = s.gateways.flatMap(g => treeRequests(g))
+    expect(streams.length).toBeGreaterThanOrEqual(3)
+    expect(streams.every(r => !r.aborted)).toBe(true)
+  })
+})
+
 describe('tree streams: one gateway', () => {
   it.each([[400], [406], [415], [501]])('a gateway that answers a tree CAR with %i is not asked for one again; the tree comes block by block', async (status) => {
     const blocks = new MemoryBlocks()
