@@ -61,11 +61,13 @@ export class TreeWriter {
   readonly ready: Promise<void>
 
   constructor (fresh: boolean) {
-    const taken = takeSpare()
-    const thread = taken ?? startWriter({ fresh, maxOpen: MAX_OPEN })
-    if (taken !== undefined) thread.worker.postMessage({ type: 'init', fresh } satisfies WriteRequest)
-    this.#worker = thread.worker
-    this.ready = thread.ready
+    this.#worker = startSinkWorker('write-worker', { fresh, maxOpen: MAX_OPEN } satisfies WriteWorkerData)
+    this.#worker.unref()
+    this.ready = new Promise<void>((resolve) => {
+      this.#worker.once('online', resolve)
+      this.#worker.once('error', () => { resolve() })
+      this.#worker.once('exit', () => { resolve() })
+    })
     this.#worker.on('message', (m: WriteReply) => {
       if (m.type === 'closed') this.#onClosed?.()
       else this.#answered(m)
@@ -189,57 +191,6 @@ export class TreeWriter {
     for (const wake of this.#room.splice(0)) wake()
     this.#onClosed?.()
   }
-}
-
-/** A writer thread as started: `ready` settles once it runs, or failed to start (it never rejects). */
-interface WriterThread {
-  worker: Worker
-  ready: Promise<void>
-  /** It failed or exited before a tree took it. */
-  gone: boolean
-}
-
-function startWriter (data: WriteWorkerData): WriterThread {
-  const worker = startSinkWorker('write-worker', data)
-  worker.unref()
-  const thread: WriterThread = {
-    worker,
-    gone: false,
-    ready: new Promise<void>((resolve) => {
-      worker.once('online', resolve)
-      worker.once('error', () => { thread.gone = true; resolve() })
-      worker.once('exit', () => { thread.gone = true; resolve() })
-    })
-  }
-  return thread
-}
-
-/** A writer thread started ahead of its tree (see {@link prestartTreeWriter}), not taken yet. */
-let spare: WriterThread | undefined
-
-/**
- * Starts the writer thread of the next {@link TreeWriter} now, while the
- * download finds out what its root is (the thread's start, some tens of ms,
- * then overlaps the first request). It holds nothing of the process (unref'd);
- * {@link dropSpareTreeWriter} ends it when no tree comes.
- */
-export function prestartTreeWriter (): void {
-  if (spare === undefined || spare.gone) spare = startWriter({ maxOpen: MAX_OPEN })
-}
-
-/** Ends a writer thread started ahead that no tree took (its root was a file): its memory goes back. */
-export function dropSpareTreeWriter (): void {
-  const thread = spare
-  spare = undefined
-  if (thread !== undefined) void thread.worker.terminate()
-}
-
-function takeSpare (): WriterThread | undefined {
-  const thread = spare
-  spare = undefined
-  if (thread === undefined || !thread.gone) return thread
-  void thread.worker.terminate()
-  return undefined
 }
 
 /** A failed write as the error to throw: a file that must not be written is refused as unsafe. */

@@ -26,8 +26,6 @@ export type WriteOp = [id: number, path: string, offset: number, start: number, 
 export type WriteRequest =
   | { type: 'ops', ops: WriteOp[], buffer: ArrayBuffer | null }
   | { type: 'close' }
-  /** A thread started before its tree was known (its data without `fresh`) learns it first. */
-  | { type: 'init', fresh: boolean }
 
 /** Why a write failed: a system error (its code and call), or a file that must not be written (`unsafe`). */
 export interface WriteFailure {
@@ -43,11 +41,8 @@ export type WriteReply =
   | { type: 'closed' }
 
 export interface WriteWorkerData {
-  /**
-   * Whether the staging directory was made by this run: its files are created with O_EXCL, unchecked.
-   * Absent for a thread started ahead: its first message ('init') gives it.
-   */
-  fresh?: boolean
+  /** Whether the staging directory was made by this run: its files are created with O_EXCL, unchecked. */
+  fresh: boolean
   /** Files kept open at most; the least recently used is closed first. */
   maxOpen: number
 }
@@ -105,7 +100,7 @@ if (port !== null && data !== null) {
       return fd
     }
     let made: number | undefined
-    if (data.fresh === true) {
+    if (data.fresh) {
       try {
         made = openSync(path, SAFE | constants.O_EXCL, 0o644)
       } catch (err) {
@@ -126,10 +121,6 @@ if (port !== null && data !== null) {
     return opened
   }
   port.on('message', (m: WriteRequest) => {
-    if (m.type === 'init') {
-      data.fresh = m.fresh
-      return
-    }
     if (m.type === 'close') {
       for (const fd of open.values()) {
         try {

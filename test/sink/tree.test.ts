@@ -1,10 +1,9 @@
 import { describe, it, expect } from 'vitest'
 import { mkdir, mkdtemp, readFile, rm, readdir, readlink, symlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
-import { execFileSync, spawnSync } from 'node:child_process'
+import { execFileSync } from 'node:child_process'
 import { join } from 'node:path'
 import { OutputTree } from '../../src/sink/tree.js'
-import { dropSpareTreeWriter, prestartTreeWriter } from '../../src/sink/tree-writer.js'
 import { isCidgetError } from '../../src/core/errors.js'
 
 describe('OutputTree', () => {
@@ -131,45 +130,6 @@ describe('OutputTree', () => {
     } finally {
       await rm(dir, { recursive: true, force: true })
     }
-  })
-
-  it('a writer thread started ahead is taken by the next tree, fresh or not: its writes land, a link planted is refused', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'cidget-tree-'))
-    try {
-      await writeFile(join(dir, 'secret'), 'secret')
-      for (const round of [1, 2]) {
-        // the first round makes the staging directory (fresh), the second finds it there (not fresh)
-        prestartTreeWriter()
-        const tree = await OutputTree.open(join(dir, 'out'), true)
-        await symlink(join(dir, 'secret'), join(tree.root, `link${round}`))
-        const err = await tree.write(join(tree.root, `link${round}`), 0, new TextEncoder().encode('x')).then(() => undefined, (e: unknown) => e)
-        expect(isCidgetError(err, 'CIDGET_ERR_UNSAFE_PARTIAL'), String(err)).toBe(true)
-        await tree.write(join(tree.root, 'f'), round - 1, new TextEncoder().encode(String(round)))
-        await tree.syncAll()
-        await tree.close()
-      }
-      expect(await readFile(join(dir, 'secret'), 'utf8')).toBe('secret')
-      expect(await readFile(join(dir, 'out.cidget-partial', 'f'), 'utf8')).toBe('12')
-      // one started ahead and dropped (the root was a file): the next tree starts its own
-      prestartTreeWriter()
-      dropSpareTreeWriter()
-      const tree = await OutputTree.open(join(dir, 'out2'), true)
-      await tree.write(join(tree.root, 'g'), 0, new TextEncoder().encode('g'))
-      await tree.commit()
-      expect(await readFile(join(dir, 'out2', 'g'), 'utf8')).toBe('g')
-    } finally {
-      await rm(dir, { recursive: true, force: true })
-    }
-  })
-
-  it('a writer thread started ahead that no tree takes does not keep the process alive', () => {
-    const script = `import { prestartTreeWriter } from ${JSON.stringify(new URL('../../src/sink/tree-writer.ts', import.meta.url).href)}
-prestartTreeWriter()
-setTimeout(() => { console.log('still here') }, 100)`
-    const run = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 30_000 })
-    expect(run.error).toBeUndefined()
-    expect(run.status, run.stderr).toBe(0)
-    expect(run.stdout).toBe('still here\n')
   })
 
   it('a file evicted (fsynced and closed) and written again keeps both writes', async () => {

@@ -1,4 +1,4 @@
-import { CID } from 'multiformats/cid'
+import type { CID } from 'multiformats/cid'
 import * as dagPb from '@ipld/dag-pb'
 import * as rawCodec from 'multiformats/codecs/raw'
 import { lstat, rename } from 'node:fs/promises'
@@ -8,7 +8,6 @@ import { DEFAULTS } from '../../core/defaults.js'
 import { ensureFreeSpace, present } from '../../sink/partial.js'
 import { DiskSpace } from '../../sink/space.js'
 import { OutputTree } from '../../sink/tree.js'
-import { dropSpareTreeWriter, prestartTreeWriter } from '../../sink/tree-writer.js'
 import type { DownloadJournal } from '../../core/journal.js'
 import type { StrategyResult } from '../types.js'
 import { checkRecordRename, committedOutput, restartWithoutPartial } from '../steps.js'
@@ -82,16 +81,8 @@ async function verifiedDownload (ctx: VerifiedContext, internal: AbortController
   const resumed = stored !== undefined || await present(partial)
   let durable = stored === undefined ? 0 : record.currentSize
   const reader = await DagReader.open(journal, ctx.blocks, internal.signal, ctx.concurrency)
-  // a root that may be a directory: the writer thread of its tree starts now, beside the first request
-  // (unless this process's last root was a file: a queue of files would start and end a thread each)
-  if (lastRootDirectory && mayBeDirectory(record.cid, record.path)) prestartTreeWriter()
   // an update asks for no leaves with the root: the old output may hold them
-  const start = await openRoot(ctx, journal, reader, resumed || ctx.update !== undefined, durable).catch((err: unknown) => {
-    dropSpareTreeWriter()
-    throw err
-  })
-  lastRootDirectory = start.isDirectory
-  if (!start.isDirectory) dropSpareTreeWriter()
+  const start = await openRoot(ctx, journal, reader, resumed || ctx.update !== undefined, durable)
   const { root, rootBytes, isDirectory, fileSize } = start
   // a partial no progress counts is stale: a directory is emptied, a file cut to its size (its leaves are checked below)
   const tree = await OutputTree.open(record.output, isDirectory, { stale: stored === undefined, size: fileSize ?? rootBytes.byteLength })
@@ -125,19 +116,6 @@ async function verifiedDownload (ctx: VerifiedContext, internal: AbortController
   })
   await walk.run()
   return await finish(ctx, journal, tree, walk, reader, seeded)
-}
-
-/** Whether the last root this process opened was a directory (true before the first). */
-let lastRootDirectory = true
-
-/** False when the target is a raw block (a file of one block): it cannot be a directory. */
-function mayBeDirectory (cid: string, path: string): boolean {
-  if (path !== '' && path !== '/') return true
-  try {
-    return CID.parse(cid).code !== rawCodec.code
-  } catch {
-    return true
-  }
 }
 
 /**
