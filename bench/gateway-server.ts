@@ -159,7 +159,9 @@ process.on('SIGTERM', () => { void shutdown() })
 process.on('SIGINT', () => { void shutdown() })
 /**
  * SIGUSR2: print one JSON line of counters for the requests since the
- * previous SIGUSR2 (all gateways of this process together), then forget them.
+ * previous SIGUSR2 (all gateways of this process together; per gateway, the
+ * bytes sent and `spans`: its first request's arrival and its last answer's
+ * end, ms since the epoch, `null` and 0 without requests), then forget them.
  */
 process.on('SIGUSR2', () => {
   const stats = { stats: true, requests: 0, raw: 0, car: 0, path: 0, aborted: 0, bytesSent: 0, perGateway: [] as number[], spans: [] as Array<[number, number]> }
