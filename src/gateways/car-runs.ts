@@ -8,11 +8,11 @@
  */
 
 import type { CID } from 'multiformats/cid'
-import { blockLength, checkMultihash, identityBytes, type BlockBytes } from './block.js'
+import { blockKey, blockLength, checkMultihash, identityBytes, type BlockBytes } from './block.js'
 import { CarUnsupportedError, fetchCarRun, type RunRange } from './car.js'
 import type { Gateway } from './gateway.js'
 import type { BlockFetcher } from './block-fetch.js'
-import { HANDED_ON, POOL_DEFAULTS, asError, blockKey, type PoolBase } from './pool-base.js'
+import { HANDED_ON, POOL_DEFAULTS, asError, type PoolBase } from './pool-base.js'
 
 /** A block a run fetches (or has fetched) ahead of its `get()`. */
 export interface Prefetched {

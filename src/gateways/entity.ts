@@ -8,10 +8,10 @@
 
 import type { CID } from 'multiformats/cid'
 import type { CidgetError } from '../core/errors.js'
-import { blockLength, checkMultihash, identityBytes, type BlockBytes } from './block.js'
+import { blockKey, blockLength, checkMultihash, identityBytes, type BlockBytes } from './block.js'
 import { CarUnsupportedError, type RunRange } from './car.js'
 import type { RunScheduler } from './car-runs.js'
-import { HANDED_ON, NEVER, asError, blockKey, type PoolBase } from './pool-base.js'
+import { HANDED_ON, NEVER, asError, type PoolBase } from './pool-base.js'
 
 /**
  * The first bytes of an entity streamed before its DAG is known (see

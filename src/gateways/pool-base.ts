@@ -264,8 +264,6 @@ export class PoolBase {
   }
 }
 
-export { blockKey } from './block.js'
-
 export function asError (err: unknown, gateway: string): CidgetError {
   if (err instanceof CidgetError) return err
   const detail = err instanceof Error ? err.message : String(err)

@@ -8,28 +8,19 @@ import { sha256 } from 'multiformats/hashes/sha2'
 import { varint } from 'multiformats'
 import { ChunkReader, carBlocks } from '../../src/gateways/car.js'
 import { joinBlock } from '../../src/gateways/block.js'
+import { carHeader } from '../../src/sink/car-writer.js'
 
-/** A CARv1 of `blocks` (the first as its root), framed by hand: header, then varint(length) CID bytes. */
+/**
+ * A CARv1 of `blocks` naming `root`: the project's own header (sink/car-writer.ts), each section
+ * framed here from the CID's bytes, so that a test can give bytes no CID object would hold.
+ */
 function car (blocks: Array<{ cid: Uint8Array, bytes: Uint8Array }>, root: CID): Uint8Array {
-  // dag-cbor of { roots: [root], version: 1 }: built by @ipld/car's own encoder would need its writer; the reader is checked against
-  const header = headerBytes(root)
-  const parts: Uint8Array[] = [varint.encodeTo(header.length, new Uint8Array(varint.encodingLength(header.length))), header]
+  const parts: Uint8Array[] = [carHeader(root)]
   for (const b of blocks) {
     const length = b.cid.length + b.bytes.length
     parts.push(varint.encodeTo(length, new Uint8Array(varint.encodingLength(length))), b.cid, b.bytes)
   }
   return Buffer.concat(parts)
-}
-
-/** The dag-cbor header `{ roots: [root], version: 1 }` (map of 2, keys sorted by length then bytes). */
-function headerBytes (root: CID): Uint8Array {
-  const cidBytes = Buffer.concat([Buffer.from([0]), root.bytes])
-  return Buffer.concat([
-    Buffer.from([0xa2]),
-    Buffer.from([0x65]), Buffer.from('roots'),
-    Buffer.from([0x81, 0xd8, 0x2a, 0x58, cidBytes.length]), cidBytes,
-    Buffer.from([0x67]), Buffer.from('version'), Buffer.from([0x01])
-  ])
 }
 
 async function * chunked (bytes: Uint8Array, sizes: (i: number) => number): AsyncGenerator<Uint8Array> {

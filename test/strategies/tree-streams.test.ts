@@ -299,7 +299,7 @@ describe('tree streams: several gateways', () => {
 })
 
 describe('tree streams: streams started ahead of the walk', () => {
-  it('subtrees of thousands of small blocks streamed ahead wait for the walk, then come whole: nothing block by block', async () => {
+  it('subtrees of thousands of small blocks streamed ahead of the walk come whole from their streams: nothing block by block', async () => {
     const blocks = new MemoryBlocks()
     // a file over the 16 MiB window keeps the root from coming in one stream: its directories are streamed ahead, each of 2,500 files
     const entries = [...smallFiles('a', 2500), ...smallFiles('b', 2500), ...smallFiles('c', 2500), { path: 'big.bin', content: seededBytes(17 * MiB, 3) }]
